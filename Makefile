@@ -1,0 +1,45 @@
+# Two commands for a fresh machine: `make demo` and `make test`. Each creates .venv when
+# missing and reinstalls only when pyproject.toml changed (a stamp holds its hash).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.stamp-$(shell sha256sum pyproject.toml | cut -c1-16)
+export MALLOC_MMAP_THRESHOLD_ := 16777216
+export MALLOC_TRIM_THRESHOLD_ := 268435456
+export RAY_DATA_ENABLE_OP_RESOURCE_RESERVATION := 0
+export TOKENIZERS_PARALLELISM := false
+export HF_HUB_OFFLINE := 1
+
+.PHONY: demo test bench install wordnet lint clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	@rm -f $(VENV)/.stamp-* && touch $@
+
+install: $(STAMP) wordnet
+
+# WordNet for SynonymAug, offline: Debian's wordnet-base ships the 3.0 database files.
+wordnet:
+	@if [ -f /usr/share/wordnet/data.noun ] || [ -n "$$ROLEFORGE_WORDNET" ]; then :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wordnet-base >/dev/null) \
+	  || echo "roleforge: could not install wordnet-base; SynonymAug recipes will fail at load with instructions"; \
+	else echo "roleforge: WordNet missing; run 'sudo apt-get install wordnet-base' (or set ROLEFORGE_WORDNET=<dir>) for SynonymAug"; fi
+
+demo: install
+	$(VENV)/bin/roleforge run examples/demo.yaml
+
+test: install
+	$(PY) -m pytest -q tests
+
+bench: install
+	$(PY) benchmarks/run_all.py
+
+lint: install
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+clean:
+	rm -rf $(VENV) roleforge-store

@@ -1,0 +1,103 @@
+"""The canonical record: one Arrow row is one conversation sample (see DESIGN.md)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pyarrow as pa
+
+ROLES = ("system", "user", "assistant")
+SPLITS = ("train", "validation", "test")
+IMAGE_PLACEHOLDER = "<image>"
+AUDIO_PLACEHOLDER = "<audio>"
+
+MEDIA_TYPE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+CHARACTER_TYPE = pa.struct(
+    [
+        ("name", pa.string()),
+        ("profile", pa.string()),
+        ("greeting", pa.string()),
+        ("catchphrases", pa.list_(pa.string())),
+    ]
+)
+MESSAGE_TYPE = pa.struct([("role", pa.string()), ("name", pa.string()), ("content", pa.string())])
+OP_TYPE = pa.struct([("modality", pa.string()), ("op", pa.string()), ("params", pa.string())])
+AUGMENTATION_TYPE = pa.struct(
+    [
+        ("recipe_hash", pa.string()),
+        ("copy", pa.int32()),
+        ("seed", pa.uint64()),
+        ("ops", pa.list_(OP_TYPE)),
+    ]
+)
+
+# `params` of an applied op is stored as canonical JSON text: ops have heterogeneous
+# parameters and a struct column would need one union schema across every op.
+RECORD_FIELDS = [
+    pa.field("id", pa.string(), nullable=False),
+    pa.field("parent_id", pa.string()),
+    pa.field("source", pa.string(), nullable=False),
+    pa.field("split", pa.string()),
+    pa.field("character", CHARACTER_TYPE),
+    pa.field("messages", pa.list_(MESSAGE_TYPE), nullable=False),
+    pa.field("images", pa.list_(MEDIA_TYPE), nullable=False),
+    pa.field("audios", pa.list_(MEDIA_TYPE), nullable=False),
+    pa.field("augmentation", AUGMENTATION_TYPE),
+]
+
+# Inside the pipeline a record also carries where it came from (file and line/index), so
+# a record rejected by a later stage can still be quarantined with its source reference.
+SOURCE_REF_FIELD = pa.field("source_ref", pa.string())
+
+
+def hf_features() -> dict[str, Any]:
+    """Return the HF `datasets` Features of the canonical record, as its JSON dict form."""
+    string = {"dtype": "string", "_type": "Value"}
+    message = {"role": string, "name": string, "content": string}
+    op = {"modality": string, "op": string, "params": string}
+    return {
+        "id": string,
+        "parent_id": string,
+        "source": string,
+        "split": string,
+        "character": {
+            "name": string,
+            "profile": string,
+            "greeting": string,
+            "catchphrases": {"feature": string, "_type": "List"},
+        },
+        "messages": {"feature": message, "_type": "List"},
+        "images": {"feature": {"_type": "Image"}, "_type": "List"},
+        "audios": {"feature": {"_type": "Audio"}, "_type": "List"},
+        "augmentation": {
+            "recipe_hash": string,
+            "copy": {"dtype": "int32", "_type": "Value"},
+            "seed": {"dtype": "uint64", "_type": "Value"},
+            "ops": {"feature": op, "_type": "List"},
+        },
+    }
+
+
+def record_schema(with_source_ref: bool = False) -> pa.Schema:
+    """Return the Arrow schema of the canonical record, with HF features in its metadata."""
+    fields = list(RECORD_FIELDS)
+    if with_source_ref:
+        fields.append(SOURCE_REF_FIELD)
+    metadata = {b"huggingface": json.dumps({"info": {"features": hf_features()}}).encode()}
+    return pa.schema(fields, metadata=metadata)
+
+
+RECORD_SCHEMA = record_schema()
+WORK_SCHEMA = record_schema(with_source_ref=True)
+
+
+def records_to_table(records: list[dict[str, Any]], schema: pa.Schema = WORK_SCHEMA) -> pa.Table:
+    """Return an Arrow table of canonical record dicts; keys the schema lacks are ignored."""
+    columns = {f.name: [r.get(f.name) for r in records] for f in schema}
+    return pa.Table.from_pydict(columns, schema=schema)
+
+
+def count_placeholders(messages: list[dict[str, Any]], placeholder: str) -> int:
+    """Return how many times `placeholder` occurs over all message contents."""
+    return sum((m.get("content") or "").count(placeholder) for m in messages)
