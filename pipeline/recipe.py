@@ -168,8 +168,8 @@ class Recipe(_Strict):
 
     def data_dict(self) -> dict[str, Any]:
         """Return the parts of the recipe that decide the dataset's content."""
-        d = self.model_dump(mode="json", include={"name", "seed", "sources", "split", "augment", "limits"})
-        return d
+        fields = {"name", "seed", "sources", "split", "augment", "limits"}
+        return self.model_dump(mode="json", include=fields)
 
     @property
     def recipe_hash(self) -> str:

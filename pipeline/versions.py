@@ -1,0 +1,100 @@
+"""The dataset store: where versions live and how a committed version is read back.
+
+Layout (DESIGN.md): <store>/<name>/versions/v<N>/ holds shards and cards,
+<store>/<name>/versions/v<N>.json is the manifest, whose exclusive creation is the commit.
+Readers trust only manifests: a v<N>/ folder without its manifest does not exist.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from typing import Any
+
+MANIFEST_FORMAT = "roleforge.manifest/1"
+_VERSION_FILE = re.compile(r"^v(\d+)\.json$")
+_REF = re.compile(r"^(?P<name>[A-Za-z0-9_.-]+?)(?:@v?(?P<version>\d+))?$")
+
+
+class VersionNotFound(LookupError):
+    """The asked-for dataset or version has no committed manifest."""
+
+
+def parse_ref(ref: str) -> tuple[str, int | None]:
+    """Return (name, version) from 'name' or 'name@vN'; version None means the latest."""
+    m = _REF.match(ref.strip())
+    if not m:
+        raise ValueError(f"not a dataset reference: {ref!r} (use NAME or NAME@vN)")
+    version = m.group("version")
+    return m.group("name"), int(version) if version is not None else None
+
+
+@dataclass(frozen=True)
+class Store:
+    """One dataset's folder in a store: paths, committed versions and their manifests."""
+
+    uri: str
+    name: str
+
+    @property
+    def root(self) -> str:
+        return os.path.join(self.uri, self.name)
+
+    @property
+    def versions_dir(self) -> str:
+        return os.path.join(self.root, "versions")
+
+    def staging_dir(self, run_id: str) -> str:
+        return os.path.join(self.root, "_staging", run_id)
+
+    def quarantine_path(self, run_id: str) -> str:
+        return os.path.join(self.root, "quarantine", f"{run_id}.jsonl")
+
+    def models_dir(self, run_id: str) -> str:
+        return os.path.join(self.root, "models", run_id)
+
+    def version_dir(self, version: int) -> str:
+        return os.path.join(self.versions_dir, f"v{version}")
+
+    def manifest_path(self, version: int) -> str:
+        return os.path.join(self.versions_dir, f"v{version}.json")
+
+    def versions(self) -> list[int]:
+        """Return the committed version numbers, ascending."""
+        try:
+            names = os.listdir(self.versions_dir)
+        except FileNotFoundError:
+            return []
+        return sorted(int(m.group(1)) for n in names if (m := _VERSION_FILE.match(n)))
+
+    def latest(self) -> int | None:
+        """Return the newest committed version number, or None when there is none."""
+        versions = self.versions()
+        return versions[-1] if versions else None
+
+    def manifest(self, version: int | None = None) -> dict[str, Any]:
+        """Return the manifest of `version` (the latest when None)."""
+        if version is None:
+            version = self.latest()
+            if version is None:
+                raise VersionNotFound(
+                    f"dataset {self.name!r} has no committed version in {self.uri}"
+                )
+        try:
+            with open(self.manifest_path(version), encoding="utf-8") as f:
+                return json.load(f)
+        except FileNotFoundError:
+            raise VersionNotFound(
+                f"{self.name}@v{version} is not committed in {self.uri}"
+            ) from None
+
+    def shard_paths(self, manifest: dict[str, Any], split: str | None = None) -> list[str]:
+        """Return absolute shard paths of a manifest, in manifest order, optionally one split."""
+        vdir = self.version_dir(manifest["version"])
+        return [
+            os.path.join(vdir, s["path"])
+            for s in manifest["shards"]
+            if split is None or s["split"] == split
+        ]
