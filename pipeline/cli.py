@@ -34,10 +34,14 @@ def ingest(
 ) -> None:
     """Read and validate every source; quarantine what is broken; report counts."""
     from pipeline.ingest import TooManyBadRecords, run_ingest
+    from pipeline.recipe import RecipeError
 
     r = _load(recipe)
     try:
         report = run_ingest(r)
+    except RecipeError as exc:  # a source path or characters file the recipe names is missing
+        typer.echo(f"recipe error: {exc}", err=True)
+        raise typer.Exit(EXIT_RECIPE) from None
     except TooManyBadRecords as exc:
         if as_json:
             typer.echo(json.dumps(exc.report.to_dict(), indent=2))

@@ -1,0 +1,235 @@
+"""From a parsed corpus record to a canonical WORK record: roles, character, media bytes.
+
+Format readers only parse their spelling into a `ParsedRecord`; everything every format
+shares (speaker-to-role mapping, the character join, loading media safely) happens here once.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline.characters import CharacterBook
+from pipeline.ids import original_id
+from pipeline.media import MediaRoot, decode_base64, decode_data_uri, is_data_uri, read_media_file
+from pipeline.quarantine import RecordRejected
+from pipeline.recipe import MediaLimits, SourceConfig
+
+ROLE_ALIASES = {
+    "system": "system",
+    "developer": "system",
+    "user": "user",
+    "human": "user",
+    "assistant": "assistant",
+    "gpt": "assistant",
+    "bot": "assistant",
+    "model": "assistant",
+    "char": "assistant",
+    "character": "assistant",
+}
+# Tool-calling turns have no place in a role-play sample; they are refused, not guessed at.
+TOOL_ROLES = {"tool", "function", "function_call", "observation", "ipython", "tool_call"}
+
+
+@dataclass(frozen=True)
+class MediaRef:
+    """One media item as the corpus wrote it: a path, a data URI, bare base64, or raw bytes."""
+
+    path: str | None = None
+    data_uri: str | None = None
+    base64: str | None = None
+    raw: bytes | None = None
+
+    @classmethod
+    def from_text(cls, value: str) -> MediaRef:
+        return cls(data_uri=value) if is_data_uri(value) else cls(path=value)
+
+
+@dataclass
+class RawTurn:
+    """One turn as the corpus wrote it; `speaker` is a role word or a speaker's name."""
+
+    speaker: str
+    content: str
+    name: str | None = None
+
+
+@dataclass
+class ParsedRecord:
+    """A corpus record parsed from its format, before roles, character and media are resolved."""
+
+    turns: list[RawTurn]
+    images: list[MediaRef] = field(default_factory=list)
+    audios: list[MediaRef] = field(default_factory=list)
+    character: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class FileContext:
+    """What assembling the records of one corpus file needs to know about its source."""
+
+    source: SourceConfig
+    limits: MediaLimits
+    book: CharacterBook
+    file_ref: str  # the file relative to the recipe folder, for source_ref
+    file_key: str  # the file relative to the source's path folder, for the record id
+    media_root: MediaRoot
+
+    def source_ref(self, key: str) -> str:
+        return f"{self.file_ref}:{key}"
+
+    def record_id(self, key: str) -> str:
+        return original_id(self.source.name, f"{self.file_key}:{key}")
+
+
+def map_speaker(
+    speaker: str, name: str | None, character_name: str | None
+) -> tuple[str, str | None]:
+    """Return (canonical role, speaker name) for one turn, or raise unknown_role.
+
+    The played character speaks as `assistant`; with a known character every other named
+    speaker is a `user` whose `name` is kept, which is how multi-speaker scenes survive.
+    """
+    word = speaker.strip()
+    folded = word.casefold()
+    if character_name is not None:
+        played = character_name.casefold()
+        if folded == played or (name is not None and name.strip().casefold() == played):
+            return "assistant", None
+    role = ROLE_ALIASES.get(folded)
+    if role is not None:
+        return role, name if role == "user" else None
+    if folded in TOOL_ROLES or not word:
+        raise RecordRejected("unknown_role", f"turn role {speaker!r} is not a role-play role")
+    if character_name is None:
+        raise RecordRejected(
+            "unknown_role",
+            f"speaker {speaker!r} maps to no role and the record names no character to play",
+        )
+    return "user", word
+
+
+def assemble_record(parsed: ParsedRecord, key: str, ctx: FileContext) -> dict[str, Any]:
+    """Return the canonical WORK record for one parsed corpus record, media bytes loaded."""
+    character = ctx.book.resolve(parsed.character, ctx.source.character)
+    character_name = character["name"] if character else None
+    messages = []
+    for turn in parsed.turns:
+        role, name = map_speaker(turn.speaker, turn.name, character_name)
+        messages.append({"role": role, "name": name, "content": turn.content})
+    record = {
+        "id": ctx.record_id(key),
+        "parent_id": None,
+        "source": ctx.source.name,
+        "split": None,
+        "character": character,
+        "messages": messages,
+        "images": [load_media(ref, ctx) for ref in parsed.images],
+        "audios": [load_media(ref, ctx) for ref in parsed.audios],
+        "augmentation": None,
+        "source_ref": ctx.source_ref(key),
+    }
+    _require_encodable_text(record)
+    return record
+
+
+def load_media(ref: MediaRef, ctx: FileContext) -> dict[str, Any]:
+    """Return the storage form {bytes, path} of one media item, refusing it per the limits."""
+    max_bytes = ctx.limits.max_media_bytes
+    if ref.raw is not None:
+        if len(ref.raw) > max_bytes:
+            raise RecordRejected(
+                "media_too_large",
+                f"embedded media has {len(ref.raw)} bytes, over the limit of {max_bytes}",
+            )
+        return {"bytes": ref.raw, "path": ref.path}
+    if ref.data_uri is not None:
+        return {"bytes": decode_data_uri(ref.data_uri, max_bytes), "path": None}
+    if ref.base64 is not None:
+        return {"bytes": decode_base64(ref.base64, max_bytes), "path": None}
+    if ref.path is not None:
+        return {"bytes": read_media_file(ref.path, ctx.media_root, max_bytes), "path": ref.path}
+    raise RecordRejected("wrong_types", "a media item has neither bytes, a path nor a data URI")
+
+
+def _require_encodable_text(record: dict[str, Any]) -> None:
+    # Lone surrogates (from "\ud800" escapes) parse as JSON but cannot be written as UTF-8.
+    texts = [m["content"] for m in record["messages"]] + [m["name"] for m in record["messages"]]
+    if record["character"]:
+        c = record["character"]
+        texts += [c["name"], c["profile"], c["greeting"], *c["catchphrases"]]
+    texts += [m["path"] for m in record["images"] + record["audios"]]
+    for text in texts:
+        if text is not None and not is_utf8_encodable(text):
+            raise RecordRejected("invalid_utf8", f"text is not valid Unicode: {text[:60]!r}")
+
+
+def is_utf8_encodable(text: str) -> bool:
+    """Return whether `text` can be written as UTF-8 (no lone surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def relative_ref(path: str, base: str) -> str:
+    """Return `path` relative to `base` with forward slashes, for stable references."""
+    return os.path.relpath(path, base).replace(os.sep, "/")
+
+
+# Small type checks shared by the format readers; each raises wrong_types naming the field.
+
+
+def require_str(value: Any, where: str) -> str:
+    """Return `value` if it is a string, else raise wrong_types naming `where`."""
+    if not isinstance(value, str):
+        raise RecordRejected("wrong_types", f"{where} must be a string, not {_kind(value)}")
+    return value
+
+
+def optional_str(value: Any, where: str) -> str | None:
+    """Return `value` if it is a string or None, else raise wrong_types naming `where`."""
+    return None if value is None else require_str(value, where)
+
+
+def require_list(value: Any, where: str) -> list[Any]:
+    """Return `value` if it is a list, else raise wrong_types naming `where`."""
+    if not isinstance(value, list):
+        raise RecordRejected("wrong_types", f"{where} must be a list, not {_kind(value)}")
+    return value
+
+
+def require_dict(value: Any, where: str) -> dict[str, Any]:
+    """Return `value` if it is an object, else raise wrong_types naming `where`."""
+    if not isinstance(value, dict):
+        raise RecordRejected("wrong_types", f"{where} must be an object, not {_kind(value)}")
+    return value
+
+
+def media_refs(value: Any, where: str) -> list[MediaRef]:
+    """Return the media items of a field that holds one path, a list of them, or storage dicts."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [MediaRef.from_text(value)]
+    refs = []
+    for i, item in enumerate(require_list(value, where)):
+        if isinstance(item, str):
+            refs.append(MediaRef.from_text(item))
+        elif isinstance(item, dict) and isinstance(item.get("bytes"), bytes | bytearray):
+            refs.append(
+                MediaRef(raw=bytes(item["bytes"]), path=optional_str(item.get("path"), where))
+            )
+        elif isinstance(item, dict) and isinstance(item.get("path") or item.get("url"), str):
+            refs.append(MediaRef.from_text(item.get("path") or item["url"]))
+        else:
+            raise RecordRejected(
+                "wrong_types", f"{where}[{i}] must be a path, a data URI or {{bytes, path}}"
+            )
+    return refs
+
+
+def _kind(value: Any) -> str:
+    return "missing" if value is None else type(value).__name__

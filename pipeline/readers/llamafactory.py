@@ -1,0 +1,76 @@
+"""LLaMA-Factory / ms-swift records, and the ShareGPT / LLaVA spelling of the same idea.
+
+    {"messages": [{"role", "content"}], "images": [...], "audios": [...], "system"?, "character"?}
+    {"conversations": [{"from", "value"}], "image": "x.jpg" | [...], "audio"?, "system"?}
+
+Media are listed beside the dialogue; `<image>` / `<audio>` placeholders mark where they go.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipeline.characters import character_from_value
+from pipeline.readers.assemble import (
+    ParsedRecord,
+    RawTurn,
+    media_refs,
+    optional_str,
+    require_dict,
+    require_list,
+    require_str,
+)
+
+
+def parse_llamafactory(value: dict[str, Any]) -> ParsedRecord:
+    """Return the parsed form of a `messages` record whose contents are strings.
+
+    A record whose contents turn out to be OpenAI part lists is read as one, so a file whose
+    first record happened to be text-only is still read right.
+    """
+    messages = value.get("messages")
+    if isinstance(messages, list) and any(
+        isinstance(m, dict) and isinstance(m.get("content"), list) for m in messages
+    ):
+        from pipeline.readers.openai import parse_openai
+
+        return parse_openai(value)
+    turns = _turns(value.get("messages"), "messages", role_key="role", text_key="content")
+    return _with_media_and_system(value, turns)
+
+
+def parse_sharegpt(value: dict[str, Any]) -> ParsedRecord:
+    """Return the parsed form of a ShareGPT / LLaVA `conversations` record."""
+    turns = _turns(value.get("conversations"), "conversations", role_key="from", text_key="value")
+    return _with_media_and_system(value, turns)
+
+
+def _turns(messages: Any, where: str, role_key: str, text_key: str) -> list[RawTurn]:
+    turns = []
+    for i, message in enumerate(require_list(messages, where)):
+        message = require_dict(message, f"{where}[{i}]")
+        # Both spellings appear inside either list in the wild (dataset_info "tags" remap them).
+        speaker = message.get(role_key, message.get("from" if role_key == "role" else "role"))
+        text = message.get(text_key, message.get("value" if text_key == "content" else "content"))
+        turns.append(
+            RawTurn(
+                speaker=require_str(speaker, f"{where}[{i}].{role_key}"),
+                content=require_str(text, f"{where}[{i}].{text_key}"),
+                name=optional_str(message.get("name"), f"{where}[{i}].name"),
+            )
+        )
+    return turns
+
+
+def _with_media_and_system(value: dict[str, Any], turns: list[RawTurn]) -> ParsedRecord:
+    system = optional_str(value.get("system"), "system")
+    if system and not (turns and turns[0].speaker.casefold() == "system"):
+        turns.insert(0, RawTurn(speaker="system", content=system))
+    images = media_refs(value.get("images"), "images") + media_refs(value.get("image"), "image")
+    audios = media_refs(value.get("audios"), "audios") + media_refs(value.get("audio"), "audio")
+    return ParsedRecord(
+        turns=turns,
+        images=images,
+        audios=audios,
+        character=character_from_value(value.get("character")),
+    )
