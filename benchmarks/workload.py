@@ -1,0 +1,69 @@
+"""The benchmark job: one realistic augmentation recipe that every contender runs.
+
+`AUGMENT` is the recipe's `augment:` section. Our pipeline reads it through the recipe;
+the baselines build the same ops straight from the libraries (albumentations,
+audiomentations, nlpaug, soxr) from the same dict, so both sides do the same work.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+COPIES = 2
+SEED = 1234
+
+AUGMENT: dict[str, Any] = {
+    "copies": COPIES,
+    "text": [
+        {"op": "KeyboardAug", "roles": ["user"], "p": 1.0, "aug_char_p": 0.1, "aug_word_p": 0.1},
+    ],
+    "image": [
+        {"op": "RandomResizedCrop", "size": [224, 224], "scale": [0.6, 1.0], "p": 1.0},
+        {"op": "HorizontalFlip", "p": 0.5},
+        {
+            "op": "ColorJitter",
+            "brightness": 0.2,
+            "contrast": 0.2,
+            "saturation": 0.2,
+            "hue": 0.05,
+            "p": 0.8,
+        },
+    ],
+    "audio": [
+        {"op": "Gain", "min_gain_db": -6.0, "max_gain_db": 6.0, "p": 1.0},
+        {"op": "AddGaussianNoise", "min_amplitude": 0.001, "max_amplitude": 0.01, "p": 0.5},
+        {"op": "SpeedPerturb", "factors": [0.9, 1.1], "p": 1.0},
+    ],
+}
+
+
+def recipe_dict(
+    jsonl: Path, store: Path, name: str = "bench", batch_size: int | None = None
+) -> dict[str, Any]:
+    """Return the benchmark recipe as parsed YAML: every record is train, so every one is augmented."""
+    recipe: dict[str, Any] = {
+        "name": name,
+        "store": str(store),
+        "seed": SEED,
+        "sources": [
+            {"name": "bench", "path": str(jsonl), "format": "llamafactory", "character": "Mira"}
+        ],
+        # validation/test are never augmented; the job compares augmentation, so all is train.
+        "split": {"by": "conversation", "validation": 0.0, "test": 0.0},
+        "augment": AUGMENT,
+        "output": {"format": "arrow", "shard_size": "256MB"},
+        "cards_dir": str(store / "_cards"),
+    }
+    if batch_size is not None:
+        recipe["execution"] = {"batch_size": batch_size}
+    return recipe
+
+
+def write_recipe(path: Path, recipe: dict[str, Any]) -> Path:
+    """Write `recipe` as YAML at `path` and return the path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False), encoding="utf-8")
+    return path
