@@ -13,6 +13,13 @@ app = typer.Typer(
     help="Ingest, augment, version and fine-tune on multimodal role-play dialogue corpora.",
 )
 
+
+@app.callback()
+def _commands() -> None:
+    # A callback keeps `roleforge ingest RECIPE` a subcommand even while it is the only command.
+    pass
+
+
 EXIT_RECIPE = 2
 EXIT_TOO_MANY_BAD = 3
 

@@ -24,6 +24,7 @@ _DECODE_ERRORS = (Exception,)
 # shortens the frame count of a truncated file, so reading the header proves the clip decodes.
 _PCM_CONTAINERS = {"WAV", "WAVEX", "RF64", "W64", "AIFF", "AU", "CAF"}
 _AUDIO_BLOCK_FRAMES = 1 << 16
+_BUFFER_REPR = re.compile(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>")
 
 
 @dataclass(frozen=True)
@@ -168,7 +169,7 @@ def probe_image(data: bytes, max_pixels: int) -> ImageInfo:
     except Image.DecompressionBombError as exc:
         raise RecordRejected("image_too_large", f"decompression bomb refused: {exc}") from None
     except _DECODE_ERRORS as exc:
-        raise RecordRejected("corrupt_image", f"not a readable image: {exc}") from None
+        raise RecordRejected("corrupt_image", f"not a readable image: {_say(exc)}") from None
     with im:
         width, height = im.size
         if width <= 0 or height <= 0:
@@ -188,7 +189,9 @@ def probe_image(data: bytes, max_pixels: int) -> ImageInfo:
         except Image.DecompressionBombError as exc:
             raise RecordRejected("image_too_large", f"decompression bomb refused: {exc}") from None
         except _DECODE_ERRORS as exc:
-            raise RecordRejected("corrupt_image", f"{fmt} image does not decode: {exc}") from None
+            raise RecordRejected(
+                "corrupt_image", f"{fmt} image does not decode: {_say(exc)}"
+            ) from None
     return ImageInfo(format=fmt, width=width, height=height)
 
 
@@ -203,7 +206,7 @@ def probe_audio(data: bytes, max_seconds: float) -> AudioInfo:
     try:
         info = sf.info(io.BytesIO(data))
     except _DECODE_ERRORS as exc:
-        raise RecordRejected("corrupt_audio", f"not a readable audio clip: {exc}") from None
+        raise RecordRejected("corrupt_audio", f"not a readable audio clip: {_say(exc)}") from None
     probed = AudioInfo(
         format=info.format, samplerate=info.samplerate, channels=info.channels, frames=info.frames
     )
@@ -241,5 +244,10 @@ def _decode_all_frames(data: bytes, fmt: str) -> int:
                     break
                 decoded += len(block)
     except _DECODE_ERRORS as exc:
-        raise RecordRejected("corrupt_audio", f"{fmt} clip does not decode: {exc}") from None
+        raise RecordRejected("corrupt_audio", f"{fmt} clip does not decode: {_say(exc)}") from None
     return decoded
+
+
+def _say(exc: BaseException) -> str:
+    # Decoders name the in-memory buffer by address; that says nothing to the reader of a report.
+    return _BUFFER_REPR.sub("the bytes", str(exc)) or type(exc).__name__

@@ -118,15 +118,18 @@ def _load_book(
 
 def _read_file(file: str, ctx: FileContext) -> Iterator[dict[str, Any] | QuarantineEntry]:
     items: Iterator[RawItem] = iter_raw_items(file)
-    fmt = ctx.source.format
-    if fmt == "auto":
+    auto = ctx.source.format == "auto"
+    fmt: str | None = ctx.source.format
+    if auto:
         fmt, items = _detect_file_format(file, items)
         log.debug("%s: format %s", ctx.file_ref, fmt)
-    parser = PARSERS.get(fmt) if fmt else None
     for item in items:
         if item.error is not None:
             yield _entry(ctx, item, item.error)
             continue
+        # Auto mode trusts a record's own shape over its file's (concatenated corpora mix them);
+        # the file's format still judges records whose shape is not recognisable.
+        parser = PARSERS.get((detect_format(item.value) if auto else None) or fmt or "")
         try:
             if parser is None:
                 keys = ", ".join(sorted(map(str, item.value))[:8])

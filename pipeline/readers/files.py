@@ -90,6 +90,7 @@ def _json_line_items(path: str) -> Iterator[RawItem]:
 
 
 def _parse_line(key: str, raw: bytes) -> RawItem:
+    raw = raw.strip()
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
