@@ -169,12 +169,18 @@ def _validation_entry(record: dict[str, Any], recipe: Recipe) -> QuarantineEntry
     try:
         validate_record(record, recipe.limits)
     except RecordRejected as exc:
-        return QuarantineEntry(
-            stage="validate",
-            reason=exc.reason,
-            message=exc.message,
-            source=record["source"],
-            source_ref=record["source_ref"],
-            record_id=record["id"],
-        )
-    return None
+        reason, message = exc.reason, exc.message
+    except Exception as exc:
+        # Same rule as the readers: one record's unforeseen error is quarantined, and named.
+        log.warning("%s: validation raised", record["source_ref"], exc_info=True)
+        reason, message = "stage_error", f"{type(exc).__name__}: {exc}"
+    else:
+        return None
+    return QuarantineEntry(
+        stage="validate",
+        reason=reason,
+        message=message,
+        source=record["source"],
+        source_ref=record["source_ref"],
+        record_id=record["id"],
+    )

@@ -91,9 +91,11 @@ def decode_base64(data: str, max_bytes: int, what: str = "base64 payload") -> by
             "media_too_large",
             f"{what} decodes to about {len(compact) // 4 * 3} bytes, over the limit of {max_bytes}",
         )
+    # urlsafe alphabets and dropped padding show up in the wild; normalise both.
+    compact = compact.replace("-", "+").replace("_", "/")
+    compact += "=" * (-len(compact) % 4)
     try:
-        # urlsafe alphabets show up in the wild; normalise them to the standard one.
-        raw = base64.b64decode(compact.replace("-", "+").replace("_", "/"), validate=True)
+        raw = base64.b64decode(compact, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise RecordRejected("bad_data_uri", f"{what} is not valid base64: {exc}") from None
     if not raw:

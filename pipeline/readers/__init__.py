@@ -141,6 +141,12 @@ def _read_file(file: str, ctx: FileContext) -> Iterator[dict[str, Any] | Quarant
         except RecordRejected as exc:
             yield _entry(ctx, item, exc)
             continue
+        except Exception as exc:
+            # A record that trips an unforeseen error costs that record, not the run; the
+            # entry names the error so the bug stays visible in the quarantine file.
+            log.warning("%s: reading raised", ctx.source_ref(item.key), exc_info=True)
+            yield _entry(ctx, item, RecordRejected("stage_error", f"{type(exc).__name__}: {exc}"))
+            continue
         yield record
 
 

@@ -98,6 +98,9 @@ def map_speaker(
         if folded == played or (name is not None and name.strip().casefold() == played):
             return "assistant", None
     role = ROLE_ALIASES.get(folded)
+    if role == "assistant" and name and character_name is not None:
+        # Another persona voiced by the model side of a scene is still not the one played.
+        return "user", name
     if role is not None:
         return role, name if role == "user" else None
     if folded in TOOL_ROLES or not word:

@@ -402,3 +402,49 @@ def test_a_folder_source_reads_each_file_with_media_relative_to_that_file(tmp_pa
     assert rejected == []
     assert [r["source_ref"] for r in records] == ["corpus/a/d.jsonl:1", "corpus/b/deeper/d.jsonl:1"]
     assert records[1]["id"] == original_id("src", "b/deeper/d.jsonl:1")
+
+
+def test_a_named_model_turn_for_another_persona_is_a_named_user(tmp_path: Path) -> None:
+    write_jsonl(
+        tmp_path / "scene.jsonl",
+        [
+            {
+                "character": "Rex",
+                "messages": [
+                    {"role": "user", "name": "Ana", "content": "Who's there?"},
+                    {"role": "assistant", "name": "Mira", "content": "Only me."},
+                    {"role": "assistant", "name": "Rex", "content": "And me, arr."},
+                    {"role": "assistant", "content": "Set sail!"},
+                ],
+            }
+        ],
+    )
+    records, _ = _read(_recipe(tmp_path, path="scene.jsonl"))
+    assert _roles(records[0]) == [
+        ("user", "Ana"),
+        ("user", "Mira"),
+        ("assistant", None),
+        ("assistant", None),
+    ]
+
+
+def test_an_unforeseen_error_costs_one_record_as_stage_error(tmp_path: Path, monkeypatch) -> None:
+    from pipeline import readers
+
+    real = readers.PARSERS["llamafactory"]
+
+    def flaky(value: dict[str, Any]) -> Any:
+        if value.get("boom"):
+            raise KeyError("surprise")
+        return real(value)
+
+    monkeypatch.setitem(readers.PARSERS, "llamafactory", flaky)
+    turns = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
+    write_jsonl(
+        tmp_path / "d.jsonl",
+        [{"messages": turns}, {"messages": turns, "boom": 1}, {"messages": turns}],
+    )
+    records, rejected = _read(_recipe(tmp_path, path="d.jsonl"))
+    assert [r["source_ref"] for r in records] == ["d.jsonl:1", "d.jsonl:3"]
+    assert [(e.reason, e.source_ref) for e in rejected] == [("stage_error", "d.jsonl:2")]
+    assert "KeyError" in rejected[0].message

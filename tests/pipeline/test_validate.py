@@ -296,3 +296,15 @@ def test_validator_checks_types_roles_and_limits_on_in_memory_records() -> None:
     )
     small = MediaLimits(max_media_bytes=len(image["bytes"]) - 1)
     assert _reason(_record(messages=_turns("<image>"), images=[image]), small) == "media_too_large"
+
+
+def test_data_uris_decode_with_urlsafe_alphabet_or_missing_padding() -> None:
+    from pipeline.media import decode_data_uri
+
+    payload = image_bytes("PNG")
+    uri = data_uri(payload, "image/png")
+    unpadded = uri.rstrip("=").replace("+", "-").replace("/", "_")
+    assert decode_data_uri(uri, 10**6) == decode_data_uri(unpadded, 10**6) == payload
+    with pytest.raises(RecordRejected) as exc:
+        decode_data_uri(uri, max_bytes=len(payload) - 1)
+    assert exc.value.reason == "media_too_large"
