@@ -285,26 +285,46 @@ def test_characters_file_fills_persona_by_name_and_source_character_is_the_defau
     )
 
 
-def test_our_arrow_output_reads_back_with_ids_derived_again(tmp_path: Path, llamafactory) -> None:
+@pytest.mark.parametrize("ipc", ["file", "stream"])
+def test_our_arrow_output_reads_back_with_ids_derived_again(
+    tmp_path: Path, llamafactory, ipc: str
+) -> None:
     _, originals = llamafactory
     shipped = [{**r, "split": "train", "parent_id": "p", "source": "old"} for r in originals]
-    folder = tmp_path / "v1"
+    folder = tmp_path / "out"
     folder.mkdir()
     table = records_to_table(shipped)
-    with pa.ipc.new_file(str(folder / "train-0-of-1.arrow"), table.schema) as writer:
+    new_writer = pa.ipc.new_file if ipc == "file" else pa.ipc.new_stream
+    with new_writer(str(folder / "train-0-of-1.arrow"), table.schema) as writer:
         writer.write_table(table, max_chunksize=3)
-    records, rejected = _read(_recipe(tmp_path, path="v1"))
+    records, rejected = _read(_recipe(tmp_path, path="out"))
     assert rejected == []
-    assert [r["messages"] for r in records] == [r["messages"] for r in originals]
-    assert [r["images"] for r in records] == [r["images"] for r in originals]
-    assert [r["audios"] for r in records] == [r["audios"] for r in originals]
-    assert [r["character"] for r in records] == [r["character"] for r in originals]
+    for key in ("messages", "images", "audios", "character"):
+        assert [r[key] for r in records] == [r[key] for r in originals]
     assert [r["id"] for r in records] == [
         original_id("src", f"train-0-of-1.arrow:{i}") for i in range(4)
     ]
     assert all(
         r["split"] is None and r["parent_id"] is None and r["source"] == "src" for r in records
     )
+
+
+def test_a_version_folder_reads_only_the_shards_its_manifest_lists(
+    tmp_path: Path, llamafactory
+) -> None:
+    _, originals = llamafactory
+    folder = tmp_path / "versions" / "v1"
+    folder.mkdir(parents=True)
+    for name, rows in (("train-0-of-1.arrow", originals[:3]), ("stray.arrow", originals[3:])):
+        table = records_to_table(rows)
+        with pa.ipc.new_file(str(folder / name), table.schema) as writer:
+            writer.write_table(table)
+    manifest = {"version": 1, "shards": [{"path": "train-0-of-1.arrow", "split": "train"}]}
+    (tmp_path / "versions" / "v1.json").write_text(json.dumps(manifest))
+    records, _ = _read(_recipe(tmp_path, path="versions/v1"))
+    assert [r["source_ref"] for r in records] == [
+        f"versions/v1/train-0-of-1.arrow:{i}" for i in range(3)
+    ]
 
 
 def test_parquet_rows_with_embedded_media_bytes_read_like_llamafactory(tmp_path: Path) -> None:
