@@ -18,6 +18,7 @@ from pipeline.versions import Store
 
 log = logging.getLogger(__name__)
 TOP_REASONS = 5
+EXCERPT_CHARS = 200
 
 
 def new_run_id() -> str:
@@ -101,7 +102,7 @@ class IngestReport:
             for reason, count in self.top_reasons(len(self.quarantine_reasons)):
                 per_reason.add_row(reason, str(count), REASONS.get(reason, ""))
             console.print(per_reason)
-        console.print(f"quarantine: {self.quarantine_path}")
+        console.print(f"quarantine: {self.quarantine_path}", soft_wrap=True)
 
 
 class TooManyBadRecords(Exception):
@@ -130,6 +131,7 @@ def run_ingest(recipe: Recipe, run_id: str | None = None) -> IngestReport:
     with QuarantineWriter(path) as writer:
         for source, count in zip(recipe.sources, counts, strict=True):
             for item in read_source(source, recipe):
+                # Unusable characters-file lines arrive as entries too, and count as input.
                 count.records_in += 1
                 entry = (
                     item if isinstance(item, QuarantineEntry) else _validation_entry(item, recipe)
@@ -176,6 +178,7 @@ def _validation_entry(record: dict[str, Any], recipe: Recipe) -> QuarantineEntry
         reason, message = "stage_error", f"{type(exc).__name__}: {exc}"
     else:
         return None
+    first_text = next((m["content"] for m in record["messages"] or [] if m.get("content")), None)
     return QuarantineEntry(
         stage="validate",
         reason=reason,
@@ -183,4 +186,5 @@ def _validation_entry(record: dict[str, Any], recipe: Recipe) -> QuarantineEntry
         source=record["source"],
         source_ref=record["source_ref"],
         record_id=record["id"],
+        excerpt=first_text[:EXCERPT_CHARS] if isinstance(first_text, str) else None,
     )
