@@ -60,6 +60,211 @@ def ingest(
         report.print_table()
 
 
+EXIT_FAILED = 1
+STORE_HELP = (
+    "store path (default: the recipe's store, then $ROLEFORGE_STORE, then ./roleforge-store)"
+)
+
+
+def _store(name: str, store: str | None, recipe: str | None):
+    """Return the Store of dataset `name`: --store, else the recipe's store, else the default."""
+    import os
+
+    from pipeline.storefs import UnsupportedStore, store_fs
+    from pipeline.versions import Store
+
+    if store is None and recipe is not None:
+        store = _load(recipe).store_uri
+    uri = store or os.environ.get("ROLEFORGE_STORE") or "roleforge-store"
+    try:
+        return Store(store_fs(uri)[1], name)
+    except UnsupportedStore as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_FAILED) from None
+
+
+def _ref(ref: str, store: str | None, recipe: str | None):
+    from pipeline.versions import parse_ref
+
+    try:
+        name, version = parse_ref(ref)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_FAILED) from None
+    return _store(name, store, recipe), version
+
+
+def _not_found(exc: Exception) -> typer.Exit:
+    typer.echo(f"error: {exc}", err=True)
+    return typer.Exit(EXIT_FAILED)
+
+
+@app.command()
+def run(
+    recipe: str = typer.Argument(..., help="recipe YAML"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+) -> None:
+    """Run the whole data job (and training when the recipe has `train:`); publish a version."""
+    from pipeline.commit import CommitCheckFailed, InjectedFault
+    from pipeline.console import RichStageProgress, print_run_summary
+    from pipeline.recipe import RecipeError
+    from pipeline.run import BadRecordLimitExceeded, run_recipe
+    from pipeline.storefs import UnsupportedStore
+
+    r = _load(recipe)
+    try:
+        with RichStageProgress() as progress:
+            result = run_recipe(r, progress)
+    except RecipeError as exc:
+        typer.echo(f"recipe error: {exc}", err=True)
+        raise typer.Exit(EXIT_RECIPE) from None
+    except BadRecordLimitExceeded as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_TOO_MANY_BAD) from None
+    except (CommitCheckFailed, InjectedFault, UnsupportedStore) as exc:
+        typer.echo(f"error: {exc}; nothing was published", err=True)
+        raise typer.Exit(EXIT_FAILED) from None
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), indent=2))
+    else:
+        print_run_summary(result.to_dict())
+
+
+@app.command()
+def versions(
+    name: str = typer.Argument(..., help="dataset name"),
+    store: str | None = typer.Option(None, "--store", help=STORE_HELP),
+    recipe: str | None = typer.Option(None, "--recipe", help="take the store from this recipe"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+) -> None:
+    """List the committed versions of a dataset."""
+    from pipeline.console import print_versions
+
+    s = _store(name, store, recipe)
+    manifests = [s.manifest(v) for v in s.versions()]
+    if as_json:
+        rows = [
+            {
+                "version": m["version"],
+                "parent_version": m["parent_version"],
+                "created_at": m["created_at"],
+                "run_id": m["run_id"],
+                "content_id": m["content_id"],
+                "splits": m["splits"],
+                "path": s.version_dir(m["version"]),
+            }
+            for m in manifests
+        ]
+        typer.echo(json.dumps({"name": name, "store": s.uri, "versions": rows}, indent=2))
+    elif not manifests:
+        typer.echo(f"{name}: no committed versions in {s.uri}")
+    else:
+        print_versions(name, manifests)
+
+
+@app.command()
+def show(
+    ref: str = typer.Argument(..., help="NAME or NAME@vN (default: the latest version)"),
+    store: str | None = typer.Option(None, "--store", help=STORE_HELP),
+    recipe: str | None = typer.Option(None, "--recipe", help="take the store from this recipe"),
+    as_json: bool = typer.Option(False, "--json", help="print the manifest"),
+) -> None:
+    """Show one version: its manifest, counts and shards."""
+    from pipeline.console import print_manifest
+    from pipeline.versions import VersionNotFound
+
+    s, version = _ref(ref, store, recipe)
+    try:
+        manifest = s.manifest(version)
+    except VersionNotFound as exc:
+        raise _not_found(exc) from None
+    if as_json:
+        typer.echo(json.dumps(manifest, indent=2))
+    else:
+        print_manifest(manifest, s.version_dir(manifest["version"]))
+
+
+@app.command()
+def diff(
+    before: str = typer.Argument(..., help="NAME@vA"),
+    after: str = typer.Argument(..., help="NAME@vB"),
+    store: str | None = typer.Option(None, "--store", help=STORE_HELP),
+    recipe: str | None = typer.Option(None, "--recipe", help="take the store from this recipe"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+) -> None:
+    """Records added, removed and changed by id between two versions, and per-split deltas."""
+    from pipeline.console import print_diff
+    from pipeline.diff import diff_versions
+    from pipeline.versions import VersionNotFound
+
+    s, version_a = _ref(before, store, recipe)
+    s_b, version_b = _ref(after, store, recipe)
+    if s_b.name != s.name:
+        typer.echo("error: diff compares two versions of one dataset", err=True)
+        raise typer.Exit(EXIT_FAILED)
+    try:
+        version_a = version_a or s.manifest()["version"]
+        version_b = version_b or s.manifest()["version"]
+        result = diff_versions(s, version_a, version_b).to_dict()
+    except VersionNotFound as exc:
+        raise _not_found(exc) from None
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+    else:
+        print_diff(result)
+
+
+@app.command()
+def verify(
+    ref: str = typer.Argument(..., help="NAME or NAME@vN (default: the latest version)"),
+    store: str | None = typer.Option(None, "--store", help=STORE_HELP),
+    recipe: str | None = typer.Option(None, "--recipe", help="take the store from this recipe"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+) -> None:
+    """Re-hash every shard and card against the manifest; exit 1 on any mismatch."""
+    from pipeline.console import print_verify
+    from pipeline.verify import verify_version
+    from pipeline.versions import VersionNotFound
+
+    s, version = _ref(ref, store, recipe)
+    try:
+        report = verify_version(s, version).to_dict()
+    except VersionNotFound as exc:
+        raise _not_found(exc) from None
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        print_verify(report)
+    if not report["ok"]:
+        raise typer.Exit(EXIT_FAILED)
+
+
+@app.command()
+def gc(
+    name: str = typer.Argument(..., help="dataset name"),
+    store: str | None = typer.Option(None, "--store", help=STORE_HELP),
+    recipe: str | None = typer.Option(None, "--recipe", help="take the store from this recipe"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="list what would go, remove nothing"),
+    min_age: float = typer.Option(
+        0.0, "--min-age", help="spare paths modified less than this many seconds ago"
+    ),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+) -> None:
+    """Remove staging folders and files that no manifest references (models are kept)."""
+    from pipeline.gc import collect_garbage
+    from pipeline.storefs import LocalFS
+
+    s = _store(name, store, recipe)
+    report = collect_garbage(s, LocalFS(), dry_run=dry_run, min_age_s=min_age).to_dict()
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    verb = "would remove" if dry_run else "removed"
+    for path in report["removed"]:
+        typer.echo(f"{verb} {path}")
+    typer.echo(f"{name}: {verb} {len(report['removed'])} paths, {report['freed_bytes']:,} bytes")
+
+
 def main() -> None:  # pragma: no cover - console entry
     sys.exit(app())
 

@@ -90,10 +90,20 @@ class OutputConfig(_Strict):
         return size
 
 
+class StageExecution(_Strict):
+    """Per-stage overrides of ExecutionConfig; unset keys take the recipe-wide value."""
+
+    batch_size: int | None = Field(default=None, ge=1)
+    num_cpus: float | None = Field(default=None, gt=0)
+    concurrency: int | None = Field(default=None, ge=1)
+
+
 class ExecutionConfig(_Strict):
     batch_size: int = Field(default=16, ge=1)  # records per Ray Data batch in media stages
     num_cpus: float = Field(default=1.0, gt=0)  # CPUs per augment/validate task
     concurrency: int | None = Field(default=None, ge=1)  # max parallel tasks; None = all CPUs
+    # e.g. {augment: {num_cpus: 2}}; stages that run on Ray: validate, augment.
+    stages: dict[Literal["validate", "augment"], StageExecution] = Field(default_factory=dict)
 
 
 class LoraConfig(_Strict):

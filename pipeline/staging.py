@@ -1,0 +1,157 @@
+"""Work-in-progress part files under `_staging/<run_id>/`: how records travel between passes.
+
+The driver never holds the corpus: it appends what it reads (or what a Ray pass returns)
+to rolling Arrow IPC part files, and the next pass reads those files by path, memory-mapped.
+Part files are scratch: they are not fsynced (a crash means a rerun) and never published.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+# Per-row overhead for ids, offsets and small struct fields, so text-only rows still
+# count towards a shard's size.
+ROW_OVERHEAD_BYTES = 256
+
+
+def read_part(path: str) -> pa.Table:
+    """Return the table in an IPC part file, memory-mapped (no copy into the heap)."""
+    with pa.memory_map(path) as source:
+        return pa.ipc.open_file(source).read_all()
+
+
+def _list_bytes_per_row(column: pa.ChunkedArray, child: str, measure) -> np.ndarray:
+    array = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    n = len(array)
+    values = array.flatten()
+    if len(values) == 0:
+        return np.zeros(n, dtype=np.int64)
+    lengths = pc.fill_null(measure(values.field(child)), 0).to_numpy(zero_copy_only=False)
+    parents = pc.list_parent_indices(array).to_numpy(zero_copy_only=False)
+    return np.bincount(parents, weights=lengths, minlength=n).astype(np.int64)
+
+
+def row_nbytes(table: pa.Table) -> np.ndarray:
+    """Return an estimate of each row's stored size: media bytes + message text + overhead."""
+    sizes = np.full(table.num_rows, ROW_OVERHEAD_BYTES, dtype=np.int64)
+    if table.num_rows == 0:
+        return sizes
+    sizes += _list_bytes_per_row(table["images"], "bytes", pc.binary_length)
+    sizes += _list_bytes_per_row(table["audios"], "bytes", pc.binary_length)
+    sizes += _list_bytes_per_row(table["messages"], "content", pc.binary_length)
+    return sizes
+
+
+@dataclass(frozen=True)
+class PartSlice:
+    """Where a written table landed: part file number and its first row in that file."""
+
+    part: int
+    first_row: int
+
+
+class PartWriter:
+    """Appends tables of one schema to rolling IPC part files of about `target_bytes` each."""
+
+    def __init__(
+        self, folder: str, schema: pa.Schema, target_bytes: int, max_rows: int | None = None
+    ):
+        self.folder = folder
+        self.schema = schema
+        self.target_bytes = target_bytes
+        self.max_rows = max_rows
+        self.paths: list[str] = []
+        self.part_rows: list[int] = []
+        self.rows_written = 0
+        self._writer: pa.ipc.RecordBatchFileWriter | None = None
+        self._sink: pa.OSFile | None = None
+        self._bytes = 0
+        self._rows = 0
+        os.makedirs(folder, exist_ok=True)
+
+    def _open_next(self) -> None:
+        self._close_current()
+        path = os.path.join(self.folder, f"part-{len(self.paths):05d}.arrow")
+        self._sink = pa.OSFile(path, "wb")
+        self._writer = pa.ipc.new_file(self._sink, self.schema)
+        self.paths.append(path)
+        self.part_rows.append(0)
+        self._bytes = 0
+        self._rows = 0
+
+    def _full(self) -> bool:
+        if self._bytes >= self.target_bytes:
+            return True
+        return self.max_rows is not None and self._rows >= self.max_rows
+
+    def write(self, table: pa.Table) -> PartSlice | None:
+        """Append `table` (cast to the part schema); return where its first row landed."""
+        if table.num_rows == 0:
+            return None
+        if self._writer is None or self._full():
+            self._open_next()
+        assert self._writer is not None
+        table = table.select(self.schema.names)
+        if table.schema != self.schema:
+            table = table.cast(self.schema)
+        where = PartSlice(len(self.paths) - 1, self._rows)
+        self._writer.write_table(table)
+        self._bytes += table.nbytes
+        self._rows += table.num_rows
+        self.part_rows[-1] += table.num_rows
+        self.rows_written += table.num_rows
+        return where
+
+    def _close_current(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            assert self._sink is not None
+            self._sink.close()
+        self._writer = None
+        self._sink = None
+
+    def close(self) -> list[str]:
+        """Close the open part; return every part path written, in order."""
+        self._close_current()
+        return list(self.paths)
+
+    def sizes(self) -> list[tuple[str, int]]:
+        """Return (path, rows) of every part written."""
+        return list(zip(self.paths, self.part_rows, strict=True))
+
+    def __enter__(self) -> PartWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class PartSet:
+    """Memory-mapped part files, opened on first use, for taking rows by (part, row)."""
+
+    def __init__(self, paths: list[str]):
+        self.paths = paths
+        self._tables: dict[int, pa.Table] = {}
+
+    def table(self, part: int) -> pa.Table:
+        if part not in self._tables:
+            self._tables[part] = read_part(self.paths[part])
+        return self._tables[part]
+
+    def take(self, parts: np.ndarray, rows: np.ndarray) -> pa.Table:
+        """Return the rows at (parts[i], rows[i]), in that order, as one table."""
+        pieces = []
+        positions = []
+        for part in np.unique(parts):
+            selected = np.nonzero(parts == part)[0]
+            pieces.append(self.table(int(part)).take(pa.array(rows[selected])))
+            positions.append(selected)
+        combined = pa.concat_tables(pieces)
+        # `combined` holds rows grouped by part; put them back in the asked-for order.
+        order = np.argsort(np.concatenate(positions), kind="stable")
+        return combined.take(pa.array(order))
