@@ -128,11 +128,14 @@ def _build_transform(name: str, kwargs: dict[str, Any]) -> Any:
 
 
 def _config_error(exc: Exception) -> OpConfigError:
-    errors = getattr(exc, "errors", None)
-    if callable(errors):  # pydantic ValidationError from albumentations' InitSchema
-        first = exc.errors()[0]
+    from pydantic import ValidationError
+
+    # albumentations re-raises its InitSchema's pydantic error as a ValueError.
+    cause = exc if isinstance(exc, ValidationError) else exc.__cause__
+    if isinstance(cause, ValidationError):
+        first = cause.errors()[0]
         key = ".".join(str(part) for part in first.get("loc", ())) or None
-        return OpConfigError(first.get("msg", str(exc)), key=key)
+        return OpConfigError(first.get("msg", str(exc)).removeprefix("Value error, "), key=key)
     return OpConfigError(str(exc))
 
 

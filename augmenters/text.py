@@ -1,4 +1,4 @@
-"""Text ops: character and word noise (nlpaug), spelling errors and WordNet synonyms (own code).
+"""Text ops: character noise (nlpaug); word noise, spelling errors and WordNet synonyms (own code).
 
 A text op rewrites one turn at a time. Only editable segments reach it (see protect.py),
 so placeholders, the character's name and catchphrases survive untouched. What it drew is
@@ -98,8 +98,6 @@ class NlpaugOp(TextOp):
         "KeyboardAug": "nlpaug.augmenter.char",
         "OcrAug": "nlpaug.augmenter.char",
         "RandomCharAug": "nlpaug.augmenter.char",
-        "RandomWordAug": "nlpaug.augmenter.word",
-        "SplitAug": "nlpaug.augmenter.word",
     }
 
     def __init__(self, name: str, step: int, p: float, roles: tuple[str, ...], **kwargs: Any):
@@ -108,7 +106,7 @@ class NlpaugOp(TextOp):
 
     @classmethod
     def library_class(cls, name: str) -> type:
-        """Return the nlpaug class implementing `name` (imports nlpaug: ~3 s for char, ~8 s for word)."""
+        """Return the nlpaug class implementing `name` (the first import of nlpaug.augmenter.char takes ~3 s)."""
         return getattr(importlib.import_module(cls.MODULES[name]), name)
 
     @classmethod
@@ -181,12 +179,14 @@ def aug_count(size: int, aug_p: float, aug_min: int | None, aug_max: int | None)
     return cnt
 
 
-class WordSubstitutionOp(TextOp):
-    """Replaces randomly chosen words with a candidate drawn from `candidates(word)`; spacing is kept."""
+class WordOp(TextOp):
+    """Base of our word-level ops: nlpaug's count arguments and stopwords; edits keep the text's spacing."""
 
     ARGS: ClassVar[frozenset[str]] = frozenset(
         {"aug_min", "aug_max", "aug_p", "stopwords", "stopwords_regex"}
     )
+    # Words never chosen unless the recipe's own stopwords say otherwise.
+    builtin_stopwords: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(
         self,
@@ -226,18 +226,185 @@ class WordSubstitutionOp(TextOp):
                 raise OpConfigError(f"not a valid regex: {exc}", key="stopwords_regex") from None
         return out
 
-    def candidates(self, word: str) -> list[str]:
-        """Return the replacements `word` may take (sorted, so draws never depend on hash order)."""
-        raise NotImplementedError
-
     def _eligible(self, word: str) -> bool:
         low = word.lower()
-        if len(low) < 3 or low in ENGLISH_STOPWORDS or low in self.stopwords:
+        if low in self.builtin_stopwords or low in self.stopwords:
             return False
         return not (self.stopwords_regex and re.fullmatch(self.stopwords_regex, word))
 
+    def count(self, size: int) -> int:
+        """Return how many of `size` tokens to change."""
+        return aug_count(size, self.aug_p, self.aug_min, self.aug_max)
+
     def rewrite(self, pieces: list[str], rng: np.random.Generator) -> list[str]:
         return [self._rewrite_one(piece, rng) for piece in pieces]
+
+    def _rewrite_one(self, piece: str, rng: np.random.Generator) -> str:
+        raise NotImplementedError
+
+
+def _splice(piece: str, edits: list[tuple[int, int, str]]) -> str:
+    """Return `piece` with each (start, end, replacement) edit applied; edits must not overlap."""
+    out, pos = [], 0
+    for start, end, replacement in sorted(edits):
+        out.append(piece[pos:start])
+        out.append(replacement)
+        pos = end
+    out.append(piece[pos:])
+    return "".join(out)
+
+
+_TOKEN = re.compile(r"\S+")
+
+
+class RandomWordAug(WordOp):
+    """Delete, swap, substitute or crop whole words (nlpaug's RandomWordAug arguments).
+
+    Own code rather than nlpaug's: nlpaug splits punctuation into tokens and moves it
+    around ("! hi Miku,"), joins everything with single spaces, and importing
+    nlpaug.augmenter.word costs 7-10 s per process (it pulls in transformers and nltk).
+    Here a word is a whitespace-delimited token, so punctuation travels with its word.
+    """
+
+    ARGS = WordOp.ARGS | {"action", "target_words"}
+    ACTIONS = ("delete", "swap", "substitute", "crop")
+
+    def __init__(
+        self, *args: Any, action: str = "delete", target_words: list[str] | None = None, **kw: Any
+    ):
+        super().__init__(*args, **kw)
+        self.action = action
+        self.target_words = target_words or ["_"]
+
+    @classmethod
+    def parse_args(cls, name: str, args: dict[str, Any]) -> dict[str, Any]:
+        args = dict(args)
+        own = {k: args.pop(k) for k in ("action", "target_words") if k in args}
+        out = super().parse_args(name, args)
+        if own.get("action", "delete") not in cls.ACTIONS:
+            raise OpConfigError(
+                f"must be one of {list(cls.ACTIONS)}, got {own['action']!r}", key="action"
+            )
+        tw = own.get("target_words")
+        if tw is not None and not (
+            isinstance(tw, list) and tw and all(isinstance(w, str) for w in tw)
+        ):
+            raise OpConfigError("must be a non-empty list of words", key="target_words")
+        return {**out, **own}
+
+    def _rewrite_one(self, piece: str, rng: np.random.Generator) -> str:
+        tokens = list(_TOKEN.finditer(piece))
+        if len(tokens) < 2:
+            return piece  # dropping or moving the only word leaves nothing to learn from
+        eligible = [i for i, t in enumerate(tokens) if self._eligible(t.group(0))]
+        count = min(self.count(len(tokens)), len(eligible))
+        if count <= 0:
+            return piece
+        words = [t.group(0) for t in tokens]
+        if self.action == "crop":
+            count = min(count, len(tokens) - 1)
+            first = int(rng.integers(len(tokens) - count + 1))
+            chosen = list(range(first, first + count))
+        else:
+            chosen = sorted(rng.choice(eligible, size=count, replace=False).tolist())
+        if self.action == "swap":
+            for i in chosen:
+                j = (
+                    i + 1
+                    if i == 0
+                    else i - 1
+                    if i == len(words) - 1
+                    else i + int(rng.choice([-1, 1]))
+                )
+                words[i], words[j] = words[j], words[i]
+            _keep_sentence_case(words, [t.group(0) for t in tokens])
+            return _splice(
+                piece, [(t.start(), t.end(), w) for t, w in zip(tokens, words, strict=True)]
+            )
+        if self.action == "substitute":
+            edits = [
+                (
+                    tokens[i].start(),
+                    tokens[i].end(),
+                    self.target_words[int(rng.integers(len(self.target_words)))],
+                )
+                for i in chosen
+            ]
+            return _splice(piece, edits)
+        # delete / crop: remove each token with the space after it (before it, for the last one)
+        drop = set(chosen)
+        if len(drop) >= len(tokens):
+            return piece
+        kept = [t.group(0) for i, t in enumerate(tokens) if i not in drop]
+        if 0 in drop and tokens[0].group(0)[:1].isupper() and kept[0][:1].islower():
+            kept[0] = kept[0][:1].upper() + kept[0][1:]
+        spaces = [piece[tokens[i].end() : tokens[i + 1].start()] for i in range(len(tokens) - 1)]
+        kept_idx = [i for i in range(len(tokens)) if i not in drop]
+        out = []
+        for n, i in enumerate(kept_idx):
+            out.append(kept[n])
+            if n + 1 < len(kept_idx):
+                out.append(spaces[i] if i < len(spaces) else " ")
+        return piece[: tokens[0].start()] + "".join(out) + piece[tokens[-1].end() :]
+
+
+def _keep_sentence_case(words: list[str], original: list[str]) -> None:
+    """After a swap, give the first word the capital the sentence had, the moved one its lower case."""
+    if words[0] == original[0] or not original[0][:1].isupper() or original[0] == "I":
+        return
+    for i, w in enumerate(words):
+        if w == original[0] and i != 0 and not w.isupper():
+            words[i] = w[:1].lower() + w[1:]
+    if words[0][:1].islower():
+        words[0] = words[0][:1].upper() + words[0][1:]
+
+
+class SplitAug(WordOp):
+    """Split words in two at a random inner position (nlpaug's SplitAug arguments), spacing kept."""
+
+    ARGS = WordOp.ARGS | {"min_char"}
+
+    def __init__(self, *args: Any, min_char: int = 4, **kw: Any):
+        super().__init__(*args, **kw)
+        self.min_char = min_char
+
+    @classmethod
+    def parse_args(cls, name: str, args: dict[str, Any]) -> dict[str, Any]:
+        args = dict(args)
+        own = {"min_char": args.pop("min_char")} if "min_char" in args else {}
+        out = super().parse_args(name, args)
+        v = own.get("min_char", 4)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 2:
+            raise OpConfigError(f"must be an integer >= 2, got {v!r}", key="min_char")
+        return {**out, **own}
+
+    def _rewrite_one(self, piece: str, rng: np.random.Generator) -> str:
+        words = list(_WORD.finditer(piece))
+        options = [
+            m for m in words if len(m.group(0)) >= self.min_char and self._eligible(m.group(0))
+        ]
+        count = min(self.count(len(words)), len(options))
+        if count <= 0:
+            return piece
+        edits = []
+        for idx in sorted(rng.choice(len(options), size=count, replace=False).tolist()):
+            m = options[idx]
+            cut = int(rng.integers(1, len(m.group(0))))
+            edits.append((m.start(), m.end(), m.group(0)[:cut] + " " + m.group(0)[cut:]))
+        return _splice(piece, edits)
+
+
+class WordSubstitutionOp(WordOp):
+    """Replaces randomly chosen words with a candidate drawn from `candidates(word)`; spacing is kept."""
+
+    builtin_stopwords = ENGLISH_STOPWORDS
+
+    def _eligible(self, word: str) -> bool:
+        return len(word) >= 3 and super()._eligible(word)
+
+    def candidates(self, word: str) -> list[str]:
+        """Return the replacements `word` may take (sorted, so draws never depend on hash order)."""
+        raise NotImplementedError
 
     def _rewrite_one(self, piece: str, rng: np.random.Generator) -> str:
         words = list(_WORD.finditer(piece))
@@ -248,7 +415,7 @@ class WordSubstitutionOp(TextOp):
             for c in [self.candidates(m.group(0))]
             if c
         ]
-        count = min(aug_count(len(words), self.aug_p, self.aug_min, self.aug_max), len(options))
+        count = min(self.count(len(words)), len(options))
         if count <= 0:
             return piece
         chosen = sorted(rng.choice(len(options), size=count, replace=False).tolist())
@@ -392,6 +559,8 @@ def load_spelling_table(path: str, include_reverse: bool) -> dict[str, list[str]
 
 TEXT_OPS: dict[str, Callable[..., TextOp] | type[TextOp]] = {
     **dict.fromkeys(NlpaugOp.MODULES, NlpaugOp),
+    "RandomWordAug": RandomWordAug,
+    "SplitAug": SplitAug,
     "SynonymAug": SynonymAug,
     "SpellingAug": SpellingAug,
 }

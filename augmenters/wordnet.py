@@ -99,6 +99,8 @@ class WordNet:
             entries, key=lambda e: (self._tag_counts.get((lemma, e[0]), 0), e[1], len(e[2]))
         )
         found = [w for w in self._synset_words(pos, offsets[0]) if w.lower() != lemma]
+        if lemma == word:  # a lower-case word never turns into a proper or taxonomic name
+            found = [w for w in found if w.islower()]
         return sorted(dict.fromkeys(found))
 
 
