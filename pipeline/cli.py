@@ -108,7 +108,7 @@ def run(
     from pipeline.commit import CommitCheckFailed, InjectedFault
     from pipeline.console import RichStageProgress, print_run_summary
     from pipeline.recipe import RecipeError
-    from pipeline.run import BadRecordLimitExceeded, run_recipe
+    from pipeline.run import BadRecordLimitExceeded, run_recipe, train_result
     from pipeline.storefs import UnsupportedStore
 
     r = _load(recipe)
@@ -124,10 +124,21 @@ def run(
     except (CommitCheckFailed, InjectedFault, UnsupportedStore) as exc:
         typer.echo(f"error: {exc}; nothing was published", err=True)
         raise typer.Exit(EXIT_FAILED) from None
+    failed = None
+    if r.train is not None:
+        from trainers import ModalityMismatch, UnsupportedModel
+
+        try:
+            train_result(r, result)
+        except (ModalityMismatch, UnsupportedModel) as exc:
+            failed = f"error: {r.name}@v{result.version} is published, but training failed: {exc}"
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))
     else:
         print_run_summary(result.to_dict())
+    if failed:
+        typer.echo(failed, err=True)
+        raise typer.Exit(EXIT_FAILED)
 
 
 @app.command()

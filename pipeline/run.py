@@ -48,7 +48,7 @@ from pipeline.execution import (
     work_items,
 )
 from pipeline.quarantine import QuarantineEntry, QuarantineWriter
-from pipeline.recipe import Recipe
+from pipeline.recipe import Recipe, parse_size
 from pipeline.schema import RECORD_SCHEMA, SPLITS, WORK_SCHEMA, records_to_table
 from pipeline.stages import (
     DEDUP_KEY_COLUMN,
@@ -439,7 +439,7 @@ class DataJob:
         writer = ShardWriter(
             os.path.join(self.staging, "version"),
             self.recipe.output.format,
-            int(self.recipe.output.shard_size),
+            parse_size(self.recipe.output.shard_size),  # defaults skip the validator
             self.fs,
         )
         shards = writer.write(index, parts)
@@ -542,16 +542,16 @@ class DataJob:
         )
 
 
-def run_recipe(
-    recipe: Recipe, progress: RunProgress | None = None, train: bool = True
-) -> RunResult:
-    """Return the result of running a recipe's data job, then its training stage if any."""
-    result = DataJob(recipe, progress).run()
-    if train and recipe.train is not None:
-        from trainers import train_version
+def run_recipe(recipe: Recipe, progress: RunProgress | None = None) -> RunResult:
+    """Return the result of running a recipe's data job (training is `train_result`'s job)."""
+    return DataJob(recipe, progress).run()
 
-        seed = recipe.train.seed if recipe.train.seed is not None else recipe.seed
-        store_path = store_fs(recipe.store_uri)[1]
-        trained = train_version(store_path, recipe.name, result.version, recipe.train, seed)
-        result.train = trained.to_dict()
+
+def train_result(recipe: Recipe, result: RunResult) -> RunResult:
+    """Fine-tune on the version `result` names, per the recipe's `train:`; attach the outcome."""
+    from trainers import train_version
+
+    store_path = store_fs(recipe.store_uri)[1]
+    trained = train_version(store_path, recipe.name, result.version, recipe.train, recipe.seed)
+    result.train = trained.to_dict()
     return result

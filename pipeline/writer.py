@@ -172,6 +172,8 @@ class ShardWriter:
         if self.fmt == "parquet":
             import pyarrow.parquet as pq
 
+            # Parquet keeps its spec-compliant list names (`list.element`), which readers
+            # of the format expect; the Arrow types are otherwise those of an IPC shard.
             with pq.ParquetWriter(
                 path, self.schema, compression="none", use_dictionary=False
             ) as writer:
