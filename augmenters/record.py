@@ -18,7 +18,7 @@ from augmenters.image import (
     swap_sides,
     variant_image_path,
 )
-from augmenters.protect import protected_terms, protection_pattern
+from augmenters.protect import PLACEHOLDERS, protected_terms, protection_pattern
 from augmenters.randomness import global_random_scope
 from augmenters.registry import build_ops
 from pipeline.ids import canonical_json, record_seed, variant_id
@@ -64,12 +64,18 @@ def image_scope(messages: list[dict[str, Any]], k: int) -> tuple[list[int], bool
     """Return (turns that refer to image k, whether its turn also holds another image).
 
     A turn refers to an image from the turn holding its placeholder up to the next turn
-    that brings a different image: the answer about a picture follows the picture.
+    that brings any other medium: the talk about a picture follows the picture.
     """
     owners = image_owners(messages)
     start = owners[k]
-    following = [o for o in owners[k + 1 :] if o != start]
-    stop = following[0] if following else len(messages)
+    stop = next(
+        (
+            i
+            for i in range(start + 1, len(messages))
+            if any(ph in messages[i]["content"] for ph in PLACEHOLDERS)
+        ),
+        len(messages),
+    )
     return list(range(start, stop)), owners.count(start) > 1
 
 

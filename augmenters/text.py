@@ -297,12 +297,17 @@ class RandomWordAug(WordOp):
         if len(tokens) < 2:
             return piece  # dropping or moving the only word leaves nothing to learn from
         eligible = [i for i, t in enumerate(tokens) if self._eligible(t.group(0))]
-        count = min(self.count(len(tokens)), len(eligible))
+        # Deleting every word would leave an empty turn: keep at least one.
+        limit = (
+            len(eligible)
+            if self.action in ("swap", "substitute")
+            else min(len(eligible), len(tokens) - 1)
+        )
+        count = min(self.count(len(tokens)), limit)
         if count <= 0:
             return piece
         words = [t.group(0) for t in tokens]
         if self.action == "crop":
-            count = min(count, len(tokens) - 1)
             first = int(rng.integers(len(tokens) - count + 1))
             chosen = list(range(first, first + count))
         else:
@@ -333,8 +338,6 @@ class RandomWordAug(WordOp):
             return _splice(piece, edits)
         # delete / crop: remove each token with the space after it (before it, for the last one)
         drop = set(chosen)
-        if len(drop) >= len(tokens):
-            return piece
         kept = [t.group(0) for i, t in enumerate(tokens) if i not in drop]
         if 0 in drop and tokens[0].group(0)[:1].isupper() and kept[0][:1].islower():
             kept[0] = kept[0][:1].upper() + kept[0][1:]

@@ -1,0 +1,118 @@
+"""Image and audio ops: formats kept, the left/right guard on flips, FLAC output, channels as asked."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+
+from augmenters.image import decode_image, image_format
+from tests.augmenters.conftest import (
+    jpeg_bytes,
+    make_augmenter,
+    make_record,
+    png_rgba_bytes,
+    wav_bytes,
+)
+
+FLIP = [{"op": "HorizontalFlip", "p": 1.0}]
+
+
+def left_right_record():
+    record = make_record()
+    record["messages"][1]["content"] = "What is on the left side of <image> this photo?"
+    record["messages"][2]["content"] = (
+        "On the Left there is a dog; on the right, a house. Let's sing together!"
+    )
+    record["messages"][3]["content"] = "Turn right at <audio> the corner, right?"
+    return record
+
+
+def test_a_flip_is_skipped_and_counted_when_the_dialogue_mentions_left_or_right():
+    record = left_right_record()
+    variants, stats = make_augmenter(copies=3, image=FLIP).variants(record)
+    assert variants == []
+    assert stats["flip_guard_skipped"] == 3
+    assert stats["ops"]["image:HorizontalFlip"] == {"applied": 0, "skipped": 3}
+
+
+def test_with_flip_guard_swap_the_words_of_the_turns_about_that_image_are_swapped():
+    record = left_right_record()
+    variants, stats = make_augmenter(copies=1, image=FLIP, flip_guard="swap").variants(record)
+    (v,) = variants
+    assert stats["flip_guard_swapped"] == 1
+    assert v["messages"][1]["content"] == "What is on the right side of <image> this photo?"
+    assert (
+        v["messages"][2]["content"]
+        == "On the Right there is a dog; on the left, a house. Let's sing together!"
+    )
+    # The audio turn is about another medium: untouched.
+    assert v["messages"][3]["content"] == record["messages"][3]["content"]
+    before, after = (
+        decode_image(record["images"][0]["bytes"]),
+        decode_image(v["images"][0]["bytes"]),
+    )
+    assert (
+        np.abs(after.astype(int) - before[:, ::-1].astype(int)).mean() < 3
+    )  # mirrored (JPEG noise aside)
+    assert json.loads(v["augmentation"]["ops"][0]["params"])["swap_turns"] == [1, 2]
+
+
+def test_a_flip_without_left_or_right_in_the_dialogue_just_happens():
+    variants, stats = make_augmenter(copies=2, image=FLIP).variants(make_record())
+    assert len(variants) == 2 and stats["flip_guard_skipped"] == 0
+
+
+@pytest.mark.parametrize(
+    ("data", "path", "fmt"),
+    [(jpeg_bytes(), "images/a.jpg", "jpeg"), (png_rgba_bytes(), "images/a.png", "png")],
+    ids=["jpeg", "png-rgba"],
+)
+def test_images_keep_their_format_path_and_alpha(data, path, fmt):
+    record = make_record(images=[{"bytes": data, "path": path}])
+    variants, _ = make_augmenter(
+        copies=1, image=[{"op": "Rotate", "limit": 15, "p": 1.0}]
+    ).variants(record)
+    (image,) = variants[0]["images"]
+    assert image_format(image["bytes"]) == fmt and image["path"] == path
+    decoded, original = decode_image(image["bytes"]), decode_image(data)
+    assert decoded.shape == original.shape
+    if fmt == "jpeg":
+        from PIL import Image
+
+        assert Image.open(io.BytesIO(image["bytes"])).info.get("progression") is None
+        assert len(image["bytes"]) > 0.8 * len(jpeg_bytes())  # quality 95, not a low default
+
+
+def test_media_no_op_touched_keep_their_original_bytes():
+    record = make_record()
+    variants, _ = make_augmenter(copies=1, audio=[{"op": "Gain", "p": 1.0}]).variants(record)
+    assert variants[0]["images"] == record["images"]
+    assert variants[0]["audios"] != record["audios"]
+
+
+def _read(data: bytes):
+    import soundfile as sf
+
+    samples, rate = sf.read(io.BytesIO(data), always_2d=True)
+    return samples, rate, sf.info(io.BytesIO(data)).format
+
+
+@pytest.mark.parametrize(
+    ("channels", "mode", "expected"), [(2, "keep", 2), (2, "mono", 1), (1, "keep", 1)]
+)
+def test_audio_variants_are_flac_at_the_input_rate_with_channels_as_asked(channels, mode, expected):
+    record = make_record(
+        audios=[{"bytes": wav_bytes(channels=channels, rate=22050), "path": "audio/song.wav"}]
+    )
+    augmenter = make_augmenter(
+        copies=1, audio=[{"op": "SpeedPerturb", "factors": [1.25]}], audio_channels=mode
+    )
+    (v,) = augmenter.variants(record)[0]
+    samples, rate, container = _read(v["audios"][0]["bytes"])
+    original, _, _ = _read(record["audios"][0]["bytes"])
+    assert (container, rate, samples.shape[1]) == ("FLAC", 22050, expected)
+    assert v["audios"][0]["path"] == "audio/song.flac"
+    assert abs(len(samples) - len(original) / 1.25) <= 2  # 1.25x faster: 1/1.25 of the samples
