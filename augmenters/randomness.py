@@ -51,6 +51,22 @@ class SeededStreams:
         self.python.seed(seed)
 
 
+_streams = threading.local()
+
+
+def record_generator(seed: int) -> np.random.Generator:
+    """Return a numpy Generator at the start of the sequence that belongs to `seed`.
+
+    The generator object is reused per thread (reset, not rebuilt: ~3 us instead of the
+    ~25 us `default_rng` spends on SeedSequence), so use it before asking for the next one.
+    """
+    streams = getattr(_streams, "value", None)
+    if streams is None:
+        streams = _streams.value = SeededStreams()
+    streams.reset(seed)
+    return streams.numpy
+
+
 # One lock for the process-wide `random` and `numpy.random` states: nlpaug and
 # audiomentations draw from them, so two threads running them at once would interleave draws.
 _GLOBAL_LOCK = threading.RLock()
