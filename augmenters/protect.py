@@ -20,8 +20,11 @@ def protected_terms(character: dict[str, Any] | None) -> list[str]:
         name = (character.get("name") or "").strip()
         if name:
             terms.append(name)
-            # "Hatsune Miku" is often just "Miku" in the dialogue.
-            terms.extend(part for part in re.split(r"\s+", name) if len(part) >= 3)
+            # "Hatsune Miku" is often just "Miku" in the dialogue; of "Bramble, Warden of the
+            # Greenwood" the capitalised words, not "of" or "the".
+            terms.extend(
+                part for part in re.split(r"[^\w'-]+", name) if len(part) >= 3 and part[0].isupper()
+            )
         terms.extend(c.strip() for c in character.get("catchphrases") or [] if c and c.strip())
     return terms
 

@@ -122,7 +122,11 @@ class NlpaugOp(TextOp):
         aug = getattr(self, "_lazy_aug", None)
         if aug is None:
             try:
-                aug = self.library_class(self.name)(**self.kwargs)
+                # Whitespace tokens: nlpaug's default tokenizer splits "we're" and "there," and
+                # its detokenizer then writes "we ' re" and "there ,".
+                aug = self.library_class(self.name)(
+                    **self.kwargs, tokenizer=str.split, reverse_tokenizer=" ".join
+                )
             except (TypeError, ValueError, KeyError, AssertionError, FileNotFoundError) as exc:
                 raise OpConfigError(f"nlpaug rejected the arguments: {exc}") from exc
             self._lazy_aug = aug
@@ -296,7 +300,12 @@ class RandomWordAug(WordOp):
         tokens = list(_TOKEN.finditer(piece))
         if len(tokens) < 2:
             return piece  # dropping or moving the only word leaves nothing to learn from
-        eligible = [i for i, t in enumerate(tokens) if self._eligible(t.group(0))]
+        # Bare punctuation ("-", "...") is not a word to drop or move.
+        eligible = [
+            i
+            for i, t in enumerate(tokens)
+            if _has_word_char(t.group(0)) and self._eligible(t.group(0))
+        ]
         # Deleting every word would leave an empty turn: keep at least one.
         limit = (
             len(eligible)
@@ -349,6 +358,10 @@ class RandomWordAug(WordOp):
             if n + 1 < len(kept_idx):
                 out.append(spaces[i] if i < len(spaces) else " ")
         return piece[: tokens[0].start()] + "".join(out) + piece[tokens[-1].end() :]
+
+
+def _has_word_char(token: str) -> bool:
+    return any(ch.isalnum() for ch in token)
 
 
 def _keep_sentence_case(words: list[str], original: list[str]) -> None:
