@@ -90,8 +90,11 @@ class _VariantBuilder:
             character=record.get("character"),
         )
         self.mono_audio = mono_audio
+        # Decoded media, and which of them an op changed (only those are encoded again).
         self.images: dict[int, np.ndarray] = {}
         self.audios: dict[int, Clip] = {}
+        self.changed_images: set[int] = set()
+        self.changed_audios: set[int] = set()
         self.log: list[dict[str, Any]] = []
 
     def record_op(self, op: Op, params: dict[str, Any]) -> None:
@@ -120,6 +123,7 @@ class _VariantBuilder:
         elif op.modality == "image":
             k = params["image"]
             self.images[k] = op.apply(self.image(k), params)
+            self.changed_images.add(k)
             for i in params.get("swap_turns", ()):
                 self.state.messages[i] = {
                     **self.state.messages[i],
@@ -128,25 +132,28 @@ class _VariantBuilder:
         else:
             k = params["clip"]
             self.audios[k] = op.apply(self.clip(k), params)
+            self.changed_audios.add(k)
         self.record_op(op, params)
 
     def changed_media(self) -> None:
         """Encode the media an op changed back into the variant (originals stay byte-identical)."""
-        for k, pixels in sorted(self.images.items()):
+        for k in sorted(self.changed_images):
             original = self.state.images[k]
             fmt = image_format(original["bytes"])
             self.state.images[k] = {
-                "bytes": encode_image(pixels, fmt),
+                "bytes": encode_image(self.images[k], fmt),
                 "path": variant_image_path(original.get("path"), fmt),
             }
-        for k, clip in sorted(self.audios.items()):
+        for k in sorted(self.changed_audios):
             original = self.state.audios[k]
             self.state.audios[k] = {
-                "bytes": encode_flac(clip),
+                "bytes": encode_flac(self.audios[k]),
                 "path": variant_audio_path(original.get("path")),
             }
         self.images.clear()
         self.audios.clear()
+        self.changed_images.clear()
+        self.changed_audios.clear()
 
 
 class RecordAugmenter:

@@ -91,6 +91,11 @@ def test_media_no_op_touched_keep_their_original_bytes():
     variants, _ = make_augmenter(copies=1, audio=[{"op": "Gain", "p": 1.0}]).variants(record)
     assert variants[0]["images"] == record["images"]
     assert variants[0]["audios"] != record["audios"]
+    # A clip decoded for an op whose draw changed nothing (speed factor 1.0) is not re-encoded.
+    unchanged, _ = make_augmenter(
+        copies=1, text=[{"op": "KeyboardAug"}], audio=[{"op": "SpeedPerturb", "factors": [1.0]}]
+    ).variants(record)
+    assert unchanged[0]["audios"] == record["audios"]
 
 
 def _read(data: bytes):
