@@ -1,0 +1,180 @@
+"""Committed dataset versions for trainer tests, written directly as the store lays them out."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline.ids import original_id
+from tests.fixtures.media import audio_bytes, image_bytes
+
+CAPTAIN = {
+    "name": "Captain Vela",
+    "profile": "Captain of the airship Gilded Gale. Loud, generous and superstitious.",
+    "greeting": "Ahoy, groundling!",
+    "catchphrases": ["By the four winds!", "Trust the sky."],
+}
+OWL = {
+    "name": "Professor Hoot",
+    "profile": "A tawny owl who teaches mathematics at the Nightbranch Academy.",
+    "greeting": "Good evening, young scholar!",
+    "catchphrases": ["Whooo can tell me why?"],
+}
+
+_LINES = [
+    ("What do you make of this sky?", "By the four winds, a red sky! We sail north tonight."),
+    ("Should we chase that ship?", "Chase her? Merchants pay better in tea than in gold."),
+    ("Listen to the wind up here.", "That gust climbs and falls: a squall line breathing."),
+    ("Do we go through the storm?", "Around, always around. Trust the sky, deckhand."),
+    ("Why is a triangle so strong?", "Whooo can tell me why? Its angles cannot shift."),
+    ("What is one half plus one third?", "Five sixths, young scholar. Try the next one yourself."),
+    ("Can owls see in the dark?", "Our eyes gather every crumb of moonlight there is."),
+    ("How many stars are up there?", "More than feathers on every owl in the forest."),
+]
+
+
+def make_record(
+    index: int,
+    split: str,
+    *,
+    images: int = 1,
+    audios: int = 1,
+    turns: int = 2,
+    named_user: str | None = "Mira",
+) -> dict[str, Any]:
+    """Return a canonical record: `turns` user/character exchanges, media in the first user turn."""
+    character = CAPTAIN if index % 2 == 0 else OWL
+    media = "".join(["<image> "] * images + ["<audio> "] * audios)
+    messages = []
+    for t in range(turns):
+        user, reply = _LINES[(index + t) % len(_LINES)]
+        content = (media if t == 0 else "") + f"{user} ({index}.{t})"
+        messages.append({"role": "user", "name": named_user, "content": content})
+        messages.append(
+            {"role": "assistant", "name": character["name"], "content": f"{reply} #{index}"}
+        )
+    fmt_i = ("PNG", "JPEG")[index % 2]
+    fmt_a = ("WAV", "FLAC")[index % 2]
+    return {
+        "id": original_id("tests", f"{split}-{index}"),
+        "parent_id": None,
+        "source": "tests",
+        "split": split,
+        "character": character,
+        "messages": messages,
+        "images": [{"bytes": image_bytes(fmt_i, 28, 40 + index), "path": None}] * images,
+        "audios": [{"bytes": audio_bytes(fmt_a, 1.0), "path": None}] * audios,
+        "augmentation": None,
+    }
+
+
+def write_version(
+    store: Path,
+    name: str,
+    records: list[dict[str, Any]],
+    version: int = 1,
+    recipe: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Write `records` as a committed version (Arrow shards + manifest); return the manifest."""
+    import pyarrow as pa
+
+    from pipeline.schema import RECORD_SCHEMA, records_to_table
+
+    vdir = store / name / "versions" / f"v{version}"
+    vdir.mkdir(parents=True, exist_ok=True)
+    shards = []
+    for split in ("train", "validation", "test"):
+        rows = [r for r in records if r["split"] == split]
+        if not rows:
+            continue
+        rel = f"{split}-00000-of-00001.arrow"
+        table = records_to_table(rows, RECORD_SCHEMA)
+        with pa.OSFile(str(vdir / rel), "wb") as sink, pa.ipc.new_file(sink, RECORD_SCHEMA) as w:
+            w.write_table(table)
+        digest = hashlib.sha256((vdir / rel).read_bytes()).hexdigest()
+        shards.append({"path": rel, "split": split, "rows": len(rows), "sha256": digest})
+    content_id = hashlib.sha256("".join(sorted(s["sha256"] for s in shards)).encode()).hexdigest()
+    manifest = {
+        "format": "roleforge.manifest/1",
+        "name": name,
+        "version": version,
+        "content_id": content_id,
+        "recipe_hash": "f" * 64,
+        "recipe": recipe or {"name": name, "seed": 3},
+        "splits": {s["split"]: s["rows"] for s in shards},
+        "shards": shards,
+    }
+    (store / name / "versions" / f"v{version}.json").write_text(json.dumps(manifest, indent=2))
+    return manifest
+
+
+def standard_records(
+    train: int = 8, validation: int = 2, test: int = 3, **kwargs: Any
+) -> list[dict[str, Any]]:
+    """Return a small multimodal corpus with every split filled."""
+    out = []
+    for split, n in (("train", train), ("validation", validation), ("test", test)):
+        offset = {"train": 0, "validation": 100, "test": 200}[split]
+        out += [make_record(offset + i, split, **kwargs) for i in range(n)]
+    return out
+
+
+@pytest.fixture(scope="session")
+def mm_store(tmp_path_factory) -> Path:
+    """A store with `mm@v1`: image + audio conversations in all three splits."""
+    store = tmp_path_factory.mktemp("mm-store")
+    write_version(store, "mm", standard_records())
+    return store
+
+
+@pytest.fixture(scope="session")
+def text_store(tmp_path_factory) -> Path:
+    """A store with `txt@v1`: the same conversations without media."""
+    store = tmp_path_factory.mktemp("text-store")
+    write_version(store, "txt", standard_records(images=0, audios=0))
+    return store
+
+
+@pytest.fixture(scope="session")
+def tiny_omni(tmp_path_factory) -> str:
+    """A tiny-random Omni thinker + processor built on the test corpus's text."""
+    from trainers.tiny import build_tiny_omni
+
+    texts = [m["content"] for r in standard_records() for m in r["messages"]]
+    out = tmp_path_factory.mktemp("tiny") / "omni"
+    return build_tiny_omni(texts, os.fspath(out), seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_causal(tmp_path_factory) -> str:
+    """A tiny random Qwen2 causal LM and a corpus-trained tokenizer with no chat template."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from trainers.tiny import train_tokenizer
+
+    texts = [m["content"] for r in standard_records() for m in r["messages"]]
+    tokenizer = train_tokenizer(texts, vocab_size=512)
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = Qwen2ForCausalLM(config)
+    out = os.fspath(tmp_path_factory.mktemp("tiny") / "causal")
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out

@@ -1,0 +1,154 @@
+"""Model inputs: labels only on the character's tokens, left truncation at turn boundaries."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline.versions import Store
+from tests.trainers.conftest import make_record
+from trainers.chat import ChatFormatter
+from trainers.collator import RolePlayCollator
+from trainers.data import RolePlayDataset, SplitReader
+from trainers.encoding import IGNORE_INDEX, ConversationEncoder
+
+SYSTEM = "You are {name}. {profile}"
+
+
+@pytest.fixture(scope="module")
+def omni_processor(tiny_omni):
+    from transformers import AutoProcessor
+
+    return AutoProcessor.from_pretrained(tiny_omni)
+
+
+@pytest.fixture(scope="module")
+def causal_tokenizer(tiny_causal):
+    from trainers.models import load_processor, resolve_model
+
+    return load_processor(resolve_model(tiny_causal))
+
+
+def labelled_runs(labels) -> list[list[int]]:
+    """Return the maximal runs of positions whose label is set, as token id lists."""
+    runs, current = [], []
+    for value in labels.tolist():
+        if value == IGNORE_INDEX:
+            if current:
+                runs.append(current)
+            current = []
+        else:
+            current.append(value)
+    return runs + ([current] if current else [])
+
+
+def character_lines(record) -> list[str]:
+    return [m["content"] for m in record["messages"] if m["role"] == "assistant"]
+
+
+def chinese_record():
+    record = make_record(3, "train", images=1, audios=1, turns=3)
+    record["messages"][3]["content"] = "你好，旅行者！ The tea is 好喝."
+    return record
+
+
+def test_label_mask_decodes_to_exactly_the_characters_text(omni_processor):
+    encoder = ConversationEncoder(omni_processor, multimodal=True, max_length=1024)
+    record = chinese_record()
+    sample = ChatFormatter(SYSTEM).format(record)
+    plan = encoder.plan(sample)
+    item = encoder.encode(sample, plan)
+    tok = encoder.tokenizer
+    runs = labelled_runs(item["labels"])
+    assert [tok.decode(r, skip_special_tokens=True) for r in runs] == character_lines(record)
+    # Each labelled run ends on the end-of-turn token, so the model learns to stop.
+    assert {r[-1] for r in runs} == {tok.convert_tokens_to_ids("<|im_end|>")}
+    set_ = item["labels"] != IGNORE_INDEX
+    assert (item["labels"][set_] == item["input_ids"][set_]).all()
+    # The image and the clip are in the inputs, expanded to their tokens, never labelled.
+    assert int((item["input_ids"] == omni_processor.image_token_id).sum()) == 4
+    assert int((item["input_ids"] == omni_processor.audio_token_id).sum()) == 25
+    assert {"pixel_values", "image_grid_thw", "input_features", "feature_attention_mask"} <= set(
+        item
+    )
+    # The length plan reads media headers only, and still counts exactly.
+    assert plan.status == "ok" and plan.length == len(item["input_ids"])
+
+
+def test_label_mask_decodes_to_the_characters_text_for_a_text_only_tokenizer(causal_tokenizer):
+    encoder = ConversationEncoder(causal_tokenizer, multimodal=False, max_length=1024)
+    record = chinese_record()
+    sample = ChatFormatter(SYSTEM, keep=frozenset()).format(record)
+    item = encoder.encode(sample, encoder.plan(sample))
+    runs = labelled_runs(item["labels"])
+    decoded = [causal_tokenizer.decode(r, skip_special_tokens=True) for r in runs]
+    assert decoded == character_lines(record)
+    assert set(item) == {"input_ids", "attention_mask", "labels"}
+
+
+def test_long_conversations_lose_whole_earliest_turns_and_keep_the_system_prompt(omni_processor):
+    record = make_record(5, "train", images=1, audios=1, turns=4)
+    sample = ChatFormatter(SYSTEM).format(record)
+    full = ConversationEncoder(omni_processor, multimodal=True, max_length=4096).plan(sample)
+    limit = full.length - 20
+    encoder = ConversationEncoder(omni_processor, multimodal=True, max_length=limit)
+    plan = encoder.plan(sample)
+    assert plan.status == "truncated"
+    item = encoder.encode(sample, plan)
+    assert len(item["input_ids"]) <= limit
+    text = encoder.tokenizer.decode(item["input_ids"])
+    assert text.startswith("<|im_start|>system\nYou are Professor Hoot.")
+    # The first exchange (which carried the image and the clip) went as a whole.
+    assert text.split("<|im_end|>\n")[1].startswith("<|im_start|>user\nMira: ")
+    assert "pixel_values" not in item and "input_features" not in item
+    runs = labelled_runs(item["labels"])
+    kept = [encoder.tokenizer.decode(r, skip_special_tokens=True) for r in runs]
+    assert kept == character_lines(record)[-len(kept) :] and len(kept) == 3
+
+
+def test_split_reports_truncated_and_skipped_samples(mm_store, omni_processor):
+    store = Store(str(mm_store), "mm")
+    manifest = store.manifest(1)
+    formatter = ChatFormatter(SYSTEM)
+    reader = SplitReader(store.shard_paths(manifest, "train"))
+    lengths = [
+        ConversationEncoder(omni_processor, multimodal=True, max_length=4096)
+        .plan(formatter.format(reader.row(i)))
+        .length
+        for i in range(len(reader))
+    ]
+    limit = sorted(lengths)[len(lengths) // 2]  # half the samples are longer than this
+    encoder = ConversationEncoder(omni_processor, multimodal=True, max_length=limit)
+    data = RolePlayDataset("train", reader, formatter, encoder)
+    longer = sum(n > limit for n in lengths)
+    assert data.stats.truncated + data.stats.skipped == longer > 0
+    assert data.stats.used == len(data) == len(lengths) - data.stats.skipped
+    assert all(len(data[i]["input_ids"]) <= limit for i in range(len(data)))
+    tiny = RolePlayDataset(
+        "train",
+        reader,
+        formatter,
+        ConversationEncoder(omni_processor, multimodal=True, max_length=30),
+    )
+    assert tiny.stats.skipped == len(lengths) and len(tiny) == 0
+    assert tiny.stats.skip_reasons == {"last character turn alone too long": len(lengths)}
+
+
+def test_collator_pads_tokens_right_and_stacks_media(omni_processor):
+    encoder = ConversationEncoder(omni_processor, multimodal=True, max_length=1024)
+    fmt = ChatFormatter(SYSTEM)
+    samples = [
+        fmt.format(make_record(0, "train", images=2, audios=1)),
+        fmt.format(make_record(1, "train", images=0, audios=0)),
+    ]
+    items = [encoder.encode(s, encoder.plan(s)) for s in samples]
+    collator = RolePlayCollator(pad_token_id=encoder.tokenizer.pad_token_id)
+    batch = collator(items)
+    n0, n1 = len(items[0]["input_ids"]), len(items[1]["input_ids"])
+    assert batch["input_ids"].shape == (2, max(n0, n1))
+    assert batch["attention_mask"][1].tolist() == [1] * n1 + [0] * (n0 - n1)
+    assert (batch["labels"][1, n1:] == IGNORE_INDEX).all()
+    assert (batch["input_ids"][1, n1:] == encoder.tokenizer.pad_token_id).all()
+    assert batch["pixel_values"].shape == (8, 1176) and batch["image_grid_thw"].shape == (2, 3)
+    assert batch["input_features"].shape == (1, 20, 3000)
+    filtered = RolePlayCollator(0, accepted={"input_ids", "labels"})(items)
+    assert set(filtered) == {"input_ids", "labels"}

@@ -1,0 +1,63 @@
+"""Role-play reply metrics: AI exposure, speaker leakage, catchphrases, distinct-n."""
+
+from __future__ import annotations
+
+import pytest
+
+from trainers.metrics import (
+    Reply,
+    ai_exposure,
+    catchphrase_hit,
+    distinct_n,
+    reply_metrics,
+    speaker_leakage,
+    words,
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "exposed"),
+    [
+        ("As an AI, I cannot sail.", True),
+        ("I'm just a large language model.", True),
+        ("I am an AI assistant created to help.", True),
+        ("By the four winds, hoist the sails!", False),
+        ("The AIrship flies at dawn.", False),
+    ],
+)
+def test_ai_exposure_flags_replies_that_break_character_as_an_assistant(text, exposed):
+    assert ai_exposure(text) is exposed
+
+
+def test_speaker_leakage_flags_another_speakers_name_prefix():
+    assert speaker_leakage("Aye.\nMira: and then I said", ["Mira"])
+    assert speaker_leakage("User: what now?", [])
+    assert not speaker_leakage("I told Mira the plan: sail north.", ["Mira"])
+
+
+def test_catchphrase_hits_ignore_case_and_trailing_punctuation():
+    assert catchphrase_hit("well, by the four winds we go", ["By the four winds!"])
+    assert not catchphrase_hit("we go", ["By the four winds!"])
+
+
+def test_distinct_n_counts_unique_ngrams_and_chinese_by_character():
+    assert distinct_n(["a a a a"], 1) == 0.25
+    assert distinct_n(["a b", "a b"], 2) == 0.5
+    assert distinct_n([""], 1) is None
+    assert words("你好 Mira!") == ["你", "好", "mira"]
+
+
+def test_reply_metrics_are_shares_of_replies():
+    replies = [
+        Reply("As an AI I must decline.", ["Mira"], ["Trust the sky."]),
+        Reply("Trust the sky, Mira.", ["Mira"], ["Trust the sky."]),
+        Reply("Mira: hello", ["Mira"], []),
+        Reply("Ahoy there friend", [], ["Ahoy"]),
+    ]
+    m = reply_metrics(replies)
+    assert m["replies"] == 4
+    assert m["ai_exposure_rate"] == 0.25
+    assert m["speaker_leakage_rate"] == 0.25
+    assert m["catchphrase_hit_rate"] == pytest.approx(2 / 3)
+    assert m["mean_reply_words"] == pytest.approx((6 + 4 + 2 + 3) / 4)
+    assert reply_metrics([]) == {"replies": 0}

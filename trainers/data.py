@@ -1,0 +1,179 @@
+"""A committed version's split as a torch dataset: memory-mapped rows, encoded on access."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from trainers.chat import ChatFormatter, ChatSample
+from trainers.encoding import ConversationEncoder, SamplePlan
+
+logger = logging.getLogger(__name__)
+
+
+class SplitReader:
+    """The rows of one split, read memory-mapped from its shards (Arrow IPC or Parquet).
+
+    The table is opened lazily and not pickled, so DataLoader and Ray workers each map
+    the files themselves instead of receiving a copy of the data.
+    """
+
+    def __init__(self, paths: list[str]):
+        self.paths = list(paths)
+        self._table = None
+
+    @property
+    def table(self):
+        if self._table is None:
+            import pyarrow as pa
+
+            tables = [_open_shard(p) for p in self.paths]
+            if tables:
+                self._table = pa.concat_tables(tables)
+            else:
+                from pipeline.schema import RECORD_SCHEMA
+
+                self._table = RECORD_SCHEMA.empty_table()
+        return self._table
+
+    def __len__(self) -> int:
+        return self.table.num_rows
+
+    def row(self, index: int) -> dict[str, Any]:
+        """Return row `index` as a canonical record dict."""
+        return self.table.slice(index, 1).to_pylist()[0]
+
+    def media_counts(self) -> dict[str, int]:
+        """Return how many rows carry at least one image, and one audio clip (no media read)."""
+        import pyarrow.compute as pc
+
+        counts = {}
+        for kind, column in (("image", "images"), ("audio", "audios")):
+            lengths = pc.list_value_length(self.table.column(column))
+            counts[kind] = int(pc.sum(pc.greater(lengths, 0)).as_py() or 0)
+        return counts
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"paths": self.paths, "_table": None}
+
+
+def _open_shard(path: str):
+    import pyarrow as pa
+
+    if path.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        return pq.read_table(path, memory_map=True)
+    return pa.ipc.open_file(pa.memory_map(path, "r")).read_all()
+
+
+@contextmanager
+def _one_torch_thread() -> Iterator[None]:
+    """Run the block on one torch thread when in the main process, then restore the count.
+
+    Media feature extraction (Whisper log-mels, image patches) works on small tensors;
+    with several threads their synchronisation cost dominates (measured 4x slower per
+    clip on 2 busy cores). In the main process it alternates with the training step, so
+    lowering the count for the block never slows the model. DataLoader workers already
+    run on one thread.
+    """
+    import torch
+    from torch.utils.data import get_worker_info
+
+    threads = torch.get_num_threads()
+    if threads == 1 or get_worker_info() is not None:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+@dataclass
+class SplitStats:
+    """What the length plan did to one split."""
+
+    split: str
+    rows: int = 0
+    used: int = 0
+    truncated: int = 0  # samples that lost earliest turns to fit max_length
+    skipped: int = 0  # samples not used (last character turn alone too long, or none)
+    skip_reasons: dict[str, int] = field(default_factory=dict)
+    media_dropped_samples: int = 0  # samples whose media the model cannot take (drop_media)
+    tokens: int = 0  # planned tokens over used samples
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class RolePlayDataset:
+    """Encoded samples of one split; each item is a dict of 1D token tensors and media features.
+
+    The length plan (which turns fit) is made once when the dataset is built, from
+    media headers and text only; items are encoded on access, in DataLoader workers.
+    """
+
+    def __init__(
+        self,
+        split: str,
+        reader: SplitReader,
+        formatter: ChatFormatter,
+        encoder: ConversationEncoder,
+    ):
+        self.split = split
+        self.reader = reader
+        self.formatter = formatter
+        self.encoder = encoder
+        self.stats = SplitStats(split=split, rows=len(reader))
+        self.plans: list[SamplePlan] = []
+        self.rows: list[int] = []
+        reasons: Counter[str] = Counter()
+        for i in range(len(reader)):
+            sample = self.sample(i)
+            plan = encoder.plan(sample)
+            self.stats.media_dropped_samples += bool(sample.dropped_media)
+            if plan.status == "skipped":
+                self.stats.skipped += 1
+                reasons[plan.reason] += 1
+                continue
+            self.stats.truncated += plan.status == "truncated"
+            self.stats.tokens += plan.length
+            self.plans.append(plan)
+            self.rows.append(i)
+        self.stats.used = len(self.rows)
+        self.stats.skip_reasons = dict(reasons)
+        if self.stats.truncated or self.stats.skipped:
+            logger.info(
+                "%s: %d of %d samples truncated from the left, %d skipped (%s)",
+                split,
+                self.stats.truncated,
+                self.stats.rows,
+                self.stats.skipped,
+                dict(reasons),
+            )
+
+    def sample(self, row: int) -> ChatSample:
+        """Return the ChatSample of split row `row`."""
+        return self.formatter.format(self.reader.row(row))
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        with _one_torch_thread():
+            return self.encoder.encode(self.sample(self.rows[index]), self.plans[index])
+
+    def lengths(self) -> list[int]:
+        """Return the planned token length of each item."""
+        return [p.length for p in self.plans]
+
+    def characters(self) -> list[str]:
+        """Return the played character of each item, in item order (no media decoded)."""
+        column = self.reader.table.column("character").to_pylist()
+        return [((column[r] or {}).get("name") or "unknown") for r in self.rows]

@@ -1,0 +1,292 @@
+"""Chat samples as model inputs: the processor's template, labels on the character's turns only.
+
+Labels come from the chat template itself, without `{% generation %}` markers, so any
+model's own template works: the conversation is rendered once per prefix, and the text an
+assistant turn adds after the generation prompt (content and end-of-turn token, without
+the trailing newline) is the labelled span. Spans are mapped to tokens through the offset
+mapping, shifted past the placeholder expansions the processor reports.
+
+Long conversations lose whole turns from the left (never part of a turn); the system
+prompt always stays. A sample whose last character turn does not fit even alone is skipped.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from trainers.chat import ChatSample, ChatTurn
+from trainers.media import MediaTokenCounter, decode_audio, decode_image
+
+logger = logging.getLogger(__name__)
+
+IGNORE_INDEX = -100
+# Keys a processor returns that are bookkeeping, not model inputs.
+_NOT_INPUTS = ("offset_mapping", "text_replacement_offsets", "num_audio_tokens")
+
+
+class TemplateError(ValueError):
+    """The chat template cannot be used to find the character's tokens."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A rendered conversation: its text, where each turn starts, and the labelled spans."""
+
+    text: str
+    bounds: list[int]  # char start of each turn, then len(text)
+    assistant_spans: list[tuple[int, int]]
+
+
+@dataclass(frozen=True)
+class SamplePlan:
+    """Which turns of a sample are kept (system prompt + turns[first:last+1]) and its length."""
+
+    first: int
+    last: int
+    length: int
+    status: Literal["ok", "truncated", "skipped"]
+    reason: str = ""
+
+
+@dataclass
+class _Tokens:
+    ids: Any  # 1D LongTensor
+    labels: Any  # 1D LongTensor
+    per_turn: list[int]  # tokens per turn of the rendered conversation
+    features: dict[str, Any]  # media tensors as the processor returned them
+
+
+class ConversationEncoder:
+    """Builds input ids, labels and media features of ChatSamples for one model's processor.
+
+    `processor` is a multimodal processor (multimodal=True) or a tokenizer (text-only
+    causal LMs). `chat_template` overrides the processor's own template when given.
+    """
+
+    def __init__(
+        self,
+        processor: Any,
+        *,
+        multimodal: bool,
+        max_length: int,
+        chat_template: str | None = None,
+    ):
+        self.processor = processor
+        self.multimodal = multimodal
+        self.max_length = max_length
+        self.chat_template = chat_template
+        self.tokenizer = processor.tokenizer if multimodal else processor
+        fe = getattr(processor, "feature_extractor", None) if multimodal else None
+        self.sampling_rate = int(getattr(fe, "sampling_rate", 16000) or 16000)
+        self.counter = MediaTokenCounter(processor, self.sampling_rate) if multimodal else None
+        self._media_ids = {
+            i
+            for name in ("image_token_id", "audio_token_id", "video_token_id")
+            if isinstance(i := getattr(processor, name, None), int)
+        }
+
+    # -- rendering ---------------------------------------------------------------------
+    def render(self, turns: list[ChatTurn], add_generation_prompt: bool = False) -> str:
+        """Return the template text of `turns` (media as the template's placeholders)."""
+        if self.multimodal:
+            messages = [{"role": t.role, "content": t.parts()} for t in turns]
+        else:
+            messages = [{"role": t.role, "content": t.text} for t in turns]
+        return self.processor.apply_chat_template(
+            messages,
+            chat_template=self.chat_template,
+            tokenize=False,
+            add_generation_prompt=add_generation_prompt,
+        )
+
+    def _generation_prompt(self, turns: list[ChatTurn]) -> str:
+        try:
+            return self.render(turns, add_generation_prompt=True)
+        except Exception:  # some templates refuse an empty conversation
+            if turns:
+                raise
+            return ""
+
+    def layout(self, turns: list[ChatTurn]) -> Layout:
+        """Return the rendered text of `turns`, turn boundaries and the character's spans."""
+        text = self.render(turns)
+        bounds = [0]
+        spans: list[tuple[int, int]] = []
+        for k, turn in enumerate(turns):
+            prefix = text if k == len(turns) - 1 else self.render(turns[: k + 1])
+            if not text.startswith(prefix):
+                raise TemplateError(
+                    "the chat template renders a conversation differently from its prefixes, "
+                    "so the character's tokens cannot be found; set `chat_template` to one that does not"
+                )
+            if turn.role == "assistant":
+                prompt = self._generation_prompt(turns[:k])
+                stop = len(prefix.rstrip())
+                if not text.startswith(prompt) or len(prompt) > stop:
+                    if k:
+                        raise TemplateError(
+                            "the chat template's generation prompt is not a prefix of the "
+                            "conversation, so the character's tokens cannot be found"
+                        )
+                    prompt = ""  # an opening character turn: label from the start
+                spans.append((len(prompt), stop))
+            bounds.append(len(prefix))
+        return Layout(text=text, bounds=bounds, assistant_spans=spans)
+
+    # -- tokenizing --------------------------------------------------------------------
+    def _tokenize(self, turns: list[ChatTurn], with_media: bool) -> _Tokens:
+        import numpy as np
+        import torch
+
+        layout = self.layout(turns)
+        media = [m for t in turns for m in t.media]
+        features: dict[str, Any] = {}
+        shifts: list[tuple[int, int]] = []  # (end of placeholder in rendered text, chars gained)
+        if with_media and media:
+            images = [decode_image(b) for k, b in media if k == "image"]
+            audios = [decode_audio(b, self.sampling_rate) for k, b in media if k == "audio"]
+            bos = self.tokenizer.bos_token
+            out = self.processor(
+                text=[layout.text],
+                images=images or None,
+                audio=audios or None,
+                add_special_tokens=not (bos and layout.text.startswith(bos)),
+                return_offsets_mapping=True,
+                return_text_replacement_offsets=True,
+                return_tensors="pt",
+            )
+            if "text_replacement_offsets" not in out:
+                raise TemplateError(
+                    f"{type(self.processor).__name__} does not report where it expands media "
+                    "placeholders, so labels cannot be aligned"
+                )
+            shifts = [
+                (r["span"][1], r["new_span"][1] - r["span"][1])
+                for r in out["text_replacement_offsets"][0]
+            ]
+            ids = out["input_ids"][0]
+            offsets = np.asarray(out["offset_mapping"][0])
+            features = {k: v for k, v in out.items() if k not in _NOT_INPUTS}
+            features.pop("input_ids")
+            features.pop("attention_mask", None)
+        else:
+            enc = self.tokenizer(layout.text, add_special_tokens=False, return_offsets_mapping=True)
+            ids = torch.tensor(enc["input_ids"], dtype=torch.long)
+            offsets = np.asarray(enc["offset_mapping"]).reshape(-1, 2)
+
+        ends = [e for e, _ in shifts]
+        gained = [0] + [g for _, g in shifts]
+
+        def shift(char: int) -> int:
+            return char + gained[bisect.bisect_right(ends, char)]
+
+        starts, stops = offsets[:, 0], offsets[:, 1]
+        mask = np.zeros(len(ids), dtype=bool)
+        for a, b in layout.assistant_spans:
+            a, b = shift(a), shift(b)
+            mask |= (starts < b) & (stops > a)
+        labels = torch.where(torch.from_numpy(mask), ids, torch.full_like(ids, IGNORE_INDEX))
+        for media_id in self._media_ids:
+            labels[ids == media_id] = IGNORE_INDEX
+        turn_starts = [shift(b) for b in layout.bounds[1:-1]]
+        turn_of = np.searchsorted(np.asarray(turn_starts, dtype=np.int64), starts, side="right")
+        per_turn = np.bincount(turn_of, minlength=len(turns))[: len(turns)].tolist()
+        return _Tokens(ids=ids, labels=labels, per_turn=per_turn, features=features)
+
+    # -- planning and encoding ---------------------------------------------------------
+    def _kept(self, sample: ChatSample, first: int, last: int) -> list[ChatTurn]:
+        head = sample.turns[:1] if sample.has_system else []
+        return head + sample.turns[first : last + 1]
+
+    def _turn_lengths(self, sample: ChatSample, last: int) -> list[int]:
+        """Return the token count of each turn in turns[:last+1], media expanded."""
+        turns = sample.turns[: last + 1]
+        extra = [0] * len(turns)
+        for i, turn in enumerate(turns):
+            for kind, data in turn.media:
+                n = self.counter.count(kind, data) if self.counter else None
+                if n is None:
+                    return self._tokenize(turns, with_media=True).per_turn
+                extra[i] += n - 1  # the rendered placeholder is one token of these
+        text_only = self._tokenize(turns, with_media=False).per_turn
+        return [a + b for a, b in zip(text_only, extra, strict=True)]
+
+    def plan(self, sample: ChatSample) -> SamplePlan:
+        """Return which turns of `sample` fit in max_length and how many tokens they take."""
+        assistants = [i for i, t in enumerate(sample.turns) if t.role == "assistant"]
+        if not assistants:
+            return SamplePlan(0, -1, 0, "skipped", "no character turn")
+        last = assistants[-1]  # turns after the character's last line carry no loss
+        head = 1 if sample.has_system else 0
+        lengths = self._turn_lengths(sample, last)
+        total = sum(lengths)
+        first = head
+        while total > self.max_length and first < last:
+            total -= lengths[first]
+            first += 1
+        if total > self.max_length:
+            return SamplePlan(first, last, total, "skipped", "last character turn alone too long")
+        if first > head and sample.turns[first].role == "assistant" and first < last:
+            # Keep the kept part starting on a user turn, as strict templates require.
+            total -= lengths[first]
+            first += 1
+            while sample.turns[first].role == "assistant" and first < last:
+                total -= lengths[first]
+                first += 1
+        return SamplePlan(first, last, total, "truncated" if first > head else "ok")
+
+    def encode(self, sample: ChatSample, plan: SamplePlan) -> dict[str, Any]:
+        """Return input_ids, attention_mask, labels (1D) and media features of a planned sample."""
+        import torch
+
+        first = plan.first
+        while True:
+            tokens = self._tokenize(self._kept(sample, first, plan.last), with_media=True)
+            if len(tokens.ids) <= self.max_length or first >= plan.last:
+                break
+            # The plan's estimate was short (templates are not always additive): drop more.
+            head = 1 if sample.has_system else 0
+            over = len(tokens.ids) - self.max_length
+            drop = 0
+            while over > 0 and first < plan.last:
+                over -= tokens.per_turn[head + drop]
+                drop += 1
+                first += 1
+        if len(tokens.ids) > self.max_length:
+            logger.warning(
+                "sample %s is %d tokens, over max_length", sample.record_id, len(tokens.ids)
+            )
+        return {
+            "input_ids": tokens.ids,
+            "attention_mask": torch.ones_like(tokens.ids),
+            "labels": tokens.labels,
+            **tokens.features,
+        }
+
+    def prompt(self, sample: ChatSample) -> tuple[dict[str, Any], str] | None:
+        """Return model inputs for the sample cut before its last character turn, and that turn."""
+        assistants = [i for i, t in enumerate(sample.turns) if t.role == "assistant"]
+        if not assistants or assistants[-1] == 0:
+            return None
+        last = assistants[-1]
+        turns = sample.turns[:last]
+        text = self.render(turns, add_generation_prompt=True)
+        media = [m for t in turns for m in t.media]
+        if self.multimodal:
+            images = [decode_image(b) for k, b in media if k == "image"]
+            audios = [decode_audio(b, self.sampling_rate) for k, b in media if k == "audio"]
+            bos = self.tokenizer.bos_token
+            out = self.processor(
+                text=[text],
+                images=images or None,
+                audio=audios or None,
+                add_special_tokens=not (bos and text.startswith(bos)),
+                return_tensors="pt",
+            )
+            inputs = {k: v for k, v in out.items() if k not in _NOT_INPUTS}
+        else:
+            inputs = dict(self.tokenizer(text, add_special_tokens=False, return_tensors="pt"))
+        return inputs, sample.turns[last].text

@@ -1,0 +1,314 @@
+"""One training process: data, model, the transformers Trainer with our collator.
+
+The same `TrainingSession` runs alone or in each Ray Train worker (where torch.distributed
+is already set up and the Trainer shards batches by rank). Only rank 0 writes outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from pipeline.recipe import TrainConfig
+from trainers.chat import ChatFormatter
+from trainers.collator import RolePlayCollator
+from trainers.data import RolePlayDataset, SplitReader
+from trainers.encoding import ConversationEncoder
+from trainers.models import (
+    ModelSpec,
+    apply_lora,
+    freeze_encoders,
+    load_model,
+    load_processor,
+    resolve_model,
+)
+
+logger = logging.getLogger(__name__)
+
+SUMMARY_FILE = "train_summary.json"
+CHECKPOINTS = "checkpoints"
+
+
+@dataclass
+class TrainJob:
+    """Everything a training process needs; plain data, so Ray can ship it to workers."""
+
+    run_dir: str
+    base_model: str  # local path or hub id
+    shards: dict[str, list[str]]  # split -> shard paths
+    config: dict[str, Any]  # TrainConfig as JSON
+    seed: int
+    keep_media: list[str]
+    resume_from: str | None = None
+    dataloader_workers: int = 0
+
+    @property
+    def cfg(self) -> TrainConfig:
+        return TrainConfig.model_validate(self.config)
+
+
+@dataclass
+class StepTimes:
+    """Where optimizer-step time went: waiting for batches vs. everything else."""
+
+    steps: int = 0
+    step_seconds: float = 0.0
+    data_wait_seconds: float = 0.0
+    tokens: int = 0  # non-padding tokens fed to the model
+    _fetch_start: float | None = field(default=None, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "steps": self.steps,
+            "step_seconds": round(self.step_seconds, 4),
+            "data_wait_seconds": round(self.data_wait_seconds, 4),
+            "data_wait_share": round(self.data_wait_seconds / self.step_seconds, 4)
+            if self.step_seconds
+            else None,
+            "tokens": self.tokens,
+            "tokens_per_second": round(self.tokens / self.step_seconds, 2)
+            if self.step_seconds
+            else None,
+        }
+
+
+def _trainer_class():
+    """Return our Trainer subclass (built lazily: transformers is a heavy import)."""
+    from transformers import Trainer, TrainerCallback
+
+    class StepTimerCallback(TrainerCallback):
+        def __init__(self, times: StepTimes):
+            self.times = times
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if self.times._fetch_start is not None:
+                self.times.step_seconds += time.perf_counter() - self.times._fetch_start
+                self.times.steps += 1
+                self.times._fetch_start = None
+
+    class LogCallback(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if state.is_world_process_zero and logs:
+                logger.info("step %d: %s", state.global_step, logs)
+
+    class RoleForgeTrainer(Trainer):
+        """Trainer that times how long each optimizer step waits for its batches."""
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.step_times = StepTimes()
+            self.add_callback(StepTimerCallback(self.step_times))
+            self.add_callback(LogCallback())
+
+        def get_batch_samples(self, epoch_iterator, num_batches, device):
+            start = time.perf_counter()
+            batches, num_items = super().get_batch_samples(epoch_iterator, num_batches, device)
+            self.step_times.data_wait_seconds += time.perf_counter() - start
+            self.step_times._fetch_start = start
+            self.step_times.tokens += sum(int(b["attention_mask"].sum()) for b in batches)
+            return batches, num_items
+
+    return RoleForgeTrainer
+
+
+def gpu_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+class TrainingSession:
+    """Builds data, model and Trainer for a TrainJob; `run()` trains and saves on rank 0."""
+
+    def __init__(self, job: TrainJob):
+        import torch
+
+        self.job = job
+        cfg = self.cfg = job.cfg
+        self.use_gpu = gpu_available() if cfg.use_gpu is None else cfg.use_gpu
+        self.bf16 = (
+            cfg.bf16
+            if cfg.bf16 is not None
+            else bool(self.use_gpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+        )
+        self.spec: ModelSpec = resolve_model(job.base_model, cfg.trust_remote_code)
+        self.processor = load_processor(self.spec, cfg.trust_remote_code)
+        self.formatter = ChatFormatter(cfg.system_template, keep=frozenset(job.keep_media))
+        self.encoder = ConversationEncoder(
+            self.processor, multimodal=self.spec.multimodal, max_length=cfg.max_length
+        )
+        self.train_data = self.dataset("train")
+        self.val_data = self.dataset("validation") if job.shards.get("validation") else None
+        if self.val_data is not None and len(self.val_data) == 0:
+            self.val_data = None
+        self.model = self._model()
+        self.tokenizer = self.encoder.tokenizer
+        self.collator = RolePlayCollator(
+            pad_token_id=self.tokenizer.pad_token_id, accepted=_forward_inputs(self.model)
+        )
+
+    def dataset(self, split: str) -> RolePlayDataset:
+        """Return the planned dataset of `split` (empty when the version has none)."""
+        reader = SplitReader(self.job.shards.get(split, []))
+        return RolePlayDataset(split, reader, self.formatter, self.encoder)
+
+    def _model(self):
+        import torch
+
+        dtype = torch.bfloat16 if self.bf16 and self.cfg.lora is None else torch.float32
+        model = load_model(self.spec, self.cfg.trust_remote_code, dtype=dtype)
+        if self.cfg.lora is not None:
+            # Same seed, same adapter initialisation, without touching the global generator.
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.job.seed)
+                model = apply_lora(model, self.cfg.lora)
+        else:
+            frozen = freeze_encoders(model)
+            logger.info("full fine-tuning; %d encoder parameters frozen", frozen)
+        if self.cfg.gradient_checkpointing and hasattr(model, "enable_input_require_grads"):
+            model.enable_input_require_grads()  # LoRA: checkpointed blocks need grad inputs
+        return model
+
+    def training_args(self):
+        """Return the TrainingArguments of this job."""
+        from transformers import TrainingArguments
+
+        cfg = self.cfg
+        evaluate = self.val_data is not None and cfg.eval_steps is not None
+        early = evaluate and cfg.early_stopping_patience is not None
+        if cfg.early_stopping_patience is not None and not evaluate:
+            logger.warning("early stopping needs eval_steps and a validation split; it is off")
+        save_steps = cfg.save_steps or (cfg.eval_steps if early else 500)
+        if early and save_steps % cfg.eval_steps:
+            save_steps = cfg.eval_steps  # the best checkpoint must exist at every evaluation
+        return TrainingArguments(
+            output_dir=os.path.join(self.job.run_dir, CHECKPOINTS),
+            per_device_train_batch_size=cfg.batch_size,
+            per_device_eval_batch_size=cfg.batch_size,
+            gradient_accumulation_steps=cfg.grad_accum,
+            num_train_epochs=cfg.epochs,
+            max_steps=cfg.max_steps,
+            learning_rate=cfg.learning_rate,
+            lr_scheduler_type=cfg.lr_scheduler,
+            warmup_steps=cfg.warmup_ratio,
+            weight_decay=cfg.weight_decay,
+            optim="adamw_torch",
+            logging_steps=1,
+            eval_strategy="steps" if evaluate else "no",
+            eval_steps=cfg.eval_steps if evaluate else None,
+            save_strategy="steps",
+            save_steps=save_steps,
+            save_total_limit=2,
+            load_best_model_at_end=early,
+            metric_for_best_model="eval_loss" if early else None,
+            greater_is_better=False if early else None,
+            bf16=self.bf16,
+            activation_checkpointing=cfg.gradient_checkpointing,
+            use_cpu=not self.use_gpu,
+            seed=self.job.seed,
+            data_seed=self.job.seed,
+            report_to="none",
+            disable_tqdm=True,
+            remove_unused_columns=False,
+            dataloader_num_workers=self.job.dataloader_workers,
+            dataloader_persistent_workers=self.job.dataloader_workers > 0,
+            ddp_find_unused_parameters=False,
+        )
+
+    def trainer(self):
+        """Return the Trainer for this job (our subclass, which times data waits)."""
+        from transformers import EarlyStoppingCallback
+
+        args = self.training_args()
+        callbacks = []
+        if args.load_best_model_at_end:
+            callbacks.append(EarlyStoppingCallback(self.cfg.early_stopping_patience))
+        from transformers.trainer_callback import PrinterCallback
+
+        trainer = _trainer_class()(
+            model=self.model,
+            args=args,
+            train_dataset=self.train_data,
+            eval_dataset=self.val_data,
+            data_collator=self.collator,
+            callbacks=callbacks,
+        )
+        # Logs go through `logging`, never print(): stdout belongs to `roleforge train --json`.
+        trainer.remove_callback(PrinterCallback)
+        return trainer
+
+    def run(self) -> dict[str, Any]:
+        """Train (resuming when asked), save the model on rank 0; return the training summary."""
+        if len(self.train_data) == 0:
+            raise ValueError("the train split has no usable samples")
+        trainer = self.trainer()
+        started = time.perf_counter()
+        output = trainer.train(resume_from_checkpoint=self.job.resume_from)
+        elapsed = time.perf_counter() - started
+        summary = {
+            "global_step": trainer.state.global_step,
+            "train_runtime": round(elapsed, 3),
+            "train_loss": output.training_loss,
+            "losses": [
+                {"step": e["step"], "loss": e["loss"]}
+                for e in trainer.state.log_history
+                if "loss" in e
+            ],
+            "eval_losses": [
+                {"step": e["step"], "eval_loss": e["eval_loss"]}
+                for e in trainer.state.log_history
+                if "eval_loss" in e
+            ],
+            "best_checkpoint": trainer.state.best_model_checkpoint,
+            "resumed_from": self.job.resume_from,
+            "timing": trainer.step_times.to_dict(),
+            "world_size": trainer.args.world_size,
+            "data": {
+                "train": self.train_data.stats.to_dict(),
+                "validation": self.val_data.stats.to_dict() if self.val_data else None,
+            },
+            "bf16": self.bf16,
+            "device": "cuda" if self.use_gpu else "cpu",
+            "family": self.spec.family,
+        }
+        if trainer.is_world_process_zero():
+            trainer.save_model(self.job.run_dir)
+            self.processor.save_pretrained(self.job.run_dir)
+            stray = os.path.join(self.job.run_dir, "training_args.bin")
+            if os.path.exists(stray):
+                os.remove(stray)  # a pickle; the card and run.json hold the arguments
+            write_json(os.path.join(self.job.run_dir, SUMMARY_FILE), summary)
+        self.trained = trainer.model
+        return summary
+
+
+def _forward_inputs(model: Any) -> set[str] | None:
+    """Return the argument names of the underlying model's forward (None: take everything)."""
+    import inspect
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    params = inspect.signature(base.forward).parameters
+    names = {n for n, p in params.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+    return names or None
+
+
+def train_in_worker(job_dict: dict[str, Any]) -> None:
+    """Ray Train worker entry: run the same TrainingSession on this worker's rank."""
+    TrainingSession(TrainJob(**job_dict)).run()
+
+
+def write_json(path: str, data: Any) -> None:
+    """Write `data` as indented JSON at `path` atomically."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2, ensure_ascii=False, default=str)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def job_dict(job: TrainJob) -> dict[str, Any]:
+    return asdict(job)

@@ -1,0 +1,82 @@
+"""Media bytes as model inputs: decoded images and audio, and cheap placeholder-token counts."""
+
+from __future__ import annotations
+
+import io
+import logging
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+def decode_image(data: bytes):
+    """Return an RGB PIL image from encoded bytes."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        return im.convert("RGB")
+
+
+def decode_audio(data: bytes, sampling_rate: int):
+    """Return mono float32 samples at `sampling_rate` from encoded audio bytes."""
+    import numpy as np
+    import soundfile as sf
+
+    wave, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    wave = wave.mean(axis=1)
+    if rate != sampling_rate:
+        import soxr
+
+        wave = soxr.resample(wave, rate, sampling_rate)
+    return np.ascontiguousarray(wave, dtype=np.float32)
+
+
+def image_size(data: bytes) -> tuple[int, int]:
+    """Return (height, width) of encoded image bytes, reading only the header."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        width, height = im.size
+    return height, width
+
+
+def audio_length(data: bytes, sampling_rate: int) -> int:
+    """Return the number of samples the clip has at `sampling_rate`, reading only the header."""
+    import soundfile as sf
+
+    info = sf.info(io.BytesIO(data))
+    return int(round(info.frames * sampling_rate / info.samplerate))
+
+
+class MediaTokenCounter:
+    """Counts the tokens a processor expands one image or clip into, without processing it.
+
+    Uses the processor's `_get_num_multimodal_tokens` (image sizes, audio lengths) so the
+    length plan of a whole split reads media headers only. Returns None when the processor
+    cannot tell, and the caller then measures by processing the sample.
+    """
+
+    def __init__(self, processor: Any, sampling_rate: int):
+        self.processor = processor
+        self.sampling_rate = sampling_rate
+        self._works = {"image": True, "audio": True}
+
+    def count(self, kind: str, data: bytes) -> int | None:
+        """Return the tokens one `kind` item takes in the model input, or None if unknown."""
+        if not self._works[kind]:
+            return None
+        try:
+            if kind == "image":
+                mm = self.processor._get_num_multimodal_tokens(image_sizes=[image_size(data)])
+                value = mm["num_image_tokens"][0]
+            else:
+                length = audio_length(data, self.sampling_rate)
+                mm = self.processor._get_num_multimodal_tokens(audio_lengths=[length])
+                value = mm["num_audio_tokens"][0]
+            return int(value)
+        except (AttributeError, NotImplementedError, TypeError, KeyError, ValueError) as exc:
+            logger.info(
+                "processor cannot count %s tokens cheaply (%s); measuring instead", kind, exc
+            )
+            self._works[kind] = False
+            return None

@@ -1,0 +1,84 @@
+"""Cheap role-play metrics over generated replies (CharacterEval-style exposure, leakage, ...)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+# Phrases that give away a model breaking character as an assistant.
+AI_EXPOSURE = re.compile(
+    r"\b(as an ai|an ai (?:language )?model|language model|i am an ai|i'm an ai|"
+    r"artificial intelligence|ai assistant|virtual assistant|as a chatbot|i am a chatbot|"
+    r"i'm a chatbot|openai|i (?:do not|don't) have (?:personal )?(?:feelings|emotions|a body))\b",
+    re.IGNORECASE,
+)
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One generated reply with what the metrics compare it against."""
+
+    text: str
+    speakers: Sequence[str]  # the other speakers of its conversation
+    catchphrases: Sequence[str]  # the character's catchphrases
+
+
+def words(text: str) -> list[str]:
+    """Return the lower-cased words of `text` (CJK characters one by one; no punctuation)."""
+    out = []
+    for token in _WORD.findall(text.lower()):
+        if any("\u4e00" <= ch <= "\u9fff" for ch in token):
+            out.extend(token)  # no spaces in Chinese: count characters
+        else:
+            out.append(token)
+    return out
+
+
+def ai_exposure(text: str) -> bool:
+    """Return whether the reply talks about itself as an AI or language model."""
+    return bool(AI_EXPOSURE.search(text))
+
+
+def speaker_leakage(text: str, speakers: Sequence[str]) -> bool:
+    """Return whether the reply writes another speaker's line ("Name:" prefix) or a "User:" line."""
+    names = [s for s in speakers if s] + ["User", "user"]
+    return any(re.search(rf"(?:^|[\s\"'(]){re.escape(n)}\s*:", text) for n in names)
+
+
+def catchphrase_hit(text: str, catchphrases: Sequence[str]) -> bool:
+    """Return whether the reply uses one of the character's catchphrases (case-insensitive)."""
+    low = text.lower()
+    return any(c.lower().strip(" .!?") in low for c in catchphrases if c.strip(" .!?"))
+
+
+def distinct_n(texts: Sequence[str], n: int) -> float | None:
+    """Return unique n-grams / all n-grams over `texts` (None when there is no n-gram)."""
+    grams = []
+    for text in texts:
+        tokens = words(text)
+        grams += [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
+    return len(set(grams)) / len(grams) if grams else None
+
+
+def reply_metrics(replies: Sequence[Reply]) -> dict[str, float | int | None]:
+    """Return the role-play metrics of `replies`; rates are shares of replies."""
+    n = len(replies)
+    if not n:
+        return {"replies": 0}
+    with_phrases = [r for r in replies if any(c.strip() for c in r.catchphrases)]
+    texts = [r.text for r in replies]
+    return {
+        "replies": n,
+        "ai_exposure_rate": sum(ai_exposure(r.text) for r in replies) / n,
+        "speaker_leakage_rate": sum(speaker_leakage(r.text, r.speakers) for r in replies) / n,
+        "catchphrase_hit_rate": (
+            sum(catchphrase_hit(r.text, r.catchphrases) for r in with_phrases) / len(with_phrases)
+            if with_phrases
+            else None
+        ),
+        "distinct_1": distinct_n(texts, 1),
+        "distinct_2": distinct_n(texts, 2),
+        "mean_reply_words": sum(len(words(t)) for t in texts) / n,
+    }
