@@ -108,7 +108,7 @@ def write_results(
         "",
         f"Run {meta.get('finished', '')} on {meta['cores']} cores, {meta['records']} records "
         f"(the efficiency corpus), {meta.get('reps')} repetitions per figure, "
-        f"`make bench` wall time {meta.get('wall_s', 0):.0f} s. Every figure is a ratio of two "
+        f"run wall time {meta.get('wall_s', 0):.0f} s. Every figure is a ratio of two "
         "timings taken side by side in this run; see `benchmarks/README.md` for how to read it.",
         "",
         "| figure | key | median | min | max | target | met? |",
