@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -183,6 +184,15 @@ class RecordAugmenter:
     def active(self) -> bool:
         """True when the recipe asks for variants and lists at least one op."""
         return self.augment.copies > 0 and any(self.ops.values())
+
+    def batch(self) -> contextlib.AbstractContextManager[None]:
+        """Return a context for many `variants()` calls: one save/restore of the global RNG states.
+
+        nlpaug and audiomentations run under seeded global states; saving and restoring
+        numpy's costs ~150 us, which `variants()` otherwise pays per record. Inside the
+        context the ambient states are restored once, on exit (also after an exception).
+        """
+        return global_random_scope()
 
     def _rng(self, record_id: str, copy: int, modality: str) -> np.random.Generator:
         # One modality's generator is used up before the next is asked for (see record_generator).

@@ -16,7 +16,8 @@ malloc settings the pipeline uses (see PERF_NOTES.md) when they are not set.
   (`transform(image=img)`, `transform(samples, sr)`, `aug.augment(text)`). For audio and
   nlpaug ops ours runs inside one `global_random_scope`, as `RecordAugmenter` does per
   record.
-- record: one whole variant through `RecordAugmenter.variants` for a one-op recipe
+- record: one whole variant through `RecordAugmenter.variants` for a one-op recipe, the
+  records of a repetition inside one `RecordAugmenter.batch()` as the augment stage runs them
   (decode + op + encode + the variant dict with its augmentation log) vs. the bare
   pipeline a user would write: decode + library call + encode (cv2 JPEG q95 / FLAC).
   Decode and encode are included on both sides.
@@ -29,6 +30,7 @@ sizes) is dominated by fixed costs of any per-call seeding.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import os
@@ -134,14 +136,20 @@ def rate(fn: Callable[[int], Any], n: int) -> float:
 
 
 def compare(
-    ours: Callable[[int], Any], bare: Callable[[int], Any] | None, n: int, reps: int
+    ours: Callable[[int], Any],
+    bare: Callable[[int], Any] | None,
+    n: int,
+    reps: int,
+    ours_context: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
 ) -> tuple[float, float | None]:
-    ours(0)
+    with ours_context():
+        ours(0)
     if bare:
         bare(0)
     mine, theirs = [], []
     for _ in range(reps):
-        mine.append(rate(ours, n))
+        with ours_context():
+            mine.append(rate(ours, n))
         if bare:
             theirs.append(rate(bare, n))
     return statistics.median(mine), (statistics.median(theirs) if bare else None)
@@ -256,7 +264,10 @@ def bench_op(
         return augmenter.variants(records[i])
 
     row["kernel_ours"], row["kernel_bare"] = compare(ours_kernel, bare_kernel, n, reps)
-    row["record_ours"], row["record_bare"] = compare(ours_record, bare_record, n, reps)
+    # As the augment stage runs it: one batch() (one global-RNG save/restore) per batch of records.
+    row["record_ours"], row["record_bare"] = compare(
+        ours_record, bare_record, n, reps, augmenter.batch
+    )
     for kind in ("kernel", "record"):
         bare_rate = row[f"{kind}_bare"]
         row[f"{kind}_ratio"] = row[f"{kind}_ours"] / bare_rate if bare_rate else None

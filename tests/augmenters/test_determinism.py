@@ -141,3 +141,15 @@ def test_a_pickled_augmenter_makes_the_same_variants():
     clone = pickle.loads(pickle.dumps(augmenter))
     assert clone._ops is None  # library objects are rebuilt in the worker, not shipped
     assert digest(clone.variants(make_record())[0]) == before
+
+
+def test_a_batch_restores_global_state_once_and_changes_no_output():
+    augmenter = make_augmenter(seed=9, **FULL)
+    recs = records()
+    alone = [digest(augmenter.variants(r)[0]) for r in recs]
+    random.seed(7)
+    before = random.getstate()
+    with augmenter.batch():
+        batched = [digest(augmenter.variants(r)[0]) for r in recs]
+    assert batched == alone
+    assert random.getstate() == before
