@@ -100,10 +100,11 @@ def render_preview(recipe: Recipe, n: int, out_path: str) -> str:
     records = sample_records(recipe, n)
     augmenter = RecordAugmenter(recipe.augment, recipe.seed, recipe.recipe_hash)
     sections = []
-    for record in records:
-        # Preview every sampled record as if it were in the train split (the only one augmented).
-        variants, _ = augmenter.variants({**record, "split": "train"})
-        sections.append(_record_section(record, variants))
+    with augmenter.batch():
+        for record in records:
+            # Preview every sampled record as if it were in the train split (the only one augmented).
+            variants, _ = augmenter.variants({**record, "split": "train"})
+            sections.append(_record_section(record, variants))
     page = _page(recipe, sections, len(records))
     folder = os.path.dirname(os.path.abspath(out_path))
     os.makedirs(folder, exist_ok=True)
