@@ -85,6 +85,9 @@ def model_card(
 ) -> str:
     """Return README.md: HF model-card YAML and a body naming data, base model, settings, metrics."""
     adapter = config.get("lora") is not None
+    text_only = summary.get("family") == "causal-lm"
+    auto = "AutoModelForCausalLM" if text_only else "AutoModelForImageTextToText"
+    proc = "AutoTokenizer" if text_only else "AutoProcessor"
     name, version = manifest["name"], manifest["version"]
     meta: dict[str, Any] = {}
     if not tiny_random and _HUB_ID.match(base_model) and not os.path.exists(base_model):
@@ -121,10 +124,10 @@ def model_card(
     hp = {k: v for k, v in config.items() if k not in ("eval_prompts", "system_template")}
     load = (
         "from peft import PeftModel\n"
-        f"base = AutoModelForImageTextToText.from_pretrained({_base_ref(base_model, tiny_random)!r})\n"
-        f"model = PeftModel.from_pretrained(base, {'<this folder>'!r})"
+        f"base = {auto}.from_pretrained({_base_ref(base_model, tiny_random)!r})\n"
+        "model = PeftModel.from_pretrained(base, '<this folder>')"
         if adapter
-        else f"model = AutoModelForImageTextToText.from_pretrained({'<this folder>'!r})"
+        else f"model = {auto}.from_pretrained('<this folder>')"
     )
     body = [
         f"# {name}@v{version} role-play model ({run_id})",
@@ -167,12 +170,13 @@ def model_card(
         "## Loading",
         "",
         "```python",
-        "from transformers import AutoModelForImageTextToText, AutoProcessor",
-        "processor = AutoProcessor.from_pretrained('<this folder>')",
+        f"from transformers import {auto}, {proc}",
+        f"processor = {proc}.from_pretrained('<this folder>')",
         load,
         "```",
         "",
-        "Weights are safetensors; use `AutoModelForCausalLM` / `AutoTokenizer` for a text-only base.",
+        "Weights are safetensors only; `trust_remote_code` was "
+        f"{'on' if config.get('trust_remote_code') else 'off'} for training.",
     ]
     front = yaml.safe_dump(meta, sort_keys=False, allow_unicode=True)
     return f"---\n{front}---\n\n" + "\n".join(body) + "\n"

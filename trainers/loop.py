@@ -44,7 +44,7 @@ class TrainJob:
     seed: int
     keep_media: list[str]
     resume_from: str | None = None
-    dataloader_workers: int = 0
+    dataloader_workers: int | None = None  # None: 0 on CPU, up to 4 per process on GPU
 
     @property
     def cfg(self) -> TrainConfig:
@@ -159,7 +159,8 @@ class TrainingSession:
     def _model(self):
         import torch
 
-        dtype = torch.bfloat16 if self.bf16 and self.cfg.lora is None else torch.float32
+        # bf16 weights for LoRA too: peft keeps the adapter itself in float32.
+        dtype = torch.bfloat16 if self.bf16 else torch.float32
         model = load_model(self.spec, self.cfg.trust_remote_code, dtype=dtype)
         if self.cfg.lora is not None:
             # Same seed, same adapter initialisation, without touching the global generator.
@@ -183,6 +184,11 @@ class TrainingSession:
         if cfg.early_stopping_patience is not None and not evaluate:
             logger.warning("early stopping needs eval_steps and a validation split; it is off")
         save_steps = cfg.save_steps or (cfg.eval_steps if early else 500)
+        workers = self.job.dataloader_workers
+        if workers is None:
+            # On CPU the training step already uses every core; on GPU, worker processes
+            # prepare media while the GPU computes.
+            workers = min(4, (os.cpu_count() or 2) // 2) if self.use_gpu else 0
         if early and save_steps % cfg.eval_steps:
             save_steps = cfg.eval_steps  # the best checkpoint must exist at every evaluation
         return TrainingArguments(
@@ -214,8 +220,8 @@ class TrainingSession:
             report_to="none",
             disable_tqdm=True,
             remove_unused_columns=False,
-            dataloader_num_workers=self.job.dataloader_workers,
-            dataloader_persistent_workers=self.job.dataloader_workers > 0,
+            dataloader_num_workers=workers,
+            dataloader_persistent_workers=workers > 0,
             ddp_find_unused_parameters=False,
         )
 

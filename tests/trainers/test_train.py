@@ -27,7 +27,8 @@ OMNI_CONFIG = {
     "grad_accum": 2,  # 8 train records: every step sees all of them, so the loss must fall
     "learning_rate": 0.05,
     "max_length": 512,
-    "eval_steps": 3,
+    "eval_steps": 2,
+    "early_stopping_patience": 3,  # keeps the best of the evaluations at steps 2 and 4
     "eval_prompts": 2,
     "max_new_tokens": 6,
 }
@@ -69,6 +70,9 @@ def test_loss_falls_on_tiny_omni_with_images_and_audio(omni_run):
     assert train["used"] == 8 and train["media_dropped_samples"] == 0
     run = json.loads(Path(omni_run["model_path"], "run.json").read_text())
     assert run["keep_media"] == ["audio", "image"] and run["status"] == "done"
+    summary = json.loads(Path(omni_run["model_path"], "train_summary.json").read_text())
+    assert [e["step"] for e in summary["eval_losses"]] == [2, 4, 5]
+    assert summary["best_checkpoint"] is not None
 
 
 def test_run_folder_holds_safetensors_adapter_processor_card_and_eval(omni_run, mm_store):
@@ -175,6 +179,7 @@ def test_text_only_causal_lm_trains_fully_when_media_is_dropped(mm_store, tiny_c
         max_length=256,
         eval_prompts=1,
         max_new_tokens=4,
+        gradient_checkpointing=True,
     )
     result = train_version(str(mm_store), "mm", 1, cfg, seed=0)
     assert result.data["train"]["media_dropped_samples"] == 8
@@ -184,8 +189,9 @@ def test_text_only_causal_lm_trains_fully_when_media_is_dropped(mm_store, tiny_c
     model = AutoModelForCausalLM.from_pretrained(folder, use_safetensors=True)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     assert model.config.vocab_size == len(tokenizer) and tokenizer.chat_template
-    front = yaml.safe_load((folder / "README.md").read_text().split("---\n")[1])
-    assert front["library_name"] == "transformers"
+    card = (folder / "README.md").read_text()
+    assert yaml.safe_load(card.split("---\n")[1])["library_name"] == "transformers"
+    assert "AutoModelForCausalLM.from_pretrained('<this folder>')" in card
 
 
 def test_two_ray_train_workers_on_cpu_complete_a_run(ray_session, tmp_path):
