@@ -73,8 +73,16 @@ def print_run_summary(result: dict[str, Any], console: Console | None = None) ->
     console.print(f"  rows: {splits}")
     console.print(f"  content id: {result['content_id']}")
     console.print(f"  path: {result['path']}")
-    if result.get("train"):
-        console.print(f"  trained: {result['train']}")
+    train = result.get("train")
+    if train:
+        console.print(f"  model: {train.get('model_path')}")
+        first, last = train.get("train_loss_first"), train.get("train_loss_last")
+        test_loss = (train.get("eval") or {}).get("loss")
+        console.print(f"  train loss {_num(first)} -> {_num(last)}, test loss {_num(test_loss)}")
+
+
+def _num(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, (int, float)) else str(value)
 
 
 def print_versions(

@@ -35,6 +35,9 @@ NOISY_LOGGERS = (
     "ray._private.authentication.authentication_token_setup",
     "ray.data._internal.progress",
 )
+# In-flight Ray Data blocks: enough for every CPU to have a few batches of media in flight.
+OBJECT_STORE_BUDGET = 512 * 1024 * 1024
+OBJECT_STORE_PER_CPU = 128 * 1024 * 1024
 # A task handles at most this many work items, so one slow task cannot hold the tail.
 MAX_ITEMS_PER_TASK = 64
 # ...and each CPU gets several tasks, so stragglers are evened out.
@@ -90,6 +93,9 @@ def ensure_ray() -> None:
         }
     else:
         kwargs["include_dashboard"] = False
+        # The embedded object store defaults to 30% of RAM; this caps it (e.g. on CI).
+        if os.environ.get("ROLEFORGE_OBJECT_STORE_MB"):
+            kwargs["object_store_memory"] = int(os.environ["ROLEFORGE_OBJECT_STORE_MB"]) * 2**20
     with _quiet(NOISY_LOGGERS):
         ray.init(address=address, **kwargs)
     log.info("ray: %s", "connected to " + address if address else "embedded local cluster")
@@ -118,6 +124,13 @@ def configure_data_context() -> None:
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
     ctx.enable_auto_log_stats = False
+    # Ray Data would otherwise let finished blocks pile up to a share of the whole object
+    # store (GBs) before backpressure starts; a fixed budget keeps memory flat in corpus size.
+    from ray.data import ExecutionResources
+
+    ctx.execution_options.resource_limits = ExecutionResources(
+        object_store_memory=max(OBJECT_STORE_BUDGET, cluster_cpus() * OBJECT_STORE_PER_CPU)
+    )
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
     # Ray Data logs every dataset's start and finish to the console at INFO; keep those in

@@ -29,6 +29,7 @@ from datetime import datetime, timezone
 from importlib import metadata
 from typing import Any, Protocol
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -73,6 +74,15 @@ INGEST_CHUNK_ROWS = 256
 INGEST_CHUNK_BYTES = 8 * 1024 * 1024
 LIBRARIES = ("pyarrow", "ray", "albumentations", "audiomentations", "nlpaug")
 STAGE_NAMES = ("ingest", "validate", "dedup", "split", "augment", "write")
+
+
+def _detached(data: Any) -> Any:
+    """Return a copy of a table or column in fresh memory.
+
+    A block that Ray hands back lives in the object store, and any column kept from it
+    (even a small id column) pins the whole block, media included, until the run ends.
+    """
+    return data.take(pa.array(np.arange(len(data)), pa.int64()))
 
 
 class BadRecordLimitExceeded(RuntimeError):
@@ -340,7 +350,8 @@ class DataJob:
                 before = counts.quarantined
                 records = self._side_messages(table, counts)
                 out.write(records)
-                keys.append(records.select(["id", DEDUP_KEY_COLUMN]).rename_columns(["id", "key"]))
+                key_table = records.select(["id", DEDUP_KEY_COLUMN]).rename_columns(["id", "key"])
+                keys.append(_detached(key_table))
                 counts.out += records.num_rows
                 self.progress.advance("validate", records.num_rows + counts.quarantined - before)
         self.progress.finish("validate")
@@ -400,8 +411,8 @@ class DataJob:
                 index.append(
                     pa.table(
                         {
-                            "split": records["split"],
-                            "id": records["id"],
+                            "split": _detached(records["split"]),
+                            "id": _detached(records["id"]),
                             "part": pa.array([where.part] * records.num_rows, pa.int32()),
                             "row": pa.array(
                                 range(where.first_row, where.first_row + records.num_rows),

@@ -131,27 +131,48 @@ class PartWriter:
         self.close()
 
 
+class _MappedPart:
+    """One memory-mapped part file as its record batches and their first rows."""
+
+    def __init__(self, path: str):
+        with pa.memory_map(path) as source:
+            reader = pa.ipc.open_file(source)
+            self.batches = [reader.get_batch(i) for i in range(reader.num_record_batches)]
+        self.starts = np.cumsum([0] + [b.num_rows for b in self.batches])
+
+
 class PartSet:
     """Memory-mapped part files, opened on first use, for taking rows by (part, row)."""
 
     def __init__(self, paths: list[str]):
         self.paths = paths
-        self._tables: dict[int, pa.Table] = {}
+        self._parts: dict[int, _MappedPart] = {}
 
-    def table(self, part: int) -> pa.Table:
-        if part not in self._tables:
-            self._tables[part] = read_part(self.paths[part])
-        return self._tables[part]
+    def _part(self, part: int) -> _MappedPart:
+        if part not in self._parts:
+            self._parts[part] = _MappedPart(self.paths[part])
+        return self._parts[part]
+
+    def release(self) -> None:
+        """Drop the open maps, so pages read so far stop counting towards this process."""
+        self._parts.clear()
 
     def take(self, parts: np.ndarray, rows: np.ndarray) -> pa.Table:
         """Return the rows at (parts[i], rows[i]), in that order, as one table."""
         pieces = []
         positions = []
         for part in np.unique(parts):
+            mapped = self._part(int(part))
             selected = np.nonzero(parts == part)[0]
-            pieces.append(self.table(int(part)).take(pa.array(rows[selected])))
-            positions.append(selected)
-        combined = pa.concat_tables(pieces)
-        # `combined` holds rows grouped by part; put them back in the asked-for order.
+            batch_of = np.searchsorted(mapped.starts, rows[selected], side="right") - 1
+            # Take from each record batch on its own: taking from a multi-batch table
+            # would first concatenate (copy, and page in) the whole part file.
+            for b in np.unique(batch_of):
+                in_batch = selected[batch_of == b]
+                local = rows[in_batch] - mapped.starts[b]
+                pieces.append(mapped.batches[int(b)].take(pa.array(local)))
+                positions.append(in_batch)
+        combined = pa.Table.from_batches(pieces)
+        # `combined` holds rows grouped by batch; put them back in the asked-for order.
         order = np.argsort(np.concatenate(positions), kind="stable")
         return combined.take(pa.array(order))

@@ -98,3 +98,29 @@ class Store:
             for s in manifest["shards"]
             if split is None or s["split"] == split
         ]
+
+
+def _read_ipc_shards(paths: Any) -> Any:
+    import pyarrow as pa
+
+    for path in paths["path"].to_pylist():
+        with pa.memory_map(path) as source:
+            reader = pa.ipc.open_file(source)
+            for i in range(reader.num_record_batches):
+                yield pa.Table.from_batches([reader.get_batch(i)])
+
+
+def ray_dataset(store: Store, version: int | None = None, split: str | None = None) -> Any:
+    """Return a lazy `ray.data.Dataset` over a committed version's shards (one split or all)."""
+    import ray.data
+
+    manifest = store.manifest(version)
+    paths = store.shard_paths(manifest, split)
+    if paths and paths[0].endswith(".parquet"):
+        return ray.data.read_parquet(paths)
+    # Ray Data has no Arrow IPC reader: each read task memory-maps one shard and streams
+    # its record batches.
+    items = ray.data.from_items(
+        [{"path": p} for p in paths], override_num_blocks=max(1, len(paths))
+    )
+    return items.map_batches(_read_ipc_shards, batch_size=1, batch_format="pyarrow")

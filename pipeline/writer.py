@@ -145,6 +145,8 @@ class ShardWriter:
             name = shard_name(split, i, len(cuts), self.fmt)
             path = os.path.join(self.folder, name)
             self._write_shard(path, rows.slice(start, stop - start), parts)
+            # Memory stays bounded by one shard's rows, whatever the size of the split.
+            parts.release()
             self.fs.fsync_file(path)
             entries.append(
                 {

@@ -141,3 +141,17 @@ def test_the_version_loads_through_datasets_with_typed_image_and_audio(
     with_image = next(r for r in loaded["test"].select_columns(["images"]) if r["images"])
     assert with_image["images"][0].size == (8, 8)
     assert (corpus / "serial-cards" / "tiny" / f"v{serial.version}.md").is_file()
+
+
+def test_the_shards_read_through_ray_data_pyarrow_dataset_and_polars(serial: RunResult) -> None:
+    import polars as pl
+    import pyarrow.dataset as pads
+
+    from pipeline.versions import ray_dataset
+
+    store = Store(str(Path(serial.path).parents[2]), serial.name)
+    assert ray_dataset(store).count() == sum(serial.splits.values())
+    assert ray_dataset(store, split="test").count() == serial.splits["test"]
+    shards = sorted(str(p) for p in Path(serial.path).glob("*.arrow"))
+    assert pads.dataset(shards, format="arrow").count_rows() == sum(serial.splits.values())
+    assert sum(pl.read_ipc(p).height for p in shards) == sum(serial.splits.values())
