@@ -265,9 +265,8 @@ class DataJob:
     # ---- stages ----
 
     def _ingest(self) -> tuple[list[tuple[str, int]], int]:
-        from pipeline.readers import check_source_paths, read_source
+        from pipeline.readers import read_source
 
-        check_source_paths(self.recipe)
         counts = self.counts["ingest"]
         self.progress.start("ingest", None)
         with PartWriter(
@@ -498,7 +497,23 @@ class DataJob:
         RecipeError (missing sources) or InjectedFault (tests) without publishing."""
         import time
 
+        from pipeline.readers import check_source_paths
+
         started = time.perf_counter()
+        check_source_paths(self.recipe)
+        try:
+            manifest = self._stages()
+        except BaseException:
+            # Nothing of this run can be published: its work files go now (the quarantine
+            # file stays, to say why); `gc` would find them otherwise.
+            self.fs.remove_tree(self.staging)
+            raise
+        result = self._commit(manifest)
+        result.seconds = time.perf_counter() - started
+        return result
+
+    def _stages(self) -> dict[str, Any]:
+        """Run the stages from ingest to write, into staging; return the staged manifest."""
         inputs = input_entries(self.recipe)
         try:
             ingested, rows = self._ingest()
@@ -513,14 +528,10 @@ class DataJob:
             shards = self._write(parts, index)
         finally:
             self.quarantine.close()
-        counts = {name: c.to_dict() for name, c in self.counts.items()}
-        check_counts(counts)
+        check_counts({name: c.to_dict() for name, c in self.counts.items()})
         if sum(self.rows.values()) != self.counts["write"].out:
             raise CommitCheckFailed("rows per split do not add up to the rows written")
-        manifest = self._manifest(inputs, shards, len(duplicate_ids))
-        result = self._commit(manifest)
-        result.seconds = time.perf_counter() - started
-        return result
+        return self._manifest(inputs, shards, len(duplicate_ids))
 
     def _commit(self, manifest: dict[str, Any]) -> RunResult:
         from pipeline.cards import write_cards

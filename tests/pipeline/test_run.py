@@ -12,7 +12,7 @@ import pyarrow as pa
 import pytest
 
 from pipeline.commit import FAULT_ENV, InjectedFault
-from pipeline.run import DataJob, RunResult
+from pipeline.run import BadRecordLimitExceeded, DataJob, RunResult
 from pipeline.verify import verify_version
 from pipeline.versions import Store
 from pipeline.writer import read_shard_batches
@@ -155,3 +155,13 @@ def test_the_shards_read_through_ray_data_pyarrow_dataset_and_polars(serial: Run
     shards = sorted(str(p) for p in Path(serial.path).glob("*.arrow"))
     assert pads.dataset(shards, format="arrow").count_rows() == sum(serial.splits.values())
     assert sum(pl.read_ipc(p).height for p in shards) == sum(serial.splits.values())
+
+
+def test_too_many_quarantined_records_fail_the_run_and_publish_nothing(corpus: Path) -> None:
+    with pytest.raises(BadRecordLimitExceeded, match="corrupt_image"):
+        _run(corpus, "strict", max_bad_fraction=0.05)
+    store = Store(str(corpus / "strict"), "tiny")
+    assert store.versions() == []
+    assert os.listdir(os.path.join(store.root, "_staging")) == []
+    (quarantine,) = os.listdir(os.path.join(store.root, "quarantine"))
+    assert quarantine.endswith(".jsonl")
