@@ -12,6 +12,7 @@ is dropped silently.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections.abc import Iterator
@@ -244,17 +245,21 @@ class AugmentStage:
         rejected: list[QuarantineEntry] = []
         stats = empty_augment_stats()
         records = table.take(pa.array(train_rows, pa.int64())).to_pylist()
-        for row, record in zip(train_rows, records, strict=True):
-            try:
-                produced, record_stats = self.augmenter.variants(record)
-                produced = self._checked_variants(record, produced)
-            except Exception as exc:  # one record's failure never takes its batch down
-                keep[row] = False
-                message = f"{type(exc).__name__}: {exc}"
-                rejected.append(quarantine_entry(self.name, record, "augment_error", message))
-                continue
-            variants.extend(produced)
-            stats = merge_stats(stats, record_stats)
+        # The augmenter may offer one scope for a batch of records (it saves and restores
+        # global RNG states once instead of per record).
+        batch_scope = getattr(self.augmenter, "batch", contextlib.nullcontext)
+        with batch_scope():
+            for row, record in zip(train_rows, records, strict=True):
+                try:
+                    produced, record_stats = self.augmenter.variants(record)
+                    produced = self._checked_variants(record, produced)
+                except Exception as exc:  # one record's failure never takes its batch down
+                    keep[row] = False
+                    message = f"{type(exc).__name__}: {exc}"
+                    rejected.append(quarantine_entry(self.name, record, "augment_error", message))
+                    continue
+                variants.extend(produced)
+                stats = merge_stats(stats, record_stats)
         originals = table.filter(pa.array(keep))
         if variants:
             produced_table = records_to_table(variants, table.schema)
