@@ -195,10 +195,14 @@ def decode_audio(data: bytes, mono: bool = False) -> Clip:
     """Return the decoded clip (any format libsndfile reads), down-mixed to mono if asked."""
     import soundfile as sf
 
-    samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
-    samples = samples.T  # (channels, frames), as audiomentations wants
-    if mono or samples.shape[0] == 1:
-        samples = samples.mean(axis=0, dtype=np.float32) if samples.shape[0] > 1 else samples[0]
+    samples, rate = sf.read(io.BytesIO(data), dtype="float32")  # (frames,) or (frames, channels)
+    if samples.ndim == 2:
+        if mono or samples.shape[1] == 1:
+            samples = (
+                samples.mean(axis=1, dtype=np.float32) if samples.shape[1] > 1 else samples[:, 0]
+            )
+        else:
+            samples = samples.T  # (channels, frames), as audiomentations wants
     return Clip(np.ascontiguousarray(samples), int(rate))
 
 

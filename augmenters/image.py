@@ -224,6 +224,10 @@ _SIDES = re.compile(r"(?<![A-Za-z])(left|right)(?![A-Za-z])|[左右]", re.IGNORE
 
 def mentions_sides(text: str) -> bool:
     """Return True when `text` speaks of left or right (English or Chinese)."""
+    low = text.lower()
+    # Substring tests first: the regex scans every position and this runs per flipped image.
+    if "left" not in low and "right" not in low and "左" not in text and "右" not in text:
+        return False
     return _SIDES.search(text) is not None
 
 

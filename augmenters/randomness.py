@@ -39,8 +39,8 @@ class SeededStreams:
         self.numpy = np.random.Generator(self._bit)
         self.python = random.Random(0)
 
-    def reset(self, seed: int) -> None:
-        """Put both streams at the start of the sequence that belongs to `seed`."""
+    def reset(self, seed: int, python: bool = True) -> None:
+        """Put the streams (numpy, and python unless told not to) at the start of `seed`'s sequence."""
         lo = _splitmix64(seed)
         hi = _splitmix64(lo)
         state = self._template
@@ -48,7 +48,8 @@ class SeededStreams:
         state["has_uint32"] = 0
         state["uinteger"] = 0
         self._bit.state = state
-        self.python.seed(seed)
+        if python:
+            self.python.seed(seed)
 
 
 _streams = threading.local()
@@ -63,7 +64,7 @@ def record_generator(seed: int) -> np.random.Generator:
     streams = getattr(_streams, "value", None)
     if streams is None:
         streams = _streams.value = SeededStreams()
-    streams.reset(seed)
+    streams.reset(seed, python=False)
     return streams.numpy
 
 

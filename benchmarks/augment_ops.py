@@ -3,8 +3,9 @@
     python benchmarks/augment_ops.py [--records N] [--reps 3] [--json PATH] [--only NAME ...]
 
 Inputs: a 512x512 JPEG, a 5 s 16 kHz mono clip, a ~30-word user turn. Two measurements
-per op, each the median of `--reps` interleaved repetitions (ours, bare, ours, bare...,
-so that machine drift hits both sides alike):
+per op, each over `--reps` repetitions in which the two sides alternate call by call
+(ours, bare, ours, bare..., so that machine drift hits both alike); rates are medians, the
+ratio is the median of the per-repetition ratios ours/bare:
 
 Times are CPU seconds of this process (`time.process_time`) with OpenCV on one thread:
 records per CPU-second on one core, the unit PERF_NOTES.md uses, and far less disturbed
@@ -13,9 +14,9 @@ malloc settings the pipeline uses (see PERF_NOTES.md) when they are not set.
 
 - kernel: the op alone on decoded input. Ours = draw (seeded parameters, recorded as
   JSON-able params) + apply; bare = the library transform called with p=1
-  (`transform(image=img)`, `transform(samples, sr)`, `aug.augment(text)`). For audio and
-  nlpaug ops ours runs inside one `global_random_scope`, as `RecordAugmenter` does per
-  record.
+  (`transform(image=img)`, `transform(samples, sr)`, `aug.augment(text)`). Ours runs inside one
+  `global_random_scope` per repetition (one save/restore of the global RNG states), as
+  the augment stage runs a batch; each call still seeds them.
 - record: one whole variant through `RecordAugmenter.variants` for a one-op recipe, the
   records of a repetition inside one `RecordAugmenter.batch()` as the augment stage runs them
   (decode + op + encode + the variant dict with its augmentation log) vs. the bare
@@ -127,32 +128,42 @@ def record_for(modality: str, jpeg: bytes, wav: bytes) -> dict[str, Any]:
     }
 
 
-def rate(fn: Callable[[int], Any], n: int) -> float:
-    """Return calls of fn(i), i in range(n), per CPU-second."""
-    start = time.process_time()
-    for i in range(n):
-        fn(i)
-    return n / (time.process_time() - start)
-
-
 def compare(
     ours: Callable[[int], Any],
     bare: Callable[[int], Any] | None,
     n: int,
     reps: int,
     ours_context: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
-) -> tuple[float, float | None]:
+) -> tuple[float, float | None, float | None]:
+    """Return (ours/s, bare/s, ratio) in calls per CPU-second: medians over `reps` repetitions.
+
+    Within a repetition the two sides alternate call by call (ours(i), bare(i), ...), so
+    drift on any timescale above a few milliseconds hits both alike.
+    """
     with ours_context():
         ours(0)
-    if bare:
-        bare(0)
-    mine, theirs = [], []
-    for _ in range(reps):
-        with ours_context():
-            mine.append(rate(ours, n))
         if bare:
-            theirs.append(rate(bare, n))
-    return statistics.median(mine), (statistics.median(theirs) if bare else None)
+            bare(0)
+    mine, theirs, ratios = [], [], []
+    clock = time.process_time
+    for _ in range(reps):
+        t_ours = t_bare = 0.0
+        with ours_context():
+            for i in range(n):
+                t0 = clock()
+                ours(i)
+                t1 = clock()
+                if bare:
+                    bare(i)
+                t_ours += t1 - t0
+                t_bare += clock() - t1
+        mine.append(n / t_ours)
+        if bare:
+            theirs.append(n / t_bare)
+            ratios.append(t_bare / t_ours)
+    if not bare:
+        return statistics.median(mine), None, None
+    return statistics.median(mine), statistics.median(theirs), statistics.median(ratios)
 
 
 # --- bare library calls -------------------------------------------------------------------
@@ -170,7 +181,12 @@ def bare_audio(spec: dict[str, Any]) -> Callable[[np.ndarray], np.ndarray]:
     if spec["op"] == "SpeedPerturb":
         import soxr
 
-        return lambda x: soxr.resample(x, RATE * 1.1, RATE, quality="HQ")
+        factors = spec.get("factors", [0.9, 1.1])
+        calls = iter(range(1 << 62))
+        # Alternate the factors: the work (output length) then matches ours on average.
+        return lambda x: soxr.resample(
+            x, RATE * factors[next(calls) % len(factors)], RATE, quality="HQ"
+        )
     import audiomentations as AM
 
     args = {k: v for k, v in spec.items() if k not in ("op", "p")}
@@ -231,9 +247,8 @@ def bench_op(
         bare = bare_audio(spec)
 
         def ours_kernel(i: int) -> Any:
-            with global_random_scope():
-                params = op.draw(rngs[i], clip)
-                return op.apply(clip, params) if params else clip
+            params = op.draw(rngs[i], clip)
+            return op.apply(clip, params) if params else clip
 
         def bare_kernel(i: int) -> Any:
             return bare(clip.samples)
@@ -249,8 +264,7 @@ def bench_op(
         pattern = None
 
         def ours_kernel(i: int) -> Any:
-            with global_random_scope():
-                return op.draw(rngs[i], TEXT, pattern)
+            return op.draw(rngs[i], TEXT, pattern)
 
         bare_kernel = (lambda i: bare_fn(TEXT)) if bare_fn else None
         bare_record = bare_kernel
@@ -263,14 +277,14 @@ def bench_op(
     def ours_record(i: int) -> Any:
         return augmenter.variants(records[i])
 
-    row["kernel_ours"], row["kernel_bare"] = compare(ours_kernel, bare_kernel, n, reps)
+    # Audio and nlpaug ops run inside one global-RNG scope per batch, as in the stage.
+    row["kernel_ours"], row["kernel_bare"], row["kernel_ratio"] = compare(
+        ours_kernel, bare_kernel, n, reps, global_random_scope
+    )
     # As the augment stage runs it: one batch() (one global-RNG save/restore) per batch of records.
-    row["record_ours"], row["record_bare"] = compare(
+    row["record_ours"], row["record_bare"], row["record_ratio"] = compare(
         ours_record, bare_record, n, reps, augmenter.batch
     )
-    for kind in ("kernel", "record"):
-        bare_rate = row[f"{kind}_bare"]
-        row[f"{kind}_ratio"] = row[f"{kind}_ours"] / bare_rate if bare_rate else None
     return row
 
 
