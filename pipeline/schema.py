@@ -34,15 +34,18 @@ AUGMENTATION_TYPE = pa.struct(
 
 # `params` of an applied op is stored as canonical JSON text: ops have heterogeneous
 # parameters and a struct column would need one union schema across every op.
+# Every field is nullable on purpose: `datasets` only trusts the HF features embedded in
+# the schema metadata when the Arrow schema matches the one those features generate
+# (all nullable); non-null for id/source/messages/media is enforced by validation instead.
 RECORD_FIELDS = [
-    pa.field("id", pa.string(), nullable=False),
+    pa.field("id", pa.string()),
     pa.field("parent_id", pa.string()),
-    pa.field("source", pa.string(), nullable=False),
+    pa.field("source", pa.string()),
     pa.field("split", pa.string()),
     pa.field("character", CHARACTER_TYPE),
-    pa.field("messages", pa.list_(MESSAGE_TYPE), nullable=False),
-    pa.field("images", pa.list_(MEDIA_TYPE), nullable=False),
-    pa.field("audios", pa.list_(MEDIA_TYPE), nullable=False),
+    pa.field("messages", pa.list_(MESSAGE_TYPE)),
+    pa.field("images", pa.list_(MEDIA_TYPE)),
+    pa.field("audios", pa.list_(MEDIA_TYPE)),
     pa.field("augmentation", AUGMENTATION_TYPE),
 ]
 
