@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from augmenters.base import Op, OpConfigError, plain, pop_probability, reject_unknown
+from augmenters.base import Op, OpConfigError, library_args, plain, pop_probability, reject_unknown
 from augmenters.randomness import draw_seed, seeded_globals
 
 
@@ -77,13 +77,7 @@ class AudiomentationsOp(AudioOp):
         transform_cls = transform_class(name)
         if transform_cls is None:
             raise OpConfigError(f"no audiomentations waveform transform called {name!r}")
-        args = dict(args)
-        signature = inspect.signature(transform_cls.__init__).parameters
-        default_p = signature["p"].default if "p" in signature else 0.5
-        p = pop_probability(args, default_p)
-        for key in args:
-            if key not in signature or key == "self":
-                raise OpConfigError("unknown argument", key=key)
+        p, args = library_args(transform_cls, args, default_p=0.5)
         op = cls(name, step, p, args)
         op._transform()  # audiomentations checks values in its constructor
         return op

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -70,6 +71,23 @@ def pop_probability(args: dict[str, Any], default: float) -> float:
     if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= float(p) <= 1.0:
         raise OpConfigError(f"must be a number between 0 and 1, got {p!r}", key="p")
     return float(p)
+
+
+def library_args(
+    transform_cls: type, args: dict[str, Any], default_p: float, reserved: tuple[str, ...] = ()
+) -> tuple[float, dict[str, Any]]:
+    """Return (p, constructor kwargs) for a library transform, rejecting unknown arguments.
+
+    The transform's own `p` default applies when the recipe gives none; `reserved` names
+    constructor parameters the recipe may not set (e.g. albumentations' `strict`).
+    """
+    args = dict(args)
+    signature = inspect.signature(transform_cls.__init__).parameters
+    p = pop_probability(args, signature["p"].default if "p" in signature else default_p)
+    for key in args:
+        if key not in signature or key == "self" or key in reserved:
+            raise OpConfigError("unknown argument", key=key)
+    return p, args
 
 
 def pop_roles(args: dict[str, Any], default: tuple[str, ...] = ("user",)) -> tuple[str, ...]:

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from augmenters.base import Op, OpConfigError, plain, pop_probability
+from augmenters.base import Op, OpConfigError, library_args, plain
 from augmenters.randomness import SeededStreams, draw_seed
 
 # Params albumentations adds from the transform's own configuration, not from the draw.
@@ -60,13 +60,7 @@ class AlbumentationsOp(Op):
         transform_cls = transform_class(name)
         if transform_cls is None:
             raise OpConfigError(f"no albumentations image transform called {name!r}")
-        args = dict(args)
-        signature = inspect.signature(transform_cls.__init__).parameters
-        default_p = signature["p"].default if "p" in signature else 1.0
-        p = pop_probability(args, default_p)
-        for key in args:
-            if key not in signature or key in ("self", "strict"):
-                raise OpConfigError("unknown argument", key=key)
+        p, args = library_args(transform_cls, args, default_p=1.0, reserved=("strict",))
         op = cls(name, step, p, args)
         op._transform()  # validates the argument values through albumentations' schema
         return op
