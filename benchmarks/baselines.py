@@ -202,6 +202,25 @@ def load_media_records(jsonl: Path, limit: int | None = None) -> list[MediaRecor
     return records
 
 
+def media_records_from_table(table: Any) -> list[MediaRecord]:
+    """Return canonical records (an Arrow table of the pipeline's WORK schema) as loop inputs.
+
+    The plain loop then runs on exactly the records the pipeline's stage gets, media bytes
+    and all; the system turn is already one of the messages.
+    """
+    records = []
+    for row in (r for batch in table.to_batches(max_chunksize=64) for r in batch.to_pylist()):
+        records.append(
+            MediaRecord(
+                key=row.get("source_ref") or row["id"],
+                messages=[{"role": m["role"], "content": m["content"]} for m in row["messages"]],
+                images=[m["bytes"] for m in row["images"]],
+                audios=[m["bytes"] for m in row["audios"]],
+            )
+        )
+    return records
+
+
 def _with_system(row: dict[str, Any]) -> list[dict[str, Any]]:
     messages = [{"role": m["role"], "content": m["content"]} for m in row["messages"]]
     if row.get("system"):
@@ -211,25 +230,40 @@ def _with_system(row: dict[str, Any]) -> list[dict[str, Any]]:
 
 @dataclass(frozen=True)
 class LoopResult:
-    """What the plain loop did: records in, variants out, wall seconds."""
+    """What the plain loop did: records in, variants out, wall and CPU seconds."""
 
     records: int
     variants: int
     seconds: float
+    cpu_seconds: float
 
     @property
     def records_per_s(self) -> float:
         return self.records / self.seconds
 
+    def plus(self, other: LoopResult) -> LoopResult:
+        """Return the result of both loops together (one loop split in two parts)."""
+        return LoopResult(
+            self.records + other.records,
+            self.variants + other.variants,
+            self.seconds + other.seconds,
+            self.cpu_seconds + other.cpu_seconds,
+        )
+
 
 def plain_loop(chain: PlainChain, records: Iterable[MediaRecord]) -> LoopResult:
     """Return the timing of the chain applied to every record in one loop on this core."""
     n = variants = 0
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.thread_time()
     for record in records:
         variants += len(chain.variants(record))
         n += 1
-    return LoopResult(records=n, variants=variants, seconds=time.perf_counter() - start)
+    return LoopResult(
+        records=n,
+        variants=variants,
+        seconds=time.perf_counter() - start,
+        cpu_seconds=time.thread_time() - start_cpu,
+    )
 
 
 # -- the output rows every alternative writes ----------------------------------------------

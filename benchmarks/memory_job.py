@@ -74,7 +74,7 @@ def _child(recipe_path: str, result_path: str) -> None:
     started = time.perf_counter()
     ensure_ray()
     ray_init_s = time.perf_counter() - started
-    job_s, result = run_job(recipe)
+    job_s, result, stages = run_job(recipe)
     rows = sum(result.splits.values())
     Path(result_path).write_text(
         json.dumps(
