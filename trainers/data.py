@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -69,30 +67,6 @@ def _open_shard(path: str):
 
         return pq.read_table(path, memory_map=True)
     return pa.ipc.open_file(pa.memory_map(path, "r")).read_all()
-
-
-@contextmanager
-def _one_torch_thread() -> Iterator[None]:
-    """Run the block on one torch thread when in the main process, then restore the count.
-
-    Media feature extraction (Whisper log-mels, image patches) works on small tensors;
-    with several threads their synchronisation cost dominates (measured 4x slower per
-    clip on 2 busy cores). In the main process it alternates with the training step, so
-    lowering the count for the block never slows the model. DataLoader workers already
-    run on one thread.
-    """
-    import torch
-    from torch.utils.data import get_worker_info
-
-    threads = torch.get_num_threads()
-    if threads == 1 or get_worker_info() is not None:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 @dataclass
@@ -166,8 +140,7 @@ class RolePlayDataset:
         return len(self.rows)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        with _one_torch_thread():
-            return self.encoder.encode(self.sample(self.rows[index]), self.plans[index])
+        return self.encoder.encode(self.sample(self.rows[index]), self.plans[index])
 
     def lengths(self) -> list[int]:
         """Return the planned token length of each item."""
