@@ -45,12 +45,16 @@ class RolePlayCollator:
             longest = (longest + m - 1) // m * m
         batch: dict[str, Any] = {}
         for key, fill in SEQUENCE_KEYS.items():
-            if key not in samples[0]:
+            present = [s[key] for s in samples if key in s]
+            if not present:
                 continue
             value = self.pad_token_id if fill is None else fill
-            out = torch.full((len(samples), longest), value, dtype=samples[0][key].dtype)
+            # A sample without a per-token extra (no media, so mm_token_type_ids absent) keeps
+            # the fill value, 0 = text token.
+            out = torch.full((len(samples), longest), value, dtype=present[0].dtype)
             for i, s in enumerate(samples):
-                out[i, : len(s[key])] = s[key]
+                if key in s:
+                    out[i, : len(s[key])] = s[key]
             batch[key] = out
         media_keys = sorted({k for s in samples for k in s if k not in SEQUENCE_KEYS})
         for key in media_keys:

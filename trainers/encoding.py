@@ -23,6 +23,8 @@ from trainers.media import MediaTokenCounter, decode_audio, decode_image
 logger = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100
+# Per-token keys besides input_ids / attention_mask / labels that processors may return.
+PER_TOKEN_KEYS = {"mm_token_type_ids", "token_type_ids"}
 # Keys a processor returns that are bookkeeping, not model inputs.
 _NOT_INPUTS = ("offset_mapping", "text_replacement_offsets", "num_audio_tokens")
 
@@ -119,8 +121,9 @@ class ConversationEncoder:
             prefix = text if k == len(turns) - 1 else self.render(turns[: k + 1])
             if not text.startswith(prefix):
                 raise TemplateError(
-                    "the chat template renders a conversation differently from its prefixes, "
-                    "so the character's tokens cannot be found; set `chat_template` to one that does not"
+                    "the model's chat template renders a conversation differently from its "
+                    "prefixes (e.g. it rewrites earlier turns), so the character's tokens "
+                    "cannot be found"
                 )
             if turn.role == "assistant":
                 prompt = self._generation_prompt(turns[:k])
@@ -172,6 +175,8 @@ class ConversationEncoder:
             features = {k: v for k, v in out.items() if k not in _NOT_INPUTS}
             features.pop("input_ids")
             features.pop("attention_mask", None)
+            for key in PER_TOKEN_KEYS & features.keys():
+                features[key] = features[key][0]  # per-token extras (mm_token_type_ids): 1D
         else:
             enc = self.tokenizer(layout.text, add_special_tokens=False, return_offsets_mapping=True)
             ids = torch.tensor(enc["input_ids"], dtype=torch.long)

@@ -152,3 +152,20 @@ def test_collator_pads_tokens_right_and_stacks_media(omni_processor):
     assert batch["input_features"].shape == (1, 20, 3000)
     filtered = RolePlayCollator(0, accepted={"input_ids", "labels"})(items)
     assert set(filtered) == {"input_ids", "labels"}
+
+
+def test_label_mask_decodes_to_the_characters_text_for_an_image_text_processor(tiny_vl):
+    from transformers import AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(tiny_vl)
+    encoder = ConversationEncoder(processor, multimodal=True, max_length=1024)
+    record = chinese_record()
+    sample = ChatFormatter(SYSTEM, keep=frozenset({"image"})).format(record)
+    plan = encoder.plan(sample)
+    item = encoder.encode(sample, plan)
+    runs = labelled_runs(item["labels"])
+    decoded = [encoder.tokenizer.decode(r, skip_special_tokens=True) for r in runs]
+    assert decoded == character_lines(record)
+    assert int((item["input_ids"] == processor.image_token_id).sum()) == 4  # 56x56, merge 2
+    assert item["mm_token_type_ids"].shape == item["input_ids"].shape
+    assert plan.length == len(item["input_ids"])

@@ -212,3 +212,19 @@ def test_two_ray_train_workers_on_cpu_complete_a_run(ray_session, tmp_path):
     assert summary["world_size"] == 2 and result.global_step == 2
     assert math.isfinite(result.eval["loss"])
     assert Path(result.model_path, "adapter_model.safetensors").exists()
+
+
+def test_image_text_model_trains_on_images_and_drops_only_audio_when_asked(mm_store, tiny_vl):
+    cfg = TrainConfig(model=tiny_vl, max_steps=3, batch_size=4, learning_rate=0.05, eval_prompts=1)
+    with pytest.raises(
+        ModalityMismatch, match=r"has audio \(13 records\), but model .* takes only text and image"
+    ):
+        train_version(str(mm_store), "mm", 1, cfg, seed=0)
+    result = train_version(
+        str(mm_store), "mm", 1, cfg.model_copy(update={"drop_media": True}), seed=0
+    )
+    run = json.loads(Path(result.model_path, "run.json").read_text())
+    assert run["keep_media"] == ["image"]
+    assert result.data["train"]["media_dropped_samples"] == 8
+    assert math.isfinite(result.train_loss_last) and math.isfinite(result.eval["loss"])
+    assert Path(result.model_path, "adapter_model.safetensors").exists()
