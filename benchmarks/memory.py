@@ -11,9 +11,15 @@ import psutil
 
 @dataclass(frozen=True)
 class TreePeak:
-    """Peaks over the sampling window: summed RSS, summed PSS, and the most processes seen."""
+    """Peaks over one sampling window (each summed over the tree) and the most processes seen.
+
+    `rss` is resident memory; `anon` is resident memory minus file-backed and shared pages
+    (statm's resident - shared): heap and stacks, what cannot be dropped under pressure;
+    `pss` splits each shared page among the processes sharing it.
+    """
 
     rss_bytes: int
+    anon_bytes: int
     pss_bytes: int
     processes: int
     samples: int
@@ -22,12 +28,13 @@ class TreePeak:
 class TreeMemorySampler:
     """Samples the summed memory of a process and all its descendants in a background thread.
 
-    RSS is what the issue asks for; it counts a shared page (Ray's object store, libraries
-    mapped by every worker) once per process that touched it, so PSS (each shared page split
-    among its sharers) is kept beside it as the closer measure of real memory use. PSS comes
-    from /proc/<pid>/smaps_rollup, which costs ~35 ms per sweep of a Ray tree (kernel time,
-    on the cores being measured), so it is read only every `pss_interval_s`; RSS (statm,
-    ~0.4 ms per sweep) every `interval_s`.
+    RSS is what the issue asks for. It counts a shared page (Ray's object store, libraries
+    mapped by every worker) once per process that touched it, and it includes pages of
+    memory-mapped files (the pipeline maps its part files), which the kernel can drop at
+    will; so anonymous RSS and PSS are kept beside it. PSS comes from
+    /proc/<pid>/smaps_rollup, which costs ~35 ms per sweep of a Ray tree (kernel time, on the
+    cores being measured), so it is read only every `pss_interval_s`; RSS and shared (statm,
+    ~0.4 ms per sweep) every `interval_s`. `mark()` closes a window and starts the next.
     """
 
     def __init__(
@@ -38,8 +45,12 @@ class TreeMemorySampler:
         self._pss_interval = pss_interval_s
         self._last_pss = float("-inf")
         self._stop = threading.Event()
+        self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="tree-memory", daemon=True)
-        self._peak_rss = self._peak_pss = self._peak_procs = self._samples = 0
+        self._reset()
+
+    def _reset(self) -> None:
+        self._peak_rss = self._peak_anon = self._peak_pss = self._peak_procs = self._samples = 0
 
     def __enter__(self) -> TreeMemorySampler:
         self._thread.start()
@@ -51,37 +62,52 @@ class TreeMemorySampler:
 
     @property
     def peak(self) -> TreePeak:
-        return TreePeak(self._peak_rss, self._peak_pss, self._peak_procs, self._samples)
+        """Return the peaks of the current window."""
+        with self._lock:
+            return TreePeak(
+                self._peak_rss, self._peak_anon, self._peak_pss, self._peak_procs, self._samples
+            )
 
-    def sample(self) -> None:
+    def mark(self) -> TreePeak:
+        """Return the peaks of the window that ends now, and start a new window."""
+        self.sample(force_pss=True)
+        with self._lock:
+            peak = TreePeak(
+                self._peak_rss, self._peak_anon, self._peak_pss, self._peak_procs, self._samples
+            )
+            self._reset()
+        return peak
+
+    def sample(self, force_pss: bool = False) -> None:
         """Take one sample now and fold it into the peaks."""
         try:
             procs = [self._root, *self._root.children(recursive=True)]
         except psutil.NoSuchProcess:
             return
         now = time.perf_counter()
-        with_pss = self._pss_interval is not None and now - self._last_pss >= self._pss_interval
+        with_pss = self._pss_interval is not None and (
+            force_pss or now - self._last_pss >= self._pss_interval
+        )
         if with_pss:
             self._last_pss = now
-        rss = pss = 0
+        rss = anon = pss = 0
         for proc in procs:
             try:
-                if with_pss:
-                    info = proc.memory_full_info()
-                    pss += info.pss
-                else:
-                    info = proc.memory_info()
-                rss += info.rss
+                info = proc.memory_full_info() if with_pss else proc.memory_info()
             except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                 continue
-        self._peak_rss = max(self._peak_rss, rss)
-        self._peak_pss = max(self._peak_pss, pss)
-        self._peak_procs = max(self._peak_procs, len(procs))
-        self._samples += 1
+            rss += info.rss
+            anon += max(0, info.rss - info.shared)
+            pss += getattr(info, "pss", 0)
+        with self._lock:
+            self._peak_rss = max(self._peak_rss, rss)
+            self._peak_anon = max(self._peak_anon, anon)
+            self._peak_pss = max(self._peak_pss, pss)
+            self._peak_procs = max(self._peak_procs, len(procs))
+            self._samples += 1
 
     def _run(self) -> None:
         while not self._stop.is_set():
             started = time.perf_counter()
             self.sample()
             self._stop.wait(max(0.0, self._interval - (time.perf_counter() - started)))
-        self.sample()

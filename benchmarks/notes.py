@@ -10,14 +10,132 @@ from typing import Any
 
 from benchmarks.results import Figure
 
-# What a profile showed for a figure that misses its target, and what to change.
-ANALYSIS: dict[str, str] = {}
+# What a profile showed for a figure that misses its target, and what to change. Written
+# from profiles taken on the 2-core development machine (py-spy on the driver and on each
+# Ray worker, cProfile and py-spy of `augment_parts` in-process, Ray's timeline, psutil CPU
+# seconds per process); the tables above give this run's own numbers.
+ANALYSIS: dict[str, str] = {
+    "efficiency_all_cores": """
+**Where it goes.** The stage does more CPU work per record than the loop; idle cores come
+second. The efficiency table splits it: `cpu_bound` (loop CPU per record / the stage's CPU
+per record over all processes) was 0.53-0.58 at 2,000 records in development runs: the loop
+needs ~16 ms of CPU per record, the stage ~28 ms (Ray workers ~24.5, driver ~2.3,
+raylet/GCS/agents ~1.2). Ray's timeline shows both workers inside map tasks for ~98% of the
+stage, and a repetition with the machine to itself (`others` 0.02) had `busy` 0.96 and
+efficiency 0.54 = its `cpu_bound`: scheduling is not the problem, CPU per record is. Where
+`busy` is low, `others` shows who took the cores.
+
+**In the workers (+6 ms/record against the loop, py-spy of `augment_parts` on 200 records,
+21.4 vs 15.6 CPU ms/record):**
+- `augmenters/record.py: _VariantBuilder.image()/clip()` decode the original media once per
+  *copy*, not once per record: with `copies: 2` that is a second 512px JPEG decode
+  (+1.5 ms) and a second WAV read (+0.5 ms) per record. Decode once in
+  `RecordAugmenter.variants` and hand every copy the same read-only arrays (ops return new
+  arrays).
+- Per-variant bookkeeping, ~2 ms/record together: a sha256 `record_seed` and a fresh
+  `np.random.default_rng` per modality and copy (`RecordAugmenter._rng`), seeding and
+  restoring global RNGs per op (`augmenters/randomness.py`), `canonical_json` of every op's
+  params, the protect/segment pass around nlpaug (`augmenters/protect.py`).
+- `pipeline/stages.py: AugmentStage.apply` turns every train row into Python dicts with
+  `table.take(...).to_pylist()` (a copy of each original's ~220 KB of media into `bytes`)
+  and builds the variants back with `records_to_table`; then `_pass_output` casts.
+- Ray then serialises each pass output into the object store: it holds the *originals*
+  again (media included) next to the variants, ~0.5 MB per record, +2-4 ms/record of worker
+  CPU against the same code run in-process.
+
+**In the driver (2-3 ms/record, on the same 2 cores):** `DataJob._augment` receives every
+output block, copies it into the next part files (`PartWriter.write`), computes
+`row_nbytes` and converts columns to Python lists for the index. On 2 cores this is CPU the
+workers do not get.
+
+**What to change, by expected gain:** (1) the augment pass returns only the variants (and
+side rows); the originals stay where the validate pass staged them and the index points
+there (`pipeline/stages.py: augment_parts`, `pipeline/run.py: DataJob._augment`): no
+serialisation, object-store traffic or driver copy of the originals; (2) decode once per
+record (`augmenters/record.py`); (3) keep original media as Arrow buffers
+(`pa.BinaryScalar.as_buffer()`, zero-copy) instead of `to_pylist()` bytes; (4) cheaper
+per-variant seeding (one sha256 per record, then derive per-copy/modality streams with
+`SeedSequence.spawn`). (1)-(3) remove ~5 ms of the ~11 ms/record gap; the target also
+needs (4) and the driver's share gone (see the many-core section: workers writing their
+own parts).
+""",
+    "vs_datasets_map": """
+The alternatives do the plain chain's work per record (12-17 ms CPU); ours does the stage's
+(22-30 ms, see the efficiency analysis) and two steps they skip: validation decodes every
+image and clip to prove it decodes (`validate` column, ~0.8-1.3 s per 400 records) and
+the writer sorts rows by id, fsyncs and hashes every shard (`write` column, 0.6-2 s per 400
+records); `datasets.save_to_disk` neither sorts, fsyncs nor hashes. Our augment stage alone
+took about as long as either whole alternative. The per-record fixes of the efficiency
+analysis apply here one for one; for the writer see its own analysis. Not a fix: dropping
+validation or the sort, which are the point of a versioned, content-addressed dataset.
+""",
+    "vs_naive_ray_data": """
+The "naive" chain is not naive-slow on Ray 2.60: `read_json` of one jsonl file is split
+into several blocks (`ReadPandasJSON->SplitBlocks`), so `map_batches` runs on every core,
+and its per-record work is the plain chain's. A 2x lead would need our per-record cost at
+about half of the plain chain's, which no amount of scheduling gives; the reachable target
+is parity (see the efficiency and writer analyses for the overheads to remove). The
+comparison uses Ray Data's stock settings for the naive chain (operator resource
+reservation on); with the pipeline's settings it would be faster still.
+""",
+    "writer_vs_pyarrow": """
+py-spy of `ShardWriter.write` (1,800 rows, 292 MB, parts freshly mapped): 46% in
+`pyarrow.compute.take`, 25% in `file_sha256`, 8% writing, ~4% fsync. The gather copies every
+byte twice: `pipeline/staging.py: PartSet.take` takes per record batch, then takes again to
+restore id order (lines with `mapped.batches[...].take` and `combined.take(order)`); and
+`pipeline/writer.py: ShardWriter._write_split` re-reads each finished shard to hash it.
+The bare write is one sequential write of an already-built table (~0.5-1 GB/s with fsync).
+
+What to change: hash while writing (a sink that updates sha256 as the IPC writer emits
+buffers; saves the re-read, ~25%); overlap gather, write and hash in threads (take, write
+and hashlib release the GIL), so the wall time approaches the slowest of the three instead
+of their sum; on many cores write shards in parallel, one task per shard. Sorting by id is
+what makes shards deterministic, so one gather copy stays; ~0.5 of a bare write is the
+realistic ceiling for this design, 0.8 needs the overlap.
+""",
+    "memory_ratio_10x": """
+The growth is in file-backed pages, not in heap: anonymous RSS (resident minus shared and
+file-backed, see the memory table) grows ~1.1x from 1x to 10x while RSS and PSS grow ~1.5x.
+The driver memory-maps the staged part files (`pipeline/staging.py: PartSet`, `read_part`)
+and the writer gathers every row from them, so every page of the augmented output becomes
+resident in the driver while shards are written; the kernel can drop those pages under
+pressure, but RSS counts them. `PartSet.release()` after each split (or shard), or reading
+the gathered batches with `pa.input_stream` instead of keeping maps open, keeps RSS flat.
+""",
+    "trainer_vs_hf_trainer": """
+See `benchmarks/train_throughput.py` (owned by the trainer work) for its own breakdown;
+the JSON it wrote is under `details.training` in results.json.
+""",
+}
 
 RAY_CONFIGURATION = """
-The configuration measured here is the pipeline's default (`pipeline/execution.py`), not a
-benchmark setting: `ensure_ray()` exports the malloc thresholds and turns Ray Data's operator
-resource reservation off before `ray.init`, and `map_work_items` runs each pass as stateless
-tasks over small (part file, offset, length) work items.
+**What runs here is the default.** `make bench` measures `pipeline/execution.py` as shipped:
+`ensure_ray()` exports the glibc malloc thresholds to every worker and turns Ray Data's
+operator resource reservation off before `ray.init` (with it on, only ~1.2 batches ran at
+once on 2 CPUs: PERF_NOTES 1); `map_work_items` runs each pass as stateless tasks (no actor
+pool to start) over small (part file, offset, length) work items, cut so each CPU gets ~8
+tasks (`TASKS_PER_CPU`) of at most 64 items of `batch_size` (16) records; tasks memory-map
+their slices, so neither the driver nor the object store holds the corpus. Nothing in the
+benchmark overrides it (the N=1 runs set only `execution.stages.augment.concurrency: 1`).
+
+**On a many-core cluster.** Task sizing scales: with C CPUs a corpus of R records is cut
+into items of min(16, R/(8C)) records, so every CPU has ~8 tasks to balance stragglers, and
+big corpora get tasks of up to 64 x 16 records, long enough to amortise the per-task cost
+(unpickling the augmenter and rebuilding its ops: 10-30 ms). Reservation off is right for a
+single map operator, which is all a pass has. What does *not* scale is what the driver does
+alone:
+- every pass streams all its output through the driver, which copies it into part files:
+  ~2-3 ms of driver CPU and ~0.5 MB per record. At ~40 records/s per worker core, one
+  driver saturates at ~400 records/s, i.e. around 10 worker cores; beyond that more CPUs
+  add nothing, and on several nodes the driver's network link carries the whole dataset.
+  Workers should write their own part files (to the shared staging folder) and return only
+  the small index rows and side messages;
+- ingest reads every source file in the driver (~1 ms/record here): serial;
+- the shard writer gathers, writes, fsyncs and hashes every shard in the driver: serial,
+  ~100-250 MB/s here. One task per shard would scale it.
+Until those move into tasks, the 2-core efficiency overstates what 64 cores would reach.
+These points are reasoned from the per-record costs measured here (driver ms/record in the
+efficiency table); no many-core machine was available to measure them.
 """
 
 
@@ -40,6 +158,12 @@ def result_sections(figures: dict[str, Figure], meta: dict[str, Any]) -> list[tu
     eff = meta.get("efficiency")
     if eff:
         body = (
+            "`cpu_bound`: loop CPU per record / the stage's CPU per record (all processes), "
+            "the efficiency a perfect scheduler would reach; `busy`: the stage's CPU / "
+            "(cores x wall); `others`: the share of the machine other processes took meanwhile "
+            "(noise: a repetition with high `others` understates the stage).\n\n"
+        )
+        body += (
             f"{eff['records']} records on {eff['ray_cpus']} Ray CPUs. Untimed before the repetitions: "
             f"ingest + validate {eff['prepare_seconds (ingest+validate, untimed)']} s, warm-up "
             f"(worker imports, {16} records) {eff['warm_up_seconds (untimed)']} s.\n\n"
@@ -56,12 +180,16 @@ def result_sections(figures: dict[str, Figure], meta: dict[str, Any]) -> list[tu
         )
     mem = meta.get("memory")
     if mem:
-        rows = [
-            {f"{n} rec RSS MB": r[str(n)]["peak_rss_mb"] for n in (mem["base"], mem["big"])}
-            | {f"{n} rec PSS MB": r[str(n)]["peak_pss_mb"] for n in (mem["base"], mem["big"])}
-            | {f"{n} rec job s": r[str(n)]["job_s"] for n in (mem["base"], mem["big"])}
-            for r in mem["reps"]
-        ]
+        rows = []
+        for r in mem["reps"]:
+            row = {}
+            for n in (mem["base"], mem["big"]):
+                job = r[str(n)]
+                row[f"{n}: RSS MB"] = job["peak_rss_mb"]
+                row[f"{n}: anon MB"] = job["peak_anon_mb"]
+                row[f"{n}: PSS MB"] = job["peak_pss_mb"]
+                row[f"{n}: job s"] = job["job_s"]
+            rows.append(row)
         sections.append(("Memory, per repetition", _rep_table(rows)))
     for key, fig in figures.items():
         if fig.met is False and key in ANALYSIS:
