@@ -239,6 +239,11 @@ def _decode_all_frames(data: bytes, fmt: str) -> int:
 
     decoded = 0
     try:
+        if fmt == "MP3":
+            # libsndfile's mpg123 path misdecodes MP3 read in blocks (python-soundfile #402:
+            # wrong samples, "part2_3_length too large" on stderr); one read is exact, and the
+            # clip's length is already bounded by max_audio_seconds from its header.
+            return len(sf.read(io.BytesIO(data), dtype="float32")[0])
         with sf.SoundFile(io.BytesIO(data)) as f:
             while True:
                 block = f.read(_AUDIO_BLOCK_FRAMES, dtype="float32")

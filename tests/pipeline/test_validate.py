@@ -308,3 +308,12 @@ def test_data_uris_decode_with_urlsafe_alphabet_or_missing_padding() -> None:
     with pytest.raises(RecordRejected) as exc:
         decode_data_uri(uri, max_bytes=len(payload) - 1)
     assert exc.value.reason == "media_too_large"
+
+
+def test_mp3_is_decoded_in_one_read_without_decoder_errors(capfd) -> None:
+    # Block-wise reads of this clip make libsndfile's mpg123 misdecode and complain on stderr.
+    path = os.path.join(os.path.dirname(__file__), "../../examples/corpus/audio/shanty_melody.mp3")
+    with open(path, "rb") as f:
+        probed = probe_audio(f.read(), max_seconds=60)
+    assert probed.frames > 0
+    assert "part2_3_length" not in capfd.readouterr().err
