@@ -158,21 +158,21 @@ class PartSet:
         self._parts.clear()
 
     def take(self, parts: np.ndarray, rows: np.ndarray) -> pa.Table:
-        """Return the rows at (parts[i], rows[i]), in that order, as one table."""
-        pieces = []
-        positions = []
+        """Return the rows at (parts[i], rows[i]), in that order, as one table (one chunk)."""
+        slices = []
         for part in np.unique(parts):
             mapped = self._part(int(part))
             selected = np.nonzero(parts == part)[0]
             batch_of = np.searchsorted(mapped.starts, rows[selected], side="right") - 1
-            # Take from each record batch on its own: taking from a multi-batch table
-            # would first concatenate (copy, and page in) the whole part file.
-            for b in np.unique(batch_of):
-                in_batch = selected[batch_of == b]
-                local = rows[in_batch] - mapped.starts[b]
-                pieces.append(mapped.batches[int(b)].take(pa.array(local)))
-                positions.append(in_batch)
-        combined = pa.Table.from_batches(pieces)
-        # `combined` holds rows grouped by batch; put them back in the asked-for order.
-        order = np.argsort(np.concatenate(positions), kind="stable")
-        return combined.take(pa.array(order))
+            local = rows[selected] - mapped.starts[batch_of]
+            for position, b, row in zip(
+                selected.tolist(), batch_of.tolist(), local.tolist(), strict=True
+            ):
+                slices.append((position, mapped.batches[b].slice(row, 1)))
+        slices.sort(key=lambda item: item[0])
+        if not slices:
+            return self._part(0).batches[0].schema.empty_table()
+        # Zero-copy one-row views of the mapped batches, concatenated once: the media bytes
+        # are copied a single time (a take per batch, then a take to restore the asked-for
+        # order, copied them twice and made the writer 3-5x slower than a bare write).
+        return pa.Table.from_batches([view for _, view in slices]).combine_chunks()
