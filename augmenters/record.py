@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 from typing import Any
 
@@ -83,7 +84,12 @@ def image_scope(messages: list[dict[str, Any]], k: int) -> tuple[list[int], bool
 class _VariantBuilder:
     """One variant under construction: the state, the decoded media it changed, and its op log."""
 
-    def __init__(self, record: dict[str, Any], mono_audio: bool) -> None:
+    def __init__(
+        self,
+        record: dict[str, Any],
+        mono_audio: bool,
+        decoded: dict[tuple[str, int], Any] | None = None,
+    ) -> None:
         self.state = DialogueState(
             messages=[dict(m) for m in record["messages"]],
             images=list(record.get("images") or []),
@@ -97,18 +103,34 @@ class _VariantBuilder:
         self.changed_images: set[int] = set()
         self.changed_audios: set[int] = set()
         self.log: list[dict[str, Any]] = []
+        # Originals decoded once per record and shared by its copies (decoding again per
+        # copy cost ~2 ms a record); keyed by the identity of the original's bytes object.
+        self._decoded = {} if decoded is None else decoded
+
+    def _original(self, kind: str, data: bytes, decode: Any) -> Any:
+        key = (kind, id(data))
+        if key not in self._decoded:
+            self._decoded[key] = decode(data)
+        return self._decoded[key]
 
     def record_op(self, op: Op, params: dict[str, Any]) -> None:
         self.log.append({"modality": op.modality, "op": op.name, "params": canonical_json(params)})
 
     def image(self, k: int) -> np.ndarray:
         if k not in self.images:
-            self.images[k] = decode_image(self.state.images[k]["bytes"])
+            pixels = self._original("image", self.state.images[k]["bytes"], decode_image)
+            # A copy: ops may write into their input, and the original serves every copy.
+            self.images[k] = pixels.copy()
         return self.images[k]
 
     def clip(self, k: int) -> Clip:
         if k not in self.audios:
-            self.audios[k] = decode_audio(self.state.audios[k]["bytes"], mono=self.mono_audio)
+            clip = self._original(
+                "audio",
+                self.state.audios[k]["bytes"],
+                lambda data: decode_audio(data, mono=self.mono_audio),
+            )
+            self.audios[k] = dataclasses.replace(clip, samples=clip.samples.copy())
         return self.audios[k]
 
     # The apply half, shared by variants() and replay() so both produce the same bytes.
@@ -204,9 +226,10 @@ class RecordAugmenter:
         out: list[dict[str, Any]] = []
         if not self.active:
             return out, stats
+        decoded: dict[tuple[str, int], Any] = {}
         with global_random_scope():
             for copy in range(self.augment.copies):
-                builder = self._draw_variant(record, copy, stats)
+                builder = self._draw_variant(record, copy, stats, decoded)
                 if not builder.log:
                     stats["empty_variants"] += 1
                     continue
@@ -216,9 +239,15 @@ class RecordAugmenter:
         return out, stats
 
     def _draw_variant(
-        self, record: dict[str, Any], copy: int, stats: dict[str, Any]
+        self,
+        record: dict[str, Any],
+        copy: int,
+        stats: dict[str, Any],
+        decoded: dict[tuple[str, int], Any],
     ) -> _VariantBuilder:
-        builder = _VariantBuilder(record, mono_audio=self.augment.audio_channels == "mono")
+        builder = _VariantBuilder(
+            record, mono_audio=self.augment.audio_channels == "mono", decoded=decoded
+        )
         rid = record["id"]
 
         ops = self.ops
