@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.croissant import build_croissant
+from pipeline.croissant import CroissantBuilder
 from pipeline.quarantine import REASONS
 from pipeline.schema import AUDIO_PLACEHOLDER, IMAGE_PLACEHOLDER, SPLITS, hf_features
 
@@ -1060,14 +1060,14 @@ def write_cards(
         raise ValueError("a version without shards has nothing to describe")
     facts = gather_facts(version_dir, manifest, parent_manifest, diff_summary)
     _write_text(os.path.join(version_dir, README), render_readme(facts))
-    croissant = build_croissant(
+    croissant = CroissantBuilder(
         manifest,
         description=facts.description(),
         languages=facts.languages,
         license_id=facts.license_id,
         keywords=facts.tags(),
         rai=facts.rai(),
-    )
+    ).build()
     _write_text(
         os.path.join(version_dir, CROISSANT),
         json.dumps(croissant, indent=2, ensure_ascii=False) + "\n",

@@ -384,23 +384,3 @@ class _ColumnFields:
 def _split_order(split: str) -> tuple[int, str]:
     order = {"train": 0, "validation": 1, "test": 2}
     return (order.get(split, len(order)), split)
-
-
-def build_croissant(
-    manifest: dict[str, Any],
-    *,
-    description: str,
-    languages: list[str],
-    license_id: str,
-    keywords: list[str],
-    rai: dict[str, str | list[str]],
-) -> dict[str, Any]:
-    """Return the Croissant 1.1 + RAI JSON-LD dict describing one version's manifest."""
-    return CroissantBuilder(
-        manifest,
-        description=description,
-        languages=languages,
-        license_id=license_id,
-        keywords=keywords,
-        rai=rai,
-    ).build()
