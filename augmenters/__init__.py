@@ -1,6 +1,25 @@
-"""Per-modality augmenters (text, image, audio) and dialogue-level ones, behind one registry."""
+"""Per-modality augmenters (text, image, audio) and dialogue-level ones, behind one registry.
 
-from augmenters.record import RecordAugmenter, merge_stats
-from augmenters.registry import registered_names, validate_augment_config
+Names are imported on first use, so `import augmenters.config` (which the recipe needs)
+does not pull in the op libraries.
+"""
 
-__all__ = ["RecordAugmenter", "merge_stats", "registered_names", "validate_augment_config"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "RecordAugmenter": "augmenters.record",
+    "merge_stats": "augmenters.record",
+    "registered_names": "augmenters.registry",
+    "validate_augment_config": "augmenters.registry",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'augmenters' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from pipeline.schema import ROLES
+from pipeline.record.schema import ROLES
 
 
 class OpConfigError(ValueError):

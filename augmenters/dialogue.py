@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from augmenters.base import SKIPPED, Op, OpConfigError, pop_probability, reject_unknown
-from pipeline.schema import AUDIO_PLACEHOLDER, IMAGE_PLACEHOLDER
+from pipeline.record.schema import AUDIO_PLACEHOLDER, IMAGE_PLACEHOLDER
 
 
 @dataclass

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.schema import AUDIO_PLACEHOLDER, IMAGE_PLACEHOLDER
+from pipeline.record.schema import AUDIO_PLACEHOLDER, IMAGE_PLACEHOLDER
 
 PLACEHOLDERS = (IMAGE_PLACEHOLDER, AUDIO_PLACEHOLDER)
 

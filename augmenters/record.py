@@ -11,6 +11,7 @@ import numpy as np
 
 from augmenters.audio import Clip, decode_audio, encode_flac, variant_audio_path
 from augmenters.base import SKIPPED, Op
+from augmenters.config import AugmentConfig
 from augmenters.dialogue import DialogueState
 from augmenters.image import (
     decode_image,
@@ -23,9 +24,8 @@ from augmenters.image import (
 from augmenters.protect import PLACEHOLDERS, protected_terms, protection_pattern
 from augmenters.randomness import global_random_scope, record_generator
 from augmenters.registry import build_ops
-from pipeline.ids import canonical_json, record_seed, variant_id
-from pipeline.recipe import AugmentConfig
-from pipeline.schema import IMAGE_PLACEHOLDER
+from pipeline.record.ids import canonical_json, record_seed, variant_id
+from pipeline.record.schema import IMAGE_PLACEHOLDER
 
 STAT_COUNTERS = (
     "variants",

@@ -6,7 +6,8 @@ from collections.abc import Callable
 from typing import Any
 
 from augmenters.base import Op, OpConfigError
-from pipeline.recipe import AugmentConfig, RecipeError
+from augmenters.config import AugmentConfig
+from pipeline.record.config import RecipeError
 
 MODALITIES = ("dialogue", "text", "image", "audio")
 

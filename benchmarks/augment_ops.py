@@ -47,9 +47,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from augmenters import RecordAugmenter  # noqa: E402
+from augmenters.config import AugmentConfig  # noqa: E402
 from augmenters.randomness import global_random_scope  # noqa: E402
 from augmenters.registry import build_op  # noqa: E402
-from pipeline.recipe import AugmentConfig  # noqa: E402
 
 RATE = 16000
 TEXT = (

@@ -81,7 +81,7 @@ def _child(result_path: str, recipe_paths: list[str]) -> None:
 
     logging.basicConfig(level=logging.WARNING)
     from benchmarks.ours import run_job
-    from pipeline.execution import ensure_ray
+    from pipeline.execution.cluster import ensure_ray
 
     started = time.perf_counter()
     ensure_ray()

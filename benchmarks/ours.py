@@ -57,8 +57,8 @@ class AugmentStageBench:
     """Times the pipeline's augment stage over one corpus, ingested and validated once."""
 
     def __init__(self, recipe: dict[str, Any]) -> None:
-        from pipeline.execution import configure_data_context, ensure_ray
-        from pipeline.run import DataJob
+        from pipeline.execution.cluster import configure_data_context, ensure_ray
+        from pipeline.execution.job import DataJob
 
         self.recipe = recipe
         job = DataJob(make_recipe(recipe), run_id="bench-prepare")
@@ -88,14 +88,14 @@ class AugmentStageBench:
 
     def table(self, parts: list[tuple[str, int]] | None = None) -> pa.Table:
         """Return the validated records (of `parts`, default all) as one memory-mapped table."""
-        from pipeline.staging import read_part
+        from pipeline.store.staging import read_part
 
         return pa.concat_tables([read_part(path) for path, _ in (parts or self.validated)])
 
     def run(self, concurrency: int | None, parts: list[tuple[str, int]] | None = None) -> StageRun:
         """Return one timed run of the augment stage with at most `concurrency` tasks at once,
         over `parts` (default: every validated record)."""
-        from pipeline.run import DataJob
+        from pipeline.execution.job import DataJob
 
         self._runs += 1
         job = DataJob(make_recipe(self.recipe, concurrency), run_id=f"bench-augment-{self._runs}")
@@ -148,7 +148,7 @@ def run_job(recipe: dict[str, Any]) -> tuple[float, Any, dict[str, float]]:
     """Return the wall seconds, the result and per-stage seconds of a whole data job
     (ingest to commit); `other` is what no stage reports (input hashing, Ray pass
     start-up between stages, commit and cards)."""
-    from pipeline.run import DataJob
+    from pipeline.execution.job import DataJob
 
     clock = StageClock()
     started = time.perf_counter()

@@ -145,7 +145,7 @@ class Suite:
         log.info("start-up: help/python %.2f", fig.median)
 
     def start_ray(self) -> None:
-        from pipeline.execution import configure_data_context, ensure_ray
+        from pipeline.execution.cluster import configure_data_context, ensure_ray
 
         # Ray workers import `benchmarks.baselines` for the naive Ray Data chain.
         os.environ["PYTHONPATH"] = os.pathsep.join(
@@ -433,7 +433,7 @@ class Suite:
         )
 
     def _ray_cpus(self) -> int:
-        from pipeline.execution import cluster_cpus
+        from pipeline.execution.cluster import cluster_cpus
 
         return cluster_cpus()
 
@@ -545,7 +545,7 @@ def _with_malloc_settings() -> None:
     the driver's share of every job run in this process, so it needs them too, or the loop
     would lose 30-45% to page faults and flatter every ratio against it (PERF_NOTES.md).
     """
-    from pipeline.execution import WORKER_ENV
+    from pipeline.execution.cluster import WORKER_ENV
 
     wanted = {k: v for k, v in WORKER_ENV.items() if k.startswith("MALLOC_")}
     if any(os.environ.get(k) != v for k, v in wanted.items()):

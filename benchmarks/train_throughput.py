@@ -68,7 +68,7 @@ def _media(i: int) -> tuple[bytes, bytes]:
 
 def make_records(n: int) -> list[dict[str, Any]]:
     """Return `n` train records: two exchanges, an image and a clip in the first user turn."""
-    from pipeline.ids import original_id
+    from pipeline.record.ids import original_id
 
     records = []
     for i in range(n):
@@ -99,7 +99,7 @@ def write_shard(records: list[dict[str, Any]], folder: Path) -> str:
     """Write the records as one memory-mappable Arrow shard; return its path."""
     import pyarrow as pa
 
-    from pipeline.schema import RECORD_SCHEMA, records_to_table
+    from pipeline.record.schema import RECORD_SCHEMA, records_to_table
 
     path = folder / "train-00000-of-00001.arrow"
     with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, RECORD_SCHEMA) as w:

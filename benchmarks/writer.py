@@ -31,8 +31,8 @@ def bare_write(table: pa.Table, path: Path, fsync: bool) -> float:
 
 def _bare_table(paths: list[str]) -> pa.Table:
     """Return the rows of the part files as one table of the published schema (memory-mapped)."""
-    from pipeline.schema import RECORD_SCHEMA
-    from pipeline.staging import read_part
+    from pipeline.record.schema import RECORD_SCHEMA
+    from pipeline.store.staging import read_part
 
     table = pa.concat_tables([read_part(p).select(RECORD_SCHEMA.names) for p in paths])
     return pa.Table.from_arrays(table.columns, schema=RECORD_SCHEMA)
@@ -51,9 +51,9 @@ def writer_vs_pyarrow(
     before timing (page cache warm for both); each side maps them afresh in every
     repetition (as a run does once), and the two sides alternate order.
     """
-    from pipeline.staging import PartSet
-    from pipeline.storefs import LocalFS
-    from pipeline.writer import ShardWriter
+    from pipeline.store.fs import LocalFS
+    from pipeline.store.staging import PartSet
+    from pipeline.store.writer import ShardWriter
 
     paths = list(parts.paths)
     for path in paths:

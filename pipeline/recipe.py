@@ -9,22 +9,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
-from pipeline.ids import canonical_json
+from augmenters.config import AugmentConfig
+from pipeline.record.config import RecipeError, StrictModel
+from pipeline.record.ids import canonical_json
+from trainers.config import TrainConfig
 
 SOURCE_FORMATS = ("auto", "llamafactory", "sharegpt", "openai", "pippa", "mmrole", "arrow")
 
 
-class RecipeError(Exception):
-    """A recipe that cannot be used; the message names the offending key."""
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class SourceConfig(_Strict):
+class SourceConfig(StrictModel):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     path: str
     format: Literal[SOURCE_FORMATS] = "auto"  # type: ignore[valid-type]
@@ -34,13 +29,13 @@ class SourceConfig(_Strict):
     license: str | None = None
 
 
-class MediaLimits(_Strict):
+class MediaLimits(StrictModel):
     max_image_pixels: int = Field(default=40_000_000, gt=0)
     max_audio_seconds: float = Field(default=600.0, gt=0)
     max_media_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
 
 
-class SplitConfig(_Strict):
+class SplitConfig(StrictModel):
     by: Literal["conversation", "character"] = "conversation"
     validation: float = Field(default=0.1, ge=0, lt=1)
     test: float = Field(default=0.1, ge=0, lt=1)
@@ -50,16 +45,6 @@ class SplitConfig(_Strict):
         if self.validation + self.test >= 1:
             raise ValueError("validation + test must be below 1")
         return self
-
-
-class AugmentConfig(_Strict):
-    copies: int = Field(default=0, ge=0, le=64)
-    text: list[dict[str, Any]] = Field(default_factory=list)
-    image: list[dict[str, Any]] = Field(default_factory=list)
-    audio: list[dict[str, Any]] = Field(default_factory=list)
-    dialogue: list[dict[str, Any]] = Field(default_factory=list)
-    flip_guard: Literal["skip", "swap"] = "skip"
-    audio_channels: Literal["keep", "mono"] = "keep"
 
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(i?)B?\s*$", re.IGNORECASE)
@@ -77,7 +62,7 @@ def parse_size(value: int | str) -> int:
     return int(float(number) * (1024 if binary else 1000) ** power)
 
 
-class OutputConfig(_Strict):
+class OutputConfig(StrictModel):
     format: Literal["arrow", "parquet"] = "arrow"
     shard_size: int | str = "256MB"
 
@@ -90,7 +75,7 @@ class OutputConfig(_Strict):
         return size
 
 
-class StageExecution(_Strict):
+class StageExecution(StrictModel):
     """Per-stage overrides of ExecutionConfig; unset keys take the recipe-wide value."""
 
     batch_size: int | None = Field(default=None, ge=1)
@@ -98,7 +83,7 @@ class StageExecution(_Strict):
     concurrency: int | None = Field(default=None, ge=1)
 
 
-class ExecutionConfig(_Strict):
+class ExecutionConfig(StrictModel):
     batch_size: int = Field(default=16, ge=1)  # records per Ray Data batch in media stages
     num_cpus: float = Field(default=1.0, gt=0)  # CPUs per augment/validate task
     concurrency: int | None = Field(default=None, ge=1)  # max parallel tasks; None = all CPUs
@@ -106,41 +91,7 @@ class ExecutionConfig(_Strict):
     stages: dict[Literal["validate", "augment"], StageExecution] = Field(default_factory=dict)
 
 
-class LoraConfig(_Strict):
-    r: int = Field(default=16, ge=1)
-    alpha: int | None = None
-    dropout: float = Field(default=0.05, ge=0, lt=1)
-    target_modules: list[str] | str | None = None
-
-
-class TrainConfig(_Strict):
-    model: str = "tiny-random"
-    lora: LoraConfig | None = Field(default_factory=LoraConfig)  # null = full fine-tuning
-    epochs: float = Field(default=1.0, gt=0)
-    max_steps: int = -1
-    learning_rate: float = Field(default=2e-4, gt=0)
-    lr_scheduler: str = "cosine"
-    warmup_ratio: float = Field(default=0.0, ge=0, lt=1)
-    weight_decay: float = Field(default=0.0, ge=0)
-    batch_size: int = Field(default=4, ge=1)
-    grad_accum: int = Field(default=1, ge=1)
-    max_length: int = Field(default=1024, ge=16)
-    eval_steps: int | None = Field(default=None, ge=1)
-    save_steps: int | None = Field(default=None, ge=1)
-    early_stopping_patience: int | None = Field(default=None, ge=1)
-    system_template: str = "You are {name}. {profile}"
-    drop_media: bool = False
-    bf16: bool | None = None  # None = on when a GPU supports it
-    gradient_checkpointing: bool = False
-    workers: int = Field(default=1, ge=1)  # >1 runs under Ray Train
-    use_gpu: bool | None = None  # None = when one is present
-    trust_remote_code: bool = False
-    seed: int | None = None  # None = the recipe seed
-    eval_prompts: int = Field(default=8, ge=0)
-    max_new_tokens: int = Field(default=32, ge=1)
-
-
-class Recipe(_Strict):
+class Recipe(StrictModel):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     store: str | None = None  # None = $ROLEFORGE_STORE, then ./roleforge-store
     seed: int = 0

@@ -1,13 +1,27 @@
-"""The role-play fine-tuning stage: a committed dataset version in, a model folder out."""
+"""The role-play fine-tuning stage: a committed dataset version in, a model folder out.
 
-from trainers.models import ModalityMismatch, UnsupportedModel
-from trainers.stage import NothingToResume, TrainResult, load_trained, train_version
+Names are imported on first use, so `import trainers.config` (which the recipe needs)
+does not pull in torch or transformers.
+"""
 
-__all__ = [
-    "ModalityMismatch",
-    "NothingToResume",
-    "TrainResult",
-    "UnsupportedModel",
-    "load_trained",
-    "train_version",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "ModalityMismatch": "trainers.models",
+    "UnsupportedModel": "trainers.models",
+    "NothingToResume": "trainers.stage",
+    "TrainResult": "trainers.stage",
+    "load_trained": "trainers.stage",
+    "train_version": "trainers.stage",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'trainers' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

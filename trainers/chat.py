@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.schema import AUDIO_PLACEHOLDER, IMAGE_PLACEHOLDER
+from pipeline.record.schema import AUDIO_PLACEHOLDER, IMAGE_PLACEHOLDER
 
 _PLACEHOLDER = re.compile(f"({re.escape(IMAGE_PLACEHOLDER)}|{re.escape(AUDIO_PLACEHOLDER)})")
 _KIND = {IMAGE_PLACEHOLDER: "image", AUDIO_PLACEHOLDER: "audio"}

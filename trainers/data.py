@@ -33,7 +33,7 @@ class SplitReader:
             if tables:
                 self._table = pa.concat_tables(tables)
             else:
-                from pipeline.schema import RECORD_SCHEMA
+                from pipeline.record.schema import RECORD_SCHEMA
 
                 self._table = RECORD_SCHEMA.empty_table()
         return self._table

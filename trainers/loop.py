@@ -13,9 +13,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from pipeline.recipe import TrainConfig
 from trainers.chat import ChatFormatter
 from trainers.collator import RolePlayCollator
+from trainers.config import TrainConfig
 from trainers.data import RolePlayDataset, SplitReader
 from trainers.encoding import ConversationEncoder
 from trainers.models import (

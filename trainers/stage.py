@@ -22,9 +22,9 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from pipeline.recipe import TrainConfig
-from pipeline.versions import Store
+from pipeline.store.read import Store
 from trainers.card import eval_markdown, model_card
+from trainers.config import TrainConfig
 from trainers.loop import CHECKPOINTS, TrainingSession, TrainJob, write_json
 from trainers.models import ANY_TO_TEXT, ModelSpec, check_modalities, resolve_model
 from trainers.tiny import TINY_RANDOM

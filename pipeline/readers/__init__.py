@@ -12,9 +12,6 @@ import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from pipeline.characters import BadCharacterLine, CharacterBook, read_character_lines
-from pipeline.media import MediaRoot
-from pipeline.quarantine import QuarantineEntry, RecordRejected
 from pipeline.readers.arrow import parse_canonical
 from pipeline.readers.assemble import FileContext, ParsedRecord, assemble_record, relative_ref
 from pipeline.readers.character import parse_mmrole, parse_pippa
@@ -22,7 +19,11 @@ from pipeline.readers.detect import detect_format
 from pipeline.readers.files import RawItem, corpus_files, iter_raw_items
 from pipeline.readers.llamafactory import parse_llamafactory, parse_sharegpt
 from pipeline.readers.openai import parse_openai
-from pipeline.recipe import Recipe, RecipeError, SourceConfig
+from pipeline.recipe import Recipe, SourceConfig
+from pipeline.record.characters import BadCharacterLine, CharacterBook, read_character_lines
+from pipeline.record.config import RecipeError
+from pipeline.record.media import MediaRoot
+from pipeline.record.rejection import QuarantineEntry, RecordRejected
 
 __all__ = [
     "PARSERS",

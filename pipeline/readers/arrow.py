@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.characters import character_from_value
 from pipeline.readers.assemble import (
     ParsedRecord,
     RawTurn,
@@ -18,6 +17,7 @@ from pipeline.readers.assemble import (
     require_list,
     require_str,
 )
+from pipeline.record.characters import character_from_value
 
 CANONICAL_KEYS = frozenset({"id", "source", "messages", "images", "audios"})
 

@@ -10,11 +10,17 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.characters import CharacterBook
-from pipeline.ids import original_id
-from pipeline.media import MediaRoot, decode_base64, decode_data_uri, is_data_uri, read_media_file
-from pipeline.quarantine import RecordRejected
 from pipeline.recipe import MediaLimits, SourceConfig
+from pipeline.record.characters import CharacterBook
+from pipeline.record.ids import original_id
+from pipeline.record.media import (
+    MediaRoot,
+    decode_base64,
+    decode_data_uri,
+    is_data_uri,
+    read_media_file,
+)
+from pipeline.record.rejection import RecordRejected
 
 ROLE_ALIASES = {
     "system": "system",

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.characters import make_character
-from pipeline.quarantine import RecordRejected
 from pipeline.readers.assemble import (
     ParsedRecord,
     RawTurn,
@@ -21,6 +19,8 @@ from pipeline.readers.assemble import (
     require_list,
     require_str,
 )
+from pipeline.record.characters import make_character
+from pipeline.record.rejection import RecordRejected
 
 
 def parse_pippa(value: dict[str, Any]) -> ParsedRecord:

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.quarantine import RecordRejected
+from pipeline.record.rejection import RecordRejected
 
 JSON_LINES_EXTS = (".jsonl", ".ndjson")
 TABLE_EXTS = (".parquet", ".arrow")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.characters import character_from_value
 from pipeline.readers.assemble import (
     ParsedRecord,
     RawTurn,
@@ -20,6 +19,7 @@ from pipeline.readers.assemble import (
     require_list,
     require_str,
 )
+from pipeline.record.characters import character_from_value
 
 
 def parse_llamafactory(value: dict[str, Any]) -> ParsedRecord:

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.characters import character_from_value
-from pipeline.quarantine import RecordRejected
 from pipeline.readers.assemble import (
     MediaRef,
     ParsedRecord,
@@ -23,7 +21,9 @@ from pipeline.readers.assemble import (
     require_list,
     require_str,
 )
-from pipeline.schema import AUDIO_PLACEHOLDER, IMAGE_PLACEHOLDER
+from pipeline.record.characters import character_from_value
+from pipeline.record.rejection import RecordRejected
+from pipeline.record.schema import AUDIO_PLACEHOLDER, IMAGE_PLACEHOLDER
 
 # Parts are joined on new lines, as LLaVA-style data writes "<image>\nWhat is this?".
 PART_SEPARATOR = "\n"

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pipeline.ids import original_id
-from pipeline.recipe import AugmentConfig
+from augmenters.config import AugmentConfig
+from pipeline.record.ids import original_id
 
 CHARACTER = {
     "name": "Hatsune Miku",

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.ids import record_seed, variant_id
+from pipeline.record.ids import record_seed, variant_id
 from tests.augmenters.conftest import make_augmenter, make_record
 
 REPO = Path(__file__).resolve().parents[2]

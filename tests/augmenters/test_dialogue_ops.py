@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 from pipeline.recipe import MediaLimits
-from pipeline.schema import count_placeholders
-from pipeline.validate import validate_record
+from pipeline.record.schema import count_placeholders
+from pipeline.stages.validate import validate_record
 from tests.augmenters.conftest import make_augmenter, make_record
 
 

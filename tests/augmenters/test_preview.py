@@ -52,7 +52,7 @@ augment:
 
 
 def test_preview_embeds_media_highlights_changes_and_runs_no_script_from_the_data(tmp_path):
-    from augmenters.preview import render_preview
+    from pipeline.cli.preview import render_preview
 
     write_corpus(tmp_path)
     out = tmp_path / "preview.html"

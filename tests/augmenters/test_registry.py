@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from augmenters import registered_names, validate_augment_config
-from pipeline.recipe import AugmentConfig, RecipeError
+from augmenters.config import AugmentConfig
+from pipeline.record.config import RecipeError
 from tests.augmenters.conftest import make_augmenter, make_record
 
 BOTH = ["user", "assistant"]

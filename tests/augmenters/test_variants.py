@@ -6,8 +6,8 @@ import json
 
 from augmenters import merge_stats
 from pipeline.recipe import MediaLimits
-from pipeline.schema import WORK_SCHEMA, records_to_table
-from pipeline.validate import validate_record
+from pipeline.record.schema import WORK_SCHEMA, records_to_table
+from pipeline.stages.validate import validate_record
 from tests.augmenters.conftest import make_augmenter, make_record
 from tests.augmenters.test_determinism import FULL
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from pipeline.recipe import load_recipe
-from pipeline.schema import AUDIO_PLACEHOLDER, IMAGE_PLACEHOLDER, ROLES, count_placeholders
+from pipeline.record.schema import AUDIO_PLACEHOLDER, IMAGE_PLACEHOLDER, ROLES, count_placeholders
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"

@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from pipeline.cli import app
-from pipeline.recipe import RecipeError, parse_recipe
+from pipeline.cli.app import app
+from pipeline.recipe import parse_recipe
+from pipeline.record.config import RecipeError
 from tests.fixtures.corpus import write_jsonl, write_recipe
 
 runner = CliRunner()

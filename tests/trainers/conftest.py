@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.ids import original_id
+from pipeline.record.ids import original_id
 from tests.fixtures.media import audio_bytes, image_bytes
 
 CAPTAIN = {
@@ -83,7 +83,7 @@ def write_version(
     """Write `records` as a committed version (Arrow shards + manifest); return the manifest."""
     import pyarrow as pa
 
-    from pipeline.schema import RECORD_SCHEMA, records_to_table
+    from pipeline.record.schema import RECORD_SCHEMA, records_to_table
 
     vdir = store / name / "versions" / f"v{version}"
     vdir.mkdir(parents=True, exist_ok=True)

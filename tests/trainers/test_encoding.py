@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.versions import Store
+from pipeline.store.read import Store
 from tests.trainers.conftest import make_record
 from trainers.chat import ChatFormatter
 from trainers.collator import RolePlayCollator

@@ -13,11 +13,11 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from pipeline.cli import app
-from pipeline.recipe import LoraConfig, TrainConfig
-from pipeline.versions import Store
+from pipeline.cli.app import app
+from pipeline.store.read import Store
 from tests.trainers.conftest import standard_records, write_version
 from trainers import ModalityMismatch, train_version
+from trainers.config import LoraConfig, TrainConfig
 
 OMNI_CONFIG = {
     "model": "tiny-random",

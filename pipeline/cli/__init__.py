@@ -1,0 +1,5 @@
+"""The `roleforge` command line."""
+
+from pipeline.cli.app import app
+
+__all__ = ["app"]

@@ -1,0 +1,345 @@
+"""The `roleforge` command line. Heavy libraries are imported inside each command."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import typer
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Ingest, augment, version and fine-tune on multimodal role-play dialogue corpora.",
+)
+
+
+@app.callback()
+def _commands() -> None:
+    # A callback keeps `roleforge ingest RECIPE` a subcommand even while it is the only command.
+    pass
+
+
+EXIT_RECIPE = 2
+EXIT_TOO_MANY_BAD = 3
+
+
+def _load(recipe_path: str):
+    from pipeline.recipe import load_recipe
+    from pipeline.record.config import RecipeError
+
+    try:
+        return load_recipe(recipe_path)
+    except RecipeError as exc:
+        typer.echo(f"recipe error: {exc}", err=True)
+        raise typer.Exit(EXIT_RECIPE) from None
+
+
+@app.command()
+def ingest(
+    recipe: str = typer.Argument(..., help="recipe YAML"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+) -> None:
+    """Read and validate every source; quarantine what is broken; report counts."""
+    from pipeline.execution.ingest import TooManyBadRecords, run_ingest
+    from pipeline.record.config import RecipeError
+
+    r = _load(recipe)
+    try:
+        report = run_ingest(r)
+    except RecipeError as exc:  # a source path or characters file the recipe names is missing
+        typer.echo(f"recipe error: {exc}", err=True)
+        raise typer.Exit(EXIT_RECIPE) from None
+    except TooManyBadRecords as exc:
+        if as_json:
+            typer.echo(json.dumps(exc.report.to_dict(), indent=2))
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_TOO_MANY_BAD) from None
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        report.print_table()
+
+
+EXIT_FAILED = 1
+STORE_HELP = (
+    "store path (default: the recipe's store, then $ROLEFORGE_STORE, then ./roleforge-store)"
+)
+
+
+def _store(name: str, store: str | None, recipe: str | None):
+    """Return the Store of dataset `name`: --store, else the recipe's store, else the default."""
+    import os
+
+    from pipeline.store.fs import UnsupportedStore, store_fs
+    from pipeline.store.read import Store
+
+    if store is None and recipe is not None:
+        store = _load(recipe).store_uri
+    uri = store or os.environ.get("ROLEFORGE_STORE") or "roleforge-store"
+    try:
+        return Store(store_fs(uri)[1], name)
+    except UnsupportedStore as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_FAILED) from None
+
+
+def _ref(ref: str, store: str | None, recipe: str | None):
+    from pipeline.store.read import parse_ref
+
+    try:
+        name, version = parse_ref(ref)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_FAILED) from None
+    return _store(name, store, recipe), version
+
+
+def _not_found(exc: Exception) -> typer.Exit:
+    typer.echo(f"error: {exc}", err=True)
+    return typer.Exit(EXIT_FAILED)
+
+
+@app.command()
+def run(
+    recipe: str = typer.Argument(..., help="recipe YAML"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+) -> None:
+    """Run the whole data job (and training when the recipe has `train:`); publish a version."""
+    from pipeline.cli.console import RichStageProgress, print_run_summary
+    from pipeline.execution.job import BadRecordLimitExceeded, run_recipe, train_result
+    from pipeline.record.config import RecipeError
+    from pipeline.store.commit import CommitCheckFailed, InjectedFault
+    from pipeline.store.fs import UnsupportedStore
+
+    r = _load(recipe)
+    try:
+        with RichStageProgress() as progress:
+            result = run_recipe(r, progress)
+    except RecipeError as exc:
+        typer.echo(f"recipe error: {exc}", err=True)
+        raise typer.Exit(EXIT_RECIPE) from None
+    except BadRecordLimitExceeded as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_TOO_MANY_BAD) from None
+    except (CommitCheckFailed, InjectedFault, UnsupportedStore) as exc:
+        typer.echo(f"error: {exc}; nothing was published", err=True)
+        raise typer.Exit(EXIT_FAILED) from None
+    failed = None
+    if r.train is not None:
+        from trainers import ModalityMismatch, UnsupportedModel
+
+        try:
+            train_result(r, result)
+        except (ModalityMismatch, UnsupportedModel) as exc:
+            failed = f"error: {r.name}@v{result.version} is published, but training failed: {exc}"
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), indent=2))
+    else:
+        print_run_summary(result.to_dict())
+    if failed:
+        typer.echo(failed, err=True)
+        raise typer.Exit(EXIT_FAILED)
+
+
+@app.command()
+def versions(
+    name: str = typer.Argument(..., help="dataset name"),
+    store: str | None = typer.Option(None, "--store", help=STORE_HELP),
+    recipe: str | None = typer.Option(None, "--recipe", help="take the store from this recipe"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+) -> None:
+    """List the committed versions of a dataset."""
+    from pipeline.cli.console import print_versions
+
+    s = _store(name, store, recipe)
+    manifests = [s.manifest(v) for v in s.versions()]
+    if as_json:
+        rows = [
+            {
+                "version": m["version"],
+                "parent_version": m["parent_version"],
+                "created_at": m["created_at"],
+                "run_id": m["run_id"],
+                "content_id": m["content_id"],
+                "splits": m["splits"],
+                "path": s.version_dir(m["version"]),
+            }
+            for m in manifests
+        ]
+        typer.echo(json.dumps({"name": name, "store": s.uri, "versions": rows}, indent=2))
+    elif not manifests:
+        typer.echo(f"{name}: no committed versions in {s.uri}")
+    else:
+        print_versions(name, manifests)
+
+
+@app.command()
+def show(
+    ref: str = typer.Argument(..., help="NAME or NAME@vN (default: the latest version)"),
+    store: str | None = typer.Option(None, "--store", help=STORE_HELP),
+    recipe: str | None = typer.Option(None, "--recipe", help="take the store from this recipe"),
+    as_json: bool = typer.Option(False, "--json", help="print the manifest"),
+) -> None:
+    """Show one version: its manifest, counts and shards."""
+    from pipeline.cli.console import print_manifest
+    from pipeline.store.read import VersionNotFound
+
+    s, version = _ref(ref, store, recipe)
+    try:
+        manifest = s.manifest(version)
+    except VersionNotFound as exc:
+        raise _not_found(exc) from None
+    if as_json:
+        typer.echo(json.dumps(manifest, indent=2))
+    else:
+        print_manifest(manifest, s.version_dir(manifest["version"]))
+
+
+@app.command()
+def diff(
+    before: str = typer.Argument(..., help="NAME@vA"),
+    after: str = typer.Argument(..., help="NAME@vB"),
+    store: str | None = typer.Option(None, "--store", help=STORE_HELP),
+    recipe: str | None = typer.Option(None, "--recipe", help="take the store from this recipe"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+) -> None:
+    """Records added, removed and changed by id between two versions, and per-split deltas."""
+    from pipeline.cli.console import print_diff
+    from pipeline.store.diff import diff_versions
+    from pipeline.store.read import VersionNotFound
+
+    s, version_a = _ref(before, store, recipe)
+    s_b, version_b = _ref(after, store, recipe)
+    if s_b.name != s.name:
+        typer.echo("error: diff compares two versions of one dataset", err=True)
+        raise typer.Exit(EXIT_FAILED)
+    try:
+        version_a = version_a or s.manifest()["version"]
+        version_b = version_b or s.manifest()["version"]
+        result = diff_versions(s, version_a, version_b).to_dict()
+    except VersionNotFound as exc:
+        raise _not_found(exc) from None
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+    else:
+        print_diff(result)
+
+
+@app.command()
+def verify(
+    ref: str = typer.Argument(..., help="NAME or NAME@vN (default: the latest version)"),
+    store: str | None = typer.Option(None, "--store", help=STORE_HELP),
+    recipe: str | None = typer.Option(None, "--recipe", help="take the store from this recipe"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+) -> None:
+    """Re-hash every shard and card against the manifest; exit 1 on any mismatch."""
+    from pipeline.cli.console import print_verify
+    from pipeline.store.read import VersionNotFound
+    from pipeline.store.verify import verify_version
+
+    s, version = _ref(ref, store, recipe)
+    try:
+        report = verify_version(s, version).to_dict()
+    except VersionNotFound as exc:
+        raise _not_found(exc) from None
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        print_verify(report)
+    if not report["ok"]:
+        raise typer.Exit(EXIT_FAILED)
+
+
+@app.command()
+def gc(
+    name: str = typer.Argument(..., help="dataset name"),
+    store: str | None = typer.Option(None, "--store", help=STORE_HELP),
+    recipe: str | None = typer.Option(None, "--recipe", help="take the store from this recipe"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="list what would go, remove nothing"),
+    min_age: float = typer.Option(
+        0.0, "--min-age", help="spare paths modified less than this many seconds ago"
+    ),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+) -> None:
+    """Remove staging folders and files that no manifest references (models are kept)."""
+    from pipeline.store.fs import LocalFS
+    from pipeline.store.gc import collect_garbage
+
+    s = _store(name, store, recipe)
+    report = collect_garbage(s, LocalFS(), dry_run=dry_run, min_age_s=min_age).to_dict()
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    verb = "would remove" if dry_run else "removed"
+    for path in report["removed"]:
+        typer.echo(f"{verb} {path}")
+    typer.echo(f"{name}: {verb} {len(report['removed'])} paths, {report['freed_bytes']:,} bytes")
+
+
+@app.command()
+def train(
+    ref: str = typer.Argument(..., help="NAME@vN (default: the latest version)"),
+    store: str | None = typer.Option(None, "--store", help=STORE_HELP),
+    config: str | None = typer.Option(
+        None, "--config", help="train YAML (default: the version's recipe `train:`)"
+    ),
+    resume: bool = typer.Option(
+        False, "--resume", help="continue the newest run of this version from its last checkpoint"
+    ),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+) -> None:
+    """Fine-tune a role-play model on a committed version; evaluate it; write a model card."""
+    from pipeline.recipe import format_validation_error
+    from pipeline.store.read import VersionNotFound
+    from trainers import ModalityMismatch, NothingToResume, UnsupportedModel, train_version
+    from trainers.config import TrainConfig
+
+    cfg = None
+    if config is not None:
+        import yaml
+        from pydantic import ValidationError
+
+        try:
+            with open(config, encoding="utf-8") as f:
+                cfg = TrainConfig.model_validate(yaml.safe_load(f) or {})
+        except (OSError, yaml.YAMLError) as exc:
+            typer.echo(f"config error: {exc}", err=True)
+            raise typer.Exit(EXIT_RECIPE) from None
+        except ValidationError as exc:
+            typer.echo(f"config error: {format_validation_error(exc)}", err=True)
+            raise typer.Exit(EXIT_RECIPE) from None
+    s, version = _ref(ref, store, None)
+    try:
+        result = train_version(s.uri, s.name, version, cfg, resume=resume)
+    except (VersionNotFound, NothingToResume, ModalityMismatch, UnsupportedModel) as exc:
+        raise _not_found(exc) from None
+    out = result.to_dict()
+    if as_json:
+        typer.echo(json.dumps(out, indent=2))
+        return
+    ev = out["eval"]
+    typer.echo(f"model: {out['model_path']}")
+    typer.echo(f"train loss {out['train_loss_first']} -> {out['train_loss_last']}")
+    typer.echo(f"test loss {ev.get('loss')} perplexity {ev.get('perplexity')} (see eval.md)")
+
+
+@app.command()
+def preview(
+    recipe: str = typer.Argument(..., help="recipe YAML"),
+    n: int = typer.Option(8, "-n", "--n", min=1, help="records to sample"),
+    out: str = typer.Option("preview.html", "-o", "--out", help="HTML file to write"),
+) -> None:
+    """Write one self-contained HTML page: sampled records beside their augmented variants."""
+    from pipeline.cli.preview import render_preview
+
+    r = _load(recipe)
+    typer.echo(f"wrote {render_preview(r, n, out)}")
+
+
+def main() -> None:  # pragma: no cover - console entry
+    sys.exit(app())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,191 @@
+"""`roleforge ingest`: read and validate every source, quarantine what is broken, count it all."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from pipeline.readers import check_source_paths, read_source
+from pipeline.recipe import Recipe
+from pipeline.record.rejection import REASONS, QuarantineEntry, RecordRejected
+from pipeline.stages.validate import validate_record
+from pipeline.store.quarantine import QuarantineWriter
+from pipeline.store.read import Store
+
+log = logging.getLogger(__name__)
+TOP_REASONS = 5
+EXCERPT_CHARS = 200
+
+
+def new_run_id() -> str:
+    """Return a sortable run id: UTC timestamp plus a short random suffix."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return f"{stamp}-{secrets.token_hex(3)}"
+
+
+@dataclass
+class SourceCounts:
+    """Records read from one source, and how many were kept or quarantined."""
+
+    name: str
+    records_in: int = 0
+    valid: int = 0
+    quarantined: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "records_in": self.records_in,
+            "valid": self.valid,
+            "quarantined": self.quarantined,
+        }
+
+
+@dataclass
+class IngestReport:
+    """Counts of one ingest run: kept, quarantined by reason, per source, and where the rejects went."""
+
+    valid: int
+    quarantined: int
+    quarantine_reasons: dict[str, int]
+    quarantine_path: str
+    sources: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def bad_fraction(self) -> float:
+        total = self.valid + self.quarantined
+        return self.quarantined / total if total else 0.0
+
+    def top_reasons(self, n: int = TOP_REASONS) -> list[tuple[str, int]]:
+        """Return the `n` most frequent quarantine reasons with their counts."""
+        return Counter(self.quarantine_reasons).most_common(n)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the report as the `--json` object of `roleforge ingest`."""
+        return {
+            "valid": self.valid,
+            "quarantined": self.quarantined,
+            "quarantine_reasons": dict(self.quarantine_reasons),
+            "quarantine_path": self.quarantine_path,
+            "sources": [dict(s) for s in self.sources],
+        }
+
+    def print_table(self) -> None:
+        """Print the counts per source and per reason as rich tables."""
+        from rich.console import Console
+        from rich.table import Table
+
+        console = Console()
+        per_source = Table(title="records per source")
+        for column in ("source", "records in", "valid", "quarantined"):
+            per_source.add_column(column, justify="left" if column == "source" else "right")
+        for s in self.sources:
+            per_source.add_row(
+                s["name"], str(s["records_in"]), str(s["valid"]), str(s["quarantined"])
+            )
+        per_source.add_row(
+            "[bold]total",
+            str(self.valid + self.quarantined),
+            str(self.valid),
+            str(self.quarantined),
+        )
+        console.print(per_source)
+        if self.quarantine_reasons:
+            per_reason = Table(title="quarantined per reason")
+            per_reason.add_column("reason")
+            per_reason.add_column("count", justify="right")
+            per_reason.add_column("meaning")
+            for reason, count in self.top_reasons(len(self.quarantine_reasons)):
+                per_reason.add_row(reason, str(count), REASONS.get(reason, ""))
+            console.print(per_reason)
+        console.print(f"quarantine: {self.quarantine_path}", soft_wrap=True)
+
+
+class TooManyBadRecords(Exception):
+    """More records were quarantined than the recipe's max_bad_fraction allows."""
+
+    def __init__(self, report: IngestReport, max_bad_fraction: float):
+        reasons = ", ".join(f"{reason} ({count})" for reason, count in report.top_reasons())
+        super().__init__(
+            f"{report.quarantined} of {report.valid + report.quarantined} records quarantined "
+            f"({report.bad_fraction:.1%}), over max_bad_fraction {max_bad_fraction:.1%}; "
+            f"top reasons: {reasons}; see {report.quarantine_path}"
+        )
+        self.report = report
+
+
+def run_ingest(recipe: Recipe, run_id: str | None = None) -> IngestReport:
+    """Return the counts of reading and validating every source; rejects go to the quarantine file.
+
+    Runs sequentially in this process. Raises RecipeError when a source path is missing (before
+    any work) and TooManyBadRecords when the quarantined share exceeds `max_bad_fraction`.
+    """
+    check_source_paths(recipe)
+    run_id = run_id or new_run_id()
+    path = Store(recipe.store_uri, recipe.name).quarantine_path(run_id)
+    counts = [SourceCounts(s.name) for s in recipe.sources]
+    with QuarantineWriter(path) as writer:
+        for source, count in zip(recipe.sources, counts, strict=True):
+            for item in read_source(source, recipe):
+                # Unusable characters-file lines arrive as entries too, and count as input.
+                count.records_in += 1
+                entry = (
+                    item if isinstance(item, QuarantineEntry) else _validation_entry(item, recipe)
+                )
+                if entry is None:
+                    count.valid += 1
+                else:
+                    count.quarantined += 1
+                    writer.write(entry)
+            log.info(
+                "source %s: %d in, %d valid, %d quarantined",
+                source.name,
+                count.records_in,
+                count.valid,
+                count.quarantined,
+            )
+        reasons = dict(writer.counts.most_common())
+    if not os.path.exists(path):
+        # The report always names a file that exists, empty when nothing was rejected.
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        open(path, "a", encoding="utf-8").close()
+    report = IngestReport(
+        valid=sum(c.valid for c in counts),
+        quarantined=sum(c.quarantined for c in counts),
+        quarantine_reasons=reasons,
+        quarantine_path=path,
+        sources=[c.to_dict() for c in counts],
+    )
+    if report.valid + report.quarantined == 0:
+        log.warning("recipe %s: the sources hold no records", recipe.name)
+    if report.bad_fraction > recipe.max_bad_fraction:
+        raise TooManyBadRecords(report, recipe.max_bad_fraction)
+    return report
+
+
+def _validation_entry(record: dict[str, Any], recipe: Recipe) -> QuarantineEntry | None:
+    try:
+        validate_record(record, recipe.limits)
+    except RecordRejected as exc:
+        reason, message = exc.reason, exc.message
+    except Exception as exc:
+        # Same rule as the readers: one record's unforeseen error is quarantined, and named.
+        log.warning("%s: validation raised", record["source_ref"], exc_info=True)
+        reason, message = "stage_error", f"{type(exc).__name__}: {exc}"
+    else:
+        return None
+    first_text = next((m["content"] for m in record["messages"] or [] if m.get("content")), None)
+    return QuarantineEntry(
+        stage="validate",
+        reason=reason,
+        message=message,
+        source=record["source"],
+        source_ref=record["source_ref"],
+        record_id=record["id"],
+        excerpt=first_text[:EXCERPT_CHARS] if isinstance(first_text, str) else None,
+    )

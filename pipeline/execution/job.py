@@ -1,0 +1,575 @@
+"""`roleforge run`: the data job of one recipe, from sources to a committed version.
+
+ingest -> validate -> dedup -> split -> augment -> write -> commit.
+
+How records move (measured choices, see PERF_NOTES.md):
+- The driver reads every source (JSON + media bytes: IO, not CPU) and appends it to Arrow
+  IPC part files in `_staging/<run_id>/ingest/`, a few MB at a time. It never holds the
+  corpus, and Ray gets only a list of (part, offset, length) work items: `from_items` of the
+  records themselves, or `from_arrow` of every table, would materialize the whole corpus in
+  the driver or the object store, and `read_parquet` packed many files into one task.
+- Pass one (Ray tasks): validate, and compute each record's exact-duplicate key.
+- The driver finds duplicates on the small (id, key) table: keep the smallest id per key.
+- Pass two (Ray tasks): drop duplicates, assign splits, augment train records.
+- Each pass's results stream back to the driver, which appends records to the next part
+  files, quarantine entries to the quarantine file, and (split, id, part, row) to an index.
+- The writer takes rows from the memory-mapped parts in id order into the shards.
+Peak memory is one chunk per stage plus the small per-record index, whatever the corpus size.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import metadata
+from typing import Any, Protocol
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipeline.execution.cluster import (
+    StageResources,
+    cluster_cpus,
+    configure_data_context,
+    ensure_ray,
+    map_work_items,
+    work_items,
+)
+from pipeline.execution.passes import DEDUP_KEY_COLUMN, SIDE_COLUMN, augment_parts, validate_parts
+from pipeline.recipe import Recipe, parse_size
+from pipeline.record.rejection import QuarantineEntry
+from pipeline.record.schema import RECORD_SCHEMA, SPLITS, WORK_SCHEMA, records_to_table
+from pipeline.stages.base import empty_augment_stats
+from pipeline.stages.dedup import DedupStage
+from pipeline.store.commit import (
+    CommitCheckFailed,
+    VersionCommitter,
+    check_counts,
+    content_id,
+    schema_sha256,
+)
+from pipeline.store.fs import store_fs
+from pipeline.store.quarantine import QuarantineWriter
+from pipeline.store.read import MANIFEST_FORMAT, Store
+from pipeline.store.staging import PartSet, PartWriter, row_nbytes
+from pipeline.store.writer import INDEX_SCHEMA, ShardWriter
+
+log = logging.getLogger(__name__)
+
+# Part files: big enough that per-file overhead vanishes, small enough to mmap cheaply.
+PART_TARGET_BYTES = 16 * 1024 * 1024
+PART_MAX_ROWS = 4096
+# The driver buffers at most this much of a source before handing it to a part file.
+INGEST_CHUNK_ROWS = 256
+INGEST_CHUNK_BYTES = 8 * 1024 * 1024
+LIBRARIES = ("pyarrow", "ray", "albumentations", "audiomentations", "nlpaug")
+STAGE_NAMES = ("ingest", "validate", "dedup", "split", "augment", "write")
+
+
+def _detached(data: Any) -> Any:
+    """Return a copy of a table or column in fresh memory.
+
+    A block that Ray hands back lives in the object store, and any column kept from it
+    (even a small id column) pins the whole block, media included, until the run ends.
+    """
+    return data.take(pa.array(np.arange(len(data)), pa.int64()))
+
+
+class BadRecordLimitExceeded(RuntimeError):
+    """More records were quarantined than the recipe's max_bad_fraction allows."""
+
+    def __init__(
+        self, quarantined: int, total: int, limit: float, reasons: Counter[str], path: str
+    ):
+        top = ", ".join(f"{r} ({n})" for r, n in reasons.most_common(5))
+        super().__init__(
+            f"{quarantined} of {total} records quarantined ({quarantined / max(total, 1):.1%}), "
+            f"over max_bad_fraction {limit:.1%}; top reasons: {top}; see {path}"
+        )
+        self.quarantined = quarantined
+        self.total = total
+
+
+class RunProgress(Protocol):
+    """Receives per-stage progress; the CLI draws it with rich."""
+
+    def start(self, stage: str, total: int | None) -> None: ...
+    def advance(self, stage: str, n: int) -> None: ...
+    def finish(self, stage: str) -> None: ...
+
+
+class _NoProgress:
+    def start(self, stage: str, total: int | None) -> None:
+        pass
+
+    def advance(self, stage: str, n: int) -> None:
+        pass
+
+    def finish(self, stage: str) -> None:
+        pass
+
+
+@dataclass
+class StageCounts:
+    """Records into and out of one stage; `in == out + dropped + quarantined` must hold."""
+
+    records_in: int = 0
+    out: int = 0
+    dropped: int = 0
+    quarantined: int = 0
+    extra: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, int]:
+        return {
+            "in": self.records_in,
+            "out": self.out,
+            "dropped": self.dropped,
+            "quarantined": self.quarantined,
+            **self.extra,
+        }
+
+
+@dataclass
+class RunResult:
+    """The outcome of a run: the version that holds the data and what each stage did."""
+
+    name: str
+    version: int
+    content_id: str
+    path: str
+    unchanged: bool
+    splits: dict[str, int]
+    counts: dict[str, dict[str, int]]
+    run_id: str
+    manifest_path: str
+    quarantine_path: str | None
+    seconds: float = 0.0
+    train: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the `--json` object of `roleforge run`."""
+        out: dict[str, Any] = {
+            "name": self.name,
+            "version": self.version,
+            "content_id": self.content_id,
+            "path": self.path,
+            "unchanged": self.unchanged,
+            "splits": self.splits,
+            "counts": self.counts,
+        }
+        if self.train is not None:
+            out["train"] = self.train
+        return out
+
+
+def code_version() -> dict[str, Any]:
+    """Return the package version, git commit (when run from a checkout) and library versions."""
+
+    def version_of(dist: str) -> str | None:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return None
+
+    commit = None
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        done = subprocess.run(
+            ["git", "-C", repo, "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+        if done.returncode == 0:
+            commit = done.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    return {
+        "roleforge": version_of("roleforge"),
+        "git_commit": commit,
+        "libraries": {name: version_of(name) for name in LIBRARIES},
+    }
+
+
+def input_entries(recipe: Recipe) -> list[dict[str, Any]]:
+    """Return every source's input files with their sha256 and size, paths relative to the
+    recipe's folder."""
+    from pipeline.readers import source_input_files
+    from pipeline.record.ids import file_sha256
+
+    entries = []
+    for source in recipe.sources:
+        for path in source_input_files(source, recipe):
+            entries.append(
+                {
+                    "source": source.name,
+                    "path": os.path.relpath(path, recipe.base_dir),
+                    "sha256": file_sha256(path),
+                    "bytes": os.path.getsize(path),
+                }
+            )
+    return entries
+
+
+def augmentation_summary(recipe: Recipe, stats: dict[str, Any]) -> dict[str, Any]:
+    """Return the manifest's augmentation block: each configured op with its counts."""
+    ops = []
+    per_op = stats.get("ops") or {}
+    for modality in ("text", "image", "audio", "dialogue"):
+        for spec in getattr(recipe.augment, modality):
+            counted = per_op.get(f"{modality}:{spec['op']}", {})
+            ops.append(
+                {
+                    "modality": modality,
+                    "op": spec["op"],
+                    "configured": spec,
+                    "applied": counted.get("applied", 0),
+                    "skipped": counted.get("skipped", 0),
+                }
+            )
+    return {"copies": recipe.augment.copies, "ops": ops, "stats": stats}
+
+
+class DataJob:
+    """One run of a recipe's data job; `run()` returns the committed (or unchanged) version."""
+
+    def __init__(
+        self, recipe: Recipe, progress: RunProgress | None = None, run_id: str | None = None
+    ):
+        from pipeline.execution.ingest import new_run_id
+
+        self.recipe = recipe
+        self.progress = progress or _NoProgress()
+        self.run_id = run_id or new_run_id()
+        self.fs, store_path = store_fs(recipe.store_uri)
+        self.store = Store(store_path, recipe.name)
+        self.staging = self.store.staging_dir(self.run_id)
+        self.counts = {name: StageCounts() for name in STAGE_NAMES}
+        self.reasons: Counter[str] = Counter()
+        self.stats = empty_augment_stats()
+        self.originals: Counter[str] = Counter()
+        self.rows: Counter[str] = Counter()
+        self.quarantine = QuarantineWriter(self.store.quarantine_path(self.run_id))
+
+    # ---- stages ----
+
+    def _ingest(self) -> tuple[list[tuple[str, int]], int]:
+        from pipeline.readers import read_source
+
+        counts = self.counts["ingest"]
+        self.progress.start("ingest", None)
+        with PartWriter(
+            os.path.join(self.staging, "ingest"), WORK_SCHEMA, PART_TARGET_BYTES, PART_MAX_ROWS
+        ) as parts:
+            chunk: list[dict[str, Any]] = []
+            chunk_bytes = 0
+            for source in self.recipe.sources:
+                for item in read_source(source, self.recipe):
+                    counts.records_in += 1
+                    if isinstance(item, QuarantineEntry):
+                        self._quarantine(counts, item)
+                        continue
+                    chunk.append(item)
+                    chunk_bytes += sum(
+                        len(m["bytes"] or b"") for m in item["images"] + item["audios"]
+                    )
+                    if len(chunk) >= INGEST_CHUNK_ROWS or chunk_bytes >= INGEST_CHUNK_BYTES:
+                        self._ingest_chunk(parts, chunk)
+                        chunk, chunk_bytes = [], 0
+            self._ingest_chunk(parts, chunk)
+        counts.out = parts.rows_written
+        self.progress.finish("ingest")
+        return parts.sizes(), parts.rows_written
+
+    def _ingest_chunk(self, parts: PartWriter, chunk: list[dict[str, Any]]) -> None:
+        if chunk:
+            parts.write(records_to_table(chunk, WORK_SCHEMA))
+            self.progress.advance("ingest", len(chunk))
+
+    def _quarantine(self, counts: StageCounts, entry: QuarantineEntry) -> None:
+        self.quarantine.write(entry)
+        self.reasons[entry.reason] += 1
+        counts.quarantined += 1
+
+    def _side_messages(self, table: pa.Table, counts: StageCounts) -> pa.Table:
+        """Route a pass's side rows (quarantine entries, stats); return the records only."""
+        side = table[SIDE_COLUMN]
+        has_side = pc.is_valid(side)
+        if pc.any(has_side).as_py():
+            for text in side.filter(has_side).to_pylist():
+                message = json.loads(text)
+                if "quarantine" in message:
+                    self._quarantine(counts, QuarantineEntry(**message["quarantine"]))
+                elif "stats" in message:
+                    from augmenters import merge_stats
+
+                    self.stats = merge_stats(self.stats, message["stats"])
+            table = table.filter(pc.invert(has_side))
+        return table
+
+    def _run_pass(
+        self,
+        stage: str,
+        parts: list[tuple[str, int]],
+        rows: int,
+        fn: Any,
+        fn_kwargs: dict[str, Any],
+    ):
+        resources = StageResources.for_stage(self.recipe.execution, stage)
+        cpus = cluster_cpus()
+        items = work_items(parts, rows, cpus, resources.batch_size)
+        fn_kwargs = {**fn_kwargs, "batch_size": resources.batch_size}
+        yield from map_work_items(items, fn, fn_kwargs, resources, cpus)
+
+    def _validate(
+        self, parts: list[tuple[str, int]], rows: int
+    ) -> tuple[list[tuple[str, int]], pa.Table]:
+        counts = self.counts["validate"]
+        counts.records_in = rows
+        self.progress.start("validate", rows)
+        keys = []
+        with PartWriter(
+            os.path.join(self.staging, "validated"), WORK_SCHEMA, PART_TARGET_BYTES, PART_MAX_ROWS
+        ) as out:
+            limits = self.recipe.limits.model_dump()
+            for table in self._run_pass(
+                "validate", parts, rows, validate_parts, {"limits": limits}
+            ):
+                before = counts.quarantined
+                records = self._side_messages(table, counts)
+                out.write(records)
+                key_table = records.select(["id", DEDUP_KEY_COLUMN]).rename_columns(["id", "key"])
+                keys.append(_detached(key_table))
+                counts.out += records.num_rows
+                self.progress.advance("validate", records.num_rows + counts.quarantined - before)
+        self.progress.finish("validate")
+        index = (
+            pa.concat_tables(keys)
+            if keys
+            else pa.table({"id": pa.array([], pa.string()), "key": pa.array([], pa.string())})
+        )
+        return out.sizes(), index
+
+    def _dedup_and_split_counts(self, validated: int, duplicates: int) -> None:
+        dedup = self.counts["dedup"]
+        dedup.records_in = validated
+        dedup.dropped = duplicates
+        dedup.out = validated - duplicates
+        split = self.counts["split"]
+        split.records_in = split.out = dedup.out
+
+    def _augment(
+        self, parts: list[tuple[str, int]], rows: int, duplicate_ids: pa.Array
+    ) -> tuple[PartSet, pa.Table]:
+        counts = self.counts["augment"]
+        counts.records_in = self.counts["split"].out
+        variants = 0
+        self.progress.start("augment", counts.records_in)
+        augmenter = None
+        if self.recipe.augment.copies > 0:
+            from augmenters import RecordAugmenter
+
+            augmenter = RecordAugmenter(
+                self.recipe.augment, self.recipe.seed, self.recipe.recipe_hash
+            )
+        fn_kwargs = {
+            "duplicate_ids": duplicate_ids,
+            "split": self.recipe.split.model_dump(),
+            "seed": self.recipe.seed,
+            "augmenter": augmenter,
+        }
+        index = []
+        with PartWriter(
+            os.path.join(self.staging, "augmented"), WORK_SCHEMA, PART_TARGET_BYTES, PART_MAX_ROWS
+        ) as out:
+            for table in self._run_pass("augment", parts, rows, augment_parts, fn_kwargs):
+                before = counts.quarantined
+                records = self._side_messages(table, counts)
+                where = out.write(records)
+                if where is None:
+                    self.progress.advance("augment", counts.quarantined - before)
+                    continue
+                is_variant = pc.is_valid(records["parent_id"])
+                n_variants = int(pc.sum(is_variant).as_py() or 0)
+                originals = records.filter(pc.invert(is_variant))
+                self.originals.update(originals["split"].to_pylist())
+                self.rows.update(records["split"].to_pylist())
+                variants += n_variants
+                counts.out += records.num_rows - n_variants
+                index.append(
+                    pa.table(
+                        {
+                            "split": _detached(records["split"]),
+                            "id": _detached(records["id"]),
+                            "part": pa.array([where.part] * records.num_rows, pa.int32()),
+                            "row": pa.array(
+                                range(where.first_row, where.first_row + records.num_rows),
+                                pa.int64(),
+                            ),
+                            "nbytes": pa.array(row_nbytes(records), pa.int64()),
+                        },
+                        schema=INDEX_SCHEMA,
+                    )
+                )
+                self.progress.advance(
+                    "augment", records.num_rows - n_variants + counts.quarantined - before
+                )
+        counts.extra = {
+            "variants": variants,
+            "empty_variants": int(self.stats.get("empty_variants", 0)),
+        }
+        self.progress.finish("augment")
+        table = pa.concat_tables(index) if index else INDEX_SCHEMA.empty_table()
+        return PartSet(out.paths), table
+
+    def _check_bad_fraction(self) -> None:
+        total = self.counts["ingest"].records_in
+        bad = sum(c.quarantined for c in self.counts.values())
+        if total and bad / total > self.recipe.max_bad_fraction:
+            self.quarantine.close()
+            raise BadRecordLimitExceeded(
+                bad, total, self.recipe.max_bad_fraction, self.reasons, self.quarantine.path
+            )
+
+    def _write(self, parts: PartSet, index: pa.Table) -> list[dict[str, Any]]:
+        counts = self.counts["write"]
+        counts.records_in = index.num_rows
+        self.progress.start("write", index.num_rows)
+        writer = ShardWriter(
+            os.path.join(self.staging, "version"),
+            self.recipe.output.format,
+            parse_size(self.recipe.output.shard_size),  # defaults skip the validator
+            self.fs,
+        )
+        shards = writer.write(index, parts)
+        counts.out = sum(s["rows"] for s in shards)
+        self.progress.advance("write", counts.out)
+        self.progress.finish("write")
+        return shards
+
+    # ---- the job ----
+
+    def _manifest(
+        self, inputs: list[dict[str, Any]], shards: list[dict[str, Any]], duplicates: int
+    ) -> dict[str, Any]:
+        schema_hash = schema_sha256(RECORD_SCHEMA)
+        quarantine_path = None
+        if sum(self.reasons.values()):
+            quarantine_path = os.path.relpath(self.quarantine.path, self.store.root)
+        return {
+            "format": MANIFEST_FORMAT,
+            "name": self.recipe.name,
+            "version": None,
+            "parent_version": None,
+            "run_id": self.run_id,
+            "created_at": datetime.now(timezone.utc)
+            .isoformat(timespec="seconds")
+            .replace("+00:00", "Z"),
+            "inputs": inputs,
+            "recipe": self.recipe.model_dump(mode="json"),
+            "recipe_hash": self.recipe.recipe_hash,
+            "code_version": code_version(),
+            "counts": {name: c.to_dict() for name, c in self.counts.items()},
+            "quarantine": {"path": quarantine_path, "reasons": dict(sorted(self.reasons.items()))},
+            "augmentation": augmentation_summary(self.recipe, self.stats),
+            "dedup": {"duplicates": duplicates},
+            "splits": {s: self.rows.get(s, 0) for s in SPLITS},
+            "originals": {s: self.originals.get(s, 0) for s in SPLITS},
+            "shards": shards,
+            "cards": [],
+            "schema_sha256": schema_hash,
+            "content_id": content_id(schema_hash, [s["sha256"] for s in shards]),
+        }
+
+    def run(self) -> RunResult:
+        """Run every stage and commit; raise BadRecordLimitExceeded, CommitCheckFailed,
+        RecipeError (missing sources) or InjectedFault (tests) without publishing."""
+        import time
+
+        from pipeline.readers import check_source_paths
+
+        started = time.perf_counter()
+        check_source_paths(self.recipe)
+        try:
+            manifest = self._stages()
+        except BaseException:
+            # Nothing of this run can be published: its work files go now (the quarantine
+            # file stays, to say why); `gc` would find them otherwise.
+            self.fs.remove_tree(self.staging)
+            raise
+        result = self._commit(manifest)
+        result.seconds = time.perf_counter() - started
+        return result
+
+    def _stages(self) -> dict[str, Any]:
+        """Run the stages from ingest to write, into staging; return the staged manifest."""
+        inputs = input_entries(self.recipe)
+        try:
+            ingested, rows = self._ingest()
+            ensure_ray()
+            configure_data_context()
+            validated, keys = self._validate(ingested, rows)
+            self._check_bad_fraction()
+            duplicate_ids = DedupStage.duplicate_ids(keys)
+            self._dedup_and_split_counts(keys.num_rows, len(duplicate_ids))
+            parts, index = self._augment(validated, keys.num_rows, duplicate_ids)
+            self._check_bad_fraction()
+            shards = self._write(parts, index)
+        finally:
+            self.quarantine.close()
+        check_counts({name: c.to_dict() for name, c in self.counts.items()})
+        if sum(self.rows.values()) != self.counts["write"].out:
+            raise CommitCheckFailed("rows per split do not add up to the rows written")
+        return self._manifest(inputs, shards, len(duplicate_ids))
+
+    def _commit(self, manifest: dict[str, Any]) -> RunResult:
+        from pipeline.cards.dataset_card import write_cards
+        from pipeline.store.diff import summarize_against_parent
+
+        committer = VersionCommitter(
+            self.store,
+            self.fs,
+            write_cards=write_cards,
+            summarize_diff=summarize_against_parent,
+            cards_copy_dir=self.recipe.resolve(self.recipe.cards_dir),
+        )
+        committed = committer.commit(os.path.join(self.staging, "version"), manifest)
+        # Only now is the staging folder garbage: a fault above leaves it for `roleforge gc`.
+        self.fs.remove_tree(self.staging)
+        if committed.unchanged:
+            log.info("%s: unchanged, content equals v%d", self.recipe.name, committed.version)
+        m = committed.manifest
+        return RunResult(
+            name=self.recipe.name,
+            version=committed.version,
+            content_id=committed.content_id,
+            path=committed.path,
+            unchanged=committed.unchanged,
+            splits=dict(m["splits"]),
+            counts=manifest["counts"],
+            run_id=self.run_id,
+            manifest_path=self.store.manifest_path(committed.version),
+            quarantine_path=self.quarantine.path if sum(self.reasons.values()) else None,
+        )
+
+
+def run_recipe(recipe: Recipe, progress: RunProgress | None = None) -> RunResult:
+    """Return the result of running a recipe's data job (training is `train_result`'s job)."""
+    return DataJob(recipe, progress).run()
+
+
+def train_result(recipe: Recipe, result: RunResult) -> RunResult:
+    """Fine-tune on the version `result` names, per the recipe's `train:`; attach the outcome."""
+    from trainers import train_version
+
+    store_path = store_fs(recipe.store_uri)[1]
+    trained = train_version(store_path, recipe.name, result.version, recipe.train, recipe.seed)
+    result.train = trained.to_dict()
+    return result

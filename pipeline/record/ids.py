@@ -1,0 +1,70 @@
+"""Stable identities and per-record seeds, derived by hashing (never from worker state)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import pyarrow as pa
+
+
+def _digest(*parts: Any) -> bytes:
+    h = hashlib.sha256()
+    for part in parts:
+        data = str(part).encode("utf-8")
+        # Length-prefix each part so ("ab", "c") and ("a", "bc") never collide.
+        h.update(len(data).to_bytes(8, "little"))
+        h.update(data)
+    return h.digest()
+
+
+def original_id(source: str, source_key: str) -> str:
+    """Return the id of an original record: a hash of its source name and source key."""
+    return _digest("original", source, source_key).hex()[:32]
+
+
+def variant_id(parent_id: str, recipe_hash: str, copy: int) -> str:
+    """Return the id of an augmented variant of `parent_id`."""
+    return _digest("variant", parent_id, recipe_hash, copy).hex()[:32]
+
+
+def record_seed(seed: int, record_id: str, copy: int, modality: str) -> int:
+    """Return the 64-bit seed for one record's copy and modality."""
+    return int.from_bytes(_digest("seed", seed, record_id, copy, modality)[:8], "little")
+
+
+def canonical_json(value: Any) -> str:
+    """Return `value` as JSON with sorted keys and no whitespace, for hashing and storage."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def sha256_hex(data: bytes) -> str:
+    """Return the sha256 hex digest of `data`."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def file_sha256(path: str, chunk_size: int = 1 << 20) -> str:
+    """Return the sha256 hex digest of a file, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(chunk_size):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def media_digests(column: pa.ChunkedArray) -> list[list[str]]:
+    """Return, per row of a media list column, the sha256 of each item's bytes."""
+    array = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    values = array.flatten().field("bytes")
+    offsets = array.offsets.to_numpy(zero_copy_only=False) - array.offsets[0].as_py()
+    digests = []
+    for row in range(len(array)):
+        items = []
+        for j in range(offsets[row], offsets[row + 1]):
+            scalar = values[int(j)]
+            # as_buffer() is a zero-copy view of the media bytes.
+            data = scalar.as_buffer() if scalar.is_valid else b""
+            items.append(hashlib.sha256(data).hexdigest())
+        digests.append(items)
+    return digests

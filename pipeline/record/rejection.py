@@ -1,0 +1,75 @@
+"""Rejected records: the fixed vocabulary of reasons and the one path they leave through."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+REASONS: dict[str, str] = {
+    "invalid_json": "the line or file is not valid JSON",
+    "invalid_utf8": "the bytes are not valid UTF-8",
+    "wrong_types": "a field has the wrong type or a required field is missing",
+    "empty_messages": "the conversation has no messages",
+    "no_assistant_turn": "no turn is spoken by the character",
+    "unknown_role": "a turn has a role that maps to no canonical role",
+    "bad_turn_order": "turns do not alternate sensibly",
+    "placeholder_mismatch": "the number of <image>/<audio> placeholders differs from the media",
+    "missing_media": "a referenced media file does not exist",
+    "media_outside_root": "a media path is absolute or escapes the corpus folder",
+    "media_too_large": "a media item exceeds the byte limit",
+    "corrupt_image": "an image does not decode",
+    "image_too_large": "an image exceeds the pixel limit",
+    "corrupt_audio": "an audio clip does not decode",
+    "audio_too_long": "an audio clip exceeds the duration limit",
+    "bad_data_uri": "a data URI or base64 payload does not decode",
+    "unknown_character": "the record names a character the characters file lacks",
+    "augment_error": "an augmentation op raised on this record",
+    "stage_error": "a pipeline stage raised on this record",
+}
+
+
+class RecordRejected(Exception):
+    """Raised by any stage for one record that must be quarantined with `reason`."""
+
+    def __init__(self, reason: str, message: str):
+        if reason not in REASONS:
+            raise ValueError(f"unknown quarantine reason {reason!r}")
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+@dataclass(frozen=True)
+class QuarantineEntry:
+    """One rejected record: which stage, why, and where it came from."""
+
+    stage: str
+    reason: str
+    message: str
+    source: str
+    source_ref: str
+    record_id: str | None = None
+    excerpt: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+EXCERPT_CHARS = 200
+
+
+def quarantine_entry(
+    stage: str, record: dict[str, Any], reason: str, message: str
+) -> QuarantineEntry:
+    """Return the quarantine entry of one rejected record, with a short text excerpt."""
+    messages = record.get("messages") or []
+    excerpt = next((m.get("content") for m in messages if m.get("content")), None)
+    return QuarantineEntry(
+        stage=stage,
+        reason=reason,
+        message=message,
+        source=record.get("source") or "",
+        source_ref=record.get("source_ref") or "",
+        record_id=record.get("id"),
+        excerpt=excerpt[:EXCERPT_CHARS] if excerpt else None,
+    )

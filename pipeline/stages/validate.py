@@ -1,0 +1,140 @@
+"""The invariants every canonical record must hold before it may enter a dataset."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+
+from pipeline.recipe import MediaLimits
+from pipeline.record.media import probe_audio, probe_image
+from pipeline.record.rejection import QuarantineEntry, RecordRejected, quarantine_entry
+from pipeline.record.schema import (
+    AUDIO_PLACEHOLDER,
+    IMAGE_PLACEHOLDER,
+    ROLES,
+    count_placeholders,
+)
+from pipeline.stages.base import StageResult
+
+
+def validate_record(record: dict[str, Any], limits: MediaLimits) -> None:
+    """Return None if the record holds every invariant; else raise RecordRejected with the reason.
+
+    Checks, in order: well-typed messages, known roles, at least one message, system turns only
+    before the dialogue, at least one assistant turn, placeholder counts equal to the media
+    counts, and every media item within the byte limit and decoding within the pixel and
+    duration limits. Pure: it touches no files, so it can run per record in any worker.
+    """
+    messages = _checked_messages(record.get("messages"))
+    if not messages:
+        raise RecordRejected("empty_messages", "the conversation has no messages")
+    _check_turn_order(messages)
+    if not any(m["role"] == "assistant" for m in messages):
+        raise RecordRejected("no_assistant_turn", "no turn is spoken by the character")
+    images = _checked_media(record.get("images"), "images", limits)
+    audios = _checked_media(record.get("audios"), "audios", limits)
+    for placeholder, media, what in (
+        (IMAGE_PLACEHOLDER, images, "images"),
+        (AUDIO_PLACEHOLDER, audios, "audios"),
+    ):
+        found = count_placeholders(messages, placeholder)
+        if found != len(media):
+            raise RecordRejected(
+                "placeholder_mismatch",
+                f"{found} {placeholder} placeholder(s) but {len(media)} {what}",
+            )
+    # Decoding is the expensive part, so it runs last, once the cheap invariants hold.
+    for i, item in enumerate(images):
+        try:
+            probe_image(item["bytes"], limits.max_image_pixels)
+        except RecordRejected as exc:
+            raise RecordRejected(exc.reason, f"images[{i}] {_label(item)}: {exc.message}") from None
+    for i, item in enumerate(audios):
+        try:
+            probe_audio(item["bytes"], limits.max_audio_seconds)
+        except RecordRejected as exc:
+            raise RecordRejected(exc.reason, f"audios[{i}] {_label(item)}: {exc.message}") from None
+
+
+def _checked_messages(messages: Any) -> list[dict[str, Any]]:
+    if messages is None:
+        return []
+    if not isinstance(messages, list):
+        raise RecordRejected(
+            "wrong_types", f"messages must be a list, not {type(messages).__name__}"
+        )
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict):
+            raise RecordRejected("wrong_types", f"messages[{i}] must be an object")
+        if not isinstance(m.get("content"), str):
+            raise RecordRejected("wrong_types", f"messages[{i}].content must be a string")
+        if m.get("name") is not None and not isinstance(m["name"], str):
+            raise RecordRejected("wrong_types", f"messages[{i}].name must be a string or null")
+        if m.get("role") not in ROLES:
+            raise RecordRejected(
+                "unknown_role", f"messages[{i}].role {m.get('role')!r} is not one of {ROLES}"
+            )
+    return messages
+
+
+def _check_turn_order(messages: list[dict[str, Any]]) -> None:
+    # System turns set the scene; one arriving mid-dialogue would be trained as if spoken.
+    started = False
+    for i, m in enumerate(messages):
+        if m["role"] != "system":
+            started = True
+        elif started:
+            raise RecordRejected(
+                "bad_turn_order", f"messages[{i}] is a system turn after the dialogue started"
+            )
+
+
+def _checked_media(items: Any, what: str, limits: MediaLimits) -> list[dict[str, Any]]:
+    if items is None:
+        return []
+    if not isinstance(items, list):
+        raise RecordRejected("wrong_types", f"{what} must be a list")
+    for i, item in enumerate(items):
+        if not isinstance(item, dict) or not isinstance(item.get("bytes"), bytes | bytearray):
+            raise RecordRejected("missing_media", f"{what}[{i}] has no bytes")
+        if len(item["bytes"]) > limits.max_media_bytes:
+            raise RecordRejected(
+                "media_too_large",
+                f"{what}[{i}] {_label(item)} has {len(item['bytes'])} bytes, "
+                f"over the limit of {limits.max_media_bytes}",
+            )
+    return items
+
+
+def _label(item: dict[str, Any]) -> str:
+    return repr(item.get("path")) if item.get("path") else "(embedded)"
+
+
+class ValidateStage:
+    """Keeps records that hold every invariant of DESIGN.md; rejects the rest with a reason."""
+
+    name = "validate"
+
+    def __init__(self, limits: MediaLimits):
+        from pipeline.stages.validate import validate_record
+
+        self.limits = limits
+        self._validate = validate_record
+
+    def apply(self, table: pa.Table) -> StageResult:
+        keep: list[int] = []
+        rejected: list[QuarantineEntry] = []
+        # Dicts are needed by validate_record; the kept rows are taken from the original
+        # table, so their media buffers are never re-built.
+        for i, record in enumerate(table.to_pylist()):
+            try:
+                self._validate(record, self.limits)
+            except RecordRejected as exc:
+                rejected.append(quarantine_entry(self.name, record, exc.reason, exc.message))
+            except Exception as exc:  # a bug or a library error on one record: quarantine it
+                message = f"{type(exc).__name__}: {exc}"
+                rejected.append(quarantine_entry(self.name, record, "stage_error", message))
+            else:
+                keep.append(i)
+        return StageResult(table.take(pa.array(keep, pa.int64())), rejected)

@@ -1,0 +1,242 @@
+"""Publishing a staged version: move it into versions/v<N>/, write cards, create the manifest.
+
+The manifest's exclusive creation is the commit point: before it a v<N>/ folder is invisible
+to readers (they trust only manifests) and `roleforge gc` removes it; after it the version is
+immutable. A fault can be injected at every step (ROLEFORGE_FAULT=<point>) to prove that a
+crash anywhere leaves only complete versions visible.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+from pipeline.record.ids import canonical_json, file_sha256
+from pipeline.store.fs import LocalFS
+from pipeline.store.read import Store, VersionNotFound
+
+log = logging.getLogger(__name__)
+
+FAULT_ENV = "ROLEFORGE_FAULT"
+FAULT_POINTS = ("after_staging", "after_move", "after_cards", "before_manifest", "after_manifest")
+STAGES = ("ingest", "validate", "dedup", "split", "augment", "write")
+
+CardWriter = Callable[
+    [str, dict[str, Any], "dict[str, Any] | None", "dict[str, Any] | None"], list[str]
+]
+DiffSummarizer = Callable[[dict[str, Any], str, dict[str, Any], str], dict[str, Any]]
+
+
+class InjectedFault(RuntimeError):
+    """Raised at a commit step named by $ROLEFORGE_FAULT, to simulate a crash there."""
+
+
+class CommitCheckFailed(RuntimeError):
+    """The staged version fails a pre-commit check; nothing was published."""
+
+
+def fault_point(name: str) -> None:
+    """Raise InjectedFault when $ROLEFORGE_FAULT names this step of the commit."""
+    assert name in FAULT_POINTS, name
+    if os.environ.get(FAULT_ENV) == name:
+        raise InjectedFault(f"fault injected {name.replace('_', ' ')}")
+
+
+def schema_sha256(schema: pa.Schema) -> str:
+    """Return the sha256 of the schema's canonical Arrow IPC serialization (with metadata)."""
+    return hashlib.sha256(schema.serialize().to_pybytes()).hexdigest()
+
+
+def content_id(schema_hash: str, shard_hashes: list[str]) -> str:
+    """Return the content id: sha256 over the schema hash and the sorted shard hashes."""
+    payload = canonical_json({"schema": schema_hash, "shards": sorted(shard_hashes)})
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def check_counts(counts: dict[str, dict[str, int]]) -> None:
+    """Raise CommitCheckFailed unless every stage has in == out + dropped + quarantined and
+    each stage takes in what the previous one let out."""
+    problems = []
+    for stage in STAGES:
+        c = counts.get(stage)
+        if c is None:
+            problems.append(f"{stage}: no counts")
+            continue
+        if c["in"] != c["out"] + c["dropped"] + c["quarantined"]:
+            problems.append(
+                f"{stage}: in {c['in']} != out {c['out']} + dropped {c['dropped']} "
+                f"+ quarantined {c['quarantined']}"
+            )
+    if not problems:
+        for before, after in zip(STAGES, STAGES[1:], strict=False):
+            expected = counts[before]["out"]
+            if before == "augment":
+                expected += counts[before].get("variants", 0)
+            if counts[after]["in"] != expected:
+                problems.append(
+                    f"{after}: in {counts[after]['in']} != {expected} let out by {before}"
+                )
+    if problems:
+        raise CommitCheckFailed("stage counts do not add up: " + "; ".join(problems))
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    """What the commit did: the version that holds this content, and whether it is new."""
+
+    version: int
+    path: str
+    content_id: str
+    unchanged: bool
+    manifest: dict[str, Any]
+
+
+class VersionCommitter:
+    """Moves a staged version folder into the store and creates its manifest exclusively."""
+
+    def __init__(
+        self,
+        store: Store,
+        fs: LocalFS,
+        write_cards: CardWriter | None = None,
+        summarize_diff: DiffSummarizer | None = None,
+        cards_copy_dir: str | None = None,
+    ):
+        self.store = store
+        self.fs = fs
+        self.write_cards = write_cards
+        self.summarize_diff = summarize_diff
+        self.cards_copy_dir = cards_copy_dir
+
+    def _latest_manifest(self) -> dict[str, Any] | None:
+        try:
+            return self.store.manifest()
+        except VersionNotFound:
+            return None
+
+    def _same_content(self, manifest: dict[str, Any]) -> CommitResult | None:
+        latest = self._latest_manifest()
+        if latest is not None and latest.get("content_id") == manifest["content_id"]:
+            version = int(latest["version"])
+            return CommitResult(
+                version, self.store.version_dir(version), latest["content_id"], True, latest
+            )
+        return None
+
+    def _claim_version(self, staged: str, manifest: dict[str, Any]) -> int | CommitResult:
+        """Move `staged` to the first free versions/v<N>/; return N, or the existing version
+        when one with the same content was committed meanwhile."""
+        self.fs.makedirs(self.store.versions_dir)
+        number = (self.store.latest() or 0) + 1
+        while True:
+            taken = self.fs.exists(self.store.manifest_path(number))
+            if not taken:
+                try:
+                    self.fs.rename_dir(staged, self.store.version_dir(number))
+                    return number
+                except FileExistsError:
+                    pass
+            # v<N> was taken meanwhile (or is a crashed leftover): maybe by this very
+            # content; otherwise try the next number.
+            log.info("version %d of %s is taken; re-checking", number, self.store.name)
+            same = self._same_content(manifest)
+            if same is not None:
+                return same
+            number += 1
+
+    def commit(self, staged: str, manifest: dict[str, Any]) -> CommitResult:
+        """Publish the staged folder (shards written, fsynced, hashed) with `manifest`
+        (everything but version, parent_version and cards); return the committed version,
+        or the latest one with `unchanged=True` when it already holds this content."""
+        fault_point("after_staging")
+        same = self._same_content(manifest)
+        if same is not None:
+            return same
+        claimed = self._claim_version(staged, manifest)
+        if isinstance(claimed, CommitResult):
+            return claimed
+        number = claimed
+        vdir = self.store.version_dir(number)
+        fault_point("after_move")
+
+        parent = self._parent_manifest(number)
+        manifest = {
+            **manifest,
+            "version": number,
+            "parent_version": parent["version"] if parent else None,
+        }
+        manifest["cards"] = self._write_cards(vdir, manifest, parent)
+        fault_point("after_cards")
+
+        # Order the keys as documented, so manifests read the same everywhere.
+        ordered = {key: manifest[key] for key in MANIFEST_KEYS}
+        data = (json.dumps(ordered, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+        fault_point("before_manifest")
+        self.fs.create_exclusive(self.store.manifest_path(number), data)
+        fault_point("after_manifest")
+        self._copy_card(vdir, number)
+        return CommitResult(number, vdir, manifest["content_id"], False, ordered)
+
+    def _parent_manifest(self, number: int) -> dict[str, Any] | None:
+        earlier = [v for v in self.store.versions() if v < number]
+        return self.store.manifest(earlier[-1]) if earlier else None
+
+    def _write_cards(
+        self, vdir: str, manifest: dict[str, Any], parent: dict[str, Any] | None
+    ) -> list[dict[str, str]]:
+        if self.write_cards is None:
+            return []
+        diff = None
+        if parent is not None and self.summarize_diff is not None:
+            parent_dir = self.store.version_dir(parent["version"])
+            diff = self.summarize_diff(parent, parent_dir, manifest, vdir)
+        body = {k: v for k, v in manifest.items() if k != "cards"}
+        names = self.write_cards(vdir, body, parent, diff)
+        cards = []
+        for name in sorted(names):
+            path = os.path.join(vdir, name)
+            self.fs.fsync_file(path)
+            cards.append({"path": name, "sha256": file_sha256(path)})
+        self.fs.fsync_dir(vdir)
+        return cards
+
+    def _copy_card(self, vdir: str, number: int) -> None:
+        readme = os.path.join(vdir, "README.md")
+        if self.cards_copy_dir is None or not os.path.exists(readme):
+            return
+        target = os.path.join(self.cards_copy_dir, self.store.name, f"v{number}.md")
+        try:
+            self.fs.copy_file(readme, target)
+        except OSError as exc:  # the version is committed; a missing git copy must not undo it
+            log.warning("could not copy the card to %s: %s", target, exc)
+
+
+MANIFEST_KEYS = (
+    "format",
+    "name",
+    "version",
+    "parent_version",
+    "run_id",
+    "created_at",
+    "inputs",
+    "recipe",
+    "recipe_hash",
+    "code_version",
+    "counts",
+    "quarantine",
+    "augmentation",
+    "dedup",
+    "splits",
+    "originals",
+    "shards",
+    "cards",
+    "schema_sha256",
+    "content_id",
+)

@@ -1,0 +1,144 @@
+"""The record stages on Arrow tables, without Ray: validate, dedup, split, augment."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import Any
+
+import pyarrow as pa
+
+from pipeline.execution.passes import DEDUP_KEY_COLUMN, SIDE_COLUMN, validate_parts
+from pipeline.recipe import MediaLimits, SplitConfig
+from pipeline.record.ids import variant_id
+from pipeline.record.schema import WORK_SCHEMA
+from pipeline.stages.augment import AugmentStage
+from pipeline.stages.base import empty_augment_stats
+from pipeline.stages.dedup import DedupStage
+from pipeline.stages.split import SplitStage
+from pipeline.stages.validate import ValidateStage
+from pipeline.store.staging import PartWriter
+from tests.fixtures.media import image_bytes
+from tests.pipeline.execution.datajob_corpus import work_record, work_table
+
+
+def test_validate_keeps_valid_records_and_quarantines_each_bad_one_with_its_reason() -> None:
+    bad_count = work_record(1, images=[])  # one <image> placeholder, no image
+    corrupt = work_record(2, images=[{"bytes": b"not an image", "path": "x.png"}])
+    table = work_table([work_record(0), bad_count, corrupt, work_record(3)])
+    result = ValidateStage(MediaLimits()).apply(table)
+    assert result.table["id"].to_pylist() == ["id-0000", "id-0003"]
+    assert [(e.stage, e.reason, e.record_id) for e in result.rejected] == [
+        ("validate", "placeholder_mismatch", "id-0001"),
+        ("validate", "corrupt_image", "id-0002"),
+    ]
+    assert result.rejected[0].source_ref == "d.jsonl:2"
+
+
+def test_dedup_key_ignores_surrounding_whitespace_but_not_media_bytes() -> None:
+    base = work_record(0)
+    spaced = work_record(
+        1, messages=[dict(m, content=f"  {m['content']} ") for m in base["messages"]]
+    )
+    spaced["images"] = base["images"]
+    other_image = work_record(2, messages=base["messages"])
+    other_image["images"] = [{"bytes": image_bytes("PNG", 8, 99), "path": "images/0.png"}]
+    keys = DedupStage().keys(work_table([base, spaced, other_image]))
+    assert keys[0] == keys[1]
+    assert keys[2] != keys[0]
+
+
+def test_duplicates_keep_the_smallest_id_of_each_key() -> None:
+    index = pa.table({"id": ["c", "a", "b", "d", "e"], "key": ["k1", "k1", "k2", "k1", "k2"]})
+    assert sorted(DedupStage.duplicate_ids(index).to_pylist()) == ["c", "d", "e"]
+    table = work_table([work_record(i, id=i_d) for i, i_d in enumerate("abcde")])
+    kept = DedupStage().apply(table, DedupStage.duplicate_ids(index)).table
+    assert kept["id"].to_pylist() == ["a", "b"]
+
+
+def test_split_is_a_pure_function_of_seed_and_group_with_the_configured_fractions() -> None:
+    stage = SplitStage(SplitConfig(validation=0.2, test=0.1), seed=3)
+    table = work_table([work_record(i) for i in range(600)])
+    splits = stage.apply(table).table["split"].to_pylist()
+    assert (
+        splits
+        == SplitStage(SplitConfig(validation=0.2, test=0.1), 3)
+        .apply(table)
+        .table["split"]
+        .to_pylist()
+    )
+    shares = Counter(splits)
+    assert abs(shares["validation"] / 600 - 0.2) < 0.05
+    assert abs(shares["test"] / 600 - 0.1) < 0.05
+    other_seed = SplitStage(SplitConfig(validation=0.2, test=0.1), 4).apply(table).table
+    assert other_seed["split"].to_pylist() != splits
+
+
+def test_split_by_character_holds_out_whole_characters() -> None:
+    stage = SplitStage(SplitConfig(by="character", validation=0.3, test=0.3), seed=1)
+    records = [
+        work_record(
+            i, character={"name": f"c{i % 12}", "profile": "", "greeting": "", "catchphrases": []}
+        )
+        for i in range(120)
+    ]
+    table = stage.apply(work_table(records)).table
+    per_character: dict[str, set[str]] = {}
+    for row in table.select(["character", "split"]).to_pylist():
+        per_character.setdefault(row["character"]["name"], set()).add(row["split"])
+    assert all(len(s) == 1 for s in per_character.values())
+    assert len({next(iter(s)) for s in per_character.values()}) > 1
+
+
+class _FakeAugmenter:
+    """Two variants per record; raises on records whose id ends in 'boom'."""
+
+    def variants(self, record: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        if record["id"].endswith("boom"):
+            raise RuntimeError("op exploded")
+        out = []
+        for copy in range(2):
+            out.append(
+                {
+                    **record,
+                    "id": variant_id(record["id"], "h", copy),
+                    "parent_id": record["id"],
+                    "split": None,  # the stage must force the parent's split
+                    "augmentation": {"recipe_hash": "h", "copy": copy, "seed": 1, "ops": []},
+                }
+            )
+        stats = empty_augment_stats()
+        stats["variants"] = 2
+        return out, stats
+
+
+def test_augment_adds_variants_to_train_only_and_variants_inherit_the_split() -> None:
+    records = [
+        work_record(0, split="train"),
+        work_record(1, split="validation"),
+        work_record(2, split="test"),
+        work_record(3, split="train", id="id-boom"),
+    ]
+    result = AugmentStage(_FakeAugmenter()).apply(work_table(records))
+    rows = result.table.select(["id", "parent_id", "split"]).to_pylist()
+    originals = [r["id"] for r in rows if r["parent_id"] is None]
+    variants = [r for r in rows if r["parent_id"] is not None]
+    assert originals == ["id-0000", "id-0001", "id-0002"]
+    assert {r["parent_id"] for r in variants} == {"id-0000"}
+    assert all(r["split"] == "train" for r in variants) and len(variants) == 2
+    assert [(e.stage, e.reason, e.record_id) for e in result.rejected] == [
+        ("augment", "augment_error", "id-boom")
+    ]
+    assert result.stats["variants"] == 2
+
+
+def test_validate_pass_returns_records_keys_and_rejections_in_one_table(tmp_path) -> None:
+    with PartWriter(str(tmp_path), WORK_SCHEMA, 1 << 20) as parts:
+        parts.write(work_table([work_record(0), work_record(1, images=[]), work_record(2)]))
+    items = pa.table({"path": [parts.paths[0]], "offset": [0], "length": [3]})
+    (out,) = list(validate_parts(items, MediaLimits().model_dump(), batch_size=8))
+    side = [json.loads(s) for s in out[SIDE_COLUMN].to_pylist() if s is not None]
+    assert [s["quarantine"]["record_id"] for s in side] == ["id-0001"]
+    records = out.filter(pa.compute.is_null(out[SIDE_COLUMN]))
+    assert records["id"].to_pylist() == ["id-0000", "id-0002"]
+    assert all(len(k) == 64 for k in records[DEDUP_KEY_COLUMN].to_pylist())

@@ -1,0 +1,156 @@
+"""The commit: staging -> versions/v<N>/ -> cards -> manifest, crash-safe at every step."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline.record.schema import RECORD_SCHEMA
+from pipeline.store.commit import (
+    FAULT_ENV,
+    FAULT_POINTS,
+    MANIFEST_KEYS,
+    CommitCheckFailed,
+    InjectedFault,
+    VersionCommitter,
+    check_counts,
+    content_id,
+    schema_sha256,
+)
+from pipeline.store.fs import LocalFS
+from pipeline.store.gc import collect_garbage
+from pipeline.store.read import Store
+from pipeline.store.verify import verify_version
+from pipeline.store.writer import ShardWriter
+from tests.pipeline.execution.datajob_corpus import stage_records, work_record
+
+SPLIT_OF = ("train", "train", "train", "validation", "test")
+
+
+def _cards(vdir: str, manifest: dict[str, Any], parent: Any, diff: Any) -> list[str]:
+    with open(os.path.join(vdir, "README.md"), "w", encoding="utf-8") as f:
+        f.write(f"# {manifest['name']} v{manifest['version']} {manifest['content_id']}\n")
+    return ["README.md"]
+
+
+def _stage(root: Path, run: str, n: int = 10) -> tuple[str, dict[str, Any]]:
+    """Stage `n` records as a version folder; return it with its manifest body."""
+    records = [work_record(i, split=SPLIT_OF[i % 5]) for i in range(n)]
+    parts, index = stage_records(root / "parts" / run, records, rows_per_part=4)
+    staged = str(root / "store" / "ds" / "_staging" / run / "version")
+    shards = ShardWriter(staged, "arrow", 1 << 30, LocalFS()).write(index, parts)
+    schema_hash = schema_sha256(RECORD_SCHEMA)
+    manifest = dict.fromkeys(MANIFEST_KEYS)
+    manifest.update(
+        name="ds",
+        run_id=run,
+        shards=shards,
+        schema_sha256=schema_hash,
+        content_id=content_id(schema_hash, [s["sha256"] for s in shards]),
+    )
+    return staged, manifest
+
+
+def _committer(root: Path) -> VersionCommitter:
+    store = Store(str(root / "store"), "ds")
+    return VersionCommitter(
+        store, LocalFS(), write_cards=_cards, cards_copy_dir=str(root / "cards")
+    )
+
+
+def _visible_versions_are_complete(store: Store) -> list[int]:
+    for version in store.versions():
+        assert verify_version(store, version).ok
+    return store.versions()
+
+
+def test_commit_moves_the_staged_folder_and_creates_the_manifest_last(tmp_path: Path) -> None:
+    staged, manifest = _stage(tmp_path, "r1")
+    result = _committer(tmp_path).commit(staged, manifest)
+    store = Store(str(tmp_path / "store"), "ds")
+    assert (result.version, result.unchanged) == (1, False)
+    assert not os.path.exists(staged)
+    written = json.loads(Path(store.manifest_path(1)).read_text())
+    assert list(written) == list(MANIFEST_KEYS)
+    assert written["version"] == 1 and written["parent_version"] is None
+    assert [c["path"] for c in written["cards"]] == ["README.md"]
+    assert (tmp_path / "cards" / "ds" / "v1.md").read_text().startswith("# ds v1")
+    assert verify_version(store, 1).ok
+
+
+def test_the_same_content_is_not_published_twice(tmp_path: Path) -> None:
+    committer = _committer(tmp_path)
+    first = committer.commit(*_stage(tmp_path, "r1"))
+    again = committer.commit(*_stage(tmp_path, "r2"))
+    assert again.unchanged and again.version == first.version == 1
+    assert again.content_id == first.content_id
+    assert committer.store.versions() == [1]
+    changed = committer.commit(*_stage(tmp_path, "r3", n=11))
+    assert (changed.version, changed.unchanged) == (2, False)
+    assert changed.manifest["parent_version"] == 1
+
+
+def test_a_taken_version_number_moves_the_commit_to_the_next(tmp_path: Path) -> None:
+    committer = _committer(tmp_path)
+    # A crashed run (or a competing one) already holds versions/v1/ without a manifest.
+    os.makedirs(os.path.join(committer.store.version_dir(1), "x"))
+    result = committer.commit(*_stage(tmp_path, "r1"))
+    assert result.version == 2
+    assert committer.store.versions() == [2]
+
+
+@pytest.mark.parametrize("point", FAULT_POINTS)
+def test_a_crash_at_any_commit_step_leaves_only_complete_versions_and_a_rerun_converges(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, point: str
+) -> None:
+    committer = _committer(tmp_path)
+    base = committer.commit(*_stage(tmp_path, "r0", n=6))
+    staged, manifest = _stage(tmp_path, "r1")
+    monkeypatch.setenv(FAULT_ENV, point)
+    with pytest.raises(InjectedFault):
+        committer.commit(staged, manifest)
+    monkeypatch.delenv(FAULT_ENV)
+
+    visible = _visible_versions_are_complete(committer.store)
+    assert visible == ([1, 2] if point == "after_manifest" else [1])
+    assert committer.store.manifest()["content_id"] in (base.content_id, manifest["content_id"])
+
+    rerun = committer.commit(*_stage(tmp_path, "r2"))
+    assert rerun.content_id == manifest["content_id"]
+    assert rerun.unchanged == (point == "after_manifest")
+    _visible_versions_are_complete(committer.store)
+    # What the crash left behind is unreferenced, and gc takes it away.
+    collect_garbage(committer.store, LocalFS())
+    leftovers = [n for n in os.listdir(committer.store.versions_dir) if not n.endswith(".json")]
+    assert sorted(leftovers) == [f"v{v}" for v in committer.store.versions()]
+
+
+def test_counts_that_do_not_add_up_stop_the_commit() -> None:
+    good = {
+        "ingest": {"in": 10, "out": 9, "dropped": 0, "quarantined": 1},
+        "validate": {"in": 9, "out": 8, "dropped": 0, "quarantined": 1},
+        "dedup": {"in": 8, "out": 7, "dropped": 1, "quarantined": 0},
+        "split": {"in": 7, "out": 7, "dropped": 0, "quarantined": 0},
+        "augment": {"in": 7, "out": 7, "dropped": 0, "quarantined": 0, "variants": 4},
+        "write": {"in": 11, "out": 11, "dropped": 0, "quarantined": 0},
+    }
+    check_counts(good)
+    lost = json.loads(json.dumps(good))
+    lost["validate"]["out"] = 7
+    with pytest.raises(CommitCheckFailed, match="validate"):
+        check_counts(lost)
+    skipped = json.loads(json.dumps(good))
+    skipped["write"] = {"in": 7, "out": 7, "dropped": 0, "quarantined": 0}
+    with pytest.raises(CommitCheckFailed, match="write: in 7 != 11"):
+        check_counts(skipped)
+
+
+def test_content_id_depends_on_shard_contents_and_schema_not_on_their_order() -> None:
+    a = content_id("s", ["h1", "h2"])
+    assert a == content_id("s", ["h2", "h1"])
+    assert a != content_id("s", ["h1", "h3"])
+    assert a != content_id("t", ["h1", "h2"])
