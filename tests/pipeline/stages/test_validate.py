@@ -312,7 +312,9 @@ def test_data_uris_decode_with_urlsafe_alphabet_or_missing_padding() -> None:
 
 def test_mp3_is_decoded_in_one_read_without_decoder_errors(capfd) -> None:
     # Block-wise reads of this clip make libsndfile's mpg123 misdecode and complain on stderr.
-    path = os.path.join(os.path.dirname(__file__), "../../../examples/corpus/audio/shanty_melody.mp3")
+    path = os.path.join(
+        os.path.dirname(__file__), "../../../examples/corpus/audio/shanty_melody.mp3"
+    )
     with open(path, "rb") as f:
         probed = probe_audio(f.read(), max_seconds=60)
     assert probed.frames > 0
