@@ -17,11 +17,11 @@ import json
 import logging
 import os
 import re
-import secrets
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from pipeline.record.ids import new_run_id
 from pipeline.store.read import Store
 from trainers.card import eval_markdown, model_card
 from trainers.config import TrainConfig
@@ -107,10 +107,6 @@ def find_resumable_run(store: Store, version: int, run_id: str | None = None) ->
     return best[1]
 
 
-def _new_run_id() -> str:
-    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
-
-
 def _config_from_manifest(manifest: dict[str, Any]) -> TrainConfig:
     section = (manifest.get("recipe") or {}).get("train")
     return TrainConfig.model_validate(section) if section else TrainConfig()
@@ -188,7 +184,7 @@ def train_version(
             seed = cfg.seed
         elif seed is None:
             seed = int((manifest.get("recipe") or {}).get("seed") or 0)
-        run_id = run_id or _new_run_id()
+        run_id = run_id or new_run_id()
         run_dir = store.models_dir(run_id)
 
     shards = {s: store.shard_paths(manifest, s) for s in ("train", "validation", "test")}

@@ -41,8 +41,9 @@ def ingest(
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
 ) -> None:
     """Read and validate every source; quarantine what is broken; report counts."""
-    from pipeline.execution.ingest import TooManyBadRecords, run_ingest
+    from pipeline.execution.ingest import run_ingest
     from pipeline.record.config import RecipeError
+    from pipeline.record.rejection import TooManyBadRecords
 
     r = _load(recipe)
     try:
@@ -107,8 +108,9 @@ def run(
 ) -> None:
     """Run the whole data job (and training when the recipe has `train:`); publish a version."""
     from pipeline.cli.console import RichStageProgress, print_run_summary
-    from pipeline.execution.job import BadRecordLimitExceeded, run_recipe, train_result
+    from pipeline.execution.job import run_recipe, train_result
     from pipeline.record.config import RecipeError
+    from pipeline.record.rejection import TooManyBadRecords
     from pipeline.store.commit import CommitCheckFailed, InjectedFault
     from pipeline.store.fs import UnsupportedStore
 
@@ -119,7 +121,7 @@ def run(
     except RecipeError as exc:
         typer.echo(f"recipe error: {exc}", err=True)
         raise typer.Exit(EXIT_RECIPE) from None
-    except BadRecordLimitExceeded as exc:
+    except TooManyBadRecords as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_TOO_MANY_BAD) from None
     except (CommitCheckFailed, InjectedFault, UnsupportedStore) as exc:

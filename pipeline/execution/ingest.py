@@ -4,28 +4,25 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any
 
 from pipeline.readers import check_source_paths, read_source
 from pipeline.recipe import Recipe
-from pipeline.record.rejection import REASONS, QuarantineEntry, RecordRejected
-from pipeline.stages.validate import validate_record
+from pipeline.record.ids import new_run_id
+from pipeline.record.rejection import (
+    REASONS,
+    QuarantineEntry,
+    TooManyBadRecords,
+    check_bad_fraction,
+)
+from pipeline.stages.validate import ValidateStage
 from pipeline.store.quarantine import QuarantineWriter
 from pipeline.store.read import Store
 
 log = logging.getLogger(__name__)
 TOP_REASONS = 5
-EXCERPT_CHARS = 200
-
-
-def new_run_id() -> str:
-    """Return a sortable run id: UTC timestamp plus a short random suffix."""
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    return f"{stamp}-{secrets.token_hex(3)}"
 
 
 @dataclass
@@ -106,19 +103,6 @@ class IngestReport:
         console.print(f"quarantine: {self.quarantine_path}", soft_wrap=True)
 
 
-class TooManyBadRecords(Exception):
-    """More records were quarantined than the recipe's max_bad_fraction allows."""
-
-    def __init__(self, report: IngestReport, max_bad_fraction: float):
-        reasons = ", ".join(f"{reason} ({count})" for reason, count in report.top_reasons())
-        super().__init__(
-            f"{report.quarantined} of {report.valid + report.quarantined} records quarantined "
-            f"({report.bad_fraction:.1%}), over max_bad_fraction {max_bad_fraction:.1%}; "
-            f"top reasons: {reasons}; see {report.quarantine_path}"
-        )
-        self.report = report
-
-
 def run_ingest(recipe: Recipe, run_id: str | None = None) -> IngestReport:
     """Return the counts of reading and validating every source; rejects go to the quarantine file.
 
@@ -127,6 +111,7 @@ def run_ingest(recipe: Recipe, run_id: str | None = None) -> IngestReport:
     """
     check_source_paths(recipe)
     run_id = run_id or new_run_id()
+    validate = ValidateStage(recipe.limits)
     path = Store(recipe.store_uri, recipe.name).quarantine_path(run_id)
     counts = [SourceCounts(s.name) for s in recipe.sources]
     with QuarantineWriter(path) as writer:
@@ -134,9 +119,7 @@ def run_ingest(recipe: Recipe, run_id: str | None = None) -> IngestReport:
             for item in read_source(source, recipe):
                 # Unusable characters-file lines arrive as entries too, and count as input.
                 count.records_in += 1
-                entry = (
-                    item if isinstance(item, QuarantineEntry) else _validation_entry(item, recipe)
-                )
+                entry = item if isinstance(item, QuarantineEntry) else validate.rejection(item)
                 if entry is None:
                     count.valid += 1
                 else:
@@ -163,29 +146,15 @@ def run_ingest(recipe: Recipe, run_id: str | None = None) -> IngestReport:
     )
     if report.valid + report.quarantined == 0:
         log.warning("recipe %s: the sources hold no records", recipe.name)
-    if report.bad_fraction > recipe.max_bad_fraction:
-        raise TooManyBadRecords(report, recipe.max_bad_fraction)
-    return report
-
-
-def _validation_entry(record: dict[str, Any], recipe: Recipe) -> QuarantineEntry | None:
     try:
-        validate_record(record, recipe.limits)
-    except RecordRejected as exc:
-        reason, message = exc.reason, exc.message
-    except Exception as exc:
-        # Same rule as the readers: one record's unforeseen error is quarantined, and named.
-        log.warning("%s: validation raised", record["source_ref"], exc_info=True)
-        reason, message = "stage_error", f"{type(exc).__name__}: {exc}"
-    else:
-        return None
-    first_text = next((m["content"] for m in record["messages"] or [] if m.get("content")), None)
-    return QuarantineEntry(
-        stage="validate",
-        reason=reason,
-        message=message,
-        source=record["source"],
-        source_ref=record["source_ref"],
-        record_id=record["id"],
-        excerpt=first_text[:EXCERPT_CHARS] if isinstance(first_text, str) else None,
-    )
+        check_bad_fraction(
+            report.quarantined,
+            report.valid + report.quarantined,
+            recipe.max_bad_fraction,
+            reasons,
+            path,
+        )
+    except TooManyBadRecords as exc:
+        exc.report = report
+        raise
+    return report

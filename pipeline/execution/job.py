@@ -43,11 +43,13 @@ from pipeline.execution.cluster import (
 )
 from pipeline.execution.passes import DEDUP_KEY_COLUMN, SIDE_COLUMN, augment_parts, validate_parts
 from pipeline.recipe import Recipe, parse_size
-from pipeline.record.rejection import QuarantineEntry
+from pipeline.record.ids import new_run_id
+from pipeline.record.rejection import QuarantineEntry, TooManyBadRecords, check_bad_fraction
 from pipeline.record.schema import RECORD_SCHEMA, SPLITS, WORK_SCHEMA, records_to_table
 from pipeline.stages.base import empty_augment_stats
 from pipeline.stages.dedup import DedupStage
 from pipeline.store.commit import (
+    STAGES,
     CommitCheckFailed,
     VersionCommitter,
     check_counts,
@@ -69,7 +71,6 @@ PART_MAX_ROWS = 4096
 INGEST_CHUNK_ROWS = 256
 INGEST_CHUNK_BYTES = 8 * 1024 * 1024
 LIBRARIES = ("pyarrow", "ray", "albumentations", "audiomentations", "nlpaug")
-STAGE_NAMES = ("ingest", "validate", "dedup", "split", "augment", "write")
 
 
 def _detached(data: Any) -> Any:
@@ -79,21 +80,6 @@ def _detached(data: Any) -> Any:
     (even a small id column) pins the whole block, media included, until the run ends.
     """
     return data.take(pa.array(np.arange(len(data)), pa.int64()))
-
-
-class BadRecordLimitExceeded(RuntimeError):
-    """More records were quarantined than the recipe's max_bad_fraction allows."""
-
-    def __init__(
-        self, quarantined: int, total: int, limit: float, reasons: Counter[str], path: str
-    ):
-        top = ", ".join(f"{r} ({n})" for r, n in reasons.most_common(5))
-        super().__init__(
-            f"{quarantined} of {total} records quarantined ({quarantined / max(total, 1):.1%}), "
-            f"over max_bad_fraction {limit:.1%}; top reasons: {top}; see {path}"
-        )
-        self.quarantined = quarantined
-        self.total = total
 
 
 class RunProgress(Protocol):
@@ -243,15 +229,13 @@ class DataJob:
     def __init__(
         self, recipe: Recipe, progress: RunProgress | None = None, run_id: str | None = None
     ):
-        from pipeline.execution.ingest import new_run_id
-
         self.recipe = recipe
         self.progress = progress or _NoProgress()
         self.run_id = run_id or new_run_id()
         self.fs, store_path = store_fs(recipe.store_uri)
         self.store = Store(store_path, recipe.name)
         self.staging = self.store.staging_dir(self.run_id)
-        self.counts = {name: StageCounts() for name in STAGE_NAMES}
+        self.counts = {name: StageCounts() for name in STAGES}
         self.reasons: Counter[str] = Counter()
         self.stats = empty_augment_stats()
         self.originals: Counter[str] = Counter()
@@ -432,11 +416,13 @@ class DataJob:
     def _check_bad_fraction(self) -> None:
         total = self.counts["ingest"].records_in
         bad = sum(c.quarantined for c in self.counts.values())
-        if total and bad / total > self.recipe.max_bad_fraction:
-            self.quarantine.close()
-            raise BadRecordLimitExceeded(
+        try:
+            check_bad_fraction(
                 bad, total, self.recipe.max_bad_fraction, self.reasons, self.quarantine.path
             )
+        except TooManyBadRecords:
+            self.quarantine.close()
+            raise
 
     def _write(self, parts: PartSet, index: pa.Table) -> list[dict[str, Any]]:
         counts = self.counts["write"]
@@ -489,7 +475,7 @@ class DataJob:
         }
 
     def run(self) -> RunResult:
-        """Run every stage and commit; raise BadRecordLimitExceeded, CommitCheckFailed,
+        """Run every stage and commit; raise TooManyBadRecords, CommitCheckFailed,
         RecipeError (missing sources) or InjectedFault (tests) without publishing."""
         import time
 

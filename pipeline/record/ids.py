@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
+from datetime import datetime, timezone
 from typing import Any
 
 import pyarrow as pa
@@ -39,9 +41,10 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def sha256_hex(data: bytes) -> str:
-    """Return the sha256 hex digest of `data`."""
-    return hashlib.sha256(data).hexdigest()
+def new_run_id() -> str:
+    """Return a sortable run id (data jobs and training runs alike): UTC time + random suffix."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return f"{stamp}-{secrets.token_hex(3)}"
 
 
 def file_sha256(path: str, chunk_size: int = 1 << 20) -> str:

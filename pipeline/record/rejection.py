@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -73,3 +75,27 @@ def quarantine_entry(
         record_id=record.get("id"),
         excerpt=excerpt[:EXCERPT_CHARS] if excerpt else None,
     )
+
+
+class TooManyBadRecords(RuntimeError):
+    """More records were quarantined than the recipe's max_bad_fraction allows."""
+
+    def __init__(
+        self, quarantined: int, total: int, limit: float, reasons: Mapping[str, int], path: str
+    ):
+        top = ", ".join(f"{r} ({n})" for r, n in Counter(reasons).most_common(5))
+        super().__init__(
+            f"{quarantined} of {total} records quarantined ({quarantined / max(total, 1):.1%}), "
+            f"over max_bad_fraction {limit:.1%}; top reasons: {top}; see {path}"
+        )
+        self.quarantined = quarantined
+        self.total = total
+        self.report: Any = None  # what the command that raised it can show (ingest: its report)
+
+
+def check_bad_fraction(
+    quarantined: int, total: int, limit: float, reasons: Mapping[str, int], path: str
+) -> None:
+    """Raise TooManyBadRecords when `quarantined / total` exceeds `limit`."""
+    if total and quarantined / total > limit:
+        raise TooManyBadRecords(quarantined, total, limit, reasons, path)

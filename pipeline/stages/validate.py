@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pyarrow as pa
@@ -16,6 +17,8 @@ from pipeline.record.schema import (
     count_placeholders,
 )
 from pipeline.stages.base import StageResult
+
+log = logging.getLogger(__name__)
 
 
 def validate_record(record: dict[str, Any], limits: MediaLimits) -> None:
@@ -117,10 +120,20 @@ class ValidateStage:
     name = "validate"
 
     def __init__(self, limits: MediaLimits):
-        from pipeline.stages.validate import validate_record
-
         self.limits = limits
-        self._validate = validate_record
+
+    def rejection(self, record: dict[str, Any]) -> QuarantineEntry | None:
+        """Return None for a valid record, else its quarantine entry (never raises)."""
+        try:
+            validate_record(record, self.limits)
+        except RecordRejected as exc:
+            return quarantine_entry(self.name, record, exc.reason, exc.message)
+        except Exception as exc:  # a bug or a library error on one record: quarantine it
+            log.warning("%s: validation raised", record.get("source_ref"), exc_info=True)
+            return quarantine_entry(
+                self.name, record, "stage_error", f"{type(exc).__name__}: {exc}"
+            )
+        return None
 
     def apply(self, table: pa.Table) -> StageResult:
         keep: list[int] = []
@@ -128,13 +141,9 @@ class ValidateStage:
         # Dicts are needed by validate_record; the kept rows are taken from the original
         # table, so their media buffers are never re-built.
         for i, record in enumerate(table.to_pylist()):
-            try:
-                self._validate(record, self.limits)
-            except RecordRejected as exc:
-                rejected.append(quarantine_entry(self.name, record, exc.reason, exc.message))
-            except Exception as exc:  # a bug or a library error on one record: quarantine it
-                message = f"{type(exc).__name__}: {exc}"
-                rejected.append(quarantine_entry(self.name, record, "stage_error", message))
-            else:
+            entry = self.rejection(record)
+            if entry is None:
                 keep.append(i)
+            else:
+                rejected.append(entry)
         return StageResult(table.take(pa.array(keep, pa.int64())), rejected)

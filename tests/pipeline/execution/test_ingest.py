@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pipeline.cli.app import app
-from pipeline.execution.ingest import new_run_id
+from pipeline.record.ids import new_run_id
 from tests.fixtures.corpus import write_jsonl, write_llamafactory_corpus, write_recipe
 
 runner = CliRunner()

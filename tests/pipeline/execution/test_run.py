@@ -11,7 +11,8 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from pipeline.execution.job import BadRecordLimitExceeded, DataJob, RunResult
+from pipeline.execution.job import DataJob, RunResult
+from pipeline.record.rejection import TooManyBadRecords
 from pipeline.store.commit import FAULT_ENV, InjectedFault
 from pipeline.store.read import Store
 from pipeline.store.verify import verify_version
@@ -158,7 +159,7 @@ def test_the_shards_read_through_ray_data_pyarrow_dataset_and_polars(serial: Run
 
 
 def test_too_many_quarantined_records_fail_the_run_and_publish_nothing(corpus: Path) -> None:
-    with pytest.raises(BadRecordLimitExceeded, match="corrupt_image"):
+    with pytest.raises(TooManyBadRecords, match="corrupt_image"):
         _run(corpus, "strict", max_bad_fraction=0.05)
     store = Store(str(corpus / "strict"), "tiny")
     assert store.versions() == []
