@@ -54,32 +54,35 @@ RECORD_FIELDS = [
 SOURCE_REF_FIELD = pa.field("source_ref", pa.string())
 
 
+# Columns whose items are HF media features rather than plain structs.
+MEDIA_FEATURES = {"images": "Image", "audios": "Audio"}
+
+
 def hf_features() -> dict[str, Any]:
-    """Return the HF `datasets` Features of the canonical record, as its JSON dict form."""
-    string = {"dtype": "string", "_type": "Value"}
-    message = {"role": string, "name": string, "content": string}
-    op = {"modality": string, "op": string, "params": string}
+    """Return the HF `datasets` Features of the canonical record, as its JSON dict form.
+
+    Derived from RECORD_FIELDS (no `datasets` import: it is slow and the store's readers do
+    not need it), so a field added to the schema reaches the card and the loaders too.
+    """
     return {
-        "id": string,
-        "parent_id": string,
-        "source": string,
-        "split": string,
-        "character": {
-            "name": string,
-            "profile": string,
-            "greeting": string,
-            "catchphrases": {"feature": string, "_type": "List"},
-        },
-        "messages": {"feature": message, "_type": "List"},
-        "images": {"feature": {"_type": "Image"}, "_type": "List"},
-        "audios": {"feature": {"_type": "Audio"}, "_type": "List"},
-        "augmentation": {
-            "recipe_hash": string,
-            "copy": {"dtype": "int32", "_type": "Value"},
-            "seed": {"dtype": "uint64", "_type": "Value"},
-            "ops": {"feature": op, "_type": "List"},
-        },
+        f.name: (
+            {"feature": {"_type": MEDIA_FEATURES[f.name]}, "_type": "List"}
+            if f.name in MEDIA_FEATURES
+            else _feature(f.type)
+        )
+        for f in RECORD_FIELDS
     }
+
+
+def _feature(arrow_type: pa.DataType) -> Any:
+    if pa.types.is_struct(arrow_type):
+        return {
+            arrow_type.field(i).name: _feature(arrow_type.field(i).type)
+            for i in range(arrow_type.num_fields)
+        }
+    if pa.types.is_list(arrow_type):
+        return {"feature": _feature(arrow_type.value_type), "_type": "List"}
+    return {"dtype": str(arrow_type), "_type": "Value"}
 
 
 def record_schema(with_source_ref: bool = False) -> pa.Schema:
