@@ -36,7 +36,7 @@ efficiency 0.54 = its `cpu_bound`: scheduling is not the problem, CPU per record
   `np.random.default_rng` per modality and copy (`RecordAugmenter._rng`), seeding and
   restoring global RNGs per op (`augmenters/randomness.py`), `canonical_json` of every op's
   params, the protect/segment pass around nlpaug (`augmenters/protect.py`).
-- `pipeline/stages.py: AugmentStage.apply` turns every train row into Python dicts with
+- `pipeline/stages/augment.py: AugmentStage.apply` turns every train row into Python dicts with
   `table.take(...).to_pylist()` (a copy of each original's ~220 KB of media into `bytes`)
   and builds the variants back with `records_to_table`; then `_pass_output` casts.
 - Ray then serialises each pass output into the object store: it holds the *originals*
@@ -50,7 +50,7 @@ workers do not get.
 
 **What to change, by expected gain:** (1) the augment pass returns only the variants (and
 side rows); the originals stay where the validate pass staged them and the index points
-there (`pipeline/stages.py: augment_parts`, `pipeline/run.py: DataJob._augment`): no
+there (`pipeline/execution/passes.py: augment_parts`, `pipeline/execution/job.py: DataJob._augment`): no
 serialisation, object-store traffic or driver copy of the originals; (2) decode once per
 record (`augmenters/record.py`); (3) keep original media as Arrow buffers
 (`pa.BinaryScalar.as_buffer()`, zero-copy) instead of `to_pylist()` bytes; (4) cheaper
@@ -81,9 +81,9 @@ reservation on); with the pipeline's settings it would be faster still.
     "writer_vs_pyarrow": """
 py-spy of `ShardWriter.write` (1,800 rows, 292 MB, parts freshly mapped): 46% in
 `pyarrow.compute.take`, 25% in `file_sha256`, 8% writing, ~4% fsync. The gather copies every
-byte twice: `pipeline/staging.py: PartSet.take` takes per record batch, then takes again to
+byte twice: `pipeline/store/staging.py: PartSet.take` takes per record batch, then takes again to
 restore id order (lines with `mapped.batches[...].take` and `combined.take(order)`); and
-`pipeline/writer.py: ShardWriter._write_split` re-reads each finished shard to hash it.
+`pipeline/store/writer.py: ShardWriter._write_split` re-reads each finished shard to hash it.
 The bare write is one sequential write of an already-built table (~0.5-1 GB/s with fsync).
 
 What to change: hash while writing (a sink that updates sha256 as the IPC writer emits
@@ -96,7 +96,7 @@ realistic ceiling for this design, 0.8 needs the overlap.
     "memory_ratio_10x": """
 The growth is in file-backed pages, not in heap: anonymous RSS (resident minus shared and
 file-backed, see the memory table) grows ~1.1x from 1x to 10x while RSS and PSS grow ~1.5x.
-The driver memory-maps the staged part files (`pipeline/staging.py: PartSet`, `read_part`)
+The driver memory-maps the staged part files (`pipeline/store/staging.py: PartSet`, `read_part`)
 and the writer gathers every row from them, so every page of the augmented output becomes
 resident in the driver while shards are written; the kernel can drop those pages under
 pressure, but RSS counts them. `PartSet.release()` after each split (or shard), or reading
@@ -109,7 +109,7 @@ the JSON it wrote is under `details.training` in results.json.
 }
 
 RAY_CONFIGURATION = """
-**What runs here is the default.** `make bench` measures `pipeline/execution.py` as shipped:
+**What runs here is the default.** `make bench` measures `pipeline/execution/cluster.py` as shipped:
 `ensure_ray()` exports the glibc malloc thresholds to every worker and turns Ray Data's
 operator resource reservation off before `ray.init` (with it on, only ~1.2 batches ran at
 once on 2 CPUs: PERF_NOTES 1); `map_work_items` runs each pass as stateless tasks (no actor
