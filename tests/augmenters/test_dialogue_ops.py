@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from augmenters.stats import OpCounts
 from pipeline.recipe import MediaLimits
 from pipeline.record.schema import count_placeholders
 from pipeline.stages.validate import validate_record
@@ -88,5 +89,5 @@ def test_user_name_swap_without_a_user_name_is_skipped_and_counted():
         m["name"] = None
     variants, stats = make_augmenter(copies=2, dialogue=[{"op": "UserNameSwap"}]).variants(record)
     assert variants == []
-    assert stats["ops"]["dialogue:UserNameSwap"] == {"applied": 0, "skipped": 2}
-    assert stats["empty_variants"] == 2
+    assert stats.ops["dialogue:UserNameSwap"] == OpCounts(applied=0, skipped=2)
+    assert stats.empty_variants == 2

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from augmenters.image import decode_image, image_format
+from augmenters.stats import OpCounts
 from tests.augmenters.conftest import (
     jpeg_bytes,
     make_augmenter,
@@ -34,15 +35,15 @@ def test_a_flip_is_skipped_and_counted_when_the_dialogue_mentions_left_or_right(
     record = left_right_record()
     variants, stats = make_augmenter(copies=3, image=FLIP).variants(record)
     assert variants == []
-    assert stats["flip_guard_skipped"] == 3
-    assert stats["ops"]["image:HorizontalFlip"] == {"applied": 0, "skipped": 3}
+    assert stats.flip_guard_skipped == 3
+    assert stats.ops["image:HorizontalFlip"] == OpCounts(applied=0, skipped=3)
 
 
 def test_with_flip_guard_swap_the_words_of_the_turns_about_that_image_are_swapped():
     record = left_right_record()
     variants, stats = make_augmenter(copies=1, image=FLIP, flip_guard="swap").variants(record)
     (v,) = variants
-    assert stats["flip_guard_swapped"] == 1
+    assert stats.flip_guard_swapped == 1
     assert v["messages"][1]["content"] == "What is on the right side of <image> this photo?"
     assert (
         v["messages"][2]["content"]
@@ -62,7 +63,7 @@ def test_with_flip_guard_swap_the_words_of_the_turns_about_that_image_are_swappe
 
 def test_a_flip_without_left_or_right_in_the_dialogue_just_happens():
     variants, stats = make_augmenter(copies=2, image=FLIP).variants(make_record())
-    assert len(variants) == 2 and stats["flip_guard_skipped"] == 0
+    assert len(variants) == 2 and stats.flip_guard_skipped == 0
 
 
 @pytest.mark.parametrize(

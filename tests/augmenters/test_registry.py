@@ -240,7 +240,7 @@ def test_every_op_validates_applies_records_and_replays_byte_identically(row, mo
     variants, stats = augmenter.variants(record)
 
     assert variants, f"{spec['op']} never applied in 4 copies: {stats}"
-    assert stats["ops"][f"{modality}:{spec['op']}"]["applied"] == len(variants)
+    assert stats.ops[f"{modality}:{spec['op']}"].applied == len(variants)
     for variant in variants:
         (entry,) = variant["augmentation"]["ops"]
         assert (entry["modality"], entry["op"]) == (modality, spec["op"])

@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from augmenters.stats import OpCounts
 from augmenters.wordnet import find_wordnet, load_wordnet
 from tests.augmenters.conftest import TINY_WORDS, make_augmenter, make_record
 
@@ -85,9 +86,9 @@ def test_text_an_op_cannot_handle_passes_through_and_is_counted():
         copies=2, text=[{"op": "KeyboardAug"}, {"op": "SynonymAug"}]
     ).variants(record)
     assert variants == []  # nothing applied: no variant is emitted
-    assert stats["text_skipped"] == 2 * 2 * 2  # 2 copies x 2 ops x 2 user turns
-    assert stats["ops"]["text:KeyboardAug"] == {"applied": 0, "skipped": 4}
-    assert stats["empty_variants"] == 2
+    assert stats.text_skipped == 2 * 2 * 2  # 2 copies x 2 ops x 2 user turns
+    assert stats.ops["text:KeyboardAug"] == OpCounts(applied=0, skipped=4)
+    assert stats.empty_variants == 2
 
 
 def test_in_mixed_language_turns_only_latin_lines_are_noised():
