@@ -17,6 +17,7 @@ from tests.augmenters.conftest import (
     png_rgba_bytes,
     wav_bytes,
 )
+from tests.augmenters.op_table import OPS, OpRow
 
 FLIP = [{"op": "HorizontalFlip", "p": 1.0}]
 
@@ -122,3 +123,42 @@ def test_audio_variants_are_flac_at_the_input_rate_with_channels_as_asked(channe
     assert (container, rate, samples.shape[1]) == ("FLAC", 22050, expected)
     assert v["audios"][0]["path"] == "audio/song.flac"
     assert abs(len(samples) - len(original) / 1.25) <= 2  # 1.25x faster: 1/1.25 of the samples
+
+
+def _media_rows(modality: str) -> list:
+    rows = [r for r in OPS if r.modality == modality]
+    return [pytest.param(r, id=r.id, marks=KNOWN_FAILURES.get(r.id, ())) for r in rows]
+
+
+# Found by the table walk below; the op raises, and the augment stage quarantines the
+# whole record as augment_error. Fixing it belongs to the image codec/op (image.py).
+KNOWN_FAILURES = {
+    "image:ColorJitter": pytest.mark.xfail(
+        raises=TypeError,
+        strict=True,
+        reason="albumentations' ColorJitter takes 1 or 3 channels; an RGBA PNG has 4",
+    )
+}
+
+
+@pytest.mark.parametrize("row", _media_rows("image"))
+def test_every_image_op_of_the_table_keeps_a_png_with_alpha_a_png_with_alpha(row: OpRow):
+    record = make_record(images=[{"bytes": png_rgba_bytes(), "path": "images/a.png"}])
+    variants, _ = make_augmenter(copies=4, image=[row.spec]).variants(record)
+    assert variants
+    for v in variants:
+        (image,) = v["images"]
+        assert image_format(image["bytes"]) == "png" and image["path"] == "images/a.png"
+        assert decode_image(image["bytes"]).shape[2] == 4
+
+
+@pytest.mark.parametrize("row", _media_rows("audio"))
+def test_every_audio_op_of_the_table_writes_flac_at_the_input_rate_and_channels(row: OpRow):
+    record = make_record(
+        audios=[{"bytes": wav_bytes(channels=2, rate=22050), "path": "audio/song.wav"}]
+    )
+    variants, _ = make_augmenter(copies=4, audio=[row.spec]).variants(record)
+    assert variants
+    for v in variants:
+        samples, rate, container = _read(v["audios"][0]["bytes"])
+        assert (container, rate, samples.shape[1]) == ("FLAC", 22050, 2)
