@@ -10,8 +10,8 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
+    "AugmentStats": "augmenters.stats",
     "RecordAugmenter": "augmenters.record",
-    "merge_stats": "augmenters.record",
     "registered_names": "augmenters.registry",
     "validate_augment_config": "augmenters.registry",
 }

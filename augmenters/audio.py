@@ -14,11 +14,13 @@ import inspect
 import io
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
+from pydantic import Field
 
-from augmenters.base import Op, OpConfigError, library_args, plain, pop_probability, reject_unknown
+from augmenters.base import Op, OpConfigError, ParamsOp, library_args, plain
+from augmenters.config import OpParams
 from augmenters.randomness import draw_seed, seeded_globals
 
 
@@ -132,7 +134,7 @@ def _config_error(exc: Exception, kwargs: dict[str, Any]) -> OpConfigError:
     return OpConfigError(message or type(exc).__name__, key=key)
 
 
-class SpeedPerturb(AudioOp):
+class SpeedPerturb(AudioOp, ParamsOp):
     """Change speed (tempo and pitch together) by resampling, the usual ASR augmentation.
 
     A factor f plays the clip f times faster: the samples are treated as recorded at
@@ -140,34 +142,17 @@ class SpeedPerturb(AudioOp):
     TimeStretch/PitchShift.
     """
 
-    default_p = 1.0
+    class Params(OpParams):
+        # One is drawn per clip; 1.0 leaves the clip as it is.
+        factors: Annotated[list[Annotated[float, Field(ge=0.5, le=2.0)]], Field(min_length=1)] = (
+            Field([0.9, 1.1], description="a non-empty list of speed factors in [0.5, 2]")
+        )
 
-    def __init__(self, name: str, step: int, p: float, factors: list[float]) -> None:
-        super().__init__(name, step, p)
-        self.factors = factors
-
-    @classmethod
-    def from_spec(cls, name: str, step: int, args: dict[str, Any]) -> SpeedPerturb:
-        args = dict(args)
-        p = pop_probability(args, cls.default_p)
-        reject_unknown(args, {"factors"})
-        factors = args.get("factors", [0.9, 1.1])
-        if (
-            not isinstance(factors, list)
-            or not factors
-            or not all(
-                isinstance(f, (int, float)) and not isinstance(f, bool) and 0.5 <= f <= 2.0
-                for f in factors
-            )
-        ):
-            raise OpConfigError(
-                f"must be a non-empty list of speed factors in [0.5, 2], got {factors!r}",
-                key="factors",
-            )
-        return cls(name, step, p, [float(f) for f in factors])
+    params: Params
 
     def draw(self, rng: np.random.Generator, clip: Clip) -> dict[str, Any] | None:
-        factor = self.factors[int(rng.integers(len(self.factors)))]
+        factors = self.params.factors
+        factor = factors[int(rng.integers(len(factors)))]
         return None if factor == 1.0 else {"factor": factor}
 
     def apply(self, clip: Clip, params: dict[str, Any]) -> Clip:

@@ -5,19 +5,26 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar, get_args
 
 import numpy as np
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
-from pipeline.record.schema import ROLES
+from augmenters.config import OpParams
 
 
 class OpConfigError(ValueError):
-    """A recipe spec an op cannot use; `key` names the offending argument when there is one."""
+    """A recipe spec an op cannot use; `key` names the offending argument when there is one.
+
+    `problems` holds every (key, message) found when a parameter model rejected several
+    arguments at once; the first is `key` and the message.
+    """
 
     def __init__(self, message: str, key: str | None = None) -> None:
         super().__init__(message)
         self.key = key
+        self.problems: list[tuple[str | None, str]] = [(key, message)]
 
 
 class _Skipped:
@@ -42,12 +49,12 @@ class Op:
 
     `draw` returns a JSON-able dict of what to apply, None when the draw changes nothing,
     or SKIPPED when the target is one the op cannot handle. `apply` is deterministic, so
-    recorded params replay to the same bytes. Constructors validate the spec and stay
-    cheap; heavy objects (models, library transforms) are built lazily and never pickled.
+    recorded params replay to the same bytes. `from_spec(name, step, args)` validates a
+    recipe spec and builds the op cheaply; heavy objects (models, library transforms) are
+    built lazily and never pickled.
     """
 
     modality: ClassVar[str]
-    default_p: ClassVar[float] = 1.0
 
     def __init__(self, name: str, step: int, p: float) -> None:
         self.name = name
@@ -65,12 +72,58 @@ class Op:
         return f"{type(self).__name__}({self.modality}[{self.step}] {self.name}, p={self.p})"
 
 
-def pop_probability(args: dict[str, Any], default: float) -> float:
-    """Return the op-level probability `p` from `args` (removing it), validated to [0, 1]."""
-    p = args.pop("p", default)
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= float(p) <= 1.0:
-        raise OpConfigError(f"must be a number between 0 and 1, got {p!r}", key="p")
-    return float(p)
+P = TypeVar("P", bound=OpParams)
+
+
+def parse_params(model: type[P], args: Mapping[str, Any]) -> P:
+    """Return `args` checked by the parameter model `model`; raise OpConfigError naming each bad argument."""
+    try:
+        return model.model_validate(args)
+    except ValidationError as exc:
+        problems = [_problem(err, model, args) for err in exc.errors()]
+    error = OpConfigError(problems[0][1], key=problems[0][0])
+    error.problems = problems
+    raise error
+
+
+def _problem(
+    err: ErrorDetails, model: type[OpParams], args: Mapping[str, Any]
+) -> tuple[str | None, str]:
+    """Return (argument, one-line message) for one pydantic error, phrased as the recipe reads."""
+    key = str(err["loc"][0]) if err["loc"] else None
+    cause = (err.get("ctx") or {}).get("error")
+    if isinstance(cause, OpConfigError):  # a check across arguments names its own key
+        return cause.key or key, str(cause)
+    field = model.model_fields.get(key) if key else None
+    expected = field.description if field else None
+    if err["type"] == "extra_forbidden":
+        return key, "unknown argument"
+    if err["type"] == "missing":
+        return key, f"required: {expected}" if expected else "required"
+    if cause is not None:  # a validator's own message says what is wrong
+        return key, str(cause)
+    if err["type"] == "literal_error" and field is not None and not expected:
+        expected = f"one of {list(get_args(field.annotation))}"
+    # The whole value the recipe gave, also when one item of a list was the bad part.
+    value = args[key] if key in args else err["input"]
+    if expected:
+        return key, f"must be {expected}, got {value!r}"
+    return key, f"{err['msg'].replace('Input should be', 'must be', 1)}, got {value!r}"
+
+
+class ParamsOp(Op):
+    """An op of our own: its recipe arguments are one pydantic model, the class's `Params`."""
+
+    Params: ClassVar[type[OpParams]] = OpParams
+
+    def __init__(self, name: str, step: int, params: OpParams) -> None:
+        super().__init__(name, step, params.p)
+        self.params = params
+
+    @classmethod
+    def from_spec(cls, name: str, step: int, args: dict[str, Any]) -> ParamsOp:
+        """Return the op a recipe spec's arguments describe; raise OpConfigError naming each bad one."""
+        return cls(name, step, parse_params(cls.Params, args))
 
 
 def library_args(
@@ -80,34 +133,16 @@ def library_args(
 
     The transform's own `p` default applies when the recipe gives none; `reserved` names
     constructor parameters the recipe may not set (e.g. albumentations' `strict`).
+    The values themselves are the library's to check.
     """
     args = dict(args)
     signature = inspect.signature(transform_cls.__init__).parameters
-    p = pop_probability(args, signature["p"].default if "p" in signature else default_p)
+    default = signature["p"].default if "p" in signature else default_p
+    p = parse_params(OpParams, {"p": args.pop("p", default)}).p
     for key in args:
         if key not in signature or key == "self" or key in reserved:
             raise OpConfigError("unknown argument", key=key)
     return p, args
-
-
-def pop_roles(args: dict[str, Any], default: tuple[str, ...] = ("user",)) -> tuple[str, ...]:
-    """Return the `roles` a text op may touch (removing the key), validated against ROLES."""
-    roles = args.pop("roles", list(default))
-    if isinstance(roles, str):
-        roles = [roles]
-    if not isinstance(roles, (list, tuple)) or not roles:
-        raise OpConfigError(f"must be a non-empty list of roles from {list(ROLES)}", key="roles")
-    bad = [r for r in roles if r not in ROLES]
-    if bad:
-        raise OpConfigError(f"unknown role(s) {bad}; use {list(ROLES)}", key="roles")
-    return tuple(roles)
-
-
-def reject_unknown(args: Mapping[str, Any], allowed: set[str] | frozenset[str]) -> None:
-    """Raise OpConfigError naming the first argument not in `allowed`."""
-    for key in args:
-        if key not in allowed:
-            raise OpConfigError("unknown argument", key=key)
 
 
 def plain(value: Any, max_items: int = 32) -> Any:

@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
+from pydantic import (
+    AfterValidator,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-from augmenters.base import SKIPPED, Op, OpConfigError, pop_probability, reject_unknown
+from augmenters.base import SKIPPED, OpConfigError, ParamsOp
+from augmenters.config import OpParams, PositiveInt, Probability
 from pipeline.record.schema import AUDIO_PLACEHOLDER, IMAGE_PLACEHOLDER
 
 
@@ -22,35 +31,16 @@ class DialogueState:
     character: dict[str, Any] | None = field(default=None)
 
 
-class DialogueOp(Op):
+class DialogueOp(ParamsOp):
     """A dialogue op: `draw(rng, state)` picks a change, `apply(state, params)` returns the new state."""
 
     modality = "dialogue"
-
-    @classmethod
-    def from_spec(cls, name: str, step: int, args: dict[str, Any]) -> DialogueOp:
-        args = dict(args)
-        p = pop_probability(args, cls.default_p)
-        return cls(name, step, p, **cls.parse_args(args))
-
-    @classmethod
-    def parse_args(cls, args: dict[str, Any]) -> dict[str, Any]:
-        raise NotImplementedError
 
     def draw(self, rng: np.random.Generator, state: DialogueState) -> Any:
         raise NotImplementedError
 
     def apply(self, state: DialogueState, params: dict[str, Any]) -> DialogueState:
         raise NotImplementedError
-
-
-def _int_arg(args: dict[str, Any], key: str, default: int | None, minimum: int) -> int | None:
-    value = args.get(key, default)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise OpConfigError(f"must be an integer >= {minimum}, got {value!r}", key=key)
-    return value
 
 
 class ContextWindow(DialogueOp):
@@ -60,23 +50,19 @@ class ContextWindow(DialogueOp):
     the window are dropped with their turns.
     """
 
-    def __init__(
-        self, name: str, step: int, p: float, min_turns: int = 2, max_turns: int | None = None
-    ):
-        super().__init__(name, step, p)
-        self.min_turns = min_turns
-        self.max_turns = max_turns
+    class Params(OpParams):
+        # Turns (system messages aside) a window holds; no max_turns: up to the whole dialogue.
+        min_turns: PositiveInt = 2
+        max_turns: PositiveInt | None = Field(None, description="an integer >= 1")
 
-    @classmethod
-    def parse_args(cls, args: dict[str, Any]) -> dict[str, Any]:
-        reject_unknown(args, {"min_turns", "max_turns"})
-        out = {
-            "min_turns": _int_arg(args, "min_turns", 2, 1),
-            "max_turns": _int_arg(args, "max_turns", None, 1),
-        }
-        if out["max_turns"] is not None and out["max_turns"] < out["min_turns"]:
-            raise OpConfigError("must be >= min_turns", key="max_turns")
-        return out
+        @field_validator("max_turns")
+        @classmethod
+        def _not_below_min(cls, value: int | None, info: ValidationInfo) -> int | None:
+            if value is not None and value < info.data.get("min_turns", 1):
+                raise ValueError("must be >= min_turns")
+            return value
+
+    params: Params
 
     def draw(self, rng: np.random.Generator, state: DialogueState) -> Any:
         msgs = state.messages
@@ -86,12 +72,13 @@ class ContextWindow(DialogueOp):
             return SKIPPED
         end = ends[-1]
         # A window opens on a user turn (or on the very first turn, e.g. a greeting).
+        low, high = self.params.min_turns, self.params.max_turns
         starts = []
         for i in turns:
             if i > end or (msgs[i]["role"] != "user" and i != turns[0]):
                 continue
             length = sum(1 for t in turns if i <= t <= end)
-            if length >= self.min_turns and (self.max_turns is None or length <= self.max_turns):
+            if length >= low and (high is None or length <= high):
                 starts.append(i)
         if not starts:
             return None
@@ -135,6 +122,14 @@ def _fill(template: str, character: dict[str, Any] | None) -> str:
     )
 
 
+def _usable_prompts(prompts: list[str]) -> list[str]:
+    if not all(s.strip() for s in prompts):
+        raise ValueError("must be a list of non-empty prompt strings")
+    if any(IMAGE_PLACEHOLDER in s or AUDIO_PLACEHOLDER in s for s in prompts):
+        raise ValueError("a system prompt may not contain media placeholders")
+    return prompts
+
+
 class SystemPromptVariants(DialogueOp):
     """Replace the system prompt with one of `prompts` (inserting it when there is none), or drop it.
 
@@ -142,29 +137,27 @@ class SystemPromptVariants(DialogueOp):
     `drop` is the probability of dropping the prompt instead of replacing it.
     """
 
-    def __init__(self, name: str, step: int, p: float, prompts: list[str], drop: float):
-        super().__init__(name, step, p)
-        self.prompts = prompts
-        self.drop = drop
+    class Params(OpParams):
+        prompts: Annotated[list[str], AfterValidator(_usable_prompts)] = Field(
+            [], description="a list of non-empty prompt strings"
+        )
+        # Defaults to 0 with prompts, 1 without (then the op only drops).
+        drop: Probability | None = Field(None, description="a number between 0 and 1")
 
-    @classmethod
-    def parse_args(cls, args: dict[str, Any]) -> dict[str, Any]:
-        reject_unknown(args, {"prompts", "drop"})
-        prompts = args.get("prompts", [])
-        if not isinstance(prompts, list) or not all(
-            isinstance(s, str) and s.strip() for s in prompts
-        ):
-            raise OpConfigError("must be a list of non-empty prompt strings", key="prompts")
-        if any(IMAGE_PLACEHOLDER in s or AUDIO_PLACEHOLDER in s for s in prompts):
-            raise OpConfigError("a system prompt may not contain media placeholders", key="prompts")
-        drop = args.get("drop", 0.0 if prompts else 1.0)
-        if isinstance(drop, bool) or not isinstance(drop, (int, float)) or not 0 <= drop <= 1:
-            raise OpConfigError(f"must be a number between 0 and 1, got {drop!r}", key="drop")
-        if not prompts and drop < 1:
-            raise OpConfigError(
-                "give at least one prompt, or drop: 1 to only drop the system prompt", key="prompts"
-            )
-        return {"prompts": list(prompts), "drop": float(drop)}
+        @model_validator(mode="after")
+        def _something_to_do(self) -> SystemPromptVariants.Params:
+            if not self.prompts and self.drop is not None and self.drop < 1:
+                raise OpConfigError(
+                    "give at least one prompt, or drop: 1 to only drop the system prompt",
+                    key="prompts",
+                )
+            return self
+
+    params: Params
+
+    def __init__(self, name: str, step: int, params: Params) -> None:
+        super().__init__(name, step, params)
+        self.drop = params.drop if params.drop is not None else 0.0 if params.prompts else 1.0
 
     def draw(self, rng: np.random.Generator, state: DialogueState) -> Any:
         system = next((m for m in state.messages if m["role"] == "system"), None)
@@ -174,8 +167,8 @@ class SystemPromptVariants(DialogueOp):
             return SKIPPED  # dropping it would orphan its media
         if rng.random() < self.drop:
             return {"action": "drop"} if system is not None else None
-        choice = int(rng.integers(len(self.prompts)))
-        prompt = _fill(self.prompts[choice], state.character)
+        choice = int(rng.integers(len(self.params.prompts)))
+        prompt = _fill(self.params.prompts[choice], state.character)
         if system is not None and system["content"] == prompt:
             return None
         return {"action": "replace", "choice": choice, "prompt": prompt}
@@ -202,21 +195,17 @@ DEFAULT_USER_NAMES = (
 class UserNameSwap(DialogueOp):
     """Rename the user consistently: the `name` of user turns and every mention in any turn."""
 
-    def __init__(self, name: str, step: int, p: float, names: list[str]):
-        super().__init__(name, step, p)
-        self.names = names
+    class Params(OpParams):
+        names: Annotated[
+            list[Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]],
+            Field(min_length=1),
+        ] = Field(list(DEFAULT_USER_NAMES), description="a non-empty list of names")
 
-    @classmethod
-    def parse_args(cls, args: dict[str, Any]) -> dict[str, Any]:
-        reject_unknown(args, {"names"})
-        names = args.get("names", list(DEFAULT_USER_NAMES))
-        if (
-            not isinstance(names, list)
-            or not names
-            or not all(isinstance(n, str) and n.strip() for n in names)
-        ):
-            raise OpConfigError("must be a non-empty list of names", key="names")
-        return {"names": [n.strip() for n in names]}
+    params: Params
+
+    @property
+    def names(self) -> list[str]:
+        return self.params.names
 
     def draw(self, rng: np.random.Generator, state: DialogueState) -> Any:
         old = next(

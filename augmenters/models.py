@@ -10,24 +10,21 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
+from pydantic import AfterValidator, Field
 
-from augmenters.base import OpConfigError
-from augmenters.text import _WORD, TextOp, WordSubstitutionOp, _match_case, aug_count
+from augmenters.config import PositiveInt
+from augmenters.text import _WORD, TextOp, WordSubstitutionOp, _match_case
 
 
-def local_model_dir(value: Any, key: str) -> str:
-    """Return `value` if it is a local transformers model folder; raise OpConfigError saying how to get one."""
-    if not isinstance(value, str) or not value:
-        raise OpConfigError("must be the path of a local model folder", key=key)
+def local_model_dir(value: str) -> str:
+    """Return `value` (user-expanded) if it is a local transformers model folder; raise ValueError saying how to get one."""
     path = os.path.expanduser(value)
     if os.path.isdir(path):
         if not os.path.isfile(os.path.join(path, "config.json")):
-            raise OpConfigError(
-                f"{value} holds no config.json: not a transformers model folder", key=key
-            )
+            raise ValueError(f"{value} holds no config.json: not a transformers model folder")
         return path
     looks_like_hub_id = value.count("/") <= 1 and not value.startswith((".", "/", "~"))
     hint = (
@@ -36,15 +33,11 @@ def local_model_dir(value: Any, key: str) -> str:
         if looks_like_hub_id
         else ""
     )
-    raise OpConfigError(
-        f"{value!r} is not a local path{hint} (nothing is downloaded at run time)", key=key
-    )
+    raise ValueError(f"{value!r} is not a local path{hint} (nothing is downloaded at run time)")
 
 
-def _device(value: Any) -> str:
-    if not isinstance(value, str) or not (value == "cpu" or value.startswith("cuda")):
-        raise OpConfigError(f"must be 'cpu' or 'cuda[:N]', got {value!r}", key="device")
-    return value
+LocalModelDir = Annotated[str, Field(min_length=1), AfterValidator(local_model_dir)]
+Device = Annotated[str, Field(pattern=r"^(cpu|cuda(:\d+)?)$", description="'cpu' or 'cuda[:N]'")]
 
 
 @functools.lru_cache(maxsize=4)
@@ -74,68 +67,29 @@ class ContextualWordEmbsAug(WordSubstitutionOp):
     whole words become candidates, and one is drawn with the model's probabilities.
     """
 
+    class Params(WordSubstitutionOp.Params):
+        model_path: LocalModelDir = Field(description="the folder of a local masked language model")
+        model_type: str = ""  # nlpaug's; the folder's config.json says what the model is
+        action: Literal["substitute", "insert"] = "substitute"
+        top_k: PositiveInt = 100
+        batch_size: PositiveInt = 32
+        device: Device = "cpu"
+
+    params: Params
     scripts: ClassVar[str] = "any"
-    ARGS = WordSubstitutionOp.ARGS | {
-        "model_path",
-        "model_type",
-        "action",
-        "top_k",
-        "batch_size",
-        "device",
-    }
-
-    def __init__(
-        self,
-        *args: Any,
-        model_path: str,
-        model_type: str = "",
-        action: str = "substitute",
-        top_k: int = 100,
-        batch_size: int = 32,
-        device: str = "cpu",
-        **kw: Any,
-    ) -> None:
-        super().__init__(*args, **kw)
-        self.model_path, self.model_type, self.action = model_path, model_type, action
-        self.top_k, self.batch_size, self.device = top_k, batch_size, device
-
-    @classmethod
-    def parse_args(cls, name: str, args: dict[str, Any]) -> dict[str, Any]:
-        args = dict(args)
-        if "model_path" not in args:
-            raise OpConfigError(
-                "required: the folder of a local masked language model", key="model_path"
-            )
-        own = {
-            k: args.pop(k)
-            for k in ("model_path", "model_type", "action", "top_k", "batch_size", "device")
-            if k in args
-        }
-        out = super().parse_args(name, args)
-        own["model_path"] = local_model_dir(own["model_path"], "model_path")
-        if own.get("action", "substitute") not in ("substitute", "insert"):
-            raise OpConfigError(
-                f"must be 'substitute' or 'insert', got {own['action']!r}", key="action"
-            )
-        for key in ("top_k", "batch_size"):
-            v = own.get(key, 1)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise OpConfigError(f"must be a positive integer, got {v!r}", key=key)
-        if "device" in own:
-            _device(own["device"])
-        return {**out, **own}
 
     def _eligible(self, word: str) -> bool:
         # Stopwords stay out for substitution; any word may anchor an insertion.
-        return self.action == "insert" or super()._eligible(word)
+        return self.params.action == "insert" or super()._eligible(word)
 
     def _rewrite_one(self, piece: str, rng: np.random.Generator) -> str:
         import torch
 
-        tokenizer, model = load_masked_lm(self.model_path, self.device)
+        params = self.params
+        tokenizer, model = load_masked_lm(params.model_path, params.device)
         words = [m for m in _WORD.finditer(piece) if self._eligible(m.group(0))]
         all_words = _WORD.findall(piece)
-        count = min(aug_count(len(all_words), self.aug_p, self.aug_min, self.aug_max), len(words))
+        count = min(self.count(len(all_words)), len(words))
         if count <= 0 or tokenizer.mask_token is None:
             return piece
         chosen = sorted(rng.choice(len(words), size=count, replace=False).tolist())
@@ -144,19 +98,19 @@ class ContextualWordEmbsAug(WordSubstitutionOp):
             m = words[idx]
             filler = (
                 tokenizer.mask_token
-                if self.action == "substitute"
+                if params.action == "substitute"
                 else f"{tokenizer.mask_token} {m.group(0)}"
             )
             masked.append(piece[: m.start()] + filler + piece[m.end() :])
         predictions: list[str | None] = []
-        for lo in range(0, len(masked), self.batch_size):
+        for lo in range(0, len(masked), params.batch_size):
             batch = tokenizer(
-                masked[lo : lo + self.batch_size],
+                masked[lo : lo + params.batch_size],
                 return_tensors="pt",
                 padding=True,
                 truncation=True,
             )
-            batch = {k: v.to(self.device) for k, v in batch.items()}
+            batch = {k: v.to(params.device) for k, v in batch.items()}
             with torch.no_grad():
                 logits = model(**batch).logits
             for row in range(logits.shape[0]):
@@ -173,7 +127,7 @@ class ContextualWordEmbsAug(WordSubstitutionOp):
             out.append(piece[pos : m.start()])
             if word is None:
                 out.append(m.group(0))
-            elif self.action == "substitute":
+            elif params.action == "substitute":
                 out.append(_match_case(m.group(0), word))
             else:
                 out.append(f"{word} {m.group(0)}")
@@ -184,7 +138,7 @@ class ContextualWordEmbsAug(WordSubstitutionOp):
     def _pick(
         self, scores: np.ndarray, tokenizer: Any, original: str, rng: np.random.Generator
     ) -> str | None:
-        top = np.argsort(-scores, kind="stable")[: self.top_k]
+        top = np.argsort(-scores, kind="stable")[: self.params.top_k]
         words, logits = [], []
         for token_id in top.tolist():
             if token_id in tokenizer.all_special_ids:
@@ -203,75 +157,53 @@ class ContextualWordEmbsAug(WordSubstitutionOp):
         return words[int(rng.choice(len(words), p=probs / probs.sum()))]
 
     def check(self) -> None:
-        pass  # the folder was checked at parse time; the model loads in the worker
+        pass  # the folder was checked with the arguments; the model loads in the worker
 
 
 class BackTranslationAug(TextOp):
     """Paraphrase by translating to a pivot language and back with two local seq2seq models (greedy)."""
 
+    class Params(TextOp.Params):
+        from_model_name: LocalModelDir = Field(
+            description="the folder of a local translation model"
+        )
+        to_model_name: LocalModelDir = Field(description="the folder of a local translation model")
+        device: Device = "cpu"
+        batch_size: PositiveInt = 32
+        max_length: PositiveInt = 300
+
+    params: Params
     scripts: ClassVar[str] = "any"
-    ARGS: ClassVar[frozenset[str]] = frozenset(
-        {"from_model_name", "to_model_name", "device", "batch_size", "max_length"}
-    )
-
-    def __init__(
-        self,
-        name: str,
-        step: int,
-        p: float,
-        roles: tuple[str, ...],
-        from_model_name: str,
-        to_model_name: str,
-        device: str = "cpu",
-        batch_size: int = 32,
-        max_length: int = 300,
-    ) -> None:
-        super().__init__(name, step, p, roles)
-        self.from_model_name, self.to_model_name = from_model_name, to_model_name
-        self.device, self.batch_size, self.max_length = device, batch_size, max_length
-
-    @classmethod
-    def parse_args(cls, name: str, args: dict[str, Any]) -> dict[str, Any]:
-        for key in args:
-            if key not in cls.ARGS:
-                raise OpConfigError("unknown argument", key=key)
-        out = dict(args)
-        for key in ("from_model_name", "to_model_name"):
-            if key not in out:
-                raise OpConfigError("required: the folder of a local translation model", key=key)
-            out[key] = local_model_dir(out[key], key)
-        for key in ("batch_size", "max_length"):
-            v = out.get(key, 1)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise OpConfigError(f"must be a positive integer, got {v!r}", key=key)
-        if "device" in out:
-            _device(out["device"])
-        return out
 
     def _translate(self, path: str, texts: list[str]) -> list[str]:
         import torch
 
-        tokenizer, model = load_seq2seq(path, self.device)
+        params = self.params
+        tokenizer, model = load_seq2seq(path, params.device)
         out: list[str] = []
-        for lo in range(0, len(texts), self.batch_size):
+        for lo in range(0, len(texts), params.batch_size):
             batch = tokenizer(
-                texts[lo : lo + self.batch_size], return_tensors="pt", padding=True, truncation=True
+                texts[lo : lo + params.batch_size],
+                return_tensors="pt",
+                padding=True,
+                truncation=True,
             )
-            batch = {k: v.to(self.device) for k, v in batch.items()}
+            batch = {k: v.to(params.device) for k, v in batch.items()}
             with torch.no_grad():
                 generated = model.generate(
-                    **batch, max_length=self.max_length, do_sample=False, num_beams=1
+                    **batch, max_length=params.max_length, do_sample=False, num_beams=1
                 )
             out.extend(tokenizer.batch_decode(generated, skip_special_tokens=True))
         return out
 
     def rewrite(self, pieces: list[str], rng: np.random.Generator) -> list[str]:
-        back = self._translate(self.to_model_name, self._translate(self.from_model_name, pieces))
+        there = self._translate(self.params.from_model_name, pieces)
+        back = self._translate(self.params.to_model_name, there)
         # An empty round trip (tiny or failing models) leaves the piece as it was.
         return [b.strip() or p for p, b in zip(pieces, back, strict=True)]
 
     def check(self) -> None:
-        pass  # folders checked at parse time; models load in the worker
+        pass  # folders checked with the arguments; models load in the worker
 
 
 MODEL_TEXT_OPS: dict[str, type[TextOp]] = {

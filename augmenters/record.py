@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -24,37 +25,9 @@ from augmenters.image import (
 from augmenters.protect import PLACEHOLDERS, protected_terms, protection_pattern
 from augmenters.randomness import global_random_scope, record_generator
 from augmenters.registry import build_ops
+from augmenters.stats import AugmentStats
 from pipeline.record.ids import canonical_json, record_seed, variant_id
 from pipeline.record.schema import IMAGE_PLACEHOLDER
-
-STAT_COUNTERS = (
-    "variants",
-    "empty_variants",
-    "flip_guard_skipped",
-    "flip_guard_swapped",
-    "text_skipped",
-)
-
-
-def empty_stats() -> dict[str, Any]:
-    """Return a stats dict with every counter at zero."""
-    return {**dict.fromkeys(STAT_COUNTERS, 0), "ops": {}}
-
-
-def merge_stats(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    """Return the sum of two stats dicts (nested counters added key by key)."""
-    out = dict(a)
-    for key, value in b.items():
-        if isinstance(value, dict):
-            out[key] = merge_stats(out.get(key) or {}, value)
-        else:
-            out[key] = out.get(key, 0) + value
-    return out
-
-
-def _count(stats: dict[str, Any], op: Op, outcome: str) -> None:
-    slot = stats["ops"].setdefault(f"{op.modality}:{op.name}", {"applied": 0, "skipped": 0})
-    slot[outcome] += 1
 
 
 def image_owners(messages: list[dict[str, Any]]) -> list[int]:
@@ -179,6 +152,119 @@ class _VariantBuilder:
         self.changed_audios.clear()
 
 
+class _Lane:
+    """How one modality's ops meet a variant: which targets each op draws for, and in what order.
+
+    `groups` yields (op, targets) in draw order; each target gets its own `p` roll and
+    `draw`, and a group's draws are applied (`applied` makes the recorded params) before
+    the next group is drawn, so later ops see what earlier ones did.
+    """
+
+    def __init__(self, builder: _VariantBuilder, stats: AugmentStats, flip_guard: str) -> None:
+        self.builder = builder
+        self.stats = stats
+        self.flip_guard = flip_guard
+
+    def groups(self, ops: list[Op]) -> Iterator[tuple[Op, list[int]]]:
+        raise NotImplementedError
+
+    def draw(self, op: Any, target: int, rng: np.random.Generator) -> Any:
+        raise NotImplementedError
+
+    def applied(self, op: Op, drawn: list[tuple[int, dict[str, Any]]]) -> list[dict[str, Any]]:
+        """Return the params to apply and record for a group's draws: one entry per draw."""
+        return [{"step": op.step, **params} for _, params in drawn]
+
+
+class _DialogueLane(_Lane):
+    """Each op draws once, on the whole conversation."""
+
+    def groups(self, ops: list[Op]) -> Iterator[tuple[Op, list[int]]]:
+        for op in ops:
+            yield op, [0]
+
+    def draw(self, op: Any, target: int, rng: np.random.Generator) -> Any:
+        return op.draw(rng, self.builder.state)
+
+
+class _MediaLane(_Lane):
+    """Item by item (each image or clip), every op in turn; the params name the item."""
+
+    media: ClassVar[str]  # the DialogueState list the items are in
+    target_key: ClassVar[str]  # the params key naming the item ("image": k)
+
+    def groups(self, ops: list[Op]) -> Iterator[tuple[Op, list[int]]]:
+        for k in range(len(getattr(self.builder.state, self.media))):
+            for op in ops:
+                yield op, [k]
+
+    def applied(self, op: Op, drawn: list[tuple[int, dict[str, Any]]]) -> list[dict[str, Any]]:
+        return [{"step": op.step, self.target_key: k, **params} for k, params in drawn]
+
+
+class _ImageLane(_MediaLane):
+    """A flip may be skipped, or swap left/right in the turns about its image."""
+
+    media, target_key = "images", "image"
+
+    def draw(self, op: Any, target: int, rng: np.random.Generator) -> Any:
+        guard = self._flip_guard(target) if op.is_horizontal_flip else {}
+        if guard.get("skip"):
+            return SKIPPED
+        return {**op.draw(rng, self.builder.image(target)), **guard}
+
+    def _flip_guard(self, k: int) -> dict[str, Any]:
+        """Return {} to flip freely, {"skip": True}, or {"swap_turns": [...]} when left/right are mentioned."""
+        messages = self.builder.state.messages
+        scope, shared = image_scope(messages, k)
+        mentioned = [i for i in scope if mentions_sides(messages[i]["content"])]
+        if not mentioned:
+            return {}
+        # A turn showing two images cannot say which one its "left" is about: never swap there.
+        if self.flip_guard == "skip" or shared:
+            self.stats.flip_guard_skipped += 1
+            return {"skip": True}
+        self.stats.flip_guard_swapped += 1
+        return {"swap_turns": mentioned}
+
+
+class _TextLane(_Lane):
+    """Op by op, every turn of the op's roles; one op's rewritten turns are applied together."""
+
+    def groups(self, ops: list[Op]) -> Iterator[tuple[Op, list[int]]]:
+        self.pattern = protection_pattern(protected_terms(self.builder.state.character))
+        for op in ops:
+            messages = self.builder.state.messages
+            yield op, [i for i, m in enumerate(messages) if m["role"] in op.roles]
+
+    def draw(self, op: Any, target: int, rng: np.random.Generator) -> Any:
+        params = op.draw(rng, self.builder.state.messages[target]["content"], self.pattern)
+        if params is SKIPPED:
+            self.stats.text_skipped += 1
+        return params
+
+    def applied(self, op: Op, drawn: list[tuple[int, dict[str, Any]]]) -> list[dict[str, Any]]:
+        turns = [[i, params["text"]] for i, params in drawn]
+        return [{"step": op.step, "turns": turns}] if turns else []
+
+
+class _AudioLane(_MediaLane):
+    media, target_key = "audios", "clip"
+
+    def draw(self, op: Any, target: int, rng: np.random.Generator) -> Any:
+        return op.draw(rng, self.builder.clip(target))
+
+
+# The draw order: each modality's generator is used up before the next one's is made.
+# Changing the order changes every variant.
+LANES: dict[str, type[_Lane]] = {
+    "dialogue": _DialogueLane,
+    "image": _ImageLane,
+    "text": _TextLane,
+    "audio": _AudioLane,
+}
+
+
 class RecordAugmenter:
     """Makes the augmented variants of canonical records for one recipe; cheap to build and to pickle.
 
@@ -220,9 +306,9 @@ class RecordAugmenter:
         # One modality's generator is used up before the next is asked for (see record_generator).
         return record_generator(record_seed(self.seed, record_id, copy, modality))
 
-    def variants(self, record: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    def variants(self, record: dict[str, Any]) -> tuple[list[dict[str, Any]], AugmentStats]:
         """Return (variants, stats) for one canonical record; variants in which no op applied are counted, not returned."""
-        stats = empty_stats()
+        stats = AugmentStats()
         out: list[dict[str, Any]] = []
         if not self.active:
             return out, stats
@@ -231,96 +317,43 @@ class RecordAugmenter:
             for copy in range(self.augment.copies):
                 builder = self._draw_variant(record, copy, stats, decoded)
                 if not builder.log:
-                    stats["empty_variants"] += 1
+                    stats.empty_variants += 1
                     continue
                 builder.changed_media()
                 out.append(self._assemble(record, copy, builder))
-                stats["variants"] += 1
+                stats.variants += 1
         return out, stats
 
     def _draw_variant(
         self,
         record: dict[str, Any],
         copy: int,
-        stats: dict[str, Any],
+        stats: AugmentStats,
         decoded: dict[tuple[str, int], Any],
     ) -> _VariantBuilder:
         builder = _VariantBuilder(
             record, mono_audio=self.augment.audio_channels == "mono", decoded=decoded
         )
-        rid = record["id"]
-
-        ops = self.ops
-        # A generator costs ~25 us to seed; modalities without ops never make one.
-        rng = self._rng(rid, copy, "dialogue") if ops["dialogue"] else None
-        for op in ops["dialogue"]:
-            if rng.random() >= op.p:
-                continue
-            params = op.draw(rng, builder.state)
-            if params is SKIPPED:
-                _count(stats, op, "skipped")
-            elif params is not None:
-                builder.apply(op, {"step": op.step, **params})
-                _count(stats, op, "applied")
-
-        rng = self._rng(rid, copy, "image") if ops["image"] else None
-        for k in range(len(builder.state.images) if rng else 0):
-            for op in ops["image"]:
-                if rng.random() >= op.p:
-                    continue
-                guard: dict[str, Any] = {}
-                if op.is_horizontal_flip:
-                    guard = self._flip_guard(builder.state.messages, k, stats)
-                    if guard.get("skip"):
-                        _count(stats, op, "skipped")
+        for modality, lane_class in LANES.items():
+            ops = self.ops[modality]
+            if not ops:
+                continue  # a generator costs ~25 us to seed; modalities without ops never make one
+            rng = self._rng(record["id"], copy, modality)
+            lane = lane_class(builder, stats, self.augment.flip_guard)
+            for op, targets in lane.groups(ops):
+                drawn = []
+                for target in targets:
+                    if rng.random() >= op.p:
                         continue
-                params = op.draw(rng, builder.image(k))
-                builder.apply(op, {"step": op.step, "image": k, **params, **guard})
-                _count(stats, op, "applied")
-
-        rng = self._rng(rid, copy, "text") if ops["text"] else None
-        pattern = protection_pattern(protected_terms(builder.state.character)) if rng else None
-        for op in ops["text"]:
-            turns = []
-            for i, message in enumerate(builder.state.messages):
-                if message["role"] not in op.roles or rng.random() >= op.p:
-                    continue
-                params = op.draw(rng, message["content"], pattern)
-                if params is SKIPPED:
-                    stats["text_skipped"] += 1
-                    _count(stats, op, "skipped")
-                elif params is not None:
-                    turns.append([i, params["text"]])
-            if turns:
-                builder.apply(op, {"step": op.step, "turns": turns})
-                _count(stats, op, "applied")
-
-        rng = self._rng(rid, copy, "audio") if ops["audio"] else None
-        for k in range(len(builder.state.audios) if rng else 0):
-            for op in ops["audio"]:
-                if rng.random() >= op.p:
-                    continue
-                params = op.draw(rng, builder.clip(k))
-                if params is None:
-                    continue
-                builder.apply(op, {"step": op.step, "clip": k, **params})
-                _count(stats, op, "applied")
+                    params = lane.draw(op, target, rng)
+                    if params is SKIPPED:
+                        stats.count(op.modality, op.name, "skipped")
+                    elif params is not None:
+                        drawn.append((target, params))
+                for params in lane.applied(op, drawn):
+                    builder.apply(op, params)
+                    stats.count(op.modality, op.name, "applied")
         return builder
-
-    def _flip_guard(
-        self, messages: list[dict[str, Any]], k: int, stats: dict[str, Any]
-    ) -> dict[str, Any]:
-        """Return {} to flip freely, {"skip": True}, or {"swap_turns": [...]} when left/right are mentioned."""
-        scope, shared = image_scope(messages, k)
-        mentioned = [i for i in scope if mentions_sides(messages[i]["content"])]
-        if not mentioned:
-            return {}
-        # A turn showing two images cannot say which one its "left" is about: never swap there.
-        if self.augment.flip_guard == "skip" or shared:
-            stats["flip_guard_skipped"] += 1
-            return {"skip": True}
-        stats["flip_guard_swapped"] += 1
-        return {"swap_turns": mentioned}
 
     def _assemble(
         self, record: dict[str, Any], copy: int, builder: _VariantBuilder

@@ -95,7 +95,11 @@ def build_op(modality: str, step: int, spec: Any) -> Op:
 
 
 def _located(where: str, name: str, exc: OpConfigError) -> str:
-    return f"{where} ({name}).{exc.key}: {exc}" if exc.key else f"{where} ({name}): {exc}"
+    """Return one line per problem, each naming the op's place, the op and the argument."""
+    return "\n".join(
+        f"{where} ({name}).{key}: {message}" if key else f"{where} ({name}): {message}"
+        for key, message in exc.problems
+    )
 
 
 def build_ops(cfg: AugmentConfig) -> dict[str, list[Op]]:

@@ -13,48 +13,58 @@ import inspect
 import math
 import re
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
+from pydantic import AfterValidator, BeforeValidator, Field
 
-from augmenters.base import (
-    SKIPPED,
-    Op,
-    OpConfigError,
-    pop_probability,
-    pop_roles,
-    reject_unknown,
-)
+from augmenters.base import SKIPPED, OpConfigError, ParamsOp, parse_params
+from augmenters.config import NonNegativeInt, OpParams, Probability
 from augmenters.protect import PLACEHOLDERS, has_letters, is_latin_script, segment_text
 from augmenters.randomness import draw_seed, seeded_globals
+from pipeline.record.schema import ROLES
 
 # A sentence every text op must handle; a dry run on it at recipe load catches bad values.
 CHECK_SENTENCE = "Yesterday the quick brown fox talked with a small friend near the old house."
 
 
-class TextOp(Op):
+def _one_or_many(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+def _known_roles(roles: list[str]) -> list[str]:
+    bad = [r for r in roles if r not in ROLES]
+    if bad:
+        raise ValueError(f"unknown role(s) {bad}; use {list(ROLES)}")
+    return roles
+
+
+# `roles: user` reads as `roles: [user]`.
+Roles = Annotated[
+    list[str],
+    BeforeValidator(_one_or_many),
+    AfterValidator(_known_roles),
+    Field(min_length=1, description=f"a non-empty list of roles from {list(ROLES)}"),
+]
+
+
+class TextOp(ParamsOp):
     """A text op: rewrites the editable segments of one turn; `roles` says which turns it may touch."""
 
+    class Params(OpParams):
+        # A character's lines are training targets: by default only user turns are noised.
+        roles: Roles = ["user"]
+
+    params: Params
     modality = "text"
     # "latin": the op only makes sense for Latin-script text (keyboard typos, English
     # WordNet); other text is passed through and counted as skipped. "any": model-based.
     scripts: ClassVar[str] = "latin"
 
-    def __init__(self, name: str, step: int, p: float, roles: tuple[str, ...]) -> None:
-        super().__init__(name, step, p)
-        self.roles = roles
-
-    @classmethod
-    def from_spec(cls, name: str, step: int, args: dict[str, Any]) -> TextOp:
-        args = dict(args)
-        p = pop_probability(args, cls.default_p)
-        roles = pop_roles(args)
-        return cls(name, step, p, roles, **cls.parse_args(name, args))
-
-    @classmethod
-    def parse_args(cls, name: str, args: dict[str, Any]) -> dict[str, Any]:
-        """Return the op's own constructor arguments from `args`, validated; raise OpConfigError."""
-        raise NotImplementedError
+    @property
+    def roles(self) -> list[str]:
+        """The roles of the turns this op may rewrite."""
+        return self.params.roles
 
     def rewrite(self, pieces: list[str], rng: np.random.Generator) -> list[str]:
         """Return the rewritten form of each editable piece (same length list)."""
@@ -100,8 +110,8 @@ class NlpaugOp(TextOp):
         "RandomCharAug": "nlpaug.augmenter.char",
     }
 
-    def __init__(self, name: str, step: int, p: float, roles: tuple[str, ...], **kwargs: Any):
-        super().__init__(name, step, p, roles)
+    def __init__(self, name: str, step: int, params: TextOp.Params, kwargs: dict[str, Any]):
+        super().__init__(name, step, params)
         self.kwargs = kwargs
 
     @classmethod
@@ -110,13 +120,19 @@ class NlpaugOp(TextOp):
         return getattr(importlib.import_module(cls.MODULES[name]), name)
 
     @classmethod
-    def parse_args(cls, name: str, args: dict[str, Any]) -> dict[str, Any]:
-        params = inspect.signature(cls.library_class(name).__init__).parameters
-        for key in args:
+    def from_spec(cls, name: str, step: int, args: dict[str, Any]) -> NlpaugOp:
+        """Return the op: `p` and `roles` are ours, every other argument is nlpaug's to check."""
+        params = parse_params(
+            cls.Params, {k: v for k, v in args.items() if k in cls.Params.model_fields}
+        )
+        kwargs = {k: v for k, v in args.items() if k not in cls.Params.model_fields}
+        signature = inspect.signature(cls.library_class(name).__init__).parameters
+        for key in kwargs:
             if key in _NLPAUG_NOT_FROM_RECIPE:
                 raise OpConfigError("cannot be set from a recipe", key=key)
-        reject_unknown(args, set(params) - _NLPAUG_NOT_FROM_RECIPE)
-        return args
+            if key not in signature:
+                raise OpConfigError("unknown argument", key=key)
+        return cls(name, step, params, kwargs)
 
     def _augmenter(self) -> Any:
         aug = getattr(self, "_lazy_aug", None)
@@ -183,62 +199,43 @@ def aug_count(size: int, aug_p: float, aug_min: int | None, aug_max: int | None)
     return cnt
 
 
+def _compiles(pattern: str) -> str:
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"not a valid regex: {exc}") from None
+    return pattern
+
+
 class WordOp(TextOp):
     """Base of our word-level ops: nlpaug's count arguments and stopwords; edits keep the text's spacing."""
 
-    ARGS: ClassVar[frozenset[str]] = frozenset(
-        {"aug_min", "aug_max", "aug_p", "stopwords", "stopwords_regex"}
-    )
+    class Params(TextOp.Params):
+        # How many words to change, as nlpaug counts: ceil(aug_p * words), then clamped.
+        aug_min: NonNegativeInt | None = Field(1, description="a non-negative integer")
+        aug_max: NonNegativeInt | None = Field(10, description="a non-negative integer")
+        aug_p: Probability = 0.3
+        stopwords: list[str] | None = Field(None, description="a list of words")
+        stopwords_regex: Annotated[str, AfterValidator(_compiles)] | None = None
+
+    params: Params
     # Words never chosen unless the recipe's own stopwords say otherwise.
     builtin_stopwords: ClassVar[frozenset[str]] = frozenset()
 
-    def __init__(
-        self,
-        name: str,
-        step: int,
-        p: float,
-        roles: tuple[str, ...],
-        aug_min: int = 1,
-        aug_max: int | None = 10,
-        aug_p: float = 0.3,
-        stopwords: list[str] | None = None,
-        stopwords_regex: str | None = None,
-    ) -> None:
-        super().__init__(name, step, p, roles)
-        self.aug_min, self.aug_max, self.aug_p = aug_min, aug_max, aug_p
-        self.stopwords = frozenset(w.lower() for w in stopwords or ())
-        self.stopwords_regex = stopwords_regex
-
-    @classmethod
-    def parse_args(cls, name: str, args: dict[str, Any]) -> dict[str, Any]:
-        reject_unknown(args, cls.ARGS)
-        out = dict(args)
-        aug_p = out.get("aug_p", 0.3)
-        if isinstance(aug_p, bool) or not isinstance(aug_p, (int, float)) or not 0 <= aug_p <= 1:
-            raise OpConfigError(f"must be a number between 0 and 1, got {aug_p!r}", key="aug_p")
-        for key in ("aug_min", "aug_max"):
-            v = out.get(key, 1)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
-                raise OpConfigError(f"must be a non-negative integer, got {v!r}", key=key)
-        sw = out.get("stopwords")
-        if sw is not None and not (isinstance(sw, list) and all(isinstance(w, str) for w in sw)):
-            raise OpConfigError("must be a list of words", key="stopwords")
-        if out.get("stopwords_regex") is not None:
-            try:
-                re.compile(out["stopwords_regex"])
-            except (re.error, TypeError) as exc:
-                raise OpConfigError(f"not a valid regex: {exc}", key="stopwords_regex") from None
-        return out
+    def __init__(self, name: str, step: int, params: Params) -> None:
+        super().__init__(name, step, params)
+        self.stopwords = frozenset(w.lower() for w in params.stopwords or ())
 
     def _eligible(self, word: str) -> bool:
         low = word.lower()
         if low in self.builtin_stopwords or low in self.stopwords:
             return False
-        return not (self.stopwords_regex and re.fullmatch(self.stopwords_regex, word))
+        regex = self.params.stopwords_regex
+        return not (regex and re.fullmatch(regex, word))
 
     def count(self, size: int) -> int:
         """Return how many of `size` tokens to change."""
-        return aug_count(size, self.aug_p, self.aug_min, self.aug_max)
+        return aug_count(size, self.params.aug_p, self.params.aug_min, self.params.aug_max)
 
     def rewrite(self, pieces: list[str], rng: np.random.Generator) -> list[str]:
         return [self._rewrite_one(piece, rng) for piece in pieces]
@@ -270,31 +267,19 @@ class RandomWordAug(WordOp):
     Here a word is a whitespace-delimited token, so punctuation travels with its word.
     """
 
-    ARGS = WordOp.ARGS | {"action", "target_words"}
-    ACTIONS = ("delete", "swap", "substitute", "crop")
+    class Params(WordOp.Params):
+        action: Literal["delete", "swap", "substitute", "crop"] = "delete"
+        # What `substitute` writes in place of a word (nlpaug's default: "_").
+        target_words: Annotated[list[str], Field(min_length=1)] | None = Field(
+            None, description="a non-empty list of words"
+        )
 
-    def __init__(
-        self, *args: Any, action: str = "delete", target_words: list[str] | None = None, **kw: Any
-    ):
-        super().__init__(*args, **kw)
-        self.action = action
-        self.target_words = target_words or ["_"]
+    params: Params
 
-    @classmethod
-    def parse_args(cls, name: str, args: dict[str, Any]) -> dict[str, Any]:
-        args = dict(args)
-        own = {k: args.pop(k) for k in ("action", "target_words") if k in args}
-        out = super().parse_args(name, args)
-        if own.get("action", "delete") not in cls.ACTIONS:
-            raise OpConfigError(
-                f"must be one of {list(cls.ACTIONS)}, got {own['action']!r}", key="action"
-            )
-        tw = own.get("target_words")
-        if tw is not None and not (
-            isinstance(tw, list) and tw and all(isinstance(w, str) for w in tw)
-        ):
-            raise OpConfigError("must be a non-empty list of words", key="target_words")
-        return {**out, **own}
+    def __init__(self, name: str, step: int, params: Params) -> None:
+        super().__init__(name, step, params)
+        self.action = params.action
+        self.target_words = params.target_words or ["_"]
 
     def _rewrite_one(self, piece: str, rng: np.random.Generator) -> str:
         tokens = list(_TOKEN.finditer(piece))
@@ -378,26 +363,17 @@ def _keep_sentence_case(words: list[str], original: list[str]) -> None:
 class SplitAug(WordOp):
     """Split words in two at a random inner position (nlpaug's SplitAug arguments), spacing kept."""
 
-    ARGS = WordOp.ARGS | {"min_char"}
+    class Params(WordOp.Params):
+        min_char: int = Field(4, ge=2, description="an integer >= 2")
 
-    def __init__(self, *args: Any, min_char: int = 4, **kw: Any):
-        super().__init__(*args, **kw)
-        self.min_char = min_char
-
-    @classmethod
-    def parse_args(cls, name: str, args: dict[str, Any]) -> dict[str, Any]:
-        args = dict(args)
-        own = {"min_char": args.pop("min_char")} if "min_char" in args else {}
-        out = super().parse_args(name, args)
-        v = own.get("min_char", 4)
-        if isinstance(v, bool) or not isinstance(v, int) or v < 2:
-            raise OpConfigError(f"must be an integer >= 2, got {v!r}", key="min_char")
-        return {**out, **own}
+    params: Params
 
     def _rewrite_one(self, piece: str, rng: np.random.Generator) -> str:
         words = list(_WORD.finditer(piece))
         options = [
-            m for m in words if len(m.group(0)) >= self.min_char and self._eligible(m.group(0))
+            m
+            for m in words
+            if len(m.group(0)) >= self.params.min_char and self._eligible(m.group(0))
         ]
         count = min(self.count(len(words)), len(options))
         if count <= 0:
@@ -460,22 +436,14 @@ class SynonymAug(WordSubstitutionOp):
     nltk's WordNet reader, which cannot open Debian's wordnet-base folder.
     """
 
-    ARGS = WordSubstitutionOp.ARGS | {"aug_src", "lang"}
-
-    @classmethod
-    def parse_args(cls, name: str, args: dict[str, Any]) -> dict[str, Any]:
-        args = dict(args)
-        aug_src = args.pop("aug_src", "wordnet")
-        if aug_src != "wordnet":
-            raise OpConfigError(
-                f"only 'wordnet' is supported offline, got {aug_src!r}", key="aug_src"
-            )
-        lang = args.pop("lang", "eng")
-        if lang != "eng":
-            raise OpConfigError(
-                f"the WordNet 3.0 database is English only ('eng'), got {lang!r}", key="lang"
-            )
-        return super().parse_args(name, args)
+    class Params(WordSubstitutionOp.Params):
+        # nlpaug's arguments, each with the one value that works offline.
+        aug_src: Literal["wordnet"] = Field(
+            "wordnet", description="'wordnet' (the only source available offline)"
+        )
+        lang: Literal["eng"] = Field(
+            "eng", description="'eng' (the WordNet 3.0 database is English only)"
+        )
 
     def _wordnet(self) -> Any:
         wn = getattr(self, "_lazy_wordnet", None)
@@ -510,27 +478,16 @@ class SpellingAug(WordSubstitutionOp):
     nlpaug ships (`nlpaug/res/word/spelling/spelling_en.txt`).
     """
 
-    ARGS = WordSubstitutionOp.ARGS | {"dict_path", "include_reverse"}
+    class Params(WordSubstitutionOp.Params):
+        dict_path: str | None = Field(None, description="a path to a misspelling dictionary file")
+        # Also map each misspelling back to its word.
+        include_reverse: bool = True
 
-    def __init__(
-        self, *args: Any, dict_path: str | None = None, include_reverse: bool = True, **kw: Any
-    ):
-        super().__init__(*args, **kw)
-        self.dict_path = dict_path
-        self.include_reverse = include_reverse
-
-    @classmethod
-    def parse_args(cls, name: str, args: dict[str, Any]) -> dict[str, Any]:
-        args = dict(args)
-        own = {k: args.pop(k) for k in ("dict_path", "include_reverse") if k in args}
-        out = super().parse_args(name, args)
-        if "dict_path" in own and not isinstance(own["dict_path"], str):
-            raise OpConfigError("must be a path to a misspelling dictionary file", key="dict_path")
-        return {**out, **own}
+    params: Params
 
     def _path(self) -> str:
-        if self.dict_path:
-            return self.dict_path
+        if self.params.dict_path:
+            return self.params.dict_path
         spec = importlib.util.find_spec("nlpaug")
         if spec is None or not spec.submodule_search_locations:
             raise OpConfigError("nlpaug is not installed; give dict_path", key="dict_path")
@@ -539,7 +496,7 @@ class SpellingAug(WordSubstitutionOp):
     def _table(self) -> dict[str, list[str]]:
         table = getattr(self, "_lazy_table", None)
         if table is None:
-            table = load_spelling_table(self._path(), self.include_reverse)
+            table = load_spelling_table(self._path(), self.params.include_reverse)
             self._lazy_table = table
         return table
 

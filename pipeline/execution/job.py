@@ -33,6 +33,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from augmenters.stats import AugmentStats
 from pipeline.execution.cluster import (
     StageResources,
     cluster_cpus,
@@ -46,7 +47,6 @@ from pipeline.recipe import Recipe, parse_size
 from pipeline.record.ids import new_run_id
 from pipeline.record.rejection import QuarantineEntry, TooManyBadRecords, check_bad_fraction
 from pipeline.record.schema import RECORD_SCHEMA, SPLITS, WORK_SCHEMA, records_to_table
-from pipeline.stages.base import empty_augment_stats
 from pipeline.stages.dedup import DedupStage
 from pipeline.store.commit import (
     STAGES,
@@ -237,7 +237,7 @@ class DataJob:
         self.staging = self.store.staging_dir(self.run_id)
         self.counts = {name: StageCounts() for name in STAGES}
         self.reasons: Counter[str] = Counter()
-        self.stats = empty_augment_stats()
+        self.stats = AugmentStats()
         self.originals: Counter[str] = Counter()
         self.rows: Counter[str] = Counter()
         self.quarantine = QuarantineWriter(self.store.quarantine_path(self.run_id))
@@ -292,9 +292,7 @@ class DataJob:
                 if "quarantine" in message:
                     self._quarantine(counts, QuarantineEntry(**message["quarantine"]))
                 elif "stats" in message:
-                    from augmenters import merge_stats
-
-                    self.stats = merge_stats(self.stats, message["stats"])
+                    self.stats.merge(AugmentStats.from_dict(message["stats"]))
             table = table.filter(pc.invert(has_side))
         return table
 
@@ -407,7 +405,7 @@ class DataJob:
                 )
         counts.extra = {
             "variants": variants,
-            "empty_variants": int(self.stats.get("empty_variants", 0)),
+            "empty_variants": self.stats.empty_variants,
         }
         self.progress.finish("augment")
         table = pa.concat_tables(index) if index else INDEX_SCHEMA.empty_table()
@@ -464,7 +462,7 @@ class DataJob:
             "code_version": code_version(),
             "counts": {name: c.to_dict() for name, c in self.counts.items()},
             "quarantine": {"path": quarantine_path, "reasons": dict(sorted(self.reasons.items()))},
-            "augmentation": augmentation_summary(self.recipe, self.stats),
+            "augmentation": augmentation_summary(self.recipe, self.stats.to_dict()),
             "dedup": {"duplicates": duplicates},
             "splits": {s: self.rows.get(s, 0) for s in SPLITS},
             "originals": {s: self.originals.get(s, 0) for s in SPLITS},

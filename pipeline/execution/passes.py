@@ -18,6 +18,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from augmenters.stats import AugmentStats
 from pipeline.recipe import MediaLimits, SplitConfig
 from pipeline.record.rejection import QuarantineEntry
 from pipeline.record.schema import (
@@ -57,7 +58,7 @@ def _pass_output(
     records: pa.Table,
     keys: list[str] | None,
     rejected: list[QuarantineEntry],
-    stats: dict[str, Any] | None = None,
+    stats: AugmentStats | None = None,
 ) -> pa.Table:
     records = records.select(WORK_SCHEMA.names)
     key_column = (
@@ -69,7 +70,7 @@ def _pass_output(
     )
     side = [{"quarantine": entry.to_dict()} for entry in rejected]
     if stats is not None:
-        side.append({"stats": stats})
+        side.append({"stats": stats.to_dict()})
     if side:
         records = pa.concat_tables([records.cast(PASS_SCHEMA), _side_rows(side)])
     return records.cast(PASS_SCHEMA)

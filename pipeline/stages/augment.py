@@ -9,6 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from augmenters.stats import AugmentStats
 from pipeline.record.rejection import QuarantineEntry, quarantine_entry
 from pipeline.record.schema import (
     AUDIO_PLACEHOLDER,
@@ -16,7 +17,7 @@ from pipeline.record.schema import (
     count_placeholders,
     records_to_table,
 )
-from pipeline.stages.base import StageResult, empty_augment_stats
+from pipeline.stages.base import StageResult
 
 
 class AugmentStage:
@@ -52,8 +53,6 @@ class AugmentStage:
     def apply(self, table: pa.Table) -> StageResult:
         if self.augmenter is None:
             return StageResult(table)
-        from augmenters import merge_stats
-
         is_train = pc.fill_null(pc.equal(table["split"], "train"), False).to_numpy(
             zero_copy_only=False
         )
@@ -61,7 +60,7 @@ class AugmentStage:
         keep = np.ones(table.num_rows, dtype=bool)
         variants: list[dict[str, Any]] = []
         rejected: list[QuarantineEntry] = []
-        stats = empty_augment_stats()
+        stats = AugmentStats()
         records = table.take(pa.array(train_rows, pa.int64())).to_pylist()
         # The augmenter may offer one scope for a batch of records (it saves and restores
         # global RNG states once instead of per record).
@@ -77,7 +76,7 @@ class AugmentStage:
                     rejected.append(quarantine_entry(self.name, record, "augment_error", message))
                     continue
                 variants.extend(produced)
-                stats = merge_stats(stats, record_stats)
+                stats.merge(record_stats)
         originals = table.filter(pa.array(keep))
         if variants:
             produced_table = records_to_table(variants, table.schema)

@@ -3,23 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import pyarrow as pa
 
+from augmenters.stats import AugmentStats
 from pipeline.record.rejection import QuarantineEntry
-
-
-def empty_augment_stats() -> dict[str, Any]:
-    """Return augmentation stats with every counter at zero (the shape merge_stats keeps)."""
-    return {
-        "variants": 0,
-        "empty_variants": 0,
-        "ops": {},
-        "flip_guard_skipped": 0,
-        "flip_guard_swapped": 0,
-        "text_skipped": 0,
-    }
 
 
 @dataclass
@@ -28,4 +16,4 @@ class StageResult:
 
     table: pa.Table
     rejected: list[QuarantineEntry] = field(default_factory=list)
-    stats: dict[str, Any] | None = None
+    stats: AugmentStats | None = None

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+from augmenters.stats import OpCounts
 from pipeline.recipe import MediaLimits
 from pipeline.record.schema import count_placeholders
 from pipeline.stages.validate import validate_record
 from tests.augmenters.conftest import make_augmenter, make_record
+from tests.augmenters.op_table import OPS, OpRow
 
 
 def long_record():
@@ -88,5 +92,18 @@ def test_user_name_swap_without_a_user_name_is_skipped_and_counted():
         m["name"] = None
     variants, stats = make_augmenter(copies=2, dialogue=[{"op": "UserNameSwap"}]).variants(record)
     assert variants == []
-    assert stats["ops"]["dialogue:UserNameSwap"] == {"applied": 0, "skipped": 2}
-    assert stats["empty_variants"] == 2
+    assert stats.ops["dialogue:UserNameSwap"] == OpCounts(applied=0, skipped=2)
+    assert stats.empty_variants == 2
+
+
+DIALOGUE_ROWS = [r for r in OPS if r.modality == "dialogue"]
+
+
+@pytest.mark.parametrize("row", DIALOGUE_ROWS, ids=[r.id for r in DIALOGUE_ROWS])
+def test_every_dialogue_op_of_the_table_leaves_a_valid_record(row: OpRow):
+    # Dialogue ops change a conversation's shape: media must still follow their placeholders.
+    variants, _ = make_augmenter(copies=6, dialogue=[row.spec]).variants(long_record())
+    assert variants
+    for v in variants:
+        validate_record(v, MediaLimits())
+        assert any(m["role"] == "assistant" for m in v["messages"])

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from augmenters.image import decode_image, image_format
+from augmenters.stats import OpCounts
 from tests.augmenters.conftest import (
     jpeg_bytes,
     make_augmenter,
@@ -16,6 +17,7 @@ from tests.augmenters.conftest import (
     png_rgba_bytes,
     wav_bytes,
 )
+from tests.augmenters.op_table import OPS, OpRow
 
 FLIP = [{"op": "HorizontalFlip", "p": 1.0}]
 
@@ -34,15 +36,15 @@ def test_a_flip_is_skipped_and_counted_when_the_dialogue_mentions_left_or_right(
     record = left_right_record()
     variants, stats = make_augmenter(copies=3, image=FLIP).variants(record)
     assert variants == []
-    assert stats["flip_guard_skipped"] == 3
-    assert stats["ops"]["image:HorizontalFlip"] == {"applied": 0, "skipped": 3}
+    assert stats.flip_guard_skipped == 3
+    assert stats.ops["image:HorizontalFlip"] == OpCounts(applied=0, skipped=3)
 
 
 def test_with_flip_guard_swap_the_words_of_the_turns_about_that_image_are_swapped():
     record = left_right_record()
     variants, stats = make_augmenter(copies=1, image=FLIP, flip_guard="swap").variants(record)
     (v,) = variants
-    assert stats["flip_guard_swapped"] == 1
+    assert stats.flip_guard_swapped == 1
     assert v["messages"][1]["content"] == "What is on the right side of <image> this photo?"
     assert (
         v["messages"][2]["content"]
@@ -62,7 +64,7 @@ def test_with_flip_guard_swap_the_words_of_the_turns_about_that_image_are_swappe
 
 def test_a_flip_without_left_or_right_in_the_dialogue_just_happens():
     variants, stats = make_augmenter(copies=2, image=FLIP).variants(make_record())
-    assert len(variants) == 2 and stats["flip_guard_skipped"] == 0
+    assert len(variants) == 2 and stats.flip_guard_skipped == 0
 
 
 @pytest.mark.parametrize(
@@ -121,3 +123,42 @@ def test_audio_variants_are_flac_at_the_input_rate_with_channels_as_asked(channe
     assert (container, rate, samples.shape[1]) == ("FLAC", 22050, expected)
     assert v["audios"][0]["path"] == "audio/song.flac"
     assert abs(len(samples) - len(original) / 1.25) <= 2  # 1.25x faster: 1/1.25 of the samples
+
+
+def _media_rows(modality: str) -> list:
+    rows = [r for r in OPS if r.modality == modality]
+    return [pytest.param(r, id=r.id, marks=KNOWN_FAILURES.get(r.id, ())) for r in rows]
+
+
+# Found by the table walk below; the op raises, and the augment stage quarantines the
+# whole record as augment_error. Fixing it belongs to the image codec/op (image.py).
+KNOWN_FAILURES = {
+    "image:ColorJitter": pytest.mark.xfail(
+        raises=TypeError,
+        strict=True,
+        reason="albumentations' ColorJitter takes 1 or 3 channels; an RGBA PNG has 4",
+    )
+}
+
+
+@pytest.mark.parametrize("row", _media_rows("image"))
+def test_every_image_op_of_the_table_keeps_a_png_with_alpha_a_png_with_alpha(row: OpRow):
+    record = make_record(images=[{"bytes": png_rgba_bytes(), "path": "images/a.png"}])
+    variants, _ = make_augmenter(copies=4, image=[row.spec]).variants(record)
+    assert variants
+    for v in variants:
+        (image,) = v["images"]
+        assert image_format(image["bytes"]) == "png" and image["path"] == "images/a.png"
+        assert decode_image(image["bytes"]).shape[2] == 4
+
+
+@pytest.mark.parametrize("row", _media_rows("audio"))
+def test_every_audio_op_of_the_table_writes_flac_at_the_input_rate_and_channels(row: OpRow):
+    record = make_record(
+        audios=[{"bytes": wav_bytes(channels=2, rate=22050), "path": "audio/song.wav"}]
+    )
+    variants, _ = make_augmenter(copies=4, audio=[row.spec]).variants(record)
+    assert variants
+    for v in variants:
+        samples, rate, container = _read(v["audios"][0]["bytes"])
+        assert (container, rate, samples.shape[1]) == ("FLAC", 22050, 2)

@@ -1,223 +1,26 @@
-"""One parametrised walk over the registry: every op validates, applies, records and replays byte-identically."""
+"""The registry walk over the op table: every op validates, applies, records and replays byte-identically;
+bad arguments are refused naming op and key."""
 
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from augmenters import registered_names, validate_augment_config
+from augmenters.base import ParamsOp
 from augmenters.config import AugmentConfig
+from augmenters.registry import op_class
 from pipeline.record.config import RecipeError
 from tests.augmenters.conftest import make_augmenter, make_record
-
-BOTH = ["user", "assistant"]
-
-# (modality, a good spec, a bad variant of it, what the error must name)
-OPS: list[tuple[str, dict[str, Any], dict[str, Any], str]] = [
-    # text: nlpaug classes
-    (
-        "text",
-        {"op": "KeyboardAug", "roles": BOTH},
-        {"op": "KeyboardAug", "tokenizer": "split"},
-        "(KeyboardAug).tokenizer: cannot be set from a recipe",
-    ),
-    (
-        "text",
-        {"op": "OcrAug", "roles": BOTH},
-        {"op": "OcrAug", "roles": ["narrator"]},
-        "(OcrAug).roles: unknown role",
-    ),
-    (
-        "text",
-        {"op": "RandomCharAug", "action": "insert", "roles": BOTH},
-        {"op": "RandomCharAug", "aug_char_p": "lots"},
-        "(RandomCharAug): nlpaug failed on a test sentence",
-    ),
-    (
-        "text",
-        {"op": "RandomCharAug", "action": "delete", "roles": BOTH},
-        {"op": "RandomCharAug", "p": 1.5},
-        "(RandomCharAug).p: must be a number between 0 and 1",
-    ),
-    (
-        "text",
-        {"op": "RandomWordAug", "action": "swap", "roles": BOTH},
-        {"op": "RandomWordAug", "action": "teleport"},
-        "(RandomWordAug).action: must be one of ['delete', 'swap', 'substitute', 'crop']",
-    ),
-    (
-        "text",
-        {"op": "RandomWordAug", "action": "delete", "roles": BOTH},
-        {"op": "RandomWordAug", "aug_p": 2},
-        "(RandomWordAug).aug_p: must be a number between 0 and 1",
-    ),
-    (
-        "text",
-        {"op": "RandomWordAug", "action": "crop", "roles": BOTH},
-        {"op": "RandomWordAug", "target_words": "x"},
-        "(RandomWordAug).target_words: must be a non-empty list",
-    ),
-    (
-        "text",
-        {"op": "RandomWordAug", "action": "substitute", "target_words": ["blah"], "roles": BOTH},
-        {"op": "RandomWordAug", "stopwords_regex": "("},
-        "(RandomWordAug).stopwords_regex: not a valid regex",
-    ),
-    (
-        "text",
-        {"op": "SplitAug", "roles": BOTH},
-        {"op": "SplitAug", "min_chars": 3},
-        "(SplitAug).min_chars: unknown argument",
-    ),
-    (
-        "text",
-        {"op": "SpellingAug", "roles": BOTH, "aug_p": 0.5},
-        {"op": "SpellingAug", "dict_path": "/nonexistent/spelling.txt"},
-        "(SpellingAug).dict_path: misspelling dictionary /nonexistent/spelling.txt not found",
-    ),
-    (
-        "text",
-        {"op": "SynonymAug", "roles": BOTH, "aug_p": 0.5},
-        {"op": "SynonymAug", "aug_src": "ppdb"},
-        "(SynonymAug).aug_src: only 'wordnet' is supported offline",
-    ),
-    (
-        "text",
-        {"op": "ContextualWordEmbsAug", "model_path": "{bert}", "top_k": 20},
-        {"op": "ContextualWordEmbsAug", "model_path": "bert-base-uncased"},
-        "(ContextualWordEmbsAug).model_path: 'bert-base-uncased' is not a local path; download it first with `hf download bert-base-uncased",
-    ),
-    (
-        "text",
-        {
-            "op": "BackTranslationAug",
-            "from_model_name": "{t5}",
-            "to_model_name": "{t5}",
-            "max_length": 8,
-        },
-        {
-            "op": "BackTranslationAug",
-            "from_model_name": "facebook/wmt19-en-de",
-            "to_model_name": "{t5}",
-        },
-        "(BackTranslationAug).from_model_name: 'facebook/wmt19-en-de' is not a local path",
-    ),
-    # dialogue: own ops
-    (
-        "dialogue",
-        {"op": "ContextWindow", "min_turns": 2},
-        {"op": "ContextWindow", "min_turns": 0},
-        "(ContextWindow).min_turns: must be an integer >= 1",
-    ),
-    (
-        "dialogue",
-        {"op": "SystemPromptVariants", "prompts": ["You are {name}. Stay in character."]},
-        {"op": "SystemPromptVariants", "prompts": ["<image> hi"]},
-        "(SystemPromptVariants).prompts: a system prompt may not contain media placeholders",
-    ),
-    (
-        "dialogue",
-        {"op": "SystemPromptVariants", "drop": 1.0},
-        {"op": "SystemPromptVariants", "drop": "often"},
-        "(SystemPromptVariants).drop: must be a number",
-    ),
-    (
-        "dialogue",
-        {"op": "UserNameSwap", "names": ["Alice", "Carol"]},
-        {"op": "UserNameSwap", "names": []},
-        "(UserNameSwap).names: must be a non-empty list",
-    ),
-    # image: albumentations classes
-    (
-        "image",
-        {"op": "HorizontalFlip", "p": 1.0},
-        {"op": "HorizontalFlip", "q": 1},
-        "augment.image[0] (HorizontalFlip).q: unknown argument",
-    ),
-    (
-        "image",
-        {"op": "RandomResizedCrop", "size": [32, 32], "scale": [0.5, 1.0]},
-        {"op": "RandomResizedCrop", "size": [32, 32], "scale": [1.5, 0.5]},
-        "(RandomResizedCrop).scale",
-    ),
-    (
-        "image",
-        {"op": "ColorJitter", "p": 1.0, "hue": 0.1},
-        {"op": "ColorJitter", "brightness": -1},
-        "(ColorJitter).brightness: If brightness is a single number",
-    ),
-    (
-        "image",
-        {"op": "GaussNoise", "p": 1.0},
-        {"op": "GaussNoise", "std_range": [0.5, 0.1]},
-        "(GaussNoise).std_range",
-    ),
-    (
-        "image",
-        {"op": "Rotate", "limit": 20, "p": 1.0},
-        {"op": "Rotate", "limit": "wide"},
-        "(Rotate).limit",
-    ),
-    (
-        "image",
-        {"op": "RandomBrightnessContrast", "p": 1.0},
-        {"op": "RandomBrightnessContrast", "p": -1},
-        "(RandomBrightnessContrast).p",
-    ),
-    # audio: audiomentations classes and our SpeedPerturb
-    (
-        "audio",
-        {"op": "AddGaussianNoise", "p": 1.0},
-        {"op": "AddGaussianNoise", "min_amplitude": -1.0},
-        "(AddGaussianNoise).min_amplitude",
-    ),
-    (
-        "audio",
-        {"op": "Gain", "p": 1.0},
-        {"op": "Gain", "min_gain_db": 6.0, "max_gain_db": -6.0},
-        "(Gain).min_gain_db: min_gain_db cannot be greater than max_gain_db",
-    ),
-    ("audio", {"op": "Shift", "p": 1.0}, {"op": "Shift", "shift_unit": "lightyears"}, "(Shift)"),
-    (
-        "audio",
-        {"op": "PitchShift", "p": 1.0},
-        {"op": "PitchShift", "semitones": 3},
-        "(PitchShift).semitones: unknown argument",
-    ),
-    (
-        "audio",
-        {"op": "SpeedPerturb", "factors": [0.9, 1.1]},
-        {"op": "SpeedPerturb", "factors": [3.0]},
-        "(SpeedPerturb).factors: must be a non-empty list of speed factors",
-    ),
-]
-
-
-def _ids(row: tuple[str, dict[str, Any], dict[str, Any], str]) -> str:
-    extra = row[1].get("action") or ("drop" if "drop" in row[1] else "")
-    return f"{row[0]}:{row[1]['op']}" + (f":{extra}" if extra else "")
-
-
-def _resolve(spec: dict[str, Any], models: dict[str, str] | None) -> dict[str, Any]:
-    if not any(isinstance(v, str) and v.startswith("{") for v in spec.values()):
-        return spec
-    assert models is not None
-    return {
-        k: (models[v[1:-1]] if isinstance(v, str) and v.startswith("{") else v)
-        for k, v in spec.items()
-    }
+from tests.augmenters.op_table import OPS, OpRow, with_models
 
 
 @pytest.fixture
 def models(request: pytest.FixtureRequest):
     """Yield the tiny model folders when the row needs them (torch on one thread meanwhile), else None."""
-    row = request.node.callspec.params["row"]
-    needs = any(
-        isinstance(v, str) and v.startswith("{") for spec in row[1:3] for v in spec.values()
-    )
-    if not needs:
+    if not request.node.callspec.params["row"].needs_models:
         yield None
         return
     import torch
@@ -231,19 +34,18 @@ def models(request: pytest.FixtureRequest):
         torch.set_num_threads(threads)
 
 
-@pytest.mark.parametrize("row", OPS, ids=[_ids(r) for r in OPS])
-def test_every_op_validates_applies_records_and_replays_byte_identically(row, models):
-    modality, spec, _, _ = row
-    spec = _resolve(spec, models)
-    augmenter = make_augmenter(copies=4, **{modality: [spec]})
+@pytest.mark.parametrize("row", OPS, ids=[r.id for r in OPS])
+def test_every_op_validates_applies_records_and_replays_byte_identically(row: OpRow, models):
+    spec = with_models(row.spec, models)
+    augmenter = make_augmenter(copies=4, **{row.modality: [spec]})
     record = make_record()
     variants, stats = augmenter.variants(record)
 
     assert variants, f"{spec['op']} never applied in 4 copies: {stats}"
-    assert stats["ops"][f"{modality}:{spec['op']}"]["applied"] == len(variants)
+    assert stats.ops[f"{row.modality}:{spec['op']}"].applied == len(variants)
     for variant in variants:
         (entry,) = variant["augmentation"]["ops"]
-        assert (entry["modality"], entry["op"]) == (modality, spec["op"])
+        assert (entry["modality"], entry["op"]) == (row.modality, spec["op"])
         params = json.loads(entry["params"])
         assert params["step"] == 0
         assert variant != {
@@ -256,25 +58,76 @@ def test_every_op_validates_applies_records_and_replays_byte_identically(row, mo
     assert record == make_record(), "the input record must not be modified"
 
 
-@pytest.mark.parametrize("row", OPS, ids=[_ids(r) for r in OPS])
-def test_a_bad_parameter_is_rejected_naming_op_and_key(row, models):
-    modality, _, bad, expected = row
-    bad = _resolve(bad, models)
+@pytest.mark.parametrize("row", OPS, ids=[r.id for r in OPS])
+def test_a_bad_parameter_is_rejected_naming_op_and_key(row: OpRow, models):
+    bad = with_models(row.bad, models)
     with pytest.raises(RecipeError) as err:
-        validate_augment_config(
-            AugmentConfig(copies=1, **{modality: [{"op": "HorizontalFlip", "p": 0.5}] * 0 + [bad]})
-        )
+        validate_augment_config(AugmentConfig(copies=1, **{row.modality: [bad]}))
     message = str(err.value)
-    assert message.startswith(f"augment.{modality}[0] ({bad['op']})")
-    assert expected in message
+    assert message.startswith(f"augment.{row.modality}[0] ({bad['op']})")
+    assert row.error in message
 
 
 def test_every_named_op_of_the_issue_is_in_the_walk():
     names = registered_names()
-    walked = {(m, spec["op"]) for m, spec, _, _ in OPS}
+    walked = {(r.modality, r.spec["op"]) for r in OPS}
     for modality in ("text", "dialogue"):
         assert {(modality, n) for n in names[modality]} <= walked
     assert ("audio", "SpeedPerturb") in walked
+
+
+OWN_OPS = sorted(
+    {
+        (r.modality, r.spec["op"])
+        for r in OPS
+        if issubclass(op_class(r.modality, r.spec["op"]), ParamsOp)
+    }
+)
+
+
+@pytest.mark.parametrize("modality,name", OWN_OPS, ids=[f"{m}:{n}" for m, n in OWN_OPS])
+def test_every_default_of_an_own_op_is_a_value_its_model_accepts(modality, name):
+    # pydantic does not check defaults: a default its own constraints reject would only
+    # surface when a recipe leaves the argument out.
+    model = op_class(modality, name).Params
+    required = {k for k, f in model.model_fields.items() if f.is_required()}
+    defaults = {k: f.get_default(call_default_factory=True) for k, f in model.model_fields.items()}
+    for key, value in defaults.items():
+        if key in required:
+            continue
+        filled = {
+            k: "/" for k in required
+        }  # placeholders for required folders: their checks may fail
+        try:
+            model.model_validate({**filled, key: value})
+        except ValidationError as exc:
+            failing = {str(e["loc"][0]) for e in exc.errors() if e["loc"]}
+            assert key not in failing, f"{name}.{key}: default {value!r} is rejected: {exc}"
+
+
+def test_every_bad_argument_of_one_op_is_reported_at_once():
+    with pytest.raises(RecipeError) as err:
+        validate_augment_config(
+            AugmentConfig(
+                text=[{"op": "RandomWordAug", "aug_min": -1, "stopwords": "a", "speed": 2}]
+            )
+        )
+    assert str(err.value).splitlines() == [
+        "augment.text[0] (RandomWordAug).aug_min: must be a non-negative integer, got -1",
+        "augment.text[0] (RandomWordAug).stopwords: must be a list of words, got 'a'",
+        "augment.text[0] (RandomWordAug).speed: unknown argument",
+    ]
+
+
+def test_values_are_taken_as_written_not_coerced():
+    for spec, key in (
+        ({"op": "SplitAug", "min_char": "3"}, "min_char"),
+        ({"op": "KeyboardAug", "p": True}, "p"),
+        ({"op": "UserNameSwap", "names": "Alice"}, "names"),
+    ):
+        modality = "dialogue" if spec["op"] == "UserNameSwap" else "text"
+        with pytest.raises(RecipeError, match=rf"\({spec['op']}\)\.{key}: must be"):
+            validate_augment_config(AugmentConfig(**{modality: [spec]}))
 
 
 def test_unknown_op_and_op_in_the_wrong_list_are_named():

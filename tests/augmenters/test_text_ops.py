@@ -7,8 +7,10 @@ import re
 
 import pytest
 
+from augmenters.stats import OpCounts
 from augmenters.wordnet import find_wordnet, load_wordnet
 from tests.augmenters.conftest import TINY_WORDS, make_augmenter, make_record
+from tests.augmenters.op_table import OPS, OpRow
 
 
 def changed_turns(record, variant) -> set[int]:
@@ -40,35 +42,19 @@ def test_roles_select_the_turns_an_op_may_touch(record):
     assert roles == {"assistant", "system"}
 
 
-HEAVY_NOISE = [
-    {
-        "op": "RandomCharAug",
-        "action": "substitute",
-        "aug_char_p": 1.0,
-        "aug_word_p": 1.0,
-        "aug_word_max": 100,
-        "min_char": 1,
-    },
-    {"op": "KeyboardAug", "aug_char_p": 1.0, "aug_word_p": 1.0, "aug_word_max": 100, "min_char": 1},
-    {"op": "RandomWordAug", "action": "swap", "aug_p": 1.0, "aug_max": 100},
-    {"op": "RandomWordAug", "action": "delete", "aug_p": 0.9, "aug_max": 100},
-    {"op": "SplitAug", "aug_p": 1.0, "aug_max": 100, "min_char": 2},
-]
+FULL_STRENGTH = [r for r in OPS if r.full_strength]
 
 
-@pytest.mark.parametrize(
-    "spec", HEAVY_NOISE, ids=[f"{s['op']}:{s.get('action', '')}" for s in HEAVY_NOISE]
-)
-def test_placeholders_character_name_and_catchphrases_are_never_altered(spec):
+@pytest.mark.parametrize("row", FULL_STRENGTH, ids=[r.id for r in FULL_STRENGTH])
+def test_placeholders_character_name_and_catchphrases_are_never_altered(row: OpRow):
+    spec = {**row.spec, **row.full_strength, "roles": ["user", "assistant"]}
     record = make_record()
     record["messages"][1]["content"] = (
         "Miku, sing <image>Let's sing together!<audio> now, Hatsune Miku, please sing loudly"
     )
     record["messages"][3]["content"] = "Hatsune Miku?"
     record["messages"][2]["content"] = "Let's sing together! I am Hatsune Miku and this is my song."
-    variants, _ = make_augmenter(
-        copies=3, text=[{**spec, "roles": ["user", "assistant"]}]
-    ).variants(record)
+    variants, _ = make_augmenter(copies=3, text=[spec]).variants(record)
     assert variants
     protected = re.compile(r"<image>|<audio>|Hatsune Miku|Miku|Let's sing together!")
     for v in variants:
@@ -85,9 +71,9 @@ def test_text_an_op_cannot_handle_passes_through_and_is_counted():
         copies=2, text=[{"op": "KeyboardAug"}, {"op": "SynonymAug"}]
     ).variants(record)
     assert variants == []  # nothing applied: no variant is emitted
-    assert stats["text_skipped"] == 2 * 2 * 2  # 2 copies x 2 ops x 2 user turns
-    assert stats["ops"]["text:KeyboardAug"] == {"applied": 0, "skipped": 4}
-    assert stats["empty_variants"] == 2
+    assert stats.text_skipped == 2 * 2 * 2  # 2 copies x 2 ops x 2 user turns
+    assert stats.ops["text:KeyboardAug"] == OpCounts(applied=0, skipped=4)
+    assert stats.empty_variants == 2
 
 
 def test_in_mixed_language_turns_only_latin_lines_are_noised():

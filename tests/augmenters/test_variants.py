@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from augmenters import merge_stats
+from augmenters.stats import AugmentStats, OpCounts
 from pipeline.recipe import MediaLimits
 from pipeline.record.schema import WORK_SCHEMA, records_to_table
 from pipeline.stages.validate import validate_record
@@ -14,7 +14,7 @@ from tests.augmenters.test_determinism import FULL
 
 def test_variants_are_valid_canonical_records_that_fit_the_schema():
     variants, stats = make_augmenter(seed=21, **FULL).variants(make_record())
-    assert variants and stats["variants"] == len(variants)
+    assert variants and stats.variants == len(variants)
     for v in variants:
         validate_record(v, MediaLimits())
         for entry in v["augmentation"]["ops"]:
@@ -29,39 +29,45 @@ def test_an_op_that_never_fires_yields_no_variant_only_a_count():
         make_record()
     )
     assert variants == []
-    assert stats["empty_variants"] == 3 and stats["variants"] == 0
+    assert stats.empty_variants == 3 and stats.variants == 0
 
 
 def test_no_copies_means_no_work():
     variants, stats = make_augmenter(copies=0, text=[{"op": "KeyboardAug"}]).variants(make_record())
-    assert variants == [] and stats["variants"] == 0 and stats["empty_variants"] == 0
+    assert variants == [] and stats.variants == 0 and stats.empty_variants == 0
 
 
-def test_merge_stats_sums_nested_counters():
-    a = {
-        "variants": 2,
-        "empty_variants": 1,
-        "text_skipped": 0,
-        "ops": {"text:KeyboardAug": {"applied": 2, "skipped": 1}},
+def test_stats_merge_sums_every_counter_and_keeps_ops_in_first_seen_order():
+    a = AugmentStats(variants=2, empty_variants=1, ops={"text:KeyboardAug": OpCounts(2, 1)})
+    b = AugmentStats(
+        variants=1,
+        text_skipped=3,
+        flip_guard_skipped=2,
+        ops={"image:HorizontalFlip": OpCounts(1, 0), "text:KeyboardAug": OpCounts(1, 0)},
+    )
+    a.merge(b)
+    assert a == AugmentStats(
+        variants=3,
+        empty_variants=1,
+        text_skipped=3,
+        flip_guard_skipped=2,
+        ops={"text:KeyboardAug": OpCounts(3, 1), "image:HorizontalFlip": OpCounts(1, 0)},
+    )
+    assert list(a.ops) == ["text:KeyboardAug", "image:HorizontalFlip"]
+    assert b.ops["text:KeyboardAug"] == OpCounts(1, 0), "the merged-in stats stay as they were"
+
+
+def test_stats_survive_the_json_round_trip_of_a_side_message():
+    stats = AugmentStats(variants=4, flip_guard_swapped=1)
+    stats.count("text", "KeyboardAug", "applied")
+    stats.count("text", "KeyboardAug", "skipped")
+    stats.count("audio", "Gain", "applied")
+    data = json.loads(json.dumps(stats.to_dict()))
+    assert data["ops"] == {
+        "text:KeyboardAug": {"applied": 1, "skipped": 1},
+        "audio:Gain": {"applied": 1, "skipped": 0},
     }
-    b = {
-        "variants": 1,
-        "empty_variants": 0,
-        "text_skipped": 3,
-        "ops": {
-            "text:KeyboardAug": {"applied": 1, "skipped": 0},
-            "image:HorizontalFlip": {"applied": 1, "skipped": 0},
-        },
-    }
-    assert merge_stats(a, b) == {
-        "variants": 3,
-        "empty_variants": 1,
-        "text_skipped": 3,
-        "ops": {
-            "text:KeyboardAug": {"applied": 3, "skipped": 1},
-            "image:HorizontalFlip": {"applied": 1, "skipped": 0},
-        },
-    }
+    assert AugmentStats.from_dict(data) == stats
 
 
 def test_replay_refuses_an_augmentation_from_another_recipe():

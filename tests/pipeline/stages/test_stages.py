@@ -8,12 +8,12 @@ from typing import Any
 
 import pyarrow as pa
 
+from augmenters.stats import AugmentStats
 from pipeline.execution.passes import DEDUP_KEY_COLUMN, SIDE_COLUMN, validate_parts
 from pipeline.recipe import MediaLimits, SplitConfig
 from pipeline.record.ids import variant_id
 from pipeline.record.schema import WORK_SCHEMA
 from pipeline.stages.augment import AugmentStage
-from pipeline.stages.base import empty_augment_stats
 from pipeline.stages.dedup import DedupStage
 from pipeline.stages.split import SplitStage
 from pipeline.stages.validate import ValidateStage
@@ -107,9 +107,7 @@ class _FakeAugmenter:
                     "augmentation": {"recipe_hash": "h", "copy": copy, "seed": 1, "ops": []},
                 }
             )
-        stats = empty_augment_stats()
-        stats["variants"] = 2
-        return out, stats
+        return out, AugmentStats(variants=2)
 
 
 def test_augment_adds_variants_to_train_only_and_variants_inherit_the_split() -> None:
@@ -129,7 +127,7 @@ def test_augment_adds_variants_to_train_only_and_variants_inherit_the_split() ->
     assert [(e.stage, e.reason, e.record_id) for e in result.rejected] == [
         ("augment", "augment_error", "id-boom")
     ]
-    assert result.stats["variants"] == 2
+    assert result.stats.variants == 2
 
 
 def test_validate_pass_returns_records_keys_and_rejections_in_one_table(tmp_path) -> None:
