@@ -19,6 +19,7 @@ CHARACTER_TYPE = pa.struct(
         ("profile", pa.string()),
         ("greeting", pa.string()),
         ("catchphrases", pa.list_(pa.string())),
+        ("aliases", pa.list_(pa.string())),
     ]
 )
 MESSAGE_TYPE = pa.struct([("role", pa.string()), ("name", pa.string()), ("content", pa.string())])
@@ -69,6 +70,7 @@ def hf_features() -> dict[str, Any]:
             "profile": string,
             "greeting": string,
             "catchphrases": {"feature": string, "_type": "List"},
+            "aliases": {"feature": string, "_type": "List"},
         },
         "messages": {"feature": message, "_type": "List"},
         "images": {"feature": {"_type": "Image"}, "_type": "List"},

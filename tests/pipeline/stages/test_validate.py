@@ -71,7 +71,7 @@ BAD_RECORDS: list[tuple[str, Any, str]] = [
         "unnamed_speaker_without_character",
         {
             "conversations": [
-                {"from": "narrator", "value": "Night falls."},
+                {"from": "Gandalf", "value": "Fly, you fools."},
                 {"from": "gpt", "value": "..."},
             ]
         },
