@@ -12,7 +12,7 @@ from typing import Any
 
 from pipeline.readers.files import is_utf8_encodable
 from pipeline.recipe import MediaLimits, SourceConfig
-from pipeline.record.characters import CharacterBook, names_of
+from pipeline.record.characters import CharacterBook, clean_aliases, names_of
 from pipeline.record.ids import original_id
 from pipeline.record.media import (
     MediaRoot,
@@ -87,6 +87,9 @@ class ParsedRecord:
     character_guessed: bool = False
     # True when the format attaches media to the first user turn instead of placeholders.
     media_in_first_user_turn: bool = False
+    # Names the played character speaks under in this record, whoever it resolves to
+    # (Character-LLM writes "Beethoven" in turns of "Ludwig van Beethoven").
+    voices: list[str] = field(default_factory=list)
     unmapped: list[str] = field(default_factory=list)  # field names nothing carries
 
 
@@ -159,6 +162,9 @@ def assemble_record(parsed: ParsedRecord, key: str, ctx: FileContext) -> dict[st
     if parsed.character_guessed and ctx.source.character:
         named = None
     character = ctx.book.resolve(named, ctx.source.character)
+    if character is not None and parsed.voices:
+        aliases = clean_aliases(character["name"], [*character["aliases"], *parsed.voices])
+        character = {**character, "aliases": aliases}
     messages = []
     for turn in parsed.turns:
         role, name = map_speaker(turn.speaker, turn.name, character)

@@ -81,9 +81,15 @@ def profile_character(name: str, profile: dict[str, Any]) -> dict[str, Any]:
     )
 
 
+_REMARK = re.compile(r"[（(][^（）()]*[）)]")
+
+
 def _items(value: Any, split: bool = True) -> list[str]:
     if isinstance(value, str):
-        return [p for p in (_LIST_SEPARATORS.split(value) if split else [value]) if p.strip()]
+        if not split:
+            return [value] if value.strip() else []
+        # "堂堂（小名）": the remark in brackets says what kind of name it is; not part of it.
+        return [p for p in (_REMARK.sub("", p).strip() for p in _LIST_SEPARATORS.split(value)) if p]
     if isinstance(value, list):
         return [str(v) for v in value if isinstance(v, str | int | float) and str(v).strip()]
     return []

@@ -60,10 +60,10 @@ def parse_characterllm(value: dict[str, Any]) -> ParsedRecord:
             _append(turns, speaker, text)
     # A name heard on both sides is the interviewer's, even when it slipped into a
     # character turn (the generator sometimes writes the interviewer's reply there).
-    aliases = sorted(character_voices - interviewer_voices)
     return ParsedRecord(
         turns=turns,
-        character=make_character(name, aliases=aliases),
+        character=make_character(name),
+        voices=sorted(character_voices - interviewer_voices),
         unmapped=unmapped_keys(value, MAPPED_TURNS),
     )
 
@@ -80,6 +80,7 @@ def _parse_single(value: dict[str, Any]) -> ParsedRecord:
         turns=turns,
         character=make_character(speakers[0]) if speakers else None,
         character_guessed=True,
+        voices=speakers,
         unmapped=unmapped_keys(value, MAPPED_SINGLE),
     )
 
