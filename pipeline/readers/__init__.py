@@ -245,11 +245,13 @@ def _read_file(
         except Exception as exc:
             yield _unforeseen(ctx, item, exc)
             continue
-        # A card holds several dialogues (greetings, examples): each is a record of its own.
+        # A card holds several dialogues (greetings, examples): each is a record of its own;
+        # its unmapped fields are counted once, for the one item they were read from.
         many = isinstance(parsed, list)
-        for n, one in enumerate(parsed if many else [parsed]):
+        parts = parsed if isinstance(parsed, list) else [parsed]
+        stats.unmapped_fields.update(set().union(*(p.unmapped for p in parts)))
+        for n, one in enumerate(parts):
             key = f"{item.key}.{n}" if many else item.key
-            stats.unmapped_fields.update(one.unmapped)
             try:
                 yield assemble_record(one, key, ctx)
             except RecordRejected as exc:
