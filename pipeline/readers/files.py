@@ -6,7 +6,6 @@ that line. Tables are read in small batches so a file's media never sits in memo
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import re
@@ -100,7 +99,7 @@ def iter_raw_items(path: str) -> Iterator[RawItem]:
 
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-# The first line decides whether a file is JSON lines; a longer first line is read whole.
+# After the first line, this much is enough to tell whether anything else follows.
 SNIFF_BYTES = 1 << 16
 
 
@@ -120,7 +119,7 @@ def sniff_kind(path: str) -> str:
             return "png"
         f.seek(0)
         first = _first_content_line(f)
-        more = any(raw.strip() for raw in itertools.islice(f, 8))
+        more = bool(f.read(SNIFF_BYTES).strip())
     start = first.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
     if start not in (b"[", b"{"):
         return "json" if path.endswith(".json") else "jsonl"
