@@ -29,7 +29,7 @@ _STAGE_DIRECTION = re.compile(r"（([^（）]*)）")
 _LINE = re.compile(r"^([^：:\n]{1,40})[：:](.*)$", re.DOTALL)
 # Profile keys that also name the character or give its catchphrases.
 NAME_KEYS = ("姓名", "name")
-ALIAS_KEYS = ("昵称", "别名", "nickname", "aliases")
+ALIAS_KEYS = ("昵称", "绰号", "别名", "外号", "nickname", "aliases")
 CATCHPHRASE_KEYS = ("经典台词", "口头禅", "catchphrases")
 _LIST_SEPARATORS = re.compile(r"[、,，;；/]")
 
