@@ -218,6 +218,7 @@ def test_every_good_record_in_the_same_file_survives(bad_corpus) -> None:
             "records_in": len(BAD_RECORDS) + len(good_refs),
             "valid": len(good_refs),
             "quarantined": len(BAD_RECORDS),
+            "unmapped_fields": {},
         }
     ]
 
