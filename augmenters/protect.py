@@ -1,4 +1,4 @@
-"""Which parts of a turn a text op may edit: never placeholders, the character's name or catchphrases."""
+"""Which parts of a turn a text op may edit: never placeholders, the character's names or catchphrases."""
 
 from __future__ import annotations
 
@@ -14,11 +14,14 @@ PLACEHOLDERS = (IMAGE_PLACEHOLDER, AUDIO_PLACEHOLDER)
 
 
 def protected_terms(character: dict[str, Any] | None) -> list[str]:
-    """Return the strings no text op may alter: placeholders, the character's name (and its parts), catchphrases."""
+    """Return the strings no text op may alter: placeholders, every name the character answers
+    to (its name, each alias, and their parts), and its catchphrases."""
     terms = list(PLACEHOLDERS)
     if character:
-        name = (character.get("name") or "").strip()
-        if name:
+        names = [character.get("name") or "", *(character.get("aliases") or [])]
+        for name in (n.strip() for n in names if n):
+            if not name:
+                continue
             terms.append(name)
             # "Hatsune Miku" is often just "Miku" in the dialogue; of "Bramble, Warden of the
             # Greenwood" the capitalised words, not "of" or "the".

@@ -16,17 +16,42 @@ from pipeline.record.config import RecipeError, StrictModel
 from pipeline.record.ids import canonical_json
 from trainers.config import TrainConfig
 
-SOURCE_FORMATS = ("auto", "llamafactory", "sharegpt", "openai", "pippa", "mmrole", "arrow")
+SOURCE_FORMATS = (
+    "auto",
+    "llamafactory",
+    "sharegpt",
+    "openai",
+    "pippa",
+    "mmrole",
+    "chatharuhi",
+    "charactereval",
+    "characterllm",
+    "tavern",
+    "arrow",
+)
 
 
 class SourceConfig(StrictModel):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     path: str
     format: Literal[SOURCE_FORMATS] = "auto"  # type: ignore[valid-type]
-    characters: str | None = None  # jsonl of {name, profile, greeting, catchphrases}
+    # Characters file(s): jsonl of {name, profile, greeting, catchphrases, aliases}, a
+    # CharacterEval profiles JSON, or SillyTavern/TavernAI cards (JSON or PNG).
+    characters: str | list[str] | None = None
     character: str | None = None  # the played character when a record names none
+    persona: str | None = None  # plain-text file: the played character's profile
+    media_dir: str | None = None  # relative media paths resolve here (default: the file's folder)
+    # Where media go in a record that carries media but no placeholder at all.
+    media_placement: Literal["placeholders", "first_user_turn"] = "placeholders"
     allow_outside_root: bool = False
     license: str | None = None
+
+    @property
+    def characters_files(self) -> list[str]:
+        """Return the characters files as a list (the key takes one path or several)."""
+        if self.characters is None:
+            return []
+        return [self.characters] if isinstance(self.characters, str) else list(self.characters)
 
 
 class MediaLimits(StrictModel):

@@ -251,6 +251,7 @@ class CroissantBuilder:
                         ("profile", "sc:Text", False),
                         ("greeting", "sc:Text", False),
                         ("catchphrases", "sc:Text", True),
+                        ("aliases", "sc:Text", True),
                     ],
                 ),
                 column.struct(

@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.cards.croissant import CroissantBuilder
+from pipeline.cards.unmapped import unmapped_fields_section
 from pipeline.record.rejection import REASONS
 from pipeline.record.schema import AUDIO_PLACEHOLDER, IMAGE_PLACEHOLDER, SPLITS, hf_features
 
@@ -855,6 +856,7 @@ class DatasheetBody:
             + md_cell(f.collection(), 1000)
             + f"\n\nLicense of this version: **{md_cell(f.license_id)}**.\n\n"
             + md_table(["source", "file", "bytes", "sha256", "license"], rows)
+            + unmapped_fields_section(f.manifest)
         )
 
     def _preprocessing(self) -> str:

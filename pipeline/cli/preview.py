@@ -15,7 +15,6 @@ import logging
 import os
 import re
 import tempfile
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -55,44 +54,69 @@ def data_uri(mime: str, data: bytes) -> str:
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
+def record_stratum(record: dict[str, Any]) -> tuple[str, str]:
+    """Return what a preview sample must cover: (source, modality), modality being the
+    richest media the record carries (audio, image, or text)."""
+    if record.get("audios"):
+        modality = "audio"
+    elif record.get("images"):
+        modality = "image"
+    else:
+        modality = "text"
+    return record["source"], modality
+
+
 def sample_records(recipe: Recipe, n: int) -> list[dict[str, Any]]:
-    """Return up to n valid records of the recipe's sources, sampled reproducibly from the recipe seed."""
+    """Return up to n valid records of the recipe's sources, sampled reproducibly from the
+    recipe seed and spread over every (source, modality) the corpus has.
+
+    Each stratum keeps its own small reservoir, and the sample takes from the strata in
+    turn, so a corpus with 3 audio records in 9 shows audio, and every source shows up
+    while n allows.
+    """
     from pipeline.readers import read_source
     from pipeline.record.rejection import QuarantineEntry, RecordRejected
     from pipeline.stages.validate import validate_record
 
-    def stream() -> Iterator[dict[str, Any]]:
-        for source in recipe.sources:
-            for item in read_source(source, recipe):
-                if not isinstance(item, QuarantineEntry):
-                    yield item
-
-    # Reservoir sampling keeps memory at a few records whatever the corpus size; twice n
-    # leaves room for records that fail validation (only the chosen ones are decoded).
     rng = np.random.default_rng(recipe.seed)
+    # Twice n per stratum leaves room for records that fail validation (only the chosen
+    # ones are decoded); memory stays at a few records per stratum whatever the corpus.
     size = max(2 * n, n + 4)
-    reservoir: list[dict[str, Any]] = []
-    for seen, record in enumerate(stream()):
-        if len(reservoir) < size:
-            reservoir.append(record)
-        else:
-            j = int(rng.integers(seen + 1))
-            if j < size:
-                reservoir[j] = record
-    valid = []
-    for record in sorted(reservoir, key=lambda r: r.get("source_ref") or r["id"]):
-        try:
-            validate_record(record, recipe.limits)
-        except RecordRejected as exc:
-            log.info("preview skips %s: %s", record.get("source_ref"), exc)
-            continue
-        valid.append(record)
-    picked = (
-        sorted(rng.choice(len(valid), size=min(n, len(valid)), replace=False).tolist())
-        if valid
-        else []
-    )
-    return [valid[i] for i in picked]
+    reservoirs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    seen: dict[tuple[str, str], int] = {}
+    for source in recipe.sources:
+        for record in read_source(source, recipe):
+            if isinstance(record, QuarantineEntry):
+                continue
+            stratum = record_stratum(record)
+            reservoir = reservoirs.setdefault(stratum, [])
+            count = seen.get(stratum, 0)
+            seen[stratum] = count + 1
+            if len(reservoir) < size:
+                reservoir.append(record)
+            else:
+                j = int(rng.integers(count + 1))
+                if j < size:
+                    reservoir[j] = record
+    pools: list[list[dict[str, Any]]] = []
+    for stratum in sorted(reservoirs):
+        valid = []
+        for record in sorted(reservoirs[stratum], key=lambda r: r.get("source_ref") or r["id"]):
+            try:
+                validate_record(record, recipe.limits)
+            except RecordRejected as exc:
+                log.info("preview skips %s: %s", record.get("source_ref"), exc)
+                continue
+            valid.append(record)
+        if valid:
+            order = rng.permutation(len(valid)).tolist()
+            pools.append([valid[i] for i in order])
+    picked: list[dict[str, Any]] = []
+    while len(picked) < n and any(pools):
+        for pool in pools:
+            if pool and len(picked) < n:
+                picked.append(pool.pop(0))
+    return sorted(picked, key=lambda r: (r["source"], r.get("source_ref") or r["id"]))
 
 
 def render_preview(recipe: Recipe, n: int, out_path: str) -> str:

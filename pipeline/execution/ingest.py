@@ -8,7 +8,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.readers import check_source_paths, read_source
+from pipeline.readers import SourceReadStats, check_source_paths, read_source
 from pipeline.recipe import Recipe
 from pipeline.record.ids import new_run_id
 from pipeline.record.rejection import (
@@ -33,6 +33,7 @@ class SourceCounts:
     records_in: int = 0
     valid: int = 0
     quarantined: int = 0
+    read: SourceReadStats = field(default_factory=SourceReadStats)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -40,6 +41,7 @@ class SourceCounts:
             "records_in": self.records_in,
             "valid": self.valid,
             "quarantined": self.quarantined,
+            **self.read.to_dict(),
         }
 
 
@@ -92,6 +94,10 @@ class IngestReport:
             str(self.quarantined),
         )
         console.print(per_source)
+        for s in self.sources:
+            if s.get("unmapped_fields"):
+                fields = ", ".join(f"{k} ({v})" for k, v in s["unmapped_fields"].items())
+                console.print(f"{s['name']}: fields not carried: {fields}", soft_wrap=True)
         if self.quarantine_reasons:
             per_reason = Table(title="quarantined per reason")
             per_reason.add_column("reason")
@@ -116,7 +122,7 @@ def run_ingest(recipe: Recipe, run_id: str | None = None) -> IngestReport:
     counts = [SourceCounts(s.name) for s in recipe.sources]
     with QuarantineWriter(path) as writer:
         for source, count in zip(recipe.sources, counts, strict=True):
-            for item in read_source(source, recipe):
+            for item in read_source(source, recipe, count.read):
                 # Unusable characters-file lines arrive as entries too, and count as input.
                 count.records_in += 1
                 entry = item if isinstance(item, QuarantineEntry) else validate.rejection(item)

@@ -137,6 +137,7 @@ class RunResult:
     quarantine_path: str | None
     seconds: float = 0.0
     train: dict[str, Any] | None = None
+    unmapped_fields: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the `--json` object of `roleforge run`."""
@@ -148,6 +149,7 @@ class RunResult:
             "unchanged": self.unchanged,
             "splits": self.splits,
             "counts": self.counts,
+            "unmapped_fields": self.unmapped_fields,
         }
         if self.train is not None:
             out["train"] = self.train
@@ -241,11 +243,12 @@ class DataJob:
         self.originals: Counter[str] = Counter()
         self.rows: Counter[str] = Counter()
         self.quarantine = QuarantineWriter(self.store.quarantine_path(self.run_id))
+        self.unmapped_fields: dict[str, Counter[str]] = {s.name: Counter() for s in recipe.sources}
 
     # ---- stages ----
 
     def _ingest(self) -> tuple[list[tuple[str, int]], int]:
-        from pipeline.readers import read_source
+        from pipeline.readers import SourceReadStats, read_source
 
         counts = self.counts["ingest"]
         self.progress.start("ingest", None)
@@ -255,7 +258,8 @@ class DataJob:
             chunk: list[dict[str, Any]] = []
             chunk_bytes = 0
             for source in self.recipe.sources:
-                for item in read_source(source, self.recipe):
+                stats = SourceReadStats(unmapped_fields=self.unmapped_fields[source.name])
+                for item in read_source(source, self.recipe, stats):
                     counts.records_in += 1
                     if isinstance(item, QuarantineEntry):
                         self._quarantine(counts, item)
@@ -464,6 +468,10 @@ class DataJob:
             "quarantine": {"path": quarantine_path, "reasons": dict(sorted(self.reasons.items()))},
             "augmentation": augmentation_summary(self.recipe, self.stats.to_dict()),
             "dedup": {"duplicates": duplicates},
+            # Per source: fields of the corpus that no canonical field carries, with counts.
+            "unmapped_fields": {
+                n: dict(sorted(c.items())) for n, c in self.unmapped_fields.items()
+            },
             "splits": {s: self.rows.get(s, 0) for s in SPLITS},
             "originals": {s: self.originals.get(s, 0) for s in SPLITS},
             "shards": shards,
@@ -541,6 +549,7 @@ class DataJob:
             run_id=self.run_id,
             manifest_path=self.store.manifest_path(committed.version),
             quarantine_path=self.quarantine.path if sum(self.reasons.values()) else None,
+            unmapped_fields=manifest["unmapped_fields"],
         )
 
 

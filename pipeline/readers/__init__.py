@@ -1,7 +1,9 @@
 """Corpus readers: every supported format in, canonical WORK records (or quarantine entries) out.
 
 `read_source` streams one source of a recipe. The format is taken from the source's
-`format:` or detected per file (extension, then the first record's keys).
+`format:` or detected per file from its content (how it is stored, then the first record's
+keys); `check_source_paths` refuses, before any work, a source that is not a regular file
+or folder of them, or whose files no reader fits.
 """
 
 from __future__ import annotations
@@ -9,24 +11,39 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.readers.arrow import parse_canonical
-from pipeline.readers.assemble import FileContext, ParsedRecord, assemble_record, relative_ref
-from pipeline.readers.character import parse_mmrole, parse_pippa
+from pipeline.readers.assemble import (
+    FileContext,
+    ParsedRecord,
+    assemble_record,
+    refuse_unsupported_media,
+    relative_ref,
+)
+from pipeline.readers.charactereval import parse_charactereval
+from pipeline.readers.characterllm import parse_characterllm
+from pipeline.readers.chatharuhi import parse_chatharuhi
 from pipeline.readers.detect import detect_format
-from pipeline.readers.files import RawItem, corpus_files, iter_raw_items
+from pipeline.readers.files import RawItem, corpus_files, is_regular_file, iter_raw_items
 from pipeline.readers.llamafactory import parse_llamafactory, parse_sharegpt
+from pipeline.readers.mmrole import parse_mmrole
 from pipeline.readers.openai import parse_openai
+from pipeline.readers.personas import read_characters
+from pipeline.readers.pippa import parse_pippa
+from pipeline.readers.tavern import parse_tavern
 from pipeline.recipe import Recipe, SourceConfig
-from pipeline.record.characters import BadCharacterLine, CharacterBook, read_character_lines
+from pipeline.record.characters import BadCharacterLine, CharacterBook
 from pipeline.record.config import RecipeError
 from pipeline.record.media import MediaRoot
 from pipeline.record.rejection import QuarantineEntry, RecordRejected
 
 __all__ = [
     "PARSERS",
+    "SourceReadStats",
     "check_source_paths",
     "detect_format",
     "read_source",
@@ -35,89 +52,170 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 STAGE = "ingest"
+# How many records of a file detection looks at before it calls the file unreadable.
+DETECT_RECORDS = 20
 
-PARSERS: dict[str, Callable[[dict[str, Any]], ParsedRecord]] = {
+Parser = Callable[[dict[str, Any]], ParsedRecord | list[ParsedRecord]]
+PARSERS: dict[str, Parser] = {
     "llamafactory": parse_llamafactory,
     "sharegpt": parse_sharegpt,
     "openai": parse_openai,
     "pippa": parse_pippa,
     "mmrole": parse_mmrole,
+    "chatharuhi": parse_chatharuhi,
+    "charactereval": parse_charactereval,
+    "characterllm": parse_characterllm,
+    "tavern": parse_tavern,
     "arrow": parse_canonical,
 }
 
 
+@dataclass
+class SourceReadStats:
+    """What reading one source left behind: field names no canonical field carries, counted.
+
+    `unmapped_fields["script"] == 72` means 72 records (or character entries) had a
+    `script` field that the dataset does not keep.
+    """
+
+    unmapped_fields: Counter[str] = field(default_factory=Counter)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"unmapped_fields": dict(sorted(self.unmapped_fields.items()))}
+
+
 def check_source_paths(recipe: Recipe) -> None:
-    """Raise RecipeError naming the key of any source path or characters file that is missing."""
+    """Raise RecipeError naming the key of any source path, characters, persona or media_dir
+    that is missing, not a regular file (or folder of them), or that no reader fits."""
     for i, source in enumerate(recipe.sources):
         path = recipe.resolve(source.path)
         if not os.path.exists(path):
             raise RecipeError(f"sources.{i}.path: no such file or folder: {path}")
-        if os.path.isdir(path) and not corpus_files(path):
-            raise RecipeError(f"sources.{i}.path: folder holds no corpus files: {path}")
-        if source.characters and not os.path.isfile(recipe.resolve(source.characters)):
+        if os.path.isdir(path):
+            if not corpus_files(path):
+                raise RecipeError(f"sources.{i}.path: folder holds no corpus files: {path}")
+        for file in corpus_files(path, exclude=set(_characters_paths(source, recipe))):
+            _require_regular(file, f"sources.{i}.path")
+            if source.format == "auto":
+                _require_known_format(file, f"sources.{i}.path")
+        for j, characters in enumerate(_characters_paths(source, recipe)):
+            key = f"sources.{i}.characters" + (
+                f".{j}" if isinstance(source.characters, list) else ""
+            )
+            _require_regular(characters, key)
+        if source.persona:
+            _require_regular(recipe.resolve(source.persona), f"sources.{i}.persona")
+        if source.media_dir and not os.path.isdir(recipe.resolve(source.media_dir)):
             raise RecipeError(
-                f"sources.{i}.characters: no such file: {recipe.resolve(source.characters)}"
+                f"sources.{i}.media_dir: no such folder: {recipe.resolve(source.media_dir)}"
             )
 
 
+def _require_regular(path: str, key: str) -> None:
+    if not os.path.exists(path):
+        raise RecipeError(f"{key}: no such file: {path}")
+    if not is_regular_file(path):
+        raise RecipeError(
+            f"{key}: {path} is not a regular file (a FIFO, device or socket cannot be a source)"
+        )
+
+
+def _require_known_format(file: str, key: str) -> None:
+    fmt, items = _detect_file_format(file, iter_raw_items(file))
+    if fmt is not None:
+        return
+    seen: set[str] = set()
+    parsed_any = False
+    for item in itertools.islice(items, DETECT_RECORDS):
+        if item.error is None:
+            parsed_any = True
+            seen.update(map(str, item.value))
+    if not parsed_any:
+        # Nothing parses at all: that is for the quarantine (invalid_json etc.), not a
+        # format question, so a file of broken lines still reports each line.
+        return
+    known = ", ".join(f for f in PARSERS if f != "arrow")
+    keys = ", ".join(sorted(seen)[:12]) or "none"
+    raise RecipeError(
+        f"{key}: no reader fits {file} (keys seen: {keys}); formats known: {known}, arrow"
+    )
+
+
 def source_input_files(source: SourceConfig, recipe: Recipe) -> list[str]:
-    """Return the absolute paths of a source's input files (dialogue files + characters file), sorted."""
-    characters = _characters_path(source, recipe)
-    files = corpus_files(recipe.resolve(source.path), exclude={characters} if characters else None)
-    if characters:
-        files.append(characters)
-    return sorted(files)
+    """Return the absolute paths of a source's input files (dialogue, characters and persona
+    files), sorted."""
+    characters = _characters_paths(source, recipe)
+    files = corpus_files(recipe.resolve(source.path), exclude=set(characters))
+    files += characters
+    if source.persona:
+        files.append(os.path.abspath(recipe.resolve(source.persona)))
+    return sorted(set(files))
 
 
-def read_source(source: SourceConfig, recipe: Recipe) -> Iterator[dict[str, Any] | QuarantineEntry]:
+def read_source(
+    source: SourceConfig, recipe: Recipe, stats: SourceReadStats | None = None
+) -> Iterator[dict[str, Any] | QuarantineEntry]:
     """Yield canonical WORK records of one source, or a QuarantineEntry for each that fails to read.
 
     Records come with media bytes loaded, `split`/`parent_id`/`augmentation` None, and
     `source_ref` = "<file relative to the recipe folder>:<line or index>" (JSONL lines count
-    from 1, array and table rows from 0). Files are streamed one record at a time.
+    from 1, array and table rows from 0). Files are streamed one record at a time. Fields
+    that no canonical field carries are counted in `stats`.
     """
+    stats = stats if stats is not None else SourceReadStats()
     path = recipe.resolve(source.path)
     source_folder = path if os.path.isdir(path) else os.path.dirname(path)
-    characters = _characters_path(source, recipe)
-    book = CharacterBook(path=characters)
-    if characters:
-        yield from _load_book(book, source, recipe)
-    for file in corpus_files(path, exclude={characters} if characters else None):
+    characters = _characters_paths(source, recipe)
+    book = CharacterBook(paths=characters, persona=_persona(source, recipe))
+    for file in characters:
+        yield from _load_book(book, file, source, recipe, stats)
+    media_dir = recipe.resolve(source.media_dir) if source.media_dir else None
+    for file in corpus_files(path, exclude=set(characters)):
         ctx = FileContext(
             source=source,
             limits=recipe.limits,
             book=book,
             file_ref=relative_ref(file, recipe.base_dir),
             file_key=relative_ref(file, source_folder),
-            media_root=MediaRoot(os.path.dirname(file), source.allow_outside_root),
+            media_root=MediaRoot(media_dir or os.path.dirname(file), source.allow_outside_root),
         )
-        yield from _read_file(file, ctx)
+        yield from _read_file(file, ctx, stats)
 
 
-def _characters_path(source: SourceConfig, recipe: Recipe) -> str | None:
-    return os.path.abspath(recipe.resolve(source.characters)) if source.characters else None
+def _characters_paths(source: SourceConfig, recipe: Recipe) -> list[str]:
+    return [os.path.abspath(recipe.resolve(p)) for p in source.characters_files]
+
+
+def _persona(source: SourceConfig, recipe: Recipe) -> str | None:
+    if not source.persona:
+        return None
+    with open(recipe.resolve(source.persona), encoding="utf-8", errors="replace") as f:
+        return f.read().strip() or None
 
 
 def _load_book(
-    book: CharacterBook, source: SourceConfig, recipe: Recipe
+    book: CharacterBook, file: str, source: SourceConfig, recipe: Recipe, stats: SourceReadStats
 ) -> Iterator[QuarantineEntry]:
-    file_ref = relative_ref(book.path, recipe.base_dir)
-    for lineno, entry in read_character_lines(book.path):
+    file_ref = relative_ref(file, recipe.base_dir)
+    before = len(book.by_name)
+    for entry in read_characters(file, stats.unmapped_fields):
         if isinstance(entry, BadCharacterLine):
-            # A persona line that cannot be used leaves through quarantine like any bad record.
+            # A persona that cannot be used leaves through quarantine like any bad record.
             yield QuarantineEntry(
                 stage=STAGE,
                 reason=entry.reason,
                 message=f"characters file: {entry.message}",
                 source=source.name,
-                source_ref=f"{file_ref}:{lineno}",
+                source_ref=f"{file_ref}:{entry.key}",
             )
         else:
-            book.by_name[entry["name"]] = entry
-    log.debug("source %s: %d characters from %s", source.name, len(book.by_name), book.path)
+            book.add(entry)
+    log.debug("source %s: %d characters from %s", source.name, len(book.by_name) - before, file)
 
 
-def _read_file(file: str, ctx: FileContext) -> Iterator[dict[str, Any] | QuarantineEntry]:
+def _read_file(
+    file: str, ctx: FileContext, stats: SourceReadStats
+) -> Iterator[dict[str, Any] | QuarantineEntry]:
     items: Iterator[RawItem] = iter_raw_items(file)
     auto = ctx.source.format == "auto"
     fmt: str | None = ctx.source.format
@@ -136,25 +234,44 @@ def _read_file(file: str, ctx: FileContext) -> Iterator[dict[str, Any] | Quarant
                 keys = ", ".join(sorted(map(str, item.value))[:8])
                 raise RecordRejected(
                     "wrong_types",
-                    f"record shape not recognised (keys: {keys}); set format: on the source",
+                    f"record shape not recognised (keys: {keys}); formats known: "
+                    f"{', '.join(PARSERS)}",
                 )
-            record = assemble_record(parser(item.value), item.key, ctx)
+            refuse_unsupported_media(item.value)
+            parsed = parser(item.value)
         except RecordRejected as exc:
             yield _entry(ctx, item, exc)
             continue
         except Exception as exc:
-            # A record that trips an unforeseen error costs that record, not the run; the
-            # entry names the error so the bug stays visible in the quarantine file.
-            log.warning("%s: reading raised", ctx.source_ref(item.key), exc_info=True)
-            yield _entry(ctx, item, RecordRejected("stage_error", f"{type(exc).__name__}: {exc}"))
+            yield _unforeseen(ctx, item, exc)
             continue
-        yield record
+        # A card holds several dialogues (greetings, examples): each is a record of its own;
+        # its unmapped fields are counted once, for the one item they were read from.
+        many = isinstance(parsed, list)
+        parts = parsed if isinstance(parsed, list) else [parsed]
+        stats.unmapped_fields.update(set().union(*(p.unmapped for p in parts)))
+        for n, one in enumerate(parts):
+            key = f"{item.key}.{n}" if many else item.key
+            try:
+                yield assemble_record(one, key, ctx)
+            except RecordRejected as exc:
+                yield _entry(ctx, RawItem(key, excerpt=item.excerpt), exc)
+            except Exception as exc:
+                yield _unforeseen(ctx, RawItem(key, excerpt=item.excerpt), exc)
+
+
+def _unforeseen(ctx: FileContext, item: RawItem, exc: Exception) -> QuarantineEntry:
+    # A record that trips an unforeseen error costs that record, not the run; the
+    # entry names the error so the bug stays visible in the quarantine file.
+    log.warning("%s: reading raised", ctx.source_ref(item.key), exc_info=True)
+    return _entry(ctx, item, RecordRejected("stage_error", f"{type(exc).__name__}: {exc}"))
 
 
 def _detect_file_format(
     file: str, items: Iterator[RawItem]
 ) -> tuple[str | None, Iterator[RawItem]]:
-    """Return the file's format and the items again: by extension, else the first known shape."""
+    """Return the file's format and the items again: arrow by storage, else the first known
+    shape among its first records."""
     if file.endswith(".arrow"):
         return "arrow", items
     seen = []
@@ -162,6 +279,8 @@ def _detect_file_format(
     for item in items:
         seen.append(item)
         if item.error is None and (fmt := detect_format(item.value)) is not None:
+            break
+        if len(seen) >= DETECT_RECORDS:
             break
     return fmt, itertools.chain(seen, items)
 

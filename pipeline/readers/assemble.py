@@ -10,8 +10,9 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline.readers.files import is_utf8_encodable
 from pipeline.recipe import MediaLimits, SourceConfig
-from pipeline.record.characters import CharacterBook
+from pipeline.record.characters import CharacterBook, clean_aliases, names_of
 from pipeline.record.ids import original_id
 from pipeline.record.media import (
     MediaRoot,
@@ -21,6 +22,7 @@ from pipeline.record.media import (
     read_media_file,
 )
 from pipeline.record.rejection import RecordRejected
+from pipeline.record.schema import AUDIO_PLACEHOLDER, IMAGE_PLACEHOLDER
 
 ROLE_ALIASES = {
     "system": "system",
@@ -36,6 +38,17 @@ ROLE_ALIASES = {
 }
 # Tool-calling turns have no place in a role-play sample; they are refused, not guessed at.
 TOOL_ROLES = {"tool", "function", "function_call", "observation", "ipython", "tool_call"}
+# Speakers that are nobody: stage narration (ChatHaruhi's 旁白, scene and '''Scene''', an
+# empty speaker). Narration becomes a nameless `user` turn in action markup: context the
+# model reads, never a line it is trained to say, and never a user called "旁白".
+NARRATION_SPEAKERS = {"", "旁白", "narrator", "narration", "scene", "场景", "画外音"}
+# Actions, stage directions and inner thoughts are kept in the text as *...*, the markup
+# PIPPA, character cards and ChatHaruhi already use; readers convert their own spellings.
+ACTION_MARK = "*"
+# Media kinds the canonical record does not carry: a record with one is refused, not
+# passed on with the placeholder as literal text.
+UNSUPPORTED_PLACEHOLDERS = ("<video>",)
+UNSUPPORTED_MEDIA_KEYS = ("video", "videos")
 
 
 @dataclass(frozen=True)
@@ -69,6 +82,15 @@ class ParsedRecord:
     images: list[MediaRef] = field(default_factory=list)
     audios: list[MediaRef] = field(default_factory=list)
     character: dict[str, Any] | None = None
+    # True when the reader only guessed the character (e.g. the last speaker); the
+    # source's `character:` then wins.
+    character_guessed: bool = False
+    # True when the format attaches media to the first user turn instead of placeholders.
+    media_in_first_user_turn: bool = False
+    # Names the played character speaks under in this record, whoever it resolves to
+    # (Character-LLM writes "Beethoven" in turns of "Ludwig van Beethoven").
+    voices: list[str] = field(default_factory=list)
+    unmapped: list[str] = field(default_factory=list)  # field names nothing carries
 
 
 @dataclass(frozen=True)
@@ -89,29 +111,44 @@ class FileContext:
         return original_id(self.source.name, f"{self.file_key}:{key}")
 
 
+def is_narration(speaker: str) -> bool:
+    """Return whether a speaker is stage narration rather than a person."""
+    return speaker.strip().strip("'\"[]()").strip().casefold() in NARRATION_SPEAKERS
+
+
+def mark_action(text: str) -> str:
+    """Return `text` in the action markup (*...*), unless it already is."""
+    text = text.strip()
+    if not text or (len(text) > 1 and text[0] == ACTION_MARK and text[-1] == ACTION_MARK):
+        return text
+    return f"{ACTION_MARK}{text}{ACTION_MARK}"
+
+
 def map_speaker(
-    speaker: str, name: str | None, character_name: str | None
+    speaker: str, name: str | None, character: dict[str, Any] | None
 ) -> tuple[str, str | None]:
     """Return (canonical role, speaker name) for one turn, or raise unknown_role.
 
-    The played character speaks as `assistant`; with a known character every other named
-    speaker is a `user` whose `name` is kept, which is how multi-speaker scenes survive.
+    The played character (by its name or any alias) speaks as `assistant`; with a known
+    character every other named speaker is a `user` whose `name` is kept, which is how
+    multi-speaker scenes survive. Narration is a nameless `user` turn (see mark_action).
     """
     word = speaker.strip()
     folded = word.casefold()
-    if character_name is not None:
-        played = character_name.casefold()
-        if folded == played or (name is not None and name.strip().casefold() == played):
-            return "assistant", None
+    played = {n.casefold() for n in names_of(character)}
+    if played and (folded in played or (name is not None and name.strip().casefold() in played)):
+        return "assistant", None
     role = ROLE_ALIASES.get(folded)
-    if role == "assistant" and name and character_name is not None:
+    if role == "assistant" and name and played:
         # Another persona voiced by the model side of a scene is still not the one played.
         return "user", name
     if role is not None:
         return role, name if role == "user" else None
-    if folded in TOOL_ROLES or not word:
+    if folded in TOOL_ROLES:
         raise RecordRejected("unknown_role", f"turn role {speaker!r} is not a role-play role")
-    if character_name is None:
+    if is_narration(word):
+        return "user", None
+    if not played:
         raise RecordRejected(
             "unknown_role",
             f"speaker {speaker!r} maps to no role and the record names no character to play",
@@ -121,12 +158,23 @@ def map_speaker(
 
 def assemble_record(parsed: ParsedRecord, key: str, ctx: FileContext) -> dict[str, Any]:
     """Return the canonical WORK record for one parsed corpus record, media bytes loaded."""
-    character = ctx.book.resolve(parsed.character, ctx.source.character)
-    character_name = character["name"] if character else None
+    named = parsed.character
+    if parsed.character_guessed and ctx.source.character:
+        named = None
+    character = ctx.book.resolve(named, ctx.source.character)
+    if character is not None and parsed.voices:
+        aliases = clean_aliases(character["name"], [*character["aliases"], *parsed.voices])
+        character = {**character, "aliases": aliases}
     messages = []
     for turn in parsed.turns:
-        role, name = map_speaker(turn.speaker, turn.name, character_name)
-        messages.append({"role": role, "name": name, "content": turn.content})
+        role, name = map_speaker(turn.speaker, turn.name, character)
+        content = turn.content
+        if role == "user" and name is None and is_narration(turn.speaker):
+            content = mark_action(content)
+        messages.append({"role": role, "name": name, "content": content})
+    _refuse_unsupported_placeholders(messages)
+    if parsed.media_in_first_user_turn or ctx.source.media_placement == "first_user_turn":
+        place_media_in_first_user_turn(messages, len(parsed.images), len(parsed.audios))
     record = {
         "id": ctx.record_id(key),
         "parent_id": None,
@@ -141,6 +189,53 @@ def assemble_record(parsed: ParsedRecord, key: str, ctx: FileContext) -> dict[st
     }
     _require_encodable_text(record)
     return record
+
+
+def place_media_in_first_user_turn(
+    messages: list[dict[str, Any]], images: int, audios: int
+) -> None:
+    """Put placeholders for every media item at the start of the first user turn.
+
+    Only a record with media and no placeholder at all is changed: placeholders that exist
+    but do not match stay as written, for validation to refuse.
+    """
+    if not (images or audios):
+        return
+    if any(
+        IMAGE_PLACEHOLDER in m["content"] or AUDIO_PLACEHOLDER in m["content"] for m in messages
+    ):
+        return
+    first_user = next((m for m in messages if m["role"] == "user"), None)
+    if first_user is not None:
+        marks = IMAGE_PLACEHOLDER * images + AUDIO_PLACEHOLDER * audios
+        first_user["content"] = f"{marks}\n{first_user['content']}"
+
+
+def refuse_unsupported_media(value: dict[str, Any]) -> None:
+    """Raise unsupported_media when a raw record lists media of a kind we do not carry."""
+    for key in UNSUPPORTED_MEDIA_KEYS:
+        if value.get(key):
+            raise RecordRejected(
+                "unsupported_media",
+                f"the record has {key!r}; roleforge carries images and audio only",
+            )
+
+
+def _refuse_unsupported_placeholders(messages: list[dict[str, Any]]) -> None:
+    for i, m in enumerate(messages):
+        lowered = m["content"].casefold()
+        for placeholder in UNSUPPORTED_PLACEHOLDERS:
+            if placeholder in lowered:
+                raise RecordRejected(
+                    "unsupported_media",
+                    f"messages[{i}] has a {placeholder} placeholder; "
+                    "roleforge carries images and audio only",
+                )
+
+
+def unmapped_keys(value: dict[str, Any], mapped: frozenset[str] | set[str]) -> list[str]:
+    """Return the keys of a raw record that its reader does not map, sorted."""
+    return sorted(str(k) for k in value if k not in mapped)
 
 
 def load_media(ref: MediaRef, ctx: FileContext) -> dict[str, Any]:
@@ -167,20 +262,11 @@ def _require_encodable_text(record: dict[str, Any]) -> None:
     texts = [m["content"] for m in record["messages"]] + [m["name"] for m in record["messages"]]
     if record["character"]:
         c = record["character"]
-        texts += [c["name"], c["profile"], c["greeting"], *c["catchphrases"]]
+        texts += [c["name"], c["profile"], c["greeting"], *c["catchphrases"], *c["aliases"]]
     texts += [m["path"] for m in record["images"] + record["audios"]]
     for text in texts:
         if text is not None and not is_utf8_encodable(text):
             raise RecordRejected("invalid_utf8", f"text is not valid Unicode: {text[:60]!r}")
-
-
-def is_utf8_encodable(text: str) -> bool:
-    """Return whether `text` can be written as UTF-8 (no lone surrogates)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def relative_ref(path: str, base: str) -> str:

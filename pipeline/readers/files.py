@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -53,6 +55,14 @@ def corpus_files(path: str, exclude: set[str] | None = None) -> list[str]:
     return sorted(found)
 
 
+def is_regular_file(path: str) -> bool:
+    """Return whether `path` is a regular file: a FIFO, device or socket never is a source."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
 def _version_manifest(folder: str) -> dict[str, Any] | None:
     candidate = os.path.normpath(folder) + ".json"
     if not os.path.isfile(candidate):
@@ -70,15 +80,68 @@ def _version_manifest(folder: str) -> dict[str, Any] | None:
 
 
 def iter_raw_items(path: str) -> Iterator[RawItem]:
-    """Yield the raw items of one corpus file, chosen by its extension (JSONL when unknown)."""
-    if path.endswith(".json"):
-        yield from _json_items(path)
-    elif path.endswith(".parquet"):
+    """Yield the raw items of one corpus file, judged by its content, not only its name.
+
+    A `.jsonl` that holds one JSON array is read as the array (not line by line), a `.json`
+    of JSON lines as lines; a PNG is a character card.
+    """
+    kind = sniff_kind(path)
+    if kind == "parquet":
         yield from _parquet_items(path)
-    elif path.endswith(".arrow"):
+    elif kind == "arrow":
         yield from _arrow_items(path)
+    elif kind == "png":
+        yield from _png_card_items(path)
+    elif kind == "json":
+        yield from _json_items(path)
     else:
         yield from _json_line_items(path)
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# After the first line, this much is enough to tell whether anything else follows.
+SNIFF_BYTES = 1 << 16
+
+
+def sniff_kind(path: str) -> str:
+    """Return how a file is stored: parquet, arrow, png, json (one document) or jsonl."""
+    if path.endswith(".parquet"):
+        return "parquet"
+    if path.endswith(".arrow"):
+        return "arrow"
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if head.startswith(b"PAR1"):
+            return "parquet"
+        if head.startswith(b"ARROW1"):
+            return "arrow"
+        if head == PNG_SIGNATURE:
+            return "png"
+        f.seek(0)
+        first = _first_content_line(f)
+        more = bool(f.read(SNIFF_BYTES).strip())
+    start = first.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
+    if start not in (b"[", b"{"):
+        return "json" if path.endswith(".json") else "jsonl"
+    try:
+        json.loads(first)
+    except (ValueError, RecursionError):
+        # An array or object opened on its own line is one pretty-printed document; any
+        # other line that does not parse is a broken record of a JSON lines file.
+        opened_alone = first.strip().lstrip(b"\xef\xbb\xbf") in (b"[", b"{")
+        return "json" if opened_alone or path.endswith(".json") else "jsonl"
+    # A whole array on the only line is the document; followed by more lines it is the
+    # first (bad) record of a JSON lines file.
+    if start == b"[" and not more:
+        return "json"
+    return "jsonl"
+
+
+def _first_content_line(f: Any) -> bytes:
+    for raw in f:
+        if raw.strip():
+            return raw
+    return b""
 
 
 def _json_line_items(path: str) -> Iterator[RawItem]:
@@ -99,12 +162,22 @@ def _parse_line(key: str, raw: bytes) -> RawItem:
             error=RecordRejected("invalid_utf8", f"byte {exc.start} is not UTF-8: {exc.reason}"),
             excerpt=_excerpt(raw.decode("utf-8", errors="replace")),
         )
+    return _parse_text(key, text)
+
+
+def _parse_text(key: str, text: str) -> RawItem:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
         return RawItem(
             key,
             error=RecordRejected("invalid_json", f"not JSON: {exc.msg} at column {exc.colno}"),
+            excerpt=_excerpt(text),
+        )
+    except RecursionError:
+        return RawItem(
+            key,
+            error=RecordRejected("nesting_too_deep", "the value is nested too deeply to parse"),
             excerpt=_excerpt(text),
         )
     return _object_item(key, value, excerpt_source=text)
@@ -119,6 +192,11 @@ def _object_item(key: str, value: Any, excerpt_source: str | None = None) -> Raw
             ),
             excerpt=_excerpt(excerpt_source) if excerpt_source else None,
         )
+    if _holds_undecodable_text(value):
+        return RawItem(
+            key,
+            error=RecordRejected("invalid_utf8", "the record holds bytes that are not UTF-8"),
+        )
     return RawItem(key, value=value)
 
 
@@ -127,47 +205,127 @@ def _json_items(path: str) -> Iterator[RawItem]:
         data = f.read()
     # surrogateescape keeps undecodable bytes as lone surrogates, so a bad byte inside one
     # element of an array costs that element only, not the whole file.
-    text = data.decode("utf-8", errors="surrogateescape")
+    text = data.decode("utf-8", errors="surrogateescape").lstrip("\ufeff")
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
         if exc.msg == "Extra data":
-            # One value parsed and more follow: a .json file holding JSON lines.
-            yield from _json_line_items(path)
+            # One value parsed and more follow: pretty-printed objects one after another.
+            yield from _concatenated_items(text)
             return
-        yield RawItem(
-            "0",
-            error=RecordRejected(
-                "invalid_json", f"the whole file is not JSON: {exc.msg} at line {exc.lineno}"
-            ),
-            excerpt=_excerpt(text.encode("utf-8", "replace").decode("utf-8")),
-        )
+        yield from _salvaged_items(text, f"{exc.msg} at line {exc.lineno}")
+        return
+    except RecursionError:
+        yield from _salvaged_items(text, "nested too deeply")
         return
     values = value if isinstance(value, list) else [value]
     for index, item in enumerate(values):
-        if _holds_undecodable_text(item):
+        yield _object_item(str(index), item)
+
+
+def _concatenated_items(text: str) -> Iterator[RawItem]:
+    decoder = json.JSONDecoder()
+    pos, index = 0, 0
+    while True:
+        while pos < len(text) and text[pos].isspace():
+            pos += 1
+        if pos >= len(text):
+            return
+        try:
+            value, pos = decoder.raw_decode(text, pos)
+        except (json.JSONDecodeError, RecursionError) as exc:
+            reason = "nesting_too_deep" if isinstance(exc, RecursionError) else "invalid_json"
             yield RawItem(
                 str(index),
-                error=RecordRejected("invalid_utf8", "the record holds bytes that are not UTF-8"),
+                error=RecordRejected(reason, "the rest of the file does not parse as JSON"),
+                excerpt=_excerpt(text[pos:]),
             )
-        else:
-            yield _object_item(str(index), item)
+            return
+        yield _object_item(str(index), value)
+        index += 1
+
+
+# Strings (with escapes) and the brackets and commas between them; everything else is
+# inside an element and of no interest to the element splitter.
+_STRUCTURE = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{},]')
+
+
+def _salvaged_items(text: str, problem: str) -> Iterator[RawItem]:
+    """Yield each element of a JSON array that does not parse as a whole, parsed on its own.
+
+    One malformed (or too deeply nested) element then costs that element; the good ones
+    are kept, and the count of items is the file's real element count.
+    """
+    elements = split_array_elements(text)
+    if elements is None:
+        yield RawItem(
+            "0",
+            error=RecordRejected("invalid_json", f"the whole file is not JSON: {problem}"),
+            excerpt=_excerpt(text),
+        )
+        return
+    for index, element in enumerate(elements):
+        yield _parse_text(str(index), element)
+
+
+def split_array_elements(text: str) -> list[str] | None:
+    """Return the texts of a top-level JSON array's elements, or None if `text` is no array."""
+    body = text.strip()
+    if not body.startswith("["):
+        return None
+    elements: list[str] = []
+    depth, start = 0, 1
+    for m in _STRUCTURE.finditer(body):
+        token = m.group(0)
+        if token in "[{":
+            depth += 1
+        elif token in "]}":
+            depth -= 1
+            if depth == 0:
+                elements.append(body[start : m.start()])
+                return [e for e in elements if e.strip()]
+        elif token == "," and depth == 1:
+            elements.append(body[start : m.start()])
+            start = m.end()
+    # The array never closed (a truncated file): what was seen is still its elements.
+    elements.append(body[start:])
+    return [e for e in elements if e.strip()]
 
 
 def _holds_undecodable_text(value: Any) -> bool:
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return True
-        return False
-    if isinstance(value, dict):
-        return any(
-            _holds_undecodable_text(k) or _holds_undecodable_text(v) for k, v in value.items()
-        )
-    if isinstance(value, list):
-        return any(_holds_undecodable_text(v) for v in value)
+    # Iterative: a record nested thousands of levels deep must not exhaust the stack.
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if not is_utf8_encodable(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
     return False
+
+
+def is_utf8_encodable(text: str) -> bool:
+    """Return whether `text` can be written as UTF-8 (no lone surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _png_card_items(path: str) -> Iterator[RawItem]:
+    from pipeline.readers.tavern import card_json_from_png
+
+    try:
+        text = card_json_from_png(path)
+    except RecordRejected as exc:
+        yield RawItem("0", error=exc)
+        return
+    yield _parse_text("0", text)
 
 
 def _parquet_items(path: str) -> Iterator[RawItem]:
@@ -201,4 +359,5 @@ def _arrow_items(path: str) -> Iterator[RawItem]:
 
 
 def _excerpt(text: str) -> str:
-    return text[:EXCERPT_CHARS]
+    # Undecodable bytes arrive as lone surrogates; an excerpt must stay writable as UTF-8.
+    return text[:EXCERPT_CHARS].encode("utf-8", "replace").decode("utf-8")

@@ -4,6 +4,7 @@
     {"conversations": [{"from", "value"}], "image": "x.jpg" | [...], "audio"?, "system"?}
 
 Media are listed beside the dialogue; `<image>` / `<audio>` placeholders mark where they go.
+lmms-finetune writes the system turn as `system_prompt`.
 """
 
 from __future__ import annotations
@@ -18,8 +19,23 @@ from pipeline.readers.assemble import (
     require_dict,
     require_list,
     require_str,
+    unmapped_keys,
 )
 from pipeline.record.characters import character_from_value
+
+MAPPED = frozenset(
+    {
+        "messages",
+        "conversations",
+        "system",
+        "system_prompt",
+        "images",
+        "image",
+        "audios",
+        "audio",
+        "character",
+    }
+)
 
 
 def parse_llamafactory(value: dict[str, Any]) -> ParsedRecord:
@@ -63,7 +79,9 @@ def _turns(messages: Any, where: str, role_key: str, text_key: str) -> list[RawT
 
 
 def _with_media_and_system(value: dict[str, Any], turns: list[RawTurn]) -> ParsedRecord:
-    system = optional_str(value.get("system"), "system")
+    system = optional_str(value.get("system"), "system") or optional_str(
+        value.get("system_prompt"), "system_prompt"
+    )
     if system and not (turns and turns[0].speaker.casefold() == "system"):
         turns.insert(0, RawTurn(speaker="system", content=system))
     images = media_refs(value.get("images"), "images") + media_refs(value.get("image"), "image")
@@ -73,4 +91,5 @@ def _with_media_and_system(value: dict[str, Any], turns: list[RawTurn]) -> Parse
         images=images,
         audios=audios,
         character=character_from_value(value.get("character")),
+        unmapped=unmapped_keys(value, MAPPED),
     )

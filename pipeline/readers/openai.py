@@ -20,6 +20,7 @@ from pipeline.readers.assemble import (
     require_dict,
     require_list,
     require_str,
+    unmapped_keys,
 )
 from pipeline.record.characters import character_from_value
 from pipeline.record.rejection import RecordRejected
@@ -27,11 +28,16 @@ from pipeline.record.schema import AUDIO_PLACEHOLDER, IMAGE_PLACEHOLDER
 
 # Parts are joined on new lines, as LLaVA-style data writes "<image>\nWhat is this?".
 PART_SEPARATOR = "\n"
+MAPPED = frozenset({"messages", "character"})
 
 
 def parse_openai(value: dict[str, Any]) -> ParsedRecord:
     """Return the parsed form of an OpenAI chat record (string or part-list contents)."""
-    parsed = ParsedRecord(turns=[], character=character_from_value(value.get("character")))
+    parsed = ParsedRecord(
+        turns=[],
+        character=character_from_value(value.get("character")),
+        unmapped=unmapped_keys(value, MAPPED),
+    )
     if any(value.get(k) for k in ("images", "audios", "image", "audio")):
         # Media listed beside part lists would have no defined place among the parts.
         raise RecordRejected(

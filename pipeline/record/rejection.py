@@ -10,6 +10,7 @@ from typing import Any
 REASONS: dict[str, str] = {
     "invalid_json": "the line or file is not valid JSON",
     "invalid_utf8": "the bytes are not valid UTF-8",
+    "nesting_too_deep": "the JSON value is nested too deeply to parse safely",
     "wrong_types": "a field has the wrong type or a required field is missing",
     "empty_messages": "the conversation has no messages",
     "no_assistant_turn": "no turn is spoken by the character",
@@ -24,6 +25,7 @@ REASONS: dict[str, str] = {
     "corrupt_audio": "an audio clip does not decode",
     "audio_too_long": "an audio clip exceeds the duration limit",
     "bad_data_uri": "a data URI or base64 payload does not decode",
+    "unsupported_media": "the record carries a media kind roleforge does not carry (e.g. <video>)",
     "unknown_character": "the record names a character the characters file lacks",
     "augment_error": "an augmentation op raised on this record",
     "stage_error": "a pipeline stage raised on this record",

@@ -19,6 +19,7 @@ CHARACTER_TYPE = pa.struct(
         ("profile", pa.string()),
         ("greeting", pa.string()),
         ("catchphrases", pa.list_(pa.string())),
+        ("aliases", pa.list_(pa.string())),
     ]
 )
 MESSAGE_TYPE = pa.struct([("role", pa.string()), ("name", pa.string()), ("content", pa.string())])

@@ -57,8 +57,12 @@ def test_every_example_recipe_loads_and_points_at_bundled_files(recipe_path: Pat
     recipe = load_recipe(recipe_path)  # also checks every augmentation op and its arguments
     for source in recipe.sources:
         assert Path(recipe.resolve(source.path)).is_file(), source.name
-        if source.characters:
-            assert Path(recipe.resolve(source.characters)).is_file(), source.name
+        for characters in source.characters_files:
+            assert Path(recipe.resolve(characters)).is_file(), source.name
+        if source.persona:
+            assert Path(recipe.resolve(source.persona)).is_file(), source.name
+        if source.media_dir:
+            assert Path(recipe.resolve(source.media_dir)).is_dir(), source.name
     # Outputs land in the repo root's git-ignored store, cards in the committed registry.
     assert Path(recipe.store_uri) == REPO / "roleforge-store"
     assert Path(recipe.resolve(recipe.cards_dir)) == REPO / "data_cards"
@@ -208,3 +212,20 @@ def test_committed_jsonl_files_match_what_make_corpus_writes() -> None:
         assert (CORPUS / rel).read_bytes() == data, (
             f"{rel} was edited by hand; rerun make_corpus.py"
         )
+
+
+def test_the_formats_recipe_reads_every_bundled_corpus_format_without_a_reject(tmp_path) -> None:
+    from pipeline.execution.ingest import run_ingest
+
+    recipe = load_recipe(EXAMPLES / "roleplay_formats.yaml")
+    recipe = recipe.model_copy(update={"store": str(tmp_path / "store")})
+    report = run_ingest(recipe, run_id="examples")
+    assert report.quarantined == 0
+    assert {s["name"]: s["valid"] for s in report.sources} == {
+        "mmrole": 2,
+        "chatharuhi": 2,
+        "charactereval": 1,
+        "characterllm": 1,
+        "llava": 2,
+        "card": 4,
+    }

@@ -67,7 +67,16 @@ def two_versions(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 def test_run_json_names_the_version_its_content_and_the_counts_per_stage(two_versions) -> None:
     v1, v2 = two_versions["v1"], two_versions["v2"]
-    assert set(v1) == {"name", "version", "content_id", "path", "unchanged", "splits", "counts"}
+    assert set(v1) == {
+        "name",
+        "version",
+        "content_id",
+        "path",
+        "unchanged",
+        "splits",
+        "counts",
+        "unmapped_fields",
+    }
     assert (v1["version"], v2["version"]) == (1, 2)
     assert not v1["unchanged"] and v1["content_id"] != v2["content_id"]
     assert set(v1["counts"]) == {"ingest", "validate", "dedup", "split", "augment", "write"}

@@ -58,8 +58,8 @@ def test_ingest_json_reports_counts_per_source_and_reason(tmp_path: Path) -> Non
     assert report["valid"] == 6 and report["quarantined"] == 1
     assert report["quarantine_reasons"] == {"placeholder_mismatch": 1}
     assert report["sources"] == [
-        {"name": "lf", "records_in": 4, "valid": 4, "quarantined": 0},
-        {"name": "extra", "records_in": 3, "valid": 2, "quarantined": 1},
+        {"name": "lf", "records_in": 4, "valid": 4, "quarantined": 0, "unmapped_fields": {}},
+        {"name": "extra", "records_in": 3, "valid": 2, "quarantined": 1, "unmapped_fields": {}},
     ]
     path = Path(report["quarantine_path"])
     assert path.parent == tmp_path / "store" / "test-ds" / "quarantine"

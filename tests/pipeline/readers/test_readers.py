@@ -105,6 +105,7 @@ def test_top_level_character_name_is_the_played_persona(llamafactory) -> None:
         "profile": None,
         "greeting": None,
         "catchphrases": [],
+        "aliases": [],
     }
     assert _roles(records[1]) == [("system", None), ("user", None), ("assistant", None)]
     assert records[0]["character"] is None
@@ -205,43 +206,9 @@ def test_pippa_bot_turns_are_the_character_and_bot_fields_its_persona(tmp_path: 
         "profile": "{{char}}: Director of the Wangsheng Funeral Parlor.",
         "greeting": "Ah, a customer!",
         "catchphrases": [],
+        "aliases": [],
     }
     assert _roles(record) == [("assistant", None), ("user", None), ("assistant", None)]
-
-
-def test_mmrole_character_speaks_as_assistant_and_other_speakers_as_named_users(
-    tmp_path: Path,
-) -> None:
-    write_bytes(tmp_path / "images" / "hall.jpg", image_bytes("JPEG"))
-    write_jsonl(
-        tmp_path / "mmrole.jsonl",
-        [
-            {
-                "id": "hp-1",
-                "role": "Hermione Granger",
-                "system": "You are Hermione Granger, a brilliant witch.",
-                "image": "images/hall.jpg",
-                "conversations": [
-                    {"from": "human", "value": "<image>\nWhere are we?"},
-                    {"from": "Hermione Granger", "value": "The Great Hall, obviously."},
-                    {"from": "Ron Weasley", "value": "Is there food?"},
-                    {"from": "Hermione Granger", "value": "Honestly, Ron."},
-                ],
-            }
-        ],
-    )
-    records, rejected = _read(_recipe(tmp_path, path="mmrole.jsonl"))
-    assert rejected == []
-    (record,) = records
-    assert record["character"]["name"] == "Hermione Granger"
-    assert record["character"]["profile"] == "You are Hermione Granger, a brilliant witch."
-    assert _roles(record) == [
-        ("user", None),
-        ("assistant", None),
-        ("user", "Ron Weasley"),
-        ("assistant", None),
-    ]
-    assert len(record["images"]) == 1
 
 
 def test_characters_file_fills_persona_by_name_and_source_character_is_the_default(
@@ -272,11 +239,13 @@ def test_characters_file_fills_persona_by_name_and_source_character_is_the_defau
     records, rejected = _read(recipe)
     assert rejected == []
     aiko, rex, default = (r["character"] for r in records)
+    # The book's spelling is the canonical name; the record's spelling only differs in case.
     assert aiko == {
-        "name": "aiko",
+        "name": "Aiko",
         "profile": "A shy librarian.",
         "greeting": "Oh! Hello.",
         "catchphrases": ["Shh..."],
+        "aliases": [],
     }
     assert rex["profile"] == "A quiet pirate." and rex["greeting"] == "Ahoy!"  # the record wins
     assert default["name"] == "Rex" and default["profile"] == "A loud pirate."

@@ -71,7 +71,7 @@ BAD_RECORDS: list[tuple[str, Any, str]] = [
         "unnamed_speaker_without_character",
         {
             "conversations": [
-                {"from": "narrator", "value": "Night falls."},
+                {"from": "Gandalf", "value": "Fly, you fools."},
                 {"from": "gpt", "value": "..."},
             ]
         },
@@ -218,6 +218,7 @@ def test_every_good_record_in_the_same_file_survives(bad_corpus) -> None:
             "records_in": len(BAD_RECORDS) + len(good_refs),
             "valid": len(good_refs),
             "quarantined": len(BAD_RECORDS),
+            "unmapped_fields": {},
         }
     ]
 

@@ -1,9 +1,7 @@
-"""Character corpora, where each record plays a named persona.
+"""PIPPA character conversations: each record plays one bot persona.
 
-PIPPA:  {"bot_name", "bot_definitions", "bot_greeting", "bot_description"?,
-         "conversation": [{"message", "is_human"}]}
-MMRole: {"role": <character name>, "system": <persona>, "conversations": [{"from", "value"}],
-         "image": "x.jpg" | [...]}
+{"bot_name", "bot_definitions", "bot_greeting", "bot_description"?,
+ "conversation": [{"message", "is_human"}]}
 """
 
 from __future__ import annotations
@@ -13,14 +11,18 @@ from typing import Any
 from pipeline.readers.assemble import (
     ParsedRecord,
     RawTurn,
-    media_refs,
     optional_str,
     require_dict,
     require_list,
     require_str,
+    unmapped_keys,
 )
 from pipeline.record.characters import make_character
 from pipeline.record.rejection import RecordRejected
+
+MAPPED = frozenset(
+    {"bot_name", "bot_definitions", "bot_greeting", "bot_description", "conversation"}
+)
 
 
 def parse_pippa(value: dict[str, Any]) -> ParsedRecord:
@@ -43,27 +45,4 @@ def parse_pippa(value: dict[str, Any]) -> ParsedRecord:
             raise RecordRejected("wrong_types", f"conversation[{i}].is_human must be true or false")
         text = require_str(message.get("message"), f"conversation[{i}].message")
         turns.append(RawTurn(speaker="user" if is_human else name, content=text))
-    return ParsedRecord(turns=turns, character=character)
-
-
-def parse_mmrole(value: dict[str, Any]) -> ParsedRecord:
-    """Return the parsed form of an MMRole record; `role` names the character played."""
-    name = require_str(value.get("role"), "role").strip()
-    if not name:
-        raise RecordRejected("wrong_types", "role is empty")
-    persona = optional_str(value.get("system"), "system")
-    turns = []
-    for i, message in enumerate(require_list(value.get("conversations"), "conversations")):
-        message = require_dict(message, f"conversations[{i}]")
-        turns.append(
-            RawTurn(
-                speaker=require_str(message.get("from"), f"conversations[{i}].from"),
-                content=require_str(message.get("value"), f"conversations[{i}].value"),
-            )
-        )
-    return ParsedRecord(
-        turns=turns,
-        images=media_refs(value.get("image"), "image") + media_refs(value.get("images"), "images"),
-        audios=media_refs(value.get("audio"), "audio") + media_refs(value.get("audios"), "audios"),
-        character=make_character(name, profile=persona or None),
-    )
+    return ParsedRecord(turns=turns, character=character, unmapped=unmapped_keys(value, MAPPED))
