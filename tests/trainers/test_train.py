@@ -83,7 +83,7 @@ def test_run_folder_holds_safetensors_adapter_processor_card_and_eval(omni_run, 
     assert not [n for n in names if n.endswith((".bin", ".pt", ".pth", ".pkl"))]
     card = (folder / "README.md").read_text()
     front = yaml.safe_load(card.split("---\n")[1])
-    assert front["library_name"] == "peft" and front["datasets"] == ["mm"]
+    assert front["library_name"] == "peft" and front["datasets"] == ["mm@v1"]
     metrics = front["model-index"][0]["results"][0]["metrics"]
     assert {m["type"] for m in metrics} == {"loss", "perplexity"}
     manifest = Store(str(mm_store), "mm").manifest(1)
