@@ -213,7 +213,7 @@ def _mixture_lines(mixture: dict[str, Any] | None) -> list[str]:
     for source, available in mixture["available"].items():
         weight = mixture["weights"].get(source, 0)
         lines.append(
-            f"  - `{source}`: weight {weight}, {mixture['drawn'][source]} drawn of {available}"
+            f"  - `{source}`: weight {weight:g}, {mixture['drawn'][source]} drawn of {available}"
         )
     return lines
 
