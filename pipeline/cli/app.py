@@ -127,11 +127,11 @@ def run(
         raise typer.Exit(EXIT_FAILED) from None
     failed = None
     if r.train is not None:
-        from trainers import ModalityMismatch, UnsupportedModel
+        from trainers import TRAIN_SETUP_ERRORS
 
         try:
             train_result(r, result)
-        except (ModalityMismatch, UnsupportedModel) as exc:
+        except TRAIN_SETUP_ERRORS as exc:
             failed = f"error: {r.name}@v{result.version} is published, but training failed: {exc}"
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))

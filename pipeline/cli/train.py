@@ -42,24 +42,13 @@ def train(
     """Fine-tune a role-play model on a committed version; evaluate it; write a model card."""
     from pipeline.cli.app import _not_found, _ref
     from pipeline.store.read import VersionNotFound
-    from trainers import NothingToResume, train_version
-    from trainers.loop import TrainerArgumentsError
-    from trainers.mixture import MixtureError
-    from trainers.models import ModalityMismatch, QuantizationUnavailable, UnsupportedModel
+    from trainers import TRAIN_SETUP_ERRORS, train_version
 
     cfg = _config(config)
     s, version = _ref(ref, store, None)
     try:
         result = train_version(s.uri, s.name, version, cfg, resume=resume)
-    except (
-        VersionNotFound,
-        NothingToResume,
-        ModalityMismatch,
-        UnsupportedModel,
-        QuantizationUnavailable,
-        TrainerArgumentsError,
-        MixtureError,
-    ) as exc:
+    except (VersionNotFound, *TRAIN_SETUP_ERRORS) as exc:
         raise _not_found(exc) from None
     out = result.to_dict()
     if as_json:
