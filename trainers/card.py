@@ -116,10 +116,10 @@ def card_data(
         pipeline_tag=PIPELINE_TAGS.get(family or "", "text-generation"),
         library_name="peft" if adapter else "transformers",
         license=license_id,
-        # The Hub spec asks for a name and a link whenever the licence is "other".
+        # The Hub spec asks for a name (and a link, when the recipe gives one) with "other".
         license_name=recipe.get("license_name")
         or ("unspecified" if license_id == "other" else None),
-        license_link=recipe.get("license_link") or ("LICENSE" if license_id == "other" else None),
+        license_link=recipe.get("license_link"),
         datasets=[f"{name}@v{version}"],
         tags=["roleforge", "role-play", "lora" if adapter else "full-fine-tune"],
         model_name=f"{name}-{run_id}",

@@ -32,7 +32,8 @@ LORA_ALIASES: dict[str, str] = {
     "lora_dropout": "dropout",
     "lora_target": "target_modules",
 }
-# TrainingArguments fields that our own keys set; trainer_args may not set them twice.
+# TrainingArguments fields that our own keys decide; trainer_args may not set them. Any
+# other field we fill (save_total_limit, dataloader workers, ...) trainer_args overrides.
 OWN_TRAINER_FIELDS: dict[str, str] = {
     "per_device_train_batch_size": "batch_size",
     "per_device_eval_batch_size": "batch_size",
@@ -58,6 +59,14 @@ OWN_TRAINER_FIELDS: dict[str, str] = {
     "deepspeed": "deepspeed",
     "output_dir": "(the run folder)",
     "use_cpu": "use_gpu",
+    "eval_strategy": "eval_steps",
+    "save_strategy": "save_steps",
+    "load_best_model_at_end": "early_stopping_patience",
+    "metric_for_best_model": "early_stopping_patience",
+    "greater_is_better": "early_stopping_patience",
+    "disable_tqdm": "progress",
+    "remove_unused_columns": "(off: the collator needs every column)",
+    "label_names": "(labels: the character-turn mask)",
 }
 
 
@@ -182,6 +191,8 @@ class TrainConfig(StrictModel):
     def _quantization_needs_lora(self) -> TrainConfig:
         if self.quantization_bit is not None and self.lora is None:
             raise ValueError("quantization_bit (QLoRA) needs lora; full fine-tuning is not 4/8-bit")
-        if self.deepspeed is not None and self.fsdp is not None:
+        if self.deepspeed is not None and self.fsdp:
             raise ValueError("choose one of fsdp and deepspeed")
+        if self.fsdp_config and not self.fsdp:
+            raise ValueError("fsdp_config needs fsdp: true")
         return self

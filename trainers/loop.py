@@ -339,7 +339,7 @@ def trainer_arguments(
     # TensorBoard is our own callback (its events belong in the run folder, not in
     # checkpoints/runs/); every other integration is the Trainer's.
     report_to = [r for r in cfg.report_to if r != "tensorboard"] or "none"
-    return TrainingArguments(
+    kwargs: dict[str, Any] = dict(
         output_dir=output_dir,
         per_device_train_batch_size=cfg.batch_size,
         per_device_eval_batch_size=cfg.batch_size,
@@ -375,8 +375,9 @@ def trainer_arguments(
         dataloader_persistent_workers=dataloader_workers > 0,
         ddp_find_unused_parameters=False,
         **sharding,
-        **cfg.trainer_args,
     )
+    kwargs.update(cfg.trainer_args)  # checked by TrainConfig: never one of the fields above it owns
+    return TrainingArguments(**kwargs)
 
 
 def check_trainer_arguments(cfg: TrainConfig) -> None:

@@ -41,6 +41,11 @@ def test_trainer_args_pass_through_only_real_fields_we_do_not_set():
     cfg = TrainConfig(trainer_args={"max_grad_norm": 0.3, "adam_beta2": 0.95})
     args = trainer_arguments(cfg, "/tmp/x", seed=1, use_gpu=False, bf16=False, evaluate=False)
     assert (args.max_grad_norm, args.adam_beta2) == (0.3, 0.95)
+    workers = TrainConfig(trainer_args={"dataloader_num_workers": 3, "save_total_limit": 5})
+    args = trainer_arguments(workers, "/tmp/x", seed=1, use_gpu=False, bf16=False, evaluate=False)
+    assert (args.dataloader_num_workers, args.save_total_limit) == (3, 5)
+    with pytest.raises(ValidationError, match="trainer_args.eval_strategy: set train.eval_steps"):
+        TrainConfig(trainer_args={"eval_strategy": "epoch"})
     with pytest.raises(
         ValidationError, match="trainer_args.learning_rate: set train.learning_rate"
     ):
@@ -64,6 +69,8 @@ def test_fsdp_settings_are_checked_on_cpu_without_weights():
     check_trainer_arguments(TrainConfig(fsdp=True, fsdp_config=layer))
     with pytest.raises(TrainerArgumentsError, match="nonsense"):
         check_trainer_arguments(TrainConfig(fsdp="full_shard nonsense"))
+    with pytest.raises(ValidationError, match="fsdp_config needs fsdp: true"):
+        TrainConfig(fsdp_config=layer)
     with pytest.raises(ValidationError, match="choose one of fsdp and deepspeed"):
         TrainConfig(fsdp=True, deepspeed={"zero_optimization": {"stage": 2}})
 

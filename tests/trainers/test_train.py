@@ -234,6 +234,30 @@ def test_image_text_model_trains_on_images_and_drops_only_audio_when_asked(mm_st
     assert result.data["train"]["media_dropped_samples"] == 8
     assert math.isfinite(result.train_loss_last) and math.isfinite(result.eval["loss"])
     assert Path(result.model_path, "adapter_model.safetensors").exists()
+    from peft import AutoPeftModel
+
+    loaded = AutoPeftModel.from_pretrained(result.model_path)  # base: the path the config gave
+    assert type(loaded.get_base_model()).__name__ == "Qwen2_5_VLForConditionalGeneration"
+
+
+def test_text_lora_adapter_loads_with_autopeftmodelforcausallm(text_store, tiny_causal):
+    from peft import AutoPeftModelForCausalLM
+
+    cfg = TrainConfig(
+        model=tiny_causal,
+        lora=LoraConfig(r=4),
+        max_steps=1,
+        batch_size=4,
+        max_length=256,
+        eval_prompts=0,
+        progress="none",
+    )
+    result = train_version(str(text_store), "txt", 1, cfg, seed=0)
+    model = AutoPeftModelForCausalLM.from_pretrained(result.model_path)
+    assert type(model.get_base_model()).__name__ == "Qwen2ForCausalLM"
+    card = Path(result.model_path, "README.md").read_text()
+    assert "model = AutoPeftModelForCausalLM.from_pretrained('<this folder>')" in card
+    assert yaml.safe_load(card.split("---\n")[1])["pipeline_tag"] == "text-generation"
 
 
 def test_training_shows_one_stderr_line_per_logging_step_off_a_terminal(omni_cli):
@@ -308,7 +332,7 @@ def test_model_card_names_base_task_licence_and_dataset_version(omni_run):
     card = (Path(omni_run["model_path"]) / "README.md").read_text()
     front = yaml.safe_load(card.split("---\n")[1])
     assert front["pipeline_tag"] == "any-to-any" and front["datasets"] == ["mm@v1"]
-    assert front["license"] == "other" and front["license_name"] and front["license_link"]
+    assert front["license"] == "other" and front["license_name"] == "unspecified"
     assert "base_model" not in front  # tiny-random has no hub id; the body says where it is
     result = front["model-index"][0]["results"][0]
     assert result["dataset"]["revision"] == omni_run["dataset"]["content_id"]
