@@ -385,6 +385,11 @@ def check_trainer_arguments(cfg: TrainConfig) -> None:
     import importlib.util
     import tempfile
 
+    if "tensorboard" in cfg.report_to and importlib.util.find_spec("tensorboard") is None:
+        raise TrainerArgumentsError(
+            "train.report_to: tensorboard needs the tensorboard package (pip install "
+            "tensorboard), or set report_to: none"
+        )
     if cfg.deepspeed is not None and importlib.util.find_spec("deepspeed") is None:
         raise TrainerArgumentsError(
             "train.deepspeed needs the deepspeed package: pip install deepspeed"
