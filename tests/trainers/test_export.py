@@ -158,3 +158,20 @@ def test_media_files_are_written_once_per_content(tmp_path):
     rows = _rows(tmp_path / "out" / "train.jsonl")
     assert rows[0]["images"] == rows[1]["images"]
     assert report.media_files == len(os.listdir(tmp_path / "out" / "media"))
+
+
+def test_a_greeting_that_carries_media_is_skipped_and_counted_not_folded():
+    from collections import Counter
+
+    from trainers.chat import ChatFormatter
+    from trainers.dataset_export import ExportReport, normalise
+
+    record = make_record(0, "train", images=0, audios=0)
+    record["messages"].insert(
+        0, {"role": "assistant", "name": CAPTAIN["name"], "content": "<image> Look at my ship!"}
+    )
+    record["images"] = make_record(0, "train", images=1)["images"]
+    report, skipped = ExportReport("sharegpt", "out", {}), Counter()
+    sample = ChatFormatter("You are {name}.").format(record)
+    assert normalise(sample, report, skipped) is None
+    assert skipped == {"greeting_with_media": 1} and report.greetings_folded == 0
