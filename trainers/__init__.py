@@ -18,10 +18,29 @@ _EXPORTS = {
     "train_version": "trainers.stage",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = sorted(_EXPORTS) + ["TRAIN_SETUP_ERRORS"]
 
 
 def __getattr__(name: str) -> Any:
+    if name == "TRAIN_SETUP_ERRORS":
+        return _setup_errors()
     if name not in _EXPORTS:
         raise AttributeError(f"module 'trainers' has no attribute {name!r}")
     return getattr(importlib.import_module(_EXPORTS[name]), name)
+
+
+def _setup_errors() -> tuple[type[Exception], ...]:
+    """Return the errors a run raises before training starts: one line for the user each."""
+    from trainers.loop import TrainerArgumentsError
+    from trainers.mixture import MixtureError
+    from trainers.models import ModalityMismatch, QuantizationUnavailable, UnsupportedModel
+    from trainers.stage import NothingToResume
+
+    return (
+        ModalityMismatch,
+        UnsupportedModel,
+        QuantizationUnavailable,
+        TrainerArgumentsError,
+        MixtureError,
+        NothingToResume,
+    )

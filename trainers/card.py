@@ -6,8 +6,6 @@ import os
 import re
 from typing import Any
 
-import yaml
-
 
 def _num(value: Any, digits: int = 4) -> str:
     if value is None:
@@ -70,6 +68,63 @@ def eval_markdown(evaluation: dict[str, Any], title: str) -> str:
 
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+# Hub pipeline tags by model family (the Omni thinker is tagged like Qwen2.5-Omni itself).
+PIPELINE_TAGS = {
+    "any-to-text": "any-to-any",
+    "image-text": "image-text-to-text",
+    "causal-lm": "text-generation",
+}
+
+
+def card_data(
+    *,
+    run_id: str,
+    manifest: dict[str, Any],
+    base_model: str,
+    tiny_random: bool,
+    adapter: bool,
+    family: str | None,
+    evaluation: dict[str, Any],
+):
+    """Return the card's huggingface_hub ModelCardData: base, task, licence, dataset, metrics."""
+    from huggingface_hub import EvalResult, ModelCardData
+
+    name, version = manifest["name"], manifest["version"]
+    recipe = manifest.get("recipe") or {}
+    license_id = recipe.get("license") or "other"
+    hub_base = not tiny_random and _HUB_ID.match(base_model) and not os.path.exists(base_model)
+    results = [
+        EvalResult(
+            task_type="text-generation",
+            task_name="role-play",
+            dataset_type=name,
+            dataset_name=f"{name}@v{version}",
+            dataset_split="test",
+            dataset_revision=manifest["content_id"],
+            metric_type=metric,
+            metric_name=label,
+            metric_value=evaluation[metric],
+        )
+        for metric, label in (
+            ("loss", "test loss (character tokens)"),
+            ("perplexity", "test perplexity"),
+        )
+        if evaluation.get(metric) is not None
+    ]
+    return ModelCardData(
+        base_model=base_model if hub_base else None,
+        pipeline_tag=PIPELINE_TAGS.get(family or "", "text-generation"),
+        library_name="peft" if adapter else "transformers",
+        license=license_id,
+        # The Hub spec asks for a name (and a link, when the recipe gives one) with "other".
+        license_name=recipe.get("license_name")
+        or ("unspecified" if license_id == "other" else None),
+        license_link=recipe.get("license_link"),
+        datasets=[f"{name}@v{version}"],
+        tags=["roleforge", "role-play", "lora" if adapter else "full-fine-tune"],
+        model_name=f"{name}-{run_id}",
+        eval_results=results or None,
+    )
 
 
 def model_card(
@@ -85,49 +140,25 @@ def model_card(
 ) -> str:
     """Return README.md: HF model-card YAML and a body naming data, base model, settings, metrics."""
     adapter = config.get("lora") is not None
-    text_only = summary.get("family") == "causal-lm"
-    auto = "AutoModelForCausalLM" if text_only else "AutoModelForImageTextToText"
-    proc = "AutoTokenizer" if text_only else "AutoProcessor"
+    family = summary.get("family")
+    data = card_data(
+        run_id=run_id,
+        manifest=manifest,
+        base_model=base_model,
+        tiny_random=tiny_random,
+        adapter=adapter,
+        family=family,
+        evaluation=evaluation,
+    )
     name, version = manifest["name"], manifest["version"]
-    meta: dict[str, Any] = {}
-    if not tiny_random and _HUB_ID.match(base_model) and not os.path.exists(base_model):
-        meta["base_model"] = base_model
-    meta["library_name"] = "peft" if adapter else "transformers"
-    meta["datasets"] = [name]
-    meta["tags"] = ["roleforge", "role-play", "lora" if adapter else "full-fine-tune"]
-    metrics = [
-        {"type": "loss", "name": "test loss (character tokens)", "value": evaluation.get("loss")},
-        {"type": "perplexity", "name": "test perplexity", "value": evaluation.get("perplexity")},
-    ]
-    meta["model-index"] = [
-        {
-            "name": f"{name}-{run_id}",
-            "results": [
-                {
-                    "task": {"type": "text-generation", "name": "role-play"},
-                    "dataset": {"type": name, "name": f"{name}@v{version}", "split": "test"},
-                    "metrics": [m for m in metrics if m["value"] is not None],
-                }
-            ],
-        }
-    ]
+    train = summary.get("data", {}).get("train", {})
+    hp = {k: v for k, v in config.items() if k not in ("eval_prompts", "system_template")}
     base_line = (
         "`tiny-random`: a tiny randomly initialised Qwen2.5-Omni thinker built offline, with a "
         "tokenizer trained on this dataset; it has no hub id, so it is saved in `base_model/` "
         "next to this card"
         if tiny_random
         else f"`{base_model}`"
-    )
-    gen = evaluation.get("generation", {})
-    timing = summary.get("timing", {})
-    data = summary.get("data", {}).get("train", {})
-    hp = {k: v for k, v in config.items() if k not in ("eval_prompts", "system_template")}
-    load = (
-        "from peft import PeftModel\n"
-        f"base = {auto}.from_pretrained({_base_ref(base_model, tiny_random)!r})\n"
-        "model = PeftModel.from_pretrained(base, '<this folder>')"
-        if adapter
-        else f"model = {auto}.from_pretrained('<this folder>')"
     )
     body = [
         f"# {name}@v{version} role-play model ({run_id})",
@@ -139,8 +170,10 @@ def model_card(
         f"- dataset: `{name}`, version `v{version}`",
         f"- content_id: `{manifest['content_id']}`",
         f"- recipe hash: `{manifest.get('recipe_hash', 'unknown')}`",
-        f"- training samples: {data.get('used')} of {data.get('rows')} "
-        f"({data.get('truncated')} truncated from the left at turn boundaries, {data.get('skipped')} skipped)",
+        f"- training samples: {train.get('used')} of {train.get('rows')} "
+        f"({train.get('truncated')} truncated from the left at turn boundaries, "
+        f"{train.get('skipped')} skipped)",
+        *_mixture_lines(summary.get("mixture")),
         "",
         "## Base model",
         "",
@@ -156,34 +189,81 @@ def model_card(
         "",
         "## Metrics (test split, character turns only)",
         "",
-        f"- loss: {_num(evaluation.get('loss'))}, perplexity: {_num(evaluation.get('perplexity'), 2)}",
-        f"- first / last training loss: {_num(_first_last(summary)[0])} / {_num(_first_last(summary)[1])}",
-        f"- AI-exposure rate: {_num(gen.get('ai_exposure_rate'), 3)}, speaker leakage: "
-        f"{_num(gen.get('speaker_leakage_rate'), 3)}, catchphrase hits: {_num(gen.get('catchphrase_hit_rate'), 3)}",
-        f"- distinct-1 / distinct-2: {_num(gen.get('distinct_1'), 3)} / {_num(gen.get('distinct_2'), 3)}, "
-        f"mean reply words: {_num(gen.get('mean_reply_words'), 1)}",
-        f"- training throughput: {timing.get('tokens_per_second')} tokens/s, "
-        f"data-wait share {timing.get('data_wait_share')}",
+        *_metric_lines(summary, evaluation),
         "",
-        "Per-character results and sample replies: `eval.md` / `eval.json`.",
+        "Per-character results and sample replies: `eval.md` / `eval.json`; the training curve: "
+        "`training_curve.png` / `.json`; TensorBoard events: `tensorboard/`.",
         "",
         "## Loading",
         "",
         "```python",
-        f"from transformers import {auto}, {proc}",
-        f"processor = {proc}.from_pretrained('<this folder>')",
-        load,
+        *_load_lines(family, adapter, tiny_random),
         "```",
         "",
         "Weights are safetensors only; `trust_remote_code` was "
         f"{'on' if config.get('trust_remote_code') else 'off'} for training.",
     ]
-    front = yaml.safe_dump(meta, sort_keys=False, allow_unicode=True)
-    return f"---\n{front}---\n\n" + "\n".join(body) + "\n"
+    return f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body) + "\n"
 
 
-def _base_ref(base_model: str, tiny_random: bool) -> str:
-    return "<this folder>/base_model" if tiny_random else base_model
+def _mixture_lines(mixture: dict[str, Any] | None) -> list[str]:
+    if not mixture:
+        return []
+    lines = ["- training mix (`train.mixture`, drawn from the seed): "]
+    for source, available in mixture["available"].items():
+        weight = mixture["weights"].get(source, 0)
+        lines.append(
+            f"  - `{source}`: weight {weight:g}, {mixture['drawn'][source]} drawn of {available}"
+        )
+    return lines
+
+
+def _metric_lines(summary: dict[str, Any], evaluation: dict[str, Any]) -> list[str]:
+    gen = evaluation.get("generation", {})
+    timing = summary.get("timing", {})
+    first, last = _first_last(summary)
+    return [
+        f"- loss: {_num(evaluation.get('loss'))}, perplexity: {_num(evaluation.get('perplexity'), 2)}",
+        f"- first / last training loss: {_num(first)} / {_num(last)}",
+        f"- AI-exposure rate: {_num(gen.get('ai_exposure_rate'), 3)}, speaker leakage: "
+        f"{_num(gen.get('speaker_leakage_rate'), 3)}, catchphrase hits: "
+        f"{_num(gen.get('catchphrase_hit_rate'), 3)}",
+        f"- distinct-1 / distinct-2: {_num(gen.get('distinct_1'), 3)} / "
+        f"{_num(gen.get('distinct_2'), 3)}, mean reply words: {_num(gen.get('mean_reply_words'), 1)}",
+        f"- training throughput: {timing.get('tokens_per_second')} tokens/s, "
+        f"data-wait share {timing.get('data_wait_share')}",
+    ]
+
+
+def _load_lines(family: str | None, adapter: bool, tiny_random: bool) -> list[str]:
+    """Return the documented loading call for this family and kind of output."""
+    text_only = family == "causal-lm"
+    proc = "AutoTokenizer" if text_only else "AutoProcessor"
+    lines = [
+        f"from transformers import {proc}",
+        f"processor = {proc}.from_pretrained('<this folder>')",
+    ]
+    if not adapter:
+        auto = "AutoModelForCausalLM" if text_only else "AutoModelForImageTextToText"
+        return [
+            f"from transformers import {auto}",
+            *lines,
+            f"model = {auto}.from_pretrained('<this folder>')",
+        ]
+    where = (
+        "# run from the store folder: adapter_config names the base relative to the store"
+        if tiny_random
+        else "# adapter_config names the base model's hub id"
+    )
+    auto = "AutoPeftModelForCausalLM" if text_only else "AutoPeftModel"
+    # A multimodal adapter records its model class (peft `auto_mapping`), so peft's generic
+    # AutoPeftModel rebuilds e.g. Qwen2_5OmniThinkerForConditionalGeneration.
+    return [
+        f"from peft import {auto}",
+        *lines,
+        where,
+        f"model = {auto}.from_pretrained('<this folder>')",
+    ]
 
 
 def _first_last(summary: dict[str, Any]) -> tuple[float | None, float | None]:

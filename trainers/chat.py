@@ -56,9 +56,6 @@ class ChatSample:
     def has_system(self) -> bool:
         return bool(self.turns) and self.turns[0].role == "system"
 
-    def assistant_texts(self) -> list[str]:
-        return [t.text for t in self.turns if t.role == "assistant"]
-
 
 class ChatFormatter:
     """Turns canonical records into ChatSamples.

@@ -1,10 +1,73 @@
-"""The `train:` section of a recipe: model, LoRA, schedule, evaluation and devices."""
+"""The `train:` section of a recipe: model, LoRA, schedule, evaluation, devices and mixtures.
+
+Keys use our short names; the Hugging Face `TrainingArguments` / TRL / LLaMA-Factory
+spellings of the same settings (`num_train_epochs`, `per_device_train_batch_size`,
+`lora_rank`, `cutoff_len`, ...) are accepted as aliases, so a config written for those
+tools reads here unchanged. Any other `TrainingArguments` field goes in `trainer_args:`,
+checked against the installed transformers' fields.
+"""
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
 
 from pipeline.record.config import StrictModel
+
+# Their name -> ours. Flat LLaMA-Factory LoRA keys map into the `lora:` section.
+ALIASES: dict[str, str] = {
+    "model_name_or_path": "model",
+    "num_train_epochs": "epochs",
+    "per_device_train_batch_size": "batch_size",
+    "gradient_accumulation_steps": "grad_accum",
+    "lr_scheduler_type": "lr_scheduler",
+    "cutoff_len": "max_length",
+    "max_seq_length": "max_length",  # TRL < 0.20
+}
+LORA_ALIASES: dict[str, str] = {
+    "lora_rank": "r",
+    "lora_r": "r",
+    "lora_alpha": "alpha",
+    "lora_dropout": "dropout",
+    "lora_target": "target_modules",
+}
+# TrainingArguments fields that our own keys decide; trainer_args may not set them. Any
+# other field we fill (save_total_limit, dataloader workers, ...) trainer_args overrides.
+OWN_TRAINER_FIELDS: dict[str, str] = {
+    "per_device_train_batch_size": "batch_size",
+    "per_device_eval_batch_size": "batch_size",
+    "gradient_accumulation_steps": "grad_accum",
+    "num_train_epochs": "epochs",
+    "max_steps": "max_steps",
+    "learning_rate": "learning_rate",
+    "lr_scheduler_type": "lr_scheduler",
+    "warmup_steps": "warmup_ratio",
+    "weight_decay": "weight_decay",
+    "optim": "optim",
+    "logging_steps": "logging_steps",
+    "eval_steps": "eval_steps",
+    "save_steps": "save_steps",
+    "bf16": "bf16",
+    "activation_checkpointing": "gradient_checkpointing",
+    "gradient_checkpointing": "gradient_checkpointing",
+    "seed": "seed",
+    "data_seed": "seed",
+    "report_to": "report_to",
+    "fsdp": "fsdp",
+    "fsdp_config": "fsdp_config",
+    "deepspeed": "deepspeed",
+    "output_dir": "(the run folder)",
+    "use_cpu": "use_gpu",
+    "eval_strategy": "eval_steps",
+    "save_strategy": "save_steps",
+    "load_best_model_at_end": "early_stopping_patience",
+    "metric_for_best_model": "early_stopping_patience",
+    "greater_is_better": "early_stopping_patience",
+    "disable_tqdm": "progress",
+    "remove_unused_columns": "(off: the collator needs every column)",
+    "label_names": "(labels: the character-turn mask)",
+}
 
 
 class LoraConfig(StrictModel):
@@ -12,6 +75,16 @@ class LoraConfig(StrictModel):
     alpha: int | None = None
     dropout: float = Field(default=0.05, ge=0, lt=1)
     target_modules: list[str] | str | None = None
+
+    @field_validator("target_modules", mode="before")
+    @classmethod
+    def _llamafactory_targets(cls, v: Any) -> Any:
+        # LLaMA-Factory writes `lora_target: all` or `q_proj,v_proj`.
+        if v == "all":
+            return None
+        if isinstance(v, str) and "," in v and not any(c in v for c in "()[]*\\|^$"):
+            return [part.strip() for part in v.split(",") if part.strip()]
+        return v
 
 
 class TrainConfig(StrictModel):
@@ -23,9 +96,11 @@ class TrainConfig(StrictModel):
     lr_scheduler: str = "cosine"
     warmup_ratio: float = Field(default=0.0, ge=0, lt=1)
     weight_decay: float = Field(default=0.0, ge=0)
+    optim: str = "adamw_torch"  # any transformers OptimizerNames value
     batch_size: int = Field(default=4, ge=1)
     grad_accum: int = Field(default=1, ge=1)
     max_length: int = Field(default=1024, ge=16)
+    logging_steps: int = Field(default=1, ge=1)
     eval_steps: int | None = Field(default=None, ge=1)
     save_steps: int | None = Field(default=None, ge=1)
     early_stopping_patience: int | None = Field(default=None, ge=1)
@@ -33,9 +108,91 @@ class TrainConfig(StrictModel):
     drop_media: bool = False
     bf16: bool | None = None  # None = on when a GPU supports it
     gradient_checkpointing: bool = False
+    quantization_bit: Literal[4, 8] | None = None  # QLoRA through bitsandbytes; CUDA only
     workers: int = Field(default=1, ge=1)  # >1 runs under Ray Train
     use_gpu: bool | None = None  # None = when one is present
+    fsdp: bool | str | None = None  # TrainingArguments.fsdp; true + fsdp_config is current
+    fsdp_config: dict[str, Any] | None = None
+    deepspeed: str | dict[str, Any] | None = None  # a DeepSpeed JSON path or the config itself
     trust_remote_code: bool = False
     seed: int | None = None  # None = the recipe seed
+    # source name -> relative weight of the training mix; unnamed sources are left out.
+    mixture: dict[str, float] | None = None
+    report_to: list[str] = Field(default_factory=lambda: ["tensorboard"])
+    progress: Literal["auto", "bar", "lines", "none"] = "auto"  # auto: a bar on a TTY
+    trainer_args: dict[str, Any] = Field(default_factory=dict)  # other TrainingArguments
     eval_prompts: int = Field(default=8, ge=0)
     max_new_tokens: int = Field(default=32, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _accept_their_names(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for theirs, ours in ALIASES.items():
+            if theirs in data:
+                if ours in data:
+                    raise ValueError(f"{theirs} and {ours} name the same setting; keep one")
+                data[ours] = data.pop(theirs)
+        flat_lora = {LORA_ALIASES[k]: data.pop(k) for k in list(data) if k in LORA_ALIASES}
+        finetuning = data.pop("finetuning_type", None)
+        if finetuning not in (None, "lora", "full"):
+            raise ValueError(f"finetuning_type {finetuning!r}: roleforge trains lora or full")
+        if finetuning == "full":
+            if flat_lora or data.get("lora"):
+                raise ValueError("finetuning_type: full takes no LoRA settings")
+            data["lora"] = None
+        elif flat_lora:
+            data["lora"] = {**(data.get("lora") or {}), **flat_lora}
+        if isinstance(data.get("report_to"), str):
+            data["report_to"] = [] if data["report_to"] == "none" else [data["report_to"]]
+        return data
+
+    @field_validator("mixture")
+    @classmethod
+    def _positive_total(cls, v: dict[str, float] | None) -> dict[str, float] | None:
+        if v is None:
+            return v
+        if any(w < 0 for w in v.values()) or not sum(v.values()) > 0:
+            raise ValueError("mixture weights must be >= 0 with a positive total")
+        return v
+
+    @field_validator("optim")
+    @classmethod
+    def _known_optimizer(cls, v: str) -> str:
+        if v == "adamw_torch":
+            return v  # the default: skip importing transformers for the common case
+        from transformers.training_args import OptimizerNames
+
+        names = [o.value for o in OptimizerNames]
+        if v not in names:
+            raise ValueError(f"unknown optimizer {v!r}; transformers knows {', '.join(names)}")
+        return v
+
+    @field_validator("trainer_args")
+    @classmethod
+    def _real_trainer_fields(cls, v: dict[str, Any]) -> dict[str, Any]:
+        if not v:
+            return v
+        import dataclasses
+
+        from transformers import TrainingArguments
+
+        known = {f.name for f in dataclasses.fields(TrainingArguments) if f.init}
+        for key in v:
+            if key in OWN_TRAINER_FIELDS:
+                raise ValueError(f"trainer_args.{key}: set train.{OWN_TRAINER_FIELDS[key]} instead")
+            if key not in known:
+                raise ValueError(f"trainer_args.{key} is not a TrainingArguments field")
+        return v
+
+    @model_validator(mode="after")
+    def _quantization_needs_lora(self) -> TrainConfig:
+        if self.quantization_bit is not None and self.lora is None:
+            raise ValueError("quantization_bit (QLoRA) needs lora; full fine-tuning is not 4/8-bit")
+        if self.deepspeed is not None and self.fsdp:
+            raise ValueError("choose one of fsdp and deepspeed")
+        if self.fsdp_config and not self.fsdp:
+            raise ValueError("fsdp_config needs fsdp: true")
+        return self

@@ -150,3 +150,15 @@ class RolePlayDataset:
         """Return the played character of each item, in item order (no media decoded)."""
         column = self.reader.table.column("character").to_pylist()
         return [((column[r] or {}).get("name") or "unknown") for r in self.rows]
+
+    def sources(self) -> list[str]:
+        """Return the source name of each item, in item order."""
+        column = self.reader.table.column("source").to_pylist()
+        return [column[r] for r in self.rows]
+
+    def select(self, indices: list[int]) -> None:
+        """Keep the items at `indices` (repeats allowed: an oversampled mixture)."""
+        self.rows = [self.rows[i] for i in indices]
+        self.plans = [self.plans[i] for i in indices]
+        self.stats.used = len(self.rows)
+        self.stats.tokens = sum(p.length for p in self.plans)

@@ -10,27 +10,32 @@ import json
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from trainers.chat import ChatFormatter
 from trainers.collator import RolePlayCollator
 from trainers.config import TrainConfig
+from trainers.curve import write_training_curve
 from trainers.data import RolePlayDataset, SplitReader
 from trainers.encoding import ConversationEncoder
+from trainers.mixture import MixtureReport, draw_mixture
 from trainers.models import (
     ModelSpec,
     apply_lora,
     freeze_encoders,
     load_model,
     load_processor,
+    quantization_config,
     resolve_model,
 )
+from trainers.progress import progress_callback
 
 logger = logging.getLogger(__name__)
 
 SUMMARY_FILE = "train_summary.json"
 CHECKPOINTS = "checkpoints"
+TENSORBOARD = "tensorboard"  # event files, inside the model folder
 
 
 @dataclass
@@ -142,6 +147,10 @@ class TrainingSession:
             self.processor, multimodal=self.spec.multimodal, max_length=cfg.max_length
         )
         self.train_data = self.dataset("train")
+        self.mixture: MixtureReport | None = None
+        if cfg.mixture:
+            indices, self.mixture = draw_mixture(self.train_data.sources(), cfg.mixture, job.seed)
+            self.train_data.select(indices)
         self.val_data = self.dataset("validation") if job.shards.get("validation") else None
         if self.val_data is not None and len(self.val_data) == 0:
             self.val_data = None
@@ -161,12 +170,19 @@ class TrainingSession:
 
         # bf16 weights for LoRA too: peft keeps the adapter itself in float32.
         dtype = torch.bfloat16 if self.bf16 else torch.float32
-        model = load_model(self.spec, self.cfg.trust_remote_code, dtype=dtype)
+        quantization = quantization_config(self.cfg.quantization_bit)
+        model = load_model(self.spec, self.cfg.trust_remote_code, dtype, quantization)
+        if quantization is not None:
+            from peft import prepare_model_for_kbit_training
+
+            model = prepare_model_for_kbit_training(
+                model, use_gradient_checkpointing=self.cfg.gradient_checkpointing
+            )
         if self.cfg.lora is not None:
             # Same seed, same adapter initialisation, without touching the global generator.
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(self.job.seed)
-                model = apply_lora(model, self.cfg.lora)
+                model = apply_lora(model, self.cfg.lora, self.spec.family)
         else:
             frozen = freeze_encoders(model)
             logger.info("full fine-tuning; %d encoder parameters frozen", frozen)
@@ -176,65 +192,36 @@ class TrainingSession:
 
     def training_args(self):
         """Return the TrainingArguments of this job."""
-        from transformers import TrainingArguments
-
         cfg = self.cfg
         evaluate = self.val_data is not None and cfg.eval_steps is not None
-        early = evaluate and cfg.early_stopping_patience is not None
         if cfg.early_stopping_patience is not None and not evaluate:
             logger.warning("early stopping needs eval_steps and a validation split; it is off")
-        save_steps = cfg.save_steps or (cfg.eval_steps if early else 500)
         workers = self.job.dataloader_workers
         if workers is None:
             # On CPU the training step already uses every core; on GPU, worker processes
             # prepare media while the GPU computes.
             workers = min(4, (os.cpu_count() or 2) // 2) if self.use_gpu else 0
-        if early and save_steps % cfg.eval_steps:
-            save_steps = cfg.eval_steps  # the best checkpoint must exist at every evaluation
-        return TrainingArguments(
-            output_dir=os.path.join(self.job.run_dir, CHECKPOINTS),
-            per_device_train_batch_size=cfg.batch_size,
-            per_device_eval_batch_size=cfg.batch_size,
-            gradient_accumulation_steps=cfg.grad_accum,
-            num_train_epochs=cfg.epochs,
-            max_steps=cfg.max_steps,
-            learning_rate=cfg.learning_rate,
-            lr_scheduler_type=cfg.lr_scheduler,
-            warmup_steps=cfg.warmup_ratio,
-            weight_decay=cfg.weight_decay,
-            optim="adamw_torch",
-            logging_steps=1,
-            eval_strategy="steps" if evaluate else "no",
-            eval_steps=cfg.eval_steps if evaluate else None,
-            save_strategy="steps",
-            save_steps=save_steps,
-            save_total_limit=2,
-            load_best_model_at_end=early,
-            metric_for_best_model="eval_loss" if early else None,
-            greater_is_better=False if early else None,
-            bf16=self.bf16,
-            activation_checkpointing=cfg.gradient_checkpointing,
-            use_cpu=not self.use_gpu,
+        return trainer_arguments(
+            cfg,
+            os.path.join(self.job.run_dir, CHECKPOINTS),
             seed=self.job.seed,
-            data_seed=self.job.seed,
-            report_to="none",
-            disable_tqdm=True,
-            remove_unused_columns=False,
-            dataloader_num_workers=workers,
-            dataloader_persistent_workers=workers > 0,
-            ddp_find_unused_parameters=False,
+            use_gpu=self.use_gpu,
+            bf16=self.bf16,
+            evaluate=evaluate,
+            dataloader_workers=workers,
         )
 
     def trainer(self):
         """Return the Trainer for this job (our subclass, which times data waits)."""
         from transformers import EarlyStoppingCallback
+        from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
         args = self.training_args()
         callbacks = []
         if args.load_best_model_at_end:
             callbacks.append(EarlyStoppingCallback(self.cfg.early_stopping_patience))
-        from transformers.trainer_callback import PrinterCallback
-
+        if "tensorboard" in self.cfg.report_to:
+            callbacks.append(_tensorboard_callback(os.path.join(self.job.run_dir, TENSORBOARD)))
         trainer = _trainer_class()(
             model=self.model,
             args=args,
@@ -243,8 +230,13 @@ class TrainingSession:
             data_collator=self.collator,
             callbacks=callbacks,
         )
-        # Logs go through `logging`, never print(): stdout belongs to `roleforge train --json`.
+        # Our own progress replaces the Trainer's: stdout belongs to `roleforge train --json`,
+        # and the bar / lines show tokens/s too.
         trainer.remove_callback(PrinterCallback)
+        trainer.remove_callback(ProgressCallback)
+        progress = progress_callback(self.cfg.progress, trainer.step_times)
+        if progress is not None:
+            trainer.add_callback(progress)
         return trainer
 
     def run(self) -> dict[str, Any]:
@@ -280,6 +272,7 @@ class TrainingSession:
             "bf16": self.bf16,
             "device": "cuda" if self.use_gpu else "cpu",
             "family": self.spec.family,
+            "mixture": self.mixture.to_dict() if self.mixture else None,
         }
         if trainer.is_world_process_zero():
             trainer.save_model(self.job.run_dir)
@@ -287,6 +280,7 @@ class TrainingSession:
             stray = os.path.join(self.job.run_dir, "training_args.bin")
             if os.path.exists(stray):
                 os.remove(stray)  # a pickle; the card and run.json hold the arguments
+            write_training_curve(trainer.state.log_history, self.job.run_dir)
             write_json(os.path.join(self.job.run_dir, SUMMARY_FILE), summary)
         self.trained = trainer.model
         return summary
@@ -316,5 +310,101 @@ def write_json(path: str, data: Any) -> None:
     os.replace(tmp, path)
 
 
-def job_dict(job: TrainJob) -> dict[str, Any]:
-    return asdict(job)
+class TrainerArgumentsError(ValueError):
+    """The train config makes TrainingArguments fail (FSDP / DeepSpeed / trainer_args)."""
+
+
+def trainer_arguments(
+    cfg: TrainConfig,
+    output_dir: str,
+    *,
+    seed: int,
+    use_gpu: bool,
+    bf16: bool,
+    evaluate: bool,
+    dataloader_workers: int = 0,
+):
+    """Return the TrainingArguments of `cfg`: our keys, FSDP/DeepSpeed, then `trainer_args`."""
+    from transformers import TrainingArguments
+
+    early = evaluate and cfg.early_stopping_patience is not None
+    save_steps = cfg.save_steps or (cfg.eval_steps if early else 500)
+    if early and save_steps % cfg.eval_steps:
+        save_steps = cfg.eval_steps  # the best checkpoint must exist at every evaluation
+    sharding: dict[str, Any] = {}
+    if cfg.fsdp:
+        sharding = {"fsdp": cfg.fsdp, "fsdp_config": cfg.fsdp_config}
+    elif cfg.deepspeed is not None:
+        sharding = {"deepspeed": cfg.deepspeed}
+    # TensorBoard is our own callback (its events belong in the run folder, not in
+    # checkpoints/runs/); every other integration is the Trainer's.
+    report_to = [r for r in cfg.report_to if r != "tensorboard"] or "none"
+    kwargs: dict[str, Any] = dict(
+        output_dir=output_dir,
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler,
+        warmup_steps=cfg.warmup_ratio,
+        weight_decay=cfg.weight_decay,
+        optim=cfg.optim,
+        logging_steps=cfg.logging_steps,
+        eval_strategy="steps" if evaluate else "no",
+        eval_steps=cfg.eval_steps if evaluate else None,
+        save_strategy="steps",
+        save_steps=save_steps,
+        save_total_limit=2,
+        load_best_model_at_end=early,
+        metric_for_best_model="eval_loss" if early else None,
+        greater_is_better=False if early else None,
+        bf16=bf16,
+        activation_checkpointing=cfg.gradient_checkpointing,
+        use_cpu=not use_gpu,
+        seed=seed,
+        data_seed=seed,
+        report_to=report_to,
+        disable_tqdm=True,
+        remove_unused_columns=False,
+        # A multimodal PeftModel has no task type, so the Trainer cannot find `labels`
+        # in its forward signature; without this, evaluation computes no loss.
+        label_names=["labels"],
+        dataloader_num_workers=dataloader_workers,
+        dataloader_persistent_workers=dataloader_workers > 0,
+        ddp_find_unused_parameters=False,
+        **sharding,
+    )
+    kwargs.update(cfg.trainer_args)  # checked by TrainConfig: never one of the fields above it owns
+    return TrainingArguments(**kwargs)
+
+
+def check_trainer_arguments(cfg: TrainConfig) -> None:
+    """Raise TrainerArgumentsError if `cfg` cannot become TrainingArguments (no weights needed)."""
+    import importlib.util
+    import tempfile
+
+    if "tensorboard" in cfg.report_to and importlib.util.find_spec("tensorboard") is None:
+        raise TrainerArgumentsError(
+            "train.report_to: tensorboard needs the tensorboard package (pip install "
+            "tensorboard), or set report_to: none"
+        )
+    if cfg.deepspeed is not None and importlib.util.find_spec("deepspeed") is None:
+        raise TrainerArgumentsError(
+            "train.deepspeed needs the deepspeed package: pip install deepspeed"
+        )
+    with tempfile.TemporaryDirectory(prefix="roleforge-args-") as tmp:
+        try:
+            trainer_arguments(
+                cfg, tmp, seed=0, use_gpu=bool(cfg.use_gpu), bf16=False, evaluate=False
+            )
+        except (ValueError, ImportError, TypeError, RuntimeError) as exc:
+            raise TrainerArgumentsError(f"train config: {exc}") from None
+
+
+def _tensorboard_callback(log_dir: str):
+    from torch.utils.tensorboard import SummaryWriter
+    from transformers.integrations import TensorBoardCallback
+
+    return TensorBoardCallback(SummaryWriter(log_dir=log_dir))

@@ -134,16 +134,20 @@ def load_processor(spec: ModelSpec, trust_remote_code: bool = False) -> Any:
     return processor
 
 
-def load_model(spec: ModelSpec, trust_remote_code: bool = False, dtype: Any = None) -> Any:
-    """Return the model of `spec` loaded from safetensors only."""
+def load_model(
+    spec: ModelSpec, trust_remote_code: bool = False, dtype: Any = None, quantization: Any = None
+) -> Any:
+    """Return the model of `spec` loaded from safetensors only (quantized when asked)."""
     import transformers
 
     cls = getattr(transformers, spec.model_class)
+    extra = {"quantization_config": quantization} if quantization is not None else {}
     return cls.from_pretrained(
         spec.name,
         use_safetensors=True,
         trust_remote_code=trust_remote_code,
         dtype=dtype if dtype is not None else "auto",
+        **extra,
     )
 
 
@@ -188,8 +192,13 @@ def lora_targets(model: Any, target_modules: list[str] | str | None) -> list[str
     return names
 
 
-def apply_lora(model: Any, lora: Any) -> Any:
-    """Return `model` wrapped by peft with LoRA on its language model (all else frozen)."""
+def apply_lora(model: Any, lora: Any, family: Family = "causal-lm") -> Any:
+    """Return `model` wrapped by peft with LoRA on its language model (all else frozen).
+
+    Multimodal families get no peft task type: peft then saves the model class in
+    `auto_mapping`, so `peft.AutoPeftModel.from_pretrained(folder)` rebuilds the right
+    class (AutoModelForCausalLM, which a CAUSAL_LM adapter implies, has no Omni thinker).
+    """
     from peft import LoraConfig, get_peft_model
 
     config = LoraConfig(
@@ -197,9 +206,43 @@ def apply_lora(model: Any, lora: Any) -> Any:
         lora_alpha=lora.alpha if lora.alpha is not None else 2 * lora.r,
         lora_dropout=lora.dropout,
         target_modules=lora_targets(model, lora.target_modules),
-        task_type="CAUSAL_LM",
+        task_type="CAUSAL_LM" if family == "causal-lm" else None,
     )
     return get_peft_model(model, config)
+
+
+class QuantizationUnavailable(ValueError):
+    """QLoRA was asked for where bitsandbytes cannot run (no CUDA device, or not installed)."""
+
+
+def quantization_config(bits: int | None) -> Any:
+    """Return the BitsAndBytesConfig of 4- or 8-bit QLoRA (None for none); raise when unavailable."""
+    if bits is None:
+        return None
+    import torch
+
+    if not torch.cuda.is_available():
+        raise QuantizationUnavailable(
+            f"quantization_bit: {bits} (QLoRA) needs a CUDA device for bitsandbytes; none is "
+            "visible here. Remove quantization_bit to train LoRA unquantized"
+        )
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        raise QuantizationUnavailable(
+            f"quantization_bit: {bits} (QLoRA) needs bitsandbytes: pip install bitsandbytes"
+        ) from None
+    from transformers import BitsAndBytesConfig
+
+    if bits == 8:
+        return BitsAndBytesConfig(load_in_8bit=True)
+    compute = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=compute,
+    )
 
 
 def freeze_encoders(model: Any) -> int:

@@ -25,8 +25,21 @@ from pipeline.record.ids import new_run_id
 from pipeline.store.read import Store
 from trainers.card import eval_markdown, model_card
 from trainers.config import TrainConfig
-from trainers.loop import CHECKPOINTS, TrainingSession, TrainJob, write_json
-from trainers.models import ANY_TO_TEXT, ModelSpec, check_modalities, resolve_model
+from trainers.loop import (
+    CHECKPOINTS,
+    TrainingSession,
+    TrainJob,
+    check_trainer_arguments,
+    write_json,
+)
+from trainers.mixture import check_mixture
+from trainers.models import (
+    ANY_TO_TEXT,
+    ModelSpec,
+    check_modalities,
+    quantization_config,
+    resolve_model,
+)
 from trainers.tiny import TINY_RANDOM
 
 logger = logging.getLogger(__name__)
@@ -145,6 +158,180 @@ def _check_model_takes_data(
     return check_modalities(spec, counts, cfg.drop_media, label)
 
 
+class TrainRun:
+    """One training run, in the order torchtune's recipes read: setup, train, evaluate, outputs.
+
+    `setup` resolves the version, the config and the seed, checks that the model takes
+    the data and that the config makes valid TrainingArguments (all before any weights
+    load), and creates the run folder; `train` runs one process or Ray Train workers;
+    `evaluate` scores the test split; `write_outputs` writes eval, card and final status.
+    """
+
+    def __init__(
+        self,
+        store_uri: str,
+        name: str,
+        version: int | None,
+        cfg: TrainConfig | None = None,
+        seed: int | None = None,
+        resume: bool = False,
+        run_id: str | None = None,
+    ):
+        self.store = Store(store_uri, name)
+        self.version, self.cfg, self.seed = version, cfg, seed
+        self.resume, self.run_id = resume, run_id
+        self.resumed_from: str | None = None
+        self.session: TrainingSession | None = None
+        self.summary: dict[str, Any] = {}
+        self.evaluation: dict[str, Any] = {}
+
+    @property
+    def label(self) -> str:
+        return f"{self.store.name}@v{self.version}"
+
+    @property
+    def dataset(self) -> dict[str, Any]:
+        return {
+            "name": self.store.name,
+            "version": self.version,
+            "content_id": self.manifest["content_id"],
+        }
+
+    def setup(self) -> None:
+        """Resolve version, config, seed and base model; check them; create the run folder."""
+        self.manifest = self.store.manifest(self.version)
+        self.version = self.manifest["version"]
+        if self.resume:
+            self._continue_run()
+        else:
+            self._new_run()
+        cfg = self.cfg
+        self.shards = {
+            s: self.store.shard_paths(self.manifest, s) for s in ("train", "validation", "test")
+        }
+        self.tiny = cfg.model == TINY_RANDOM
+        self.base_model = os.path.join(self.run_dir, BASE_DIR) if self.tiny else cfg.model
+        self.keep = _check_model_takes_data(cfg, self.base_model, self.shards, self.label)
+        if cfg.mixture:
+            from trainers.data import SplitReader
+
+            sources = SplitReader(self.shards["train"]).table.column("source").to_pylist()
+            check_mixture(cfg.mixture, sources, self.label)
+        quantization_config(cfg.quantization_bit)  # no CUDA / bitsandbytes: fail here
+        check_trainer_arguments(cfg)
+        if not self.resume:
+            os.makedirs(os.path.dirname(self.run_dir), exist_ok=True)
+            os.mkdir(self.run_dir)  # exclusive: two runs never share a folder
+        if self.tiny and not os.path.isdir(self.base_model):
+            from trainers.tiny import build_tiny_omni
+
+            texts = _corpus_texts(self.shards["train"], cfg.system_template)
+            build_tiny_omni(texts, self.base_model, self.seed)
+        self._update_info(keep_media=sorted(self.keep), status="training")
+
+    def _continue_run(self) -> None:
+        self.run_dir = find_resumable_run(self.store, self.version, self.run_id)
+        with open(os.path.join(self.run_dir, RUN_FILE), encoding="utf-8") as f:
+            self.info = json.load(f)
+        saved = TrainConfig.model_validate(self.info["config"])
+        if self.cfg is not None and self.cfg != saved:
+            logger.warning("resuming with a config that differs from the run's own")
+        self.cfg = self.cfg or saved
+        self.seed = self.info["seed"]
+        self.resumed_from = last_checkpoint(self.run_dir)
+        self.run_id = os.path.basename(self.run_dir)
+        logger.info("resuming %s from %s", self.run_id, self.resumed_from)
+
+    def _new_run(self) -> None:
+        self.cfg = self.cfg or _config_from_manifest(self.manifest)
+        if self.cfg.seed is not None:
+            self.seed = self.cfg.seed
+        elif self.seed is None:
+            self.seed = int((self.manifest.get("recipe") or {}).get("seed") or 0)
+        self.run_id = self.run_id or new_run_id()
+        self.run_dir = self.store.models_dir(self.run_id)
+        self.info = {
+            "run_id": self.run_id,
+            "created": time.time(),
+            "dataset": self.dataset,
+            "recipe_hash": self.manifest.get("recipe_hash"),
+            "config": self.cfg.model_dump(mode="json"),
+            "seed": self.seed,
+        }
+
+    def _update_info(self, **changes: Any) -> None:
+        self.info.update(base_model=self.base_model, updated=time.time(), **changes)
+        write_json(os.path.join(self.run_dir, RUN_FILE), self.info)
+
+    def job(self) -> TrainJob:
+        return TrainJob(
+            run_dir=self.run_dir,
+            base_model=self.base_model,
+            shards=self.shards,
+            config=self.cfg.model_dump(mode="json"),
+            seed=self.seed,
+            keep_media=sorted(self.keep),
+            resume_from=self.resumed_from,
+        )
+
+    def train(self) -> dict[str, Any]:
+        """Train (here, or on Ray Train workers when cfg.workers > 1); return the summary."""
+        if self.cfg.workers > 1:
+            from trainers.distributed import run_on_ray
+
+            self.summary = run_on_ray(self.job(), self.cfg.workers)
+        else:
+            self.session = TrainingSession(self.job())
+            self.summary = self.session.run()
+        portable_adapter_config(self.run_dir, self.base_reference())
+        return self.summary
+
+    def base_reference(self) -> str:
+        """Return how saved files name the base: its hub id, or its path relative to the store."""
+        if self.tiny:
+            return os.path.relpath(self.base_model, self.store.uri)
+        return self.cfg.model
+
+    def evaluate(self) -> dict[str, Any]:
+        """Score the test split with the trained model (loaded back after a Ray run)."""
+        if self.session is not None:
+            self.evaluation = _evaluate(self.session, self.session.trained, self.cfg)
+        else:
+            self.evaluation = _evaluate_saved(self.job())
+        return self.evaluation
+
+    def write_outputs(self) -> TrainResult:
+        """Write eval.json, eval.md and the model card; mark the run done; return the result."""
+        write_json(os.path.join(self.run_dir, "eval.json"), self.evaluation)
+        with open(os.path.join(self.run_dir, "eval.md"), "w", encoding="utf-8") as f:
+            f.write(eval_markdown(self.evaluation, f"{self.label}, run {self.run_id}"))
+        card = model_card(
+            run_id=self.run_id,
+            manifest=self.manifest,
+            base_model=self.cfg.model,
+            tiny_random=self.tiny,
+            config=self.cfg.model_dump(mode="json"),
+            seed=self.seed,
+            summary=self.summary,
+            evaluation=self.evaluation,
+        )
+        with open(os.path.join(self.run_dir, "README.md"), "w", encoding="utf-8") as f:
+            f.write(card)
+        self._update_info(status="done")
+        losses = self.summary.get("losses") or []
+        return TrainResult(
+            model_path=self.run_dir,
+            run_id=self.run_id,
+            dataset=self.dataset,
+            train_loss_first=losses[0]["loss"] if losses else None,
+            train_loss_last=losses[-1]["loss"] if losses else None,
+            eval={k: v for k, v in self.evaluation.items() if k != "replies"},
+            global_step=self.summary.get("global_step", 0),
+            resumed_from=self.resumed_from,
+            data=self.summary.get("data", {}),
+        )
+
+
 def train_version(
     store_uri: str,
     name: str,
@@ -159,109 +346,24 @@ def train_version(
     `cfg` None means the manifest recipe's `train:` section (defaults without one) and, on
     resume, the resumed run's own config. The seed is cfg.seed, else `seed`, else the
     manifest recipe's seed. Fails before loading weights when the data has media the model
-    cannot take (unless drop_media).
+    cannot take (unless drop_media) or the config cannot run here.
     """
-    store = Store(store_uri, name)
-    manifest = store.manifest(version)
-    version = manifest["version"]
-    label = f"{name}@v{version}"
-    resumed_from = None
-    if resume:
-        run_dir = find_resumable_run(store, version, run_id)
-        with open(os.path.join(run_dir, RUN_FILE), encoding="utf-8") as f:
-            info = json.load(f)
-        saved = TrainConfig.model_validate(info["config"])
-        if cfg is not None and cfg != saved:
-            logger.warning("resuming with a config that differs from the run's own")
-        cfg = cfg or saved
-        seed = info["seed"]
-        resumed_from = last_checkpoint(run_dir)
-        run_id = os.path.basename(run_dir)
-        logger.info("resuming %s from %s", run_id, resumed_from)
-    else:
-        cfg = cfg or _config_from_manifest(manifest)
-        if cfg.seed is not None:
-            seed = cfg.seed
-        elif seed is None:
-            seed = int((manifest.get("recipe") or {}).get("seed") or 0)
-        run_id = run_id or new_run_id()
-        run_dir = store.models_dir(run_id)
+    run = TrainRun(store_uri, name, version, cfg, seed, resume, run_id)
+    run.setup()
+    run.train()
+    run.evaluate()
+    return run.write_outputs()
 
-    shards = {s: store.shard_paths(manifest, s) for s in ("train", "validation", "test")}
-    tiny = cfg.model == TINY_RANDOM
-    base_model = os.path.join(run_dir, BASE_DIR) if tiny else cfg.model
-    keep = _check_model_takes_data(cfg, base_model, shards, label)
 
-    if not resume:
-        os.makedirs(os.path.dirname(run_dir), exist_ok=True)
-        os.mkdir(run_dir)  # exclusive: two runs never share a folder
-        info = {
-            "run_id": run_id,
-            "created": time.time(),
-            "dataset": {"name": name, "version": version, "content_id": manifest["content_id"]},
-            "recipe_hash": manifest.get("recipe_hash"),
-            "config": cfg.model_dump(mode="json"),
-            "seed": seed,
-        }
-    if tiny and not os.path.isdir(base_model):
-        from trainers.tiny import build_tiny_omni
-
-        build_tiny_omni(_corpus_texts(shards["train"], cfg.system_template), base_model, seed)
-    info.update(
-        base_model=base_model, keep_media=sorted(keep), status="training", updated=time.time()
-    )
-    write_json(os.path.join(run_dir, RUN_FILE), info)
-
-    job = TrainJob(
-        run_dir=run_dir,
-        base_model=base_model,
-        shards=shards,
-        config=cfg.model_dump(mode="json"),
-        seed=seed,
-        keep_media=sorted(keep),
-        resume_from=resumed_from,
-    )
-    if cfg.workers > 1:
-        from trainers.distributed import run_on_ray
-
-        summary = run_on_ray(job, cfg.workers)
-        evaluation = _evaluate_saved(job)
-    else:
-        session = TrainingSession(job)
-        summary = session.run()
-        evaluation = _evaluate(session, session.trained, cfg)
-
-    write_json(os.path.join(run_dir, "eval.json"), evaluation)
-    with open(os.path.join(run_dir, "eval.md"), "w", encoding="utf-8") as f:
-        f.write(eval_markdown(evaluation, f"{label}, run {run_id}"))
-    card = model_card(
-        run_id=run_id,
-        manifest=manifest,
-        base_model=cfg.model,
-        tiny_random=tiny,
-        config=cfg.model_dump(mode="json"),
-        seed=seed,
-        summary=summary,
-        evaluation=evaluation,
-    )
-    with open(os.path.join(run_dir, "README.md"), "w", encoding="utf-8") as f:
-        f.write(card)
-    info.update(status="done", updated=time.time())
-    write_json(os.path.join(run_dir, RUN_FILE), info)
-
-    losses = summary.get("losses") or []
-    brief = {k: v for k, v in evaluation.items() if k != "replies"}
-    return TrainResult(
-        model_path=run_dir,
-        run_id=run_id,
-        dataset={"name": name, "version": version, "content_id": manifest["content_id"]},
-        train_loss_first=losses[0]["loss"] if losses else None,
-        train_loss_last=losses[-1]["loss"] if losses else None,
-        eval=brief,
-        global_step=summary.get("global_step", 0),
-        resumed_from=resumed_from,
-        data=summary.get("data", {}),
-    )
+def portable_adapter_config(folder: str, base_reference: str) -> None:
+    """Point a saved adapter at `base_reference` instead of this machine's absolute path."""
+    path = os.path.join(folder, "adapter_config.json")
+    if not os.path.exists(path):
+        return  # full fine-tuning: no adapter
+    with open(path, encoding="utf-8") as f:
+        config = json.load(f)
+    config["base_model_name_or_path"] = base_reference
+    write_json(path, config)
 
 
 def _evaluate(session: TrainingSession, model: Any, cfg: TrainConfig) -> dict[str, Any]:

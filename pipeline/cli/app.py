@@ -129,11 +129,11 @@ def run(
         raise typer.Exit(EXIT_FAILED) from None
     failed = None
     if r.train is not None:
-        from trainers import ModalityMismatch, UnsupportedModel
+        from trainers import TRAIN_SETUP_ERRORS
 
         try:
             train_result(r, result)
-        except (ModalityMismatch, UnsupportedModel) as exc:
+        except TRAIN_SETUP_ERRORS as exc:
             failed = f"error: {r.name}@v{result.version} is published, but training failed: {exc}"
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))
@@ -280,53 +280,6 @@ def gc(
 
 
 @app.command()
-def train(
-    ref: str = typer.Argument(..., help="NAME@vN (default: the latest version)"),
-    store: str | None = typer.Option(None, "--store", help=STORE_HELP),
-    config: str | None = typer.Option(
-        None, "--config", help="train YAML (default: the version's recipe `train:`)"
-    ),
-    resume: bool = typer.Option(
-        False, "--resume", help="continue the newest run of this version from its last checkpoint"
-    ),
-    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
-) -> None:
-    """Fine-tune a role-play model on a committed version; evaluate it; write a model card."""
-    from pipeline.recipe import format_validation_error
-    from pipeline.store.read import VersionNotFound
-    from trainers import ModalityMismatch, NothingToResume, UnsupportedModel, train_version
-    from trainers.config import TrainConfig
-
-    cfg = None
-    if config is not None:
-        import yaml
-        from pydantic import ValidationError
-
-        try:
-            with open(config, encoding="utf-8") as f:
-                cfg = TrainConfig.model_validate(yaml.safe_load(f) or {})
-        except (OSError, yaml.YAMLError) as exc:
-            typer.echo(f"config error: {exc}", err=True)
-            raise typer.Exit(EXIT_RECIPE) from None
-        except ValidationError as exc:
-            typer.echo(f"config error: {format_validation_error(exc)}", err=True)
-            raise typer.Exit(EXIT_RECIPE) from None
-    s, version = _ref(ref, store, None)
-    try:
-        result = train_version(s.uri, s.name, version, cfg, resume=resume)
-    except (VersionNotFound, NothingToResume, ModalityMismatch, UnsupportedModel) as exc:
-        raise _not_found(exc) from None
-    out = result.to_dict()
-    if as_json:
-        typer.echo(json.dumps(out, indent=2))
-        return
-    ev = out["eval"]
-    typer.echo(f"model: {out['model_path']}")
-    typer.echo(f"train loss {out['train_loss_first']} -> {out['train_loss_last']}")
-    typer.echo(f"test loss {ev.get('loss')} perplexity {ev.get('perplexity')} (see eval.md)")
-
-
-@app.command()
 def preview(
     recipe: str = typer.Argument(..., help="recipe YAML"),
     n: int = typer.Option(8, "-n", "--n", min=1, help="records to sample"),
@@ -337,6 +290,11 @@ def preview(
 
     r = _load(recipe)
     typer.echo(f"wrote {render_preview(r, n, out)}")
+
+
+from pipeline.cli.train import register as _register_train  # noqa: E402
+
+_register_train(app)
 
 
 def main() -> None:  # pragma: no cover - console entry

@@ -35,14 +35,20 @@ OMNI_CONFIG = {
 
 
 @pytest.fixture(scope="module")
-def omni_run(mm_store, tmp_path_factory) -> dict:
-    """`roleforge train mm@v1 --json` on the tiny Omni model; its parsed JSON output."""
+def omni_cli(mm_store, tmp_path_factory):
+    """`roleforge train mm@v1 --json` on the tiny Omni model; the CLI result."""
     config = tmp_path_factory.mktemp("cfg") / "train.yaml"
     config.write_text(yaml.safe_dump(OMNI_CONFIG))
     args = ["train", "mm@v1", "--store", str(mm_store), "--config", str(config), "--json"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
+    return result
+
+
+@pytest.fixture(scope="module")
+def omni_run(omni_cli) -> dict:
+    """The parsed JSON output of the tiny Omni run."""
+    return json.loads(omni_cli.stdout)
 
 
 def test_train_json_names_model_folder_dataset_losses_and_eval(omni_run, mm_store):
@@ -83,7 +89,7 @@ def test_run_folder_holds_safetensors_adapter_processor_card_and_eval(omni_run, 
     assert not [n for n in names if n.endswith((".bin", ".pt", ".pth", ".pkl"))]
     card = (folder / "README.md").read_text()
     front = yaml.safe_load(card.split("---\n")[1])
-    assert front["library_name"] == "peft" and front["datasets"] == ["mm"]
+    assert front["library_name"] == "peft" and front["datasets"] == ["mm@v1"]
     metrics = front["model-index"][0]["results"][0]["metrics"]
     assert {m["type"] for m in metrics} == {"loss", "perplexity"}
     manifest = Store(str(mm_store), "mm").manifest(1)
@@ -228,3 +234,162 @@ def test_image_text_model_trains_on_images_and_drops_only_audio_when_asked(mm_st
     assert result.data["train"]["media_dropped_samples"] == 8
     assert math.isfinite(result.train_loss_last) and math.isfinite(result.eval["loss"])
     assert Path(result.model_path, "adapter_model.safetensors").exists()
+    from peft import AutoPeftModel
+
+    loaded = AutoPeftModel.from_pretrained(result.model_path)  # base: the path the config gave
+    assert type(loaded.get_base_model()).__name__ == "Qwen2_5_VLForConditionalGeneration"
+
+
+def test_text_lora_adapter_loads_with_autopeftmodelforcausallm(text_store, tiny_causal):
+    from peft import AutoPeftModelForCausalLM
+
+    cfg = TrainConfig(
+        model=tiny_causal,
+        lora=LoraConfig(r=4),
+        max_steps=1,
+        batch_size=4,
+        max_length=256,
+        eval_prompts=0,
+        progress="none",
+    )
+    result = train_version(str(text_store), "txt", 1, cfg, seed=0)
+    model = AutoPeftModelForCausalLM.from_pretrained(result.model_path)
+    assert type(model.get_base_model()).__name__ == "Qwen2ForCausalLM"
+    card = Path(result.model_path, "README.md").read_text()
+    assert "model = AutoPeftModelForCausalLM.from_pretrained('<this folder>')" in card
+    assert yaml.safe_load(card.split("---\n")[1])["pipeline_tag"] == "text-generation"
+
+
+def test_training_shows_one_stderr_line_per_logging_step_off_a_terminal(omni_cli):
+    lines = [line for line in omni_cli.stderr.splitlines() if line.startswith("step ")]
+    train = [line for line in lines if " loss " in line]
+    assert [line.split()[1] for line in train] == ["1/5", "2/5", "3/5", "4/5", "5/5"]
+    for line in train:
+        for field in ("loss", "lr", "tok/s", "eta"):
+            assert f"  {field} " in line
+    assert sum("eval_loss" in line for line in lines) == 3
+    assert not [line for line in omni_cli.stdout.splitlines() if line.startswith("step ")]
+
+
+def test_run_folder_holds_tensorboard_events_and_the_training_curve(omni_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    folder = Path(omni_run["model_path"])
+    events = EventAccumulator(str(folder / "tensorboard"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("train/loss")] == [1, 2, 3, 4, 5]
+    assert [e.step for e in events.Scalars("eval/loss")] == [2, 4, 5]
+    curve = json.loads((folder / "training_curve.json").read_text())["points"]
+    assert [p["step"] for p in curve] == [1, 2, 3, 4, 5]
+    assert curve[0]["loss"] == pytest.approx(omni_run["train_loss_first"])
+    assert {"learning_rate", "eval_loss"} <= set(curve[1])
+    assert (folder / "training_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_progress_is_a_bar_with_loss_lr_and_tokens_per_second_on_a_terminal():
+    import io
+    from types import SimpleNamespace
+
+    from trainers.loop import StepTimes
+    from trainers.progress import progress_callback
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    screen, times = Terminal(), StepTimes()
+    bar = progress_callback("auto", times, screen)
+    state = SimpleNamespace(is_world_process_zero=True, global_step=0, max_steps=4)
+    bar.on_train_begin(None, state, None)
+    for step in (1, 2):
+        state.global_step = step
+        times.tokens, times.step_seconds = 100 * step, 0.5 * step
+        bar.on_step_end(None, state, None)
+        bar.on_log(None, state, None, logs={"loss": 1.5, "learning_rate": 1e-4})
+    bar.on_train_end(None, state, None)
+    shown = screen.getvalue()
+    assert "2/4" in shown and "loss=1.5000" in shown and "lr=1.00e-04" in shown
+    assert "tok/s=200" in shown
+
+
+def test_multimodal_adapter_loads_with_peft_autopeftmodel_from_the_store(
+    omni_run, mm_store, monkeypatch
+):
+    from peft import AutoPeftModel
+
+    folder = Path(omni_run["model_path"])
+    config = json.loads((folder / "adapter_config.json").read_text())
+    base = config["base_model_name_or_path"]
+    assert base == os.path.relpath(folder / "base_model", mm_store) and not os.path.isabs(base)
+    monkeypatch.chdir(mm_store)  # the documented call runs from the store folder
+    model = AutoPeftModel.from_pretrained(os.path.relpath(folder, mm_store))
+    assert type(model.get_base_model()).__name__ == "Qwen2_5OmniThinkerForConditionalGeneration"
+    card = (folder / "README.md").read_text()
+    assert "model = AutoPeftModel.from_pretrained('<this folder>')" in card
+
+
+def test_model_card_names_base_task_licence_and_dataset_version(omni_run):
+    card = (Path(omni_run["model_path"]) / "README.md").read_text()
+    front = yaml.safe_load(card.split("---\n")[1])
+    assert front["pipeline_tag"] == "any-to-any" and front["datasets"] == ["mm@v1"]
+    assert front["license"] == "other" and front["license_name"] == "unspecified"
+    assert "base_model" not in front  # tiny-random has no hub id; the body says where it is
+    result = front["model-index"][0]["results"][0]
+    assert result["dataset"]["revision"] == omni_run["dataset"]["content_id"]
+
+
+def test_merged_export_loads_alone_and_gives_the_logits_of_base_plus_adapter(
+    omni_run, mm_store, tmp_path
+):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from trainers.chat import ChatFormatter
+    from trainers.collator import RolePlayCollator
+    from trainers.data import RolePlayDataset, SplitReader
+    from trainers.encoding import ConversationEncoder
+
+    folder = omni_run["model_path"]
+    out = tmp_path / "merged"
+    result = CliRunner().invoke(app, ["export-model", folder, str(out), "--merge", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["merged"] is True
+    names = set(os.listdir(out))
+    assert {"model.safetensors", "config.json", "chat_template.jinja", "tokenizer.json"} <= names
+    assert not {"adapter_config.json", "adapter_model.safetensors"} & names
+    merged = AutoModelForImageTextToText.from_pretrained(out, use_safetensors=True).eval()
+    processor = AutoProcessor.from_pretrained(out)
+    base = AutoModelForImageTextToText.from_pretrained(os.path.join(folder, "base_model"))
+    adapted = PeftModel.from_pretrained(base, folder).eval()
+    store = Store(str(mm_store), "mm")
+    reader = SplitReader(store.shard_paths(store.manifest(1), "test"))
+    encoder = ConversationEncoder(processor, multimodal=True, max_length=512)
+    test = RolePlayDataset("test", reader, ChatFormatter(TrainConfig().system_template), encoder)
+    batch = RolePlayCollator(processor.tokenizer.pad_token_id)([test[0], test[1]])
+    batch.pop("labels")
+    assert "pixel_values" in batch and "input_features" in batch  # image and audio both used
+    with torch.no_grad():
+        torch.testing.assert_close(
+            merged(**batch).logits, adapted(**batch).logits, atol=1e-4, rtol=1e-4
+        )
+    card = yaml.safe_load((out / "README.md").read_text().split("---\n")[1])
+    assert card["library_name"] == "transformers" and "merged-lora" in card["tags"]
+
+
+def test_qlora_on_a_machine_without_cuda_fails_in_one_line_before_any_run_folder(
+    mm_store, tmp_path
+):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    config = tmp_path / "q.yaml"
+    config.write_text(yaml.safe_dump({"quantization_bit": 4, "max_steps": 1}))
+    models = Path(mm_store, "mm", "models")
+    before = set(os.listdir(models)) if models.is_dir() else set()
+    args = ["train", "mm@v1", "--store", str(mm_store), "--config", str(config)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines()[-1].startswith("error: quantization_bit: 4 (QLoRA)")
+    assert (set(os.listdir(models)) if models.is_dir() else set()) == before
