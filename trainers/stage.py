@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from pipeline.store.manifest import Manifest
 from pipeline.store.read import Store
 from trainers.card import eval_markdown, model_card
 from trainers.config import TrainConfig
@@ -111,8 +112,8 @@ def _new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
 
 
-def _config_from_manifest(manifest: dict[str, Any]) -> TrainConfig:
-    section = (manifest.get("recipe") or {}).get("train")
+def _config_from_manifest(manifest: Manifest) -> TrainConfig:
+    section = manifest.recipe.get("train")
     return TrainConfig.model_validate(section) if section else TrainConfig()
 
 
@@ -167,7 +168,7 @@ def train_version(
     """
     store = Store(store_uri, name)
     manifest = store.manifest(version)
-    version = manifest["version"]
+    version = manifest.number
     label = f"{name}@v{version}"
     resumed_from = None
     if resume:
@@ -187,7 +188,7 @@ def train_version(
         if cfg.seed is not None:
             seed = cfg.seed
         elif seed is None:
-            seed = int((manifest.get("recipe") or {}).get("seed") or 0)
+            seed = int(manifest.recipe.get("seed") or 0)
         run_id = run_id or _new_run_id()
         run_dir = store.models_dir(run_id)
 
@@ -202,8 +203,8 @@ def train_version(
         info = {
             "run_id": run_id,
             "created": time.time(),
-            "dataset": {"name": name, "version": version, "content_id": manifest["content_id"]},
-            "recipe_hash": manifest.get("recipe_hash"),
+            "dataset": {"name": name, "version": version, "content_id": manifest.content_id},
+            "recipe_hash": manifest.recipe_hash,
             "config": cfg.model_dump(mode="json"),
             "seed": seed,
         }
@@ -240,7 +241,7 @@ def train_version(
         f.write(eval_markdown(evaluation, f"{label}, run {run_id}"))
     card = model_card(
         run_id=run_id,
-        manifest=manifest,
+        manifest=manifest.to_dict(),
         base_model=cfg.model,
         tiny_random=tiny,
         config=cfg.model_dump(mode="json"),
@@ -258,7 +259,7 @@ def train_version(
     return TrainResult(
         model_path=run_dir,
         run_id=run_id,
-        dataset={"name": name, "version": version, "content_id": manifest["content_id"]},
+        dataset={"name": name, "version": version, "content_id": manifest.content_id},
         train_loss_first=losses[0]["loss"] if losses else None,
         train_loss_last=losses[-1]["loss"] if losses else None,
         eval=brief,

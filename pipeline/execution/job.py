@@ -47,6 +47,7 @@ from pipeline.record.rejection import QuarantineEntry
 from pipeline.record.schema import RECORD_SCHEMA, SPLITS, WORK_SCHEMA, records_to_table
 from pipeline.stages.base import empty_augment_stats
 from pipeline.stages.dedup import DedupStage
+from pipeline.stages.split import SplitStage
 from pipeline.store.commit import (
     CommitCheckFailed,
     VersionCommitter,
@@ -55,8 +56,19 @@ from pipeline.store.commit import (
     schema_sha256,
 )
 from pipeline.store.fs import store_fs
+from pipeline.store.manifest import (
+    AugmentationSummary,
+    AugmentOp,
+    CodeVersion,
+    DedupSummary,
+    InputFile,
+    Manifest,
+    QuarantineSummary,
+    ShardEntry,
+    StageCount,
+)
 from pipeline.store.quarantine import QuarantineWriter
-from pipeline.store.read import MANIFEST_FORMAT, Store
+from pipeline.store.read import Store
 from pipeline.store.staging import PartSet, PartWriter, row_nbytes
 from pipeline.store.writer import INDEX_SCHEMA, ShardWriter
 
@@ -146,6 +158,7 @@ class RunResult:
     unchanged: bool
     splits: dict[str, int]
     counts: dict[str, dict[str, int]]
+    split_groups: dict[str, int] | None
     run_id: str
     manifest_path: str
     quarantine_path: str | None
@@ -161,6 +174,7 @@ class RunResult:
             "path": self.path,
             "unchanged": self.unchanged,
             "splits": self.splits,
+            "split_groups": self.split_groups,
             "counts": self.counts,
         }
         if self.train is not None:
@@ -168,7 +182,7 @@ class RunResult:
         return out
 
 
-def code_version() -> dict[str, Any]:
+def code_version() -> CodeVersion:
     """Return the package version, git commit (when run from a checkout) and library versions."""
 
     def version_of(dist: str) -> str | None:
@@ -191,14 +205,14 @@ def code_version() -> dict[str, Any]:
             commit = done.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         commit = None
-    return {
-        "roleforge": version_of("roleforge"),
-        "git_commit": commit,
-        "libraries": {name: version_of(name) for name in LIBRARIES},
-    }
+    return CodeVersion(
+        roleforge=version_of("roleforge"),
+        git_commit=commit,
+        libraries={name: version_of(name) for name in LIBRARIES},
+    )
 
 
-def input_entries(recipe: Recipe) -> list[dict[str, Any]]:
+def input_entries(recipe: Recipe) -> list[InputFile]:
     """Return every source's input files with their sha256 and size, paths relative to the
     recipe's folder."""
     from pipeline.readers import source_input_files
@@ -208,17 +222,17 @@ def input_entries(recipe: Recipe) -> list[dict[str, Any]]:
     for source in recipe.sources:
         for path in source_input_files(source, recipe):
             entries.append(
-                {
-                    "source": source.name,
-                    "path": os.path.relpath(path, recipe.base_dir),
-                    "sha256": file_sha256(path),
-                    "bytes": os.path.getsize(path),
-                }
+                InputFile(
+                    source=source.name,
+                    path=os.path.relpath(path, recipe.base_dir),
+                    sha256=file_sha256(path),
+                    bytes=os.path.getsize(path),
+                )
             )
     return entries
 
 
-def augmentation_summary(recipe: Recipe, stats: dict[str, Any]) -> dict[str, Any]:
+def augmentation_summary(recipe: Recipe, stats: dict[str, Any]) -> AugmentationSummary:
     """Return the manifest's augmentation block: each configured op with its counts."""
     ops = []
     per_op = stats.get("ops") or {}
@@ -226,15 +240,15 @@ def augmentation_summary(recipe: Recipe, stats: dict[str, Any]) -> dict[str, Any
         for spec in getattr(recipe.augment, modality):
             counted = per_op.get(f"{modality}:{spec['op']}", {})
             ops.append(
-                {
-                    "modality": modality,
-                    "op": spec["op"],
-                    "configured": spec,
-                    "applied": counted.get("applied", 0),
-                    "skipped": counted.get("skipped", 0),
-                }
+                AugmentOp(
+                    modality=modality,
+                    op=spec["op"],
+                    configured=spec,
+                    applied=counted.get("applied", 0),
+                    skipped=counted.get("skipped", 0),
+                )
             )
-    return {"copies": recipe.augment.copies, "ops": ops, "stats": stats}
+    return AugmentationSummary(copies=recipe.augment.copies, ops=ops, stats=stats)
 
 
 class DataJob:
@@ -256,6 +270,7 @@ class DataJob:
         self.stats = empty_augment_stats()
         self.originals: Counter[str] = Counter()
         self.rows: Counter[str] = Counter()
+        self.splitter = SplitStage(recipe.split, recipe.seed)
         self.quarantine = QuarantineWriter(self.store.quarantine_path(self.run_id))
 
     # ---- stages ----
@@ -346,14 +361,17 @@ class DataJob:
                 records = self._side_messages(table, counts)
                 out.write(records)
                 key_table = records.select(["id", DEDUP_KEY_COLUMN]).rename_columns(["id", "key"])
-                keys.append(_detached(key_table))
+                # The split groups (conversation or character) travel with the keys, so the
+                # driver can cut the splits by count over the records that survive dedup.
+                groups = pa.array(self.splitter.group_keys(records), pa.string())
+                keys.append(_detached(key_table.append_column("group", groups)))
                 counts.out += records.num_rows
                 self.progress.advance("validate", records.num_rows + counts.quarantined - before)
         self.progress.finish("validate")
         index = (
             pa.concat_tables(keys)
             if keys
-            else pa.table({"id": pa.array([], pa.string()), "key": pa.array([], pa.string())})
+            else pa.table({name: pa.array([], pa.string()) for name in ("id", "key", "group")})
         )
         return out.sizes(), index
 
@@ -381,8 +399,7 @@ class DataJob:
             )
         fn_kwargs = {
             "duplicate_ids": duplicate_ids,
-            "split": self.recipe.split.model_dump(),
-            "seed": self.recipe.seed,
+            "splitter": self.splitter,
             "augmenter": augmenter,
         }
         index = []
@@ -438,7 +455,7 @@ class DataJob:
                 bad, total, self.recipe.max_bad_fraction, self.reasons, self.quarantine.path
             )
 
-    def _write(self, parts: PartSet, index: pa.Table) -> list[dict[str, Any]]:
+    def _write(self, parts: PartSet, index: pa.Table) -> list[ShardEntry]:
         counts = self.counts["write"]
         counts.records_in = index.num_rows
         self.progress.start("write", index.num_rows)
@@ -449,7 +466,7 @@ class DataJob:
             self.fs,
         )
         shards = writer.write(index, parts)
-        counts.out = sum(s["rows"] for s in shards)
+        counts.out = sum(s.rows for s in shards)
         self.progress.advance("write", counts.out)
         self.progress.finish("write")
         return shards
@@ -457,36 +474,38 @@ class DataJob:
     # ---- the job ----
 
     def _manifest(
-        self, inputs: list[dict[str, Any]], shards: list[dict[str, Any]], duplicates: int
-    ) -> dict[str, Any]:
+        self, inputs: list[InputFile], shards: list[ShardEntry], duplicates: int
+    ) -> Manifest:
+        """Return the staged version's manifest: everything but version, parent and cards."""
         schema_hash = schema_sha256(RECORD_SCHEMA)
         quarantine_path = None
         if sum(self.reasons.values()):
             quarantine_path = os.path.relpath(self.quarantine.path, self.store.root)
-        return {
-            "format": MANIFEST_FORMAT,
-            "name": self.recipe.name,
-            "version": None,
-            "parent_version": None,
-            "run_id": self.run_id,
-            "created_at": datetime.now(timezone.utc)
+        return Manifest(
+            name=self.recipe.name,
+            run_id=self.run_id,
+            created_at=datetime.now(timezone.utc)
             .isoformat(timespec="seconds")
             .replace("+00:00", "Z"),
-            "inputs": inputs,
-            "recipe": self.recipe.model_dump(mode="json"),
-            "recipe_hash": self.recipe.recipe_hash,
-            "code_version": code_version(),
-            "counts": {name: c.to_dict() for name, c in self.counts.items()},
-            "quarantine": {"path": quarantine_path, "reasons": dict(sorted(self.reasons.items()))},
-            "augmentation": augmentation_summary(self.recipe, self.stats),
-            "dedup": {"duplicates": duplicates},
-            "splits": {s: self.rows.get(s, 0) for s in SPLITS},
-            "originals": {s: self.originals.get(s, 0) for s in SPLITS},
-            "shards": shards,
-            "cards": [],
-            "schema_sha256": schema_hash,
-            "content_id": content_id(schema_hash, [s["sha256"] for s in shards]),
-        }
+            inputs=inputs,
+            recipe=self.recipe.model_dump(mode="json"),
+            recipe_hash=self.recipe.recipe_hash,
+            code_version=code_version(),
+            counts={
+                name: StageCount.model_validate(c.to_dict()) for name, c in self.counts.items()
+            },
+            quarantine=QuarantineSummary(
+                path=quarantine_path, reasons=dict(sorted(self.reasons.items()))
+            ),
+            augmentation=augmentation_summary(self.recipe, self.stats),
+            dedup=DedupSummary(duplicates=duplicates),
+            splits={s: self.rows.get(s, 0) for s in SPLITS},
+            originals={s: self.originals.get(s, 0) for s in SPLITS},
+            split_groups=dict(self.splitter.plan.groups) if self.splitter.plan else None,
+            shards=shards,
+            schema_sha256=schema_hash,
+            content_id=content_id(schema_hash, [s.sha256 for s in shards]),
+        )
 
     def run(self) -> RunResult:
         """Run every stage and commit; raise BadRecordLimitExceeded, CommitCheckFailed,
@@ -508,7 +527,7 @@ class DataJob:
         result.seconds = time.perf_counter() - started
         return result
 
-    def _stages(self) -> dict[str, Any]:
+    def _stages(self) -> Manifest:
         """Run the stages from ingest to write, into staging; return the staged manifest."""
         inputs = input_entries(self.recipe)
         try:
@@ -519,6 +538,8 @@ class DataJob:
             self._check_bad_fraction()
             duplicate_ids = DedupStage.duplicate_ids(keys)
             self._dedup_and_split_counts(keys.num_rows, len(duplicate_ids))
+            kept = pc.invert(pc.is_in(keys["id"], value_set=duplicate_ids))
+            self.splitter = self.splitter.planned(keys["group"].filter(kept).to_pylist())
             parts, index = self._augment(validated, keys.num_rows, duplicate_ids)
             self._check_bad_fraction()
             shards = self._write(parts, index)
@@ -529,8 +550,8 @@ class DataJob:
             raise CommitCheckFailed("rows per split do not add up to the rows written")
         return self._manifest(inputs, shards, len(duplicate_ids))
 
-    def _commit(self, manifest: dict[str, Any]) -> RunResult:
-        from pipeline.cards.dataset_card import write_cards
+    def _commit(self, manifest: Manifest) -> RunResult:
+        from pipeline.cards.write import write_cards
         from pipeline.store.diff import summarize_against_parent
 
         committer = VersionCommitter(
@@ -552,8 +573,9 @@ class DataJob:
             content_id=committed.content_id,
             path=committed.path,
             unchanged=committed.unchanged,
-            splits=dict(m["splits"]),
-            counts=manifest["counts"],
+            splits=dict(m.splits),
+            counts={name: c.to_dict() for name, c in self.counts.items()},
+            split_groups=manifest.split_groups,
             run_id=self.run_id,
             manifest_path=self.store.manifest_path(committed.version),
             quarantine_path=self.quarantine.path if sum(self.reasons.values()) else None,
