@@ -110,7 +110,7 @@ def run(
     from pipeline.execution.job import BadRecordLimitExceeded, run_recipe, train_result
     from pipeline.record.config import RecipeError
     from pipeline.store.commit import CommitCheckFailed, InjectedFault
-    from pipeline.store.fs import UnsupportedStore
+    from pipeline.store.fs import StoreNotWritable, UnsupportedStore
 
     r = _load(recipe)
     try:
@@ -122,7 +122,7 @@ def run(
     except BadRecordLimitExceeded as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_TOO_MANY_BAD) from None
-    except (CommitCheckFailed, InjectedFault, UnsupportedStore) as exc:
+    except (CommitCheckFailed, InjectedFault, UnsupportedStore, StoreNotWritable) as exc:
         typer.echo(f"error: {exc}; nothing was published", err=True)
         raise typer.Exit(EXIT_FAILED) from None
     failed = None

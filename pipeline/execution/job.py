@@ -516,6 +516,7 @@ class DataJob:
 
         started = time.perf_counter()
         check_source_paths(self.recipe)
+        self._check_writable()
         try:
             manifest = self._stages()
         except BaseException:
@@ -526,6 +527,17 @@ class DataJob:
         result = self._commit(manifest)
         result.seconds = time.perf_counter() - started
         return result
+
+    def _check_writable(self) -> None:
+        """Raise StoreNotWritable before any work when the store or cards folder is not ours
+        to write."""
+        self.fs.check_writable(self.store.root)
+        for sub in ("versions", "_staging", "quarantine"):
+            if self.fs.exists(os.path.join(self.store.root, sub)):
+                self.fs.check_writable(os.path.join(self.store.root, sub))
+        self.fs.check_writable(
+            os.path.join(self.recipe.resolve(self.recipe.cards_dir), self.recipe.name)
+        )
 
     def _stages(self) -> Manifest:
         """Run the stages from ingest to write, into staging; return the staged manifest."""
