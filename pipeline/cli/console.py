@@ -74,11 +74,8 @@ def print_run_summary(result: dict[str, Any], console: Console | None = None) ->
     console.print(f"  rows: {splits}")
     groups = result.get("split_groups")
     if groups:
-        console.print(
-            "  groups: "
-            + ", ".join(f"{s} {groups.get(s, 0)}" for s in SPLITS)
-            + " (conversations or characters, held out whole)"
-        )
+        # Groups are what the split holds out whole: conversations, or characters.
+        console.print("  split groups: " + ", ".join(f"{s} {groups.get(s, 0)}" for s in SPLITS))
     console.print(f"  content id: {result['content_id']}")
     console.print(f"  path: {result['path']}")
     train = result.get("train")

@@ -9,8 +9,9 @@ How records move (measured choices, see PERF_NOTES.md):
   records themselves, or `from_arrow` of every table, would materialize the whole corpus in
   the driver or the object store, and `read_parquet` packed many files into one task.
 - Pass one (Ray tasks): validate, and compute each record's exact-duplicate key.
-- The driver finds duplicates on the small (id, key) table: keep the smallest id per key.
-- Pass two (Ray tasks): drop duplicates, assign splits, augment train records.
+- The driver finds duplicates on the small (id, key, group) table: keep the smallest id per
+  key; then it ranks the surviving split groups by hash and fixes the two cut points.
+- Pass two (Ray tasks): drop duplicates, assign splits by those cuts, augment train records.
 - Each pass's results stream back to the driver, which appends records to the next part
   files, quarantine entries to the quarantine file, and (split, id, part, row) to an index.
 - The writer takes rows from the memory-mapped parts in id order into the shards.
@@ -22,11 +23,9 @@ from __future__ import annotations
 import json
 import logging
 import os
-import subprocess
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from importlib import metadata
 from typing import Any, Protocol
 
 import numpy as np
@@ -42,6 +41,7 @@ from pipeline.execution.cluster import (
     work_items,
 )
 from pipeline.execution.passes import DEDUP_KEY_COLUMN, SIDE_COLUMN, augment_parts, validate_parts
+from pipeline.execution.provenance import augmentation_summary, code_version, input_entries
 from pipeline.recipe import Recipe, parse_size
 from pipeline.record.rejection import QuarantineEntry
 from pipeline.record.schema import RECORD_SCHEMA, SPLITS, WORK_SCHEMA, records_to_table
@@ -57,9 +57,6 @@ from pipeline.store.commit import (
 )
 from pipeline.store.fs import store_fs
 from pipeline.store.manifest import (
-    AugmentationSummary,
-    AugmentOp,
-    CodeVersion,
     DedupSummary,
     InputFile,
     Manifest,
@@ -80,7 +77,6 @@ PART_MAX_ROWS = 4096
 # The driver buffers at most this much of a source before handing it to a part file.
 INGEST_CHUNK_ROWS = 256
 INGEST_CHUNK_BYTES = 8 * 1024 * 1024
-LIBRARIES = ("pyarrow", "ray", "albumentations", "audiomentations", "nlpaug")
 STAGE_NAMES = ("ingest", "validate", "dedup", "split", "augment", "write")
 
 
@@ -180,75 +176,6 @@ class RunResult:
         if self.train is not None:
             out["train"] = self.train
         return out
-
-
-def code_version() -> CodeVersion:
-    """Return the package version, git commit (when run from a checkout) and library versions."""
-
-    def version_of(dist: str) -> str | None:
-        try:
-            return metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            return None
-
-    commit = None
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    try:
-        done = subprocess.run(
-            ["git", "-C", repo, "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
-        )
-        if done.returncode == 0:
-            commit = done.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        commit = None
-    return CodeVersion(
-        roleforge=version_of("roleforge"),
-        git_commit=commit,
-        libraries={name: version_of(name) for name in LIBRARIES},
-    )
-
-
-def input_entries(recipe: Recipe) -> list[InputFile]:
-    """Return every source's input files with their sha256 and size, paths relative to the
-    recipe's folder."""
-    from pipeline.readers import source_input_files
-    from pipeline.record.ids import file_sha256
-
-    entries = []
-    for source in recipe.sources:
-        for path in source_input_files(source, recipe):
-            entries.append(
-                InputFile(
-                    source=source.name,
-                    path=os.path.relpath(path, recipe.base_dir),
-                    sha256=file_sha256(path),
-                    bytes=os.path.getsize(path),
-                )
-            )
-    return entries
-
-
-def augmentation_summary(recipe: Recipe, stats: dict[str, Any]) -> AugmentationSummary:
-    """Return the manifest's augmentation block: each configured op with its counts."""
-    ops = []
-    per_op = stats.get("ops") or {}
-    for modality in ("text", "image", "audio", "dialogue"):
-        for spec in getattr(recipe.augment, modality):
-            counted = per_op.get(f"{modality}:{spec['op']}", {})
-            ops.append(
-                AugmentOp(
-                    modality=modality,
-                    op=spec["op"],
-                    configured=spec,
-                    applied=counted.get("applied", 0),
-                    skipped=counted.get("skipped", 0),
-                )
-            )
-    return AugmentationSummary(copies=recipe.augment.copies, ops=ops, stats=stats)
 
 
 class DataJob:
