@@ -11,9 +11,13 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_serializer
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer
 
 MANIFEST_FORMAT = "roleforge.manifest/1"
+
+
+class ManifestInvalid(ValueError):
+    """A manifest file is not a roleforge manifest (truncated, edited, another format)."""
 
 
 class _Part(BaseModel):
@@ -151,3 +155,18 @@ class Manifest(_Part):
     @classmethod
     def from_json(cls, text: str | bytes) -> Manifest:
         return cls.model_validate_json(text)
+
+    @classmethod
+    def read(cls, path: str) -> Manifest:
+        """Return the manifest in file `path`; raise ManifestInvalid naming the file and the
+        first problem (FileNotFoundError passes through)."""
+        with open(path, "rb") as f:
+            data = f.read()
+        try:
+            return cls.from_json(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "<manifest>"
+            raise ManifestInvalid(
+                f"{path}: not a valid manifest: {where}: {first['msg']}"
+            ) from None

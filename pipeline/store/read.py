@@ -83,8 +83,7 @@ class Store:
                     f"dataset {self.name!r} has no committed version in {self.uri}"
                 )
         try:
-            with open(self.manifest_path(version), "rb") as f:
-                return Manifest.from_json(f.read())
+            return Manifest.read(self.manifest_path(version))
         except FileNotFoundError:
             raise VersionNotFound(
                 f"{self.name}@v{version} is not committed in {self.uri}"

@@ -152,3 +152,13 @@ def test_content_id_depends_on_shard_contents_and_schema_not_on_their_order() ->
     assert a == content_id("s", ["h2", "h1"])
     assert a != content_id("s", ["h1", "h3"])
     assert a != content_id("t", ["h1", "h2"])
+
+
+def test_a_manifest_file_that_is_not_one_is_refused_in_one_line(tmp_path: Path) -> None:
+    from pipeline.store.manifest import ManifestInvalid
+
+    store = Store(str(tmp_path), "ds")
+    os.makedirs(store.versions_dir)
+    Path(store.manifest_path(1)).write_text('{"format": "roleforge.manifest/1", "name": "ds"}')
+    with pytest.raises(ManifestInvalid, match=r"v1\.json: not a valid manifest: run_id"):
+        store.manifest(1)
