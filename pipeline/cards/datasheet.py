@@ -64,7 +64,7 @@ class DatasheetBody:
         return (
             "## How to load\n\n"
             "```python\n"
-            "import datasets\n"
+            "import datasets\n\n"
             f'ds = datasets.load_dataset("{folder}")\n'
             'ds["train"][0]["images"]  # a list of PIL images\n'
             "# Decoding `audios` needs torchcodec and the system's FFmpeg libraries; without\n"
