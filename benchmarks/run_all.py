@@ -246,7 +246,9 @@ class Suite:
             run.parts, run.index, self.run_dir / "writer", self.s.reps
         )
         fig = self.figure(
-            "writer_vs_pyarrow", "Shard writer MB/s / bare pyarrow IPC write MB/s", target=0.8
+            "writer_vs_pyarrow",
+            "Shard writer MB/s / bare pyarrow write MB/s (same format)",
+            target=0.8,
         )
         fig.samples = ratios
         fig.note = (

@@ -19,11 +19,18 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def bare_write(table: pa.Table, path: Path, fsync: bool) -> float:
-    """Return the seconds `pa.ipc.new_file(...).write_table(table)` takes (plus fsync if asked)."""
+def bare_write(table: pa.Table, path: Path, fsync: bool, fmt: str = "parquet") -> float:
+    """Return the seconds a bare pyarrow write of `table` in `fmt` takes (plus fsync if asked):
+    `pq.write_table` with our writer's settings (no compression, no dictionary) for Parquet,
+    `pa.ipc.new_stream` for Arrow."""
     started = time.perf_counter()
-    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
-        writer.write_table(table)
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        pq.write_table(table, str(path), compression="none", use_dictionary=False)
+    else:
+        with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
     if fsync:
         _fsync(path)
     return time.perf_counter() - started
@@ -39,13 +46,19 @@ def _bare_table(paths: list[str]) -> pa.Table:
 
 
 def writer_vs_pyarrow(
-    parts: Any, index: pa.Table, folder: Path, reps: int, shard_size: int = 256_000_000
+    parts: Any,
+    index: pa.Table,
+    folder: Path,
+    reps: int,
+    shard_size: int = 256_000_000,
+    fmt: str = "parquet",
 ) -> tuple[list[float], dict[str, Any]]:
     """Return per-repetition ratios (our MB/s / bare MB/s) and the figures behind them.
 
     Ours is `pipeline.writer.ShardWriter.write(index, parts)`: what a run does after the
     augment stage (gather rows in id order from the memory-mapped parts, check invariants,
-    write IPC shards, fsync, hash). Bare is one `pa.ipc.new_file` write of the same rows,
+    write `fmt` shards, fsync, hash). Bare is one pyarrow write of the same rows in the same
+    format (`bare_write`),
     read from the same parts, to the same disk, followed by an fsync: the same durability
     our commit needs. The write without fsync is recorded too. The part files are read once
     before timing (page cache warm for both); each side maps them afresh in every
@@ -65,23 +78,23 @@ def writer_vs_pyarrow(
     rows = 0
     for rep in range(reps):
         out = folder / f"ours-{rep}"
-        bare_path = folder / f"bare-{rep}.arrow"
+        bare_path = folder / f"bare-{rep}.{fmt}"
 
         def ours(out: Path = out) -> tuple[float, int]:
             started = time.perf_counter()
-            writer = ShardWriter(str(out), "arrow", shard_size, LocalFS())
+            writer = ShardWriter(str(out), fmt, shard_size, LocalFS())
             shards = writer.write(index, PartSet(paths))
-            return time.perf_counter() - started, sum(s["bytes"] for s in shards)
+            return time.perf_counter() - started, sum(s.bytes for s in shards)
 
         if rep % 2 == 0:
             ours_s, ours_bytes = ours()
-            bare_s, rows = _timed_bare(paths, bare_path, fsync=True)
+            bare_s, rows = _timed_bare(paths, bare_path, True, fmt)
         else:
-            bare_s, rows = _timed_bare(paths, bare_path, fsync=True)
+            bare_s, rows = _timed_bare(paths, bare_path, True, fmt)
             ours_s, ours_bytes = ours()
         bare_bytes = bare_path.stat().st_size
         bare_path.unlink()
-        nofsync_s, _ = _timed_bare(paths, bare_path, fsync=False)
+        nofsync_s, _ = _timed_bare(paths, bare_path, False, fmt)
         bare_path.unlink()
         shutil.rmtree(out, ignore_errors=True)
         ours_rates.append(ours_bytes / ours_s / 1e6)
@@ -89,6 +102,7 @@ def writer_vs_pyarrow(
         nofsync_rates.append(bare_bytes / nofsync_s / 1e6)
         ratios.append(ours_rates[-1] / bare_rates[-1])
     detail = {
+        "format": fmt,
         "mb": bare_bytes / 1e6,
         "rows": rows,
         "ours_mb_s": _median(ours_rates),
@@ -101,11 +115,11 @@ def writer_vs_pyarrow(
     return ratios, detail
 
 
-def _timed_bare(paths: list[str], path: Path, fsync: bool) -> tuple[float, int]:
+def _timed_bare(paths: list[str], path: Path, fsync: bool, fmt: str) -> tuple[float, int]:
     """Return the seconds of mapping the parts and writing them bare, and the rows written."""
     started = time.perf_counter()
     table = _bare_table(paths)
-    bare_write(table, path, fsync)
+    bare_write(table, path, fsync, fmt)
     return time.perf_counter() - started, table.num_rows
 
 
@@ -113,3 +127,77 @@ def _median(values: list[float]) -> float:
     import statistics
 
     return statistics.median(values)
+
+
+def staged_corpus(folder: Path, records: int, image_kb: int = 64) -> tuple[Any, pa.Table]:
+    """Stage `records` synthetic one-image conversations as part files; return (parts, index)
+    as the augment stage hands them to the writer (for running this benchmark alone)."""
+    import numpy as np
+
+    from pipeline.record.ids import original_id
+    from pipeline.record.schema import WORK_SCHEMA, records_to_table
+    from pipeline.store.staging import PartSet, PartWriter, row_nbytes
+    from pipeline.store.writer import INDEX_SCHEMA
+
+    rng = np.random.default_rng(0)
+    index = []
+    with PartWriter(str(folder / "parts"), WORK_SCHEMA, 16 << 20, 4096) as writer:
+        for start in range(0, records, 256):
+            rows = []
+            for i in range(start, min(records, start + 256)):
+                payload = rng.bytes(image_kb * 1024)  # stands in for encoded image bytes
+                rows.append(
+                    {
+                        "id": original_id("bench", str(i)),
+                        "source": "bench",
+                        "split": ("train", "train", "train", "validation", "test")[i % 5],
+                        "messages": [
+                            {"role": "user", "content": f"<image> what is this, {i}?"},
+                            {"role": "assistant", "content": f"A picture, number {i}."},
+                        ],
+                        "images": [{"bytes": payload, "path": f"{i}.png"}],
+                        "audios": [],
+                    }
+                )
+            table = records_to_table(rows, WORK_SCHEMA)
+            where = writer.write(table)
+            index.append(
+                pa.table(
+                    {
+                        "split": table["split"],
+                        "id": table["id"],
+                        "part": pa.array([where.part] * table.num_rows, pa.int32()),
+                        "row": pa.array(range(where.first_row, where.first_row + table.num_rows)),
+                        "nbytes": pa.array(row_nbytes(table)),
+                    },
+                    schema=INDEX_SCHEMA,
+                )
+            )
+    return PartSet(writer.paths), pa.concat_tables(index)
+
+
+def main() -> None:
+    """`python -m benchmarks.writer [--records N] [--format parquet|arrow] [--reps R]`."""
+    import argparse
+    import json
+    import tempfile
+
+    from pipeline.store.shards import DEFAULT_FORMAT, FORMATS
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=2000)
+    parser.add_argument("--format", choices=FORMATS, default=DEFAULT_FORMAT)
+    parser.add_argument("--reps", type=int, default=3)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="roleforge-writer-") as tmp:
+        parts, index = staged_corpus(Path(tmp), args.records)
+        ratios, detail = writer_vs_pyarrow(
+            parts, index, Path(tmp) / "out", args.reps, fmt=args.format
+        )
+    detail["ratios"] = ratios
+    detail["median_ratio"] = _median(ratios)
+    print(json.dumps(detail, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -88,7 +88,9 @@ def parse_size(value: int | str) -> int:
 
 
 class OutputConfig(StrictModel):
-    format: Literal["arrow", "parquet"] = "arrow"
+    # Parquet loads natively everywhere (datasets, pyarrow, polars, duckdb, Ray,
+    # mlcroissant); `arrow` writes IPC stream files for `datasets.Dataset.from_file`.
+    format: Literal["parquet", "arrow"] = "parquet"
     shard_size: int | str = "256MB"
 
     @field_validator("shard_size")
@@ -128,7 +130,10 @@ class Recipe(StrictModel):
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
     max_bad_fraction: float = Field(default=0.05, ge=0, le=1)
     cards_dir: str = "data_cards"
+    # A Hub licence id (e.g. cc-by-4.0); `other` needs license_name and license_link.
     license: str | None = None
+    license_name: str | None = None
+    license_link: str | None = None
     train: TrainConfig | None = None
     # Folder the recipe file lives in; relative paths in the recipe resolve against it.
     base_dir: str = Field(default=".", exclude=True)
@@ -141,6 +146,14 @@ class Recipe(StrictModel):
         if dupes:
             raise ValueError(f"source names must be unique; repeated: {', '.join(dupes)}")
         return v
+
+    @model_validator(mode="after")
+    def _other_license_is_named(self) -> Recipe:
+        if (self.license or "").strip().lower() == "other":
+            missing = [k for k in ("license_name", "license_link") if not getattr(self, k)]
+            if missing:
+                raise ValueError(f"license 'other' needs {' and '.join(missing)}")
+        return self
 
     def resolve(self, path: str) -> str:
         """Return `path` resolved against the recipe's folder (URIs pass through)."""

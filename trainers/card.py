@@ -6,6 +6,8 @@ import os
 import re
 from typing import Any
 
+from pipeline.store.manifest import Manifest
+
 
 def _num(value: Any, digits: int = 4) -> str:
     if value is None:
@@ -79,7 +81,7 @@ PIPELINE_TAGS = {
 def card_data(
     *,
     run_id: str,
-    manifest: dict[str, Any],
+    manifest: Manifest,
     base_model: str,
     tiny_random: bool,
     adapter: bool,
@@ -89,8 +91,8 @@ def card_data(
     """Return the card's huggingface_hub ModelCardData: base, task, licence, dataset, metrics."""
     from huggingface_hub import EvalResult, ModelCardData
 
-    name, version = manifest["name"], manifest["version"]
-    recipe = manifest.get("recipe") or {}
+    name, version = manifest.name, manifest.version
+    recipe = manifest.recipe
     license_id = recipe.get("license") or "other"
     hub_base = not tiny_random and _HUB_ID.match(base_model) and not os.path.exists(base_model)
     results = [
@@ -100,7 +102,7 @@ def card_data(
             dataset_type=name,
             dataset_name=f"{name}@v{version}",
             dataset_split="test",
-            dataset_revision=manifest["content_id"],
+            dataset_revision=manifest.content_id,
             metric_type=metric,
             metric_name=label,
             metric_value=evaluation[metric],
@@ -130,7 +132,7 @@ def card_data(
 def model_card(
     *,
     run_id: str,
-    manifest: dict[str, Any],
+    manifest: Manifest,
     base_model: str,
     tiny_random: bool,
     config: dict[str, Any],
@@ -150,7 +152,7 @@ def model_card(
         family=family,
         evaluation=evaluation,
     )
-    name, version = manifest["name"], manifest["version"]
+    name, version = manifest.name, manifest.version
     train = summary.get("data", {}).get("train", {})
     hp = {k: v for k, v in config.items() if k not in ("eval_prompts", "system_template")}
     base_line = (
@@ -168,8 +170,8 @@ def model_card(
         "## Data",
         "",
         f"- dataset: `{name}`, version `v{version}`",
-        f"- content_id: `{manifest['content_id']}`",
-        f"- recipe hash: `{manifest.get('recipe_hash', 'unknown')}`",
+        f"- content_id: `{manifest.content_id}`",
+        f"- recipe hash: `{manifest.recipe_hash}`",
         f"- training samples: {train.get('used')} of {train.get('rows')} "
         f"({train.get('truncated')} truncated from the left at turn boundaries, "
         f"{train.get('skipped')} skipped)",

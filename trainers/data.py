@@ -29,7 +29,9 @@ class SplitReader:
         if self._table is None:
             import pyarrow as pa
 
-            tables = [_open_shard(p) for p in self.paths]
+            from pipeline.store.shards import read_shard
+
+            tables = [read_shard(p) for p in self.paths]
             if tables:
                 self._table = pa.concat_tables(tables)
             else:
@@ -57,16 +59,6 @@ class SplitReader:
 
     def __getstate__(self) -> dict[str, Any]:
         return {"paths": self.paths, "_table": None}
-
-
-def _open_shard(path: str):
-    import pyarrow as pa
-
-    if path.endswith(".parquet"):
-        import pyarrow.parquet as pq
-
-        return pq.read_table(path, memory_map=True)
-    return pa.ipc.open_file(pa.memory_map(path, "r")).read_all()
 
 
 @dataclass

@@ -30,6 +30,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from pipeline.store.manifest import Manifest
 from pipeline.store.read import Store
 from trainers.chat import ChatFormatter, ChatTurn
 from trainers.config import TrainConfig
@@ -186,7 +187,7 @@ def export_version(
         raise ExportError(f"export folder {out} is not empty")
     store = Store(store_uri, name)
     manifest = store.manifest(version)
-    version = manifest["version"]
+    version = manifest.number
     template = system_template or _template(manifest)
     formatter = ChatFormatter(template, keep=frozenset({"image", "audio"}))
     readers = {s: SplitReader(store.shard_paths(manifest, s)) for s in SPLITS}
@@ -195,7 +196,7 @@ def export_version(
     report = ExportReport(
         format=fmt,
         out=out,
-        dataset={"name": name, "version": version, "content_id": manifest["content_id"]},
+        dataset={"name": name, "version": version, "content_id": manifest.content_id},
     )
     media = MediaFolder(out)
     skipped: Counter[str] = Counter()
@@ -220,8 +221,8 @@ def export_version(
     return report
 
 
-def _template(manifest: dict[str, Any]) -> str:
-    section = (manifest.get("recipe") or {}).get("train")
+def _template(manifest: Manifest) -> str:
+    section = manifest.recipe.get("train")
     return TrainConfig.model_validate(section or {}).system_template
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pipeline.record.ids import new_run_id
+from pipeline.store.manifest import Manifest
 from pipeline.store.read import Store
 from trainers.card import eval_markdown, model_card
 from trainers.config import TrainConfig
@@ -120,8 +121,8 @@ def find_resumable_run(store: Store, version: int, run_id: str | None = None) ->
     return best[1]
 
 
-def _config_from_manifest(manifest: dict[str, Any]) -> TrainConfig:
-    section = (manifest.get("recipe") or {}).get("train")
+def _config_from_manifest(manifest: Manifest) -> TrainConfig:
+    section = manifest.recipe.get("train")
     return TrainConfig.model_validate(section) if section else TrainConfig()
 
 
@@ -194,13 +195,13 @@ class TrainRun:
         return {
             "name": self.store.name,
             "version": self.version,
-            "content_id": self.manifest["content_id"],
+            "content_id": self.manifest.content_id,
         }
 
     def setup(self) -> None:
         """Resolve version, config, seed and base model; check them; create the run folder."""
         self.manifest = self.store.manifest(self.version)
-        self.version = self.manifest["version"]
+        self.version = self.manifest.number
         if self.resume:
             self._continue_run()
         else:
@@ -247,14 +248,14 @@ class TrainRun:
         if self.cfg.seed is not None:
             self.seed = self.cfg.seed
         elif self.seed is None:
-            self.seed = int((self.manifest.get("recipe") or {}).get("seed") or 0)
+            self.seed = int(self.manifest.recipe.get("seed") or 0)
         self.run_id = self.run_id or new_run_id()
         self.run_dir = self.store.models_dir(self.run_id)
         self.info = {
             "run_id": self.run_id,
             "created": time.time(),
             "dataset": self.dataset,
-            "recipe_hash": self.manifest.get("recipe_hash"),
+            "recipe_hash": self.manifest.recipe_hash,
             "config": self.cfg.model_dump(mode="json"),
             "seed": self.seed,
         }

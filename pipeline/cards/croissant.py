@@ -4,15 +4,21 @@ Built as plain JSON-LD (no mlcroissant import at run time: it is slow to import 
 needed to check the result, which the tests do). Every shard is one `cr:FileObject` with
 its sha256; one `cr:FileSet` per shard format gathers them for the record set.
 
-mlcroissant 1.1.1 reads records from Parquet but not from Arrow IPC files, so for the
-default `arrow` output the description validates but `mlcroissant` cannot iterate its
+mlcroissant 1.1.1 reads records from Parquet (the default output) but has no Arrow reader,
+so for `arrow` output the description validates but `mlcroissant` cannot iterate its
 records; `datasets.load_dataset` on the version folder is the reader for those.
+The record set's fields are derived from the record's Arrow schema and HF features.
 """
 
 from __future__ import annotations
 
 import posixpath
 from typing import Any
+
+import pyarrow as pa
+
+from pipeline.record.schema import FIELD_DESCRIPTIONS, RECORD_SCHEMA, hf_features
+from pipeline.store.manifest import Manifest
 
 CROISSANT_1_1 = "http://mlcommons.org/croissant/1.1"
 RAI_1_0 = "http://mlcommons.org/croissant/RAI/1.0"
@@ -63,9 +69,9 @@ CROISSANT_CONTEXT: dict[str, Any] = {
     "transform": "cr:transform",
 }
 
-# MIME types: Arrow IPC file format is registered with IANA; Parquet uses Croissant's own.
+# MIME types: the Arrow IPC stream format is registered with IANA; Parquet uses Croissant's own.
 ENCODING_FORMATS = {
-    ".arrow": "application/vnd.apache.arrow.file",
+    ".arrow": "application/vnd.apache.arrow.stream",
     ".parquet": "application/x-parquet",
 }
 
@@ -89,6 +95,7 @@ RECORD_SET = "records"
 # leaves element-wise only when the deprecated `repeated` is set too, so both are written.
 _ARRAY = {"isArray": True, "repeated": True}
 SPLIT_SET = "splits"
+_MEDIA_TYPES = {"Image": "sc:ImageObject", "Audio": "sc:AudioObject"}
 
 
 def shard_encoding_format(path: str) -> str:
@@ -109,7 +116,7 @@ class CroissantBuilder:
 
     def __init__(
         self,
-        manifest: dict[str, Any],
+        manifest: Manifest,
         *,
         description: str,
         languages: list[str],
@@ -134,15 +141,15 @@ class CroissantBuilder:
             "@context": CROISSANT_CONTEXT,
             "@type": "sc:Dataset",
             "conformsTo": [CROISSANT_1_1, RAI_1_0],
-            "name": m["name"],
+            "name": m.name,
             "description": self.description,
             # Croissant asks for MAJOR.MINOR.PATCH; our versions are single integers.
-            "version": f"{int(m['version'])}.0.0",
-            "datePublished": m["created_at"],
+            "version": f"{m.number}.0.0",
+            "datePublished": m.created_at,
             "license": self.license_id,
             "citeAs": self._cite_as(),
             "keywords": self.keywords,
-            "identifier": f"sha256:{m['content_id']}",
+            "identifier": f"sha256:{m.content_id}",
             "distribution": self._distribution(),
             "recordSet": [self._split_record_set(), self._record_set()],
         }
@@ -154,18 +161,18 @@ class CroissantBuilder:
 
     def _cite_as(self) -> str:
         m = self.manifest
-        key = "".join(c if c.isalnum() else "_" for c in m["name"])
+        key = "".join(c if c.isalnum() else "_" for c in m.name)
         return (
-            f"@misc{{{key}_v{m['version']}, title={{{m['name']} v{m['version']}}}, "
-            f"note={{roleforge dataset version, content id {m['content_id']}}}, "
-            f"year={{{str(m['created_at'])[:4]}}}}}"
+            f"@misc{{{key}_v{m.version}, title={{{m.name} v{m.version}}}, "
+            f"note={{roleforge dataset version, content id {m.content_id}}}, "
+            f"year={{{m.created_at[:4]}}}}}"
         )
 
     def _distribution(self) -> list[dict[str, Any]]:
         files: list[dict[str, Any]] = []
         extensions: dict[str, None] = {}
-        for shard in self.manifest["shards"]:
-            path = shard["path"]
+        for shard in self.manifest.shards:
+            path = shard.path
             ext = posixpath.splitext(path)[1].lower()
             extensions[ext] = None
             files.append(
@@ -173,15 +180,15 @@ class CroissantBuilder:
                     "@type": "cr:FileObject",
                     "@id": path,
                     "name": posixpath.basename(path),
-                    "description": f"{shard['split']} shard, {shard['rows']} records.",
+                    "description": f"{shard.split} shard, {shard.rows} records.",
                     "contentUrl": path,
-                    "contentSize": f"{int(shard['bytes'])} B",
+                    "contentSize": f"{shard.bytes} B",
                     "encodingFormat": shard_encoding_format(path),
-                    "sha256": shard["sha256"],
+                    "sha256": shard.sha256,
                 }
             )
         for ext in extensions:
-            folder = posixpath.dirname(self.manifest["shards"][0]["path"])
+            folder = posixpath.dirname(self.manifest.shards[0].path)
             files.append(
                 {
                     "@type": "cr:FileSet",
@@ -195,7 +202,7 @@ class CroissantBuilder:
         return files
 
     def _split_record_set(self) -> dict[str, Any]:
-        splits = sorted({s["split"] for s in self.manifest["shards"]}, key=_split_order)
+        splits = sorted({s.split for s in self.manifest.shards if s.rows}, key=_split_order)
         return {
             "@type": "cr:RecordSet",
             "@id": SPLIT_SET,
@@ -215,8 +222,11 @@ class CroissantBuilder:
         }
 
     def _record_set(self) -> dict[str, Any]:
-        ext = posixpath.splitext(self.manifest["shards"][0]["path"])[1].lower()
-        column = _ColumnFields(_file_set_id(ext))
+        ext = posixpath.splitext(self.manifest.shards[0].path)[1].lower()
+        fields = RecordFields(_file_set_id(ext)).fields()
+        for f in fields:
+            if f["name"] == "split":
+                f["references"] = {"field": {"@id": f"{SPLIT_SET}/name"}}
         return {
             "@type": "cr:RecordSet",
             "@id": RECORD_SET,
@@ -227,159 +237,74 @@ class CroissantBuilder:
                 "augmentation that produced it (null for originals)."
             ),
             "key": {"@id": f"{RECORD_SET}/id"},
-            "field": [
-                column.leaf(
-                    "id",
-                    "sc:Text",
-                    "Stable record id (hash of source key, or of parent id, recipe hash and copy).",
-                ),
-                column.leaf(
-                    "parent_id",
-                    "sc:Text",
-                    "Id of the original an augmented variant derives from; null for originals.",
-                ),
-                column.leaf("source", "sc:Text", "Corpus name from the recipe."),
-                {
-                    **column.leaf("split", "sc:Text", "train, validation or test."),
-                    "references": {"field": {"@id": f"{SPLIT_SET}/name"}},
-                },
-                column.struct(
-                    "character",
-                    "The persona the assistant plays (null when the corpus names none).",
-                    [
-                        ("name", "sc:Text", False),
-                        ("profile", "sc:Text", False),
-                        ("greeting", "sc:Text", False),
-                        ("catchphrases", "sc:Text", True),
-                        ("aliases", "sc:Text", True),
-                    ],
-                ),
-                column.struct(
-                    "messages",
-                    "The turns, in order; the assistant speaks as the character.",
-                    [
-                        ("role", "sc:Text", False),
-                        ("name", "sc:Text", False),
-                        ("content", "sc:Text", False),
-                    ],
-                    is_array=True,
-                ),
-                column.media(
-                    "images", "sc:ImageObject", "Encoded image bytes, in <image> placeholder order."
-                ),
-                column.media(
-                    "audios", "sc:AudioObject", "Encoded audio bytes, in <audio> placeholder order."
-                ),
-                column.struct(
-                    "augmentation",
-                    "What was applied to make this variant, replayable (null for originals).",
-                    [
-                        ("recipe_hash", "sc:Text", False),
-                        ("copy", "sc:Integer", False),
-                        ("seed", "sc:Integer", False),
-                    ],
-                    extra=[
-                        column.nested_struct(
-                            "augmentation",
-                            "ops",
-                            "Applied ops with their drawn parameters (canonical JSON).",
-                            [("modality", "sc:Text"), ("op", "sc:Text"), ("params", "sc:Text")],
-                        )
-                    ],
-                ),
-            ],
+            "field": fields,
         }
 
 
-class _ColumnFields:
-    """Makes `cr:Field`s that extract columns (and nested values) from one FileSet."""
+class RecordFields:
+    """The `cr:Field`s of the canonical record, derived from its Arrow schema and HF features
+    (pipeline/record/schema.py), each extracting its column (and nested value) from one FileSet.
+    """
 
-    def __init__(self, file_set: str):
+    def __init__(self, file_set: str, schema: pa.Schema = RECORD_SCHEMA):
         self.file_set = file_set
+        self.schema = schema
+        self.features = hf_features()
 
-    def _source(self, column: str, *json_paths: str) -> dict[str, Any]:
+    def fields(self) -> list[dict[str, Any]]:
+        return [self._field([f.name], f.type, self.features[f.name]) for f in self.schema]
+
+    def _source(self, path: list[str]) -> dict[str, Any]:
         source: dict[str, Any] = {
             "fileSet": {"@id": self.file_set},
-            "extract": {"column": column},
+            "extract": {"column": path[0]},
         }
-        if json_paths:
-            transforms = [{"jsonPath": p} for p in json_paths]
+        transforms = [{"jsonPath": p} for p in path[1:]]
+        if transforms:
             source["transform"] = transforms[0] if len(transforms) == 1 else transforms
         return source
 
-    def leaf(self, name: str, data_type: str, description: str) -> dict[str, Any]:
-        return {
-            "@type": "cr:Field",
-            "@id": f"{RECORD_SET}/{name}",
-            "name": name,
-            "description": description,
-            "dataType": data_type,
-            "source": self._source(name),
-        }
-
-    def struct(
-        self,
-        name: str,
-        description: str,
-        children: list[tuple[str, str, bool]],
-        *,
-        is_array: bool = False,
-        extra: list[dict[str, Any]] | None = None,
-    ) -> dict[str, Any]:
-        sub_fields = []
-        for child, data_type, child_is_array in children:
-            sub: dict[str, Any] = {
-                "@type": "cr:Field",
-                "@id": f"{RECORD_SET}/{name}/{child}",
-                "name": child,
-                "dataType": data_type,
-                "source": self._source(name, child),
-            }
-            if child_is_array:
-                sub.update(_ARRAY)
-            sub_fields.append(sub)
+    def _field(self, path: list[str], arrow_type: pa.DataType, feature: Any) -> dict[str, Any]:
         field: dict[str, Any] = {
             "@type": "cr:Field",
-            "@id": f"{RECORD_SET}/{name}",
-            "name": name,
-            "description": description,
-            "subField": sub_fields + (extra or []),
+            "@id": "/".join([RECORD_SET, *path]),
+            "name": path[-1],
         }
-        if is_array:
-            field["isArray"] = True
+        description = FIELD_DESCRIPTIONS.get(".".join(path))
+        if description:
+            field["description"] = description
+        is_list = pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type)
+        item_type = arrow_type.value_type if is_list else arrow_type
+        item_feature = feature["feature"] if is_list else feature
+        media = item_feature.get("_type") if isinstance(item_feature, dict) else None
+        if media in _MEDIA_TYPES:
+            # A media list: the encoded bytes of each item.
+            return {**field, "dataType": _MEDIA_TYPES[media], **_ARRAY,
+                    "source": self._source([*path, "bytes"])}  # fmt: skip
+        if pa.types.is_struct(item_type):
+            field["subField"] = [
+                self._field([*path, child.name], child.type, item_feature[child.name])
+                for child in item_type
+            ]
+            if is_list:
+                field["isArray"] = True
+            return field
+        field.update(dataType=_data_type(item_type), source=self._source(path))
+        if is_list:
+            field.update(_ARRAY)
         return field
 
-    def nested_struct(
-        self, parent: str, name: str, description: str, children: list[tuple[str, str]]
-    ) -> dict[str, Any]:
-        return {
-            "@type": "cr:Field",
-            "@id": f"{RECORD_SET}/{parent}/{name}",
-            "name": name,
-            "description": description,
-            "isArray": True,
-            "subField": [
-                {
-                    "@type": "cr:Field",
-                    "@id": f"{RECORD_SET}/{parent}/{name}/{child}",
-                    "name": child,
-                    "dataType": data_type,
-                    "source": self._source(parent, name, child),
-                }
-                for child, data_type in children
-            ],
-        }
 
-    def media(self, name: str, data_type: str, description: str) -> dict[str, Any]:
-        return {
-            "@type": "cr:Field",
-            "@id": f"{RECORD_SET}/{name}",
-            "name": name,
-            "description": description,
-            "dataType": data_type,
-            **_ARRAY,
-            "source": self._source(name, "bytes"),
-        }
+def _data_type(arrow_type: pa.DataType) -> str:
+    if pa.types.is_integer(arrow_type):
+        return "sc:Integer"
+    if pa.types.is_floating(arrow_type):
+        return "sc:Float"
+    if pa.types.is_boolean(arrow_type):
+        return "sc:Boolean"
+    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
+        return "sc:Text"
+    raise ValueError(f"no Croissant data type for Arrow type {arrow_type}")
 
 
 def _split_order(split: str) -> tuple[int, str]:

@@ -5,29 +5,20 @@ Kept apart from the rest of the card: it is one small table built from one manif
 
 from __future__ import annotations
 
-from typing import Any
+from pipeline.cards.markdown import md_cell, md_code, md_table
+from pipeline.store.manifest import Manifest
 
 
-def unmapped_fields_section(manifest: dict[str, Any]) -> str:
+def unmapped_fields_section(manifest: Manifest) -> str:
     """Return the markdown paragraph and table of unmapped fields, or "" when none were seen."""
-    per_source = manifest.get("unmapped_fields") or {}
     rows = [
-        (source, field, count)
-        for source, fields in sorted(per_source.items())
-        for field, count in sorted((fields or {}).items())
+        [md_cell(source), md_code(field), count]
+        for source, fields in sorted(manifest.unmapped_fields.items())
+        for field, count in sorted(fields.items())
     ]
     if not rows:
         return ""
-    lines = [
-        "Fields of the source files that no column of this dataset carries (counted, not "
-        "silently dropped):",
-        "",
-        "| source | field | records |",
-        "|---|---|---|",
-    ]
-    lines += [f"| {_cell(s)} | `{_cell(f)}` | {n} |" for s, f, n in rows]
-    return "\n\n" + "\n".join(lines)
-
-
-def _cell(value: str) -> str:
-    return " ".join(str(value).split()).replace("|", "\\|").replace("`", "'")[:120]
+    return (
+        "\n\nFields of the source files that no column of this dataset carries (counted, not "
+        "silently dropped):\n\n" + md_table(["source", "field", "records"], rows)
+    )

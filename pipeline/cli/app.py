@@ -112,7 +112,7 @@ def run(
     from pipeline.record.config import RecipeError
     from pipeline.record.rejection import TooManyBadRecords
     from pipeline.store.commit import CommitCheckFailed, InjectedFault
-    from pipeline.store.fs import UnsupportedStore
+    from pipeline.store.fs import StoreNotWritable, UnsupportedStore
 
     r = _load(recipe)
     try:
@@ -124,7 +124,7 @@ def run(
     except TooManyBadRecords as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_TOO_MANY_BAD) from None
-    except (CommitCheckFailed, InjectedFault, UnsupportedStore) as exc:
+    except (CommitCheckFailed, InjectedFault, UnsupportedStore, StoreNotWritable) as exc:
         typer.echo(f"error: {exc}; nothing was published", err=True)
         raise typer.Exit(EXIT_FAILED) from None
     failed = None
@@ -159,13 +159,13 @@ def versions(
     if as_json:
         rows = [
             {
-                "version": m["version"],
-                "parent_version": m["parent_version"],
-                "created_at": m["created_at"],
-                "run_id": m["run_id"],
-                "content_id": m["content_id"],
-                "splits": m["splits"],
-                "path": s.version_dir(m["version"]),
+                "version": m.version,
+                "parent_version": m.parent_version,
+                "created_at": m.created_at,
+                "run_id": m.run_id,
+                "content_id": m.content_id,
+                "splits": m.splits,
+                "path": s.version_dir(m.number),
             }
             for m in manifests
         ]
@@ -193,9 +193,9 @@ def show(
     except VersionNotFound as exc:
         raise _not_found(exc) from None
     if as_json:
-        typer.echo(json.dumps(manifest, indent=2))
+        typer.echo(json.dumps(manifest.to_dict(), indent=2))
     else:
-        print_manifest(manifest, s.version_dir(manifest["version"]))
+        print_manifest(manifest, s.version_dir(manifest.number))
 
 
 @app.command()
@@ -217,8 +217,8 @@ def diff(
         typer.echo("error: diff compares two versions of one dataset", err=True)
         raise typer.Exit(EXIT_FAILED)
     try:
-        version_a = version_a or s.manifest()["version"]
-        version_b = version_b or s.manifest()["version"]
+        version_a = version_a or s.manifest().number
+        version_b = version_b or s.manifest().number
         result = diff_versions(s, version_a, version_b).to_dict()
     except VersionNotFound as exc:
         raise _not_found(exc) from None

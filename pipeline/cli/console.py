@@ -9,6 +9,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from pipeline.record.schema import SPLITS
+from pipeline.store.manifest import Manifest
 
 
 class RichStageProgress:
@@ -71,6 +72,10 @@ def print_run_summary(result: dict[str, Any], console: Console | None = None) ->
     else:
         console.print(f"[bold]{result['name']}[/]: published v{result['version']}")
     console.print(f"  rows: {splits}")
+    groups = result.get("split_groups")
+    if groups:
+        # Groups are what the split holds out whole: conversations, or characters.
+        console.print("  split groups: " + ", ".join(f"{s} {groups.get(s, 0)}" for s in SPLITS))
     console.print(f"  content id: {result['content_id']}")
     console.print(f"  path: {result['path']}")
     train = result.get("train")
@@ -85,9 +90,7 @@ def _num(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, (int, float)) else str(value)
 
 
-def print_versions(
-    name: str, manifests: list[dict[str, Any]], console: Console | None = None
-) -> None:
+def print_versions(name: str, manifests: list[Manifest], console: Console | None = None) -> None:
     """Print one line per committed version."""
     console = console or Console()
     table = Table(title=f"{name}: versions")
@@ -95,31 +98,31 @@ def print_versions(
         table.add_column(column)
     for m in manifests:
         table.add_row(
-            f"v{m['version']}",
-            m["created_at"],
-            f"v{m['parent_version']}" if m.get("parent_version") else "-",
-            m["content_id"][:16],
-            *(str(m["splits"].get(s, 0)) for s in SPLITS),
-            m["run_id"],
+            f"v{m.version}",
+            m.created_at,
+            f"v{m.parent_version}" if m.parent_version else "-",
+            m.content_id[:16],
+            *(str(m.splits.get(s, 0)) for s in SPLITS),
+            m.run_id,
         )
     console.print(table)
 
 
-def print_manifest(manifest: dict[str, Any], path: str, console: Console | None = None) -> None:
+def print_manifest(manifest: Manifest, path: str, console: Console | None = None) -> None:
     """Print a version's summary: identity, counts, splits and shards."""
     console = console or Console()
-    console.print(f"[bold]{manifest['name']}@v{manifest['version']}[/]  {path}")
-    console.print(f"  created {manifest['created_at']}, run {manifest['run_id']}")
-    console.print(f"  content id {manifest['content_id']}")
-    console.print(f"  recipe hash {manifest['recipe_hash']}")
-    console.print(counts_table(manifest["counts"]))
+    console.print(f"[bold]{manifest.name}@v{manifest.version}[/]  {path}")
+    console.print(f"  created {manifest.created_at}, run {manifest.run_id}")
+    console.print(f"  content id {manifest.content_id}")
+    console.print(f"  recipe hash {manifest.recipe_hash}")
+    console.print(counts_table(manifest.to_dict()["counts"]))
     shards = Table(title="shards")
     for column in ("path", "split", "rows", "bytes", "sha256"):
         shards.add_column(column)
-    for s in manifest["shards"]:
-        shards.add_row(s["path"], s["split"], str(s["rows"]), str(s["bytes"]), s["sha256"][:16])
+    for s in manifest.shards:
+        shards.add_row(s.path, s.split, str(s.rows), str(s.bytes), s.sha256[:16])
     console.print(shards)
-    reasons = (manifest.get("quarantine") or {}).get("reasons") or {}
+    reasons = manifest.quarantine.reasons
     if reasons:
         console.print("  quarantined: " + ", ".join(f"{r} {n}" for r, n in reasons.items()))
 

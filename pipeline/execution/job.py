@@ -9,8 +9,9 @@ How records move (measured choices, see PERF_NOTES.md):
   records themselves, or `from_arrow` of every table, would materialize the whole corpus in
   the driver or the object store, and `read_parquet` packed many files into one task.
 - Pass one (Ray tasks): validate, and compute each record's exact-duplicate key.
-- The driver finds duplicates on the small (id, key) table: keep the smallest id per key.
-- Pass two (Ray tasks): drop duplicates, assign splits, augment train records.
+- The driver finds duplicates on the small (id, key, group) table: keep the smallest id per
+  key; then it ranks the surviving split groups by hash and fixes the two cut points.
+- Pass two (Ray tasks): drop duplicates, assign splits by those cuts, augment train records.
 - Each pass's results stream back to the driver, which appends records to the next part
   files, quarantine entries to the quarantine file, and (split, id, part, row) to an index.
 - The writer takes rows from the memory-mapped parts in id order into the shards.
@@ -22,11 +23,9 @@ from __future__ import annotations
 import json
 import logging
 import os
-import subprocess
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from importlib import metadata
 from typing import Any, Protocol
 
 import numpy as np
@@ -43,11 +42,13 @@ from pipeline.execution.cluster import (
     work_items,
 )
 from pipeline.execution.passes import DEDUP_KEY_COLUMN, SIDE_COLUMN, augment_parts, validate_parts
+from pipeline.execution.provenance import augmentation_summary, code_version, input_entries
 from pipeline.recipe import Recipe, parse_size
 from pipeline.record.ids import new_run_id
 from pipeline.record.rejection import QuarantineEntry, TooManyBadRecords, check_bad_fraction
 from pipeline.record.schema import RECORD_SCHEMA, SPLITS, WORK_SCHEMA, records_to_table
 from pipeline.stages.dedup import DedupStage
+from pipeline.stages.split import SplitStage
 from pipeline.store.commit import (
     STAGES,
     CommitCheckFailed,
@@ -57,8 +58,16 @@ from pipeline.store.commit import (
     schema_sha256,
 )
 from pipeline.store.fs import store_fs
+from pipeline.store.manifest import (
+    DedupSummary,
+    InputFile,
+    Manifest,
+    QuarantineSummary,
+    ShardEntry,
+    StageCount,
+)
 from pipeline.store.quarantine import QuarantineWriter
-from pipeline.store.read import MANIFEST_FORMAT, Store
+from pipeline.store.read import Store
 from pipeline.store.staging import PartSet, PartWriter, row_nbytes
 from pipeline.store.writer import INDEX_SCHEMA, ShardWriter
 
@@ -70,7 +79,6 @@ PART_MAX_ROWS = 4096
 # The driver buffers at most this much of a source before handing it to a part file.
 INGEST_CHUNK_ROWS = 256
 INGEST_CHUNK_BYTES = 8 * 1024 * 1024
-LIBRARIES = ("pyarrow", "ray", "albumentations", "audiomentations", "nlpaug")
 
 
 def _detached(data: Any) -> Any:
@@ -132,6 +140,7 @@ class RunResult:
     unchanged: bool
     splits: dict[str, int]
     counts: dict[str, dict[str, int]]
+    split_groups: dict[str, int] | None
     run_id: str
     manifest_path: str
     quarantine_path: str | None
@@ -148,81 +157,13 @@ class RunResult:
             "path": self.path,
             "unchanged": self.unchanged,
             "splits": self.splits,
+            "split_groups": self.split_groups,
             "counts": self.counts,
             "unmapped_fields": self.unmapped_fields,
         }
         if self.train is not None:
             out["train"] = self.train
         return out
-
-
-def code_version() -> dict[str, Any]:
-    """Return the package version, git commit (when run from a checkout) and library versions."""
-
-    def version_of(dist: str) -> str | None:
-        try:
-            return metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            return None
-
-    commit = None
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    try:
-        done = subprocess.run(
-            ["git", "-C", repo, "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
-        )
-        if done.returncode == 0:
-            commit = done.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        commit = None
-    return {
-        "roleforge": version_of("roleforge"),
-        "git_commit": commit,
-        "libraries": {name: version_of(name) for name in LIBRARIES},
-    }
-
-
-def input_entries(recipe: Recipe) -> list[dict[str, Any]]:
-    """Return every source's input files with their sha256 and size, paths relative to the
-    recipe's folder."""
-    from pipeline.readers import source_input_files
-    from pipeline.record.ids import file_sha256
-
-    entries = []
-    for source in recipe.sources:
-        for path in source_input_files(source, recipe):
-            entries.append(
-                {
-                    "source": source.name,
-                    "path": os.path.relpath(path, recipe.base_dir),
-                    "sha256": file_sha256(path),
-                    "bytes": os.path.getsize(path),
-                }
-            )
-    return entries
-
-
-def augmentation_summary(recipe: Recipe, stats: dict[str, Any]) -> dict[str, Any]:
-    """Return the manifest's augmentation block: each configured op with its counts."""
-    ops = []
-    per_op = stats.get("ops") or {}
-    for modality in ("text", "image", "audio", "dialogue"):
-        for spec in getattr(recipe.augment, modality):
-            counted = per_op.get(f"{modality}:{spec['op']}", {})
-            ops.append(
-                {
-                    "modality": modality,
-                    "op": spec["op"],
-                    "configured": spec,
-                    "applied": counted.get("applied", 0),
-                    "skipped": counted.get("skipped", 0),
-                }
-            )
-    return {"copies": recipe.augment.copies, "ops": ops, "stats": stats}
 
 
 class DataJob:
@@ -242,6 +183,7 @@ class DataJob:
         self.stats = AugmentStats()
         self.originals: Counter[str] = Counter()
         self.rows: Counter[str] = Counter()
+        self.splitter = SplitStage(recipe.split, recipe.seed)
         self.quarantine = QuarantineWriter(self.store.quarantine_path(self.run_id))
         self.unmapped_fields: dict[str, Counter[str]] = {s.name: Counter() for s in recipe.sources}
 
@@ -332,14 +274,17 @@ class DataJob:
                 records = self._side_messages(table, counts)
                 out.write(records)
                 key_table = records.select(["id", DEDUP_KEY_COLUMN]).rename_columns(["id", "key"])
-                keys.append(_detached(key_table))
+                # The split groups (conversation or character) travel with the keys, so the
+                # driver can cut the splits by count over the records that survive dedup.
+                groups = pa.array(self.splitter.group_keys(records), pa.string())
+                keys.append(_detached(key_table.append_column("group", groups)))
                 counts.out += records.num_rows
                 self.progress.advance("validate", records.num_rows + counts.quarantined - before)
         self.progress.finish("validate")
         index = (
             pa.concat_tables(keys)
             if keys
-            else pa.table({"id": pa.array([], pa.string()), "key": pa.array([], pa.string())})
+            else pa.table({name: pa.array([], pa.string()) for name in ("id", "key", "group")})
         )
         return out.sizes(), index
 
@@ -367,8 +312,7 @@ class DataJob:
             )
         fn_kwargs = {
             "duplicate_ids": duplicate_ids,
-            "split": self.recipe.split.model_dump(),
-            "seed": self.recipe.seed,
+            "splitter": self.splitter,
             "augmenter": augmenter,
         }
         index = []
@@ -426,7 +370,7 @@ class DataJob:
             self.quarantine.close()
             raise
 
-    def _write(self, parts: PartSet, index: pa.Table) -> list[dict[str, Any]]:
+    def _write(self, parts: PartSet, index: pa.Table) -> list[ShardEntry]:
         counts = self.counts["write"]
         counts.records_in = index.num_rows
         self.progress.start("write", index.num_rows)
@@ -437,7 +381,7 @@ class DataJob:
             self.fs,
         )
         shards = writer.write(index, parts)
-        counts.out = sum(s["rows"] for s in shards)
+        counts.out = sum(s.rows for s in shards)
         self.progress.advance("write", counts.out)
         self.progress.finish("write")
         return shards
@@ -445,40 +389,39 @@ class DataJob:
     # ---- the job ----
 
     def _manifest(
-        self, inputs: list[dict[str, Any]], shards: list[dict[str, Any]], duplicates: int
-    ) -> dict[str, Any]:
+        self, inputs: list[InputFile], shards: list[ShardEntry], duplicates: int
+    ) -> Manifest:
+        """Return the staged version's manifest: everything but version, parent and cards."""
         schema_hash = schema_sha256(RECORD_SCHEMA)
         quarantine_path = None
         if sum(self.reasons.values()):
             quarantine_path = os.path.relpath(self.quarantine.path, self.store.root)
-        return {
-            "format": MANIFEST_FORMAT,
-            "name": self.recipe.name,
-            "version": None,
-            "parent_version": None,
-            "run_id": self.run_id,
-            "created_at": datetime.now(timezone.utc)
+        return Manifest(
+            name=self.recipe.name,
+            run_id=self.run_id,
+            created_at=datetime.now(timezone.utc)
             .isoformat(timespec="seconds")
             .replace("+00:00", "Z"),
-            "inputs": inputs,
-            "recipe": self.recipe.model_dump(mode="json"),
-            "recipe_hash": self.recipe.recipe_hash,
-            "code_version": code_version(),
-            "counts": {name: c.to_dict() for name, c in self.counts.items()},
-            "quarantine": {"path": quarantine_path, "reasons": dict(sorted(self.reasons.items()))},
-            "augmentation": augmentation_summary(self.recipe, self.stats.to_dict()),
-            "dedup": {"duplicates": duplicates},
-            # Per source: fields of the corpus that no canonical field carries, with counts.
-            "unmapped_fields": {
-                n: dict(sorted(c.items())) for n, c in self.unmapped_fields.items()
+            inputs=inputs,
+            recipe=self.recipe.model_dump(mode="json"),
+            recipe_hash=self.recipe.recipe_hash,
+            code_version=code_version(),
+            counts={
+                name: StageCount.model_validate(c.to_dict()) for name, c in self.counts.items()
             },
-            "splits": {s: self.rows.get(s, 0) for s in SPLITS},
-            "originals": {s: self.originals.get(s, 0) for s in SPLITS},
-            "shards": shards,
-            "cards": [],
-            "schema_sha256": schema_hash,
-            "content_id": content_id(schema_hash, [s["sha256"] for s in shards]),
-        }
+            quarantine=QuarantineSummary(
+                path=quarantine_path, reasons=dict(sorted(self.reasons.items()))
+            ),
+            augmentation=augmentation_summary(self.recipe, self.stats.to_dict()),
+            dedup=DedupSummary(duplicates=duplicates),
+            splits={s: self.rows.get(s, 0) for s in SPLITS},
+            originals={s: self.originals.get(s, 0) for s in SPLITS},
+            split_groups=dict(self.splitter.plan.groups) if self.splitter.plan else None,
+            unmapped_fields={n: dict(sorted(c.items())) for n, c in self.unmapped_fields.items()},
+            shards=shards,
+            schema_sha256=schema_hash,
+            content_id=content_id(schema_hash, [s.sha256 for s in shards]),
+        )
 
     def run(self) -> RunResult:
         """Run every stage and commit; raise TooManyBadRecords, CommitCheckFailed,
@@ -489,6 +432,7 @@ class DataJob:
 
         started = time.perf_counter()
         check_source_paths(self.recipe)
+        self._check_writable()
         try:
             manifest = self._stages()
         except BaseException:
@@ -500,7 +444,18 @@ class DataJob:
         result.seconds = time.perf_counter() - started
         return result
 
-    def _stages(self) -> dict[str, Any]:
+    def _check_writable(self) -> None:
+        """Raise StoreNotWritable before any work when the store or cards folder is not ours
+        to write."""
+        self.fs.check_writable(self.store.root)
+        for sub in ("versions", "_staging", "quarantine"):
+            if self.fs.exists(os.path.join(self.store.root, sub)):
+                self.fs.check_writable(os.path.join(self.store.root, sub))
+        self.fs.check_writable(
+            os.path.join(self.recipe.resolve(self.recipe.cards_dir), self.recipe.name)
+        )
+
+    def _stages(self) -> Manifest:
         """Run the stages from ingest to write, into staging; return the staged manifest."""
         inputs = input_entries(self.recipe)
         try:
@@ -511,6 +466,8 @@ class DataJob:
             self._check_bad_fraction()
             duplicate_ids = DedupStage.duplicate_ids(keys)
             self._dedup_and_split_counts(keys.num_rows, len(duplicate_ids))
+            kept = pc.invert(pc.is_in(keys["id"], value_set=duplicate_ids))
+            self.splitter = self.splitter.planned(keys["group"].filter(kept).to_pylist())
             parts, index = self._augment(validated, keys.num_rows, duplicate_ids)
             self._check_bad_fraction()
             shards = self._write(parts, index)
@@ -521,8 +478,8 @@ class DataJob:
             raise CommitCheckFailed("rows per split do not add up to the rows written")
         return self._manifest(inputs, shards, len(duplicate_ids))
 
-    def _commit(self, manifest: dict[str, Any]) -> RunResult:
-        from pipeline.cards.dataset_card import write_cards
+    def _commit(self, manifest: Manifest) -> RunResult:
+        from pipeline.cards.write import write_cards
         from pipeline.store.diff import summarize_against_parent
 
         committer = VersionCommitter(
@@ -544,12 +501,13 @@ class DataJob:
             content_id=committed.content_id,
             path=committed.path,
             unchanged=committed.unchanged,
-            splits=dict(m["splits"]),
-            counts=manifest["counts"],
+            splits=dict(m.splits),
+            counts={name: c.to_dict() for name, c in self.counts.items()},
+            split_groups=manifest.split_groups,
             run_id=self.run_id,
             manifest_path=self.store.manifest_path(committed.version),
             quarantine_path=self.quarantine.path if sum(self.reasons.values()) else None,
-            unmapped_fields=manifest["unmapped_fields"],
+            unmapped_fields=manifest.unmapped_fields,
         )
 
 

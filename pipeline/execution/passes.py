@@ -19,7 +19,7 @@ from typing import Any
 import pyarrow as pa
 
 from augmenters.stats import AugmentStats
-from pipeline.recipe import MediaLimits, SplitConfig
+from pipeline.recipe import MediaLimits
 from pipeline.record.rejection import QuarantineEntry
 from pipeline.record.schema import (
     WORK_SCHEMA,
@@ -97,15 +97,14 @@ def validate_parts(items: pa.Table, limits: dict[str, Any], batch_size: int) -> 
 def augment_parts(
     items: pa.Table,
     duplicate_ids: pa.Array,
-    split: dict[str, Any],
-    seed: int,
+    splitter: SplitStage,
     augmenter: Any | None,
     batch_size: int,
 ) -> Iterator[pa.Table]:
-    """Yield, per batch of the listed part slices, the deduplicated records with their split,
-    their augmented variants, one side row per rejected record and one with the batch's stats."""
+    """Yield, per batch of the listed part slices, the deduplicated records with their split
+    (`splitter` carries the run's cut points), their augmented variants, one side row per
+    rejected record and one with the batch's stats."""
     dedup = DedupStage()
-    splitter = SplitStage(SplitConfig(**split), seed)
     augment = AugmentStage(augmenter)
     for batch in _part_batches(items, batch_size):
         kept = dedup.apply(batch, duplicate_ids).table

@@ -50,6 +50,21 @@ RECORD_FIELDS = [
     pa.field("augmentation", AUGMENTATION_TYPE),
 ]
 
+# What each column (and nested field) means, for the cards. Kept beside the schema, not in
+# Arrow field metadata, because the schema's bytes are part of every content id.
+FIELD_DESCRIPTIONS = {
+    "id": "Stable record id (hash of source key, or of parent id, recipe hash and copy).",
+    "parent_id": "Id of the original an augmented variant derives from; null for originals.",
+    "source": "Corpus name from the recipe.",
+    "split": "train, validation or test.",
+    "character": "The persona the assistant plays (null when the corpus names none).",
+    "messages": "The turns, in order; the assistant speaks as the character.",
+    "images": "Encoded image bytes, in <image> placeholder order.",
+    "audios": "Encoded audio bytes, in <audio> placeholder order.",
+    "augmentation": "What was applied to make this variant, replayable (null for originals).",
+    "augmentation.ops": "Applied ops with their drawn parameters (canonical JSON).",
+}
+
 # Inside the pipeline a record also carries where it came from (file and line/index), so
 # a record rejected by a later stage can still be quarantined with its source reference.
 SOURCE_REF_FIELD = pa.field("source_ref", pa.string())

@@ -9,7 +9,6 @@ crash anywhere leaves only complete versions visible.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 from collections.abc import Callable
@@ -20,6 +19,7 @@ import pyarrow as pa
 
 from pipeline.record.ids import canonical_json, file_sha256
 from pipeline.store.fs import LocalFS
+from pipeline.store.manifest import CardEntry, Manifest
 from pipeline.store.read import Store, VersionNotFound
 
 log = logging.getLogger(__name__)
@@ -28,10 +28,9 @@ FAULT_ENV = "ROLEFORGE_FAULT"
 FAULT_POINTS = ("after_staging", "after_move", "after_cards", "before_manifest", "after_manifest")
 STAGES = ("ingest", "validate", "dedup", "split", "augment", "write")
 
-CardWriter = Callable[
-    [str, dict[str, Any], "dict[str, Any] | None", "dict[str, Any] | None"], list[str]
-]
-DiffSummarizer = Callable[[dict[str, Any], str, dict[str, Any], str], dict[str, Any]]
+# (version folder, manifest without cards, parent manifest, diff summary) -> card file names
+CardWriter = Callable[[str, Manifest, "Manifest | None", "dict[str, Any] | None"], list[str]]
+DiffSummarizer = Callable[[Manifest, str, Manifest, str], dict[str, Any]]
 
 
 class InjectedFault(RuntimeError):
@@ -95,7 +94,7 @@ class CommitResult:
     path: str
     content_id: str
     unchanged: bool
-    manifest: dict[str, Any]
+    manifest: Manifest
 
 
 class VersionCommitter:
@@ -115,22 +114,22 @@ class VersionCommitter:
         self.summarize_diff = summarize_diff
         self.cards_copy_dir = cards_copy_dir
 
-    def _latest_manifest(self) -> dict[str, Any] | None:
+    def _latest_manifest(self) -> Manifest | None:
         try:
             return self.store.manifest()
         except VersionNotFound:
             return None
 
-    def _same_content(self, manifest: dict[str, Any]) -> CommitResult | None:
+    def _same_content(self, manifest: Manifest) -> CommitResult | None:
         latest = self._latest_manifest()
-        if latest is not None and latest.get("content_id") == manifest["content_id"]:
-            version = int(latest["version"])
+        if latest is not None and latest.content_id == manifest.content_id:
+            version = latest.number
             return CommitResult(
-                version, self.store.version_dir(version), latest["content_id"], True, latest
+                version, self.store.version_dir(version), latest.content_id, True, latest
             )
         return None
 
-    def _claim_version(self, staged: str, manifest: dict[str, Any]) -> int | CommitResult:
+    def _claim_version(self, staged: str, manifest: Manifest) -> int | CommitResult:
         """Move `staged` to the first free versions/v<N>/; return N, or the existing version
         when one with the same content was committed meanwhile."""
         self.fs.makedirs(self.store.versions_dir)
@@ -151,7 +150,7 @@ class VersionCommitter:
                 return same
             number += 1
 
-    def commit(self, staged: str, manifest: dict[str, Any]) -> CommitResult:
+    def commit(self, staged: str, manifest: Manifest) -> CommitResult:
         """Publish the staged folder (shards written, fsynced, hashed) with `manifest`
         (everything but version, parent_version and cards); return the committed version,
         or the latest one with `unchanged=True` when it already holds this content."""
@@ -167,43 +166,36 @@ class VersionCommitter:
         fault_point("after_move")
 
         parent = self._parent_manifest(number)
-        manifest = {
-            **manifest,
-            "version": number,
-            "parent_version": parent["version"] if parent else None,
-        }
-        manifest["cards"] = self._write_cards(vdir, manifest, parent)
+        manifest = manifest.committed(number, parent.number if parent else None)
+        # The cards describe the manifest without cards; then the manifest lists the cards.
+        manifest = manifest.with_cards(self._write_cards(vdir, manifest, parent))
         fault_point("after_cards")
 
-        # Order the keys as documented, so manifests read the same everywhere.
-        ordered = {key: manifest[key] for key in MANIFEST_KEYS}
-        data = (json.dumps(ordered, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
         fault_point("before_manifest")
-        self.fs.create_exclusive(self.store.manifest_path(number), data)
+        self.fs.create_exclusive(self.store.manifest_path(number), manifest.to_json_bytes())
         fault_point("after_manifest")
         self._copy_card(vdir, number)
-        return CommitResult(number, vdir, manifest["content_id"], False, ordered)
+        return CommitResult(number, vdir, manifest.content_id, False, manifest)
 
-    def _parent_manifest(self, number: int) -> dict[str, Any] | None:
+    def _parent_manifest(self, number: int) -> Manifest | None:
         earlier = [v for v in self.store.versions() if v < number]
         return self.store.manifest(earlier[-1]) if earlier else None
 
     def _write_cards(
-        self, vdir: str, manifest: dict[str, Any], parent: dict[str, Any] | None
-    ) -> list[dict[str, str]]:
+        self, vdir: str, manifest: Manifest, parent: Manifest | None
+    ) -> list[CardEntry]:
         if self.write_cards is None:
             return []
         diff = None
         if parent is not None and self.summarize_diff is not None:
-            parent_dir = self.store.version_dir(parent["version"])
+            parent_dir = self.store.version_dir(parent.number)
             diff = self.summarize_diff(parent, parent_dir, manifest, vdir)
-        body = {k: v for k, v in manifest.items() if k != "cards"}
-        names = self.write_cards(vdir, body, parent, diff)
+        names = self.write_cards(vdir, manifest, parent, diff)
         cards = []
         for name in sorted(names):
             path = os.path.join(vdir, name)
             self.fs.fsync_file(path)
-            cards.append({"path": name, "sha256": file_sha256(path)})
+            cards.append(CardEntry(path=name, sha256=file_sha256(path)))
         self.fs.fsync_dir(vdir)
         return cards
 
@@ -216,27 +208,3 @@ class VersionCommitter:
             self.fs.copy_file(readme, target)
         except OSError as exc:  # the version is committed; a missing git copy must not undo it
             log.warning("could not copy the card to %s: %s", target, exc)
-
-
-MANIFEST_KEYS = (
-    "format",
-    "name",
-    "version",
-    "parent_version",
-    "run_id",
-    "created_at",
-    "inputs",
-    "recipe",
-    "recipe_hash",
-    "code_version",
-    "counts",
-    "quarantine",
-    "augmentation",
-    "dedup",
-    "splits",
-    "originals",
-    "shards",
-    "cards",
-    "schema_sha256",
-    "content_id",
-)

@@ -14,7 +14,8 @@ import pyarrow.compute as pc
 
 from pipeline.record.ids import canonical_json, media_digests
 from pipeline.record.schema import SPLITS
-from pipeline.store.writer import read_shard_batches
+from pipeline.store.manifest import Manifest
+from pipeline.store.shards import read_shard_batches
 
 # Columns hashed as values; media are hashed by their bytes.
 _VALUE_COLUMNS = ("id", "parent_id", "source", "split", "character", "messages", "augmentation")
@@ -47,11 +48,11 @@ class VersionContent:
     stats: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @classmethod
-    def read(cls, manifest: dict[str, Any], version_dir: str) -> VersionContent:
+    def read(cls, manifest: Manifest, version_dir: str) -> VersionContent:
         """Return the content of a version by streaming its shards one batch at a time."""
         content = cls(stats={s: dict.fromkeys(STAT_NAMES, 0) for s in SPLITS})
-        for shard in manifest["shards"]:
-            path = os.path.join(version_dir, shard["path"])
+        for shard in manifest.shards:
+            path = os.path.join(version_dir, shard.path)
             for batch in read_shard_batches(path):
                 table = pa.Table.from_batches([batch])
                 content._add(table)
@@ -153,9 +154,9 @@ def diff_versions(store: Any, before: int, after: int) -> VersionDiff:
 
 
 def summarize_against_parent(
-    parent: dict[str, Any], parent_dir: str, manifest: dict[str, Any], version_dir: str
+    parent: Manifest, parent_dir: str, manifest: Manifest, version_dir: str
 ) -> dict[str, Any]:
     """Return the card's diff summary of a version (not yet committed) against its parent."""
     a = VersionContent.read(parent, parent_dir)
     b = VersionContent.read(manifest, version_dir)
-    return diff_contents(manifest["name"], parent["version"], a, manifest["version"], b).summary()
+    return diff_contents(manifest.name, parent.number, a, manifest.number, b).summary()

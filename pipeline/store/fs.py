@@ -8,13 +8,25 @@ need its own class with the same methods (e.g. a conditional PUT for `create_exc
 
 from __future__ import annotations
 
+import errno
 import os
+import secrets
 import shutil
-import tempfile
 
 
 class UnsupportedStore(ValueError):
     """The store URI names a filesystem this version of roleforge cannot commit to."""
+
+
+class StoreNotWritable(OSError):
+    """A folder the run must write (store, cards) cannot be created or written."""
+
+    def __init__(self, path: str, reason: str):
+        super().__init__(errno.EACCES, f"cannot write to {path}: {reason}")
+        self.path = path
+
+    def __str__(self) -> str:
+        return str(self.strerror)
 
 
 def local_store_path(uri: str) -> str:
@@ -35,6 +47,18 @@ class LocalFS:
 
     def makedirs(self, path: str) -> None:
         os.makedirs(path, exist_ok=True)
+
+    def check_writable(self, path: str) -> None:
+        """Create folder `path` if needed; raise StoreNotWritable unless this process can
+        add files to it (checked before any work, so a read-only store fails in one line)."""
+        try:
+            os.makedirs(path, exist_ok=True)
+        except OSError as exc:
+            raise StoreNotWritable(path, exc.strerror or str(exc)) from None
+        if not os.path.isdir(path):
+            raise StoreNotWritable(path, "not a folder")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise StoreNotWritable(path, "permission denied")
 
     def exists(self, path: str) -> bool:
         return os.path.lexists(path)
@@ -78,7 +102,10 @@ class LocalFS:
     def create_exclusive(self, path: str, data: bytes) -> None:
         """Create `path` holding `data`, all or nothing; raise FileExistsError if it exists."""
         folder = os.path.dirname(path)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+        tmp = os.path.join(folder, f".tmp-{secrets.token_hex(8)}")
+        # Mode 0666 filtered by the umask, like every other file of the store (mkstemp would
+        # make it 0600, unreadable to the rest of a team sharing the store).
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)

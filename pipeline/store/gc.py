@@ -54,7 +54,7 @@ def unreferenced_paths(store: Store) -> list[str]:
         os.path.join(store.root, "_staging", n)
         for n in _listdir(os.path.join(store.root, "_staging"))
     ]
-    committed = {int(m["version"]): m for m in manifests}
+    committed = {m.number: m for m in manifests}
     for name in _listdir(store.versions_dir):
         path = os.path.join(store.versions_dir, name)
         if _MANIFEST.match(name):
@@ -62,15 +62,11 @@ def unreferenced_paths(store: Store) -> list[str]:
         match = _VERSION_DIR.match(name)
         if match and int(match.group(1)) in committed:
             manifest = committed[int(match.group(1))]
-            wanted = {e["path"] for e in manifest["shards"]} | {
-                e["path"] for e in manifest.get("cards") or []
-            }
+            wanted = {e.path for e in manifest.shards} | {e.path for e in manifest.cards}
             garbage.extend(os.path.join(path, f) for f in _listdir(path) if f not in wanted)
         else:
             garbage.append(path)  # an uncommitted version folder or a temp file
-    quarantined = {
-        os.path.basename((m.get("quarantine") or {}).get("path") or "") for m in manifests
-    }
+    quarantined = {os.path.basename(m.quarantine.path or "") for m in manifests}
     quarantine_dir = os.path.join(store.root, "quarantine")
     garbage.extend(
         os.path.join(quarantine_dir, f) for f in _listdir(quarantine_dir) if f not in quarantined

@@ -7,13 +7,13 @@ Readers trust only manifests: a v<N>/ folder without its manifest does not exist
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass
 from typing import Any
 
-MANIFEST_FORMAT = "roleforge.manifest/1"
+from pipeline.store.manifest import Manifest
+
 _VERSION_FILE = re.compile(r"^v(\d+)\.json$")
 _REF = re.compile(r"^(?P<name>[A-Za-z0-9_.-]+?)(?:@v?(?P<version>\d+))?$")
 
@@ -74,7 +74,7 @@ class Store:
         versions = self.versions()
         return versions[-1] if versions else None
 
-    def manifest(self, version: int | None = None) -> dict[str, Any]:
+    def manifest(self, version: int | None = None) -> Manifest:
         """Return the manifest of `version` (the latest when None)."""
         if version is None:
             version = self.latest()
@@ -83,31 +83,26 @@ class Store:
                     f"dataset {self.name!r} has no committed version in {self.uri}"
                 )
         try:
-            with open(self.manifest_path(version), encoding="utf-8") as f:
-                return json.load(f)
+            return Manifest.read(self.manifest_path(version))
         except FileNotFoundError:
             raise VersionNotFound(
                 f"{self.name}@v{version} is not committed in {self.uri}"
             ) from None
 
-    def shard_paths(self, manifest: dict[str, Any], split: str | None = None) -> list[str]:
+    def shard_paths(self, manifest: Manifest, split: str | None = None) -> list[str]:
         """Return absolute shard paths of a manifest, in manifest order, optionally one split."""
-        vdir = self.version_dir(manifest["version"])
-        return [
-            os.path.join(vdir, s["path"])
-            for s in manifest["shards"]
-            if split is None or s["split"] == split
-        ]
+        vdir = self.version_dir(manifest.number)
+        return [os.path.join(vdir, s.path) for s in manifest.shards_of(split)]
 
 
 def _read_ipc_shards(paths: Any) -> Any:
     import pyarrow as pa
 
+    from pipeline.store.shards import read_shard_batches
+
     for path in paths["path"].to_pylist():
-        with pa.memory_map(path) as source:
-            reader = pa.ipc.open_file(source)
-            for i in range(reader.num_record_batches):
-                yield pa.Table.from_batches([reader.get_batch(i)])
+        for batch in read_shard_batches(path):
+            yield pa.Table.from_batches([batch])
 
 
 def ray_dataset(store: Store, version: int | None = None, split: str | None = None) -> Any:

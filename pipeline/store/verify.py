@@ -76,18 +76,16 @@ def verify_version(store: Store, version: int | None = None) -> VerifyReport:
     """Return the result of re-hashing every shard and card of a version (latest if None)
     and recomputing its content id from the manifest."""
     manifest = store.manifest(version)
-    number = int(manifest["version"])
+    number = manifest.number
     vdir = store.version_dir(number)
     report = VerifyReport(store.name, number, vdir)
-    for shard in manifest["shards"]:
-        _check_file(report, vdir, shard)
-    for card in manifest.get("cards") or []:
-        _check_file(report, vdir, card)
-    expected = content_id(manifest["schema_sha256"], [s["sha256"] for s in manifest["shards"]])
-    if expected != manifest["content_id"]:
+    for shard in manifest.shards:
+        _check_file(report, vdir, shard.model_dump())
+    for card in manifest.cards:
+        _check_file(report, vdir, card.model_dump())
+    expected = content_id(manifest.schema_sha256, [s.sha256 for s in manifest.shards])
+    if expected != manifest.content_id:
         report.problems.append(
-            VerifyProblem(
-                store.manifest_path(number), "content_id", expected, manifest["content_id"]
-            )
+            VerifyProblem(store.manifest_path(number), "content_id", expected, manifest.content_id)
         )
     return report

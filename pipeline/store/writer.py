@@ -4,6 +4,8 @@ The bytes of a shard depend only on its records: rows are gathered from the stag
 files in id order, record batches are cut by a fixed rule on row count and row size, the
 schema carries no timestamps, and nothing is compressed (media gains ~4% from zstd). So the
 same records give the same shard hashes whatever the number of workers that made them.
+A split without records gets no shard at all: `datasets` refuses a declared split that
+matches no data, and an empty file says nothing a missing one does not.
 """
 
 from __future__ import annotations
@@ -19,13 +21,14 @@ import pyarrow.compute as pc
 
 from pipeline.record.schema import AUDIO_PLACEHOLDER, IMAGE_PLACEHOLDER, RECORD_SCHEMA, SPLITS
 from pipeline.store.fs import LocalFS
+from pipeline.store.manifest import ShardEntry
+from pipeline.store.shards import shard_name
 from pipeline.store.staging import PartSet
 
 # A record batch ends at this many rows or bytes, whichever comes first; fixed numbers,
 # so batch boundaries (and with them the shard bytes) depend on the records alone.
 BATCH_MAX_ROWS = 256
 BATCH_MAX_BYTES = 64 * 1024 * 1024
-EXTENSIONS = {"arrow": "arrow", "parquet": "parquet"}
 # The staged index the writer consumes: one row per record to publish.
 INDEX_SCHEMA = pa.schema(
     [
@@ -40,11 +43,6 @@ INDEX_SCHEMA = pa.schema(
 
 class ShardIntegrityError(RuntimeError):
     """The records about to be published break an invariant (duplicate ids, placeholders)."""
-
-
-def shard_name(split: str, index: int, count: int, fmt: str) -> str:
-    """Return a shard's file name: `<split>-<i:05d>-of-<n:05d>.<ext>`."""
-    return f"{split}-{index:05d}-of-{count:05d}.{EXTENSIONS[fmt]}"
 
 
 def plan_cuts(nbytes: np.ndarray, limit: int, max_rows: int | None = None) -> list[tuple[int, int]]:
@@ -97,19 +95,6 @@ def check_unique_ids(index: pa.Table) -> None:
         raise ShardIntegrityError(f"id {sorted_ids[position].as_py()} occurs more than once")
 
 
-def read_shard_batches(path: str) -> Iterator[pa.RecordBatch]:
-    """Yield the record batches of an Arrow IPC or Parquet shard, one at a time."""
-    if path.endswith(".parquet"):
-        import pyarrow.parquet as pq
-
-        yield from pq.ParquetFile(path).iter_batches()
-        return
-    with pa.memory_map(path) as source:
-        reader = pa.ipc.open_file(source)
-        for i in range(reader.num_record_batches):
-            yield reader.get_batch(i)
-
-
 class HashingSink:
     """A write-only file object that hashes and counts what passes through it.
 
@@ -158,10 +143,9 @@ class ShardWriter:
     fs: LocalFS
     schema: pa.Schema = RECORD_SCHEMA
 
-    def write(self, index: pa.Table, parts: PartSet) -> list[dict[str, Any]]:
+    def write(self, index: pa.Table, parts: PartSet) -> list[ShardEntry]:
         """Write every split of `index` (INDEX_SCHEMA rows pointing into `parts`); return
-        the manifest's shard entries. Every split gets at least one shard, empty if need be,
-        so readers always find all three splits."""
+        the manifest's shard entries. A split without records gets no shard."""
         check_unique_ids(index)
         self.fs.makedirs(self.folder)
         shards = []
@@ -174,9 +158,9 @@ class ShardWriter:
         self.fs.fsync_dir(self.folder)
         return shards
 
-    def _write_split(self, split: str, rows: pa.Table, parts: PartSet) -> list[dict[str, Any]]:
+    def _write_split(self, split: str, rows: pa.Table, parts: PartSet) -> list[ShardEntry]:
         nbytes = rows["nbytes"].to_numpy(zero_copy_only=False)
-        cuts = plan_cuts(nbytes, self.shard_size) or [(0, 0)]
+        cuts = plan_cuts(nbytes, self.shard_size)
         entries = []
         for i, (start, stop) in enumerate(cuts):
             name = shard_name(split, i, len(cuts), self.fmt)
@@ -189,13 +173,13 @@ class ShardWriter:
             # Memory stays bounded by one shard's rows, whatever the size of the split.
             parts.release()
             entries.append(
-                {
-                    "path": name,
-                    "split": split,
-                    "rows": stop - start,
-                    "bytes": sink.bytes,
-                    "sha256": sink.hexdigest(),
-                }
+                ShardEntry(
+                    path=name,
+                    split=split,
+                    rows=stop - start,
+                    bytes=sink.bytes,
+                    sha256=sink.hexdigest(),
+                )
             )
         return entries
 
@@ -222,6 +206,7 @@ class ShardWriter:
                 for table in self._batches(rows, parts):
                     writer.write_table(table, row_group_size=table.num_rows)
             return
-        with pa.ipc.new_file(sink, self.schema) as writer:
+        # The IPC *stream* format: what `datasets` writes and `Dataset.from_file` maps.
+        with pa.ipc.new_stream(sink, self.schema) as writer:
             for table in self._batches(rows, parts):
                 writer.write_table(table)

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from pipeline.record.ids import original_id
+from tests.fixtures.manifest import manifest_of
 from tests.fixtures.media import audio_bytes, image_bytes
 
 CAPTAIN = {
@@ -97,18 +98,18 @@ def write_version(
         with pa.OSFile(str(vdir / rel), "wb") as sink, pa.ipc.new_file(sink, RECORD_SCHEMA) as w:
             w.write_table(table)
         digest = hashlib.sha256((vdir / rel).read_bytes()).hexdigest()
-        shards.append({"path": rel, "split": split, "rows": len(rows), "sha256": digest})
+        size = (vdir / rel).stat().st_size
+        shards.append(
+            {"path": rel, "split": split, "rows": len(rows), "bytes": size, "sha256": digest}
+        )
     content_id = hashlib.sha256("".join(sorted(s["sha256"] for s in shards)).encode()).hexdigest()
-    manifest = {
-        "format": "roleforge.manifest/1",
-        "name": name,
-        "version": version,
-        "content_id": content_id,
-        "recipe_hash": "f" * 64,
-        "recipe": recipe or {"name": name, "seed": 3},
-        "splits": {s["split"]: s["rows"] for s in shards},
-        "shards": shards,
-    }
+    manifest = manifest_of(
+        name,
+        shards,
+        version=version,
+        content_id=content_id,
+        recipe=recipe or {"name": name, "seed": 3},
+    ).to_dict()
     (store / name / "versions" / f"v{version}.json").write_text(json.dumps(manifest, indent=2))
     return manifest
 

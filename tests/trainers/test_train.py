@@ -53,7 +53,7 @@ def omni_run(omni_cli) -> dict:
 
 def test_train_json_names_model_folder_dataset_losses_and_eval(omni_run, mm_store):
     manifest = Store(str(mm_store), "mm").manifest(1)
-    assert omni_run["dataset"] == {"name": "mm", "version": 1, "content_id": manifest["content_id"]}
+    assert omni_run["dataset"] == {"name": "mm", "version": 1, "content_id": manifest.content_id}
     assert omni_run["model_path"] == Store(str(mm_store), "mm").models_dir(omni_run["run_id"])
     ev = omni_run["eval"]
     assert ev["samples"] == 3 and ev["tokens"] > 0
@@ -93,7 +93,7 @@ def test_run_folder_holds_safetensors_adapter_processor_card_and_eval(omni_run, 
     metrics = front["model-index"][0]["results"][0]["metrics"]
     assert {m["type"] for m in metrics} == {"loss", "perplexity"}
     manifest = Store(str(mm_store), "mm").manifest(1)
-    for fact in (manifest["content_id"], manifest["recipe_hash"], "`v1`", "learning_rate: `0.05`"):
+    for fact in (manifest.content_id, manifest.recipe_hash, "`v1`", "learning_rate: `0.05`"):
         assert fact in card
     assert "tiny-random" in card and "base_model/" in card
     eval_md = (folder / "eval.md").read_text()

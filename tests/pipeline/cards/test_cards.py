@@ -15,18 +15,16 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from pipeline.cards.composition import compute_composition
 from pipeline.cards.croissant import CROISSANT_CONTEXT
-from pipeline.cards.dataset_card import (
-    README,
-    compute_composition,
-    detect_languages,
-    md_cell,
-    resolve_license,
-    size_category,
-    write_cards,
-)
+from pipeline.cards.facts import resolve_license
+from pipeline.cards.hub_header import size_category
+from pipeline.cards.languages import count_scripts, detect_languages
+from pipeline.cards.markdown import md_cell
+from pipeline.cards.write import README, write_cards
 from pipeline.record.ids import file_sha256
 from pipeline.record.schema import RECORD_SCHEMA, records_to_table
+from pipeline.store.manifest import Manifest, ShardEntry
 
 PIPE_NAME = "Bob | the\nBuilder"
 
@@ -107,87 +105,94 @@ def _write_shards(folder, fmt="arrow"):
         path = f"{stem}.{fmt}"
         full = os.path.join(folder, path)
         if fmt == "arrow":
-            with pa.OSFile(full, "wb") as sink, pa.ipc.new_file(sink, RECORD_SCHEMA) as writer:
+            with pa.OSFile(full, "wb") as sink, pa.ipc.new_stream(sink, RECORD_SCHEMA) as writer:
                 writer.write_table(table)
         else:
             pq.write_table(table, full)
         shards.append(
-            {
-                "path": path,
-                "split": stem.split("-")[0],
-                "rows": len(records),
-                "bytes": os.path.getsize(full),
-                "sha256": file_sha256(full),
-            }
+            ShardEntry(
+                path=path,
+                split=stem.split("-")[0],
+                rows=len(records),
+                bytes=os.path.getsize(full),
+                sha256=file_sha256(full),
+            )
         )
     return shards
 
 
-def make_manifest(shards, version=2, parent=1, recipe_license=None):
-    return {
-        "format": "roleforge.manifest/1",
-        "name": "demo-roleplay",
-        "version": version,
-        "parent_version": parent,
-        "run_id": "20250102T030405Z-abcd",
-        "created_at": "2025-01-02T03:04:05Z",
-        "inputs": [
-            {
-                "source": "sample",
-                "path": "/home/someone/corpus/dialogues.jsonl",
-                "sha256": "1" * 64,
-                "bytes": 4096,
-            }
-        ],
-        "recipe": {
+def make_manifest(shards, version=2, parent=1, recipe_license=None, **recipe):
+    return Manifest.model_validate(
+        {
+            "format": "roleforge.manifest/1",
             "name": "demo-roleplay",
-            "store": "/abs/store",
-            "seed": 1234,
-            "license": recipe_license,
-            "sources": [
-                {"name": "sample", "path": "corpus/dialogues.jsonl", "license": "cc-by-4.0"}
-            ],
-            "split": {"by": "conversation", "validation": 0.1, "test": 0.1},
-            "augment": {"copies": 1, "text": [{"op": "KeyboardAug", "roles": ["user"], "p": 0.5}]},
-        },
-        "recipe_hash": "r" * 64,
-        "code_version": {
-            "roleforge": "0.1.0",
-            "git_commit": "deadbeef",
-            "libraries": {"pyarrow": "26.0.1", "datasets": "5.2.0"},
-        },
-        "counts": {
-            "ingest": {"in": 9, "out": 8, "dropped": 0, "quarantined": 1},
-            "validate": {"in": 8, "out": 6, "dropped": 0, "quarantined": 2},
-            "dedup": {"in": 6, "out": 5, "dropped": 1, "quarantined": 0},
-            "split": {"in": 5, "out": 5, "dropped": 0, "quarantined": 0},
-            "augment": {"in": 5, "out": 6, "dropped": 0, "quarantined": 0},
-            "write": {"in": 6, "out": 6, "dropped": 0, "quarantined": 0},
-        },
-        "quarantine": {
-            "path": "/abs/store/demo-roleplay/quarantine/20250102T030405Z-abcd.jsonl",
-            "reasons": {"invalid_json": 1, "corrupt_image": 2},
-        },
-        "augmentation": {
-            "copies": 1,
-            "ops": [
+            "version": version,
+            "parent_version": parent,
+            "run_id": "20250102T030405Z-abcd",
+            "created_at": "2025-01-02T03:04:05Z",
+            "inputs": [
                 {
-                    "modality": "text",
-                    "op": "KeyboardAug",
-                    "configured": {"roles": ["user"], "p": 0.5},
-                    "applied": 7,
-                    "skipped": 3,
+                    "source": "sample",
+                    "path": "/home/someone/corpus/dialogues.jsonl",
+                    "sha256": "1" * 64,
+                    "bytes": 4096,
                 }
             ],
-            "stats": {"variants": 1, "seconds": 0.25},
-        },
-        "dedup": {"duplicates": 1},
-        "splits": {"train": 4, "validation": 1, "test": 1},
-        "originals": {"train": 3, "validation": 1, "test": 1},
-        "shards": shards,
-        "schema_sha256": "5" * 64,
-        "content_id": "c" * 64,
-    }
+            "recipe": {
+                "name": "demo-roleplay",
+                "store": "/abs/store",
+                "seed": 1234,
+                "license": recipe_license,
+                "sources": [
+                    {"name": "sample", "path": "corpus/dialogues.jsonl", "license": "cc-by-4.0"}
+                ],
+                "split": {"by": "conversation", "validation": 0.1, "test": 0.1},
+                "augment": {
+                    "copies": 1,
+                    "text": [{"op": "KeyboardAug", "roles": ["user"], "p": 0.5}],
+                },
+                **recipe,
+            },
+            "recipe_hash": "r" * 64,
+            "code_version": {
+                "roleforge": "0.1.0",
+                "git_commit": "deadbeef",
+                "libraries": {"pyarrow": "26.0.1", "datasets": "5.2.0"},
+            },
+            "counts": {
+                "ingest": {"in": 9, "out": 8, "dropped": 0, "quarantined": 1},
+                "validate": {"in": 8, "out": 6, "dropped": 0, "quarantined": 2},
+                "dedup": {"in": 6, "out": 5, "dropped": 1, "quarantined": 0},
+                "split": {"in": 5, "out": 5, "dropped": 0, "quarantined": 0},
+                "augment": {"in": 5, "out": 6, "dropped": 0, "quarantined": 0},
+                "write": {"in": 6, "out": 6, "dropped": 0, "quarantined": 0},
+            },
+            "quarantine": {
+                "path": "/abs/store/demo-roleplay/quarantine/20250102T030405Z-abcd.jsonl",
+                "reasons": {"invalid_json": 1, "corrupt_image": 2},
+            },
+            "augmentation": {
+                "copies": 1,
+                "ops": [
+                    {
+                        "modality": "text",
+                        "op": "KeyboardAug",
+                        "configured": {"roles": ["user"], "p": 0.5},
+                        "applied": 7,
+                        "skipped": 3,
+                    }
+                ],
+                "stats": {"variants": 1, "seconds": 0.25},
+            },
+            "dedup": {"duplicates": 1},
+            "splits": {"train": 4, "validation": 1, "test": 1},
+            "originals": {"train": 3, "validation": 1, "test": 1},
+            "shards": shards,
+            "split_groups": {"train": 3, "validation": 1, "test": 1},
+            "schema_sha256": "5" * 64,
+            "content_id": "c" * 64,
+        }
+    )
 
 
 DIFF = {
@@ -200,7 +205,7 @@ DIFF = {
         "test": {"before": 1, "after": 1},
     },
 }
-PARENT = {"version": 1, "content_id": "p" * 64}
+PARENT = make_manifest([], version=1, parent=None).model_copy(update={"content_id": "p" * 64})
 
 
 @pytest.fixture(scope="module")
@@ -242,7 +247,7 @@ def test_card_header_carries_hub_metadata(card, version):
     assert header["task_categories"] == [
         "text-generation",
         "image-text-to-text",
-        "audio-text-to-text",
+        "any-to-any",  # the Hub hides audio-text-to-text for datasets
     ]
     assert header["size_categories"] == ["n<1K"]
     assert header["tags"] == ["role-play", "multimodal", "roleforge", "synthetic-augmentation"]
@@ -264,7 +269,7 @@ def test_card_header_carries_hub_metadata(card, version):
         "test": 1,
     }
     _, manifest, _ = version
-    assert info["download_size"] == sum(s["bytes"] for s in manifest["shards"])
+    assert info["download_size"] == sum(s.bytes for s in manifest.shards)
     features = {f["name"]: f for f in info["features"]}
     assert features["images"] == {"name": "images", "list": "image"}
     assert features["audios"] == {"name": "audios", "list": "audio"}
@@ -391,7 +396,7 @@ def test_croissant_has_no_issues_and_carries_rai_and_every_shard_checksum(versio
     assert md.data_use_cases and md.personal_sensitive_information
     assert md.data_preprocessing_protocol and md.version == "2.0.0"
     checksums = {f.content_url: f.sha256 for f in md.file_objects}
-    assert checksums == {s["path"]: s["sha256"] for s in manifest["shards"]}
+    assert checksums == {s.path: s.sha256 for s in manifest.shards}
     for path, sha in checksums.items():
         assert file_sha256(os.path.join(folder, path)) == sha
     fields = {f.name for rs in md.record_sets for f in rs.fields}
@@ -416,7 +421,7 @@ def test_parquet_shards_give_the_same_composition_and_readable_croissant_records
     manifest = make_manifest(shards, version=1, parent=None)
     write_cards(folder, manifest, None, None)
     assert compute_composition(folder, shards) == compute_composition(
-        arrow_folder, arrow_manifest["shards"]
+        arrow_folder, arrow_manifest.shards
     )
     header, body = _front_matter(open(os.path.join(folder, README), encoding="utf-8").read())
     assert header["configs"][0]["data_files"][0] == {"split": "train", "path": "train-*.parquet"}
@@ -433,7 +438,7 @@ def test_parquet_shards_give_the_same_composition_and_readable_croissant_records
 
 def test_composition_counts_media_without_decoding(version):
     folder, manifest, _ = version
-    c = compute_composition(folder, manifest["shards"])
+    c = compute_composition(folder, manifest.shards)
     assert (c.rows, c.images, c.audios) == (6, 3, 2)
     assert c.splits["train"].variants == 1
     assert c.splits["train"].max_messages == 7
@@ -443,7 +448,7 @@ def test_composition_counts_media_without_decoding(version):
 
 def test_composition_rejects_a_shard_whose_row_count_disagrees(version):
     folder, manifest, _ = version
-    shards = [dict(manifest["shards"][0], rows=99)]
+    shards = [manifest.shards[0].model_copy(update={"rows": 99})]
     with pytest.raises(ValueError, match="99"):
         compute_composition(folder, shards)
 
@@ -463,12 +468,37 @@ def test_languages_come_from_script_shares(scripts, expected):
     assert detect_languages(Counter(scripts)) == expected
 
 
-def test_license_is_the_recipes_then_the_sources_shared_one_then_other():
+def test_license_is_the_recipes_then_the_sources_shared_one_then_mixed_then_unknown():
     sources = [{"name": "a", "license": "MIT"}, {"name": "b", "license": "cc-by-4.0"}]
-    assert resolve_license({"license": "Apache-2.0", "sources": sources})[0] == "apache-2.0"
-    assert resolve_license({"license": None, "sources": sources})[0] == "other"
-    assert resolve_license({"sources": sources[:1]})[0] == "mit"
-    assert resolve_license({"sources": [{"name": "a"}]})[0] == "other"
+    assert resolve_license({"license": "Apache-2.0", "sources": sources}).id == "apache-2.0"
+    mixed = resolve_license({"license": None, "sources": sources})
+    assert (mixed.id, mixed.name) == ("other", "mixed: cc-by-4.0, mit")
+    assert mixed.link == "README.md#sources"
+    assert resolve_license({"sources": sources[:1]}).id == "mit"
+    assert resolve_license({"sources": [{"name": "a"}]}).id == "unknown"
+
+
+def test_an_other_license_carries_the_hub_name_and_link_and_empty_splits_are_not_declared(
+    tmp_path,
+):
+    folder = str(tmp_path / "v1")
+    os.makedirs(folder)
+    shards = [s for s in _write_shards(folder, fmt="parquet") if s.split != "validation"]
+    manifest = make_manifest(
+        shards,
+        version=1,
+        parent=None,
+        recipe_license="other",
+        license_name="roleforge-demo-terms",
+        license_link="https://example.org/terms",
+    )
+    write_cards(folder, manifest, None, None)
+    header, _ = _front_matter(open(os.path.join(folder, README), encoding="utf-8").read())
+    assert header["license"] == "other"
+    assert header["license_name"] == "roleforge-demo-terms"
+    assert header["license_link"] == "https://example.org/terms"
+    assert [f["split"] for f in header["configs"][0]["data_files"]] == ["train", "test"]
+    assert [s["name"] for s in header["dataset_info"]["splits"]] == ["train", "test"]
 
 
 def test_size_categories_follow_the_hub_buckets():
@@ -487,8 +517,6 @@ def test_table_cells_escape_markup_and_line_breaks():
 
 
 def test_scripts_are_counted_per_letter_in_sliced_arrays():
-    from pipeline.cards.dataset_card import count_scripts
-
     text = pa.array(["skip me", "Héllo 世界 𠀀", "こんにちは カタカナ", "안녕 Привет 123 !"]).slice(
         1
     )

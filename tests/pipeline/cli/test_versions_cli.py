@@ -13,7 +13,7 @@ import yaml
 from typer.testing import CliRunner
 
 from pipeline.cli.app import app
-from pipeline.store.writer import read_shard_batches
+from pipeline.store.shards import read_shard_batches
 from tests.pipeline.execution.datajob_corpus import AUGMENT, write_corpus
 
 pytestmark = pytest.mark.usefixtures("ray_session")
@@ -74,9 +74,12 @@ def test_run_json_names_the_version_its_content_and_the_counts_per_stage(two_ver
         "path",
         "unchanged",
         "splits",
+        "split_groups",
         "counts",
         "unmapped_fields",
     }
+    # Groups per split: records of the tiny corpus are their own groups (by conversation).
+    assert v1["split_groups"]["validation"] >= 1 and v1["split_groups"]["test"] >= 1
     assert (v1["version"], v2["version"]) == (1, 2)
     assert not v1["unchanged"] and v1["content_id"] != v2["content_id"]
     assert set(v1["counts"]) == {"ingest", "validate", "dedup", "split", "augment", "write"}

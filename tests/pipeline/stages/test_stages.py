@@ -7,6 +7,7 @@ from collections import Counter
 from typing import Any
 
 import pyarrow as pa
+import pytest
 
 from augmenters.stats import AugmentStats
 from pipeline.execution.passes import DEDUP_KEY_COLUMN, SIDE_COLUMN, validate_parts
@@ -15,7 +16,7 @@ from pipeline.record.ids import variant_id
 from pipeline.record.schema import WORK_SCHEMA
 from pipeline.stages.augment import AugmentStage
 from pipeline.stages.dedup import DedupStage
-from pipeline.stages.split import SplitStage
+from pipeline.stages.split import SplitStage, split_counts
 from pipeline.stages.validate import ValidateStage
 from pipeline.store.staging import PartWriter
 from tests.fixtures.media import image_bytes
@@ -56,38 +57,75 @@ def test_duplicates_keep_the_smallest_id_of_each_key() -> None:
     assert kept["id"].to_pylist() == ["a", "b"]
 
 
-def test_split_is_a_pure_function_of_seed_and_group_with_the_configured_fractions() -> None:
-    stage = SplitStage(SplitConfig(validation=0.2, test=0.1), seed=3)
+def _planned(config: SplitConfig, seed: int, table: pa.Table) -> SplitStage:
+    stage = SplitStage(config, seed)
+    return stage.planned(stage.group_keys(table))
+
+
+def test_split_is_a_pure_function_of_seed_and_groups_with_the_configured_fractions() -> None:
+    config = SplitConfig(validation=0.2, test=0.1)
     table = work_table([work_record(i) for i in range(600)])
-    splits = stage.apply(table).table["split"].to_pylist()
-    assert (
-        splits
-        == SplitStage(SplitConfig(validation=0.2, test=0.1), 3)
-        .apply(table)
-        .table["split"]
-        .to_pylist()
-    )
-    shares = Counter(splits)
-    assert abs(shares["validation"] / 600 - 0.2) < 0.05
-    assert abs(shares["test"] / 600 - 0.1) < 0.05
-    other_seed = SplitStage(SplitConfig(validation=0.2, test=0.1), 4).apply(table).table
+    splits = _planned(config, 3, table).apply(table).table["split"].to_pylist()
+    assert splits == _planned(config, 3, table).apply(table).table["split"].to_pylist()
+    assert Counter(splits) == {"train": 420, "validation": 120, "test": 60}  # cut by count
+    other_seed = _planned(config, 4, table).apply(table).table
     assert other_seed["split"].to_pylist() != splits
 
 
+def test_every_requested_split_gets_a_group_once_there_are_groups_for_each() -> None:
+    config = SplitConfig(validation=0.1, test=0.1)
+    for n in range(1, 13):
+        table = work_table([work_record(i) for i in range(n)])
+        for seed in range(5):
+            stage = _planned(config, seed, table)
+            got = Counter(stage.apply(table).table["split"].to_pylist())
+            assert got == {k: v for k, v in stage.plan.groups.items() if v}
+            if n >= 3:
+                assert got["validation"] >= 1 and got["test"] >= 1 and got["train"] >= 1
+            else:
+                assert got == {"train": n}
+    assert split_counts(10, 0.1, 0.0) == (1, 0)
+    assert split_counts(2, 0.1, 0.1) == (0, 0)
+    assert split_counts(3, 0.4, 0.4) == (1, 1)
+
+
+def test_adding_a_group_moves_at_most_one_existing_group_across_each_cut() -> None:
+    config = SplitConfig(validation=0.2, test=0.1)
+    stage = SplitStage(config, seed=7)
+    keys = [f"conversation:r{i}" for i in range(60)]
+    previous = None
+    for n in range(1, len(keys) + 1):
+        planned = stage.planned(keys[:n])
+        now = {k: planned.split_of(k) for k in keys[:n]}
+        if previous is not None:
+            moved = [k for k in previous if previous[k] != now[k]]
+            # Two cuts on the hash line, each shifting by at most one rank.
+            assert len(moved) <= 2, (n, moved)
+        previous = now
+
+
+def test_a_split_without_a_plan_refuses_to_guess() -> None:
+    with pytest.raises(RuntimeError, match="plan"):
+        SplitStage(SplitConfig(), seed=0).split_of("conversation:x")
+
+
 def test_split_by_character_holds_out_whole_characters() -> None:
-    stage = SplitStage(SplitConfig(by="character", validation=0.3, test=0.3), seed=1)
+    config = SplitConfig(by="character", validation=0.3, test=0.3)
     records = [
         work_record(
             i, character={"name": f"c{i % 12}", "profile": "", "greeting": "", "catchphrases": []}
         )
         for i in range(120)
     ]
-    table = stage.apply(work_table(records)).table
+    table = work_table(records)
+    stage = _planned(config, 1, table)
+    assert stage.plan.groups == {"train": 4, "validation": 4, "test": 4}
+    table = stage.apply(table).table
     per_character: dict[str, set[str]] = {}
     for row in table.select(["character", "split"]).to_pylist():
         per_character.setdefault(row["character"]["name"], set()).add(row["split"])
     assert all(len(s) == 1 for s in per_character.values())
-    assert len({next(iter(s)) for s in per_character.values()}) > 1
+    assert len({next(iter(s)) for s in per_character.values()}) == 3
 
 
 class _FakeAugmenter:

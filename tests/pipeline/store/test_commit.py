@@ -13,7 +13,6 @@ from pipeline.record.schema import RECORD_SCHEMA
 from pipeline.store.commit import (
     FAULT_ENV,
     FAULT_POINTS,
-    MANIFEST_KEYS,
     CommitCheckFailed,
     InjectedFault,
     VersionCommitter,
@@ -23,35 +22,33 @@ from pipeline.store.commit import (
 )
 from pipeline.store.fs import LocalFS
 from pipeline.store.gc import collect_garbage
+from pipeline.store.manifest import Manifest
 from pipeline.store.read import Store
 from pipeline.store.verify import verify_version
 from pipeline.store.writer import ShardWriter
+from tests.fixtures.manifest import manifest_of
 from tests.pipeline.execution.datajob_corpus import stage_records, work_record
 
 SPLIT_OF = ("train", "train", "train", "validation", "test")
 
 
-def _cards(vdir: str, manifest: dict[str, Any], parent: Any, diff: Any) -> list[str]:
+def _cards(vdir: str, manifest: Manifest, parent: Any, diff: Any) -> list[str]:
     with open(os.path.join(vdir, "README.md"), "w", encoding="utf-8") as f:
-        f.write(f"# {manifest['name']} v{manifest['version']} {manifest['content_id']}\n")
+        f.write(f"# {manifest.name} v{manifest.version} {manifest.content_id}\n")
     return ["README.md"]
 
 
-def _stage(root: Path, run: str, n: int = 10) -> tuple[str, dict[str, Any]]:
+def _stage(root: Path, run: str, n: int = 10) -> tuple[str, Manifest]:
     """Stage `n` records as a version folder; return it with its manifest body."""
     records = [work_record(i, split=SPLIT_OF[i % 5]) for i in range(n)]
     parts, index = stage_records(root / "parts" / run, records, rows_per_part=4)
     staged = str(root / "store" / "ds" / "_staging" / run / "version")
     shards = ShardWriter(staged, "arrow", 1 << 30, LocalFS()).write(index, parts)
     schema_hash = schema_sha256(RECORD_SCHEMA)
-    manifest = dict.fromkeys(MANIFEST_KEYS)
-    manifest.update(
-        name="ds",
-        run_id=run,
-        shards=shards,
-        schema_sha256=schema_hash,
-        content_id=content_id(schema_hash, [s["sha256"] for s in shards]),
+    manifest = manifest_of(
+        "ds", shards, run_id=run, content_id=content_id(schema_hash, [s.sha256 for s in shards])
     )
+    manifest = manifest.model_copy(update={"schema_sha256": schema_hash})
     return staged, manifest
 
 
@@ -75,7 +72,8 @@ def test_commit_moves_the_staged_folder_and_creates_the_manifest_last(tmp_path: 
     assert (result.version, result.unchanged) == (1, False)
     assert not os.path.exists(staged)
     written = json.loads(Path(store.manifest_path(1)).read_text())
-    assert list(written) == list(MANIFEST_KEYS)
+    assert list(written) == [f.alias or name for name, f in Manifest.model_fields.items()]
+    assert Manifest.from_json(Path(store.manifest_path(1)).read_bytes()) == result.manifest
     assert written["version"] == 1 and written["parent_version"] is None
     assert [c["path"] for c in written["cards"]] == ["README.md"]
     assert (tmp_path / "cards" / "ds" / "v1.md").read_text().startswith("# ds v1")
@@ -91,7 +89,7 @@ def test_the_same_content_is_not_published_twice(tmp_path: Path) -> None:
     assert committer.store.versions() == [1]
     changed = committer.commit(*_stage(tmp_path, "r3", n=11))
     assert (changed.version, changed.unchanged) == (2, False)
-    assert changed.manifest["parent_version"] == 1
+    assert changed.manifest.parent_version == 1
 
 
 def test_a_taken_version_number_moves_the_commit_to_the_next(tmp_path: Path) -> None:
@@ -117,10 +115,10 @@ def test_a_crash_at_any_commit_step_leaves_only_complete_versions_and_a_rerun_co
 
     visible = _visible_versions_are_complete(committer.store)
     assert visible == ([1, 2] if point == "after_manifest" else [1])
-    assert committer.store.manifest()["content_id"] in (base.content_id, manifest["content_id"])
+    assert committer.store.manifest().content_id in (base.content_id, manifest.content_id)
 
     rerun = committer.commit(*_stage(tmp_path, "r2"))
-    assert rerun.content_id == manifest["content_id"]
+    assert rerun.content_id == manifest.content_id
     assert rerun.unchanged == (point == "after_manifest")
     _visible_versions_are_complete(committer.store)
     # What the crash left behind is unreferenced, and gc takes it away.
@@ -154,3 +152,13 @@ def test_content_id_depends_on_shard_contents_and_schema_not_on_their_order() ->
     assert a == content_id("s", ["h2", "h1"])
     assert a != content_id("s", ["h1", "h3"])
     assert a != content_id("t", ["h1", "h2"])
+
+
+def test_a_manifest_file_that_is_not_one_is_refused_in_one_line(tmp_path: Path) -> None:
+    from pipeline.store.manifest import ManifestInvalid
+
+    store = Store(str(tmp_path), "ds")
+    os.makedirs(store.versions_dir)
+    Path(store.manifest_path(1)).write_text('{"format": "roleforge.manifest/1", "name": "ds"}')
+    with pytest.raises(ManifestInvalid, match=r"v1\.json: not a valid manifest: run_id"):
+        store.manifest(1)

@@ -10,8 +10,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from pipeline.record.schema import RECORD_SCHEMA, hf_features
+from pipeline.record.schema import RECORD_SCHEMA, records_to_table
 from pipeline.store.fs import LocalFS
+from pipeline.store.shards import read_shard, read_shard_batches
 from pipeline.store.writer import ShardIntegrityError, ShardWriter, plan_cuts
 from tests.fixtures.media import audio_bytes
 from tests.pipeline.execution.datajob_corpus import stage_records, work_record
@@ -43,23 +44,23 @@ def test_shards_are_byte_identical_whatever_order_and_part_layout_the_records_ca
     random.Random(1).shuffle(shuffled)
     a = _write(tmp_path, records, rows_per_part=30, fmt=fmt, name="a")
     b = _write(tmp_path, shuffled, rows_per_part=4, fmt=fmt, name="b")
-    assert [s["sha256"] for s in a] == [s["sha256"] for s in b]
-    assert [s["path"] for s in a] == [s["path"] for s in b]
+    assert [s.sha256 for s in a] == [s.sha256 for s in b]
+    assert [s.path for s in a] == [s.path for s in b]
 
 
 def test_shards_hold_each_split_sorted_by_id_and_are_cut_by_size(tmp_path: Path) -> None:
     records = _records()
     shards = _write(tmp_path, records, rows_per_part=7, shard_size=3000)
-    train = [s for s in shards if s["split"] == "train"]
+    train = [s for s in shards if s.split == "train"]
     assert len(train) > 1
-    assert [s["path"] for s in train] == [
+    assert [s.path for s in train] == [
         f"train-{i:05d}-of-{len(train):05d}.arrow" for i in range(len(train))
     ]
     ids = []
     for s in train:
-        with pa.memory_map(str(tmp_path / "out" / s["path"])) as f:
-            table = pa.ipc.open_file(f).read_all()
-        assert table.num_rows == s["rows"]
+        with pa.memory_map(str(tmp_path / "out" / s.path)) as f:
+            table = pa.ipc.open_stream(f).read_all()  # stream format: what datasets maps
+        assert table.num_rows == s.rows
         assert set(table["split"].to_pylist()) == {"train"}
         assert "source_ref" not in table.column_names
         ids += table["id"].to_pylist()
@@ -72,14 +73,36 @@ def test_plan_cuts_never_exceeds_the_limit_unless_one_row_alone_does() -> None:
     assert plan_cuts(np.array([], dtype=int), 8) == []
 
 
-def test_an_empty_split_still_gets_one_empty_shard(tmp_path: Path) -> None:
-    records = [work_record(i, split="train") for i in range(3)]
+def test_a_split_without_records_gets_no_shard(tmp_path: Path) -> None:
+    records = [work_record(i, split="train") for i in range(3)] + [work_record(3, split="test")]
     shards = _write(tmp_path, records, rows_per_part=3)
-    assert [(s["path"], s["rows"]) for s in shards] == [
+    assert [(s.path, s.rows) for s in shards] == [
         ("train-00000-of-00001.arrow", 3),
-        ("validation-00000-of-00001.arrow", 0),
-        ("test-00000-of-00001.arrow", 0),
+        ("test-00000-of-00001.arrow", 1),
     ]
+    assert sorted(os.listdir(tmp_path / "out")) == [s.path for s in reversed(shards)]
+
+
+@pytest.mark.parametrize("fmt", ["arrow", "parquet"])
+def test_shards_read_back_whole_with_the_hf_features_in_their_schema(
+    tmp_path: Path, fmt: str
+) -> None:
+    shards = _write(tmp_path, _records(), rows_per_part=8, fmt=fmt)
+    for s in shards:
+        path = str(tmp_path / "out" / s.path)
+        table = read_shard(path)
+        assert table.num_rows == s.rows and os.path.getsize(path) == s.bytes
+        assert table.schema.remove_metadata().equals(RECORD_SCHEMA.remove_metadata())
+        assert table.schema.metadata[b"huggingface"] == RECORD_SCHEMA.metadata[b"huggingface"]
+
+
+def test_shards_of_versions_written_as_ipc_files_still_read(tmp_path: Path) -> None:
+    table = records_to_table(_records(5), RECORD_SCHEMA)
+    path = str(tmp_path / "train-00000-of-00001.arrow")
+    with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, RECORD_SCHEMA) as writer:
+        writer.write_table(table)
+    assert read_shard(path)["id"].to_pylist() == table["id"].to_pylist()
+    assert [b.num_rows for b in read_shard_batches(path, columns=["id"])] == [5]
 
 
 def test_duplicate_ids_or_placeholder_mismatches_are_refused(tmp_path: Path) -> None:
@@ -89,45 +112,3 @@ def test_duplicate_ids_or_placeholder_mismatches_are_refused(tmp_path: Path) -> 
     broken = [work_record(0, split="train", images=[])]
     with pytest.raises(ShardIntegrityError, match="<image>"):
         _write(tmp_path, broken, rows_per_part=1, name="broken")
-
-
-def test_arrow_shards_open_in_pyarrow_dataset_polars_and_datasets_with_typed_media(
-    tmp_path: Path,
-) -> None:
-    import datasets
-    import polars as pl
-    import pyarrow.dataset as pads
-
-    shards = _write(tmp_path, _records(), rows_per_part=8)
-    paths = {s["split"]: str(tmp_path / "out" / s["path"]) for s in shards}
-    assert pads.dataset(list(paths.values()), format="arrow").count_rows() == 30
-    assert pl.read_ipc(paths["train"]).height == 18
-    # The version's card declares these features; `load_dataset(<version dir>)` reads them
-    # from there (test_run covers that path).
-    features = datasets.Features.from_dict(hf_features())
-    loaded = datasets.load_dataset("arrow", data_files=paths, features=features)
-    assert loaded["train"].num_rows == 18
-    features = loaded["train"].features
-    assert isinstance(features["images"].feature, datasets.Image)
-    assert isinstance(features["audios"].feature, datasets.Audio)
-    image = loaded["validation"][0]["images"][0]
-    assert image.size == (8, 8)
-
-
-def test_parquet_shards_keep_the_arrow_schema_and_open_in_datasets_with_typed_media(
-    tmp_path: Path,
-) -> None:
-    import datasets
-    import pyarrow.parquet as pq
-
-    shards = _write(tmp_path, _records(), rows_per_part=8, fmt="parquet")
-    paths = {s["split"]: str(tmp_path / "out" / s["path"]) for s in shards}
-    assert all(p.endswith(".parquet") for p in paths.values())
-    features = datasets.Features.from_dict(hf_features())
-    loaded = datasets.load_dataset("parquet", data_files=paths, features=features)
-    assert isinstance(loaded["test"].features["images"].feature, datasets.Image)
-    assert sum(d.num_rows for d in loaded.values()) == 30
-    assert os.path.getsize(paths["train"]) == next(
-        s["bytes"] for s in shards if s["split"] == "train"
-    )
-    assert pq.read_schema(paths["train"]).remove_metadata().equals(RECORD_SCHEMA.remove_metadata())

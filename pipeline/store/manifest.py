@@ -1,0 +1,174 @@
+"""The manifest of a dataset version: one typed, self-validating model (DESIGN.md).
+
+The data job builds it once (`Manifest` with `version=None`), the committer stamps the
+version, parent and cards (`Manifest.committed`), and every reader (cards, diff, verify,
+show, gc, the trainer) reads attributes of the same model. On disk it is indented JSON
+with the keys in the order of the fields below; creating that file exclusively is the commit.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer
+
+MANIFEST_FORMAT = "roleforge.manifest/1"
+
+
+class ManifestInvalid(ValueError):
+    """A manifest file is not a roleforge manifest (truncated, edited, another format)."""
+
+
+class _Part(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class InputFile(_Part):
+    """One input file of a source, pinned by its hash (path relative to the recipe)."""
+
+    source: str
+    path: str
+    sha256: str
+    bytes: int
+
+
+class CodeVersion(_Part):
+    roleforge: str | None = None
+    git_commit: str | None = None
+    libraries: dict[str, str | None] = Field(default_factory=dict)
+
+
+class StageCount(_Part):
+    """Records into and out of one stage; augment also counts the variants it added."""
+
+    records_in: int = Field(alias="in")
+    out: int
+    dropped: int
+    quarantined: int
+    variants: int | None = None
+    empty_variants: int | None = None
+
+    @model_serializer(mode="wrap")
+    def _only_counted(self, handler: Any) -> dict[str, Any]:
+        # Stages without variants carry no variants keys (as the JSON always had it).
+        return {k: v for k, v in handler(self).items() if v is not None}
+
+
+class QuarantineSummary(_Part):
+    path: str | None = None  # relative to the dataset's folder in the store
+    reasons: dict[str, int] = Field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return sum(self.reasons.values())
+
+
+class AugmentOp(_Part):
+    modality: str
+    op: str
+    configured: dict[str, Any]
+    applied: int = 0
+    skipped: int = 0
+
+
+class AugmentationSummary(_Part):
+    copies: int = 0
+    ops: list[AugmentOp] = Field(default_factory=list)
+    stats: dict[str, Any] = Field(default_factory=dict)
+
+
+class DedupSummary(_Part):
+    duplicates: int = 0
+
+
+class ShardEntry(_Part):
+    """One shard file of the version (path relative to the version folder)."""
+
+    path: str
+    split: str
+    rows: int
+    bytes: int
+    sha256: str
+
+
+class CardEntry(_Part):
+    path: str
+    sha256: str
+
+
+class Manifest(_Part):
+    """Everything a version is: inputs, recipe, code, counts, shards, cards, content id."""
+
+    format: Literal["roleforge.manifest/1"] = MANIFEST_FORMAT
+    name: str
+    version: int | None = None  # None until the committer claims a number
+    parent_version: int | None = None
+    run_id: str
+    created_at: str
+    inputs: list[InputFile]
+    recipe: dict[str, Any]  # the resolved recipe, as JSON (store code must not import it)
+    recipe_hash: str
+    code_version: CodeVersion
+    counts: dict[str, StageCount]
+    quarantine: QuarantineSummary
+    augmentation: AugmentationSummary
+    dedup: DedupSummary
+    splits: dict[str, int]  # rows per split, variants included
+    originals: dict[str, int]  # original records per split
+    # Groups (conversations or characters) per split; absent from manifests made before
+    # the split was cut by count.
+    split_groups: dict[str, int] | None = None
+    # Per source, fields of the corpus files that no column carries, with record counts.
+    unmapped_fields: dict[str, dict[str, int]] = Field(default_factory=dict)
+    shards: list[ShardEntry]
+    cards: list[CardEntry] = Field(default_factory=list)
+    schema_sha256: str
+    content_id: str
+
+    @property
+    def number(self) -> int:
+        """Return the version number; raise if the manifest is not committed yet."""
+        if self.version is None:
+            raise ValueError(f"manifest of {self.name} has no version yet")
+        return self.version
+
+    def committed(self, version: int, parent_version: int | None) -> Manifest:
+        """Return this manifest stamped with the version number claimed and its parent."""
+        return self.model_copy(update={"version": version, "parent_version": parent_version})
+
+    def with_cards(self, cards: list[CardEntry]) -> Manifest:
+        """Return this manifest listing the card files written for it."""
+        return self.model_copy(update={"cards": cards})
+
+    def shards_of(self, split: str | None = None) -> list[ShardEntry]:
+        return [s for s in self.shards if split is None or s.split == split]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the manifest as the JSON object written to disk."""
+        data = self.model_dump(mode="json", by_alias=True)
+        if data["split_groups"] is None:
+            del data["split_groups"]
+        return data
+
+    def to_json_bytes(self) -> bytes:
+        return (json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Manifest:
+        return cls.model_validate_json(text)
+
+    @classmethod
+    def read(cls, path: str) -> Manifest:
+        """Return the manifest in file `path`; raise ManifestInvalid naming the file and the
+        first problem (FileNotFoundError passes through)."""
+        with open(path, "rb") as f:
+            data = f.read()
+        try:
+            return cls.from_json(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "<manifest>"
+            raise ManifestInvalid(
+                f"{path}: not a valid manifest: {where}: {first['msg']}"
+            ) from None

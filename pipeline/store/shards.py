@@ -1,0 +1,80 @@
+"""Shard files of a version: their names, formats and the one way to read them back.
+
+Two formats are published (DESIGN.md: a version loads with datasets, pyarrow, polars,
+duckdb, Ray and mlcroissant):
+- `parquet` (the default): every tool reads it natively, and the HF features travel in the
+  schema metadata, so `datasets` types `images` / `audios` as Image / Audio.
+- `arrow`: Arrow IPC *stream* files, the format `datasets` itself writes and
+  `datasets.Dataset.from_file` memory-maps. Versions made before this change hold IPC
+  *file* format shards; the reader below tells the two apart by the file's magic bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pyarrow as pa
+
+FORMATS = ("parquet", "arrow")
+DEFAULT_FORMAT = "parquet"
+EXTENSIONS = {"arrow": "arrow", "parquet": "parquet"}
+_IPC_FILE_MAGIC = b"ARROW1"
+
+
+def shard_name(split: str, index: int, count: int, fmt: str) -> str:
+    """Return a shard's file name: `<split>-<i:05d>-of-<n:05d>.<ext>`."""
+    return f"{split}-{index:05d}-of-{count:05d}.{EXTENSIONS[fmt]}"
+
+
+def shard_format(path: str) -> str:
+    """Return the format of a shard from its extension; raise ValueError for others."""
+    for fmt, ext in EXTENSIONS.items():
+        if path.endswith("." + ext):
+            return fmt
+    raise ValueError(f"not a shard file: {path}")
+
+
+def read_shard_batches(
+    path: str,
+    columns: list[str] | None = None,
+    parquet_columns: list[str] | None = None,
+    batch_size: int = 4096,
+) -> Iterator[pa.RecordBatch]:
+    """Yield the record batches of a Parquet or Arrow IPC (stream or file) shard.
+
+    `columns` selects top-level columns; `parquet_columns` may name leaves instead
+    (`images.list.element.path`), so Parquet skips the media pages altogether. IPC shards
+    are memory-mapped, so selecting light columns never touches the media bytes.
+    """
+    if shard_format(path) == "parquet":
+        import pyarrow.parquet as pq
+
+        with pq.ParquetFile(path) as f:
+            yield from f.iter_batches(columns=parquet_columns or columns, batch_size=batch_size)
+        return
+    with pa.memory_map(path) as source:
+        reader = _ipc_reader(source)
+        if isinstance(reader, pa.ipc.RecordBatchFileReader):
+            batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
+        else:
+            batches = iter(reader)
+        for batch in batches:
+            yield batch.select(columns) if columns is not None else batch
+
+
+def _ipc_reader(
+    source: pa.MemoryMappedFile,
+) -> pa.ipc.RecordBatchFileReader | pa.ipc.RecordBatchStreamReader:
+    is_file = source.read(len(_IPC_FILE_MAGIC)) == _IPC_FILE_MAGIC
+    source.seek(0)
+    return pa.ipc.open_file(source) if is_file else pa.ipc.open_stream(source)
+
+
+def read_shard(path: str) -> pa.Table:
+    """Return a whole shard as a table (memory-mapped: the media are not copied)."""
+    if shard_format(path) == "parquet":
+        import pyarrow.parquet as pq
+
+        return pq.read_table(path, memory_map=True)
+    # The table keeps the map open for as long as it lives.
+    return _ipc_reader(pa.memory_map(path, "r")).read_all()
