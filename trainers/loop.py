@@ -44,6 +44,7 @@ class TrainJob:
     seed: int
     keep_media: list[str]
     resume_from: str | None = None
+    init_adapter: str | None = None  # train.init: promoted: continue this saved LoRA adapter
     dataloader_workers: int | None = None  # None: 0 on CPU, up to 4 per process on GPU
 
     @property
@@ -162,7 +163,11 @@ class TrainingSession:
         # bf16 weights for LoRA too: peft keeps the adapter itself in float32.
         dtype = torch.bfloat16 if self.bf16 else torch.float32
         model = load_model(self.spec, self.cfg.trust_remote_code, dtype=dtype)
-        if self.cfg.lora is not None:
+        if self.job.init_adapter is not None:
+            from trainers.registry import continue_adapter
+
+            model = continue_adapter(model, self.job.init_adapter)
+        elif self.cfg.lora is not None:
             # Same seed, same adapter initialisation, without touching the global generator.
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(self.job.seed)
@@ -180,16 +185,17 @@ class TrainingSession:
 
         cfg = self.cfg
         evaluate = self.val_data is not None and cfg.eval_steps is not None
-        early = evaluate and cfg.early_stopping_patience is not None
+        # Held-out discipline: the validation split alone picks the checkpoint kept (and
+        # stops early with a patience); the test split is read only after training.
         if cfg.early_stopping_patience is not None and not evaluate:
             logger.warning("early stopping needs eval_steps and a validation split; it is off")
-        save_steps = cfg.save_steps or (cfg.eval_steps if early else 500)
+        save_steps = cfg.save_steps or (cfg.eval_steps if evaluate else 500)
         workers = self.job.dataloader_workers
         if workers is None:
             # On CPU the training step already uses every core; on GPU, worker processes
             # prepare media while the GPU computes.
             workers = min(4, (os.cpu_count() or 2) // 2) if self.use_gpu else 0
-        if early and save_steps % cfg.eval_steps:
+        if evaluate and save_steps % cfg.eval_steps:
             save_steps = cfg.eval_steps  # the best checkpoint must exist at every evaluation
         return TrainingArguments(
             output_dir=os.path.join(self.job.run_dir, CHECKPOINTS),
@@ -209,9 +215,9 @@ class TrainingSession:
             save_strategy="steps",
             save_steps=save_steps,
             save_total_limit=2,
-            load_best_model_at_end=early,
-            metric_for_best_model="eval_loss" if early else None,
-            greater_is_better=False if early else None,
+            load_best_model_at_end=evaluate,
+            metric_for_best_model="eval_loss" if evaluate else None,
+            greater_is_better=False if evaluate else None,
             bf16=self.bf16,
             activation_checkpointing=cfg.gradient_checkpointing,
             use_cpu=not self.use_gpu,
@@ -231,7 +237,7 @@ class TrainingSession:
 
         args = self.training_args()
         callbacks = []
-        if args.load_best_model_at_end:
+        if args.load_best_model_at_end and self.cfg.early_stopping_patience is not None:
             callbacks.append(EarlyStoppingCallback(self.cfg.early_stopping_patience))
         from transformers.trainer_callback import PrinterCallback
 

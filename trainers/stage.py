@@ -194,6 +194,9 @@ def train_version(
     shards = {s: store.shard_paths(manifest, s) for s in ("train", "validation", "test")}
     tiny = cfg.model == TINY_RANDOM
     base_model = os.path.join(run_dir, BASE_DIR) if tiny else cfg.model
+    init = _initial_weights(store, cfg, info if resume else None)
+    if init is not None:
+        base_model = init.base_model
     keep = _check_model_takes_data(cfg, base_model, shards, label)
 
     if not resume:
@@ -212,7 +215,11 @@ def train_version(
 
         build_tiny_omni(_corpus_texts(shards["train"], cfg.system_template), base_model, seed)
     info.update(
-        base_model=base_model, keep_media=sorted(keep), status="training", updated=time.time()
+        base_model=base_model,
+        init=init.to_dict() if init else None,
+        keep_media=sorted(keep),
+        status="training",
+        updated=time.time(),
     )
     write_json(os.path.join(run_dir, RUN_FILE), info)
 
@@ -224,6 +231,7 @@ def train_version(
         seed=seed,
         keep_media=sorted(keep),
         resume_from=resumed_from,
+        init_adapter=init.path if init is not None and init.adapter else None,
     )
     if cfg.workers > 1:
         from trainers.distributed import run_on_ray
@@ -268,6 +276,15 @@ def train_version(
     )
 
 
+def _initial_weights(store: Store, cfg: TrainConfig, resumed: dict[str, Any] | None):
+    """Return the InitWeights a run starts from (None: the base); a resumed run keeps its own."""
+    from trainers.registry import InitWeights, ModelRegistry
+
+    if resumed is not None:
+        return InitWeights(**resumed["init"]) if resumed.get("init") else None
+    return ModelRegistry(store).initial_weights(cfg)
+
+
 def _evaluate(session: TrainingSession, model: Any, cfg: TrainConfig) -> dict[str, Any]:
     from trainers.evaluate import TestEvaluator
 
@@ -280,22 +297,12 @@ def _evaluate(session: TrainingSession, model: Any, cfg: TrainConfig) -> dict[st
 
 def _evaluate_saved(job: TrainJob) -> dict[str, Any]:
     """Evaluate the model a distributed run saved, loaded back from the run folder."""
-    from trainers.chat import ChatFormatter
-    from trainers.collator import RolePlayCollator
-    from trainers.data import RolePlayDataset, SplitReader
-    from trainers.encoding import ConversationEncoder
-    from trainers.evaluate import TestEvaluator
-    from trainers.loop import _forward_inputs
+    from trainers.heldout import evaluate_loaded
 
-    cfg = job.cfg
-    model, processor, spec = load_trained(job.run_dir, job.base_model, cfg)
-    encoder = ConversationEncoder(processor, multimodal=spec.multimodal, max_length=cfg.max_length)
-    formatter = ChatFormatter(cfg.system_template, keep=frozenset(job.keep_media))
-    test = RolePlayDataset("test", SplitReader(job.shards.get("test", [])), formatter, encoder)
-    collator = RolePlayCollator(encoder.tokenizer.pad_token_id, accepted=_forward_inputs(model))
-    return TestEvaluator(
-        model, test, collator, cfg.batch_size, cfg.eval_prompts, cfg.max_new_tokens
-    ).run()
+    model, processor, spec = load_trained(job.run_dir, job.base_model, job.cfg)
+    return evaluate_loaded(
+        model, processor, spec, job.shards.get("test", []), job.cfg, job.keep_media
+    )
 
 
 def load_trained(run_dir: str, base_model: str, cfg: TrainConfig):
