@@ -71,7 +71,14 @@ class InjectedPromotionFault(RuntimeError):
 
 
 def _fault(point: str) -> None:
-    if os.environ.get(FAULT_ENV) == point:
+    """Simulate a crash at `point` when $ROLEFORGE_PROMOTE_FAULT names it: raise, or with
+    `<point>:kill` end the process at once (no cleanup, as a power cut or OOM kill would)."""
+    wanted = os.environ.get(FAULT_ENV, "")
+    if wanted == f"{point}:kill":
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+    if wanted == point:
         raise InjectedPromotionFault(f"fault injected at promotion step {point!r}")
 
 
