@@ -15,7 +15,7 @@ import os
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from pipeline.store.read import Store
+from pipeline.store.read import Store, VersionNotFound
 from trainers.comparison import EvalProtocol, EvalSet, Scored
 from trainers.config import TrainConfig
 from trainers.registry import ModelEntry
@@ -105,7 +105,19 @@ class HeldOutScorer:
         self.eval_set = EvalSet.of(manifest, "test")
         self.protocol = EvalProtocol.of(cfg, keep_media)
         self.shards = store.shard_paths(manifest, "test")
+        self.store = store
         self.cfg = cfg
+
+    def _own_split(self, entry: ModelEntry) -> bool:
+        """Return whether the test split the model was evaluated on holds these rows."""
+        try:
+            trained_on = self.store.manifest(int(entry.dataset["version"]))
+        except VersionNotFound:
+            return False
+        same = EvalSet.of(trained_on, "test")
+        return same.sha256 == self.eval_set.sha256 and trained_on["content_id"] == (
+            entry.dataset["content_id"]
+        )
 
     def _cache_path(self, entry: ModelEntry) -> str:
         name = f"{self.eval_set.sha256[:16]}-{self.protocol.key()}.json"
@@ -113,14 +125,14 @@ class HeldOutScorer:
 
     def trained(self, entry: ModelEntry) -> Scored:
         """Return the model's score from its own eval.json when training measured it on these
-        rows this way, else from an evaluation here (cached in its folder)."""
-        if entry.dataset.get("content_id") == self.eval_set.content_id:
+        very rows this way, else from an evaluation on them (cached in its folder)."""
+        if entry.eval and self._own_split(entry):
             own = EvalProtocol.of(entry.config, entry.keep_media())
-            if own == self.protocol and entry.eval:
+            if own == self.protocol:
                 return Scored(entry.id, entry.path, self.eval_set, self.protocol, entry.eval)
         cached = self._read_cache(entry)
         if cached is not None:
-            return Scored(entry.id, entry.path, self.eval_set, self.protocol, cached)
+            return Scored(entry.id, entry.path, self.eval_set, self.protocol, cached, True)
         logger.info("evaluating %s on %s", entry.id, self.eval_set.label())
         evaluation = self._evaluate(Weights.of(entry, entry.config))
         self._write_cache(entry, evaluation)
