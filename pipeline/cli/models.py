@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
 from typing import Any
 
 import typer
@@ -112,30 +111,29 @@ def models(
     if not entries:
         typer.echo(f"{name}: no trained models in {registry.root}")
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"models of {name}")
-    for column in ("", "model", "created", "dataset", "content id", "base", "init", "test loss"):
-        table.add_column(column)
-    table.add_column("ai exposure")
+    rows = [("", "model", "dataset", "content_id", "base", "init", "test_loss", "ai_exposure")]
     for e in entries:
-        created = datetime.fromtimestamp(e.created, timezone.utc).strftime("%Y-%m-%d %H:%M")
         gen = e.eval.get("generation") or {}
-        table.add_row(
-            "*" if e.id == promoted else "",
-            e.id,
-            created,
-            f"v{e.dataset['version']}",
-            e.dataset["content_id"][:12],
-            e.base_model,
-            e.init or "base",
-            _num(e.eval.get("loss")),
-            _num(gen.get("ai_exposure_rate")),
+        rows.append(
+            (
+                "*" if e.id == promoted else "",
+                e.id,
+                f"v{e.dataset['version']}",
+                e.dataset["content_id"][:12],
+                e.base_model,
+                e.init or "base",
+                _num(e.eval.get("loss")),
+                _num(gen.get("ai_exposure_rate")),
+            )
         )
-    console = Console()
-    console.print(table)
-    console.print(
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        cells = [
+            c.rjust(w) if i >= 6 else c.ljust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        typer.echo("  ".join(cells).rstrip())
+    typer.echo(
         f"* promoted: {promoted} (generation {pointer.generation})" if pointer else "none promoted"
     )
 
