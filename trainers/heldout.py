@@ -115,8 +115,9 @@ class HeldOutScorer:
         except VersionNotFound:
             return False
         same = EvalSet.of(trained_on, "test")
-        return same.sha256 == self.eval_set.sha256 and trained_on["content_id"] == (
-            entry.dataset["content_id"]
+        return (
+            same.sha256 == self.eval_set.sha256
+            and trained_on["content_id"] == (entry.dataset["content_id"])
         )
 
     def _cache_path(self, entry: ModelEntry) -> str:

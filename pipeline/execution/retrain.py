@@ -40,7 +40,6 @@ log = logging.getLogger(__name__)
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
 CURVE_PNG = "training_curve.png"
-MAX_COMPARE_ROUNDS = 5  # each round means another run promoted while this one compared
 
 
 @dataclass(frozen=True)
@@ -295,42 +294,34 @@ class RetrainJob:
         dataset: DatasetOutcome,
         training: TrainingOutcome,
     ) -> RetrainReport:
-        from trainers.comparison import compare
         from trainers.heldout import HeldOutScorer
-        from trainers.registry import PromotionConflict
+        from trainers.promotion import decide_and_promote
 
         scorer = HeldOutScorer(self.store, manifest, self.cfg, entry.keep_media())
+
+        def baseline_of(model_id: str | None) -> Any:
+            if model_id is None:
+                return scorer.untrained(entry)
+            return scorer.trained(registry.get(model_id))
+
         new = scorer.trained(entry)
-        expected = pointer.model_id if pointer else None
-        for rounds in range(1, MAX_COMPARE_ROUNDS + 1):
-            if expected is None:
-                baseline = scorer.untrained(entry)
-            else:
-                baseline = scorer.trained(registry.get(expected))
-            decision = compare(new, baseline, self.cfg.promote_if)
-            try:
-                if decision.promote:
-                    after = registry.promote(entry.id, decision.reason, expected=expected)
-                else:
-                    after = registry.confirm(expected)
-            except PromotionConflict as conflict:
-                log.info("%s; comparing against %s", conflict, conflict.current)
-                expected = conflict.current
-                continue
-            return RetrainReport(
-                dataset=dataset,
-                training=training,
-                model=new,
-                baseline=baseline,
-                decision=decision,
-                promoted=decision.promote,
-                generation=after.generation if after else None,
-                compare_rounds=rounds,
-                seconds=self.seconds,
-            )
-        raise RuntimeError(
-            f"the promoted model of {self.recipe.name} changed {MAX_COMPARE_ROUNDS} times "
-            "while this retrain compared; run it again"
+        outcome = decide_and_promote(
+            registry,
+            new,
+            baseline_of,
+            self.cfg.promote_if,
+            pointer.model_id if pointer else None,
+        )
+        return RetrainReport(
+            dataset=dataset,
+            training=training,
+            model=new,
+            baseline=outcome.baseline,
+            decision=outcome.decision,
+            promoted=outcome.decision.promote,
+            generation=outcome.pointer.generation if outcome.pointer else None,
+            compare_rounds=outcome.rounds,
+            seconds=self.seconds,
         )
 
     # ---- 5. report ----

@@ -239,3 +239,47 @@ def test_promote_and_rollback_commands(store: Path) -> None:
     assert out.exit_code == 2
     table = runner.invoke(app, ["models", "ds", *base])
     assert table.exit_code == 0 and "promoted: a (generation 3)" in table.stdout
+
+
+def _scored(model_id: str | None, loss: float):
+    from trainers.comparison import EvalProtocol, EvalSet, Scored
+    from trainers.config import TrainConfig
+
+    test = [{"path": "t", "split": "test", "rows": 2, "sha256": "t1"}]
+    eval_set = EvalSet.of({"name": "ds", "version": 1, "content_id": "c", "shards": test})
+    protocol = EvalProtocol.of(TrainConfig(), [])
+    return Scored(model_id, f"/m/{model_id}", eval_set, protocol, {"loss": loss})
+
+
+def test_a_retrain_that_lost_the_race_compares_again_with_the_winner(store: Path) -> None:
+    from trainers.promotion import decide_and_promote
+
+    reg = registry(store)
+    reg.promote("a", "first")
+    losses = {"a": 2.0, "b": 1.0, "c": 1.5}
+    compared = []
+
+    def baseline_of(model_id):
+        compared.append(model_id)
+        if len(compared) == 1:  # another retrain promotes b while this one compares with a
+            reg.promote("b", "the other retrain", expected="a")
+        return _scored(model_id, losses[model_id])
+
+    outcome = decide_and_promote(reg, _scored("c", 1.5), baseline_of, {"eval_loss": 0.0}, "a")
+    # c beats a but not b: it is compared with b before anything is decided, and refused.
+    assert compared == ["a", "b"] and outcome.rounds == 2
+    assert not outcome.decision.promote and outcome.baseline.model_id == "b"
+    assert reg.pointer().model_id == "b"
+
+
+def test_a_retrain_that_won_promotes_with_the_generation_it_compared_against(
+    store: Path,
+) -> None:
+    from trainers.promotion import decide_and_promote
+
+    reg = registry(store)
+    outcome = decide_and_promote(
+        reg, _scored("b", 1.0), lambda m: _scored(m, 2.0), {"eval_loss": 0.0}, None
+    )
+    assert outcome.decision.promote and outcome.pointer.model_id == "b"
+    assert outcome.decision.against == "base" and outcome.rounds == 1
