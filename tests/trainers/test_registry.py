@@ -283,3 +283,11 @@ def test_a_retrain_that_won_promotes_with_the_generation_it_compared_against(
     )
     assert outcome.decision.promote and outcome.pointer.model_id == "b"
     assert outcome.decision.against == "base" and outcome.rounds == 1
+
+
+def test_retrain_of_a_recipe_without_training_fails_naming_the_key(tmp_path: Path) -> None:
+    (tmp_path / "d.jsonl").write_text("")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("name: ds\nsources: [{name: s, path: d.jsonl}]\n")
+    out = CliRunner().invoke(app, ["retrain", str(recipe)])
+    assert out.exit_code == 2 and "train: retrain needs a train: section" in out.output
