@@ -69,6 +69,11 @@ OWN_TRAINER_FIELDS: dict[str, str] = {
     "label_names": "(labels: the character-turn mask)",
 }
 
+# Metrics a recipe may gate promotion on (`promote_if`), by which way is better. They are
+# the names of eval.json: loss/perplexity on character tokens, rates over greedy replies.
+LOWER_IS_BETTER = ("eval_loss", "perplexity", "ai_exposure_rate", "speaker_leakage_rate")
+HIGHER_IS_BETTER = ("catchphrase_hit_rate", "distinct_1", "distinct_2")
+
 
 class LoraConfig(StrictModel):
     r: int = Field(default=16, ge=1)
@@ -123,6 +128,26 @@ class TrainConfig(StrictModel):
     trainer_args: dict[str, Any] = Field(default_factory=dict)  # other TrainingArguments
     eval_prompts: int = Field(default=8, ge=0)
     max_new_tokens: int = Field(default=32, ge=1)
+    # base: start from `model`; promoted: continue from the promoted model's weights (from
+    # `model` while none is promoted yet).
+    init: Literal["base", "promoted"] = "base"
+    # Promote a new model unless it is worse than the promoted one by more than these
+    # tolerances (absolute, in the metric's own unit) on the same test split.
+    promote_if: dict[str, float] = Field(default_factory=lambda: {"eval_loss": 0.0})
+
+    @field_validator("promote_if")
+    @classmethod
+    def _known_metrics(cls, v: dict[str, float]) -> dict[str, float]:
+        known = LOWER_IS_BETTER + HIGHER_IS_BETTER
+        unknown = sorted(set(v) - set(known))
+        if unknown:
+            raise ValueError(f"unknown metric {', '.join(unknown)}; use {', '.join(known)}")
+        negative = sorted(k for k, tol in v.items() if tol < 0)
+        if negative:
+            raise ValueError(f"tolerances must be >= 0: {', '.join(negative)}")
+        if not v:
+            raise ValueError("name at least one metric, e.g. {eval_loss: 0.0}")
+        return v
 
     @model_validator(mode="before")
     @classmethod

@@ -49,6 +49,7 @@ class TrainJob:
     seed: int
     keep_media: list[str]
     resume_from: str | None = None
+    init_adapter: str | None = None  # train.init: promoted: continue this saved LoRA adapter
     dataloader_workers: int | None = None  # None: 0 on CPU, up to 4 per process on GPU
 
     @property
@@ -178,7 +179,11 @@ class TrainingSession:
             model = prepare_model_for_kbit_training(
                 model, use_gradient_checkpointing=self.cfg.gradient_checkpointing
             )
-        if self.cfg.lora is not None:
+        if self.job.init_adapter is not None:
+            from trainers.registry import continue_adapter
+
+            model = continue_adapter(model, self.job.init_adapter)
+        elif self.cfg.lora is not None:
             # Same seed, same adapter initialisation, without touching the global generator.
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(self.job.seed)
@@ -194,6 +199,8 @@ class TrainingSession:
         """Return the TrainingArguments of this job."""
         cfg = self.cfg
         evaluate = self.val_data is not None and cfg.eval_steps is not None
+        # Held-out discipline: the validation split alone picks the checkpoint kept (and
+        # stops early with a patience); the test split is read only after training.
         if cfg.early_stopping_patience is not None and not evaluate:
             logger.warning("early stopping needs eval_steps and a validation split; it is off")
         workers = self.job.dataloader_workers
@@ -218,7 +225,7 @@ class TrainingSession:
 
         args = self.training_args()
         callbacks = []
-        if args.load_best_model_at_end:
+        if args.load_best_model_at_end and self.cfg.early_stopping_patience is not None:
             callbacks.append(EarlyStoppingCallback(self.cfg.early_stopping_patience))
         if "tensorboard" in self.cfg.report_to:
             callbacks.append(_tensorboard_callback(os.path.join(self.job.run_dir, TENSORBOARD)))
@@ -327,9 +334,9 @@ def trainer_arguments(
     """Return the TrainingArguments of `cfg`: our keys, FSDP/DeepSpeed, then `trainer_args`."""
     from transformers import TrainingArguments
 
-    early = evaluate and cfg.early_stopping_patience is not None
-    save_steps = cfg.save_steps or (cfg.eval_steps if early else 500)
-    if early and save_steps % cfg.eval_steps:
+    # With a validation split, its loss picks the checkpoint kept (early stopping or not).
+    save_steps = cfg.save_steps or (cfg.eval_steps if evaluate else 500)
+    if evaluate and save_steps % cfg.eval_steps:
         save_steps = cfg.eval_steps  # the best checkpoint must exist at every evaluation
     sharding: dict[str, Any] = {}
     if cfg.fsdp:
@@ -357,9 +364,9 @@ def trainer_arguments(
         save_strategy="steps",
         save_steps=save_steps,
         save_total_limit=2,
-        load_best_model_at_end=early,
-        metric_for_best_model="eval_loss" if early else None,
-        greater_is_better=False if early else None,
+        load_best_model_at_end=evaluate,
+        metric_for_best_model="eval_loss" if evaluate else None,
+        greater_is_better=False if evaluate else None,
         bf16=bf16,
         activation_checkpointing=cfg.gradient_checkpointing,
         use_cpu=not use_gpu,

@@ -212,6 +212,10 @@ class TrainRun:
         }
         self.tiny = cfg.model == TINY_RANDOM
         self.base_model = os.path.join(self.run_dir, BASE_DIR) if self.tiny else cfg.model
+        # train.init: promoted continues from the promoted model's weights (and its base).
+        self.init = _initial_weights(self.store, cfg, self.info if self.resume else None)
+        if self.init is not None:
+            self.base_model = self.init.base_model
         self.keep = _check_model_takes_data(cfg, self.base_model, self.shards, self.label)
         if cfg.mixture:
             from trainers.data import SplitReader
@@ -228,7 +232,11 @@ class TrainRun:
 
             texts = _corpus_texts(self.shards["train"], cfg.system_template)
             build_tiny_omni(texts, self.base_model, self.seed)
-        self._update_info(keep_media=sorted(self.keep), status="training")
+        self._update_info(
+            init=self.init.to_dict() if self.init else None,
+            keep_media=sorted(self.keep),
+            status="training",
+        )
 
     def _continue_run(self) -> None:
         self.run_dir = find_resumable_run(self.store, self.version, self.run_id)
@@ -273,6 +281,7 @@ class TrainRun:
             seed=self.seed,
             keep_media=sorted(self.keep),
             resume_from=self.resumed_from,
+            init_adapter=self.init.path if self.init is not None and self.init.adapter else None,
         )
 
     def train(self) -> dict[str, Any]:
@@ -367,6 +376,15 @@ def portable_adapter_config(folder: str, base_reference: str) -> None:
     write_json(path, config)
 
 
+def _initial_weights(store: Store, cfg: TrainConfig, resumed: dict[str, Any] | None):
+    """Return the InitWeights a run starts from (None: the base); a resumed run keeps its own."""
+    from trainers.registry import InitWeights, ModelRegistry
+
+    if resumed is not None:
+        return InitWeights(**resumed["init"]) if resumed.get("init") else None
+    return ModelRegistry(store).initial_weights(cfg)
+
+
 def _evaluate(session: TrainingSession, model: Any, cfg: TrainConfig) -> dict[str, Any]:
     from trainers.evaluate import TestEvaluator
 
@@ -379,22 +397,12 @@ def _evaluate(session: TrainingSession, model: Any, cfg: TrainConfig) -> dict[st
 
 def _evaluate_saved(job: TrainJob) -> dict[str, Any]:
     """Evaluate the model a distributed run saved, loaded back from the run folder."""
-    from trainers.chat import ChatFormatter
-    from trainers.collator import RolePlayCollator
-    from trainers.data import RolePlayDataset, SplitReader
-    from trainers.encoding import ConversationEncoder
-    from trainers.evaluate import TestEvaluator
-    from trainers.loop import _forward_inputs
+    from trainers.heldout import evaluate_loaded
 
-    cfg = job.cfg
-    model, processor, spec = load_trained(job.run_dir, job.base_model, cfg)
-    encoder = ConversationEncoder(processor, multimodal=spec.multimodal, max_length=cfg.max_length)
-    formatter = ChatFormatter(cfg.system_template, keep=frozenset(job.keep_media))
-    test = RolePlayDataset("test", SplitReader(job.shards.get("test", [])), formatter, encoder)
-    collator = RolePlayCollator(encoder.tokenizer.pad_token_id, accepted=_forward_inputs(model))
-    return TestEvaluator(
-        model, test, collator, cfg.batch_size, cfg.eval_prompts, cfg.max_new_tokens
-    ).run()
+    model, processor, spec = load_trained(job.run_dir, job.base_model, job.cfg)
+    return evaluate_loaded(
+        model, processor, spec, job.shards.get("test", []), job.cfg, job.keep_media
+    )
 
 
 def load_trained(run_dir: str, base_model: str, cfg: TrainConfig):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import typer
 
@@ -101,23 +103,16 @@ def _not_found(exc: Exception) -> typer.Exit:
     return typer.Exit(EXIT_FAILED)
 
 
-@app.command()
-def run(
-    recipe: str = typer.Argument(..., help="recipe YAML"),
-    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
-) -> None:
-    """Run the whole data job (and training when the recipe has `train:`); publish a version."""
-    from pipeline.cli.console import RichStageProgress, print_run_summary
-    from pipeline.execution.job import run_recipe, train_result
+@contextmanager
+def data_job_errors() -> Iterator[None]:
+    """Turn the data job's failures into a one-line error and the command's exit code."""
     from pipeline.record.config import RecipeError
     from pipeline.record.rejection import TooManyBadRecords
     from pipeline.store.commit import CommitCheckFailed, InjectedFault
     from pipeline.store.fs import StoreNotWritable, UnsupportedStore
 
-    r = _load(recipe)
     try:
-        with RichStageProgress() as progress:
-            result = run_recipe(r, progress)
+        yield
     except RecipeError as exc:
         typer.echo(f"recipe error: {exc}", err=True)
         raise typer.Exit(EXIT_RECIPE) from None
@@ -127,6 +122,20 @@ def run(
     except (CommitCheckFailed, InjectedFault, UnsupportedStore, StoreNotWritable) as exc:
         typer.echo(f"error: {exc}; nothing was published", err=True)
         raise typer.Exit(EXIT_FAILED) from None
+
+
+@app.command()
+def run(
+    recipe: str = typer.Argument(..., help="recipe YAML"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+) -> None:
+    """Run the whole data job (and training when the recipe has `train:`); publish a version."""
+    from pipeline.cli.console import RichStageProgress, print_run_summary
+    from pipeline.execution.job import run_recipe, train_result
+
+    r = _load(recipe)
+    with data_job_errors(), RichStageProgress() as progress:
+        result = run_recipe(r, progress)
     failed = None
     if r.train is not None:
         from trainers import TRAIN_SETUP_ERRORS
@@ -295,6 +304,10 @@ def preview(
 from pipeline.cli.train import register as _register_train  # noqa: E402
 
 _register_train(app)
+
+from pipeline.cli.models import register as _register_models  # noqa: E402
+
+_register_models(app)  # retrain, models, promote
 
 
 def main() -> None:  # pragma: no cover - console entry

@@ -129,6 +129,21 @@ class StageCounts:
         }
 
 
+@dataclass(frozen=True)
+class RecordReuse:
+    """Original records a run took from earlier work (`reused`) vs processed anew (`computed`).
+
+    The per-record cache fills this in when it runs; `basis` says how the two were counted.
+    """
+
+    reused: int
+    computed: int
+    basis: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"reused": self.reused, "computed": self.computed, "basis": self.basis}
+
+
 @dataclass
 class RunResult:
     """The outcome of a run: the version that holds the data and what each stage did."""
@@ -147,6 +162,7 @@ class RunResult:
     seconds: float = 0.0
     train: dict[str, Any] | None = None
     unmapped_fields: dict[str, dict[str, int]] = field(default_factory=dict)
+    reuse: RecordReuse | None = None  # None: no per-record cache ran (see retrain.reuse_of)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the `--json` object of `roleforge run`."""

@@ -1,0 +1,154 @@
+"""report.md of a retrain and its training-curve plot, both drawn from report.json's facts."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from trainers.comparison import fmt_metric as _num
+
+log = logging.getLogger(__name__)
+
+
+def _delta(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:+.4f}"
+
+
+def plot_training_curve(training: Any, path: str) -> str | None:
+    """Write the train and validation loss curves to `path` (PNG); return it, or None when
+    the run logged no loss."""
+    if not training.losses:
+        return None
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.4, 3.6), dpi=100)
+    ax = fig.add_subplot()
+    ax.plot(
+        [e["step"] for e in training.losses],
+        [e["loss"] for e in training.losses],
+        label="train loss",
+        linewidth=1.2,
+    )
+    if training.eval_losses:
+        ax.plot(
+            [e["step"] for e in training.eval_losses],
+            [e["eval_loss"] for e in training.eval_losses],
+            "o-",
+            label="validation loss",
+        )
+    if training.best_checkpoint:
+        step = int(training.best_checkpoint.rsplit("-", 1)[-1])
+        ax.axvline(step, color="grey", linestyle=":", label=f"kept checkpoint (step {step})")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss (character tokens)")
+    ax.set_title(f"training curve, model {training.run_id}")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    return path
+
+
+def _dataset_lines(d: dict[str, Any]) -> list[str]:
+    if d["new_version"]:
+        made = f"new version; parent v{d['parent_version']}" if d["parent_version"] else "first"
+    else:
+        made = "unchanged: the latest version already holds this data"
+    splits = ", ".join(f"{s} {n}" for s, n in d["splits"].items())
+    lines = [
+        "## Dataset",
+        "",
+        f"- version: **{d['name']}@v{d['version']}** ({made}); data job {d['data_job']}",
+        f"- content_id: `{d['content_id']}`",
+        f"- original records reused / computed: {d['reused']} / {d['computed']} ({d['basis']})",
+        f"- rows per split: {splits}",
+    ]
+    diff = d.get("diff")
+    if diff:
+        rows = ", ".join(f"{s} {c['before']} -> {c['after']}" for s, c in diff["splits"].items())
+        lines.append(
+            f"- against v{d['parent_version']}: {diff['added']} records added, "
+            f"{diff['removed']} removed, {diff['changed']} changed; rows {rows}"
+        )
+    return lines + [""]
+
+
+def _training_lines(t: dict[str, Any], curve: str | None) -> list[str]:
+    start = "the base model" if t["init"] == "base" else f"the promoted model {t['init']}"
+    lines = [
+        "## Training",
+        "",
+        f"- started from {start}; {t['global_step']} optimizer steps",
+        f"- checkpoint kept: {t['best_checkpoint'] or 'the last step'}",
+        "",
+    ]
+    if curve:
+        lines += [f"![training curve]({curve})", ""]
+    evals = {e["step"]: e["eval_loss"] for e in t["eval_losses"]}
+    lines += ["| step | train loss | validation loss |", "|---:|---:|---:|"]
+    for e in t["losses"]:
+        lines.append(f"| {e['step']} | {_num(e['loss'])} | {_num(evals.get(e['step']))} |")
+    return lines + [""]
+
+
+def _comparison_lines(report: dict[str, Any]) -> list[str]:
+    decision, base = report["decision"], report["baseline"]
+    es = decision["eval_set"]
+    if base["id"] is None:
+        who = f"the untrained base model (`{base['path']}`)"
+    else:
+        how = "re-evaluated on this split" if base["reevaluated"] else "its stored evaluation"
+        who = f"the promoted model {base['id']} ({how})"
+    lines = [
+        "## Comparison",
+        "",
+        f"Both models scored on **{es['dataset']}@v{es['version']} `{es['split']}`**: "
+        f"{es['rows']} rows, shards sha256 `{es['sha256'][:16]}`; never numbers from two "
+        f"test sets. Baseline: {who}.",
+        "",
+        "| metric | baseline | new | delta | tolerance | passes |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for d in decision["deltas"]:
+        lines.append(
+            f"| {d['metric']} ({'lower' if d['lower_is_better'] else 'higher'} is better) | "
+            f"{_num(d['baseline'])} | {_num(d['new'])} | {_delta(d['delta'])} | "
+            f"{d['tolerance']} | {'yes' if d['passed'] else '**no**'} |"
+        )
+    lines += ["", "Test loss per character:", ""]
+    lines += ["| character | baseline | new | delta |", "|---|---:|---:|---:|"]
+    for who, row in decision["per_character"].items():
+        lines.append(
+            f"| {who} | {_num(row['baseline'])} | {_num(row['new'])} | {_delta(row['delta'])} |"
+        )
+    return lines + [""]
+
+
+def report_markdown(report: dict[str, Any], curve: str | None) -> str:
+    """Return report.md: the decision first, then dataset, training and comparison."""
+    d, model = report["dataset"], report["model"]
+    verdict = (
+        f"**promoted** model {model['id']}"
+        if report["promoted"]
+        else f"**not promoted**: model {model['id']} is kept out; the promoted model stays"
+    )
+    held = report["held_out"]
+    seconds = ", ".join(f"{k} {v:.1f} s" for k, v in report["seconds"].items())
+    lines = [
+        f"# Retrain report: {d['name']}@v{d['version']}, model {model['id']}",
+        "",
+        f"Decision: {verdict}.",
+        "",
+        f"Reason: {report['decision']['reason']}.",
+        "",
+        *_dataset_lines(d),
+        *_training_lines(report["training"], curve),
+        *_comparison_lines(report),
+        "## Held-out discipline",
+        "",
+        f"- checkpoint chosen by: {held['checkpoint_chosen_by']}",
+        f"- test split read by: {', '.join(held['test_split_read_by'])} only",
+        "",
+        f"Time: {seconds}.",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,180 @@
+"""Scoring saved models on one version's held-out test split, the same way for every model.
+
+The retrain job compares the new model with the promoted one (or the untrained base) on the
+new version's test split. The new model's own eval.json was computed there by training; any
+other model is evaluated here, and the result is kept in its folder under
+`evals/<test split hash>-<protocol key>.json`, so a second comparison on the same rows
+reuses it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from pipeline.store.manifest import Manifest
+from pipeline.store.read import Store, VersionNotFound
+from trainers.comparison import EvalProtocol, EvalSet, Scored
+from trainers.config import TrainConfig
+from trainers.registry import ModelEntry
+
+logger = logging.getLogger(__name__)
+
+EVALS_DIR = "evals"
+
+
+@dataclass(frozen=True)
+class Weights:
+    """What to load to evaluate a model: base weights, an optional adapter, the processor."""
+
+    base_model: str
+    adapter: str | None
+    processor: str
+    trust_remote_code: bool = False
+
+    @classmethod
+    def of(cls, entry: ModelEntry, cfg: TrainConfig) -> Weights:
+        """Return the trained weights of a finished run (base + adapter, or its full weights)."""
+        if entry.lora:
+            return cls(entry.base_path, entry.path, entry.path, cfg.trust_remote_code)
+        return cls(entry.path, None, entry.path, cfg.trust_remote_code)
+
+    @classmethod
+    def untrained(cls, entry: ModelEntry, cfg: TrainConfig) -> Weights:
+        """Return the base model a run started from, without what training changed."""
+        return cls(entry.base_path, None, entry.base_path, cfg.trust_remote_code)
+
+
+def load_weights(weights: Weights) -> tuple[Any, Any, Any]:
+    """Return (model, processor, spec) for `weights`, in eval mode."""
+    from trainers.models import load_model, load_processor, resolve_model
+
+    spec = resolve_model(weights.base_model, weights.trust_remote_code)
+    model = load_model(spec, weights.trust_remote_code)
+    if weights.adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, weights.adapter)
+    processor = load_processor(replace(spec, name=weights.processor), weights.trust_remote_code)
+    return model.eval(), processor, spec
+
+
+def evaluate_loaded(
+    model: Any,
+    processor: Any,
+    spec: Any,
+    shards: list[str],
+    cfg: TrainConfig,
+    keep_media: list[str] | tuple[str, ...],
+    split: str = "test",
+) -> dict[str, Any]:
+    """Return the full evaluation (eval.json form) of a loaded model on `split`'s shards."""
+    from trainers.chat import ChatFormatter
+    from trainers.collator import RolePlayCollator
+    from trainers.data import RolePlayDataset, SplitReader
+    from trainers.encoding import ConversationEncoder
+    from trainers.evaluate import TestEvaluator
+    from trainers.loop import _forward_inputs
+
+    encoder = ConversationEncoder(processor, multimodal=spec.multimodal, max_length=cfg.max_length)
+    formatter = ChatFormatter(cfg.system_template, keep=frozenset(keep_media))
+    data = RolePlayDataset(split, SplitReader(shards), formatter, encoder)
+    collator = RolePlayCollator(encoder.tokenizer.pad_token_id, accepted=_forward_inputs(model))
+    evaluator = TestEvaluator(
+        model, data, collator, cfg.batch_size, cfg.eval_prompts, cfg.max_new_tokens
+    )
+    return evaluator.run()
+
+
+def _brief(evaluation: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in evaluation.items() if k != "replies"}
+
+
+class HeldOutScorer:
+    """Scores models on one version's test split under the protocol of one training config."""
+
+    def __init__(
+        self,
+        store: Store,
+        manifest: Manifest,
+        cfg: TrainConfig,
+        keep_media: list[str] | tuple[str, ...],
+    ):
+        self.eval_set = EvalSet.of(manifest, "test")
+        self.protocol = EvalProtocol.of(cfg, keep_media)
+        self.shards = store.shard_paths(manifest, "test")
+        self.store = store
+        self.cfg = cfg
+
+    def _own_split(self, entry: ModelEntry) -> bool:
+        """Return whether the test split the model was evaluated on holds these rows."""
+        try:
+            trained_on = self.store.manifest(int(entry.dataset["version"]))
+        except VersionNotFound:
+            return False
+        same = EvalSet.of(trained_on, "test")
+        return (
+            same.sha256 == self.eval_set.sha256
+            and trained_on.content_id == entry.dataset["content_id"]
+        )
+
+    def _cache_path(self, entry: ModelEntry) -> str:
+        name = f"{self.eval_set.sha256[:16]}-{self.protocol.key()}.json"
+        return os.path.join(entry.path, EVALS_DIR, name)
+
+    def trained(self, entry: ModelEntry) -> Scored:
+        """Return the model's score from its own eval.json when training measured it on these
+        very rows this way, else from an evaluation on them (cached in its folder)."""
+        if entry.eval and self._own_split(entry):
+            own = EvalProtocol.of(entry.config, entry.keep_media())
+            if own == self.protocol:
+                return Scored(entry.id, entry.path, self.eval_set, self.protocol, entry.eval)
+        cached = self._read_cache(entry)
+        if cached is not None:
+            return Scored(entry.id, entry.path, self.eval_set, self.protocol, cached, True)
+        logger.info("evaluating %s on %s", entry.id, self.eval_set.label())
+        evaluation = self._evaluate(Weights.of(entry, entry.config))
+        self._write_cache(entry, evaluation)
+        return Scored(entry.id, entry.path, self.eval_set, self.protocol, _brief(evaluation), True)
+
+    def untrained(self, entry: ModelEntry) -> Scored:
+        """Return the score of the base model `entry` started from, evaluated here."""
+        weights = Weights.untrained(entry, entry.config)
+        logger.info(
+            "evaluating the untrained base %s on %s", weights.base_model, self.eval_set.label()
+        )
+        evaluation = self._evaluate(weights)
+        return Scored(
+            None, weights.base_model, self.eval_set, self.protocol, _brief(evaluation), True
+        )
+
+    def _evaluate(self, weights: Weights) -> dict[str, Any]:
+        model, processor, spec = load_weights(weights)
+        return evaluate_loaded(
+            model, processor, spec, self.shards, self.cfg, self.protocol.keep_media
+        )
+
+    def _read_cache(self, entry: ModelEntry) -> dict[str, Any] | None:
+        try:
+            with open(self._cache_path(entry), encoding="utf-8") as f:
+                body = json.load(f)
+        except FileNotFoundError:
+            return None
+        if body.get("eval_set", {}).get("sha256") != self.eval_set.sha256:
+            return None
+        return _brief(body["evaluation"])
+
+    def _write_cache(self, entry: ModelEntry, evaluation: dict[str, Any]) -> None:
+        from trainers.loop import write_json
+
+        path = self._cache_path(entry)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        body = {
+            "eval_set": asdict(self.eval_set),
+            "protocol": asdict(self.protocol),
+            "evaluation": evaluation,
+        }
+        write_json(path, body)

@@ -1,0 +1,372 @@
+"""The model registry of one dataset: its trained models with lineage, and the promoted one.
+
+Layout, under `<store>/<name>/models/`:
+  <run_id>/run.json   each trained model (written by the training stage): dataset version and
+                      content_id, base model, init (base or the model it continued), status
+  <run_id>/eval.json  its own test evaluation; <run_id>/evals/ its evaluations on other splits
+  PROMOTED            the pointer: the promoted model id, a generation number and the full
+                      history of promotions and rollbacks, in one JSON file
+  PROMOTED.lock       held while the pointer is read-checked and replaced
+
+The pointer is replaced whole (temp file, fsync, rename, fsync of the folder), so a crash at
+any step leaves either the old or the new file: exactly one promoted model, never two or
+none once a first one exists. Writers hold the lock and compare-and-swap: `promote(...,
+expected=X)` refuses with PromotionConflict when another process promoted meanwhile, so two
+concurrent retrains cannot both promote without one seeing the other's result. The lock is a
+POSIX file lock (local or NFS-like filesystems); the OS releases it when a holder dies.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from pipeline.store.read import Store
+from trainers.config import TrainConfig
+
+logger = logging.getLogger(__name__)
+
+POINTER_FILE = "PROMOTED"
+POINTER_FORMAT = "roleforge.promoted/1"
+LOCK_TIMEOUT_S = 120.0
+FAULT_ENV = "ROLEFORGE_PROMOTE_FAULT"
+FAULT_POINTS = ("locked", "temp_written", "replaced", "synced")
+RUN_FILE = "run.json"  # trainers.stage writes it; read here without importing torch
+
+Action = Literal["promote", "rollback"]
+_ANY = object()  # `expected` default: promote whatever is promoted now (a manual promote)
+
+
+class UnknownModel(LookupError):
+    """The named model is not a finished training run of this dataset."""
+
+
+class PromotionConflict(RuntimeError):
+    """The promoted model changed since the caller compared against it."""
+
+    def __init__(self, expected: str | None, current: str | None):
+        super().__init__(
+            f"the promoted model is now {current or 'none'}, not {expected or 'none'} as "
+            "compared against; compare again"
+        )
+        self.expected = expected
+        self.current = current
+
+
+class NothingToRollBack(LookupError):
+    """No earlier promoted model to return to."""
+
+
+class CannotContinue(ValueError):
+    """`train.init: promoted` names a promoted model the recipe's train: cannot continue."""
+
+
+class InjectedPromotionFault(RuntimeError):
+    """Raised at a promotion step named by $ROLEFORGE_PROMOTE_FAULT, to simulate a crash."""
+
+
+def _fault(point: str) -> None:
+    """Simulate a crash at `point` when $ROLEFORGE_PROMOTE_FAULT names it: raise, or with
+    `<point>:kill` end the process at once (no cleanup, as a power cut or OOM kill would)."""
+    wanted = os.environ.get(FAULT_ENV, "")
+    if wanted == f"{point}:kill":
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+    if wanted == point:
+        raise InjectedPromotionFault(f"fault injected at promotion step {point!r}")
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class PromotionEvent:
+    """One change of the pointer: which model became promoted, from which, and why."""
+
+    generation: int
+    action: Action
+    model_id: str
+    previous: str | None
+    at: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class PromotedPointer:
+    """The content of PROMOTED: the current model and every change that led to it."""
+
+    model_id: str
+    generation: int
+    history: tuple[PromotionEvent, ...]
+
+    def to_json(self) -> str:
+        body = {
+            "format": POINTER_FORMAT,
+            "model_id": self.model_id,
+            "generation": self.generation,
+            "history": [asdict(e) for e in self.history],
+        }
+        return json.dumps(body, indent=2, ensure_ascii=False) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> PromotedPointer:
+        body = json.loads(text)
+        history = tuple(PromotionEvent(**e) for e in body["history"])
+        return cls(body["model_id"], int(body["generation"]), history)
+
+    def stack(self) -> list[str]:
+        """Return the promoted models in force, oldest first: a promote pushes, a rollback pops."""
+        stack: list[str] = []
+        for event in self.history:
+            if event.action == "rollback":
+                stack.pop()
+            else:
+                stack.append(event.model_id)
+        return stack
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A finished training run as the registry lists it: lineage and headline metrics."""
+
+    id: str
+    path: str
+    created: float
+    dataset: dict[str, Any]  # name, version, content_id
+    base_model: str  # the recipe's `model` (e.g. tiny-random or a hub id)
+    base_path: str  # the weights the run started from (a folder for tiny-random)
+    init: str | None  # None: started from the base model; else the model it continued
+    lora: bool
+    eval: dict[str, Any] = field(default_factory=dict)  # eval.json without the replies
+
+    @property
+    def config(self) -> TrainConfig:
+        with open(os.path.join(self.path, RUN_FILE), encoding="utf-8") as f:
+            return TrainConfig.model_validate(json.load(f)["config"])
+
+    def keep_media(self) -> list[str]:
+        with open(os.path.join(self.path, RUN_FILE), encoding="utf-8") as f:
+            return list(json.load(f).get("keep_media") or [])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "path": self.path,
+            "created": self.created,
+            "dataset": self.dataset,
+            "base_model": self.base_model,
+            "init": self.init or "base",
+            "lora": self.lora,
+            "eval": self.eval,
+        }
+
+
+@dataclass(frozen=True)
+class InitWeights:
+    """Where `train.init: promoted` starts: the promoted model's base and its own weights."""
+
+    model_id: str
+    path: str  # the promoted run folder (adapter, or full weights)
+    base_model: str  # what to load first: the promoted run's base (LoRA) or its folder (full)
+    adapter: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class ModelRegistry:
+    """The models of one dataset and its promotion pointer."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        self.root = os.path.join(store.root, "models")
+        self.pointer_path = os.path.join(self.root, POINTER_FILE)
+
+    # ---- models ----
+
+    def models(self) -> list[ModelEntry]:
+        """Return every finished run of this dataset, oldest first."""
+        entries = []
+        for run_json in glob.glob(os.path.join(self.root, "*", RUN_FILE)):
+            entry = self._entry(os.path.dirname(run_json))
+            if entry is not None:
+                entries.append(entry)
+        return sorted(entries, key=lambda e: (e.created, e.id))
+
+    def get(self, model_id: str) -> ModelEntry:
+        """Return one finished model; raise UnknownModel naming what exists."""
+        is_name = os.path.basename(model_id) == model_id and model_id not in ("", ".", "..")
+        entry = self._entry(os.path.join(self.root, model_id)) if is_name else None
+        if entry is None:
+            known = ", ".join(e.id for e in self.models()) or "none"
+            raise UnknownModel(
+                f"{model_id!r} is not a finished model of {self.store.name} (models: {known})"
+            )
+        return entry
+
+    def _entry(self, run_dir: str) -> ModelEntry | None:
+        try:
+            with open(os.path.join(run_dir, RUN_FILE), encoding="utf-8") as f:
+                info = json.load(f)
+        except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError):
+            return None
+        if info.get("status") != "done" or info["dataset"]["name"] != self.store.name:
+            return None
+        evaluation: dict[str, Any] = {}
+        try:
+            with open(os.path.join(run_dir, "eval.json"), encoding="utf-8") as f:
+                evaluation = {k: v for k, v in json.load(f).items() if k != "replies"}
+        except FileNotFoundError:
+            pass
+        init = info.get("init")
+        return ModelEntry(
+            id=os.path.basename(run_dir),
+            path=run_dir,
+            created=float(info["created"]),
+            dataset=info["dataset"],
+            base_model=info["config"].get("model", ""),
+            base_path=info.get("base_model", ""),
+            init=init["model_id"] if init else None,
+            lora=info["config"].get("lora") is not None,
+            eval=evaluation,
+        )
+
+    # ---- the pointer ----
+
+    def pointer(self) -> PromotedPointer | None:
+        """Return the promotion pointer, or None before the first promotion."""
+        try:
+            with open(self.pointer_path, encoding="utf-8") as f:
+                return PromotedPointer.from_json(f.read())
+        except FileNotFoundError:
+            return None
+
+    def promoted(self) -> ModelEntry | None:
+        """Return the promoted model, or None before the first promotion."""
+        pointer = self.pointer()
+        return self.get(pointer.model_id) if pointer else None
+
+    def _lock(self):
+        from filelock import FileLock
+
+        os.makedirs(self.root, exist_ok=True)
+        return FileLock(self.pointer_path + ".lock", timeout=LOCK_TIMEOUT_S)
+
+    def promote(
+        self, model_id: str, reason: str, expected: Any = _ANY, action: Action = "promote"
+    ) -> PromotedPointer:
+        """Make `model_id` the promoted model; return the new pointer.
+
+        With `expected` (a model id, or None for "nothing promoted yet") the swap happens only
+        if that is still the promoted model, else PromotionConflict names the current one.
+        """
+        self.get(model_id)  # only finished models of this dataset can be promoted
+        with self._lock():
+            _fault("locked")
+            self._remove_stale_temp_files()
+            current = self.pointer()
+            current_id = current.model_id if current else None
+            if expected is not _ANY and expected != current_id:
+                raise PromotionConflict(expected, current_id)
+            return self._replace(current, model_id, action, reason)
+
+    def confirm(self, expected: str | None) -> PromotedPointer | None:
+        """Return the pointer if it still names `expected`, else raise PromotionConflict
+        (a refusal is only meaningful against the model that is promoted now)."""
+        current = self.pointer()
+        current_id = current.model_id if current else None
+        if current_id != expected:
+            raise PromotionConflict(expected, current_id)
+        return current
+
+    def rollback(self, reason: str = "rollback by hand") -> PromotedPointer:
+        """Return to the model promoted before the current one; raise NothingToRollBack."""
+        with self._lock():
+            self._remove_stale_temp_files()
+            current = self.pointer()
+            stack = current.stack() if current else []
+            if len(stack) < 2:
+                raise NothingToRollBack(
+                    f"{self.store.name}: no earlier promoted model to roll back to"
+                )
+            return self._replace(current, stack[-2], "rollback", reason)
+
+    def _replace(
+        self, current: PromotedPointer | None, model_id: str, action: Action, reason: str
+    ) -> PromotedPointer:
+        generation = (current.generation if current else 0) + 1
+        event = PromotionEvent(
+            generation=generation,
+            action=action,
+            model_id=model_id,
+            previous=current.model_id if current else None,
+            at=_now(),
+            reason=reason,
+        )
+        pointer = PromotedPointer(
+            model_id, generation, (*(current.history if current else ()), event)
+        )
+        tmp = f"{self.pointer_path}.tmp-{os.getpid()}"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(pointer.to_json())
+            f.flush()
+            os.fsync(f.fileno())
+        _fault("temp_written")
+        os.replace(tmp, self.pointer_path)  # the commit point: readers see old or new
+        _fault("replaced")
+        dir_fd = os.open(self.root, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+        _fault("synced")
+        logger.info("%s: %s %s (generation %d)", self.store.name, action, model_id, generation)
+        return pointer
+
+    def _remove_stale_temp_files(self) -> None:
+        # Only a writer that died before its rename leaves one; we hold the lock, so no
+        # live writer owns it.
+        for stale in glob.glob(self.pointer_path + ".tmp-*"):
+            os.remove(stale)
+
+    # ---- train.init: promoted ----
+
+    def initial_weights(self, cfg: TrainConfig) -> InitWeights | None:
+        """Return where a run with `cfg` starts: None for the base model, else the promoted
+        model's weights; raise CannotContinue when the promoted model cannot be continued."""
+        if cfg.init != "promoted":
+            return None
+        promoted = self.promoted()
+        if promoted is None:
+            logger.info(
+                "%s: nothing promoted yet; init: promoted starts from the base", self.store.name
+            )
+            return None
+        saved = promoted.config
+        if (saved.lora is None) != (cfg.lora is None):
+            kind = "a LoRA adapter" if promoted.lora else "fully fine-tuned"
+            raise CannotContinue(
+                f"train.init: promoted: model {promoted.id} is {kind}; set train.lora the same "
+                "way to continue it, or use init: base"
+            )
+        if cfg.lora is not None and saved.lora is not None and cfg.lora.r != saved.lora.r:
+            raise CannotContinue(
+                f"train.init: promoted: model {promoted.id} has LoRA r={saved.lora.r}, the "
+                f"recipe asks r={cfg.lora.r}; continuing keeps the adapter's shape"
+            )
+        base = promoted.base_path if promoted.lora else promoted.path
+        return InitWeights(promoted.id, promoted.path, base, promoted.lora)
+
+
+def continue_adapter(model: Any, adapter_dir: str) -> Any:
+    """Return `model` wrapped with the saved LoRA adapter at `adapter_dir`, trainable."""
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(model, adapter_dir, is_trainable=True)
