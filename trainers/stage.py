@@ -166,7 +166,7 @@ def train_version(
     cannot take (unless drop_media).
     """
     store = Store(store_uri, name)
-    manifest = store.manifest(version)
+    manifest = store.checked_manifest(version)
     version = manifest["version"]
     label = f"{name}@v{version}"
     resumed_from = None

@@ -20,6 +20,7 @@ import pyarrow as pa
 
 from pipeline.record.ids import canonical_json, file_sha256
 from pipeline.store.fs import LocalFS
+from pipeline.store.lock import commit_lock
 from pipeline.store.read import Store, VersionNotFound
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,38 @@ def check_counts(counts: dict[str, dict[str, int]]) -> None:
         raise CommitCheckFailed("stage counts do not add up: " + "; ".join(problems))
 
 
+MANIFEST_DIGEST_KEY = "manifest_sha256"
+
+
+def manifest_digest(manifest: dict[str, Any]) -> str:
+    """Return the sha256 of the manifest's canonical JSON, its own digest field left out.
+
+    Recorded in the manifest, so `verify` (and every reader) sees an edit to any field:
+    counts, splits, recipe, seed, shard entries. It proves the file is as committed, not
+    who wrote it: whoever edits a field and recomputes the digest is not detected.
+    """
+    body = {k: v for k, v in manifest.items() if k != MANIFEST_DIGEST_KEY}
+    return hashlib.sha256(canonical_json(body).encode("utf-8")).hexdigest()
+
+
+def card_metadata(manifest: dict[str, Any]) -> dict[str, Any]:
+    """Return what the cards show that the shards do not decide: the licences."""
+    recipe = manifest.get("recipe") or {}
+    return {
+        "license": recipe.get("license"),
+        "sources": {s.get("name"): s.get("license") for s in recipe.get("sources") or []},
+    }
+
+
+def same_publication(committed: dict[str, Any], staged: dict[str, Any]) -> bool:
+    """Return whether `staged` would publish nothing new over `committed`: the same content
+    and the same card-only metadata (a licence change alone is a new version, so its card
+    is right)."""
+    return committed.get("content_id") == staged["content_id"] and card_metadata(
+        committed
+    ) == card_metadata(staged)
+
+
 @dataclass(frozen=True)
 class CommitResult:
     """What the commit did: the version that holds this content, and whether it is new."""
@@ -121,72 +154,59 @@ class VersionCommitter:
         except VersionNotFound:
             return None
 
-    def _same_content(self, manifest: dict[str, Any]) -> CommitResult | None:
-        latest = self._latest_manifest()
-        if latest is not None and latest.get("content_id") == manifest["content_id"]:
-            version = int(latest["version"])
-            return CommitResult(
-                version, self.store.version_dir(version), latest["content_id"], True, latest
-            )
-        return None
+    def _free_number(self, latest: dict[str, Any] | None) -> int:
+        """Return the first number after the latest version whose v<N>/ is free.
 
-    def _claim_version(self, staged: str, manifest: dict[str, Any]) -> int | CommitResult:
-        """Move `staged` to the first free versions/v<N>/; return N, or the existing version
-        when one with the same content was committed meanwhile."""
-        self.fs.makedirs(self.store.versions_dir)
-        number = (self.store.latest() or 0) + 1
-        while True:
-            taken = self.fs.exists(self.store.manifest_path(number))
-            if not taken:
-                try:
-                    self.fs.rename_dir(staged, self.store.version_dir(number))
-                    return number
-                except FileExistsError:
-                    pass
-            # v<N> was taken meanwhile (or is a crashed leftover): maybe by this very
-            # content; otherwise try the next number.
-            log.info("version %d of %s is taken; re-checking", number, self.store.name)
-            same = self._same_content(manifest)
-            if same is not None:
-                return same
+        Called under the commit lock, so a v<N>/ without a manifest is a crashed commit's
+        leftover (gc removes it), never a competitor's half-made version.
+        """
+        number = (int(latest["version"]) if latest else 0) + 1
+        while self.fs.exists(self.store.version_dir(number)) or self.fs.exists(
+            self.store.manifest_path(number)
+        ):
+            log.info(
+                "v%d of %s is a crashed commit's leftover; skipping it", number, self.store.name
+            )
             number += 1
+        return number
 
     def commit(self, staged: str, manifest: dict[str, Any]) -> CommitResult:
         """Publish the staged folder (shards written, fsynced, hashed) with `manifest`
         (everything but version, parent_version and cards); return the committed version,
         or the latest one with `unchanged=True` when it already holds this content."""
         fault_point("after_staging")
-        same = self._same_content(manifest)
-        if same is not None:
-            return same
-        claimed = self._claim_version(staged, manifest)
-        if isinstance(claimed, CommitResult):
-            return claimed
-        number = claimed
-        vdir = self.store.version_dir(number)
-        fault_point("after_move")
+        self.fs.makedirs(self.store.versions_dir)
+        # Choosing N and the parent, moving the folder and creating the manifest happen
+        # under one lock: racing writers then publish a linear chain, and the same content
+        # from several of them ends as one version and the rest `unchanged`.
+        with commit_lock(self.store.root):
+            parent = self._latest_manifest()
+            if parent is not None and same_publication(parent, manifest):
+                number = int(parent["version"])
+                return CommitResult(
+                    number, self.store.version_dir(number), parent["content_id"], True, parent
+                )
+            number = self._free_number(parent)
+            vdir = self.store.version_dir(number)
+            self.fs.rename_dir(staged, vdir)
+            fault_point("after_move")
+            manifest = {
+                **manifest,
+                "version": number,
+                "parent_version": parent["version"] if parent else None,
+            }
+            manifest["cards"] = self._write_cards(vdir, manifest, parent)
+            fault_point("after_cards")
 
-        parent = self._parent_manifest(number)
-        manifest = {
-            **manifest,
-            "version": number,
-            "parent_version": parent["version"] if parent else None,
-        }
-        manifest["cards"] = self._write_cards(vdir, manifest, parent)
-        fault_point("after_cards")
-
-        # Order the keys as documented, so manifests read the same everywhere.
-        ordered = {key: manifest[key] for key in MANIFEST_KEYS}
-        data = (json.dumps(ordered, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
-        fault_point("before_manifest")
-        self.fs.create_exclusive(self.store.manifest_path(number), data)
-        fault_point("after_manifest")
+            # Order the keys as documented, so manifests read the same everywhere.
+            ordered = {key: manifest[key] for key in MANIFEST_KEYS}
+            ordered[MANIFEST_DIGEST_KEY] = manifest_digest(ordered)
+            data = (json.dumps(ordered, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+            fault_point("before_manifest")
+            self.fs.create_exclusive(self.store.manifest_path(number), data)
+            fault_point("after_manifest")
         self._copy_card(vdir, number)
         return CommitResult(number, vdir, manifest["content_id"], False, ordered)
-
-    def _parent_manifest(self, number: int) -> dict[str, Any] | None:
-        earlier = [v for v in self.store.versions() if v < number]
-        return self.store.manifest(earlier[-1]) if earlier else None
 
     def _write_cards(
         self, vdir: str, manifest: dict[str, Any], parent: dict[str, Any] | None

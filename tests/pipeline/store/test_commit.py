@@ -75,7 +75,7 @@ def test_commit_moves_the_staged_folder_and_creates_the_manifest_last(tmp_path: 
     assert (result.version, result.unchanged) == (1, False)
     assert not os.path.exists(staged)
     written = json.loads(Path(store.manifest_path(1)).read_text())
-    assert list(written) == list(MANIFEST_KEYS)
+    assert list(written) == [*MANIFEST_KEYS, "manifest_sha256"]
     assert written["version"] == 1 and written["parent_version"] is None
     assert [c["path"] for c in written["cards"]] == ["README.md"]
     assert (tmp_path / "cards" / "ds" / "v1.md").read_text().startswith("# ds v1")
@@ -124,7 +124,7 @@ def test_a_crash_at_any_commit_step_leaves_only_complete_versions_and_a_rerun_co
     assert rerun.unchanged == (point == "after_manifest")
     _visible_versions_are_complete(committer.store)
     # What the crash left behind is unreferenced, and gc takes it away.
-    collect_garbage(committer.store, LocalFS())
+    collect_garbage(committer.store, LocalFS(), min_age_s=0)
     leftovers = [n for n in os.listdir(committer.store.versions_dir) if not n.endswith(".json")]
     assert sorted(leftovers) == [f"v{v}" for v in committer.store.versions()]
 
