@@ -33,6 +33,7 @@ STAT_COUNTERS = (
     "flip_guard_skipped",
     "flip_guard_swapped",
     "text_skipped",
+    "failed_variants",
 )
 
 

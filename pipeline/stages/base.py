@@ -19,6 +19,7 @@ def empty_augment_stats() -> dict[str, Any]:
         "flip_guard_skipped": 0,
         "flip_guard_swapped": 0,
         "text_skipped": 0,
+        "failed_variants": 0,
     }
 
 
