@@ -44,10 +44,16 @@ class CommitCheckFailed(RuntimeError):
 
 
 def fault_point(name: str) -> None:
-    """Raise InjectedFault when $ROLEFORGE_FAULT names this step of the commit."""
+    """Raise InjectedFault when $ROLEFORGE_FAULT names this step of the commit; SIGKILL
+    this process when it says `kill:<step>` (a crash no handler sees)."""
     assert name in FAULT_POINTS, name
-    if os.environ.get(FAULT_ENV) == name:
+    fault = os.environ.get(FAULT_ENV)
+    if fault == name:
         raise InjectedFault(f"fault injected {name.replace('_', ' ')}")
+    if fault == f"kill:{name}":
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def schema_sha256(schema: pa.Schema) -> str:
