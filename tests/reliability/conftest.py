@@ -87,7 +87,6 @@ def child_env(**extra: str) -> dict[str, str]:
     env.update(
         PYTHONPATH=str(ROOT),
         ROLEFORGE_OBJECT_STORE_MB="96",
-        RAY_num_cpus="2",
         PYTHONUNBUFFERED="1",
         **extra,
     )
