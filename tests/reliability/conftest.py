@@ -142,7 +142,7 @@ def fault_free(tmp_path_factory: pytest.TempPathFactory, ray_session: Any) -> di
     write_corpus(folder)
     recipe = write_recipe(folder)
     result = run_json(recipe)
-    return {**result, "ids": ids_of(store_of(recipe))}
+    return {**result, "ids": ids_of(store_of(recipe)), "store": str(recipe.parent / "store")}
 
 
 def leftovers(store: Store) -> list[str]:
