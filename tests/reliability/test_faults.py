@@ -153,3 +153,16 @@ def test_a_full_disk_ends_the_run_with_one_line_and_publishes_nothing(tmp_path: 
         )
     finally:
         subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_ray_driver_notices_go_to_stderr_so_json_stdout_stays_pure(capsys) -> None:
+    from ray._private import worker
+
+    from pipeline.execution.cluster import ensure_ray
+
+    ensure_ray()  # installs the redirection (the session Ray is already running)
+    message = {"lines": ["A worker died or was killed while executing a task"], "pid": "raylet"}
+    worker.print_to_stdstream({**message, "is_err": False}, ignore_prefix=False)
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "A worker died" in captured.err

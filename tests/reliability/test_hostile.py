@@ -163,9 +163,7 @@ def _palette_png_with_transparency() -> bytes:
     return buf.getvalue()
 
 
-@pytest.mark.parametrize(
-    "make", [_png16, _rotated_jpeg, _rgba_png, _palette_png_with_transparency]
-)
+@pytest.mark.parametrize("make", [_png16, _rotated_jpeg, _rgba_png, _palette_png_with_transparency])
 def test_validation_augmenters_and_the_trainer_see_the_same_pixels(make) -> None:
     from augmenters.image import decode_image as augmenter_decode
     from pipeline.record.media import probe_image

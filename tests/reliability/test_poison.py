@@ -61,7 +61,10 @@ MUTATIONS: dict[str, tuple[Any, set[str]]] = {
         {"placeholder_mismatch"},
     ),
     "a missing image file": (_with(images=["images/nope.png"]), {"missing_media"}),
-    "an image outside the corpus": (_with(images=["../../../etc/hostname"]), {"media_outside_root"}),
+    "an image outside the corpus": (
+        _with(images=["../../../etc/hostname"]),
+        {"media_outside_root"},
+    ),
     "a corrupt image": (_with(images=["images/corrupt.png"]), {"corrupt_image"}),
     "a truncated WAV": (_with(audios=["audio/truncated.wav"]), {"corrupt_audio"}),
     "an unknown character": (_with(character="Nobody"), {"unknown_character"}),

@@ -17,7 +17,9 @@ def _set(recipe: Path, **overrides) -> None:
     recipe.write_text(yaml.safe_dump(recipe_dict(**overrides)), encoding="utf-8")
 
 
-def test_each_input_byte_parameter_and_seed_decides_the_content_id(corpus: Path, fault_free) -> None:
+def test_each_input_byte_parameter_and_seed_decides_the_content_id(
+    corpus: Path, fault_free
+) -> None:
     first = run_json(corpus)
     assert first["content_id"] == fault_free["content_id"]
     again = run_json(corpus)
