@@ -48,5 +48,5 @@ class QuarantineWriter:
     def __enter__(self) -> QuarantineWriter:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        self.close(quiet=exc_type is not None)  # never mask the error already on its way
