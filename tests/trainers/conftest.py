@@ -97,18 +97,36 @@ def write_version(
         with pa.OSFile(str(vdir / rel), "wb") as sink, pa.ipc.new_file(sink, RECORD_SCHEMA) as w:
             w.write_table(table)
         digest = hashlib.sha256((vdir / rel).read_bytes()).hexdigest()
-        shards.append({"path": rel, "split": split, "rows": len(rows), "sha256": digest})
-    content_id = hashlib.sha256("".join(sorted(s["sha256"] for s in shards)).encode()).hexdigest()
+        shards.append(
+            {
+                "path": rel,
+                "split": split,
+                "rows": len(rows),
+                "bytes": (vdir / rel).stat().st_size,
+                "sha256": digest,
+            }
+        )
+    from pipeline.store.commit import (
+        MANIFEST_DIGEST_KEY,
+        content_id,
+        manifest_digest,
+        schema_sha256,
+    )
+
+    schema_hash = schema_sha256(RECORD_SCHEMA)
     manifest = {
         "format": "roleforge.manifest/1",
         "name": name,
         "version": version,
-        "content_id": content_id,
+        "content_id": content_id(schema_hash, [s["sha256"] for s in shards]),
+        "schema_sha256": schema_hash,
         "recipe_hash": "f" * 64,
         "recipe": recipe or {"name": name, "seed": 3},
         "splits": {s["split"]: s["rows"] for s in shards},
         "shards": shards,
     }
+    # Readers refuse a version whose manifest is not as committed: record its digest.
+    manifest[MANIFEST_DIGEST_KEY] = manifest_digest(manifest)
     (store / name / "versions" / f"v{version}.json").write_text(json.dumps(manifest, indent=2))
     return manifest
 
