@@ -42,3 +42,14 @@ def test_each_input_byte_parameter_and_seed_decides_the_content_id(
     image.write_bytes(original)  # everything as at first: the first content again
     back = run_json(corpus)
     assert back["content_id"] == first["content_id"] and not back["unchanged"]
+
+
+def test_a_licence_only_change_publishes_a_version_whose_card_states_it(corpus: Path) -> None:
+    first = run_json(corpus)
+    _set(corpus, license="cc-by-4.0")
+    relicensed = run_json(corpus)
+    assert not relicensed["unchanged"] and relicensed["version"] == first["version"] + 1
+    assert relicensed["content_id"] == first["content_id"]  # the same records
+    card = Path(relicensed["path"], "README.md").read_text(encoding="utf-8")
+    assert "cc-by-4.0" in card
+    assert run_json(corpus)["unchanged"]  # and now nothing changed
