@@ -172,16 +172,13 @@ class SpeedPerturb(AudioOp, ParamsOp):
 
 def decode_audio(data: bytes, mono: bool = False) -> Clip:
     """Return the decoded clip (any format libsndfile reads), down-mixed to mono if asked."""
-    import soundfile as sf
+    from pipeline.record.media import decode_audio as decode
 
-    samples, rate = sf.read(io.BytesIO(data), dtype="float32")  # (frames,) or (frames, channels)
-    if samples.ndim == 2:
-        if mono or samples.shape[1] == 1:
-            samples = (
-                samples.mean(axis=1, dtype=np.float32) if samples.shape[1] > 1 else samples[:, 0]
-            )
-        else:
-            samples = samples.T  # (channels, frames), as audiomentations wants
+    samples, rate = decode(data)  # (frames, channels)
+    if mono or samples.shape[1] == 1:
+        samples = samples.mean(axis=1, dtype=np.float32) if samples.shape[1] > 1 else samples[:, 0]
+    else:
+        samples = samples.T  # (channels, frames), as audiomentations wants
     return Clip(np.ascontiguousarray(samples), int(rate))
 
 

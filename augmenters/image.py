@@ -19,6 +19,13 @@ import numpy as np
 
 from augmenters.base import Op, OpConfigError, library_args, plain
 from augmenters.randomness import SeededStreams, draw_seed
+from pipeline.record.media import (  # noqa: F401 - decode/encode/image_format re-exported
+    IMAGE_EXTENSIONS,
+    decode_image,
+    encode_image,
+    image_format,
+    variant_image_format,
+)
 
 # Params albumentations adds from the transform's own configuration, not from the draw.
 _CONFIG_PARAMS = {"shape", "interpolation", "fill", "fill_mask", "mask_interpolation"}
@@ -77,7 +84,7 @@ class AlbumentationsOp(Op):
     def _full_params(self, image: np.ndarray, seed: int) -> dict[str, Any]:
         transform = self._transform()
         self._lazy_streams.reset(seed)
-        data = {"image": image}
+        data = {"image": _color(image)}
         params = transform.get_params()
         params = transform.update_transform_params(params=params, data=data)
         params.update(transform.get_params_dependent_on_data(params=params, data=data))
@@ -101,7 +108,22 @@ class AlbumentationsOp(Op):
             full = last[2]
         else:
             full = self._full_params(image, seed)
-        return self._transform().apply_with_params(full, image=image)["image"]
+        transform = self._transform()
+        if not _has_alpha(image):
+            return transform.apply_with_params(full, image=image)["image"]
+        # Colour ops want 3 channels; the alpha plane travels as a mask, so geometric ops
+        # move it with the pixels and colour ops leave it alone.
+        out = transform.apply_with_params(
+            full,
+            image=np.ascontiguousarray(image[..., :3]),
+            mask=np.ascontiguousarray(image[..., 3]),
+        )
+        rgb, alpha = out["image"], out["mask"]
+        if alpha.ndim == 3:
+            alpha = alpha[..., 0]
+        if rgb.shape[:2] != alpha.shape[:2]:
+            return rgb  # a transform that cannot carry the mask: keep the pixels, drop alpha
+        return np.dstack([rgb, alpha.astype(rgb.dtype)])
 
     def check(self) -> None:
         image = np.full((64, 64, 3), 127, np.uint8)
@@ -109,6 +131,15 @@ class AlbumentationsOp(Op):
             self.apply(image, self.draw(np.random.default_rng(0), image))
         except Exception as exc:
             raise OpConfigError(f"failed on a test image: {exc!r}") from exc
+
+
+def _has_alpha(image: np.ndarray) -> bool:
+    return image.ndim == 3 and image.shape[2] == 4
+
+
+def _color(image: np.ndarray) -> np.ndarray:
+    """Return the colour channels of an image (a view without alpha)."""
+    return image[..., :3] if _has_alpha(image) else image
 
 
 def _build_transform(name: str, kwargs: dict[str, Any]) -> Any:
@@ -133,81 +164,15 @@ def _config_error(exc: Exception) -> OpConfigError:
     return OpConfigError(str(exc))
 
 
-# --- codec: keep the original format -----------------------------------------------------
-
-_SIGNATURES = (
-    (b"\xff\xd8\xff", "jpeg"),
-    (b"\x89PNG\r\n\x1a\n", "png"),
-    (b"GIF8", "gif"),
-    (b"BM", "bmp"),
-)
-EXTENSIONS = {"jpeg": ".jpg", "png": ".png", "webp": ".webp", "bmp": ".bmp"}
-JPEG_QUALITY = 95
-WEBP_QUALITY = 95
-
-
-def image_format(data: bytes) -> str:
-    """Return the container format of encoded image bytes: jpeg, png, webp, gif, bmp or unknown."""
-    for magic, fmt in _SIGNATURES:
-        if data.startswith(magic):
-            return fmt
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    return "unknown"
-
-
-def output_format(fmt: str) -> str:
-    """Return the format a variant of a `fmt` image is written in (itself when cv2 can write it)."""
-    return fmt if fmt in EXTENSIONS else "png"
-
-
-def decode_image(data: bytes) -> np.ndarray:
-    """Return RGB (or RGBA, for images with alpha) uint8 pixels of encoded image bytes."""
-    import cv2
-
-    buf = np.frombuffer(data, np.uint8)
-    if image_format(data) in ("png", "webp"):
-        raw = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
-        if raw is not None and raw.ndim == 3 and raw.shape[2] == 4 and raw.dtype == np.uint8:
-            return cv2.cvtColor(raw, cv2.COLOR_BGRA2RGBA)
-    # IMREAD_COLOR_RGB also applies the EXIF orientation, so pixels match what viewers show.
-    image = cv2.imdecode(buf, cv2.IMREAD_COLOR_RGB)
-    if image is None:
-        raise ValueError("image bytes do not decode")
-    return image
-
-
-def encode_image(image: np.ndarray, fmt: str) -> bytes:
-    """Return `image` (RGB/RGBA uint8) encoded as `fmt` (jpeg at quality 95, png, webp, bmp)."""
-    import cv2
-
-    fmt = output_format(fmt)
-    if image.dtype != np.uint8:
-        image = np.clip(image, 0, 255).astype(np.uint8)
-    if image.ndim == 3 and image.shape[2] == 4:
-        bgr = cv2.cvtColor(image, cv2.COLOR_RGBA2BGRA)
-        if fmt == "jpeg":
-            bgr = bgr[:, :, :3]
-    elif image.ndim == 3 and image.shape[2] == 3:
-        bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-    else:
-        bgr = image
-    flags = {
-        "jpeg": [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY],
-        "webp": [cv2.IMWRITE_WEBP_QUALITY, WEBP_QUALITY],
-    }
-    ok, buf = cv2.imencode(EXTENSIONS[fmt], np.ascontiguousarray(bgr), flags.get(fmt, []))
-    if not ok:
-        raise ValueError(f"could not encode image as {fmt}")
-    return buf.tobytes()
+# --- codec: pipeline/record/media.py, the one codec of every stage ---------------------
 
 
 def variant_image_path(path: str | None, fmt: str) -> str | None:
     """Return the path for a variant image: the original's, with the extension of its output format."""
-    if path is None or output_format(fmt) == fmt:
+    if path is None or variant_image_format(fmt) == fmt:
         return path
     stem = path.rsplit(".", 1)[0] if "." in path.rsplit("/", 1)[-1] else path
-    return stem + EXTENSIONS[output_format(fmt)]
+    return stem + IMAGE_EXTENSIONS[variant_image_format(fmt)]
 
 
 # --- spatial guard ----------------------------------------------------------------------

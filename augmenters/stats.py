@@ -29,6 +29,8 @@ class AugmentStats:
     flip_guard_skipped: int = 0
     flip_guard_swapped: int = 0
     text_skipped: int = 0
+    # Records whose variants could not be made (an op raised): the original stays.
+    failed_variants: int = 0
 
     def count(self, modality: str, name: str, outcome: Literal["applied", "skipped"]) -> None:
         """Count one outcome of the op `name` of `modality`."""

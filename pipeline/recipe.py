@@ -13,7 +13,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from augmenters.config import AugmentConfig
 from pipeline.record.config import RecipeError, StrictModel
-from pipeline.record.ids import canonical_json
+from pipeline.record.ids import DATASET_NAME_PATTERN, canonical_json
 from trainers.config import TrainConfig
 
 SOURCE_FORMATS = (
@@ -119,7 +119,8 @@ class ExecutionConfig(StrictModel):
 
 
 class Recipe(StrictModel):
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    # The name becomes a folder in the store and in cards_dir: "." or ".." would escape them.
+    name: str = Field(pattern=DATASET_NAME_PATTERN)
     store: str | None = None  # None = $ROLEFORGE_STORE, then ./roleforge-store
     seed: int = 0
     sources: list[SourceConfig] = Field(min_length=1)
@@ -180,14 +181,79 @@ def _error_key(err: dict[str, Any]) -> str:
     return ".".join(str(p) for p in err["loc"]) or "<recipe>"
 
 
+# Bounds on what a recipe may be: far above any real one, far below what exhausts memory.
+MAX_RECIPE_BYTES = 1024 * 1024
+# Nodes and string characters of the recipe once YAML aliases are expanded: an alias bomb
+# is a few hundred bytes of text that expands to billions of nodes.
+MAX_RECIPE_NODES = 100_000
+MAX_RECIPE_CHARS = 10 * 1024 * 1024
+# An error line repeats at most this much of what the recipe said.
+MAX_ERROR_LINE = 300
+MAX_ERROR_LINES = 20
+
+
+def bounded(text: str, limit: int = MAX_ERROR_LINE) -> str:
+    """Return `text` cut to `limit` characters, saying how much was left out."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit} more characters)"
+
+
+def expanded_size(data: Any) -> tuple[int, int]:
+    """Return (nodes, string characters) of parsed YAML as if its aliases were expanded.
+
+    Shared (aliased) objects are measured once and counted each time they are referenced,
+    so the cost is the size of the text, not of the expansion.
+    """
+    memo: dict[int, tuple[int, int]] = {}
+    active: set[int] = set()
+
+    def measure(node: Any) -> tuple[int, int]:
+        if isinstance(node, str):
+            return 1, len(node)
+        if not isinstance(node, (dict, list)):
+            return 1, 0
+        key = id(node)
+        if key in memo:
+            return memo[key]
+        if key in active:  # a recursive alias: infinite once expanded
+            return MAX_RECIPE_NODES + 1, 0
+        active.add(key)
+        children = [*node.keys(), *node.values()] if isinstance(node, dict) else node
+        nodes, chars = 1, 0
+        for child in children:
+            n, c = measure(child)
+            nodes, chars = nodes + n, chars + c
+            if nodes > MAX_RECIPE_NODES or chars > MAX_RECIPE_CHARS:
+                break  # already too big: the exact size does not matter
+        active.discard(key)
+        memo[key] = (nodes, chars)
+        return nodes, chars
+
+    return measure(data)
+
+
+def _check_recipe_size(data: Any, where: str) -> None:
+    nodes, chars = expanded_size(data)
+    if nodes > MAX_RECIPE_NODES or chars > MAX_RECIPE_CHARS:
+        raise RecipeError(
+            f"{where}: the recipe expands to over {MAX_RECIPE_NODES:,} values or "
+            f"{MAX_RECIPE_CHARS:,} characters (YAML aliases?); refusing it"
+        )
+
+
 def format_validation_error(exc: ValidationError) -> str:
-    """Return one line per problem, each starting with the offending key."""
+    """Return one line per problem (at most MAX_ERROR_LINES), each starting with the
+    offending key and bounded in length, whatever the recipe held."""
     lines = []
-    for err in exc.errors():
+    errors = exc.errors()
+    for err in errors[:MAX_ERROR_LINES]:
         if err["type"] == "extra_forbidden":
-            lines.append(f"{_error_key(err)}: unknown key")
+            lines.append(bounded(f"{_error_key(err)}: unknown key"))
         else:
-            lines.append(f"{_error_key(err)}: {err['msg']}")
+            lines.append(bounded(f"{_error_key(err)}: {err['msg']}"))
+    if len(errors) > MAX_ERROR_LINES:
+        lines.append(f"... and {len(errors) - MAX_ERROR_LINES} more problems")
     return "\n".join(lines)
 
 
@@ -195,6 +261,7 @@ def parse_recipe(data: Any, base_dir: str = ".", check_ops: bool = True) -> Reci
     """Return a validated Recipe from already-parsed YAML data, or raise RecipeError."""
     if not isinstance(data, dict):
         raise RecipeError("<recipe>: the recipe must be a mapping of keys to values")
+    _check_recipe_size(data, "<recipe>")
     try:
         recipe = Recipe.model_validate({**data, "base_dir": base_dir})
     except ValidationError as exc:
@@ -202,7 +269,10 @@ def parse_recipe(data: Any, base_dir: str = ".", check_ops: bool = True) -> Reci
     if check_ops:
         from augmenters import validate_augment_config
 
-        validate_augment_config(recipe.augment)  # raises RecipeError naming op and key
+        try:
+            validate_augment_config(recipe.augment)  # raises RecipeError naming op and key
+        except RecipeError as exc:
+            raise RecipeError(bounded(str(exc), MAX_ERROR_LINE * 4)) from None
     return recipe
 
 
@@ -210,11 +280,20 @@ def load_recipe(path: str | os.PathLike[str], check_ops: bool = True) -> Recipe:
     """Return the validated recipe at `path`; raise RecipeError naming the bad key."""
     p = Path(path)
     try:
+        if not p.is_file():
+            raise RecipeError(f"cannot read recipe {p}: not a regular file")
+        if p.stat().st_size > MAX_RECIPE_BYTES:
+            raise RecipeError(
+                f"recipe {p} has {p.stat().st_size:,} bytes, over the limit of "
+                f"{MAX_RECIPE_BYTES:,}; a recipe names its data, it does not hold it"
+            )
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise RecipeError(f"cannot read recipe {p}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise RecipeError(f"cannot read recipe {p}: not UTF-8 text") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise RecipeError(f"{p}: not valid YAML: {exc}") from None
+        raise RecipeError(bounded(f"{p}: not valid YAML: {exc}", MAX_ERROR_LINE * 2)) from None
     return parse_recipe(data, base_dir=str(p.parent.resolve()), check_ops=check_ops)

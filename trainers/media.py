@@ -10,19 +10,20 @@ logger = logging.getLogger(__name__)
 
 
 def decode_image(data: bytes):
-    """Return an RGB PIL image from encoded bytes."""
-    from PIL import Image
+    """Return an RGB PIL image from encoded bytes, decoded by the one codec every stage uses
+    (EXIF orientation applied, 16-bit scaled), so the model sees what validation saw."""
+    from pipeline.record.media import open_image
 
-    with Image.open(io.BytesIO(data)) as im:
-        return im.convert("RGB")
+    return open_image(data, keep_alpha=False)
 
 
 def decode_audio(data: bytes, sampling_rate: int):
     """Return mono float32 samples at `sampling_rate` from encoded audio bytes."""
     import numpy as np
-    import soundfile as sf
 
-    wave, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    from pipeline.record.media import decode_audio as decode
+
+    wave, rate = decode(data)
     wave = wave.mean(axis=1)
     if rate != sampling_rate:
         import soxr
@@ -37,6 +38,9 @@ def image_size(data: bytes) -> tuple[int, int]:
 
     with Image.open(io.BytesIO(data)) as im:
         width, height = im.size
+        # EXIF orientations 5-8 turn the image a quarter: the decoded image is height x width.
+        if im.getexif().get(0x0112) in (5, 6, 7, 8):
+            width, height = height, width
     return height, width
 
 

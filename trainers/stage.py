@@ -200,7 +200,7 @@ class TrainRun:
 
     def setup(self) -> None:
         """Resolve version, config, seed and base model; check them; create the run folder."""
-        self.manifest = self.store.manifest(self.version)
+        self.manifest = self.store.checked_manifest(self.version)
         self.version = self.manifest.number
         if self.resume:
             self._continue_run()

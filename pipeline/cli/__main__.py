@@ -1,5 +1,5 @@
 """`python -m pipeline.cli`: the roleforge command line."""
 
-from pipeline.cli.app import app
+from pipeline.cli.app import main
 
-app()
+main()

@@ -82,7 +82,7 @@ def _store(name: str, store: str | None, recipe: str | None):
     uri = store or os.environ.get("ROLEFORGE_STORE") or "roleforge-store"
     try:
         return Store(store_fs(uri)[1], name)
-    except UnsupportedStore as exc:
+    except (UnsupportedStore, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_FAILED) from None
 
@@ -110,6 +110,7 @@ def data_job_errors() -> Iterator[None]:
     from pipeline.record.rejection import TooManyBadRecords
     from pipeline.store.commit import CommitCheckFailed, InjectedFault
     from pipeline.store.fs import StoreNotWritable, UnsupportedStore
+    from pipeline.store.lock import StoreBusy
 
     try:
         yield
@@ -119,7 +120,7 @@ def data_job_errors() -> Iterator[None]:
     except TooManyBadRecords as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_TOO_MANY_BAD) from None
-    except (CommitCheckFailed, InjectedFault, UnsupportedStore, StoreNotWritable) as exc:
+    except (CommitCheckFailed, InjectedFault, UnsupportedStore, StoreNotWritable, StoreBusy) as exc:
         typer.echo(f"error: {exc}; nothing was published", err=True)
         raise typer.Exit(EXIT_FAILED) from None
 
@@ -198,7 +199,9 @@ def show(
 
     s, version = _ref(ref, store, recipe)
     try:
-        manifest = s.manifest(version)
+        # The numbers shown come from the manifest: prove it and the file sizes first
+        # (cheap); `verify` re-hashes everything.
+        manifest = s.checked_manifest(version, hash_shards=False)
     except VersionNotFound as exc:
         raise _not_found(exc) from None
     if as_json:
@@ -269,16 +272,23 @@ def gc(
     recipe: str | None = typer.Option(None, "--recipe", help="take the store from this recipe"),
     dry_run: bool = typer.Option(False, "--dry-run", help="list what would go, remove nothing"),
     min_age: float = typer.Option(
-        0.0, "--min-age", help="spare paths modified less than this many seconds ago"
+        3600.0,
+        "--min-age",
+        help="also spare paths with anything modified less than this many seconds ago "
+        "(live runs and commits are always spared)",
     ),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
 ) -> None:
-    """Remove staging folders and files that no manifest references (models are kept)."""
+    """Remove staging folders and files that no manifest or live run references (models are kept)."""
     from pipeline.store.fs import LocalFS
     from pipeline.store.gc import collect_garbage
+    from pipeline.store.lock import StoreBusy
 
     s = _store(name, store, recipe)
-    report = collect_garbage(s, LocalFS(), dry_run=dry_run, min_age_s=min_age).to_dict()
+    try:
+        report = collect_garbage(s, LocalFS(), dry_run=dry_run, min_age_s=min_age).to_dict()
+    except StoreBusy as exc:
+        raise _not_found(exc) from None
     if as_json:
         typer.echo(json.dumps(report, indent=2))
         return
@@ -310,8 +320,16 @@ from pipeline.cli.models import register as _register_models  # noqa: E402
 _register_models(app)  # retrain, models, promote
 
 
-def main() -> None:  # pragma: no cover - console entry
-    sys.exit(app())
+def main() -> None:
+    """Run the command line; an OS-level failure (full disk, unwritable or special store,
+    unreadable model folder) ends with one line on stderr and exit 1, not a traceback."""
+    try:
+        app(standalone_mode=True)
+    except OSError as exc:
+        where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        print(f"error: {reason}{where}", file=sys.stderr)
+        sys.exit(EXIT_FAILED)
 
 
 if __name__ == "__main__":  # pragma: no cover

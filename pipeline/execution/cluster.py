@@ -76,6 +76,7 @@ def ensure_ray() -> None:
 
     for key, value in WORKER_ENV.items():
         os.environ.setdefault(key, value)
+    _driver_messages_to_stderr()
     if ray.is_initialized():
         return
     address = os.environ.get("RAY_ADDRESS") or None
@@ -99,6 +100,27 @@ def ensure_ray() -> None:
     with _quiet(NOISY_LOGGERS):
         ray.init(address=address, **kwargs)
     log.info("ray: %s", "connected to " + address if address else "embedded local cluster")
+
+
+def _driver_messages_to_stderr() -> None:
+    """Send Ray's driver-side notices ("(raylet) A worker died ...") to stderr.
+
+    Ray prints cluster error messages on the driver's stdout from a background thread
+    (ray._private.worker.listen_error_messages -> print_to_stdstream with is_err False),
+    which breaks `--json` output. The thread looks the function up by name on every
+    message, so wrapping it routes them all to stderr; nothing is dropped.
+    """
+    from ray._private import worker
+
+    original = getattr(worker, "print_to_stdstream", None)
+    if original is None or getattr(original, "_roleforge_stderr", False):
+        return
+
+    def to_stderr(data: dict[str, Any], ignore_prefix: bool) -> None:
+        original({**data, "is_err": True}, ignore_prefix)
+
+    to_stderr._roleforge_stderr = True  # type: ignore[attr-defined]
+    worker.print_to_stdstream = to_stderr
 
 
 @contextlib.contextmanager

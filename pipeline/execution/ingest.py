@@ -18,6 +18,7 @@ from pipeline.record.rejection import (
     check_bad_fraction,
 )
 from pipeline.stages.validate import ValidateStage
+from pipeline.store.lock import RunLease
 from pipeline.store.quarantine import QuarantineWriter
 from pipeline.store.read import Store
 
@@ -118,9 +119,11 @@ def run_ingest(recipe: Recipe, run_id: str | None = None) -> IngestReport:
     check_source_paths(recipe)
     run_id = run_id or new_run_id()
     validate = ValidateStage(recipe.limits)
-    path = Store(recipe.store_uri, recipe.name).quarantine_path(run_id)
+    store = Store(recipe.store_uri, recipe.name)
+    path = store.quarantine_path(run_id)
     counts = [SourceCounts(s.name) for s in recipe.sources]
-    with QuarantineWriter(path) as writer:
+    # The lease keeps `gc` off the quarantine file while this ingest writes it.
+    with RunLease(store.root, run_id), QuarantineWriter(path) as writer:
         for source, count in zip(recipe.sources, counts, strict=True):
             for item in read_source(source, recipe, count.read):
                 # Unusable characters-file lines arrive as entries too, and count as input.

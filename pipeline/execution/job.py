@@ -58,6 +58,7 @@ from pipeline.store.commit import (
     schema_sha256,
 )
 from pipeline.store.fs import store_fs
+from pipeline.store.lock import RunLease
 from pipeline.store.manifest import (
     DedupSummary,
     InputFile,
@@ -449,14 +450,16 @@ class DataJob:
         started = time.perf_counter()
         check_source_paths(self.recipe)
         self._check_writable()
-        try:
-            manifest = self._stages()
-        except BaseException:
-            # Nothing of this run can be published: its work files go now (the quarantine
-            # file stays, to say why); `gc` would find them otherwise.
-            self.fs.remove_tree(self.staging)
-            raise
-        result = self._commit(manifest)
+        # The lease, taken before the run's first file, tells `gc` this run is alive.
+        with RunLease(self.store.root, self.run_id):
+            try:
+                manifest = self._stages()
+            except BaseException:
+                # Nothing of this run can be published: its work files go now (the
+                # quarantine file stays, to say why); `gc` would find them otherwise.
+                self.fs.remove_tree(self.staging)
+                raise
+            result = self._commit(manifest)
         result.seconds = time.perf_counter() - started
         return result
 
@@ -487,8 +490,12 @@ class DataJob:
             parts, index = self._augment(validated, keys.num_rows, duplicate_ids)
             self._check_bad_fraction()
             shards = self._write(parts, index)
-        finally:
-            self.quarantine.close()
+        except BaseException:
+            # The first error is the one to report: closing the quarantine file on a full
+            # disk would raise a second one and mask it.
+            self.quarantine.close(quiet=True)
+            raise
+        self.quarantine.close()
         check_counts({name: c.to_dict() for name, c in self.counts.items()})
         if sum(self.rows.values()) != self.counts["write"].out:
             raise CommitCheckFailed("rows per split do not add up to the rows written")

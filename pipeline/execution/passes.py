@@ -2,7 +2,8 @@
 WORK records and knows nothing about Ray; `pipeline.run` decides where they execute.
 
 A record that a stage rejects leaves as a QuarantineEntry with a reason (RecordRejected's,
-or `stage_error` / `augment_error` for anything unexpected); its neighbours carry on.
+or `stage_error` for anything unexpected); its neighbours carry on. An augmenter that fails
+on a record costs only that record's variants (counted as `failed_variants`), never the record.
 
 The two pass functions at the bottom run stages over part files and return one table per
 bounded batch. Anything that is not a record travels back in the `_side` column of a stub

@@ -36,6 +36,11 @@ def record_seed(seed: int, record_id: str, copy: int, modality: str) -> int:
     return int.from_bytes(_digest("seed", seed, record_id, copy, modality)[:8], "little")
 
 
+# Dataset names become folder names in the store and the cards folder: a letter or digit
+# first, so "." and ".." (and hidden folders) can never name a dataset.
+DATASET_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+
+
 def canonical_json(value: Any) -> str:
     """Return `value` as JSON with sorted keys and no whitespace, for hashing and storage."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)

@@ -11,6 +11,7 @@ import binascii
 import io
 import os
 import re
+import struct
 import warnings
 from dataclasses import dataclass
 
@@ -220,6 +221,15 @@ def probe_audio(data: bytes, max_seconds: float) -> AudioInfo:
             f"{probed.seconds:.2f} s of audio, over the limit of {max_seconds:g} s",
         )
     if probed.format in _PCM_CONTAINERS and info.subtype.startswith(("PCM", "FLOAT", "DOUBLE")):
+        # libsndfile quietly shortens a truncated file's frame count to what is there, so
+        # the count the header declares is what proves the whole clip is present.
+        declared = _declared_pcm_frames(data)
+        if declared is not None and declared > probed.frames:
+            raise RecordRejected(
+                "corrupt_audio",
+                f"{probed.format} clip is truncated: its header declares {declared} frames, "
+                f"the bytes hold {probed.frames}",
+            )
         decoded = probed.frames
     else:
         decoded = _decode_all_frames(data, probed.format)
@@ -232,6 +242,52 @@ def probe_audio(data: bytes, max_seconds: float) -> AudioInfo:
     if decoded <= 0:
         raise RecordRejected("corrupt_audio", f"{probed.format} clip has no samples")
     return probed
+
+
+def _riff_chunks(data: bytes, start: int, big_endian: bool) -> dict[bytes, tuple[int, int]]:
+    """Return {chunk id: (payload offset, declared payload size)} of an IFF-style file."""
+    order = ">" if big_endian else "<"
+    chunks: dict[bytes, tuple[int, int]] = {}
+    pos = start
+    while pos + 8 <= len(data) and len(chunks) < 64:
+        cid = data[pos : pos + 4]
+        (size,) = struct.unpack(order + "I", data[pos + 4 : pos + 8])
+        chunks.setdefault(cid, (pos + 8, size))
+        pos += 8 + size + (size & 1)
+    return chunks
+
+
+def _declared_pcm_frames(data: bytes) -> int | None:
+    """Return the frame count a WAV, AIFF or AU header declares; None when it declares none
+    (streamed files write 0 or 0xFFFFFFFF) or the container is another one."""
+    try:
+        if data[:4] in (b"RIFF", b"RIFX") and data[8:12] == b"WAVE":
+            chunks = _riff_chunks(data, 12, big_endian=data[:4] == b"RIFX")
+            if b"fmt " not in chunks or b"data" not in chunks:
+                return None
+            fmt_at, _ = chunks[b"fmt "]
+            order = ">" if data[:4] == b"RIFX" else "<"
+            (block_align,) = struct.unpack(order + "H", data[fmt_at + 12 : fmt_at + 14])
+            size = chunks[b"data"][1]
+            if block_align <= 0 or size in (0, 0xFFFFFFFF):
+                return None
+            return size // block_align
+        if data[:4] == b"FORM" and data[8:12] in (b"AIFF", b"AIFC"):
+            chunks = _riff_chunks(data, 12, big_endian=True)
+            if b"COMM" not in chunks:
+                return None
+            comm_at, _ = chunks[b"COMM"]
+            (frames,) = struct.unpack(">I", data[comm_at + 2 : comm_at + 6])
+            return frames or None
+        if data[:4] == b".snd":
+            offset, size, _enc, _rate, channels = struct.unpack(">IIIII", data[4:24])
+            width = {1: 1, 2: 1, 3: 2, 4: 3, 5: 4, 6: 4, 7: 8}.get(_enc)
+            if size == 0xFFFFFFFF or not width or not channels:
+                return None
+            return size // (width * channels)
+    except struct.error:
+        return None
+    return None
 
 
 def _decode_all_frames(data: bytes, fmt: str) -> int:
@@ -258,3 +314,107 @@ def _decode_all_frames(data: bytes, fmt: str) -> int:
 def _say(exc: BaseException) -> str:
     # Decoders name the in-memory buffer by address; that says nothing to the reader of a report.
     return _BUFFER_REPR.sub("the bytes", str(exc)) or type(exc).__name__
+
+
+# --- the one codec: how every stage (validation, augmenters, trainer) sees pixels and samples ---
+
+_SIGNATURES = (
+    (b"\xff\xd8\xff", "jpeg"),
+    (b"\x89PNG\r\n\x1a\n", "png"),
+    (b"GIF8", "gif"),
+    (b"BM", "bmp"),
+)
+IMAGE_EXTENSIONS = {"jpeg": ".jpg", "png": ".png", "webp": ".webp", "bmp": ".bmp"}
+JPEG_QUALITY = 95
+WEBP_QUALITY = 95
+
+
+def image_format(data: bytes) -> str:
+    """Return the container format of encoded image bytes: jpeg, png, webp, gif, bmp or unknown."""
+    for magic, fmt in _SIGNATURES:
+        if data.startswith(magic):
+            return fmt
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    return "unknown"
+
+
+def _to_8bit(im):
+    """Return a high-bit-depth grayscale PIL image as mode L, scaled (PIL would clip to white)."""
+    import numpy as np
+    from PIL import Image
+
+    values = np.asarray(im)
+    if im.mode == "F":
+        top = 1.0 if float(values.max(initial=0.0)) <= 1.0 else 255.0
+    elif im.mode.startswith("I;16") or int(values.max(initial=0)) > 255:
+        top = 65535.0
+    else:
+        top = 255.0
+    scaled = np.clip(values.astype(np.float64) * (255.0 / top), 0, 255).round()
+    return Image.fromarray(scaled.astype(np.uint8), mode="L")
+
+
+def open_image(data: bytes, keep_alpha: bool = True):
+    """Return a decoded PIL image as viewers show it: EXIF orientation applied, RGB, or RGBA
+    when `keep_alpha` and the image has alpha (palette transparency included); 16-bit and
+    float grayscale scaled to 8 bits, palette, grayscale and CMYK expanded to RGB."""
+    from PIL import Image, ImageOps
+
+    with Image.open(io.BytesIO(data)) as raw:
+        raw.load()
+        im = ImageOps.exif_transpose(raw)
+    if im.mode in ("I", "F") or im.mode.startswith("I;"):
+        im = _to_8bit(im)
+    has_alpha = im.mode in ("RGBA", "LA", "La", "PA", "RGBa") or (
+        im.mode in ("P", "L", "RGB") and "transparency" in im.info
+    )
+    mode = "RGBA" if keep_alpha and has_alpha else "RGB"
+    return im if im.mode == mode else im.convert(mode)
+
+
+def decode_image(data: bytes, keep_alpha: bool = True):
+    """Return HxWx3 (or HxWx4 with alpha, when kept) uint8 pixels of encoded image bytes."""
+    import numpy as np
+
+    return np.asarray(open_image(data, keep_alpha=keep_alpha)).copy()
+
+
+def variant_image_format(fmt: str) -> str:
+    """Return the format a variant of a `fmt` image is written in (itself when it can be)."""
+    return fmt if fmt in IMAGE_EXTENSIONS else "png"
+
+
+def encode_image(pixels, fmt: str) -> bytes:
+    """Return RGB/RGBA uint8 pixels encoded as `fmt` (jpeg at quality 95, png, webp, bmp);
+    alpha is kept where the format has it."""
+    import cv2
+    import numpy as np
+
+    fmt = variant_image_format(fmt)
+    if pixels.dtype != np.uint8:
+        pixels = np.clip(pixels, 0, 255).astype(np.uint8)
+    if pixels.ndim == 3 and pixels.shape[2] == 4:
+        bgr = cv2.cvtColor(pixels, cv2.COLOR_RGBA2BGRA)
+        if fmt == "jpeg":  # the only variant format without alpha
+            bgr = bgr[:, :, :3]
+    elif pixels.ndim == 3 and pixels.shape[2] == 3:
+        bgr = cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR)
+    else:
+        bgr = pixels
+    flags = {
+        "jpeg": [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY],
+        "webp": [cv2.IMWRITE_WEBP_QUALITY, WEBP_QUALITY],
+    }
+    ok, buf = cv2.imencode(IMAGE_EXTENSIONS[fmt], np.ascontiguousarray(bgr), flags.get(fmt, []))
+    if not ok:
+        raise ValueError(f"could not encode image as {fmt}")
+    return buf.tobytes()
+
+
+def decode_audio(data: bytes):
+    """Return (float32 samples shaped (frames, channels), sample rate) of encoded audio."""
+    import soundfile as sf
+
+    samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    return samples, int(rate)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from typing import Any
 
 import numpy as np
@@ -10,7 +11,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from augmenters.stats import AugmentStats
-from pipeline.record.rejection import QuarantineEntry, quarantine_entry
 from pipeline.record.schema import (
     AUDIO_PLACEHOLDER,
     IMAGE_PLACEHOLDER,
@@ -18,6 +18,8 @@ from pipeline.record.schema import (
     records_to_table,
 )
 from pipeline.stages.base import StageResult
+
+log = logging.getLogger(__name__)
 
 
 class AugmentStage:
@@ -57,28 +59,28 @@ class AugmentStage:
             zero_copy_only=False
         )
         train_rows = np.nonzero(is_train)[0]
-        keep = np.ones(table.num_rows, dtype=bool)
         variants: list[dict[str, Any]] = []
-        rejected: list[QuarantineEntry] = []
         stats = AugmentStats()
         records = table.take(pa.array(train_rows, pa.int64())).to_pylist()
         # The augmenter may offer one scope for a batch of records (it saves and restores
         # global RNG states once instead of per record).
         batch_scope = getattr(self.augmenter, "batch", contextlib.nullcontext)
         with batch_scope():
-            for row, record in zip(train_rows, records, strict=True):
+            for record in records:
                 try:
                     produced, record_stats = self.augmenter.variants(record)
                     produced = self._checked_variants(record, produced)
-                except Exception as exc:  # one record's failure never takes its batch down
-                    keep[row] = False
-                    message = f"{type(exc).__name__}: {exc}"
-                    rejected.append(quarantine_entry(self.name, record, "augment_error", message))
+                except Exception as exc:
+                    # A valid original is never lost to an op that fails on it: it stays,
+                    # its variants are skipped and counted, and its neighbours carry on.
+                    stats.failed_variants += 1
+                    log.warning(
+                        "augment: no variants of %s: %s: %s", record["id"], type(exc).__name__, exc
+                    )
                     continue
                 variants.extend(produced)
                 stats.merge(record_stats)
-        originals = table.filter(pa.array(keep))
+        out = table
         if variants:
-            produced_table = records_to_table(variants, table.schema)
-            originals = pa.concat_tables([originals, produced_table])
-        return StageResult(originals, rejected, stats)
+            out = pa.concat_tables([table, records_to_table(variants, table.schema)])
+        return StageResult(out, [], stats)

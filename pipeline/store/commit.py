@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from pipeline.record.ids import canonical_json, file_sha256
 from pipeline.store.fs import LocalFS
+from pipeline.store.lock import commit_lock
 from pipeline.store.manifest import CardEntry, Manifest
 from pipeline.store.read import Store, VersionNotFound
 
@@ -42,10 +43,16 @@ class CommitCheckFailed(RuntimeError):
 
 
 def fault_point(name: str) -> None:
-    """Raise InjectedFault when $ROLEFORGE_FAULT names this step of the commit."""
+    """Raise InjectedFault when $ROLEFORGE_FAULT names this step of the commit; SIGKILL
+    this process when it says `kill:<step>` (a crash no handler sees)."""
     assert name in FAULT_POINTS, name
-    if os.environ.get(FAULT_ENV) == name:
+    fault = os.environ.get(FAULT_ENV)
+    if fault == name:
         raise InjectedFault(f"fault injected {name.replace('_', ' ')}")
+    if fault == f"kill:{name}":
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def schema_sha256(schema: pa.Schema) -> str:
@@ -86,6 +93,26 @@ def check_counts(counts: dict[str, dict[str, int]]) -> None:
         raise CommitCheckFailed("stage counts do not add up: " + "; ".join(problems))
 
 
+def card_metadata(manifest: Manifest) -> dict[str, Any]:
+    """Return what the cards show that the shards do not decide: the licences."""
+    recipe = manifest.recipe
+    return {
+        "license": recipe.get("license"),
+        "license_name": recipe.get("license_name"),
+        "license_link": recipe.get("license_link"),
+        "sources": {s.get("name"): s.get("license") for s in recipe.get("sources") or []},
+    }
+
+
+def same_publication(committed: Manifest, staged: Manifest) -> bool:
+    """Return whether `staged` would publish nothing new over `committed`: the same content
+    and the same card-only metadata (a licence change alone is a new version, so its card
+    is right)."""
+    return committed.content_id == staged.content_id and card_metadata(committed) == card_metadata(
+        staged
+    )
+
+
 @dataclass(frozen=True)
 class CommitResult:
     """What the commit did: the version that holds this content, and whether it is new."""
@@ -120,66 +147,52 @@ class VersionCommitter:
         except VersionNotFound:
             return None
 
-    def _same_content(self, manifest: Manifest) -> CommitResult | None:
-        latest = self._latest_manifest()
-        if latest is not None and latest.content_id == manifest.content_id:
-            version = latest.number
-            return CommitResult(
-                version, self.store.version_dir(version), latest.content_id, True, latest
-            )
-        return None
+    def _free_number(self, latest: Manifest | None) -> int:
+        """Return the first number after the latest version whose v<N>/ is free.
 
-    def _claim_version(self, staged: str, manifest: Manifest) -> int | CommitResult:
-        """Move `staged` to the first free versions/v<N>/; return N, or the existing version
-        when one with the same content was committed meanwhile."""
-        self.fs.makedirs(self.store.versions_dir)
-        number = (self.store.latest() or 0) + 1
-        while True:
-            taken = self.fs.exists(self.store.manifest_path(number))
-            if not taken:
-                try:
-                    self.fs.rename_dir(staged, self.store.version_dir(number))
-                    return number
-                except FileExistsError:
-                    pass
-            # v<N> was taken meanwhile (or is a crashed leftover): maybe by this very
-            # content; otherwise try the next number.
-            log.info("version %d of %s is taken; re-checking", number, self.store.name)
-            same = self._same_content(manifest)
-            if same is not None:
-                return same
+        Called under the commit lock, so a v<N>/ without a manifest is a crashed commit's
+        leftover (gc removes it), never a competitor's half-made version.
+        """
+        number = (latest.number if latest else 0) + 1
+        while self.fs.exists(self.store.version_dir(number)) or self.fs.exists(
+            self.store.manifest_path(number)
+        ):
+            log.info(
+                "v%d of %s is a crashed commit's leftover; skipping it", number, self.store.name
+            )
             number += 1
+        return number
 
     def commit(self, staged: str, manifest: Manifest) -> CommitResult:
         """Publish the staged folder (shards written, fsynced, hashed) with `manifest`
         (everything but version, parent_version and cards); return the committed version,
         or the latest one with `unchanged=True` when it already holds this content."""
         fault_point("after_staging")
-        same = self._same_content(manifest)
-        if same is not None:
-            return same
-        claimed = self._claim_version(staged, manifest)
-        if isinstance(claimed, CommitResult):
-            return claimed
-        number = claimed
-        vdir = self.store.version_dir(number)
-        fault_point("after_move")
-
-        parent = self._parent_manifest(number)
-        manifest = manifest.committed(number, parent.number if parent else None)
-        # The cards describe the manifest without cards; then the manifest lists the cards.
-        manifest = manifest.with_cards(self._write_cards(vdir, manifest, parent))
-        fault_point("after_cards")
-
-        fault_point("before_manifest")
-        self.fs.create_exclusive(self.store.manifest_path(number), manifest.to_json_bytes())
-        fault_point("after_manifest")
+        self.fs.makedirs(self.store.versions_dir)
+        # Choosing N and the parent, moving the folder and creating the manifest happen
+        # under one lock: racing writers then publish a linear chain, and the same content
+        # from several of them ends as one version and the rest `unchanged`.
+        with commit_lock(self.store.root):
+            parent = self._latest_manifest()
+            if parent is not None and same_publication(parent, manifest):
+                number = parent.number
+                return CommitResult(
+                    number, self.store.version_dir(number), parent.content_id, True, parent
+                )
+            number = self._free_number(parent)
+            vdir = self.store.version_dir(number)
+            self.fs.rename_dir(staged, vdir)
+            fault_point("after_move")
+            manifest = manifest.committed(number, parent.number if parent else None)
+            # The cards describe the manifest without cards; then the manifest lists them.
+            manifest = manifest.with_cards(self._write_cards(vdir, manifest, parent))
+            fault_point("after_cards")
+            manifest = manifest.sealed()  # the digest over every other field, last
+            fault_point("before_manifest")
+            self.fs.create_exclusive(self.store.manifest_path(number), manifest.to_json_bytes())
+            fault_point("after_manifest")
         self._copy_card(vdir, number)
         return CommitResult(number, vdir, manifest.content_id, False, manifest)
-
-    def _parent_manifest(self, number: int) -> Manifest | None:
-        earlier = [v for v in self.store.versions() if v < number]
-        return self.store.manifest(earlier[-1]) if earlier else None
 
     def _write_cards(
         self, vdir: str, manifest: Manifest, parent: Manifest | None

@@ -8,12 +8,26 @@ with the keys in the order of the fields below; creating that file exclusively i
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer
 
+from pipeline.record.ids import canonical_json
+
 MANIFEST_FORMAT = "roleforge.manifest/1"
+MANIFEST_DIGEST_KEY = "manifest_sha256"
+
+
+def manifest_digest(data: dict[str, Any]) -> str:
+    """Return the sha256 of a manifest's canonical JSON, its own digest field left out.
+
+    It proves the file is as committed, not who wrote it: whoever edits a field and
+    recomputes the digest is not detected.
+    """
+    body = {k: v for k, v in data.items() if k != MANIFEST_DIGEST_KEY}
+    return hashlib.sha256(canonical_json(body).encode("utf-8")).hexdigest()
 
 
 class ManifestInvalid(ValueError):
@@ -125,6 +139,10 @@ class Manifest(_Part):
     cards: list[CardEntry] = Field(default_factory=list)
     schema_sha256: str
     content_id: str
+    # sha256 of the canonical JSON of every other field, set last at commit (`sealed`), so
+    # `verify` and every reader see an edit to counts, splits, recipe or shard entries.
+    # None in manifests written before roleforge recorded it.
+    manifest_sha256: str | None = None
 
     @property
     def number(self) -> int:
@@ -147,9 +165,21 @@ class Manifest(_Part):
     def to_dict(self) -> dict[str, Any]:
         """Return the manifest as the JSON object written to disk."""
         data = self.model_dump(mode="json", by_alias=True)
-        if data["split_groups"] is None:
-            del data["split_groups"]
+        for optional in ("split_groups", MANIFEST_DIGEST_KEY):
+            if data[optional] is None:
+                del data[optional]
         return data
+
+    def sealed(self) -> Manifest:
+        """Return this manifest with its digest over every other field recorded."""
+        unsealed = self.model_copy(update={MANIFEST_DIGEST_KEY: None})
+        return self.model_copy(update={MANIFEST_DIGEST_KEY: manifest_digest(unsealed.to_dict())})
+
+    def digest_matches(self) -> bool | None:
+        """Return whether the recorded digest matches the fields (None: none recorded)."""
+        if self.manifest_sha256 is None:
+            return None
+        return manifest_digest(self.to_dict()) == self.manifest_sha256
 
     def to_json_bytes(self) -> bytes:
         return (json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n").encode("utf-8")

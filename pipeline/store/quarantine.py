@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 from collections import Counter
 
 from pipeline.record.rejection import QuarantineEntry
+
+log = logging.getLogger(__name__)
 
 
 class QuarantineWriter:
@@ -24,15 +28,25 @@ class QuarantineWriter:
         self._file.write(json.dumps(entry.to_dict(), ensure_ascii=False) + "\n")
         self.counts[entry.reason] += 1
 
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._file.close()
-            self._file = None
+    def close(self, quiet: bool = False) -> None:
+        """Flush, fsync and close the file; with `quiet`, an OSError doing so (a full disk
+        while another error is already on its way) is logged instead of raised."""
+        if self._file is None:
+            return
+        f, self._file = self._file, None
+        try:
+            f.flush()
+            os.fsync(f.fileno())
+        except OSError as exc:
+            if not quiet:
+                raise
+            log.warning("quarantine file %s may be incomplete: %s", self.path, exc)
+        finally:
+            with contextlib.suppress(OSError):
+                f.close()
 
     def __enter__(self) -> QuarantineWriter:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        self.close(quiet=exc_type is not None)  # never mask the error already on its way

@@ -12,14 +12,37 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline.record.ids import DATASET_NAME_PATTERN
 from pipeline.store.manifest import Manifest
 
 _VERSION_FILE = re.compile(r"^v(\d+)\.json$")
-_REF = re.compile(r"^(?P<name>[A-Za-z0-9_.-]+?)(?:@v?(?P<version>\d+))?$")
+_REF = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*?)(?:@v?(?P<version>\d+))?$")
+_NAME = re.compile(DATASET_NAME_PATTERN)
+# (dataset folder, version, manifest digest, shards hashed) of versions this process has
+# already proved intact: a reader checks a version once, not on every open.
+_CHECKED: set[tuple[str, int, str | None, bool]] = set()
 
 
 class VersionNotFound(LookupError):
     """The asked-for dataset or version has no committed manifest."""
+
+
+class VersionCorrupt(VersionNotFound):
+    """The version's files or manifest differ from what was committed; nothing reads it.
+
+    A kind of VersionNotFound on purpose: every command that refuses a missing version
+    with one line refuses a corrupt one the same way.
+    """
+
+
+def check_dataset_name(name: str) -> str:
+    """Return `name` when it is a path-safe dataset name; raise ValueError otherwise."""
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ValueError(
+            f"dataset name {name!r} is not allowed: use letters, digits, '_', '.' and '-', "
+            "starting with a letter or digit"
+        )
+    return name
 
 
 def parse_ref(ref: str) -> tuple[str, int | None]:
@@ -37,6 +60,9 @@ class Store:
 
     uri: str
     name: str
+
+    def __post_init__(self) -> None:
+        check_dataset_name(self.name)
 
     @property
     def root(self) -> str:
@@ -89,6 +115,24 @@ class Store:
                 f"{self.name}@v{version} is not committed in {self.uri}"
             ) from None
 
+    def checked_manifest(self, version: int | None = None, hash_shards: bool = True) -> Manifest:
+        """Return the manifest of `version` (latest when None) once its files are proved as
+        committed: the manifest's digest, every file's size, and (with `hash_shards`) every
+        shard's sha256. Raise VersionCorrupt with one line otherwise. Checked once per
+        version per process."""
+        from pipeline.store.verify import verify_version
+
+        manifest = self.manifest(version)
+        number = manifest.number
+        key = (self.root, number, manifest.manifest_sha256, hash_shards)
+        if key in _CHECKED:
+            return manifest
+        report = verify_version(self, number, hash_files=hash_shards, manifest=manifest)
+        if not report.ok:
+            raise VersionCorrupt(report.summary())
+        _CHECKED.add(key)
+        return manifest
+
     def shard_paths(self, manifest: Manifest, split: str | None = None) -> list[str]:
         """Return absolute shard paths of a manifest, in manifest order, optionally one split."""
         vdir = self.version_dir(manifest.number)
@@ -109,7 +153,7 @@ def ray_dataset(store: Store, version: int | None = None, split: str | None = No
     """Return a lazy `ray.data.Dataset` over a committed version's shards (one split or all)."""
     import ray.data
 
-    manifest = store.manifest(version)
+    manifest = store.checked_manifest(version)
     paths = store.shard_paths(manifest, split)
     if paths and paths[0].endswith(".parquet"):
         return ray.data.read_parquet(paths)

@@ -1,4 +1,5 @@
-"""Checking a committed version against its manifest: every shard and card re-hashed."""
+"""Checking a committed version against its manifest: every shard and card re-hashed, and
+the manifest itself against the digest recorded in it at commit."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 from pipeline.record.ids import file_sha256
 from pipeline.store.commit import content_id
+from pipeline.store.manifest import Manifest, manifest_digest
 from pipeline.store.read import Store
 
 
@@ -16,7 +18,7 @@ class VerifyProblem:
     """One file that does not match its manifest entry."""
 
     path: str
-    problem: str  # missing | size | sha256 | content_id
+    problem: str  # missing | size | sha256 | content_id | manifest
     expected: Any
     actual: Any
 
@@ -43,6 +45,15 @@ class VerifyReport:
     def ok(self) -> bool:
         return not self.problems
 
+    def summary(self) -> str:
+        """Return one line naming the version and its first problems."""
+        shown = "; ".join(f"{p.path}: {p.problem}" for p in self.problems[:3])
+        more = f" and {len(self.problems) - 3} more" if len(self.problems) > 3 else ""
+        return (
+            f"{self.name}@v{self.version} is corrupt ({shown}{more}); "
+            f"run `roleforge verify {self.name}@v{self.version}` for details"
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -54,7 +65,9 @@ class VerifyReport:
         }
 
 
-def _check_file(report: VerifyReport, vdir: str, entry: dict[str, Any]) -> str | None:
+def _check_file(
+    report: VerifyReport, vdir: str, entry: dict[str, Any], hash_file: bool = True
+) -> str | None:
     path = os.path.join(vdir, entry["path"])
     report.checked += 1
     if not os.path.isfile(path):
@@ -66,26 +79,42 @@ def _check_file(report: VerifyReport, vdir: str, entry: dict[str, Any]) -> str |
             # A truncated or extended shard: report the size, and skip hashing it.
             report.problems.append(VerifyProblem(entry["path"], "size", entry["bytes"], size))
             return None
+    if not hash_file:
+        return None
     digest = file_sha256(path)
     if digest != entry["sha256"]:
         report.problems.append(VerifyProblem(entry["path"], "sha256", entry["sha256"], digest))
     return digest
 
 
-def verify_version(store: Store, version: int | None = None) -> VerifyReport:
-    """Return the result of re-hashing every shard and card of a version (latest if None)
-    and recomputing its content id from the manifest."""
-    manifest = store.manifest(version)
+def verify_version(
+    store: Store,
+    version: int | None = None,
+    hash_files: bool = True,
+    manifest: Manifest | None = None,
+) -> VerifyReport:
+    """Return the result of checking a version (latest if None) against its manifest: the
+    manifest's own digest, every shard's and card's size and (with `hash_files`) sha256,
+    and the content id recomputed from the shard hashes."""
+    manifest = manifest if manifest is not None else store.manifest(version)
     number = manifest.number
     vdir = store.version_dir(number)
     report = VerifyReport(store.name, number, vdir)
+    manifest_file = os.path.basename(store.manifest_path(number))
+    if not manifest.digest_matches():
+        # A missing digest counts too: without it an edit to counts, splits or the recipe
+        # (or a stripped digest) goes unseen. Manifests from before digests fail here.
+        actual = manifest_digest(manifest.to_dict())
+        report.problems.append(
+            VerifyProblem(manifest_file, "manifest", manifest.manifest_sha256, actual)
+        )
     for shard in manifest.shards:
-        _check_file(report, vdir, shard.model_dump())
+        _check_file(report, vdir, shard.model_dump(), hash_files)
     for card in manifest.cards:
-        _check_file(report, vdir, card.model_dump())
+        _check_file(report, vdir, card.model_dump(), hash_files)
     expected = content_id(manifest.schema_sha256, [s.sha256 for s in manifest.shards])
     if expected != manifest.content_id:
         report.problems.append(
-            VerifyProblem(store.manifest_path(number), "content_id", expected, manifest.content_id)
+            VerifyProblem(manifest_file, "content_id", expected, manifest.content_id)
         )
     return report

@@ -127,18 +127,7 @@ def test_audio_variants_are_flac_at_the_input_rate_with_channels_as_asked(channe
 
 def _media_rows(modality: str) -> list:
     rows = [r for r in OPS if r.modality == modality]
-    return [pytest.param(r, id=r.id, marks=KNOWN_FAILURES.get(r.id, ())) for r in rows]
-
-
-# Found by the table walk below; the op raises, and the augment stage quarantines the
-# whole record as augment_error. Fixing it belongs to the image codec/op (image.py).
-KNOWN_FAILURES = {
-    "image:ColorJitter": pytest.mark.xfail(
-        raises=TypeError,
-        strict=True,
-        reason="albumentations' ColorJitter takes 1 or 3 channels; an RGBA PNG has 4",
-    )
-}
+    return [pytest.param(r, id=r.id) for r in rows]
 
 
 @pytest.mark.parametrize("row", _media_rows("image"))

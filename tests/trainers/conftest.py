@@ -102,14 +102,23 @@ def write_version(
         shards.append(
             {"path": rel, "split": split, "rows": len(rows), "bytes": size, "sha256": digest}
         )
-    content_id = hashlib.sha256("".join(sorted(s["sha256"] for s in shards)).encode()).hexdigest()
-    manifest = manifest_of(
-        name,
-        shards,
-        version=version,
-        content_id=content_id,
-        recipe=recipe or {"name": name, "seed": 3},
-    ).to_dict()
+    from pipeline.record.schema import RECORD_SCHEMA
+    from pipeline.store.commit import content_id, schema_sha256
+
+    # Readers check the content id, the shard hashes and the manifest digest: all real.
+    schema_hash = schema_sha256(RECORD_SCHEMA)
+    manifest = (
+        manifest_of(
+            name,
+            shards,
+            version=version,
+            schema_sha256=schema_hash,
+            content_id=content_id(schema_hash, [s["sha256"] for s in shards]),
+            recipe=recipe or {"name": name, "seed": 3},
+        )
+        .sealed()
+        .to_dict()
+    )
     (store / name / "versions" / f"v{version}.json").write_text(json.dumps(manifest, indent=2))
     return manifest
 

@@ -178,11 +178,12 @@ def test_gc_removes_unreferenced_staging_versions_and_quarantine_but_keeps_model
     (root / "versions" / "v9").mkdir()
     (root / "versions" / "v1" / "stray.tmp").write_text("x")
     (root / "models" / "run-1").mkdir(parents=True)
-    dry = _invoke("gc", "tiny", "--store", two_versions["store"], "--dry-run", "--json")
+    gc_args = ("gc", "tiny", "--store", two_versions["store"], "--min-age", "0")
+    dry = _invoke(*gc_args, "--dry-run", "--json")
     planned = json.loads(dry.stdout)["removed"]
     assert {"_staging/dead-run", "versions/v9", "versions/v1/stray.tmp"} <= set(planned)
     assert (root / "versions" / "v9").exists()
-    done = _invoke("gc", "tiny", "--store", two_versions["store"])
+    done = _invoke(*gc_args)
     assert done.exit_code == 0, done.output
     assert not (root / "versions" / "v9").exists()
     assert not (root / "_staging" / "dead-run").exists()

@@ -1,0 +1,123 @@
+"""Who may change a dataset's folder now: a commit lock, and one lease per live run.
+
+Both are `flock(2)` locks on small files under `<store>/<name>/_locks/`. The kernel drops a
+flock when its holder dies, SIGKILL included, so a crashed run or committer never leaves a
+stale lock behind and nothing has to guess from timestamps whether a process is alive.
+
+- The commit lock (`commit.lock`, exclusive) is held while a committer picks a version
+  number and parent, moves its folder into `versions/` and creates the manifest, and while
+  `gc` lists and removes. So `gc` never sees a half-made version, and concurrent committers
+  publish one after another: each one's parent is the version before it.
+- A run lease (`run-<run_id>.lock`, exclusive, taken before the run creates anything) says
+  "this run is alive": `gc` spares its staging folder and quarantine file while it is held.
+
+flock works on local filesystems and on NFS (Linux maps it to byte-range locks there).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import time
+from collections.abc import Iterator
+
+LOCKS_DIR = "_locks"
+COMMIT_LOCK = "commit.lock"
+# How long a committer or gc waits for the commit lock before giving up with a clear error.
+COMMIT_LOCK_TIMEOUT_S = 600.0
+_POLL_S = 0.05
+
+
+class StoreBusy(RuntimeError):
+    """The dataset's commit lock stayed taken for longer than the caller would wait."""
+
+
+def locks_dir(root: str) -> str:
+    """Return the folder that holds a dataset's lock files."""
+    return os.path.join(root, LOCKS_DIR)
+
+
+def lease_path(root: str, run_id: str) -> str:
+    """Return the lease file of run `run_id` of the dataset at `root`."""
+    return os.path.join(locks_dir(root), f"run-{run_id}.lock")
+
+
+def _open(path: str) -> int:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+
+
+def _try_lock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            return False
+        raise
+    return True
+
+
+@contextlib.contextmanager
+def commit_lock(root: str, timeout_s: float = COMMIT_LOCK_TIMEOUT_S) -> Iterator[None]:
+    """Hold the dataset's commit lock for the `with` block; raise StoreBusy after `timeout_s`."""
+    fd = _open(os.path.join(locks_dir(root), COMMIT_LOCK))
+    try:
+        deadline = time.monotonic() + timeout_s
+        while not _try_lock(fd):
+            if time.monotonic() >= deadline:
+                raise StoreBusy(
+                    f"{root}: another commit or gc has held the store's lock for over "
+                    f"{timeout_s:g} s; try again later"
+                )
+            time.sleep(_POLL_S)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the flock
+
+
+class RunLease:
+    """Held by a live run from before its first file until it ends (or its process dies)."""
+
+    def __init__(self, root: str, run_id: str):
+        self.path = lease_path(root, run_id)
+        self._fd: int | None = None
+
+    def acquire(self) -> RunLease:
+        fd = _open(self.path)
+        if not _try_lock(fd):
+            os.close(fd)
+            raise StoreBusy(f"run {os.path.basename(self.path)} is already running")
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        os.close(self._fd)
+        self._fd = None
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+
+    def __enter__(self) -> RunLease:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def run_is_live(root: str, run_id: str) -> bool:
+    """Return whether some process holds the lease of run `run_id` right now."""
+    path = lease_path(root, run_id)
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        return False
+    try:
+        if _try_lock(fd):
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return False
+        return True
+    finally:
+        os.close(fd)
