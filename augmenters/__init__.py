@@ -6,8 +6,7 @@ does not pull in the op libraries.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from pipeline.record.lazy import lazy_exports
 
 _EXPORTS = {
     "AugmentStats": "augmenters.stats",
@@ -18,8 +17,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'augmenters' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_exports("augmenters", _EXPORTS)

@@ -7,8 +7,7 @@ The public names are imported on first use, so `roleforge --help` stays instant:
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from pipeline.record.lazy import lazy_exports
 
 _EXPORTS = {
     "Recipe": "pipeline.recipe",
@@ -24,8 +23,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'pipeline' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_exports("pipeline", _EXPORTS)

@@ -6,8 +6,7 @@ does not pull in torch or transformers.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from pipeline.record.lazy import lazy_exports
 
 _EXPORTS = {
     "ModalityMismatch": "trainers.models",
@@ -16,31 +15,9 @@ _EXPORTS = {
     "TrainResult": "trainers.stage",
     "load_trained": "trainers.stage",
     "train_version": "trainers.stage",
+    "TRAIN_SETUP_ERRORS": "trainers.setup_errors",
 }
 
-__all__ = sorted(_EXPORTS) + ["TRAIN_SETUP_ERRORS"]
+__all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name == "TRAIN_SETUP_ERRORS":
-        return _setup_errors()
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'trainers' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
-
-
-def _setup_errors() -> tuple[type[Exception], ...]:
-    """Return the errors a run raises before training starts: one line for the user each."""
-    from trainers.loop import TrainerArgumentsError
-    from trainers.mixture import MixtureError
-    from trainers.models import ModalityMismatch, QuantizationUnavailable, UnsupportedModel
-    from trainers.stage import NothingToResume
-
-    return (
-        ModalityMismatch,
-        UnsupportedModel,
-        QuantizationUnavailable,
-        TrainerArgumentsError,
-        MixtureError,
-        NothingToResume,
-    )
+__getattr__ = lazy_exports("trainers", _EXPORTS)

@@ -69,8 +69,9 @@ def write_corpus(folder: Path, extra: int = 0) -> Path:
     return write_jsonl(folder / "dialogues.jsonl", lines)
 
 
-def make_recipe(folder: Path, **overrides: Any) -> Recipe:
-    """Return the test recipe over the corpus in `folder` (store and cards inside it)."""
+def recipe_dict(**overrides: Any) -> dict[str, Any]:
+    """Return the test recipe over the tiny corpus as YAML data (store and cards inside its
+    folder); `overrides` replace top-level keys."""
     data: dict[str, Any] = {
         "name": "tiny",
         "store": "store",
@@ -83,7 +84,12 @@ def make_recipe(folder: Path, **overrides: Any) -> Recipe:
         "max_bad_fraction": 0.1,
     }
     data.update(overrides)
-    return parse_recipe(data, base_dir=str(folder))
+    return data
+
+
+def make_recipe(folder: Path, **overrides: Any) -> Recipe:
+    """Return the test recipe over the corpus in `folder` (store and cards inside it)."""
+    return parse_recipe(recipe_dict(**overrides), base_dir=str(folder))
 
 
 def work_record(i: int, **fields: Any) -> dict[str, Any]:
