@@ -136,8 +136,8 @@ def staged_corpus(folder: Path, records: int, image_kb: int = 64) -> tuple[Any, 
 
     from pipeline.record.ids import original_id
     from pipeline.record.schema import WORK_SCHEMA, records_to_table
-    from pipeline.store.staging import PartSet, PartWriter, row_nbytes
-    from pipeline.store.writer import INDEX_SCHEMA
+    from pipeline.store.staging import PartSet, PartWriter
+    from pipeline.store.writer import table_index
 
     rng = np.random.default_rng(0)
     index = []
@@ -161,18 +161,7 @@ def staged_corpus(folder: Path, records: int, image_kb: int = 64) -> tuple[Any, 
                 )
             table = records_to_table(rows, WORK_SCHEMA)
             where = writer.write(table)
-            index.append(
-                pa.table(
-                    {
-                        "split": table["split"],
-                        "id": table["id"],
-                        "part": pa.array([where.part] * table.num_rows, pa.int32()),
-                        "row": pa.array(range(where.first_row, where.first_row + table.num_rows)),
-                        "nbytes": pa.array(row_nbytes(table)),
-                    },
-                    schema=INDEX_SCHEMA,
-                )
-            )
+            index.append(table_index(table, where))
     return PartSet(writer.paths), pa.concat_tables(index)
 
 

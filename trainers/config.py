@@ -221,3 +221,9 @@ class TrainConfig(StrictModel):
         if self.fsdp_config and not self.fsdp:
             raise ValueError("fsdp_config needs fsdp: true")
         return self
+
+
+def train_config_of(recipe: dict[str, Any]) -> TrainConfig:
+    """Return the `train:` section of a recipe as JSON (a manifest's), defaults without one."""
+    section = recipe.get("train")
+    return TrainConfig.model_validate(section) if section else TrainConfig()

@@ -30,10 +30,9 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from pipeline.store.manifest import Manifest
 from pipeline.store.read import Store
 from trainers.chat import ChatFormatter, ChatTurn
-from trainers.config import TrainConfig
+from trainers.config import train_config_of
 
 FORMATS = ("llamafactory", "sharegpt", "openai", "swift", "trl")
 SPLITS = ("train", "validation", "test")
@@ -188,7 +187,7 @@ def export_version(
     store = Store(store_uri, name)
     manifest = store.manifest(version)
     version = manifest.number
-    template = system_template or _template(manifest)
+    template = system_template or train_config_of(manifest.recipe).system_template
     formatter = ChatFormatter(template, keep=frozenset({"image", "audio"}))
     readers = {s: SplitReader(store.shard_paths(manifest, s)) for s in SPLITS}
     has_images = any(r.media_counts()["image"] for r in readers.values() if len(r))
@@ -219,11 +218,6 @@ def export_version(
     report.skipped = dict(skipped)
     report.media_files = len(media.written)
     return report
-
-
-def _template(manifest: Manifest) -> str:
-    section = manifest.recipe.get("train")
-    return TrainConfig.model_validate(section or {}).system_template
 
 
 def _row(fmt: str, conv: Conversation, media: MediaFolder, has_images: bool) -> dict[str, Any]:

@@ -22,10 +22,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pipeline.record.ids import new_run_id
-from pipeline.store.manifest import Manifest
 from pipeline.store.read import Store
 from trainers.card import eval_markdown, model_card
-from trainers.config import TrainConfig
+from trainers.config import TrainConfig, train_config_of
 from trainers.loop import (
     CHECKPOINTS,
     TrainingSession,
@@ -119,11 +118,6 @@ def find_resumable_run(store: Store, version: int, run_id: str | None = None) ->
             f"{which} of {store.name}@v{version} in {root} has a checkpoint to resume from"
         )
     return best[1]
-
-
-def _config_from_manifest(manifest: Manifest) -> TrainConfig:
-    section = manifest.recipe.get("train")
-    return TrainConfig.model_validate(section) if section else TrainConfig()
 
 
 def _tiny_spec(path: str) -> ModelSpec:
@@ -252,7 +246,7 @@ class TrainRun:
         logger.info("resuming %s from %s", self.run_id, self.resumed_from)
 
     def _new_run(self) -> None:
-        self.cfg = self.cfg or _config_from_manifest(self.manifest)
+        self.cfg = self.cfg or train_config_of(self.manifest.recipe)
         if self.cfg.seed is not None:
             self.seed = self.cfg.seed
         elif self.seed is None:

@@ -70,7 +70,7 @@ from pipeline.store.manifest import (
 from pipeline.store.quarantine import QuarantineWriter
 from pipeline.store.read import Store
 from pipeline.store.staging import PartSet, PartWriter, row_nbytes
-from pipeline.store.writer import INDEX_SCHEMA, ShardWriter
+from pipeline.store.writer import INDEX_SCHEMA, ShardWriter, part_index
 
 log = logging.getLogger(__name__)
 
@@ -350,19 +350,13 @@ class DataJob:
                 self.rows.update(records["split"].to_pylist())
                 variants += n_variants
                 counts.out += records.num_rows - n_variants
+                # Detached columns: the index must not pin the Ray block with its media.
                 index.append(
-                    pa.table(
-                        {
-                            "split": _detached(records["split"]),
-                            "id": _detached(records["id"]),
-                            "part": pa.array([where.part] * records.num_rows, pa.int32()),
-                            "row": pa.array(
-                                range(where.first_row, where.first_row + records.num_rows),
-                                pa.int64(),
-                            ),
-                            "nbytes": pa.array(row_nbytes(records), pa.int64()),
-                        },
-                        schema=INDEX_SCHEMA,
+                    part_index(
+                        _detached(records["split"]),
+                        _detached(records["id"]),
+                        where,
+                        row_nbytes(records),
                     )
                 )
                 self.progress.advance(

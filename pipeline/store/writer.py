@@ -23,7 +23,7 @@ from pipeline.record.schema import AUDIO_PLACEHOLDER, IMAGE_PLACEHOLDER, RECORD_
 from pipeline.store.fs import LocalFS
 from pipeline.store.manifest import ShardEntry
 from pipeline.store.shards import shard_name
-from pipeline.store.staging import PartSet
+from pipeline.store.staging import PartSet, PartSlice, row_nbytes
 
 # A record batch ends at this many rows or bytes, whichever comes first; fixed numbers,
 # so batch boundaries (and with them the shard bytes) depend on the records alone.
@@ -39,6 +39,26 @@ INDEX_SCHEMA = pa.schema(
         ("nbytes", pa.int64()),
     ]
 )
+
+
+def part_index(split: pa.Array, ids: pa.Array, where: PartSlice, nbytes: list[int]) -> pa.Table:
+    """Return the INDEX_SCHEMA rows of records just written to `where`, in their order."""
+    n = len(ids)
+    return pa.table(
+        {
+            "split": split,
+            "id": ids,
+            "part": pa.array([where.part] * n, pa.int32()),
+            "row": pa.array(range(where.first_row, where.first_row + n), pa.int64()),
+            "nbytes": pa.array(nbytes, pa.int64()),
+        },
+        schema=INDEX_SCHEMA,
+    )
+
+
+def table_index(table: pa.Table, where: PartSlice) -> pa.Table:
+    """Return the INDEX_SCHEMA rows of the records of `table`, just written to `where`."""
+    return part_index(table["split"], table["id"], where, row_nbytes(table))
 
 
 class ShardIntegrityError(RuntimeError):

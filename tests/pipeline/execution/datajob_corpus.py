@@ -127,24 +127,13 @@ def stage_records(folder: Path, records: list[dict[str, Any]], rows_per_part: in
     """Write `records` into staged part files; return (PartSet, writer index)."""
     import pyarrow as pa
 
-    from pipeline.store.staging import PartSet, PartWriter, row_nbytes
-    from pipeline.store.writer import INDEX_SCHEMA
+    from pipeline.store.staging import PartSet, PartWriter
+    from pipeline.store.writer import table_index
 
     index = []
     with PartWriter(str(folder), WORK_SCHEMA, 1 << 30, max_rows=rows_per_part) as writer:
         for start in range(0, len(records), rows_per_part):
             table = work_table(records[start : start + rows_per_part])
             where = writer.write(table)
-            index.append(
-                pa.table(
-                    {
-                        "split": table["split"],
-                        "id": table["id"],
-                        "part": pa.array([where.part] * table.num_rows, pa.int32()),
-                        "row": pa.array(range(where.first_row, where.first_row + table.num_rows)),
-                        "nbytes": pa.array(row_nbytes(table)),
-                    },
-                    schema=INDEX_SCHEMA,
-                )
-            )
+            index.append(table_index(table, where))
     return PartSet(writer.paths), pa.concat_tables(index)
