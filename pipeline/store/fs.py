@@ -12,6 +12,7 @@ import errno
 import os
 import secrets
 import shutil
+from typing import Any
 
 
 class UnsupportedStore(ValueError):
@@ -43,7 +44,50 @@ def local_store_path(uri: str) -> str:
 
 
 class LocalFS:
-    """Durable file operations on a local filesystem: fsync, atomic rename, exclusive create."""
+    """Durable file operations on a local filesystem: fsync, atomic rename, exclusive create.
+
+    Data files (staging parts, cache parts, shards) go through `open_input` / `open_output`,
+    which return pyarrow files, so the same code writes to a local disk or an object store.
+    An instance is picklable: Ray tasks receive it and write their own parts.
+    """
+
+    @property
+    def arrow(self) -> Any:
+        """Return the pyarrow filesystem of this store (for pyarrow readers and writers)."""
+        import pyarrow.fs
+
+        return pyarrow.fs.LocalFileSystem(use_mmap=True)
+
+    def open_input(self, path: str) -> Any:
+        """Return a random-access pyarrow file over `path` (memory-mapped locally)."""
+        import pyarrow as pa
+
+        return pa.memory_map(path, "r")
+
+    def open_output(self, path: str) -> Any:
+        """Return a new pyarrow output stream at `path` (its folder is created); closing it
+        makes the file whole. Not durable until `fsync_file`."""
+        import pyarrow as pa
+
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        return pa.OSFile(path, "wb")
+
+    def read_bytes(self, path: str) -> bytes:
+        with open(path, "rb") as f:
+            return f.read()
+
+    def write_bytes(self, path: str, data: bytes) -> None:
+        """Write a small file whole: readers see the old content or the new, never part."""
+        folder = os.path.dirname(path) or "."
+        os.makedirs(folder, exist_ok=True)
+        tmp = os.path.join(folder, f".tmp-{secrets.token_hex(8)}")
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+
+    def uri(self, path: str) -> str:
+        """Return the address other tools open `path` by (a plain path for a local store)."""
+        return path
 
     def makedirs(self, path: str) -> None:
         os.makedirs(path, exist_ok=True)
