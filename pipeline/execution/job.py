@@ -1,26 +1,25 @@
 """`roleforge run`: the data job of one recipe, from sources to a committed version.
 
-ingest -> validate -> dedup -> split -> augment -> write -> commit.
-
-How records move (measured choices, see PERF_NOTES.md):
-- The driver reads every source (JSON + media bytes: IO, not CPU) and appends it to Arrow
-  IPC part files in `_staging/<run_id>/ingest/`, a few MB at a time. It never holds the
-  corpus, and Ray gets only a list of (part, offset, length) work items: `from_items` of the
-  records themselves, or `from_arrow` of every table, would materialize the whole corpus in
-  the driver or the object store, and `read_parquet` packed many files into one task.
-- Pass one (Ray tasks): validate, and compute each record's exact-duplicate key.
-- The driver finds duplicates on the small (id, key, group) table: keep the smallest id per
-  key; then it ranks the surviving split groups by hash and fixes the two cut points.
-- Pass two (Ray tasks): drop duplicates, assign splits by those cuts, augment train records.
-- Each pass's results stream back to the driver, which appends records to the next part
-  files, quarantine entries to the quarantine file, and (split, id, part, row) to an index.
-- The writer takes rows from the memory-mapped parts in id order into the shards.
-Peak memory is one chunk per stage plus the small per-record index, whatever the corpus size.
+How records move (DESIGN.md: workers write, the driver commits small facts):
+- Ingest: one Ray task per source reads it (JSON and media bytes), appends the records to
+  Arrow IPC part files in `_staging/<run_id>/ingest/`, and returns per record only its id,
+  its exact-duplicate key (from the bytes: nothing is decoded), its split group, its
+  content hash and where it lies.
+- The driver decides on those keys alone: which ids are duplicates (the smallest id per key
+  stays), and the split plan over the groups that stay (cut points by count).
+- The record pass: tasks over slices of the ingested parts validate -> split -> augment each
+  record with one decode (the pixels that prove an image decodes are the ones augmented),
+  write their own output part, and return per output row (split, id, part, row, bytes),
+  plus their quarantine entries and stats.
+- Shards: the driver plans them from those rows (id order per split, cut by size); one task
+  per shard gathers its rows from the parts and writes it, hashing on the way out.
+- The driver builds the typed manifest and commits (exclusive create).
+The driver never touches a media byte; its work per record is a few Arrow compute kernels
+over the small facts (no Python loop per record).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections import Counter
@@ -28,7 +27,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -36,17 +34,25 @@ from augmenters.stats import AugmentStats
 from pipeline.execution.cluster import (
     StageResources,
     cluster_cpus,
-    configure_data_context,
     ensure_ray,
-    map_work_items,
-    work_items,
+    run_tasks,
+    slice_rows,
 )
-from pipeline.execution.passes import DEDUP_KEY_COLUMN, SIDE_COLUMN, augment_parts, validate_parts
+from pipeline.execution.passes import (
+    KEYS_SCHEMA,
+    ROWS_SCHEMA,
+    IngestOutcome,
+    PassContext,
+    Slice,
+    ingest_source,
+    record_pass,
+    write_shard,
+)
 from pipeline.execution.provenance import augmentation_summary, code_version, input_entries
 from pipeline.recipe import Recipe, parse_size
 from pipeline.record.ids import new_run_id
 from pipeline.record.rejection import QuarantineEntry, TooManyBadRecords, check_bad_fraction
-from pipeline.record.schema import RECORD_SCHEMA, SPLITS, WORK_SCHEMA, records_to_table
+from pipeline.record.schema import RECORD_SCHEMA, SPLITS
 from pipeline.stages.dedup import DedupStage
 from pipeline.stages.split import SplitStage
 from pipeline.store.commit import (
@@ -69,26 +75,44 @@ from pipeline.store.manifest import (
 )
 from pipeline.store.quarantine import QuarantineWriter
 from pipeline.store.read import Store
-from pipeline.store.staging import PartSet, PartWriter, row_nbytes
-from pipeline.store.writer import INDEX_SCHEMA, ShardWriter, part_index
+from pipeline.store.writer import INDEX_SCHEMA, ShardWriter, localized, plan_shards
 
 log = logging.getLogger(__name__)
 
-# Part files: big enough that per-file overhead vanishes, small enough to mmap cheaply.
-PART_TARGET_BYTES = 16 * 1024 * 1024
-PART_MAX_ROWS = 4096
-# The driver buffers at most this much of a source before handing it to a part file.
-INGEST_CHUNK_ROWS = 256
-INGEST_CHUNK_BYTES = 8 * 1024 * 1024
+
+def duplicates_of(keys: pa.Table) -> pa.Table:
+    """Return (id, representative, source, source_ref) of every exact duplicate in `keys`:
+    the record with the smallest id of each dedup key represents it, the rest are duplicates."""
+    duplicate_ids = DedupStage.duplicate_ids(keys.select(["id", "key"]))
+    if len(duplicate_ids) == 0:
+        empty = pa.array([], pa.string())
+        return pa.table({c: empty for c in ("id", "representative", "source", "source_ref")})
+    ordered = keys.sort_by([("key", "ascending"), ("id", "ascending")])
+    first = ordered.group_by("key", use_threads=False).aggregate([("id", "first")])
+    of_key = pa.table({"key": first["key"], "representative": first["id_first"]})
+    dups = ordered.filter(pc.is_in(ordered["id"], value_set=duplicate_ids))
+    joined = dups.select(["id", "key", "source", "source_ref"]).join(of_key, "key")
+    return joined.select(["id", "representative", "source", "source_ref"]).sort_by("id")
 
 
-def _detached(data: Any) -> Any:
-    """Return a copy of a table or column in fresh memory.
+def _slices(todo: pa.Table, per_task: int) -> list[Slice]:
+    """Return slices of at most `per_task` rows covering every row of `todo` (KEYS_SCHEMA),
+    each within one part; rows of a part that are not in `todo` are skipped by the task."""
+    out: list[Slice] = []
+    if todo.num_rows == 0:
+        return out
+    spans = todo.group_by("part", use_threads=False).aggregate([("row", "min"), ("row", "max")])
+    for part, low, high in sorted(
+        zip(*(spans[c].to_pylist() for c in ("part", "row_min", "row_max")), strict=True)
+    ):
+        for offset in range(low, high + 1, per_task):
+            out.append(Slice(part, offset, min(per_task, high + 1 - offset)))
+    return out
 
-    A block that Ray hands back lives in the object store, and any column kept from it
-    (even a small id column) pins the whole block, media included, until the run ends.
-    """
-    return data.take(pa.array(np.arange(len(data)), pa.int64()))
+
+def _value_counts(column: pa.ChunkedArray) -> dict[str, int]:
+    counts = pc.value_counts(column.combine_chunks()) if len(column) else []
+    return {c["values"].as_py(): c["counts"].as_py() for c in counts}
 
 
 class RunProgress(Protocol):
@@ -164,6 +188,7 @@ class RunResult:
     train: dict[str, Any] | None = None
     unmapped_fields: dict[str, dict[str, int]] = field(default_factory=dict)
     reuse: RecordReuse | None = None  # None: no per-record cache ran (see retrain.reuse_of)
+    nodes: dict[str, dict[str, int]] = field(default_factory=dict)  # pass -> node id -> tasks
 
     def to_dict(self) -> dict[str, Any]:
         """Return the `--json` object of `roleforge run`."""
@@ -177,6 +202,7 @@ class RunResult:
             "split_groups": self.split_groups,
             "counts": self.counts,
             "unmapped_fields": self.unmapped_fields,
+            "nodes": self.nodes,
         }
         if self.train is not None:
             out["train"] = self.train
@@ -203,123 +229,64 @@ class DataJob:
         self.splitter = SplitStage(recipe.split, recipe.seed)
         self.quarantine = QuarantineWriter(self.store.quarantine_path(self.run_id))
         self.unmapped_fields: dict[str, Counter[str]] = {s.name: Counter() for s in recipe.sources}
+        self.reuse: RecordReuse | None = None
+        # Tasks per Ray node id, per pass: where the work ran (a cluster run shows it).
+        self.nodes: dict[str, Counter[str]] = {}
 
     # ---- stages ----
 
-    def _ingest(self) -> tuple[list[tuple[str, int]], int]:
-        from pipeline.readers import SourceReadStats, read_source
+    def _ran_on(self, stage: str, node: str) -> None:
+        if node:
+            self.nodes.setdefault(stage, Counter())[node] += 1
 
+    def _ingest(self) -> pa.Table:
+        """Read every source in its own task; return the KEYS_SCHEMA rows of every record."""
         counts = self.counts["ingest"]
-        self.progress.start("ingest", None)
-        with PartWriter(
-            os.path.join(self.staging, "ingest"), WORK_SCHEMA, PART_TARGET_BYTES, PART_MAX_ROWS
-        ) as parts:
-            chunk: list[dict[str, Any]] = []
-            chunk_bytes = 0
-            for source in self.recipe.sources:
-                stats = SourceReadStats(unmapped_fields=self.unmapped_fields[source.name])
-                for item in read_source(source, self.recipe, stats):
-                    counts.records_in += 1
-                    if isinstance(item, QuarantineEntry):
-                        self._quarantine(counts, item)
-                        continue
-                    chunk.append(item)
-                    chunk_bytes += sum(
-                        len(m["bytes"] or b"") for m in item["images"] + item["audios"]
-                    )
-                    if len(chunk) >= INGEST_CHUNK_ROWS or chunk_bytes >= INGEST_CHUNK_BYTES:
-                        self._ingest_chunk(parts, chunk)
-                        chunk, chunk_bytes = [], 0
-            self._ingest_chunk(parts, chunk)
-        counts.out = parts.rows_written
+        self.progress.start("ingest", len(self.recipe.sources))
+        calls = [
+            (
+                i,
+                source,
+                self.recipe,
+                self.splitter,
+                os.path.join(self.staging, "ingest", f"s{i}"),
+                self.fs,
+            )
+            for i, source in enumerate(self.recipe.sources)
+        ]
+        resources = StageResources.for_stage(self.recipe.execution, "ingest")
+        outcomes: list[IngestOutcome | None] = [None] * len(calls)
+        for i, outcome in run_tasks(ingest_source, calls, resources):
+            outcomes[i] = outcome
+            self._ran_on("ingest", outcome.node)
+            self.progress.advance("ingest", 1)
+        keys = []
+        # In recipe order, so the quarantine file reads the same whatever finished first.
+        for outcome, source in zip(outcomes, self.recipe.sources, strict=True):
+            assert outcome is not None
+            counts.records_in += outcome.records_in
+            for entry in outcome.rejected:
+                self._quarantine(counts, entry)
+            self.unmapped_fields[source.name].update(outcome.unmapped_fields)
+            keys.append(outcome.keys)
+        table = pa.concat_tables(keys) if keys else KEYS_SCHEMA.empty_table()
+        counts.out = table.num_rows
         self.progress.finish("ingest")
-        return parts.sizes(), parts.rows_written
-
-    def _ingest_chunk(self, parts: PartWriter, chunk: list[dict[str, Any]]) -> None:
-        if chunk:
-            parts.write(records_to_table(chunk, WORK_SCHEMA))
-            self.progress.advance("ingest", len(chunk))
+        return table
 
     def _quarantine(self, counts: StageCounts, entry: QuarantineEntry) -> None:
         self.quarantine.write(entry)
         self.reasons[entry.reason] += 1
         counts.quarantined += 1
 
-    def _side_messages(self, table: pa.Table, counts: StageCounts) -> pa.Table:
-        """Route a pass's side rows (quarantine entries, stats); return the records only."""
-        side = table[SIDE_COLUMN]
-        has_side = pc.is_valid(side)
-        if pc.any(has_side).as_py():
-            for text in side.filter(has_side).to_pylist():
-                message = json.loads(text)
-                if "quarantine" in message:
-                    self._quarantine(counts, QuarantineEntry(**message["quarantine"]))
-                elif "stats" in message:
-                    self.stats.merge(AugmentStats.from_dict(message["stats"]))
-            table = table.filter(pc.invert(has_side))
-        return table
+    def _record_pass(self, keys: pa.Table, skip_ids: pa.Array) -> tuple[pa.Table, dict[str, str]]:
+        """Run validate -> split -> augment over every record not in `skip_ids`; return the
+        ROWS_SCHEMA rows of what the tasks wrote and the rejected ids with their reason."""
+        import ray
 
-    def _run_pass(
-        self,
-        stage: str,
-        parts: list[tuple[str, int]],
-        rows: int,
-        fn: Any,
-        fn_kwargs: dict[str, Any],
-    ):
-        resources = StageResources.for_stage(self.recipe.execution, stage)
-        cpus = cluster_cpus()
-        items = work_items(parts, rows, cpus, resources.batch_size)
-        fn_kwargs = {**fn_kwargs, "batch_size": resources.batch_size}
-        yield from map_work_items(items, fn, fn_kwargs, resources, cpus)
-
-    def _validate(
-        self, parts: list[tuple[str, int]], rows: int
-    ) -> tuple[list[tuple[str, int]], pa.Table]:
-        counts = self.counts["validate"]
-        counts.records_in = rows
-        self.progress.start("validate", rows)
-        keys = []
-        with PartWriter(
-            os.path.join(self.staging, "validated"), WORK_SCHEMA, PART_TARGET_BYTES, PART_MAX_ROWS
-        ) as out:
-            limits = self.recipe.limits.model_dump()
-            for table in self._run_pass(
-                "validate", parts, rows, validate_parts, {"limits": limits}
-            ):
-                before = counts.quarantined
-                records = self._side_messages(table, counts)
-                out.write(records)
-                key_table = records.select(["id", DEDUP_KEY_COLUMN]).rename_columns(["id", "key"])
-                # The split groups (conversation or character) travel with the keys, so the
-                # driver can cut the splits by count over the records that survive dedup.
-                groups = pa.array(self.splitter.group_keys(records), pa.string())
-                keys.append(_detached(key_table.append_column("group", groups)))
-                counts.out += records.num_rows
-                self.progress.advance("validate", records.num_rows + counts.quarantined - before)
-        self.progress.finish("validate")
-        index = (
-            pa.concat_tables(keys)
-            if keys
-            else pa.table({name: pa.array([], pa.string()) for name in ("id", "key", "group")})
-        )
-        return out.sizes(), index
-
-    def _dedup_and_split_counts(self, validated: int, duplicates: int) -> None:
-        dedup = self.counts["dedup"]
-        dedup.records_in = validated
-        dedup.dropped = duplicates
-        dedup.out = validated - duplicates
-        split = self.counts["split"]
-        split.records_in = split.out = dedup.out
-
-    def _augment(
-        self, parts: list[tuple[str, int]], rows: int, duplicate_ids: pa.Array
-    ) -> tuple[PartSet, pa.Table]:
-        counts = self.counts["augment"]
-        counts.records_in = self.counts["split"].out
-        variants = 0
-        self.progress.start("augment", counts.records_in)
+        resources = StageResources.for_stage(self.recipe.execution, "augment")
+        todo = keys.filter(pc.invert(pc.is_in(keys["id"], value_set=skip_ids)))
+        self.progress.start("records", todo.num_rows)
         augmenter = None
         if self.recipe.augment.copies > 0:
             from augmenters import RecordAugmenter
@@ -327,48 +294,77 @@ class DataJob:
             augmenter = RecordAugmenter(
                 self.recipe.augment, self.recipe.seed, self.recipe.recipe_hash
             )
-        fn_kwargs = {
-            "duplicate_ids": duplicate_ids,
-            "splitter": self.splitter,
-            "augmenter": augmenter,
-        }
-        index = []
-        with PartWriter(
-            os.path.join(self.staging, "augmented"), WORK_SCHEMA, PART_TARGET_BYTES, PART_MAX_ROWS
-        ) as out:
-            for table in self._run_pass("augment", parts, rows, augment_parts, fn_kwargs):
-                before = counts.quarantined
-                records = self._side_messages(table, counts)
-                where = out.write(records)
-                if where is None:
-                    self.progress.advance("augment", counts.quarantined - before)
-                    continue
-                is_variant = pc.is_valid(records["parent_id"])
-                n_variants = int(pc.sum(is_variant).as_py() or 0)
-                originals = records.filter(pc.invert(is_variant))
-                self.originals.update(originals["split"].to_pylist())
-                self.rows.update(records["split"].to_pylist())
-                variants += n_variants
-                counts.out += records.num_rows - n_variants
-                # Detached columns: the index must not pin the Ray block with its media.
-                index.append(
-                    part_index(
-                        _detached(records["split"]),
-                        _detached(records["id"]),
-                        where,
-                        row_nbytes(records),
-                    )
+        context = ray.put(
+            PassContext(
+                fs=self.fs,
+                folder=os.path.join(self.staging, "records"),
+                limits=self.recipe.limits,
+                duplicate_ids=skip_ids,
+                splitter=self.splitter,
+                augmenter=augmenter,
+                batch_size=resources.batch_size,
+            )
+        )
+        per_task = slice_rows(todo.num_rows, cluster_cpus(), resources.batch_size)
+        calls = [([s], context) for s in _slices(todo, per_task)]
+        rows: list[pa.Table] = []
+        rejected: list[tuple[int, list[QuarantineEntry]]] = []
+        rejected_ids: dict[str, str] = {}
+        for i, outcome in run_tasks(record_pass, calls, resources):
+            self._ran_on("records", outcome.node)
+            rows.append(outcome.rows)
+            rejected.append((i, outcome.rejected))
+            rejected_ids.update(outcome.rejected_ids)
+            self.stats.merge(outcome.stats)
+            self.progress.advance("records", outcome.originals + len(outcome.rejected))
+        for _, entries in sorted(rejected, key=lambda item: item[0]):
+            for entry in entries:
+                self._quarantine(self.counts["validate"], entry)
+        self.progress.finish("records")
+        return (pa.concat_tables(rows) if rows else ROWS_SCHEMA.empty_table()), rejected_ids
+
+    def _settle(
+        self, keys: pa.Table, duplicates: pa.Table, rows: pa.Table, rejected: dict[str, str]
+    ) -> None:
+        """Count every stage from the pass's facts. A duplicate was never validated: it
+        shares its representative's content, so it shares its fate too: quarantined with
+        the same reason when that was rejected, dropped by dedup otherwise."""
+        validate, dedup = self.counts["validate"], self.counts["dedup"]
+        validate.records_in = keys.num_rows
+        reps = duplicates["representative"].to_pylist()
+        of_rejected = [i for i, rep in enumerate(reps) if rep in rejected]
+        if of_rejected:
+            where = duplicates.take(pa.array(of_rejected, pa.int64()))
+            for dup, rep, source, ref in zip(
+                *(where[c].to_pylist() for c in ("id", "representative", "source", "source_ref")),
+                strict=True,
+            ):
+                self._quarantine(
+                    validate,
+                    QuarantineEntry(
+                        stage="validate",
+                        reason=rejected[rep],
+                        message=f"exact duplicate of {rep}, which was rejected for it",
+                        source=source or "",
+                        source_ref=ref or "",
+                        record_id=dup,
+                    ),
                 )
-                self.progress.advance(
-                    "augment", records.num_rows - n_variants + counts.quarantined - before
-                )
-        counts.extra = {
-            "variants": variants,
-            "empty_variants": self.stats.empty_variants,
-        }
-        self.progress.finish("augment")
-        table = pa.concat_tables(index) if index else INDEX_SCHEMA.empty_table()
-        return PartSet(out.paths), table
+        validate.out = validate.records_in - validate.quarantined
+        dedup.records_in = validate.out
+        dedup.dropped = duplicates.num_rows - len(of_rejected)
+        dedup.out = dedup.records_in - dedup.dropped
+        split = self.counts["split"]
+        split.records_in = split.out = dedup.out
+        augment = self.counts["augment"]
+        augment.records_in = split.out
+        is_variant = pc.is_valid(rows["parent_id"])
+        variants = int(pc.sum(is_variant).as_py() or 0)
+        augment.out = rows.num_rows - variants
+        augment.extra = {"variants": variants, "empty_variants": self.stats.empty_variants}
+        originals = rows.filter(pc.invert(is_variant))
+        self.originals.update(_value_counts(originals["split"]))
+        self.rows.update(_value_counts(rows["split"]))
 
     def _check_bad_fraction(self) -> None:
         total = self.counts["ingest"].records_in
@@ -381,21 +377,45 @@ class DataJob:
             self.quarantine.close()
             raise
 
-    def _write(self, parts: PartSet, index: pa.Table) -> list[ShardEntry]:
+    def _write(self, rows: pa.Table) -> list[ShardEntry]:
+        """Plan the shards from the rows' facts; write each in its own task."""
+        import ray
+
         counts = self.counts["write"]
-        counts.records_in = index.num_rows
-        self.progress.start("write", index.num_rows)
+        counts.records_in = rows.num_rows
+        encoded = pc.dictionary_encode(rows["part"]).combine_chunks()
+        paths = encoded.dictionary.to_pylist()
+        index = pa.table(
+            {
+                "split": rows["split"],
+                "id": rows["id"],
+                "part": encoded.indices.cast(pa.int32()),
+                "row": rows["row"],
+                "nbytes": rows["nbytes"],
+            },
+            schema=INDEX_SCHEMA,
+        )
         writer = ShardWriter(
             os.path.join(self.staging, "version"),
             self.recipe.output.format,
             parse_size(self.recipe.output.shard_size),  # defaults skip the validator
             self.fs,
         )
-        shards = writer.write(index, parts)
-        counts.out = sum(s.rows for s in shards)
-        self.progress.advance("write", counts.out)
+        plans = plan_shards(index, writer.fmt, writer.shard_size)
+        self.progress.start("write", rows.num_rows)
+        self.fs.makedirs(writer.folder)
+        shared = ray.put(writer)
+        calls = [(*localized(plan, paths), shared) for plan in plans]
+        resources = StageResources.for_stage(self.recipe.execution, "write")
+        shards: list[ShardEntry | None] = [None] * len(plans)
+        for i, (entry, node) in run_tasks(write_shard, calls, resources):
+            shards[i] = entry
+            self._ran_on("write", node)
+            self.progress.advance("write", entry.rows)
+        self.fs.fsync_dir(writer.folder)
+        counts.out = sum(s.rows for s in shards if s is not None)
         self.progress.finish("write")
-        return shards
+        return [s for s in shards if s is not None]
 
     # ---- the job ----
 
@@ -472,18 +492,16 @@ class DataJob:
         """Run the stages from ingest to write, into staging; return the staged manifest."""
         inputs = input_entries(self.recipe)
         try:
-            ingested, rows = self._ingest()
             ensure_ray()
-            configure_data_context()
-            validated, keys = self._validate(ingested, rows)
+            keys = self._ingest()
             self._check_bad_fraction()
-            duplicate_ids = DedupStage.duplicate_ids(keys)
-            self._dedup_and_split_counts(keys.num_rows, len(duplicate_ids))
-            kept = pc.invert(pc.is_in(keys["id"], value_set=duplicate_ids))
+            duplicates = duplicates_of(keys)
+            kept = pc.invert(pc.is_in(keys["id"], value_set=duplicates["id"]))
             self.splitter = self.splitter.planned(keys["group"].filter(kept).to_pylist())
-            parts, index = self._augment(validated, keys.num_rows, duplicate_ids)
+            rows, rejected = self._record_pass(keys, duplicates["id"].combine_chunks())
+            self._settle(keys, duplicates, rows, rejected)
             self._check_bad_fraction()
-            shards = self._write(parts, index)
+            shards = self._write(rows)
         except BaseException:
             # The first error is the one to report: closing the quarantine file on a full
             # disk would raise a second one and mask it.
@@ -493,7 +511,7 @@ class DataJob:
         check_counts({name: c.to_dict() for name, c in self.counts.items()})
         if sum(self.rows.values()) != self.counts["write"].out:
             raise CommitCheckFailed("rows per split do not add up to the rows written")
-        return self._manifest(inputs, shards, len(duplicate_ids))
+        return self._manifest(inputs, shards, self.counts["dedup"].dropped)
 
     def _commit(self, manifest: Manifest) -> RunResult:
         from pipeline.cards.write import write_cards
@@ -525,6 +543,7 @@ class DataJob:
             manifest_path=self.store.manifest_path(committed.version),
             quarantine_path=self.quarantine.path if sum(self.reasons.values()) else None,
             unmapped_fields=manifest.unmapped_fields,
+            nodes={stage: dict(sorted(c.items())) for stage, c in self.nodes.items()},
         )
 
 
