@@ -20,6 +20,8 @@ over the small facts (no Python loop per record).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 from collections import Counter
@@ -31,6 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from augmenters.stats import AugmentStats
+from pipeline.execution.cache_keys import CacheKeys
 from pipeline.execution.cluster import (
     StageResources,
     cluster_cpus,
@@ -45,16 +48,18 @@ from pipeline.execution.passes import (
     PassContext,
     Slice,
     ingest_source,
+    rebase_rows,
     record_pass,
     write_shard,
 )
 from pipeline.execution.provenance import augmentation_summary, code_version, input_entries
 from pipeline.recipe import Recipe, parse_size
-from pipeline.record.ids import new_run_id
+from pipeline.record.ids import canonical_json, new_run_id
 from pipeline.record.rejection import QuarantineEntry, TooManyBadRecords, check_bad_fraction
 from pipeline.record.schema import RECORD_SCHEMA, SPLITS
 from pipeline.stages.dedup import DedupStage
 from pipeline.stages.split import SplitStage
+from pipeline.store.cache import CACHE_INDEX_SCHEMA, RecordCache
 from pipeline.store.commit import (
     STAGES,
     CommitCheckFailed,
@@ -95,18 +100,27 @@ def duplicates_of(keys: pa.Table) -> pa.Table:
     return joined.select(["id", "representative", "source", "source_ref"]).sort_by("id")
 
 
-def _slices(todo: pa.Table, per_task: int) -> list[Slice]:
-    """Return slices of at most `per_task` rows covering every row of `todo` (KEYS_SCHEMA),
-    each within one part; rows of a part that are not in `todo` are skipped by the task."""
-    out: list[Slice] = []
+def _slices(todo: pa.Table, per_task: int) -> list[tuple[Slice, str]]:
+    """Return (slice, output name) pairs covering every record of `todo` with at most
+    `per_task` of them per slice, each slice within one part (rows between them that are not
+    in `todo` are skipped by the task). The name is the sha256 of the slice's cache keys
+    (of its place when there are none): the same work always writes the same file."""
+    out: list[tuple[Slice, str]] = []
     if todo.num_rows == 0:
         return out
-    spans = todo.group_by("part", use_threads=False).aggregate([("row", "min"), ("row", "max")])
-    for part, low, high in sorted(
-        zip(*(spans[c].to_pylist() for c in ("part", "row_min", "row_max")), strict=True)
-    ):
-        for offset in range(low, high + 1, per_task):
-            out.append(Slice(part, offset, min(per_task, high + 1 - offset)))
+    ordered = todo.sort_by([("part", "ascending"), ("row", "ascending")])
+    parts = ordered["part"].to_pylist()
+    rows = ordered["row"].to_pylist()
+    keys = ordered["ckey"].to_pylist() if "ckey" in todo.column_names else None
+    start = 0
+    while start < len(rows):
+        stop = start + 1
+        while stop < len(rows) and stop - start < per_task and parts[stop] == parts[start]:
+            stop += 1
+        piece = Slice(parts[start], rows[start], rows[stop - 1] + 1 - rows[start])
+        what = keys[start:stop] if keys is not None else [piece.part, piece.offset]
+        out.append((piece, hashlib.sha256(canonical_json(what).encode()).hexdigest()))
+        start = stop
     return out
 
 
@@ -230,6 +244,7 @@ class DataJob:
         self.quarantine = QuarantineWriter(self.store.quarantine_path(self.run_id))
         self.unmapped_fields: dict[str, Counter[str]] = {s.name: Counter() for s in recipe.sources}
         self.reuse: RecordReuse | None = None
+        self.cache = RecordCache(self.store.root, self.fs) if recipe.execution.cache else None
         # Tasks per Ray node id, per pass: where the work ran (a cluster run shows it).
         self.nodes: dict[str, Counter[str]] = {}
 
@@ -279,13 +294,15 @@ class DataJob:
         self.reasons[entry.reason] += 1
         counts.quarantined += 1
 
-    def _record_pass(self, keys: pa.Table, skip_ids: pa.Array) -> tuple[pa.Table, dict[str, str]]:
-        """Run validate -> split -> augment over every record not in `skip_ids`; return the
-        ROWS_SCHEMA rows of what the tasks wrote and the rejected ids with their reason."""
+    def _record_pass(
+        self, todo: pa.Table, skip_ids: pa.Array
+    ) -> tuple[pa.Table, list[QuarantineEntry]]:
+        """Run validate -> split -> augment over the records of `todo` (KEYS_SCHEMA, plus
+        `ckey` when the cache is on; rows of their parts in `skip_ids` are left alone);
+        return the ROWS_SCHEMA rows of what the tasks wrote and their quarantine entries."""
         import ray
 
         resources = StageResources.for_stage(self.recipe.execution, "augment")
-        todo = keys.filter(pc.invert(pc.is_in(keys["id"], value_set=skip_ids)))
         self.progress.start("records", todo.num_rows)
         augmenter = None
         if self.recipe.augment.copies > 0:
@@ -297,7 +314,6 @@ class DataJob:
         context = ray.put(
             PassContext(
                 fs=self.fs,
-                folder=os.path.join(self.staging, "records"),
                 limits=self.recipe.limits,
                 duplicate_ids=skip_ids,
                 splitter=self.splitter,
@@ -306,22 +322,225 @@ class DataJob:
             )
         )
         per_task = slice_rows(todo.num_rows, cluster_cpus(), resources.batch_size)
-        calls = [([s], context) for s in _slices(todo, per_task)]
+        folder = (
+            self.cache.parts_dir
+            if self.cache is not None
+            else os.path.join(self.staging, "records")
+        )
+        calls = [
+            ([piece], os.path.join(folder, f"{name}.arrow"), context)
+            for piece, name in _slices(todo, per_task)
+        ]
         rows: list[pa.Table] = []
         rejected: list[tuple[int, list[QuarantineEntry]]] = []
-        rejected_ids: dict[str, str] = {}
         for i, outcome in run_tasks(record_pass, calls, resources):
             self._ran_on("records", outcome.node)
             rows.append(outcome.rows)
             rejected.append((i, outcome.rejected))
-            rejected_ids.update(outcome.rejected_ids)
             self.stats.merge(outcome.stats)
             self.progress.advance("records", outcome.originals + len(outcome.rejected))
-        for _, entries in sorted(rejected, key=lambda item: item[0]):
-            for entry in entries:
-                self._quarantine(self.counts["validate"], entry)
         self.progress.finish("records")
-        return (pa.concat_tables(rows) if rows else ROWS_SCHEMA.empty_table()), rejected_ids
+        entries = [e for _, batch in sorted(rejected, key=lambda item: item[0]) for e in batch]
+        return (pa.concat_tables(rows) if rows else ROWS_SCHEMA.empty_table()), entries
+
+    def _records(
+        self, todo: pa.Table, duplicate_ids: pa.Array
+    ) -> tuple[pa.Table, list[QuarantineEntry]]:
+        """Return the rows and rejects of every non-duplicate record: from the cache where
+        its key hits, from the record pass otherwise."""
+        if self.cache is None:
+            rows, entries = self._record_pass(todo, duplicate_ids)
+            self.reuse = RecordReuse(reused=0, computed=todo.num_rows, basis="no cache")
+            return rows, entries
+        todo = self._keyed(todo)
+        misses, hits, stale = self._cached(todo)
+        hit_ids = todo["id"].filter(pc.invert(pc.is_in(todo["id"], value_set=misses["id"])))
+        skip = pa.concat_arrays([duplicate_ids, hit_ids.combine_chunks().cast(pa.string())])
+        rows, entries = self._record_pass(misses, skip)
+        reused, rebased, reused_entries = self._reused(hits, stale)
+        self._remember(todo, pa.concat_tables([rows, rebased]), entries)
+        self.reuse = RecordReuse(
+            reused=todo.num_rows - misses.num_rows, computed=misses.num_rows, basis="record cache"
+        )
+        return pa.concat_tables([rows, reused, rebased]), entries + reused_entries
+
+    # ---- the per-record cache ----
+
+    def _keyed(self, todo: pa.Table) -> pa.Table:
+        """Return `todo` with each record's cache key (`ckey`) and assigned split."""
+        splits = [self.splitter.split_of(g) for g in todo["group"].to_pylist()]
+        keyer = CacheKeys(self.recipe, code_version().model_dump(mode="json"))
+        ckeys = [
+            keyer.key(c, s, i, a)
+            for c, s, i, a in zip(
+                todo["content"].to_pylist(),
+                splits,
+                todo["images"].to_pylist(),
+                todo["audios"].to_pylist(),
+                strict=True,
+            )
+        ]
+        todo = todo.append_column("split", pa.array(splits, pa.string()))
+        return todo.append_column("ckey", pa.array(ckeys, pa.string()))
+
+    def _cached(self, todo: pa.Table) -> tuple[pa.Table, pa.Table, pa.Table]:
+        """Split `todo` by the cache: return (misses, hit rows as they lie in the cache,
+        hit rows made under another recipe, which must be rebased)."""
+        assert self.cache is not None
+        index = self.cache.index()
+        empty = index.schema.empty_table()
+        if index.num_rows == 0 or todo.num_rows == 0:
+            return todo, empty, empty
+        index = index.filter(pc.is_in(index["key"], value_set=todo["ckey"].combine_chunks()))
+        if index.num_rows == 0:
+            return todo, empty, empty
+        # One run's rows per key: the newest run under this recipe, else the newest at all.
+        same = pc.equal(index["recipe_hash"], self.recipe.recipe_hash)
+        flagged = index.append_column("same", pc.cast(same, pa.int8()))
+        best = flagged.group_by("key", use_threads=False).aggregate([("same", "max")])
+        flagged = flagged.join(best, "key")
+        flagged = flagged.filter(pc.equal(flagged["same"], flagged["same_max"]))
+        newest = flagged.group_by("key", use_threads=False).aggregate([("run_id", "max")])
+        chosen = flagged.join(newest, "key")
+        chosen = chosen.filter(pc.equal(chosen["run_id"], chosen["run_id_max"]))
+        chosen = chosen.drop_columns(["same_max", "run_id_max"])
+        # A part that has gone (pruned by hand) makes its keys misses, not errors.
+        parts = [p for p in chosen["part"].unique().to_pylist() if p is not None]
+        missing = [p for p in parts if not self.fs.exists(self.cache.part_path(p))]
+        if missing:
+            log.warning(
+                "cache: %d part file(s) missing; their records are recomputed", len(missing)
+            )
+            chosen = chosen.filter(
+                pc.invert(
+                    pc.fill_null(pc.is_in(chosen["part"], value_set=pa.array(missing)), False)
+                )
+            )
+        hit_keys = chosen["key"].unique()
+        misses = todo.filter(pc.invert(pc.is_in(todo["ckey"], value_set=hit_keys)))
+        current = pc.equal(chosen["same"], 1)
+        chosen = chosen.drop_columns(["same"])
+        return misses, chosen.filter(current), chosen.filter(pc.invert(current))
+
+    def _reused(
+        self, hits: pa.Table, stale: pa.Table
+    ) -> tuple[pa.Table, pa.Table, list[QuarantineEntry]]:
+        """Return the ROWS_SCHEMA rows of cache hits as they lie, those of hits made under
+        another recipe once rebased by tasks (no record is augmented again), and the hits'
+        quarantine entries; the cached stats of their augmented originals are counted."""
+        entries = []
+        for table in (hits, stale):
+            rejected = table.filter(pc.is_valid(table["rejection"]))
+            entries.extend(
+                QuarantineEntry(**json.loads(text)) for text in rejected["rejection"].to_pylist()
+            )
+        kept = self._as_rows(hits.filter(pc.is_null(hits["rejection"])))
+        stale = stale.filter(pc.is_null(stale["rejection"]))
+        rebased = self._rebased(stale) if stale.num_rows else ROWS_SCHEMA.empty_table()
+        for table in (kept, rebased):
+            for text in table["stats"].drop_null().to_pylist():
+                self.stats.merge(AugmentStats.from_dict(json.loads(text)))
+        return kept, rebased, entries
+
+    def _as_rows(self, cached: pa.Table) -> pa.Table:
+        assert self.cache is not None
+        if cached.num_rows == 0:
+            return ROWS_SCHEMA.empty_table()
+        parts = [self.cache.part_path(p) for p in cached["part"].to_pylist()]
+        return pa.table(
+            {
+                "split": cached["split"],
+                "id": cached["id"],
+                "parent_id": cached["parent_id"],
+                "part": pa.array(parts, pa.string()),
+                "row": cached["row"],
+                "nbytes": cached["nbytes"],
+                "stats": cached["stats"],
+            },
+            schema=ROWS_SCHEMA,
+        )
+
+    def _rebased(self, stale: pa.Table) -> pa.Table:
+        """Copy cached rows made under another recipe into new cache parts with this recipe's
+        variant ids; one task per cached part."""
+        assert self.cache is not None
+        resources = StageResources.for_stage(self.recipe.execution, "augment")
+        calls = []
+        for part in sorted(stale["part"].unique().to_pylist()):
+            of_part = stale.filter(pc.equal(stale["part"], part)).sort_by("row")
+            keys = sorted(set(of_part["key"].to_pylist()))
+            name = hashlib.sha256(
+                canonical_json([self.recipe.recipe_hash, keys]).encode()
+            ).hexdigest()
+            calls.append(
+                (
+                    self.cache.part_path(part),
+                    of_part["row"].to_pylist(),
+                    of_part["stats"].to_pylist(),
+                    self.recipe.recipe_hash,
+                    self.cache.part_path(f"{name}.arrow"),
+                    self.fs,
+                )
+            )
+        out = []
+        for _, (rows, node) in run_tasks(rebase_rows, calls, resources):
+            self._ran_on("rebase", node)
+            out.append(rows)
+        return pa.concat_tables(out) if out else ROWS_SCHEMA.empty_table()
+
+    def _remember(self, todo: pa.Table, rows: pa.Table, entries: list[QuarantineEntry]) -> None:
+        """Add what this run computed (or rebased) to the cache index."""
+        assert self.cache is not None
+        owner = pc.coalesce(rows["parent_id"], rows["id"])
+        keyed = rows.append_column("owner", owner).join(
+            todo.select(["id", "ckey"]).rename_columns(["owner", "key"]), "owner"
+        )
+        n = keyed.num_rows
+        names = [os.path.basename(p) for p in keyed["part"].to_pylist()]
+        made = pa.table(
+            {
+                "key": keyed["key"],
+                "run_id": pa.array([self.run_id] * n, pa.string()),
+                "recipe_hash": pa.array([self.recipe.recipe_hash] * n, pa.string()),
+                "id": keyed["id"],
+                "parent_id": keyed["parent_id"],
+                "split": keyed["split"],
+                "part": pa.array(names, pa.string()),
+                "row": keyed["row"],
+                "nbytes": keyed["nbytes"],
+                "stats": keyed["stats"],
+                "rejection": pa.nulls(n, pa.string()),
+            },
+            schema=CACHE_INDEX_SCHEMA,
+        )
+        key_of = dict(zip(todo["id"].to_pylist(), todo["ckey"].to_pylist(), strict=True))
+        split_of = dict(zip(todo["id"].to_pylist(), todo["split"].to_pylist(), strict=True))
+        ids = [e.record_id for e in entries if e.record_id in key_of]
+        m = len(ids)
+        rejected = pa.table(
+            {
+                "key": pa.array([key_of[i] for i in ids], pa.string()),
+                "run_id": pa.array([self.run_id] * m, pa.string()),
+                "recipe_hash": pa.array([self.recipe.recipe_hash] * m, pa.string()),
+                "id": pa.array(ids, pa.string()),
+                "parent_id": pa.nulls(m, pa.string()),
+                "split": pa.array([split_of[i] for i in ids], pa.string()),
+                "part": pa.nulls(m, pa.string()),
+                "row": pa.nulls(m, pa.int64()),
+                "nbytes": pa.nulls(m, pa.int64()),
+                "stats": pa.nulls(m, pa.string()),
+                "rejection": pa.array(
+                    [json.dumps(e.to_dict()) for e in entries if e.record_id in key_of],
+                    pa.string(),
+                ),
+            },
+            schema=CACHE_INDEX_SCHEMA,
+        )
+        try:
+            self.cache.add(self.run_id, pa.concat_tables([made, rejected]))
+        except OSError as exc:
+            # A cache that cannot be written costs the next run a recomputation, not this run.
+            log.warning("cache: could not write the index of run %s: %s", self.run_id, exc)
 
     def _settle(
         self, keys: pa.Table, duplicates: pa.Table, rows: pa.Table, rejected: dict[str, str]
@@ -498,7 +717,10 @@ class DataJob:
             duplicates = duplicates_of(keys)
             kept = pc.invert(pc.is_in(keys["id"], value_set=duplicates["id"]))
             self.splitter = self.splitter.planned(keys["group"].filter(kept).to_pylist())
-            rows, rejected = self._record_pass(keys, duplicates["id"].combine_chunks())
+            rows, entries = self._records(keys.filter(kept), duplicates["id"].combine_chunks())
+            rejected = {e.record_id: e.reason for e in entries if e.record_id}
+            for entry in entries:
+                self._quarantine(self.counts["validate"], entry)
             self._settle(keys, duplicates, rows, rejected)
             self._check_bad_fraction()
             shards = self._write(rows)
@@ -543,6 +765,7 @@ class DataJob:
             manifest_path=self.store.manifest_path(committed.version),
             quarantine_path=self.quarantine.path if sum(self.reasons.values()) else None,
             unmapped_fields=manifest.unmapped_fields,
+            reuse=self.reuse,
             nodes={stage: dict(sorted(c.items())) for stage, c in self.nodes.items()},
         )
 

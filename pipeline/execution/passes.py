@@ -15,7 +15,7 @@ sorted by id, so results arriving in any order make the same version.
 from __future__ import annotations
 
 import hashlib
-import os
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,6 +68,7 @@ ROWS_SCHEMA = pa.schema(
         ("part", pa.string()),
         ("row", pa.int64()),
         ("nbytes", pa.int64()),
+        ("stats", pa.string()),  # an augmented original's AugmentStats JSON (for the cache)
     ]
 )
 
@@ -182,7 +183,6 @@ class PassContext:
     """What every record-pass task of a run shares (sent to the cluster once)."""
 
     fs: Any
-    folder: str
     limits: MediaLimits
     duplicate_ids: pa.Array
     splitter: SplitStage
@@ -212,14 +212,9 @@ def _node_id() -> str:
         return ""
 
 
-def part_name(first: Slice) -> str:
-    """Return the output part name of a task whose first slice is `first` (stable on retry)."""
-    digest = hashlib.sha256(canonical_json([first.part, first.offset]).encode()).hexdigest()
-    return f"part-{digest[:20]}.arrow"
-
-
-def record_pass(slices: list[Slice], ctx: PassContext) -> PassOutcome:
-    """Validate, split and augment the records of `slices`; write them to one part file."""
+def record_pass(slices: list[Slice], path: str, ctx: PassContext) -> PassOutcome:
+    """Validate, split and augment the records of `slices` (all but `ctx.duplicate_ids`);
+    write what is kept, originals then their variants, to the part file `path`."""
     validate = ValidateStage(ctx.limits)
     dedup = DedupStage()
     augment = AugmentStage(ctx.augmenter)
@@ -228,7 +223,6 @@ def record_pass(slices: list[Slice], ctx: PassContext) -> PassOutcome:
     rejected: list[QuarantineEntry] = []
     rejected_ids: dict[str, str] = {}
     originals = variants = 0
-    path = os.path.join(ctx.folder, part_name(slices[0]))
     index: list[pa.Table] = []
     with PartWriter(path, WORK_SCHEMA, fs=ctx.fs, single_file=True) as out:
         for batch in _batches(slices, ctx.fs, ctx.batch_size):
@@ -237,6 +231,7 @@ def record_pass(slices: list[Slice], ctx: PassContext) -> PassOutcome:
             records = assigned.to_pylist()
             keep: list[int] = []
             made: list[dict[str, Any]] = []
+            kept_stats: list[str | None] = []
             for i, record in enumerate(records):
                 train = augment.augmenter is not None and record["split"] == "train"
                 decoded: dict[tuple[str, int], Any] | None = {} if train and keep_pixels else None
@@ -250,6 +245,9 @@ def record_pass(slices: list[Slice], ctx: PassContext) -> PassOutcome:
                     produced, record_stats = augment.record_variants(record, decoded)
                     made.extend(produced)
                     stats.merge(record_stats)
+                    kept_stats.append(json.dumps(record_stats.to_dict(), sort_keys=True))
+                else:
+                    kept_stats.append(None)
             table = assigned.take(pa.array(keep, pa.int64()))
             if made:
                 table = pa.concat_tables([table, records_to_table(made, WORK_SCHEMA)])
@@ -257,12 +255,15 @@ def record_pass(slices: list[Slice], ctx: PassContext) -> PassOutcome:
             variants += len(made)
             where = out.write(table)
             if where is not None:
-                index.append(_rows_of(table, path, where.first_row))
+                row_stats = kept_stats + [None] * len(made)
+                index.append(_rows_of(table, path, where.first_row, row_stats))
     rows = pa.concat_tables(index) if index else ROWS_SCHEMA.empty_table()
     return PassOutcome(rows, rejected, stats, originals, variants, _node_id(), rejected_ids)
 
 
-def _rows_of(table: pa.Table, path: str, first_row: int) -> pa.Table:
+def _rows_of(
+    table: pa.Table, path: str, first_row: int, stats: list[str | None] | None = None
+) -> pa.Table:
     n = table.num_rows
     return pa.table(
         {
@@ -272,6 +273,7 @@ def _rows_of(table: pa.Table, path: str, first_row: int) -> pa.Table:
             "part": pa.array([path] * n, pa.string()),
             "row": pa.array(np.arange(first_row, first_row + n), pa.int64()),
             "nbytes": pa.array(row_nbytes(table), pa.int64()),
+            "stats": pa.array(stats if stats is not None else [None] * n, pa.string()),
         },
         schema=ROWS_SCHEMA,
     )
@@ -282,6 +284,36 @@ def _batches(slices: list[Slice], fs: Any, batch_size: int):
         table = read_part(s.part, fs).slice(s.offset, s.length)
         for offset in range(0, table.num_rows, batch_size):
             yield table.slice(offset, batch_size)
+
+
+def rebase_rows(
+    part: str, rows: list[int], stats: list[str | None], recipe_hash: str, path: str, fs: Any
+) -> tuple[pa.Table, str]:
+    """Copy rows of a cached part made under another recipe into the part file `path`, with
+    their variants' ids and `augmentation.recipe_hash` made by `recipe_hash`; return their
+    ROWS_SCHEMA rows and the node. Nothing is augmented again: the variants' content
+    depends on the seed, the record and its ops only (which the cache key pins)."""
+    import pyarrow.compute as pc
+
+    from pipeline.record.ids import variant_id
+
+    table = read_part(part, fs).take(pa.array(rows, pa.int64()))
+    is_variant = pc.is_valid(table["parent_id"]).to_numpy(zero_copy_only=False)
+    originals = table.filter(pa.array(~is_variant))
+    # Variants are rebuilt from dicts, as the augment stage builds them, so their Arrow
+    # buffers (and the shard bytes) are those of a run from scratch.
+    variants = table.filter(pa.array(is_variant)).to_pylist()
+    for variant in variants:
+        variant["id"] = variant_id(
+            variant["parent_id"], recipe_hash, variant["augmentation"]["copy"]
+        )
+        variant["augmentation"]["recipe_hash"] = recipe_hash
+    out_table = pa.concat_tables([originals, records_to_table(variants, WORK_SCHEMA)])
+    original_stats = [s for s, v in zip(stats, is_variant, strict=True) if not v]
+    with PartWriter(path, WORK_SCHEMA, fs=fs, single_file=True) as out:
+        out.write(out_table)
+    row_stats = original_stats + [None] * len(variants)
+    return _rows_of(out_table, path, 0, row_stats), _node_id()
 
 
 # ---- shards: one task per shard ----

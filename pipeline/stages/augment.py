@@ -55,7 +55,8 @@ class AugmentStage:
     @property
     def decodes_images(self) -> bool:
         """True when the augmenter works on image pixels (so validation should keep them)."""
-        return self.augmenter is not None and bool(self.augmenter.ops.get("image"))
+        ops = getattr(self.augmenter, "ops", None) or {}
+        return bool(ops.get("image"))
 
     def record_variants(
         self, record: dict[str, Any], decoded: dict[tuple[str, int], Any] | None = None
@@ -66,7 +67,10 @@ class AugmentStage:
         and counted (`failed_variants`), and its neighbours carry on.
         """
         try:
-            produced, stats = self.augmenter.variants(record, decoded)
+            if decoded is None:
+                produced, stats = self.augmenter.variants(record)
+            else:
+                produced, stats = self.augmenter.variants(record, decoded)
             return self._checked_variants(record, produced), stats
         except Exception as exc:
             log.warning("augment: no variants of %s: %s: %s", record["id"], type(exc).__name__, exc)

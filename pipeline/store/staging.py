@@ -95,10 +95,13 @@ class PartWriter:
     def _open_next(self) -> None:
         self._close_current()
         if self.single_file:
+            # A task's one output part may be a cache part another run is reading: it
+            # appears whole on close, or not at all.
             path = self.folder
+            self._sink = self.fs.open_output_whole(path)
         else:
             path = os.path.join(self.folder, f"part-{len(self.paths):05d}.arrow")
-        self._sink = self.fs.open_output(path)
+            self._sink = self.fs.open_output(path)
         self._writer = pa.ipc.new_file(self._sink, self.schema)
         self.paths.append(path)
         self.part_rows.append(0)
