@@ -49,9 +49,13 @@ class StageResources:
     concurrency: int | None
 
     @classmethod
-    def for_stage(cls, execution: ExecutionConfig, stage: str) -> StageResources:
-        """Return the recipe's settings for `stage`: its own override, else the defaults."""
-        override = execution.stages.get(stage) if execution.stages else None
+    def for_stage(cls, execution: ExecutionConfig, *stages: str) -> StageResources:
+        """Return the recipe's settings for a pass: the first of `stages` with its own
+        override (a pass may answer to several names), else the defaults."""
+        override = next(
+            (execution.stages[s] for s in stages if execution.stages and s in execution.stages),
+            None,
+        )
         return cls(
             batch_size=(override and override.batch_size) or execution.batch_size,
             num_cpus=(override and override.num_cpus) or execution.num_cpus,

@@ -85,6 +85,10 @@ from pipeline.store.writer import INDEX_SCHEMA, ShardWriter, localized, plan_sha
 log = logging.getLogger(__name__)
 
 
+# Ingest tasks per CPU for a source of many files (each reads a group of them).
+INGEST_TASKS_PER_CPU = 2
+
+
 def duplicates_of(keys: pa.Table) -> pa.Table:
     """Return (id, representative, source, source_ref) of every exact duplicate in `keys`:
     the record with the smallest id of each dedup key represents it, the rest are duplicates."""
@@ -255,20 +259,26 @@ class DataJob:
             self.nodes.setdefault(stage, Counter())[node] += 1
 
     def _ingest(self) -> pa.Table:
-        """Read every source in its own task; return the KEYS_SCHEMA rows of every record."""
+        """Read every source in tasks (several for a source of many files); return the
+        KEYS_SCHEMA rows of every record."""
+        from pipeline.readers import source_files
+
         counts = self.counts["ingest"]
-        self.progress.start("ingest", len(self.recipe.sources))
-        calls = [
-            (
-                i,
-                source,
-                self.recipe,
-                self.splitter,
-                os.path.join(self.staging, "ingest", f"s{i}"),
-                self.fs,
-            )
-            for i, source in enumerate(self.recipe.sources)
-        ]
+        calls = []
+        names = []
+        # A source of many files is read by several tasks (a group of files each).
+        tasks_per_source = max(1, cluster_cpus() * INGEST_TASKS_PER_CPU)
+        for i, source in enumerate(self.recipe.sources):
+            files = source_files(source, self.recipe)
+            per_task = max(1, -(-len(files) // tasks_per_source))
+            groups = [files[j : j + per_task] for j in range(0, len(files), per_task)] or [[]]
+            for g, group in enumerate(groups):
+                folder = os.path.join(self.staging, "ingest", f"s{i}-{g}")
+                calls.append(
+                    (len(calls), source, group, g == 0, self.recipe, self.splitter, folder, self.fs)
+                )
+                names.append(source.name)
+        self.progress.start("ingest", len(calls))
         resources = StageResources.for_stage(self.recipe.execution, "ingest")
         outcomes: list[IngestOutcome | None] = [None] * len(calls)
         for i, outcome in run_tasks(ingest_source, calls, resources):
@@ -277,12 +287,12 @@ class DataJob:
             self.progress.advance("ingest", 1)
         keys = []
         # In recipe order, so the quarantine file reads the same whatever finished first.
-        for outcome, source in zip(outcomes, self.recipe.sources, strict=True):
+        for outcome, name in zip(outcomes, names, strict=True):
             assert outcome is not None
             counts.records_in += outcome.records_in
             for entry in outcome.rejected:
                 self._quarantine(counts, entry)
-            self.unmapped_fields[source.name].update(outcome.unmapped_fields)
+            self.unmapped_fields[name].update(outcome.unmapped_fields)
             keys.append(outcome.keys)
         table = pa.concat_tables(keys) if keys else KEYS_SCHEMA.empty_table()
         counts.out = table.num_rows
@@ -302,7 +312,7 @@ class DataJob:
         return the ROWS_SCHEMA rows of what the tasks wrote and their quarantine entries."""
         import ray
 
-        resources = StageResources.for_stage(self.recipe.execution, "augment")
+        resources = StageResources.for_stage(self.recipe.execution, "augment", "validate")
         self.progress.start("records", todo.num_rows)
         augmenter = None
         if self.recipe.augment.copies > 0:
@@ -464,7 +474,7 @@ class DataJob:
         """Copy cached rows made under another recipe into new cache parts with this recipe's
         variant ids; one task per cached part."""
         assert self.cache is not None
-        resources = StageResources.for_stage(self.recipe.execution, "augment")
+        resources = StageResources.for_stage(self.recipe.execution, "augment", "validate")
         calls = []
         for part in sorted(stale["part"].unique().to_pylist()):
             of_part = stale.filter(pc.equal(stale["part"], part)).sort_by("row")

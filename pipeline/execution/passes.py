@@ -94,7 +94,7 @@ def _media_paths(column: pa.ChunkedArray) -> list[list[str | None]]:
     return [values[offsets[r] : offsets[r + 1]] for r in range(len(array))]
 
 
-# ---- ingest: one task per source ----
+# ---- ingest: one task per source, or per group of its files ----
 
 
 @dataclass
@@ -131,9 +131,18 @@ def _keys_of(table: pa.Table, splitter: SplitStage, part: str, first_row: int) -
 
 
 def ingest_source(
-    index: int, source: SourceConfig, recipe: Recipe, splitter: SplitStage, folder: str, fs: Any
+    index: int,
+    source: SourceConfig,
+    files: list[str] | None,
+    book_entries: bool,
+    recipe: Recipe,
+    splitter: SplitStage,
+    folder: str,
+    fs: Any,
 ) -> IngestOutcome:
-    """Read one source into part files under `folder`; return its records' keys."""
+    """Read one source (or only its `files`) into part files under `folder`; return its
+    records' keys. `book_entries` as in `read_source`: one task per source reports what its
+    characters files hold."""
     from pipeline.readers import SourceReadStats, read_source
 
     unmapped: Counter[str] = Counter()
@@ -151,7 +160,7 @@ def ingest_source(
 
         chunk: list[dict[str, Any]] = []
         chunk_bytes = 0
-        for item in read_source(source, recipe, stats):
+        for item in read_source(source, recipe, stats, files=files, book_entries=book_entries):
             records_in += 1
             if isinstance(item, QuarantineEntry):
                 rejected.append(item)

@@ -121,3 +121,27 @@ def _train_originals_with_images(result: RunResult) -> int:
         originals = table.filter(pc.is_null(table["parent_id"]))
         count += int(pc.sum(pc.greater(pc.list_value_length(originals["images"]), 0)).as_py() or 0)
     return count
+
+
+def test_a_source_of_many_files_is_read_by_several_tasks_with_the_same_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pipeline.execution.job as job
+
+    dialogues = write_corpus(tmp_path)
+    lines = dialogues.read_text().splitlines(keepends=True)
+    folder = tmp_path / "dialogues"
+    folder.mkdir()
+    for k in range(4):
+        (folder / f"part-{k}.jsonl").write_text("".join(lines[k::4]))
+    dialogues.unlink()
+    sources = [
+        {"name": "tiny", "path": "dialogues", "characters": "characters.jsonl", "media_dir": "."}
+    ]
+    monkeypatch.setattr(job, "INGEST_TASKS_PER_CPU", 8)
+    many = _run(tmp_path, "many", sources=sources, execution={"batch_size": 4, "cache": False})
+    monkeypatch.setattr(job, "INGEST_TASKS_PER_CPU", 0)  # 0 -> one task for the source
+    one = _run(tmp_path, "one", sources=sources, execution={"batch_size": 4, "cache": False})
+    assert sum(many.nodes["ingest"].values()) == 4 and sum(one.nodes["ingest"].values()) == 1
+    assert many.content_id == one.content_id
+    assert many.counts == one.counts and many.unmapped_fields == one.unmapped_fields
