@@ -219,7 +219,17 @@ def run_tasks(
                 pending[remote.remote(*calls[submitted])] = submitted
                 submitted += 1
             (done,), _ = ray.wait(list(pending), num_returns=1)
-            yield pending.pop(done), ray.get(done)
+            index = pending.pop(done)
+            try:
+                result = ray.get(done)
+            except ray.exceptions.RayTaskError as exc:
+                # The task's own exception, so the caller sees "No space left on device",
+                # not a remote traceback (the worker's log keeps that).
+                cause = getattr(exc, "cause", None)
+                if isinstance(cause, BaseException):
+                    raise cause from None
+                raise
+            yield index, result
     finally:
         for ref in pending:  # a failure or an abandoned run: stop the rest
             ray.cancel(ref, force=True)

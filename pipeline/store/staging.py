@@ -153,8 +153,15 @@ class PartWriter:
     def __enter__(self) -> PartWriter:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+            return
+        # The first error is the one to report: closing a part on a full disk raises again.
+        try:
+            self.close()
+        except Exception:
+            pass
 
 
 class _MappedPart:
