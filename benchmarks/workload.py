@@ -49,12 +49,17 @@ AUGMENT: dict[str, Any] = {
 
 
 def store_uri(local: Path) -> str:
-    """Return the store a benchmark store folder stands for: `local` itself, or the same
-    two trailing names under $ROLEFORGE_BENCH_STORE (the run folder keeps runs apart)."""
+    """Return the store a benchmark store folder stands for: `local` itself, or its path
+    below benchmarks/_work under $ROLEFORGE_BENCH_STORE (the run folder keeps runs apart)."""
     base = os.environ.get(STORE_ENV, "").strip()
     if not base:
         return str(local)
-    return f"{base.rstrip('/')}/{local.parent.name}/{local.name}"
+    work = Path(__file__).resolve().parent / "_work"
+    try:
+        relative = local.resolve().relative_to(work).as_posix()
+    except ValueError:
+        relative = local.name
+    return f"{base.rstrip('/')}/{relative}"
 
 
 def remove_store(local: Path) -> None:
