@@ -242,6 +242,14 @@ def result_sections(figures: dict[str, Figure], meta: dict[str, Any]) -> list[tu
     notes = [f"- `{key}`: {fig.note}" for key, fig in figures.items() if fig.note]
     if notes:
         sections.append(("Notes per figure", "\n".join(notes)))
+    failed = meta.get("failed_phases") or {}
+    if failed:
+        sections.append(
+            (
+                "Phases that failed in this run",
+                "\n".join(f"- `{name}`: {why}" for name, why in failed.items()),
+            )
+        )
     unmeasured = [f"- `{k}`: {f.unmeasured}" for k, f in figures.items() if f.unmeasured]
     if unmeasured:
         sections.append(("Not measured, and why", "\n".join(unmeasured)))

@@ -595,6 +595,24 @@ class Suite:
         log.info("training: ratio %s, data wait share %s", trainer.median, wait.median)
 
     # -- helpers -------------------------------------------------------------------------
+    def _phase(self, name: str, run: Any, always: bool = False) -> bool:
+        """Run one phase (when asked for, or `always`); return whether it finished.
+
+        A phase that fails (a Ray start-up that times out on an overloaded machine, a
+        contender that crashes) is logged and recorded under `details.failed_phases`, and
+        the run goes on, so the other figures still reach the results files."""
+        if not always and name not in self.s.phases:
+            return False
+        try:
+            run()
+        except Exception as exc:  # noqa: BLE001 - any failure of a phase is reported, not fatal
+            log.exception("phase %s failed", name)
+            self.details.setdefault("failed_phases", {})[name] = f"{type(exc).__name__}: {exc}"[
+                -1500:
+            ]
+            return False
+        return True
+
     def _ray_startup(self) -> Figure:
         """Return the Ray start-up figure: one sample per `ray.init` (this process and each
         memory child)."""
@@ -612,30 +630,24 @@ class Suite:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         try:
             self.corpus()
-            if "startup" in self.s.phases:
-                self.startup()
+            self._phase("startup", self.startup)
             ray_phases = [
                 p
                 for p in ("efficiency", "writer", "alternatives", "contenders")
                 if p in self.s.phases
             ]
-            if ray_phases:
-                self.start_ray()
+            if ray_phases and self._phase("ray", self.start_ray, always=True):
                 try:
                     if "efficiency" in ray_phases or "writer" in ray_phases:
-                        self.efficiency()
-                    if "writer" in ray_phases:
-                        self.writer()
+                        self._phase("efficiency", self.efficiency, always=True)
+                    self._phase("writer", self.writer)
                     if "alternatives" in ray_phases or "contenders" in ray_phases:
-                        self.alternatives()
+                        self._phase("alternatives", self.alternatives, always=True)
                 finally:
                     self.stop_ray()
-            if "rerun" in self.s.phases:
-                self.rerun()
-            if "memory" in self.s.phases:
-                self.memory()
-            if "training" in self.s.phases:
-                self.training()
+            self._phase("rerun", self.rerun)
+            self._phase("memory", self.memory)
+            self._phase("training", self.training)
         finally:
             shutil.rmtree(self.run_dir, ignore_errors=True)
         self.meta["wall_s"] = time.perf_counter() - started
