@@ -41,7 +41,8 @@ test: install
 	$(PY) -m pytest -q tests
 
 # `make bench BENCH_ARGS=--quick` for a run of a few minutes. Daft and Data-Juicer cannot
-# share .venv (their pins conflict with ours): run_all.py builds their venvs under
+# share .venv (daft needs pyarrow<26; Data-Juicer pins older dill/multiprocess and installs
+# packages at run time): run_all.py builds their venvs under
 # benchmarks/_work on first use. Data-Juicer's audio ops need the system's FFmpeg libraries.
 bench: install
 	$(PY) -m pip install -q -e '.[bench]'

@@ -3,7 +3,7 @@
     benchmarks/_work/venv-data-juicer/bin/python -m benchmarks.data_juicer_job SPEC.json
 
 (`benchmarks/contenders.py` builds that venv from `requirements-data-juicer.txt`;
-py-data-juicer pins dill/multiprocess versions that conflict with `.venv`.)
+py-data-juicer would downgrade `.venv`'s dill/multiprocess and installs packages at run time.)
 
 Data-Juicer has no per-copy random image/audio pipeline like ours; its closest ops, run by
 `DefaultExecutor` (`np` = one process per core, no cache between ops, no tracer):

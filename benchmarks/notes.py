@@ -189,8 +189,9 @@ efficiency table, `driver_ms_per_record`); no many-core machine was available to
 CONTENDERS = """
 Both run in their own venv (built by `benchmarks/contenders.py` from
 `benchmarks/requirements-<name>.txt`, once, untimed): daft 0.7 requires pyarrow<26 and
-roleforge pins pyarrow 26; py-data-juicer pins dill==0.3.8 / multiprocess==0.70.16, which
-conflict with `datasets` 5 in `.venv`. Each is a fresh process that does one untimed warm-up
+roleforge pins pyarrow 26; py-data-juicer pins dill==0.3.8 / multiprocess==0.70.16 (pip
+would downgrade `.venv`'s dill 0.4.1 / multiprocess 0.70.19 under `datasets` 5), adds ~30
+packages, and installs missing packages into its environment at run time (below). Each is a fresh process that does one untimed warm-up
 run on a 16-record corpus (skipped for Data-Juicer in `--quick`), then one timed run; the
 time is the job alone (read to written output), imports excluded, like every contender.
 
