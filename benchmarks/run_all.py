@@ -160,7 +160,7 @@ class Suite:
             self.rerun_source,
         )
         sizes = {WARM_RECORDS, biggest, self.s.records, self.s.alt_records, self.s.memory_base}
-        sizes.add(self.rerun_source)
+        sizes |= {self.s.memory_base * self.s.memory_scale, self.rerun_source}
         started = time.perf_counter()
         self.corpora = {n: build_corpus(n) for n in sorted(sizes)}
         self.details["corpus"] = {
