@@ -264,7 +264,7 @@ def result_sections(figures: dict[str, Figure], meta: dict[str, Any]) -> list[tu
         )
         body += (
             f"{eff['records']} records on {eff['ray_cpus']} Ray CPUs. Untimed before the repetitions: "
-            f"ingest + validate {eff['prepare_seconds (ingest+validate, untimed)']} s, warm-up "
+            f"ingest {eff['prepare_seconds (ingest, untimed)']} s, warm-up "
             f"(worker imports, {16} records) {eff['warm_up_seconds (untimed)']} s.\n\n"
             + _rep_table(eff["reps"])
         )

@@ -128,6 +128,23 @@ def _slices(todo: pa.Table, per_task: int) -> list[tuple[Slice, str]]:
     return out
 
 
+def writer_index(rows: pa.Table) -> tuple[pa.Table, list[str]]:
+    """Return ROWS_SCHEMA rows as the writer's INDEX_SCHEMA rows (part numbers) and the part
+    paths those numbers index."""
+    encoded = pc.dictionary_encode(rows["part"]).combine_chunks()
+    index = pa.table(
+        {
+            "split": rows["split"],
+            "id": rows["id"],
+            "part": encoded.indices.cast(pa.int32()),
+            "row": rows["row"],
+            "nbytes": rows["nbytes"],
+        },
+        schema=INDEX_SCHEMA,
+    )
+    return index, encoded.dictionary.to_pylist()
+
+
 def _value_counts(column: pa.ChunkedArray) -> dict[str, int]:
     counts = pc.value_counts(column.combine_chunks()) if len(column) else []
     return {c["values"].as_py(): c["counts"].as_py() for c in counts}
@@ -612,18 +629,7 @@ class DataJob:
 
         counts = self.counts["write"]
         counts.records_in = rows.num_rows
-        encoded = pc.dictionary_encode(rows["part"]).combine_chunks()
-        paths = encoded.dictionary.to_pylist()
-        index = pa.table(
-            {
-                "split": rows["split"],
-                "id": rows["id"],
-                "part": encoded.indices.cast(pa.int32()),
-                "row": rows["row"],
-                "nbytes": rows["nbytes"],
-            },
-            schema=INDEX_SCHEMA,
-        )
+        index, paths = writer_index(rows)
         writer = ShardWriter(
             os.path.join(self.staging, "version"),
             self.recipe.output.format,
