@@ -88,6 +88,15 @@ def _publish(store: Store, source: Store, cards: Path | None = None) -> list[Com
     return results
 
 
+@pytest.fixture
+def published(s3_store: str, local_runs: dict[str, Any]) -> tuple[Store, Store]:
+    """Return (the S3 store holding the local runs' two versions, the local store)."""
+    local: Store = local_runs["store"]
+    store = Store(s3_store, "tiny")
+    _publish(store, local)
+    return store, local
+
+
 def test_an_s3_uri_names_an_object_store_and_bucket_paths(s3_store: str) -> None:
     fs, path = store_fs(s3_store)
     assert isinstance(fs, ObjectStoreFS) and not fs.is_local
@@ -156,11 +165,9 @@ def test_versions_committed_on_s3_hold_the_content_of_the_same_run_on_a_local_st
 
 
 def test_versions_show_diff_verify_and_gc_work_on_an_s3_store(
-    s3_store: str, local_runs: dict[str, Any]
+    s3_store: str, published: tuple[Store, Store]
 ) -> None:
-    local: Store = local_runs["store"]
-    store = Store(s3_store, "tiny")
-    _publish(store, local)
+    store, local = published
 
     listed = _invoke("versions", "tiny", "--store", s3_store, "--json")
     assert listed.exit_code == 0, listed.output
@@ -204,10 +211,9 @@ def test_versions_show_diff_verify_and_gc_work_on_an_s3_store(
 
 
 def test_an_edited_or_stripped_manifest_fails_verify_on_s3(
-    s3_store: str, local_runs: dict[str, Any]
+    s3_store: str, published: tuple[Store, Store]
 ) -> None:
-    store = Store(s3_store, "tiny")
-    _publish(store, local_runs["store"])
+    store, _ = published
     path = store.manifest_path(1)
     data = json.loads(store.fs.read_bytes(path))
     data["splits"]["train"] += 1
@@ -251,7 +257,8 @@ def test_a_claim_won_by_another_machine_sends_the_commit_to_the_next_number(
 
 
 CHILD = """
-import json, sys, time
+import json, logging, sys, time
+logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
 from pipeline.store.commit import VersionCommitter
 from pipeline.store.manifest import Manifest
 from pipeline.store.read import Store
@@ -310,13 +317,11 @@ def test_two_machines_racing_for_the_same_number_on_s3_end_one_version_apart(
 
 
 def test_training_reads_a_version_from_s3_row_for_row_as_from_a_local_store(
-    s3_store: str, local_runs: dict[str, Any]
+    published: tuple[Store, Store],
 ) -> None:
     from trainers.data import SplitReader
 
-    local: Store = local_runs["store"]
-    store = Store(s3_store, "tiny")
-    _publish(store, local)
+    store, local = published
     manifest = store.checked_manifest(2)
     for split in ("train", "validation", "test"):
         remote = SplitReader(store.shard_paths(manifest, split), store.fs)
