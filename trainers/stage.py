@@ -49,6 +49,11 @@ BASE_DIR = "base_model"
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 
+class ModelsNeedLocalStore(RuntimeError):
+    """Training reads a version from any store, but writes its model folder (checkpoints,
+    registry, PROMOTED pointer) with local file operations only."""
+
+
 class NothingToResume(LookupError):
     """--resume found no run of this dataset version with a checkpoint."""
 
@@ -194,6 +199,12 @@ class TrainRun:
 
     def setup(self) -> None:
         """Resolve version, config, seed and base model; check them; create the run folder."""
+        if not self.store.fs.is_local:
+            raise ModelsNeedLocalStore(
+                f"cannot train into {self.store.location}: model folders are written to "
+                "local stores only; read the version from there with `roleforge export`, "
+                "or train against a local copy of the store"
+            )
         self.manifest = self.store.checked_manifest(self.version)
         self.version = self.manifest.number
         if self.resume:

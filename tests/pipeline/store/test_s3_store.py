@@ -341,6 +341,30 @@ def test_training_reads_a_version_from_s3_row_for_row_as_from_a_local_store(
     assert ds.count() == manifest.splits["train"]
 
 
+def test_export_reads_a_version_from_s3_as_from_local_and_train_refuses_in_one_line(
+    s3_store: str, published: tuple[Store, Store], tmp_path: Path
+) -> None:
+    _, local = published
+    remote = _invoke("export", "tiny@v2", str(tmp_path / "s3"), "--to", "trl", "--store", s3_store)
+    assert remote.exit_code == 0, remote.output
+    here = _invoke(
+        "export", "tiny@v2", str(tmp_path / "local"), "--to", "trl", "--store", local.path
+    )
+    assert here.exit_code == 0, here.output
+    files = sorted(p.relative_to(tmp_path / "s3") for p in (tmp_path / "s3").rglob("*"))
+    assert files == sorted(
+        p.relative_to(tmp_path / "local") for p in (tmp_path / "local").rglob("*")
+    )
+    for rel in files:
+        if (tmp_path / "s3" / rel).is_file():
+            assert (tmp_path / "s3" / rel).read_bytes() == (tmp_path / "local" / rel).read_bytes()
+    trained = _invoke("train", "tiny@v2", "--store", s3_store)
+    assert trained.exit_code == 1
+    assert f"cannot train into {s3_store}: model folders are written to local stores" in (
+        trained.output
+    )
+
+
 def test_arrow_ipc_shards_read_back_from_s3(s3_store: str, tmp_path: Path) -> None:
     from pipeline.store.shards import read_shard
 
