@@ -434,11 +434,15 @@ class ObjectStoreFS:
         ]
 
     def mtime(self, path: str) -> float:
-        """Return the newest change under `path` (a prefix has no time of its own)."""
+        """Return the newest change under `path` (a prefix has no time of its own; one
+        with no objects, only the empty folder marker pyarrow leaves after a delete, holds
+        nothing a run still writes, so it counts as old)."""
         entries = self.files(path)
-        if not entries:
-            raise FileNotFoundError(path)
-        return max(e.mtime for e in entries)
+        if entries:
+            return max(e.mtime for e in entries)
+        if not self.exists(path):
+            raise FileNotFoundError(self.uri(path))
+        return 0.0
 
     def fsync_file(self, path: str) -> None:
         """Nothing to do: an object is durable once its PUT returns."""

@@ -203,6 +203,7 @@ class Manifest(_Part):
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "<manifest>"
+            shown = fs.uri(path) if fs is not None else path
             raise ManifestInvalid(
-                f"{path}: not a valid manifest: {where}: {first['msg']}"
+                f"{shown}: not a valid manifest: {where}: {first['msg']}"
             ) from None
