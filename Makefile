@@ -40,8 +40,18 @@ demo: install
 test: install
 	$(PY) -m pytest -q tests
 
+# `make bench BENCH_ARGS=--quick` for a run of a few minutes. Daft and Data-Juicer cannot
+# share .venv (daft needs pyarrow<26; Data-Juicer pins older dill/multiprocess and installs
+# packages at run time): run_all.py builds their venvs under
+# benchmarks/_work on first use. Data-Juicer's audio ops need the system's FFmpeg libraries.
 bench: install
-	$(PY) benchmarks/run_all.py
+	$(PY) -m pip install -q -e '.[bench]'
+	@if ldconfig -p 2>/dev/null | grep -q libavcodec; then :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ffmpeg >/dev/null) \
+	  || echo "roleforge: could not install ffmpeg; the Data-Juicer figure will say why it is missing"; \
+	else echo "roleforge: FFmpeg libraries missing; the Data-Juicer figure will say why it is missing"; fi
+	$(PY) benchmarks/run_all.py $(BENCH_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -140,12 +140,21 @@ class PlainChain:
         """Return the record's `copies` variants: decode once, augment and encode per copy."""
         images = [self.decode_image(b) for b in record.images]
         audios = [self.decode_audio(b) for b in record.audios]
+        return self.variants_of(record.messages, images, audios)
+
+    def variants_of(
+        self,
+        messages: list[dict[str, Any]],
+        images: list[np.ndarray],
+        audios: list[tuple[np.ndarray, int]],
+    ) -> list[dict[str, Any]]:
+        """Return `copies` variants of already decoded media (for engines that decode)."""
         out = []
         for copy in range(self.copies):
             out.append(
                 {
                     "copy": copy,
-                    "messages": self.augment_messages(record.messages),
+                    "messages": self.augment_messages(messages),
                     "images": [self.augment_image(img) for img in images],
                     "audios": [self.augment_audio(s, sr) for s, sr in audios],
                 }

@@ -102,6 +102,31 @@ resident in the driver while shards are written; the kernel can drop those pages
 pressure, but RSS counts them. `PartSet.release()` after each split (or shard), or reading
 the gathered batches with `pa.input_stream` instead of keeping maps open, keeps RSS flat.
 """,
+    "driver_ms_per_record": """
+The driver does per-record work in four places (from the profiles behind the efficiency and
+writer analyses, and the per-stage seconds in the alternatives table): ingest reads and
+assembles every source record (~1 ms/record); every pass streams its output blocks, media
+included, through the driver, which copies them into part files and builds index rows
+(`DataJob._validate`, `DataJob._augment`: `PartWriter.write`, `row_nbytes`, `to_pylist` of
+index columns, ~2-3 ms/record of the augment stage); and the shard writer gathers, writes,
+fsyncs and hashes every byte (`ShardWriter.write`). 0.05 ms/record leaves the driver only
+small facts per task: tasks that ingest by file/byte range, write their own parts and
+shards and return index rows (issue 12 items 1 and 3).
+""",
+    "unchanged_rerun_ratio": """
+Measured, not assumed: an unchanged rerun ran the whole job again and found the content
+unchanged only at commit (see the reruns table; `unchanged` in the run's JSON). The issue's
+target needs the check before any work: inputs (every media file's sha256), recipe hash and
+code version against the latest manifest (issue 12 item 5). What remains then is the
+process start-up: interpreter, imports, and `ray.init` unless the check runs before Ray
+starts, which at this corpus size is already a large part of 0.05 of a full run.
+""",
+    "incremental_5pct_ratio": """
+Without a per-record cache every record is processed again, so the rerun costs a full run
+plus 5%. With the cache (issue 12 item 5) only the added records miss; the rest of the
+ratio is the fixed cost of a run (start-up, reading and hashing every input, the cache
+index lookup) and writing the new version's shards, which still holds every record.
+""",
     "trainer_vs_hf_trainer": """
 See `benchmarks/train_throughput.py` (owned by the trainer work) for its own breakdown;
 the JSON it wrote is under `details.training` in results.json.
@@ -134,8 +159,71 @@ alone:
 - the shard writer gathers, writes, fsyncs and hashes every shard in the driver: serial,
   ~100-250 MB/s here. One task per shard would scale it.
 Until those move into tasks, the 2-core efficiency overstates what 64 cores would reach.
+`driver_ms_per_record` puts one number on all of it: the driver's CPU over a whole job
+divided by its records. One driver core sustains 1000 / that many records/s; at ~1.3 ms
+that is ~770 records/s, i.e. ~12-20 worker cores at this job's 40-60 records/s per core;
+the issue's 0.05 ms is what ~200 cores need.
+
+**Task sizing that wins here is wrong there.** `TASKS_PER_CPU` x CPUs work items means that
+at 200 CPUs a 2,000-record corpus is cut into ~1,600 tasks of one or two records: each task
+then pays the fixed 10-30 ms (unpickle the augmenter, rebuild its ops, map its slice) for
+~25 ms of work, and the driver schedules and collects 1,600 results. On many cores the item
+size needs a floor in *work* (say >= 0.5-1 s of records per task, ~16-32 records here) and
+fewer tasks per CPU, or long-lived workers (an actor per core holding the built ops) so the
+fixed cost is paid once per worker, not per task.
+
+**Object store budget.** Ray gives its object store ~30% of a node's memory. Today every
+pass output block, media included (~0.5 MB per record), goes through it on its way to the
+driver: with C workers producing faster than one driver drains, blocks pile up until the
+store spills to disk or back-pressures the workers, and on several nodes every block
+crosses the network to the driver's node. 2 cores never get there; 64 would. With workers
+writing their own parts (issue 12, item 1) only index rows (~100 bytes per record) and
+stats travel, and the budget stops mattering; until then Ray Data's
+`DataContext.execution_options.resource_limits.object_store_memory` should cap what one
+pass may hold so that spills do not start silently.
+
 These points are reasoned from the per-record costs measured here (driver ms/record in the
-efficiency table); no many-core machine was available to measure them.
+efficiency table, `driver_ms_per_record`); no many-core machine was available to measure them.
+"""
+
+CONTENDERS = """
+Both run in their own venv (built by `benchmarks/contenders.py` from
+`benchmarks/requirements-<name>.txt`, once, untimed): daft 0.7 requires pyarrow<26 and
+roleforge pins pyarrow 26; py-data-juicer pins dill==0.3.8 / multiprocess==0.70.16 (pip
+would downgrade `.venv`'s dill 0.4.1 / multiprocess 0.70.19 under `datasets` 5), adds ~30
+packages, and installs missing packages into its environment at run time (below). Each is a fresh process that does one untimed warm-up
+run on a 16-record corpus (skipped for Data-Juicer in `--quick`), then one timed run; the
+time is the job alone (read to written output), imports excluded, like every contender.
+
+**Daft** (`benchmarks/daft_job.py`, native runner): `read_json` -> native `download()` of
+every image and clip -> native `decode_image` (RGB) -> one `@daft.cls(use_process=True,
+max_concurrency=cores)` class whose `@daft.method.batch(batch_size=16)` method builds the
+plain chain once per process and returns the original plus `copies` variants per record,
+made by the same albumentations / audiomentations / nlpaug / soxr calls as the plain loop
+(`benchmarks.baselines.PlainChain`), then `explode` and `write_parquet`. Same ops, same
+records, same encoders (JPEG q95, FLAC); differences: Daft decodes the JPEG itself (RGB;
+cv2 elsewhere), and it neither validates, deduplicates, sorts, fsyncs nor hashes.
+
+**Data-Juicer** (`benchmarks/data_juicer_job.py`, `DefaultExecutor`, `np` = cores, no
+cache, no tracer): its closest shipped ops, which differ from ours:
+- text: `nlpaug_en_mapper` (keyboard_error_char, aug_num = copies, keep the original): the
+  same nlpaug KeyboardAug, but on the whole conversation text, where ours augments user
+  turns only and keeps media placeholders intact;
+- image: `image_blur_mapper` (Gaussian, p=1) instead of RandomResizedCrop + HorizontalFlip +
+  ColorJitter; PIL, and it writes each result as a file;
+- audio: `audio_add_gaussian_noise_mapper` (p=1, our amplitudes) instead of Gain +
+  AddGaussianNoise + SpeedPerturb; WAV files instead of FLAC bytes;
+- it applies the media ops to the original sample too, and exports jsonl with paths to the
+  derived files, not media bytes in Parquet/Arrow.
+So it does less image work and similar audio work per variant; the figure compares whole
+jobs a user would run, not identical ops. Its run-time needs: Data-Juicer's `LazyLoader`
+installs missing packages by itself with uv when an op first needs them (unpinned: it put
+torch 2.15.0 and ray into the venv here, against the project's torch<=2.14.1 cap), so
+`requirements-data-juicer.txt` pins torch 2.14.1 / torchcodec 0.16 / ray 2.60 up front; its
+audio loader goes through `datasets.Audio`, which needs torchcodec and the system's FFmpeg
+libraries (`apt-get install ffmpeg` on Debian). Each op runs as a `datasets.map(num_proc)`
+with a fresh worker pool, and every audio worker imports torch + torchcodec before its first
+sample: a fixed cost of tens of seconds per run on this machine that a bigger corpus amortises.
 """
 
 
@@ -155,6 +243,17 @@ def result_sections(figures: dict[str, Figure], meta: dict[str, Any]) -> list[tu
     notes = [f"- `{key}`: {fig.note}" for key, fig in figures.items() if fig.note]
     if notes:
         sections.append(("Notes per figure", "\n".join(notes)))
+    failed = meta.get("failed_phases") or {}
+    if failed:
+        sections.append(
+            (
+                "Phases that failed in this run",
+                "\n".join(f"- `{name}`: {why}" for name, why in failed.items()),
+            )
+        )
+    unmeasured = [f"- `{k}`: {f.unmeasured}" for k, f in figures.items() if f.unmeasured]
+    if unmeasured:
+        sections.append(("Not measured, and why", "\n".join(unmeasured)))
     eff = meta.get("efficiency")
     if eff:
         body = (
@@ -178,6 +277,17 @@ def result_sections(figures: dict[str, Figure], meta: dict[str, Any]) -> list[tu
                 f"{alt['records']} records.\n\n" + _rep_table(alt["reps"]),
             )
         )
+    rerun = meta.get("rerun")
+    if rerun:
+        sections.append(
+            (
+                "Reruns of `roleforge run`, per repetition (seconds)",
+                f"{rerun['records']} records, then {rerun['added']} added to the same jsonl; "
+                "one store per repetition.\n\n" + _rep_table(rerun["reps"]),
+            )
+        )
+    if "vs_daft" in figures or "vs_data_juicer" in figures:
+        sections.append(("Contenders: Daft and Data-Juicer", CONTENDERS))
     mem = meta.get("memory")
     if mem:
         rows = []

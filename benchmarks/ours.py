@@ -68,10 +68,10 @@ class AugmentStageBench:
         ensure_ray()
         configure_data_context()
         started = time.perf_counter()
-        self.validated, keys = job._validate(parts, rows)
+        self.validated, self.keys = job._validate(parts, rows)
         self.validate_s = time.perf_counter() - started
         job.quarantine.close()
-        self.records = keys.num_rows
+        self.records = self.keys.num_rows
         self.staging_root = Path(job.staging).parent
         self._runs = 0
 
@@ -102,6 +102,10 @@ class AugmentStageBench:
         parts_in = parts or self.validated
         records = sum(rows for _, rows in parts_in)
         job._dedup_and_split_counts(records, 0)
+        # As `DataJob._stages` does after dedup: the split is planned over the group keys of
+        # the records the pass gets (the keys are in part order, so a prefix of parts is a
+        # prefix of the keys).
+        job.splitter = job.splitter.planned(self.keys["group"].slice(0, records).to_pylist())
         no_duplicates = pa.array([], pa.string())
         cpu_before, machine_before = tree_cpu(os.getpid()), machine_busy()
         started = time.perf_counter()

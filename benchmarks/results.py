@@ -20,6 +20,11 @@ RESULT_KEYS = (
     "trainer_vs_hf_trainer",
     "data_wait_share",
     "help_vs_python",
+    "driver_ms_per_record",
+    "unchanged_rerun_ratio",
+    "incremental_5pct_ratio",
+    "vs_daft",
+    "vs_data_juicer",
 )
 
 
@@ -34,6 +39,9 @@ class Figure:
     higher_is_better: bool = True
     unit: str = "x"
     note: str = ""
+    # Why the figure has no value (a contender that cannot install or run here); None when
+    # it was measured or its phase was not asked for.
+    unmeasured: str | None = None
 
     @property
     def median(self) -> float | None:
@@ -71,13 +79,18 @@ class Figure:
             "met": self.met,
             "unit": self.unit,
             "note": self.note,
+            "unmeasured": self.unmeasured,
         }
 
 
 def _fmt(value: float | None, unit: str) -> str:
     if value is None:
         return "n/a"
-    return f"{value:.3g} s" if unit == "s" else f"{value:.3f}"
+    if unit == "s":
+        return f"{value:.3g} s"
+    if unit == "ms":
+        return f"{value:.3g} ms"
+    return f"{value:.3f}"
 
 
 def _verdict(met: bool | None) -> str:
@@ -95,6 +108,7 @@ def write_results(
     data: dict[str, Any] = {
         key: figures[key].median if key in figures else None for key in RESULT_KEYS
     }
+    data["unmeasured"] = {k: f.unmeasured for k, f in figures.items() if f.unmeasured}
     data["cores"] = meta["cores"]
     data["records"] = meta["records"]
     data["details"] = {

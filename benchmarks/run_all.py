@@ -30,12 +30,29 @@ REPO = BENCH_DIR.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from benchmarks.cpu import cpu_delta, tree_cpu  # noqa: E402
 from benchmarks.results import Figure, write_results  # noqa: E402
+from benchmarks.workload import STORE_ENV, remove_store  # noqa: E402
 
 log = logging.getLogger("bench")
+# results.json key and results.md title of each contender that runs in its own venv.
+CONTENDER_KEYS = {"daft": "vs_daft", "data-juicer": "vs_data_juicer"}
+CONTENDER_TITLES = {
+    "daft": "Daft (native runner, class UDF) / ours, wall",
+    "data-juicer": "Data-Juicer (closest ops, DefaultExecutor) / ours, wall",
+}
 # A tiny corpus that warms Ray workers' imports before anything is timed.
 WARM_RECORDS = 16
-PHASES = ("startup", "efficiency", "writer", "alternatives", "memory", "training")
+PHASES = (
+    "startup",
+    "efficiency",
+    "writer",
+    "alternatives",
+    "contenders",
+    "rerun",
+    "memory",
+    "training",
+)
 
 
 @dataclass
@@ -45,9 +62,11 @@ class Settings:
     records: int = 2000  # efficiency corpus (the issue's "realistic corpus")
     n1_records: int = 1000  # the N=1 efficiency runs on this prefix of the records
     alt_records: int = 400  # subset for the end-to-end comparisons with datasets / Ray Data
+    rerun_records: int = 400  # the full run of the rerun figures (+5% for the incremental one)
     memory_base: int = 200  # the 1x of the memory figure; 10x is memory_base * memory_scale
     memory_scale: int = 10
     reps: int = 3
+    quick: bool = False
     phases: tuple[str, ...] = PHASES
     train_args: list[str] = field(default_factory=list)
 
@@ -62,6 +81,9 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         "--memory-base", type=int, help="the 1x corpus of the memory figure (default 200)"
     )
     parser.add_argument(
+        "--rerun-records", type=int, help="records of the rerun figures' full run (default 400)"
+    )
+    parser.add_argument(
         "--n1-records", type=int, help="records of the N=1 efficiency (default 1000)"
     )
     parser.add_argument("--reps", type=int, help="repetitions per figure (default 3)")
@@ -73,9 +95,16 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     s = Settings()
     if args.quick:
         s = Settings(
-            records=40, n1_records=20, alt_records=24, memory_base=8, reps=1, train_args=["--quick"]
+            records=40,
+            n1_records=20,
+            alt_records=24,
+            rerun_records=40,
+            memory_base=8,
+            reps=1,
+            quick=True,
+            train_args=["--quick"],
         )
-    for name in ("records", "n1_records", "alt_records", "memory_base", "reps"):
+    for name in ("records", "n1_records", "alt_records", "rerun_records", "memory_base", "reps"):
         value = getattr(args, name)
         if value is not None:
             setattr(s, name, value)
@@ -108,6 +137,7 @@ class Suite:
             "cores": cores(),
             "records": settings.records,
             "reps": settings.reps,
+            "store": os.environ.get(STORE_ENV) or "local disk (benchmarks/_work)",
         }
         self.sections: list[tuple[str, str]] = []
         self.details: dict[str, Any] = {}
@@ -122,8 +152,15 @@ class Suite:
     def corpus(self) -> None:
         from benchmarks.corpus import build_corpus
 
-        biggest = max(self.s.records, self.s.alt_records, self.s.memory_base * self.s.memory_scale)
+        self.rerun_source = rerun_source_records(self.s.rerun_records)
+        biggest = max(
+            self.s.records,
+            self.s.alt_records,
+            self.s.memory_base * self.s.memory_scale,
+            self.rerun_source,
+        )
         sizes = {WARM_RECORDS, biggest, self.s.records, self.s.alt_records, self.s.memory_base}
+        sizes |= {self.s.memory_base * self.s.memory_scale, self.rerun_source}
         started = time.perf_counter()
         self.corpora = {n: build_corpus(n) for n in sorted(sizes)}
         self.details["corpus"] = {
@@ -193,7 +230,7 @@ class Suite:
         alln = self.figure(
             "efficiency_all_cores",
             f"Augment stage, {n_cpus} workers / ({n_cpus} x plain loop)",
-            target=0.85,
+            target=0.90,
         )
         rows = []
         for rep in range(self.s.reps):
@@ -261,6 +298,8 @@ class Suite:
         self._kept_stage_run = None
 
     def alternatives(self) -> None:
+        """Whole jobs side by side on one corpus: ours, then (phase `alternatives`) the naive
+        Ray Data chain and `datasets`, and (phase `contenders`) Daft and Data-Juicer."""
         from benchmarks.baselines import Encoders, datasets_map_job
         from benchmarks.ours import run_job
         from benchmarks.workload import AUGMENT, recipe_dict
@@ -269,52 +308,125 @@ class Suite:
         n_cpus = self._ray_cpus()
         encoders = Encoders()
         out = self.run_dir / "alternatives"
-        # Untimed: each contender's first call on a tiny corpus (imports, worker start).
+        baselines = "alternatives" in self.s.phases
+        contenders = self._ready_contenders() if "contenders" in self.s.phases else []
+        # Untimed: each contender's first call on a tiny corpus (imports, worker start);
+        # Daft and Data-Juicer warm up inside their own process, before their timed run.
         warm = self.corpora[WARM_RECORDS]
         run_job(recipe_dict(warm.jsonl, out / "warm-store"))
-        self._naive(warm.jsonl, out / "warm-ray", AUGMENT, encoders)
-        datasets_map_job(warm.jsonl, out / "warm-ds", out / "warm-cache", AUGMENT, n_cpus, encoders)
-        vs_ds = self.figure(
-            "vs_datasets_map",
-            f"`datasets` map(num_proc={n_cpus})+save_to_disk / ours, wall",
-            target=1.0,
+        remove_store(out / "warm-store")
+        if baselines:
+            self._naive(warm.jsonl, out / "warm-ray", AUGMENT, encoders)
+            datasets_map_job(
+                warm.jsonl, out / "warm-ds", out / "warm-cache", AUGMENT, n_cpus, encoders
+            )
+            vs_ds = self.figure(
+                "vs_datasets_map",
+                f"`datasets` map(num_proc={n_cpus})+save_to_disk / ours, wall",
+                target=1.3,
+            )
+            vs_ray = self.figure(
+                "vs_naive_ray_data", "naive Ray Data chain / ours, wall", target=1.5
+            )
+        driver = self.figure(
+            "driver_ms_per_record",
+            "Driver CPU ms per input record, whole job",
+            target=0.05,
+            higher_is_better=False,
+            unit="ms",
         )
-        vs_ray = self.figure("vs_naive_ray_data", "naive Ray Data chain / ours, wall", target=2.0)
         rows = []
         for rep in range(self.s.reps):
+            cpu_before = tree_cpu(os.getpid())
             ours_s, _, stages = run_job(recipe_dict(corpus.jsonl, out / f"store-{rep}"))
-            naive_s = self._naive(corpus.jsonl, out / f"ray-{rep}", AUGMENT, encoders)
-            ds_s = datasets_map_job(
-                corpus.jsonl, out / f"ds-{rep}", out / f"cache-{rep}", AUGMENT, n_cpus, encoders
-            )
-            vs_ds.samples.append(ds_s / ours_s)
-            vs_ray.samples.append(naive_s / ours_s)
-            rows.append(
-                {
-                    "ours_s": round(ours_s, 2),
-                    "naive_ray_s": round(naive_s, 2),
-                    "datasets_s": round(ds_s, 2),
-                    **{f"ours {k}": v for k, v in stages.items()},
-                }
-            )
-            log.info(
-                "alternatives rep %d: ours %.1f s, naive Ray %.1f s, datasets %.1f s",
-                rep + 1,
-                ours_s,
-                naive_s,
-                ds_s,
-            )
-            for path in (
-                out / f"store-{rep}",
-                out / f"ray-{rep}",
-                out / f"ds-{rep}",
-                out / f"cache-{rep}",
-            ):
-                shutil.rmtree(path, ignore_errors=True)
+            driver_cpu = cpu_delta(cpu_before, tree_cpu(os.getpid())).get("driver", 0.0)
+            driver.samples.append(1000 * driver_cpu / corpus.records)
+            row: dict[str, Any] = {"ours_s": round(ours_s, 2)}
+            if baselines:
+                naive_s = self._naive(corpus.jsonl, out / f"ray-{rep}", AUGMENT, encoders)
+                ds_s = datasets_map_job(
+                    corpus.jsonl, out / f"ds-{rep}", out / f"cache-{rep}", AUGMENT, n_cpus, encoders
+                )
+                vs_ds.samples.append(ds_s / ours_s)
+                vs_ray.samples.append(naive_s / ours_s)
+                row |= {"naive_ray_s": round(naive_s, 2), "datasets_s": round(ds_s, 2)}
+            for name in contenders:
+                seconds = self._contender(name, corpus, warm, out / f"{name}-{rep}", n_cpus)
+                if seconds is not None:
+                    self.figures[CONTENDER_KEYS[name]].samples.append(seconds / ours_s)
+                    row[f"{name}_s"] = round(seconds, 2)
+            row["ours driver CPU ms/rec"] = round(driver.samples[-1], 2)
+            rows.append(row | {f"ours {k}": v for k, v in stages.items()})
+            log.info("alternatives rep %d: %s", rep + 1, row)
+            remove_store(out / f"store-{rep}")
+            for name in ("ray", "ds", "cache", *contenders):
+                shutil.rmtree(out / f"{name}-{rep}", ignore_errors=True)
         self.details["alternatives"] = {"records": corpus.records, "reps": rows}
-        vs_ds.note = vs_ray.note = (
-            f"{corpus.records}-record subset, end to end (ours: ingest to commit)"
+        note = f"{corpus.records}-record subset, end to end (ours: ingest to commit)"
+        if baselines:
+            vs_ds.note = vs_ray.note = note
+        driver.note = (
+            f"CPU of the driver process (all its threads) during our whole job on {corpus.records} "
+            "records / records; the augment stage alone: `driver ms/rec` in the efficiency table"
         )
+        for name in contenders:
+            fig = self.figures[CONTENDER_KEYS[name]]
+            if fig.unmeasured is None:
+                fig.note = f"{note}; {self.details.get(name, {}).get('engine', name)}"
+
+    def _ready_contenders(self) -> list[str]:
+        """Return the contenders whose venv is ready (building it once, untimed); record why
+        for the others."""
+        from benchmarks.contenders import ContenderUnavailable, ensure_venv
+
+        ready = []
+        for name, key in CONTENDER_KEYS.items():
+            self.figure(key, CONTENDER_TITLES[name], target=None)
+            try:
+                ensure_venv(name)
+            except (ContenderUnavailable, OSError, subprocess.SubprocessError) as exc:
+                self._unmeasured(key, f"cannot install: {exc}")
+                continue
+            ready.append(name)
+        return ready
+
+    def _contender(
+        self, name: str, corpus: Any, warm: Any, folder: Path, n_cpus: int
+    ) -> float | None:
+        """Return the wall seconds of one contender run, or None (and why) when it failed."""
+        from benchmarks.contenders import ContenderUnavailable, JobSpec, run_contender
+        from benchmarks.workload import AUGMENT
+
+        key = CONTENDER_KEYS[name]
+        if self.figures[key].unmeasured is not None:
+            return None
+        spec = JobSpec(
+            jsonl=str(corpus.jsonl),
+            # Data-Juicer starts fresh worker pools (and imports torch there) for every op,
+            # so a warm-up run in its driver saves it little; quick mode skips that one.
+            warm_jsonl=None if self.s.quick and name == "data-juicer" else str(warm.jsonl),
+            out=str(folder),
+            augment=AUGMENT,
+            cpus=n_cpus,
+        )
+        try:
+            run = run_contender(name, spec, folder)
+        except (ContenderUnavailable, OSError, subprocess.SubprocessError) as exc:
+            self._unmeasured(key, f"cannot run: {exc}")
+            return None
+        expected = corpus.records * (1 + int(AUGMENT["copies"]))
+        if run.rows != expected:
+            self._unmeasured(key, f"wrote {run.rows} rows, expected {expected}; not comparable")
+            return None
+        self.details.setdefault(name, {"engine": run.engine, "warm_seconds": []})
+        self.details[name]["warm_seconds"].append(round(run.warm_seconds, 2))
+        return run.seconds
+
+    def _unmeasured(self, key: str, reason: str) -> None:
+        fig = self.figures[key]
+        fig.samples = []
+        fig.unmeasured = reason
+        log.warning("%s not measured: %s", key, reason)
 
     def _naive(self, jsonl: Path, out: Path, augment: dict, encoders: Any) -> float:
         """Run the naive Ray chain under Ray Data's stock settings, as a new user would have them."""
@@ -329,6 +441,62 @@ class Suite:
             return naive_ray_job(jsonl, out, augment, encoders)
         finally:
             ctx.op_resource_reservation_enabled = saved
+
+    def rerun(self) -> None:
+        """Time `roleforge run` (a fresh process each) full, unchanged and with 5% more records."""
+        from benchmarks.rerun import rerun_rep
+        from benchmarks.workload import recipe_dict
+
+        n = self.s.rerun_records
+        unchanged = self.figure(
+            "unchanged_rerun_ratio",
+            "An unchanged rerun of `roleforge run` / the full run, wall",
+            target=0.05,
+            higher_is_better=False,
+        )
+        incremental = self.figure(
+            "incremental_5pct_ratio",
+            "A rerun after adding 5% records / the full run, wall",
+            target=0.15,
+            higher_is_better=False,
+        )
+        source = self.corpora[self.rerun_source].jsonl
+        reps = []
+        for rep in range(self.s.reps):
+            store = self.run_dir / f"store-rerun-{rep}"
+            try:
+                result = rerun_rep(source, n, self.run_dir / f"rerun-{rep}", recipe_dict, store)
+            except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+                for fig in (unchanged, incremental):
+                    self._unmeasured(fig.key, f"`roleforge run` failed: {str(exc)[:600]}")
+                return
+            finally:
+                remove_store(store)
+            unchanged.samples.append(result.unchanged_ratio)
+            incremental.samples.append(result.incremental_ratio)
+            reps.append(result)
+            log.info("rerun rep %d: %s", rep + 1, result.to_row())
+        self.details["rerun"] = {
+            "records": n,
+            "added": reps[0].added,
+            "reps": [r.to_row() for r in reps],
+        }
+        counted = [r for r in reps if r.unchanged.reused is not None]
+        counts = (
+            "; reused/computed (unchanged, incremental): "
+            + ", ".join(
+                f"{r.unchanged.reused}/{r.unchanged.computed} and "
+                f"{r.incremental.reused}/{r.incremental.computed}"
+                for r in counted
+            )
+            if counted
+            else "; the run's JSON has no `reused`/`computed` yet (no per-record cache)"
+        )
+        base = (
+            f"`python -m pipeline.cli run --json`, a fresh process each (start-up included), "
+            f"{n} records then +{reps[0].added} into one store"
+        )
+        unchanged.note = incremental.note = base + counts
 
     def stop_ray(self) -> None:
         import ray
@@ -346,7 +514,7 @@ class Suite:
         fig = self.figure(
             "memory_ratio_10x",
             f"Peak RSS of the process tree, {big} / {base} records",
-            target=1.5,
+            target=1.2,
             higher_is_better=False,
         )
         rows = []
@@ -358,7 +526,7 @@ class Suite:
             small, large = measure_jobs_memory(recipes, self.run_dir / f"memory-{rep}")
             self._ray_startup().samples.append(small["ray_init_s"])
             for n in (base, big):
-                shutil.rmtree(self.run_dir / f"store-memory-{n}-{rep}", ignore_errors=True)
+                remove_store(self.run_dir / f"store-memory-{n}-{rep}")
             fig.samples.append(large["peak_rss_mb"] / small["peak_rss_mb"])
             rows.append({str(base): small, str(big): large})
             log.info(
@@ -427,6 +595,24 @@ class Suite:
         log.info("training: ratio %s, data wait share %s", trainer.median, wait.median)
 
     # -- helpers -------------------------------------------------------------------------
+    def _phase(self, name: str, run: Any, always: bool = False) -> bool:
+        """Run one phase (when asked for, or `always`); return whether it finished.
+
+        A phase that fails (a Ray start-up that times out on an overloaded machine, a
+        contender that crashes) is logged and recorded under `details.failed_phases`, and
+        the run goes on, so the other figures still reach the results files."""
+        if not always and name not in self.s.phases:
+            return False
+        try:
+            run()
+        except Exception as exc:  # noqa: BLE001 - any failure of a phase is reported, not fatal
+            log.exception("phase %s failed", name)
+            self.details.setdefault("failed_phases", {})[name] = f"{type(exc).__name__}: {exc}"[
+                -1500:
+            ]
+            return False
+        return True
+
     def _ray_startup(self) -> Figure:
         """Return the Ray start-up figure: one sample per `ray.init` (this process and each
         memory child)."""
@@ -444,24 +630,24 @@ class Suite:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         try:
             self.corpus()
-            if "startup" in self.s.phases:
-                self.startup()
-            ray_phases = [p for p in ("efficiency", "writer", "alternatives") if p in self.s.phases]
-            if ray_phases:
-                self.start_ray()
+            self._phase("startup", self.startup)
+            ray_phases = [
+                p
+                for p in ("efficiency", "writer", "alternatives", "contenders")
+                if p in self.s.phases
+            ]
+            if ray_phases and self._phase("ray", self.start_ray, always=True):
                 try:
                     if "efficiency" in ray_phases or "writer" in ray_phases:
-                        self.efficiency()
-                    if "writer" in ray_phases:
-                        self.writer()
-                    if "alternatives" in ray_phases:
-                        self.alternatives()
+                        self._phase("efficiency", self.efficiency, always=True)
+                    self._phase("writer", self.writer)
+                    if "alternatives" in ray_phases or "contenders" in ray_phases:
+                        self._phase("alternatives", self.alternatives, always=True)
                 finally:
                     self.stop_ray()
-            if "memory" in self.s.phases:
-                self.memory()
-            if "training" in self.s.phases:
-                self.training()
+            self._phase("rerun", self.rerun)
+            self._phase("memory", self.memory)
+            self._phase("training", self.training)
         finally:
             shutil.rmtree(self.run_dir, ignore_errors=True)
         self.meta["wall_s"] = time.perf_counter() - started
@@ -488,6 +674,11 @@ class Suite:
             BENCH_DIR / "results.json",
             self.meta["wall_s"],
         )
+
+
+def rerun_source_records(records: int) -> int:
+    """Return the corpus size the rerun figures need: the full run plus the 5% added."""
+    return records + max(1, round(records * 0.05))
 
 
 def _efficiency_row(

@@ -7,10 +7,18 @@ audiomentations, nlpaug, soxr) from the same dict, so both sides do the same wor
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+# Where our side's stores go: unset, a local folder under the run's scratch folder; set, a
+# store URI prefix (e.g. `s3://bench/roleforge`, with the endpoint and keys in the usual
+# `AWS_ENDPOINT_URL` / `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`), so the same figures
+# can be taken with the store on an object store beside local disk (issue 16).
+STORE_ENV = "ROLEFORGE_BENCH_STORE"
 
 COPIES = 2
 SEED = 1234
@@ -40,13 +48,45 @@ AUGMENT: dict[str, Any] = {
 }
 
 
+def store_uri(local: Path) -> str:
+    """Return the store a benchmark store folder stands for: `local` itself, or its path
+    below benchmarks/_work under $ROLEFORGE_BENCH_STORE (the run folder keeps runs apart)."""
+    base = os.environ.get(STORE_ENV, "").strip()
+    if not base:
+        return str(local)
+    work = Path(__file__).resolve().parent / "_work"
+    try:
+        relative = local.resolve().relative_to(work).as_posix()
+    except ValueError:
+        relative = local.name
+    return f"{base.rstrip('/')}/{relative}"
+
+
+def remove_store(local: Path) -> None:
+    """Delete a benchmark store, wherever `store_uri` put it; a missing one is fine."""
+    uri = store_uri(local)
+    if "://" not in uri or uri.startswith("file://"):
+        shutil.rmtree(uri.removeprefix("file://"), ignore_errors=True)
+        return
+    import pyarrow.fs
+
+    fs, path = pyarrow.fs.FileSystem.from_uri(uri)
+    try:
+        fs.delete_dir(path)
+    except (FileNotFoundError, OSError):
+        pass
+
+
 def recipe_dict(
     jsonl: Path, store: Path, name: str = "bench", batch_size: int | None = None
 ) -> dict[str, Any]:
-    """Return the benchmark recipe as parsed YAML: every record is train, so every one is augmented."""
+    """Return the benchmark recipe as parsed YAML: every record is train, so every one is augmented.
+
+    `store` is a local scratch folder; the recipe's store is `store_uri(store)` (the cards
+    always go to the local folder)."""
     recipe: dict[str, Any] = {
         "name": name,
-        "store": str(store),
+        "store": store_uri(store),
         "seed": SEED,
         "sources": [
             {"name": "bench", "path": str(jsonl), "format": "llamafactory", "character": "Mira"}

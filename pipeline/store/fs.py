@@ -14,6 +14,7 @@ Two implementations with the same methods:
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
@@ -93,6 +94,12 @@ class LocalFS:
 
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         return pa.OSFile(path, "wb")
+
+    def open_output_whole(self, path: str) -> Any:
+        """Like `open_output`, but the file appears at `path` only when closed, whole: a
+        reader that has `path` open (memory-mapped) keeps the old bytes, never sees a
+        half-written file. (An object store's PUT already behaves so.)"""
+        return _ReplaceOnClose(self, path)
 
     def read_bytes(self, path: str) -> bytes:
         with open(path, "rb") as f:
@@ -243,6 +250,40 @@ class LocalFS:
         return True
 
 
+class _ReplaceOnClose:
+    """An output stream to a temp file beside `path`, renamed over `path` on close."""
+
+    def __init__(self, fs: LocalFS, path: str):
+        self.path = path
+        self._tmp = os.path.join(os.path.dirname(path) or ".", f".tmp-{secrets.token_hex(8)}")
+        self._raw = fs.open_output(self._tmp)
+        self.closed = False
+
+    def write(self, data: Any) -> int:
+        return self._raw.write(data)
+
+    def tell(self) -> int:
+        return self._raw.tell()
+
+    def flush(self) -> None:
+        self._raw.flush()
+
+    def writable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        if not self.closed:
+            self._raw.close()
+            os.replace(self._tmp, self.path)
+            self.closed = True
+
+    def abort(self) -> None:
+        self._raw.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._tmp)
+        self.closed = True
+
+
 class StoreFS(Protocol):
     """What the store needs of a filesystem (LocalFS and ObjectStoreFS both provide it)."""
 
@@ -252,6 +293,7 @@ class StoreFS(Protocol):
     def is_local(self) -> bool: ...
     def open_input(self, path: str) -> Any: ...
     def open_output(self, path: str) -> Any: ...
+    def open_output_whole(self, path: str) -> Any: ...
     def read_bytes(self, path: str) -> bytes: ...
     def write_bytes(self, path: str, data: bytes) -> None: ...
     def uri(self, path: str) -> str: ...
@@ -368,6 +410,11 @@ class ObjectStoreFS:
     def open_output(self, path: str) -> Any:
         """Return a new pyarrow output stream at `path`; the object appears whole on close."""
         return self.arrow.open_output_stream(path)
+
+    def open_output_whole(self, path: str) -> Any:
+        """The same as `open_output`: a PUT (or a multipart upload's completion) replaces an
+        object all at once, so readers see the old bytes or the new."""
+        return self.open_output(path)
 
     def read_bytes(self, path: str) -> bytes:
         with self.arrow.open_input_stream(path) as f:

@@ -77,7 +77,9 @@ def test_run_json_names_the_version_its_content_and_the_counts_per_stage(two_ver
         "split_groups",
         "counts",
         "unmapped_fields",
+        "nodes",
     }
+    assert set(v1["nodes"]) >= {"ingest", "records", "write"}  # tasks per pass per node
     # Groups per split: records of the tiny corpus are their own groups (by conversation).
     assert v1["split_groups"]["validation"] >= 1 and v1["split_groups"]["test"] >= 1
     assert (v1["version"], v2["version"]) == (1, 2)
