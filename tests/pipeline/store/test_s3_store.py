@@ -414,9 +414,9 @@ def test_a_missing_bucket_is_one_line_before_any_work(s3_store: str) -> None:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="DataJob (pipeline/execution/job.py) builds Store(store_path, name) without its fs, "
-    "checks cards_dir with the store's fs, and PartWriter/ShardWriter/QuarantineWriter write "
-    "local paths; the data-job rewrite must pass the store fs through (see the s3 report)",
+    reason="pipeline/execution/job.py still builds Store(store_path, name) without its fs, "
+    "checks cards_dir with the store's fs, opens QuarantineWriter and RunLease without it; "
+    "the lead wires those (see the s3 report), then this marker goes",
 )
 def test_roleforge_run_on_an_s3_store_publishes_the_local_runs_content(
     s3_store: str, local_runs: dict[str, Any], tmp_path: Path
