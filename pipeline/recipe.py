@@ -124,10 +124,24 @@ class ExecutionConfig(StrictModel):
     cache: bool = True
 
 
+class StoreOptions(StrictModel):
+    """How to reach an object store (`s3://`); unset fields come from the AWS variables.
+    Where the store is, not what is in it: no part of the recipe hash."""
+
+    # An S3-compatible endpoint (MinIO, Ceph, R2...): overrides $AWS_ENDPOINT_URL(_S3).
+    endpoint_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+")
+    region: str | None = Field(default=None, min_length=1)
+
+    def fs_kwargs(self) -> dict[str, str]:
+        """Return the keywords `pipeline.store.fs.store_fs` takes for these options."""
+        return self.model_dump(exclude_none=True)
+
+
 class Recipe(StrictModel):
     # The name becomes a folder in the store and in cards_dir: "." or ".." would escape them.
     name: str = Field(pattern=DATASET_NAME_PATTERN)
     store: str | None = None  # None = $ROLEFORGE_STORE, then ./roleforge-store
+    store_options: StoreOptions = Field(default_factory=StoreOptions)
     seed: int = 0
     sources: list[SourceConfig] = Field(min_length=1)
     split: SplitConfig = Field(default_factory=SplitConfig)

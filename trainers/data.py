@@ -20,8 +20,9 @@ class SplitReader:
     the files themselves instead of receiving a copy of the data.
     """
 
-    def __init__(self, paths: list[str]):
+    def __init__(self, paths: list[str], fs: Any = None):
         self.paths = list(paths)
+        self.fs = fs  # the store's filesystem; None: local paths
         self._table = None
 
     @property
@@ -31,7 +32,7 @@ class SplitReader:
 
             from pipeline.store.shards import read_shard
 
-            tables = [read_shard(p) for p in self.paths]
+            tables = [read_shard(p, self.fs) for p in self.paths]
             if tables:
                 self._table = pa.concat_tables(tables)
             else:
@@ -58,7 +59,7 @@ class SplitReader:
         return counts
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"paths": self.paths, "_table": None}
+        return {"paths": self.paths, "fs": self.fs, "_table": None}
 
 
 @dataclass

@@ -189,7 +189,7 @@ def export_version(
     version = manifest.number
     template = system_template or train_config_of(manifest.recipe).system_template
     formatter = ChatFormatter(template, keep=frozenset({"image", "audio"}))
-    readers = {s: SplitReader(store.shard_paths(manifest, s)) for s in SPLITS}
+    readers = {s: SplitReader(store.shard_paths(manifest, s), store.fs) for s in SPLITS}
     has_images = any(r.media_counts()["image"] for r in readers.values() if len(r))
     os.makedirs(out, exist_ok=True)
     report = ExportReport(

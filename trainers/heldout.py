@@ -70,8 +70,10 @@ def evaluate_loaded(
     cfg: TrainConfig,
     keep_media: list[str] | tuple[str, ...],
     split: str = "test",
+    fs: Any = None,
 ) -> dict[str, Any]:
-    """Return the full evaluation (eval.json form) of a loaded model on `split`'s shards."""
+    """Return the full evaluation (eval.json form) of a loaded model on `split`'s shards
+    (on store filesystem `fs`, local when None)."""
     from trainers.chat import ChatFormatter
     from trainers.collator import RolePlayCollator
     from trainers.data import RolePlayDataset, SplitReader
@@ -81,7 +83,7 @@ def evaluate_loaded(
 
     encoder = ConversationEncoder(processor, multimodal=spec.multimodal, max_length=cfg.max_length)
     formatter = ChatFormatter(cfg.system_template, keep=frozenset(keep_media))
-    data = RolePlayDataset(split, SplitReader(shards), formatter, encoder)
+    data = RolePlayDataset(split, SplitReader(shards, fs), formatter, encoder)
     collator = RolePlayCollator(encoder.tokenizer.pad_token_id, accepted=_forward_inputs(model))
     evaluator = TestEvaluator(
         model, data, collator, cfg.batch_size, cfg.eval_prompts, cfg.max_new_tokens
@@ -154,7 +156,13 @@ class HeldOutScorer:
     def _evaluate(self, weights: Weights) -> dict[str, Any]:
         model, processor, spec = load_weights(weights)
         return evaluate_loaded(
-            model, processor, spec, self.shards, self.cfg, self.protocol.keep_media
+            model,
+            processor,
+            spec,
+            self.shards,
+            self.cfg,
+            self.protocol.keep_media,
+            fs=self.store.fs,
         )
 
     def _read_cache(self, entry: ModelEntry) -> dict[str, Any] | None:

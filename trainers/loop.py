@@ -51,6 +51,7 @@ class TrainJob:
     resume_from: str | None = None
     init_adapter: str | None = None  # train.init: promoted: continue this saved LoRA adapter
     dataloader_workers: int | None = None  # None: 0 on CPU, up to 4 per process on GPU
+    store_fs: Any = None  # the filesystem the shards are on (pipeline.store.fs); None: local
 
     @property
     def cfg(self) -> TrainConfig:
@@ -163,7 +164,7 @@ class TrainingSession:
 
     def dataset(self, split: str) -> RolePlayDataset:
         """Return the planned dataset of `split` (empty when the version has none)."""
-        reader = SplitReader(self.job.shards.get(split, []))
+        reader = SplitReader(self.job.shards.get(split, []), self.job.store_fs)
         return RolePlayDataset(split, reader, self.formatter, self.encoder)
 
     def _model(self):

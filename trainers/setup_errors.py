@@ -5,7 +5,7 @@ from __future__ import annotations
 from trainers.loop import TrainerArgumentsError
 from trainers.mixture import MixtureError
 from trainers.models import ModalityMismatch, QuantizationUnavailable, UnsupportedModel
-from trainers.stage import NothingToResume
+from trainers.stage import ModelsNeedLocalStore, NothingToResume
 
 TRAIN_SETUP_ERRORS: tuple[type[Exception], ...] = (
     ModalityMismatch,
@@ -14,4 +14,5 @@ TRAIN_SETUP_ERRORS: tuple[type[Exception], ...] = (
     TrainerArgumentsError,
     MixtureError,
     NothingToResume,
+    ModelsNeedLocalStore,
 )

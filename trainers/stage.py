@@ -49,6 +49,11 @@ BASE_DIR = "base_model"
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 
+class ModelsNeedLocalStore(RuntimeError):
+    """Training reads a version from any store, but writes its model folder (checkpoints,
+    registry, PROMOTED pointer) with local file operations only."""
+
+
 class NothingToResume(LookupError):
     """--resume found no run of this dataset version with a checkpoint."""
 
@@ -125,12 +130,12 @@ def _tiny_spec(path: str) -> ModelSpec:
     return ModelSpec(path, "any-to-text", cls, media, "qwen2_5_omni_thinker")
 
 
-def _corpus_texts(shards: list[str], system_template: str) -> list[str]:
+def _corpus_texts(shards: list[str], system_template: str, fs: Any = None) -> list[str]:
     """Return the text a tiny-random tokenizer is trained on: train turns, placeholders removed."""
     from trainers.chat import ChatFormatter
     from trainers.data import SplitReader
 
-    reader = SplitReader(shards)
+    reader = SplitReader(shards, fs)
     formatter = ChatFormatter(system_template, keep=frozenset())
     texts = []
     for i in range(len(reader)):
@@ -139,7 +144,7 @@ def _corpus_texts(shards: list[str], system_template: str) -> list[str]:
 
 
 def _check_model_takes_data(
-    cfg: TrainConfig, base_model: str, shards: dict[str, list[str]], label: str
+    cfg: TrainConfig, base_model: str, shards: dict[str, list[str]], label: str, fs: Any = None
 ) -> frozenset[str]:
     """Return the media kinds to keep; raise ModalityMismatch before any weights load."""
     from trainers.data import SplitReader
@@ -148,7 +153,7 @@ def _check_model_takes_data(
     spec = _tiny_spec(base_model) if tiny else resolve_model(cfg.model, cfg.trust_remote_code)
     counts: dict[str, int] = {"image": 0, "audio": 0}
     for paths in shards.values():
-        for kind, n in SplitReader(paths).media_counts().items():
+        for kind, n in SplitReader(paths, fs).media_counts().items():
             counts[kind] += n
     return check_modalities(spec, counts, cfg.drop_media, label)
 
@@ -194,6 +199,12 @@ class TrainRun:
 
     def setup(self) -> None:
         """Resolve version, config, seed and base model; check them; create the run folder."""
+        if not self.store.fs.is_local:
+            raise ModelsNeedLocalStore(
+                f"cannot train into {self.store.location}: model folders are written to "
+                "local stores only; read the version from there with `roleforge export`, "
+                "or train against a local copy of the store"
+            )
         self.manifest = self.store.checked_manifest(self.version)
         self.version = self.manifest.number
         if self.resume:
@@ -210,11 +221,15 @@ class TrainRun:
         self.init = _initial_weights(self.store, cfg, self.info if self.resume else None)
         if self.init is not None:
             self.base_model = self.init.base_model
-        self.keep = _check_model_takes_data(cfg, self.base_model, self.shards, self.label)
+        self.keep = _check_model_takes_data(
+            cfg, self.base_model, self.shards, self.label, self.store.fs
+        )
         if cfg.mixture:
             from trainers.data import SplitReader
 
-            sources = SplitReader(self.shards["train"]).table.column("source").to_pylist()
+            sources = (
+                SplitReader(self.shards["train"], self.store.fs).table.column("source").to_pylist()
+            )
             check_mixture(cfg.mixture, sources, self.label)
         quantization_config(cfg.quantization_bit)  # no CUDA / bitsandbytes: fail here
         check_trainer_arguments(cfg)
@@ -224,7 +239,7 @@ class TrainRun:
         if self.tiny and not os.path.isdir(self.base_model):
             from trainers.tiny import build_tiny_omni
 
-            texts = _corpus_texts(self.shards["train"], cfg.system_template)
+            texts = _corpus_texts(self.shards["train"], cfg.system_template, self.store.fs)
             build_tiny_omni(texts, self.base_model, self.seed)
         self._update_info(
             init=self.init.to_dict() if self.init else None,
@@ -276,6 +291,7 @@ class TrainRun:
             keep_media=sorted(self.keep),
             resume_from=self.resumed_from,
             init_adapter=self.init.path if self.init is not None and self.init.adapter else None,
+            store_fs=self.store.fs,
         )
 
     def train(self) -> dict[str, Any]:
@@ -293,7 +309,7 @@ class TrainRun:
     def base_reference(self) -> str:
         """Return how saved files name the base: its hub id, or its path relative to the store."""
         if self.tiny:
-            return os.path.relpath(self.base_model, self.store.uri)
+            return os.path.relpath(self.base_model, self.store.path)
         return self.cfg.model
 
     def evaluate(self) -> dict[str, Any]:
@@ -395,7 +411,13 @@ def _evaluate_saved(job: TrainJob) -> dict[str, Any]:
 
     model, processor, spec = load_trained(job.run_dir, job.base_model, job.cfg)
     return evaluate_loaded(
-        model, processor, spec, job.shards.get("test", []), job.cfg, job.keep_media
+        model,
+        processor,
+        spec,
+        job.shards.get("test", []),
+        job.cfg,
+        job.keep_media,
+        fs=job.store_fs,
     )
 
 

@@ -11,6 +11,7 @@ import os
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -176,17 +177,18 @@ class CompositionCounter:
         c.scripts.update(count_scripts(text))
 
 
-def iter_shard_batches(path: str) -> Iterator[pa.RecordBatch]:
+def iter_shard_batches(path: str, fs: Any = None) -> Iterator[pa.RecordBatch]:
     """Yield record batches of a shard's light columns; media stay on disk (or mapped)."""
-    return read_shard_batches(path, columns=_ARROW_COLUMNS, parquet_columns=_PARQUET_COLUMNS)
+    return read_shard_batches(path, columns=_ARROW_COLUMNS, parquet_columns=_PARQUET_COLUMNS, fs=fs)
 
 
-def compute_composition(version_dir: str, shards: list[ShardEntry]) -> Composition:
-    """Return the composition statistics of the shards listed in a manifest."""
+def compute_composition(version_dir: str, shards: list[ShardEntry], fs: Any = None) -> Composition:
+    """Return the composition statistics of the shards listed in a manifest (read from
+    store filesystem `fs`, local when None)."""
     counter = CompositionCounter()
     for shard in shards:
         rows = 0
-        for batch in iter_shard_batches(os.path.join(version_dir, shard.path)):
+        for batch in iter_shard_batches(os.path.join(version_dir, shard.path), fs):
             rows += batch.num_rows
             counter.add(batch)
         if rows != shard.rows:

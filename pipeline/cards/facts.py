@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
 from pipeline.cards.composition import Composition, compute_composition, ordered_splits
 from pipeline.cards.languages import detect_languages
@@ -264,9 +265,11 @@ def gather_facts(
     manifest: Manifest,
     parent_manifest: Manifest | None,
     diff_summary: dict | None,
+    fs: Any = None,
 ) -> CardFacts:
-    """Return what the cards say about a version: manifest facts plus shard statistics."""
-    composition = compute_composition(version_dir, manifest.shards)
+    """Return what the cards say about a version: manifest facts plus shard statistics
+    (shards read from store filesystem `fs`, local when None)."""
+    composition = compute_composition(version_dir, manifest.shards, fs)
     declared = manifest.splits
     for split, n in declared.items():
         actual = composition.splits[split].rows if split in composition.splits else 0

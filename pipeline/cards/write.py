@@ -29,7 +29,10 @@ def render_readme(facts: CardFacts) -> str:
     return f"---\n{header}---\n\n{DatasheetBody(facts).render()}"
 
 
-def _write_text(path: str, text: str) -> None:
+def _write_text(path: str, text: str, fs: Any = None) -> None:
+    if fs is not None:
+        fs.write_bytes(path, text.encode("utf-8"))
+        return
     with open(path, "w", encoding="utf-8", newline="\n") as f:
         f.write(text)
         f.flush()
@@ -41,16 +44,18 @@ def write_cards(
     manifest: Manifest,
     parent_manifest: Manifest | None,
     diff_summary: dict[str, Any] | None,
+    fs: Any = None,
 ) -> list[str]:
-    """Write README.md and croissant.json into `version_dir`; return their file names.
+    """Write README.md and croissant.json into `version_dir` (on store filesystem `fs`,
+    local when None); return their file names.
 
     `manifest` is the version's manifest before its cards are listed; shard paths in it are
     relative to `version_dir`, and so is every path the cards mention.
     """
     if not manifest.shards:
         raise ValueError("a version without shards has nothing to describe")
-    facts = gather_facts(version_dir, manifest, parent_manifest, diff_summary)
-    _write_text(os.path.join(version_dir, README), render_readme(facts))
+    facts = gather_facts(version_dir, manifest, parent_manifest, diff_summary, fs)
+    _write_text(os.path.join(version_dir, README), render_readme(facts), fs)
     croissant = CroissantBuilder(
         manifest,
         description=facts.description(),
@@ -62,6 +67,7 @@ def write_cards(
     _write_text(
         os.path.join(version_dir, CROISSANT),
         json.dumps(croissant, indent=2, ensure_ascii=False) + "\n",
+        fs,
     )
     logger.info("wrote cards for %s v%s", manifest.name, manifest.version)
     return [README, CROISSANT]

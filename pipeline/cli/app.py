@@ -77,11 +77,15 @@ def _store(name: str, store: str | None, recipe: str | None):
     from pipeline.store.fs import UnsupportedStore, store_fs
     from pipeline.store.read import Store
 
-    if store is None and recipe is not None:
-        store = _load(recipe).store_uri
+    options = None
+    if recipe is not None:
+        loaded = _load(recipe)
+        store = store or loaded.store_uri
+        options = loaded.store_options
     uri = store or os.environ.get("ROLEFORGE_STORE") or "roleforge-store"
     try:
-        return Store(store_fs(uri)[1], name)
+        fs, path = store_fs(uri, **(options.fs_kwargs() if options else {}))
+        return Store(path, name, fs)
     except (UnsupportedStore, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_FAILED) from None
@@ -175,13 +179,13 @@ def versions(
                 "run_id": m.run_id,
                 "content_id": m.content_id,
                 "splits": m.splits,
-                "path": s.version_dir(m.number),
+                "path": s.fs.uri(s.version_dir(m.number)),
             }
             for m in manifests
         ]
-        typer.echo(json.dumps({"name": name, "store": s.uri, "versions": rows}, indent=2))
+        typer.echo(json.dumps({"name": name, "store": s.location, "versions": rows}, indent=2))
     elif not manifests:
-        typer.echo(f"{name}: no committed versions in {s.uri}")
+        typer.echo(f"{name}: no committed versions in {s.location}")
     else:
         print_versions(name, manifests)
 
@@ -207,7 +211,7 @@ def show(
     if as_json:
         typer.echo(json.dumps(manifest.to_dict(), indent=2))
     else:
-        print_manifest(manifest, s.version_dir(manifest.number))
+        print_manifest(manifest, s.fs.uri(s.version_dir(manifest.number)))
 
 
 @app.command()
@@ -280,13 +284,12 @@ def gc(
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
 ) -> None:
     """Remove staging folders and files that no manifest or live run references (models are kept)."""
-    from pipeline.store.fs import LocalFS
     from pipeline.store.gc import collect_garbage
     from pipeline.store.lock import StoreBusy
 
     s = _store(name, store, recipe)
     try:
-        report = collect_garbage(s, LocalFS(), dry_run=dry_run, min_age_s=min_age).to_dict()
+        report = collect_garbage(s, dry_run=dry_run, min_age_s=min_age).to_dict()
     except StoreBusy as exc:
         raise _not_found(exc) from None
     if as_json:

@@ -47,7 +47,7 @@ def train(
     cfg = _config(config)
     s, version = _ref(ref, store, None)
     try:
-        result = train_version(s.uri, s.name, version, cfg, resume=resume)
+        result = train_version(s.location, s.name, version, cfg, resume=resume)
     except (VersionNotFound, *TRAIN_SETUP_ERRORS) as exc:
         raise _not_found(exc) from None
     out = result.to_dict()
@@ -78,7 +78,7 @@ def export(
 
     s, version = _ref(ref, store, None)
     try:
-        report = export_version(s.uri, s.name, version, to, out, system_template).to_dict()
+        report = export_version(s.location, s.name, version, to, out, system_template).to_dict()
     except (VersionNotFound, ExportError) as exc:
         raise _not_found(exc) from None
     if as_json:

@@ -4,6 +4,10 @@ The manifest's exclusive creation is the commit point: before it a v<N>/ folder 
 to readers (they trust only manifests) and `roleforge gc` removes it; after it the version is
 immutable. A fault can be injected at every step (ROLEFORGE_FAULT=<point>) to prove that a
 crash anywhere leaves only complete versions visible.
+
+On an object store the move is a copy, and committers on other machines share no lock, so
+a committer first claims N with a conditional PUT of `versions/v<N>/.claim`: a loser moves
+on to N+1 before it copies anything, and never writes into the winner's folder.
 """
 
 from __future__ import annotations
@@ -17,8 +21,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from pipeline.record.ids import canonical_json, file_sha256
-from pipeline.store.fs import LocalFS
+from pipeline.record.ids import canonical_json
+from pipeline.store.fs import CLAIM_FILE, LocalFS, StoreFS
 from pipeline.store.lock import commit_lock
 from pipeline.store.manifest import CardEntry, Manifest
 from pipeline.store.read import Store, VersionNotFound
@@ -29,9 +33,14 @@ FAULT_ENV = "ROLEFORGE_FAULT"
 FAULT_POINTS = ("after_staging", "after_move", "after_cards", "before_manifest", "after_manifest")
 STAGES = ("ingest", "validate", "dedup", "split", "augment", "write")
 
-# (version folder, manifest without cards, parent manifest, diff summary) -> card file names
-CardWriter = Callable[[str, Manifest, "Manifest | None", "dict[str, Any] | None"], list[str]]
-DiffSummarizer = Callable[[Manifest, str, Manifest, str], dict[str, Any]]
+# (version folder, manifest without cards, parent manifest, diff summary, fs=store fs)
+# -> card file names
+CardWriter = Callable[..., list[str]]
+# (parent manifest, parent folder, manifest, version folder, fs=store fs) -> diff summary
+DiffSummarizer = Callable[..., dict[str, Any]]
+# How many taken numbers a committer steps over before it gives up (racing writers each
+# take one; a store with this many crashed leftovers in a row needs `roleforge gc`).
+MAX_NUMBER_TRIES = 1000
 
 
 class InjectedFault(RuntimeError):
@@ -130,13 +139,13 @@ class VersionCommitter:
     def __init__(
         self,
         store: Store,
-        fs: LocalFS,
+        fs: StoreFS | None = None,
         write_cards: CardWriter | None = None,
         summarize_diff: DiffSummarizer | None = None,
         cards_copy_dir: str | None = None,
     ):
         self.store = store
-        self.fs = fs
+        self.fs = fs if fs is not None else store.fs
         self.write_cards = write_cards
         self.summarize_diff = summarize_diff
         self.cards_copy_dir = cards_copy_dir
@@ -172,16 +181,29 @@ class VersionCommitter:
         # Choosing N and the parent, moving the folder and creating the manifest happen
         # under one lock: racing writers then publish a linear chain, and the same content
         # from several of them ends as one version and the rest `unchanged`.
-        with commit_lock(self.store.root):
+        with commit_lock(self.store):
             parent = self._latest_manifest()
             if parent is not None and same_publication(parent, manifest):
-                number = parent.number
-                return CommitResult(
-                    number, self.store.version_dir(number), parent.content_id, True, parent
+                return self._unchanged(parent)
+            for _ in range(MAX_NUMBER_TRIES):
+                number = self._free_number(parent)
+                vdir = self.store.version_dir(number)
+                try:
+                    self._claim(number)
+                    self.fs.rename_dir(staged, vdir)
+                    break
+                except FileExistsError:
+                    # Another committer (one this lock does not cover) took N first.
+                    log.info(
+                        "v%d of %s was taken meanwhile; trying the next", number, self.store.name
+                    )
+                    parent = self._latest_manifest()
+                    if parent is not None and same_publication(parent, manifest):
+                        return self._unchanged(parent)
+            else:
+                raise CommitCheckFailed(
+                    f"{self.store.name}: no free version number after {MAX_NUMBER_TRIES} tries"
                 )
-            number = self._free_number(parent)
-            vdir = self.store.version_dir(number)
-            self.fs.rename_dir(staged, vdir)
             fault_point("after_move")
             manifest = manifest.committed(number, parent.number if parent else None)
             # The cards describe the manifest without cards; then the manifest lists them.
@@ -191,8 +213,28 @@ class VersionCommitter:
             fault_point("before_manifest")
             self.fs.create_exclusive(self.store.manifest_path(number), manifest.to_json_bytes())
             fault_point("after_manifest")
+            self._release_claim(number)
         self._copy_card(vdir, number)
         return CommitResult(number, vdir, manifest.content_id, False, manifest)
+
+    def _unchanged(self, parent: Manifest) -> CommitResult:
+        number = parent.number
+        return CommitResult(number, self.store.version_dir(number), parent.content_id, True, parent)
+
+    def _claim(self, number: int) -> None:
+        """On an object store, take number N for this committer alone (a conditional PUT
+        inside v<N>/); raise FileExistsError when another has it. Locally the lock and the
+        rename's check already make N ours."""
+        if self.fs.is_local:
+            return
+        claim = os.path.join(self.store.version_dir(number), CLAIM_FILE)
+        self.fs.create_exclusive(claim, f"{self.store.name} v{number}\n".encode())
+
+    def _release_claim(self, number: int) -> None:
+        """Remove the claim once the manifest holds N (a version folder then holds only its
+        shards and cards); a crash before this leaves it to gc."""
+        if not self.fs.is_local:
+            self.fs.remove_tree(os.path.join(self.store.version_dir(number), CLAIM_FILE))
 
     def _write_cards(
         self, vdir: str, manifest: Manifest, parent: Manifest | None
@@ -202,22 +244,23 @@ class VersionCommitter:
         diff = None
         if parent is not None and self.summarize_diff is not None:
             parent_dir = self.store.version_dir(parent.number)
-            diff = self.summarize_diff(parent, parent_dir, manifest, vdir)
-        names = self.write_cards(vdir, manifest, parent, diff)
+            diff = self.summarize_diff(parent, parent_dir, manifest, vdir, fs=self.fs)
+        names = self.write_cards(vdir, manifest, parent, diff, fs=self.fs)
         cards = []
         for name in sorted(names):
             path = os.path.join(vdir, name)
             self.fs.fsync_file(path)
-            cards.append(CardEntry(path=name, sha256=file_sha256(path)))
+            cards.append(CardEntry(path=name, sha256=self.fs.sha256(path)))
         self.fs.fsync_dir(vdir)
         return cards
 
     def _copy_card(self, vdir: str, number: int) -> None:
         readme = os.path.join(vdir, "README.md")
-        if self.cards_copy_dir is None or not os.path.exists(readme):
+        if self.cards_copy_dir is None or not self.fs.exists(readme):
             return
+        # The copy is for git, so it is always local, whatever the store is.
         target = os.path.join(self.cards_copy_dir, self.store.name, f"v{number}.md")
         try:
-            self.fs.copy_file(readme, target)
+            LocalFS().write_bytes(target, self.fs.read_bytes(readme))
         except OSError as exc:  # the version is committed; a missing git copy must not undo it
             log.warning("could not copy the card to %s: %s", target, exc)

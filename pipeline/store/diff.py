@@ -48,12 +48,13 @@ class VersionContent:
     stats: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @classmethod
-    def read(cls, manifest: Manifest, version_dir: str) -> VersionContent:
-        """Return the content of a version by streaming its shards one batch at a time."""
+    def read(cls, manifest: Manifest, version_dir: str, fs: Any = None) -> VersionContent:
+        """Return the content of a version by streaming its shards one batch at a time
+        (from store filesystem `fs`, local when None)."""
         content = cls(stats={s: dict.fromkeys(STAT_NAMES, 0) for s in SPLITS})
         for shard in manifest.shards:
             path = os.path.join(version_dir, shard.path)
-            for batch in read_shard_batches(path):
+            for batch in read_shard_batches(path, fs=fs):
                 table = pa.Table.from_batches([batch])
                 content._add(table)
         return content
@@ -148,15 +149,16 @@ def diff_contents(
 def diff_versions(store: Any, before: int, after: int) -> VersionDiff:
     """Return the differences between two committed versions of `store` (a Store)."""
     ma, mb = store.manifest(before), store.manifest(after)
-    a = VersionContent.read(ma, store.version_dir(before))
-    b = VersionContent.read(mb, store.version_dir(after))
+    a = VersionContent.read(ma, store.version_dir(before), store.fs)
+    b = VersionContent.read(mb, store.version_dir(after), store.fs)
     return diff_contents(store.name, before, a, after, b)
 
 
 def summarize_against_parent(
-    parent: Manifest, parent_dir: str, manifest: Manifest, version_dir: str
+    parent: Manifest, parent_dir: str, manifest: Manifest, version_dir: str, fs: Any = None
 ) -> dict[str, Any]:
-    """Return the card's diff summary of a version (not yet committed) against its parent."""
-    a = VersionContent.read(parent, parent_dir)
-    b = VersionContent.read(manifest, version_dir)
+    """Return the card's diff summary of a version (not yet committed) against its parent,
+    both folders on store filesystem `fs` (local when None)."""
+    a = VersionContent.read(parent, parent_dir, fs)
+    b = VersionContent.read(manifest, version_dir, fs)
     return diff_contents(manifest.name, parent.number, a, manifest.number, b).summary()

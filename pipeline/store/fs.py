@@ -1,19 +1,28 @@
 """The one filesystem seam of the store: every write, rename and fsync of a version goes here.
 
-Only local paths (and `file://` URIs) are implemented. The commit relies on two POSIX
-guarantees that object stores do not give: renaming a folder is atomic, and a hard link
-fails when its target exists (an exclusive, all-or-nothing create). A remote store would
-need its own class with the same methods (e.g. a conditional PUT for `create_exclusive`).
+Two implementations with the same methods:
+- `LocalFS` for local paths and `file://` URIs. The commit relies on two POSIX guarantees:
+  renaming a folder is atomic, and a hard link fails when its target exists (an exclusive,
+  all-or-nothing create).
+- `ObjectStoreFS` for `s3://bucket/prefix` (and S3-compatible stores through an endpoint
+  URL). Paths on it are `bucket/prefix/...` strings. An object store renames nothing, so
+  `rename_dir` copies server-side and then deletes (readers trust only manifests, and the
+  manifest is created after the copy); `create_exclusive` is a conditional PUT
+  (`If-None-Match: *`), which fails when the key exists: the commit point, as `link` is
+  locally. fsyncs are no-ops: a PUT is durable once it returns.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import secrets
 import shutil
-from typing import Any
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 
 class UnsupportedStore(ValueError):
@@ -31,6 +40,19 @@ class StoreNotWritable(OSError):
         return str(self.strerror)
 
 
+OBJECT_SCHEMES = ("s3",)
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One file under a folder of a store: its path, size and last modification time."""
+
+    path: str
+    size: int
+    mtime: float
+
+
 def local_store_path(uri: str) -> str:
     """Return the local folder of a store URI; raise UnsupportedStore for remote schemes."""
     if uri.startswith("file://"):
@@ -38,8 +60,8 @@ def local_store_path(uri: str) -> str:
     if "://" in uri:
         scheme = uri.split("://", 1)[0]
         raise UnsupportedStore(
-            f"store {uri!r}: {scheme}:// stores are not supported yet; use a local or "
-            "shared (NFS) path, which every Ray node must see"
+            f"store {uri!r}: {scheme}:// stores are not supported; use a local path, "
+            f"file://, or {', '.join(s + '://' for s in OBJECT_SCHEMES)}"
         )
     return uri
 
@@ -182,6 +204,51 @@ class LocalFS:
     def size(self, path: str) -> int:
         return os.path.getsize(path)
 
+    def is_file(self, path: str) -> bool:
+        return os.path.isfile(path)
+
+    def sha256(self, path: str) -> str:
+        from pipeline.record.ids import file_sha256
+
+        return file_sha256(path)
+
+    def files(self, path: str) -> list[FileEntry]:
+        """Return every file under `path` (or `path` itself when it is a file or a link),
+        links not followed; an absent path has none."""
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return []
+        if not os.path.isdir(path) or os.path.islink(path):
+            return [FileEntry(path, st.st_size, st.st_mtime)]
+        entries = []
+        for root, _dirs, names in os.walk(path):
+            for name in names:
+                full = os.path.join(root, name)
+                try:
+                    st = os.lstat(full)
+                except FileNotFoundError:  # removed while we walk: not ours to count
+                    continue
+                entries.append(FileEntry(full, st.st_size, st.st_mtime))
+        return entries
+
+    def mtime(self, path: str) -> float:
+        """Return when `path` or any folder under it last changed (a folder's time moves
+        when an entry is added, so an empty new subfolder counts as recent)."""
+        newest = os.lstat(path).st_mtime
+        if os.path.isdir(path) and not os.path.islink(path):
+            for root, dirs, _files in os.walk(path):
+                for name in dirs:
+                    try:
+                        newest = max(newest, os.lstat(os.path.join(root, name)).st_mtime)
+                    except FileNotFoundError:
+                        continue
+        return newest
+
+    @property
+    def is_local(self) -> bool:
+        return True
+
 
 class _ReplaceOnClose:
     """An output stream to a temp file beside `path`, renamed over `path` on close."""
@@ -217,6 +284,292 @@ class _ReplaceOnClose:
         self.closed = True
 
 
-def store_fs(uri: str) -> tuple[LocalFS, str]:
-    """Return the filesystem of a store URI and the store's path on it."""
+class StoreFS(Protocol):
+    """What the store needs of a filesystem (LocalFS and ObjectStoreFS both provide it)."""
+
+    @property
+    def arrow(self) -> Any: ...
+    @property
+    def is_local(self) -> bool: ...
+    def open_input(self, path: str) -> Any: ...
+    def open_output(self, path: str) -> Any: ...
+    def open_output_whole(self, path: str) -> Any: ...
+    def read_bytes(self, path: str) -> bytes: ...
+    def write_bytes(self, path: str, data: bytes) -> None: ...
+    def uri(self, path: str) -> str: ...
+    def makedirs(self, path: str) -> None: ...
+    def check_writable(self, path: str) -> None: ...
+    def exists(self, path: str) -> bool: ...
+    def is_file(self, path: str) -> bool: ...
+    def listdir(self, path: str) -> list[str]: ...
+    def files(self, path: str) -> list[FileEntry]: ...
+    def mtime(self, path: str) -> float: ...
+    def fsync_file(self, path: str) -> None: ...
+    def fsync_dir(self, path: str) -> None: ...
+    def rename_dir(self, src: str, dst: str) -> None: ...
+    def create_exclusive(self, path: str, data: bytes) -> None: ...
+    def copy_file(self, src: str, dst: str) -> None: ...
+    def remove_tree(self, path: str) -> None: ...
+    def size(self, path: str) -> int: ...
+    def sha256(self, path: str) -> str: ...
+
+
+def _env(*names: str) -> str | None:
+    for name in names:
+        if os.environ.get(name):
+            return os.environ[name]
+    return None
+
+
+class ObjectStoreFS:
+    """The store's file operations on S3 or an S3-compatible object store.
+
+    Data goes through pyarrow's S3 filesystem (C++, multipart uploads, ranged reads); only
+    the conditional PUT of `create_exclusive` goes through boto3, which pyarrow does not
+    offer. Credentials, region and endpoint come from the arguments, else the usual
+    variables (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION /
+    AWS_DEFAULT_REGION, AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL), read when the object is
+    made; unset credentials leave the SDKs' default chain (profile, instance role) to each
+    process. Picklable: the clients are rebuilt in the process that unpickles it, so a Ray
+    task on another node receives the endpoint and keys it was made with.
+    """
+
+    def __init__(
+        self,
+        scheme: str = "s3",
+        endpoint_url: str | None = None,
+        region: str | None = None,
+    ):
+        if scheme not in OBJECT_SCHEMES:
+            raise UnsupportedStore(f"{scheme}:// is not an object store roleforge can commit to")
+        self.scheme = scheme
+        self.endpoint_url = endpoint_url or _env("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
+        # A custom endpoint rarely answers the region lookup AWS does: default it there.
+        self.region = region or _env("AWS_REGION", "AWS_DEFAULT_REGION") or "us-east-1"
+        self._access_key = _env("AWS_ACCESS_KEY_ID")
+        self._secret_key = _env("AWS_SECRET_ACCESS_KEY")
+        self._session_token = _env("AWS_SESSION_TOKEN")
+        self._arrow: Any = None
+        self._client: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_arrow"] = state["_client"] = None
+        return state
+
+    def __repr__(self) -> str:  # never the keys
+        return f"ObjectStoreFS({self.scheme!r}, endpoint_url={self.endpoint_url!r})"
+
+    @property
+    def is_local(self) -> bool:
+        return False
+
+    @property
+    def arrow(self) -> Any:
+        """Return the pyarrow S3 filesystem of this store."""
+        if self._arrow is None:
+            import pyarrow.fs
+
+            self._arrow = pyarrow.fs.S3FileSystem(
+                access_key=self._access_key,
+                secret_key=self._secret_key,
+                session_token=self._session_token,
+                region=self.region,
+                endpoint_override=self.endpoint_url,
+            )
+        return self._arrow
+
+    @property
+    def client(self) -> Any:
+        """Return a boto3 S3 client for what pyarrow lacks (the conditional PUT)."""
+        if self._client is None:
+            import boto3
+
+            self._client = boto3.client(
+                "s3",
+                endpoint_url=self.endpoint_url,
+                region_name=self.region,
+                aws_access_key_id=self._access_key,
+                aws_secret_access_key=self._secret_key,
+                aws_session_token=self._session_token,
+            )
+        return self._client
+
+    @staticmethod
+    def _split(path: str) -> tuple[str, str]:
+        bucket, _, key = path.strip("/").partition("/")
+        return bucket, key
+
+    def _info(self, path: str) -> Any:
+        return self.arrow.get_file_info(path.rstrip("/"))
+
+    def open_input(self, path: str) -> Any:
+        """Return a random-access pyarrow file over `path` (ranged GETs)."""
+        return self.arrow.open_input_file(path)
+
+    def open_output(self, path: str) -> Any:
+        """Return a new pyarrow output stream at `path`; the object appears whole on close."""
+        return self.arrow.open_output_stream(path)
+
+    def open_output_whole(self, path: str) -> Any:
+        """The same as `open_output`: a PUT (or a multipart upload's completion) replaces an
+        object all at once, so readers see the old bytes or the new."""
+        return self.open_output(path)
+
+    def read_bytes(self, path: str) -> bytes:
+        with self.arrow.open_input_stream(path) as f:
+            return f.read()
+
+    def write_bytes(self, path: str, data: bytes) -> None:
+        """Write a small object whole (a PUT replaces an object atomically)."""
+        with self.arrow.open_output_stream(path) as f:
+            f.write(data)
+
+    def uri(self, path: str) -> str:
+        return f"{self.scheme}://{path}"
+
+    def makedirs(self, path: str) -> None:
+        """Nothing to do: an object store has no folders, only key prefixes."""
+
+    def check_writable(self, path: str) -> None:
+        """Raise StoreNotWritable unless this process can PUT and DELETE under `path`."""
+        probe = os.path.join(path, f".write-check-{secrets.token_hex(8)}")
+        try:
+            with self.arrow.open_output_stream(probe) as f:
+                f.write(b"")
+            self.arrow.delete_file(probe)
+        except OSError as exc:
+            raise StoreNotWritable(self.uri(path), str(exc).splitlines()[0]) from None
+
+    def exists(self, path: str) -> bool:
+        import pyarrow.fs
+
+        return self._info(path).type != pyarrow.fs.FileType.NotFound
+
+    def is_file(self, path: str) -> bool:
+        import pyarrow.fs
+
+        return self._info(path).type == pyarrow.fs.FileType.File
+
+    def listdir(self, path: str) -> list[str]:
+        import pyarrow.fs
+
+        selector = pyarrow.fs.FileSelector(path.rstrip("/"), allow_not_found=True)
+        try:
+            infos = self.arrow.get_file_info(selector)
+        except NotADirectoryError:
+            return []
+        return sorted(info.base_name for info in infos)
+
+    def files(self, path: str) -> list[FileEntry]:
+        import pyarrow.fs
+
+        info = self._info(path)
+        if info.type == pyarrow.fs.FileType.NotFound:
+            return []
+        if info.type == pyarrow.fs.FileType.File:
+            infos = [info]
+        else:
+            selector = pyarrow.fs.FileSelector(
+                path.rstrip("/"), allow_not_found=True, recursive=True
+            )
+            infos = self.arrow.get_file_info(selector)
+        return [
+            FileEntry(i.path, i.size or 0, i.mtime.timestamp() if i.mtime else time.time())
+            for i in infos
+            if i.type == pyarrow.fs.FileType.File
+        ]
+
+    def mtime(self, path: str) -> float:
+        """Return the newest change under `path` (a prefix has no time of its own; one
+        with no objects, only the empty folder marker pyarrow leaves after a delete, holds
+        nothing a run still writes, so it counts as old)."""
+        entries = self.files(path)
+        if entries:
+            return max(e.mtime for e in entries)
+        if not self.exists(path):
+            raise FileNotFoundError(self.uri(path))
+        return 0.0
+
+    def fsync_file(self, path: str) -> None:
+        """Nothing to do: an object is durable once its PUT returns."""
+
+    def fsync_dir(self, path: str) -> None:
+        """Nothing to do: there is no folder entry to make durable."""
+
+    def rename_dir(self, src: str, dst: str) -> None:
+        """Copy every object under `src` to `dst` server-side, then delete `src`; raise
+        FileExistsError when `dst` holds anything. Not atomic: the committer claims `dst`
+        first (a conditional PUT) and creates the manifest only after this returns, so no
+        reader sees the half-copied folder."""
+        for entry in self.files(dst):
+            if os.path.basename(entry.path) != CLAIM_FILE:
+                raise FileExistsError(dst)
+        src = src.rstrip("/")
+        for entry in self.files(src):
+            self.arrow.copy_file(entry.path, os.path.join(dst, os.path.relpath(entry.path, src)))
+        self.remove_tree(src)
+
+    def create_exclusive(self, path: str, data: bytes) -> None:
+        """PUT `path` only if no object has that key (`If-None-Match: *`); raise
+        FileExistsError when one does. The store decides, so racing writers on any number
+        of machines end with exactly one winner."""
+        from botocore.exceptions import ClientError
+
+        bucket, key = self._split(path)
+        try:
+            self.client.put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            # 412: the key exists; 409: a concurrent conditional PUT on it is in flight.
+            if error.get("Code") in ("PreconditionFailed", "ConditionalRequestConflict") or (
+                status in (409, 412)
+            ):
+                raise FileExistsError(self.uri(path)) from None
+            raise OSError(f"{self.uri(path)}: {error.get('Message') or exc}") from exc
+
+    def copy_file(self, src: str, dst: str) -> None:
+        self.arrow.copy_file(src, dst)
+
+    def remove_tree(self, path: str) -> None:
+        import pyarrow.fs
+
+        info = self._info(path)
+        if info.type == pyarrow.fs.FileType.Directory:
+            self.arrow.delete_dir(path.rstrip("/"))
+        elif info.type == pyarrow.fs.FileType.File:
+            self.arrow.delete_file(path)
+
+    def size(self, path: str) -> int:
+        import pyarrow.fs
+
+        info = self._info(path)
+        if info.type != pyarrow.fs.FileType.File:
+            raise FileNotFoundError(self.uri(path))
+        return int(info.size)
+
+    def sha256(self, path: str) -> str:
+        h = hashlib.sha256()
+        with self.arrow.open_input_stream(path) as f:
+            while chunk := f.read(_CHUNK):
+                h.update(chunk)
+        return h.hexdigest()
+
+
+# The object a committer puts in versions/v<N>/ on an object store to claim number N.
+CLAIM_FILE = ".claim"
+
+
+def store_fs(
+    uri: str, endpoint_url: str | None = None, region: str | None = None
+) -> tuple[StoreFS, str]:
+    """Return the filesystem of a store URI and the store's path on it: a local folder, or
+    `bucket/prefix` on an object store (`endpoint_url` / `region` override the env)."""
+    scheme = uri.split("://", 1)[0] if "://" in uri else None
+    if scheme in OBJECT_SCHEMES:
+        path = uri.split("://", 1)[1].strip("/")
+        if not path:
+            raise UnsupportedStore(f"store {uri!r} names no bucket")
+        return ObjectStoreFS(scheme, endpoint_url=endpoint_url, region=region), path
     return LocalFS(), local_store_path(uri)

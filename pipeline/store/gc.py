@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.store.fs import LocalFS
+from pipeline.store.fs import StoreFS
 from pipeline.store.lock import commit_lock, locks_dir, run_is_live
 from pipeline.store.manifest import Manifest
 from pipeline.store.read import Store, VersionNotFound
@@ -39,43 +39,24 @@ class GcReport:
         return {"removed": self.removed, "freed_bytes": self.freed_bytes, "dry_run": self.dry_run}
 
 
-def _size(path: str) -> int:
+def _size(fs: StoreFS, path: str) -> int:
     # Anything may vanish while it is measured (a run removing its own staging): it counts 0.
-    try:
-        if not os.path.isdir(path) or os.path.islink(path):
-            return os.lstat(path).st_size
-    except FileNotFoundError:
-        return 0
-    total = 0
-    for root, _dirs, files in os.walk(path):
-        for f in files:
-            try:
-                total += os.lstat(os.path.join(root, f)).st_size
-            except FileNotFoundError:
-                continue
-    return total
+    return sum(e.size for e in fs.files(path))
 
 
-def _newest_mtime(path: str) -> float | None:
+def _newest_mtime(fs: StoreFS, path: str) -> float | None:
     """Return the newest mtime of `path` and everything under it; None once it is gone."""
     try:
-        newest = os.lstat(path).st_mtime
+        newest = fs.mtime(path)
     except FileNotFoundError:
         return None
-    if os.path.isdir(path) and not os.path.islink(path):
-        for root, dirs, files in os.walk(path):
-            for name in dirs + files:
-                try:
-                    newest = max(newest, os.lstat(os.path.join(root, name)).st_mtime)
-                except FileNotFoundError:
-                    continue
-    return newest
+    return max([newest, *(e.mtime for e in fs.files(path))])
 
 
-def _old_enough(path: str, min_age_s: float, now: float) -> bool:
+def _old_enough(fs: StoreFS, path: str, min_age_s: float, now: float) -> bool:
     if min_age_s <= 0:
-        return os.path.lexists(path)
-    newest = _newest_mtime(path)
+        return fs.exists(path)
+    newest = _newest_mtime(fs, path)
     return newest is not None and now - newest >= min_age_s
 
 
@@ -93,13 +74,12 @@ def unreferenced_paths(store: Store) -> list[str]:
     """Return every path under the dataset's staging, versions, quarantine and lock folders
     that neither a committed manifest nor a live run references (trained models and other
     folders are left alone). Call it under the commit lock, as `collect_garbage` does."""
+    fs = store.fs
     staging = os.path.join(store.root, "_staging")
-    garbage = [
-        os.path.join(staging, n) for n in _listdir(staging) if not run_is_live(store.root, n)
-    ]
-    version_names = _listdir(store.versions_dir)
+    garbage = [os.path.join(staging, n) for n in fs.listdir(staging) if not run_is_live(store, n)]
+    version_names = fs.listdir(store.versions_dir)
     quarantine_dir = os.path.join(store.root, "quarantine")
-    quarantine_names = _listdir(quarantine_dir)
+    quarantine_names = fs.listdir(quarantine_dir)
     # Manifests are read after the folders are listed: a version committed in between
     # (by a committer that took no lock) is then known, never mistaken for garbage.
     manifests = _committed_manifests(store)
@@ -112,43 +92,44 @@ def unreferenced_paths(store: Store) -> list[str]:
         if match and int(match.group(1)) in committed:
             manifest = committed[int(match.group(1))]
             wanted = {e.path for e in manifest.shards} | {e.path for e in manifest.cards}
-            garbage.extend(os.path.join(path, f) for f in _listdir(path) if f not in wanted)
+            garbage.extend(os.path.join(path, f) for f in fs.listdir(path) if f not in wanted)
         else:
             garbage.append(path)  # an uncommitted version folder or a temp file
     quarantined = {os.path.basename(m.quarantine.path or "") for m in manifests}
     garbage.extend(
         os.path.join(quarantine_dir, f)
         for f in quarantine_names
-        if f not in quarantined and not run_is_live(store.root, f.removesuffix(".jsonl"))
+        if f not in quarantined and not run_is_live(store, f.removesuffix(".jsonl"))
     )
-    for name in _listdir(locks_dir(store.root)):
-        lease = _LEASE.match(name)
-        if lease and not run_is_live(store.root, lease.group(1)):
-            garbage.append(os.path.join(locks_dir(store.root), name))
+    # Lease files of dead runs, when they live in the store (on an object store they are on
+    # this machine, and each run removes its own).
+    if fs.is_local:
+        for name in fs.listdir(locks_dir(store)):
+            lease = _LEASE.match(name)
+            if lease and not run_is_live(store, lease.group(1)):
+                garbage.append(os.path.join(locks_dir(store), name))
     return sorted(garbage)
 
 
-def _listdir(path: str) -> list[str]:
-    try:
-        return sorted(os.listdir(path))
-    except FileNotFoundError:
-        return []
-
-
 def collect_garbage(
-    store: Store, fs: LocalFS, dry_run: bool = False, min_age_s: float = DEFAULT_MIN_AGE_S
+    store: Store,
+    fs: StoreFS | None = None,
+    dry_run: bool = False,
+    min_age_s: float = DEFAULT_MIN_AGE_S,
 ) -> GcReport:
     """Remove what no manifest and no live run references; return what went. `min_age_s`
-    also spares paths with anything modified more recently than that."""
+    also spares paths with anything modified more recently than that. `fs` defaults to
+    the store's own filesystem."""
+    fs = fs if fs is not None else store.fs
     report = GcReport(dry_run=dry_run)
-    if not os.path.isdir(store.root):
+    if not fs.exists(store.root):
         return report
-    with commit_lock(store.root):
+    with commit_lock(store):
         now = time.time()
         for path in unreferenced_paths(store):
-            if not _old_enough(path, min_age_s, now):
+            if not _old_enough(fs, path, min_age_s, now):
                 continue
-            size = _size(path)
+            size = _size(fs, path)
             if not dry_run:
                 try:
                     fs.remove_tree(path)

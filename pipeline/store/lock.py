@@ -12,6 +12,15 @@ stale lock behind and nothing has to guess from timestamps whether a process is 
   "this run is alive": `gc` spares its staging folder and quarantine file while it is held.
 
 flock works on local filesystems and on NFS (Linux maps it to byte-range locks there).
+
+An object store has no flock. For a Store on one, the lock files live on this machine
+(under the temp dir, one folder per store URI): processes on one machine still commit one
+after another and gc spares their live runs, but processes on different machines do not
+see each other's locks. What keeps the store correct across machines is the conditional
+PUT: a committer claims `versions/v<N>/` and creates `v<N>.json` only if absent, so two
+racing for N end with one winner and the other at N+1 (their parents may then both be
+N-1: the chain is linear only among committers that share a lock). gc's `min_age_s`
+spares the staging of runs it cannot see.
 """
 
 from __future__ import annotations
@@ -19,9 +28,12 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import hashlib
 import os
+import tempfile
 import time
 from collections.abc import Iterator
+from typing import Any
 
 LOCKS_DIR = "_locks"
 COMMIT_LOCK = "commit.lock"
@@ -34,13 +46,26 @@ class StoreBusy(RuntimeError):
     """The dataset's commit lock stayed taken for longer than the caller would wait."""
 
 
-def locks_dir(root: str) -> str:
-    """Return the folder that holds a dataset's lock files."""
-    return os.path.join(root, LOCKS_DIR)
+def lock_root(target: Any) -> str:
+    """Return the local folder whose `_locks/` holds the locks of `target`: a dataset's
+    local root path, or a Store (its root, or a folder on this machine for an object
+    store, named after the store's URI)."""
+    if isinstance(target, str):
+        return target
+    if target.fs.is_local:
+        return target.root
+    uri = target.fs.uri(target.root)
+    digest = hashlib.sha256(uri.encode("utf-8")).hexdigest()[:16]
+    return os.path.join(tempfile.gettempdir(), "roleforge-locks", f"{target.name}-{digest}")
 
 
-def lease_path(root: str, run_id: str) -> str:
-    """Return the lease file of run `run_id` of the dataset at `root`."""
+def locks_dir(root: Any) -> str:
+    """Return the folder that holds a dataset's lock files (`root`: see `lock_root`)."""
+    return os.path.join(lock_root(root), LOCKS_DIR)
+
+
+def lease_path(root: Any, run_id: str) -> str:
+    """Return the lease file of run `run_id` of the dataset at `root` (see `lock_root`)."""
     return os.path.join(locks_dir(root), f"run-{run_id}.lock")
 
 
@@ -60,15 +85,16 @@ def _try_lock(fd: int) -> bool:
 
 
 @contextlib.contextmanager
-def commit_lock(root: str, timeout_s: float = COMMIT_LOCK_TIMEOUT_S) -> Iterator[None]:
+def commit_lock(root: Any, timeout_s: float = COMMIT_LOCK_TIMEOUT_S) -> Iterator[None]:
     """Hold the dataset's commit lock for the `with` block; raise StoreBusy after `timeout_s`."""
     fd = _open(os.path.join(locks_dir(root), COMMIT_LOCK))
     try:
         deadline = time.monotonic() + timeout_s
         while not _try_lock(fd):
             if time.monotonic() >= deadline:
+                label = root if isinstance(root, str) else root.fs.uri(root.root)
                 raise StoreBusy(
-                    f"{root}: another commit or gc has held the store's lock for over "
+                    f"{label}: another commit or gc has held the store's lock for over "
                     f"{timeout_s:g} s; try again later"
                 )
             time.sleep(_POLL_S)
@@ -80,7 +106,7 @@ def commit_lock(root: str, timeout_s: float = COMMIT_LOCK_TIMEOUT_S) -> Iterator
 class RunLease:
     """Held by a live run from before its first file until it ends (or its process dies)."""
 
-    def __init__(self, root: str, run_id: str):
+    def __init__(self, root: Any, run_id: str):
         self.path = lease_path(root, run_id)
         self._fd: int | None = None
 
@@ -107,7 +133,7 @@ class RunLease:
         self.release()
 
 
-def run_is_live(root: str, run_id: str) -> bool:
+def run_is_live(root: Any, run_id: str) -> bool:
     """Return whether some process holds the lease of run `run_id` right now."""
     path = lease_path(root, run_id)
     try:

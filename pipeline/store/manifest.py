@@ -189,16 +189,21 @@ class Manifest(_Part):
         return cls.model_validate_json(text)
 
     @classmethod
-    def read(cls, path: str) -> Manifest:
-        """Return the manifest in file `path`; raise ManifestInvalid naming the file and the
-        first problem (FileNotFoundError passes through)."""
-        with open(path, "rb") as f:
-            data = f.read()
+    def read(cls, path: str, fs: Any = None) -> Manifest:
+        """Return the manifest in file `path` (on store filesystem `fs`, local when None);
+        raise ManifestInvalid naming the file and the first problem (FileNotFoundError
+        passes through)."""
+        if fs is None:
+            with open(path, "rb") as f:
+                data = f.read()
+        else:
+            data = fs.read_bytes(path)
         try:
             return cls.from_json(data)
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "<manifest>"
+            shown = fs.uri(path) if fs is not None else path
             raise ManifestInvalid(
-                f"{path}: not a valid manifest: {where}: {first['msg']}"
+                f"{shown}: not a valid manifest: {where}: {first['msg']}"
             ) from None

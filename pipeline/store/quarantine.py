@@ -1,4 +1,7 @@
-"""The quarantine file of a run: rejected records appended as JSON lines, fsynced on close."""
+"""The quarantine file of a run: rejected records appended as JSON lines, fsynced on close.
+
+An object can't be appended to, so on an object store the lines go to a local temp file
+and are uploaded whole on close (a run's quarantine file appears when the run ends)."""
 
 from __future__ import annotations
 
@@ -6,7 +9,9 @@ import contextlib
 import json
 import logging
 import os
+import tempfile
 from collections import Counter
+from typing import Any
 
 from pipeline.record.rejection import QuarantineEntry
 
@@ -16,15 +21,19 @@ log = logging.getLogger(__name__)
 class QuarantineWriter:
     """Appends quarantine entries to `<store>/<name>/quarantine/<run_id>.jsonl`."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, fs: Any = None):
         self.path = path
+        self.fs = fs  # the store's filesystem; None: local
         self.counts: Counter[str] = Counter()
         self._file = None
 
     def write(self, entry: QuarantineEntry) -> None:
         if self._file is None:
-            os.makedirs(os.path.dirname(self.path), exist_ok=True)
-            self._file = open(self.path, "a", encoding="utf-8")
+            if self.fs is None or self.fs.is_local:
+                os.makedirs(os.path.dirname(self.path), exist_ok=True)
+                self._file = open(self.path, "a", encoding="utf-8")
+            else:
+                self._file = tempfile.TemporaryFile("w+", encoding="utf-8")
         self._file.write(json.dumps(entry.to_dict(), ensure_ascii=False) + "\n")
         self.counts[entry.reason] += 1
 
@@ -36,7 +45,11 @@ class QuarantineWriter:
         f, self._file = self._file, None
         try:
             f.flush()
-            os.fsync(f.fileno())
+            if self.fs is None or self.fs.is_local:
+                os.fsync(f.fileno())
+            else:
+                f.seek(0)
+                self.fs.write_bytes(self.path, f.read().encode("utf-8"))
         except OSError as exc:
             if not quiet:
                 raise

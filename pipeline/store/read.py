@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.record.ids import DATASET_NAME_PATTERN
+from pipeline.store.fs import StoreFS, store_fs
 from pipeline.store.manifest import Manifest
 
 _VERSION_FILE = re.compile(r"^v(\d+)\.json$")
@@ -56,17 +57,35 @@ def parse_ref(ref: str) -> tuple[str, int | None]:
 
 @dataclass(frozen=True)
 class Store:
-    """One dataset's folder in a store: paths, committed versions and their manifests."""
+    """One dataset's folder in a store: paths, committed versions and their manifests.
+
+    `Store(uri, name)` resolves the filesystem from the URI (a local path, `file://`, or
+    `s3://bucket/prefix`); `Store(path, name, fs)` takes a path on a filesystem already
+    made (what `store_fs` returned). Every path it hands out is a path on `fs`.
+    """
 
     uri: str
     name: str
+    fs: StoreFS = field(default=None, compare=False, repr=False)  # type: ignore[assignment]
+    path: str = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         check_dataset_name(self.name)
+        if self.fs is None:
+            fs, path = store_fs(self.uri)
+            object.__setattr__(self, "fs", fs)
+        else:
+            path = self.uri.split("://", 1)[1].strip("/") if "://" in self.uri else self.uri
+        object.__setattr__(self, "path", path)
+
+    @property
+    def location(self) -> str:
+        """Return the store as a user names it (`s3://bucket/prefix` or a local path)."""
+        return self.fs.uri(self.path)
 
     @property
     def root(self) -> str:
-        return os.path.join(self.uri, self.name)
+        return os.path.join(self.path, self.name)
 
     @property
     def versions_dir(self) -> str:
@@ -89,10 +108,7 @@ class Store:
 
     def versions(self) -> list[int]:
         """Return the committed version numbers, ascending."""
-        try:
-            names = os.listdir(self.versions_dir)
-        except FileNotFoundError:
-            return []
+        names = self.fs.listdir(self.versions_dir)
         return sorted(int(m.group(1)) for n in names if (m := _VERSION_FILE.match(n)))
 
     def latest(self) -> int | None:
@@ -106,13 +122,13 @@ class Store:
             version = self.latest()
             if version is None:
                 raise VersionNotFound(
-                    f"dataset {self.name!r} has no committed version in {self.uri}"
+                    f"dataset {self.name!r} has no committed version in {self.location}"
                 )
         try:
-            return Manifest.read(self.manifest_path(version))
+            return Manifest.read(self.manifest_path(version), self.fs)
         except FileNotFoundError:
             raise VersionNotFound(
-                f"{self.name}@v{version} is not committed in {self.uri}"
+                f"{self.name}@v{version} is not committed in {self.location}"
             ) from None
 
     def checked_manifest(self, version: int | None = None, hash_shards: bool = True) -> Manifest:
@@ -124,7 +140,7 @@ class Store:
 
         manifest = self.manifest(version)
         number = manifest.number
-        key = (self.root, number, manifest.manifest_sha256, hash_shards)
+        key = (self.fs.uri(self.root), number, manifest.manifest_sha256, hash_shards)
         if key in _CHECKED:
             return manifest
         report = verify_version(self, number, hash_files=hash_shards, manifest=manifest)
@@ -139,13 +155,13 @@ class Store:
         return [os.path.join(vdir, s.path) for s in manifest.shards_of(split)]
 
 
-def _read_ipc_shards(paths: Any) -> Any:
+def _read_ipc_shards(paths: Any, fs: StoreFS) -> Any:
     import pyarrow as pa
 
     from pipeline.store.shards import read_shard_batches
 
     for path in paths["path"].to_pylist():
-        for batch in read_shard_batches(path):
+        for batch in read_shard_batches(path, fs=fs):
             yield pa.Table.from_batches([batch])
 
 
@@ -156,10 +172,12 @@ def ray_dataset(store: Store, version: int | None = None, split: str | None = No
     manifest = store.checked_manifest(version)
     paths = store.shard_paths(manifest, split)
     if paths and paths[0].endswith(".parquet"):
-        return ray.data.read_parquet(paths)
-    # Ray Data has no Arrow IPC reader: each read task memory-maps one shard and streams
-    # its record batches.
+        return ray.data.read_parquet(paths, filesystem=store.fs.arrow)
+    # Ray Data has no Arrow IPC reader: each read task opens one shard (memory-mapped
+    # locally) and streams its record batches.
     items = ray.data.from_items(
         [{"path": p} for p in paths], override_num_blocks=max(1, len(paths))
     )
-    return items.map_batches(_read_ipc_shards, batch_size=1, batch_format="pyarrow")
+    return items.map_batches(
+        _read_ipc_shards, batch_size=1, batch_format="pyarrow", fn_kwargs={"fs": store.fs}
+    )

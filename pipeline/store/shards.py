@@ -12,6 +12,7 @@ duckdb, Ray and mlcroissant):
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pyarrow as pa
 
@@ -39,20 +40,23 @@ def read_shard_batches(
     columns: list[str] | None = None,
     parquet_columns: list[str] | None = None,
     batch_size: int = 4096,
+    fs: Any = None,
 ) -> Iterator[pa.RecordBatch]:
     """Yield the record batches of a Parquet or Arrow IPC (stream or file) shard.
 
     `columns` selects top-level columns; `parquet_columns` may name leaves instead
     (`images.list.element.path`), so Parquet skips the media pages altogether. IPC shards
-    are memory-mapped, so selecting light columns never touches the media bytes.
+    are memory-mapped locally, so selecting light columns never touches the media bytes.
+    `fs` is the store's filesystem (local when None); on an object store Parquet reads
+    only the column chunks it needs (ranged GETs).
     """
     if shard_format(path) == "parquet":
         import pyarrow.parquet as pq
 
-        with pq.ParquetFile(path) as f:
+        with _open(path, fs) as source, pq.ParquetFile(source) as f:
             yield from f.iter_batches(columns=parquet_columns or columns, batch_size=batch_size)
         return
-    with pa.memory_map(path) as source:
+    with _open(path, fs) as source:
         reader = _ipc_reader(source)
         if isinstance(reader, pa.ipc.RecordBatchFileReader):
             batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
@@ -62,19 +66,27 @@ def read_shard_batches(
             yield batch.select(columns) if columns is not None else batch
 
 
+def _open(path: str, fs: Any) -> Any:
+    """Return a random-access file over a shard: memory-mapped locally, else the store's."""
+    return pa.memory_map(path, "r") if fs is None else fs.open_input(path)
+
+
 def _ipc_reader(
-    source: pa.MemoryMappedFile,
+    source: Any,
 ) -> pa.ipc.RecordBatchFileReader | pa.ipc.RecordBatchStreamReader:
     is_file = source.read(len(_IPC_FILE_MAGIC)) == _IPC_FILE_MAGIC
     source.seek(0)
     return pa.ipc.open_file(source) if is_file else pa.ipc.open_stream(source)
 
 
-def read_shard(path: str) -> pa.Table:
-    """Return a whole shard as a table (memory-mapped: the media are not copied)."""
+def read_shard(path: str, fs: Any = None) -> pa.Table:
+    """Return a whole shard as a table (memory-mapped locally: the media are not copied;
+    read whole from an object store `fs`)."""
     if shard_format(path) == "parquet":
         import pyarrow.parquet as pq
 
-        return pq.read_table(path, memory_map=True)
-    # The table keeps the map open for as long as it lives.
-    return _ipc_reader(pa.memory_map(path, "r")).read_all()
+        if fs is None or fs.is_local:
+            return pq.read_table(path, memory_map=True)
+        return pq.read_table(path, filesystem=fs.arrow)
+    # The table keeps the map (or the file) open for as long as it lives.
+    return _ipc_reader(_open(path, fs)).read_all()

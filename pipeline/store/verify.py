@@ -7,8 +7,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.record.ids import file_sha256
 from pipeline.store.commit import content_id
+from pipeline.store.fs import StoreFS
 from pipeline.store.manifest import Manifest, manifest_digest
 from pipeline.store.read import Store
 
@@ -66,22 +66,22 @@ class VerifyReport:
 
 
 def _check_file(
-    report: VerifyReport, vdir: str, entry: dict[str, Any], hash_file: bool = True
+    report: VerifyReport, fs: StoreFS, vdir: str, entry: dict[str, Any], hash_file: bool = True
 ) -> str | None:
     path = os.path.join(vdir, entry["path"])
     report.checked += 1
-    if not os.path.isfile(path):
+    if not fs.is_file(path):
         report.problems.append(VerifyProblem(entry["path"], "missing", "file", None))
         return None
     if "bytes" in entry:
-        size = os.path.getsize(path)
+        size = fs.size(path)
         if size != entry["bytes"]:
             # A truncated or extended shard: report the size, and skip hashing it.
             report.problems.append(VerifyProblem(entry["path"], "size", entry["bytes"], size))
             return None
     if not hash_file:
         return None
-    digest = file_sha256(path)
+    digest = fs.sha256(path)
     if digest != entry["sha256"]:
         report.problems.append(VerifyProblem(entry["path"], "sha256", entry["sha256"], digest))
     return digest
@@ -109,9 +109,9 @@ def verify_version(
             VerifyProblem(manifest_file, "manifest", manifest.manifest_sha256, actual)
         )
     for shard in manifest.shards:
-        _check_file(report, vdir, shard.model_dump(), hash_files)
+        _check_file(report, store.fs, vdir, shard.model_dump(), hash_files)
     for card in manifest.cards:
-        _check_file(report, vdir, card.model_dump(), hash_files)
+        _check_file(report, store.fs, vdir, card.model_dump(), hash_files)
     expected = content_id(manifest.schema_sha256, [s.sha256 for s in manifest.shards])
     if expected != manifest.content_id:
         report.problems.append(

@@ -36,7 +36,7 @@ store_uri, staged, manifest_path, go = sys.argv[1:5]
 from pipeline.store.manifest import Manifest
 manifest = Manifest.read(manifest_path)
 
-def cards(vdir, m, parent, diff):
+def cards(vdir, m, parent, diff, fs=None):
     time.sleep(0.2)
     open(os.path.join(vdir, "README.md"), "w").write(m.content_id)
     return ["README.md"]

@@ -76,7 +76,7 @@ def test_gc_waits_for_a_commit_in_progress_and_the_version_stays_whole(tmp_path:
     store = Store(str(tmp_path / "store"), "ds")
     in_cards = threading.Event()
 
-    def slow_cards(vdir, m, parent, diff):
+    def slow_cards(vdir, m, parent, diff, fs=None):
         in_cards.set()
         time.sleep(1.0)  # v1/ exists, its manifest does not yet
         Path(vdir, "README.md").write_text("card")

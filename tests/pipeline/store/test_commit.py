@@ -32,7 +32,7 @@ from tests.pipeline.execution.datajob_corpus import stage_records, work_record
 SPLIT_OF = ("train", "train", "train", "validation", "test")
 
 
-def _cards(vdir: str, manifest: Manifest, parent: Any, diff: Any) -> list[str]:
+def _cards(vdir: str, manifest: Manifest, parent: Any, diff: Any, fs: Any = None) -> list[str]:
     with open(os.path.join(vdir, "README.md"), "w", encoding="utf-8") as f:
         f.write(f"# {manifest.name} v{manifest.version} {manifest.content_id}\n")
     return ["README.md"]
