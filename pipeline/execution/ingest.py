@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +17,7 @@ from pipeline.record.rejection import (
     check_bad_fraction,
 )
 from pipeline.stages.validate import ValidateStage
+from pipeline.store.fs import store_fs
 from pipeline.store.lock import RunLease
 from pipeline.store.quarantine import QuarantineWriter
 from pipeline.store.read import Store
@@ -119,11 +119,12 @@ def run_ingest(recipe: Recipe, run_id: str | None = None) -> IngestReport:
     check_source_paths(recipe)
     run_id = run_id or new_run_id()
     validate = ValidateStage(recipe.limits)
-    store = Store(recipe.store_uri, recipe.name)
+    fs, store_path = store_fs(recipe.store_uri, **recipe.store_options.fs_kwargs())
+    store = Store(store_path, recipe.name, fs)
     path = store.quarantine_path(run_id)
     counts = [SourceCounts(s.name) for s in recipe.sources]
     # The lease keeps `gc` off the quarantine file while this ingest writes it.
-    with RunLease(store.root, run_id), QuarantineWriter(path) as writer:
+    with RunLease(store, run_id), QuarantineWriter(path, store.fs) as writer:
         for source, count in zip(recipe.sources, counts, strict=True):
             for item in read_source(source, recipe, count.read):
                 # Unusable characters-file lines arrive as entries too, and count as input.
@@ -142,10 +143,9 @@ def run_ingest(recipe: Recipe, run_id: str | None = None) -> IngestReport:
                 count.quarantined,
             )
         reasons = dict(writer.counts.most_common())
-    if not os.path.exists(path):
+    if not store.fs.exists(path):
         # The report always names a file that exists, empty when nothing was rejected.
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        open(path, "a", encoding="utf-8").close()
+        store.fs.write_bytes(path, b"")
     report = IngestReport(
         valid=sum(c.valid for c in counts),
         quarantined=sum(c.quarantined for c in counts),

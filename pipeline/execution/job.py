@@ -68,7 +68,7 @@ from pipeline.store.commit import (
     content_id,
     schema_sha256,
 )
-from pipeline.store.fs import store_fs
+from pipeline.store.fs import LocalFS, store_fs
 from pipeline.store.lock import RunLease
 from pipeline.store.manifest import (
     DedupSummary,
@@ -253,8 +253,8 @@ class DataJob:
         self.recipe = recipe
         self.progress = progress or _NoProgress()
         self.run_id = run_id or new_run_id()
-        self.fs, store_path = store_fs(recipe.store_uri)
-        self.store = Store(store_path, recipe.name)
+        self.fs, store_path = store_fs(recipe.store_uri, **recipe.store_options.fs_kwargs())
+        self.store = Store(store_path, recipe.name, self.fs)
         self.staging = self.store.staging_dir(self.run_id)
         self.counts = {name: StageCounts() for name in STAGES}
         self.reasons: Counter[str] = Counter()
@@ -262,7 +262,7 @@ class DataJob:
         self.originals: Counter[str] = Counter()
         self.rows: Counter[str] = Counter()
         self.splitter = SplitStage(recipe.split, recipe.seed)
-        self.quarantine = QuarantineWriter(self.store.quarantine_path(self.run_id))
+        self.quarantine = QuarantineWriter(self.store.quarantine_path(self.run_id), self.fs)
         self.unmapped_fields: dict[str, Counter[str]] = {s.name: Counter() for s in recipe.sources}
         self.reuse: RecordReuse | None = None
         self.cache = RecordCache(self.store.root, self.fs) if recipe.execution.cache else None
@@ -700,7 +700,7 @@ class DataJob:
         check_source_paths(self.recipe)
         self._check_writable()
         # The lease, taken before the run's first file, tells `gc` this run is alive.
-        with RunLease(self.store.root, self.run_id):
+        with RunLease(self.store, self.run_id):
             try:
                 manifest = self._stages()
             except BaseException:
@@ -719,7 +719,8 @@ class DataJob:
         for sub in ("versions", "_staging", "quarantine"):
             if self.fs.exists(os.path.join(self.store.root, sub)):
                 self.fs.check_writable(os.path.join(self.store.root, sub))
-        self.fs.check_writable(
+        # The cards' git copy is always a local folder, whatever the store.
+        LocalFS().check_writable(
             os.path.join(self.recipe.resolve(self.recipe.cards_dir), self.recipe.name)
         )
 
@@ -795,7 +796,8 @@ def train_result(recipe: Recipe, result: RunResult) -> RunResult:
     """Fine-tune on the version `result` names, per the recipe's `train:`; attach the outcome."""
     from trainers import train_version
 
-    store_path = store_fs(recipe.store_uri)[1]
-    trained = train_version(store_path, recipe.name, result.version, recipe.train, recipe.seed)
+    trained = train_version(
+        recipe.store_uri, recipe.name, result.version, recipe.train, recipe.seed
+    )
     result.train = trained.to_dict()
     return result

@@ -190,8 +190,8 @@ class RetrainJob:
         self.recipe = recipe
         self.cfg = recipe.train
         self.progress = progress
-        self.store_path = store_fs(recipe.store_uri)[1]
-        self.store = Store(self.store_path, recipe.name)
+        fs, self.store_path = store_fs(recipe.store_uri, **recipe.store_options.fs_kwargs())
+        self.store = Store(self.store_path, recipe.name, fs)
         self.seconds: dict[str, float] = {}
 
     def run(self) -> RetrainReport:

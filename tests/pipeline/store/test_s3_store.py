@@ -412,12 +412,6 @@ def test_a_missing_bucket_is_one_line_before_any_work(s3_store: str) -> None:
         fs.check_writable(path)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pipeline/execution/job.py still builds Store(store_path, name) without its fs, "
-    "checks cards_dir with the store's fs, opens QuarantineWriter and RunLease without it; "
-    "the lead wires those (see the s3 report), then this marker goes",
-)
 def test_roleforge_run_on_an_s3_store_publishes_the_local_runs_content(
     s3_store: str, local_runs: dict[str, Any], tmp_path: Path
 ) -> None:
