@@ -141,7 +141,7 @@ def pinned_file(path: str) -> tuple[str | None, int | None]:
         return known[5], st.st_size
     started = time.time_ns()
     digest = file_sha256(path)
-    if started - max(st.st_mtime_ns, st.st_ctime_ns) > RACY_WINDOW_NS:
+    if started - st.st_mtime_ns > RACY_WINDOW_NS:
         _hashed[path] = (*stamp, digest)
     return digest, st.st_size
 

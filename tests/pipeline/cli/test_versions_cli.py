@@ -77,7 +77,11 @@ def test_run_json_names_the_version_its_content_and_the_counts_per_stage(two_ver
         "split_groups",
         "counts",
         "unmapped_fields",
+        "reused",
+        "computed",
     }
+    # Counts of original records; without a record cache every one is computed.
+    assert (v1["reused"], v1["computed"]) == (0, v1["counts"]["validate"]["in"])
     # Groups per split: records of the tiny corpus are their own groups (by conversation).
     assert v1["split_groups"]["validation"] >= 1 and v1["split_groups"]["test"] >= 1
     assert (v1["version"], v2["version"]) == (1, 2)
@@ -95,6 +99,8 @@ def test_run_prints_a_summary_and_says_when_nothing_changed(two_versions) -> Non
     assert result.exit_code == 0, result.output
     assert "unchanged" in result.stdout and "v2" in result.stdout
     assert "records per stage" in result.stdout
+    reused = two_versions["v2"]["computed"]
+    assert f"original records: {reused} reused, 0 computed" in result.stdout
 
 
 def test_versions_lists_each_committed_version(two_versions) -> None:
