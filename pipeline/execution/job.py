@@ -487,20 +487,15 @@ class DataJob:
             latest = self.store.manifest()
         except VersionNotFound:
             return None
-        if latest.recipe_hash != self.recipe.recipe_hash:
-            return None
+        if latest.reuse is None or latest.recipe_hash != self.recipe.recipe_hash:
+            return None  # no reuse counts: written before this check (and media pins)
         if latest.code_version.identity() != code_version().identity():
             return None
         if not unchanged_inputs(self.recipe, latest.inputs):
             return None
         version = latest.number
         log.info("%s: inputs, recipe and code equal v%d's; nothing to do", latest.name, version)
-        # Its run's originals, all reused (older manifests: those its validation read).
-        originals = (
-            latest.reuse.reused + latest.reuse.computed
-            if latest.reuse is not None
-            else latest.counts["validate"].records_in
-        )
+        originals = latest.reuse.reused + latest.reuse.computed  # its run's, all reused now
         return RunResult(
             name=self.recipe.name,
             version=version,
