@@ -58,6 +58,7 @@ from pipeline.store.commit import (
     STAGES,
     CommitCheckFailed,
     VersionCommitter,
+    card_metadata,
     check_counts,
     content_id,
     schema_sha256,
@@ -481,8 +482,8 @@ class DataJob:
 
     def _unchanged_version(self) -> RunResult | None:
         """Return the latest version as unchanged when it was built from exactly these inputs
-        (sha256, media included), recipe hash and code identity, found from hashes alone:
-        nothing is read, no Ray starts, no stage runs. Else None."""
+        (sha256, media included), recipe hash, card metadata and code identity, found from
+        hashes alone: nothing is read, no Ray starts, no stage runs. Else None."""
         try:
             latest = self.store.manifest()
         except VersionNotFound:
@@ -490,6 +491,9 @@ class DataJob:
         if latest.reuse is None or latest.recipe_hash != self.recipe.recipe_hash:
             return None  # no reuse counts: written before this check (and media pins)
         if latest.code_version.identity() != code_version().identity():
+            return None
+        # A licence is outside the recipe hash but on the card: its change is a new version.
+        if card_metadata(latest.recipe) != card_metadata(self.recipe.model_dump(mode="json")):
             return None
         if not unchanged_inputs(self.recipe, latest.inputs):
             return None
