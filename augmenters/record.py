@@ -306,13 +306,17 @@ class RecordAugmenter:
         # One modality's generator is used up before the next is asked for (see record_generator).
         return record_generator(record_seed(self.seed, record_id, copy, modality))
 
-    def variants(self, record: dict[str, Any]) -> tuple[list[dict[str, Any]], AugmentStats]:
-        """Return (variants, stats) for one canonical record; variants in which no op applied are counted, not returned."""
+    def variants(
+        self, record: dict[str, Any], decoded: dict[tuple[str, int], Any] | None = None
+    ) -> tuple[list[dict[str, Any]], AugmentStats]:
+        """Return (variants, stats) for one canonical record; variants in which no op applied
+        are counted, not returned. `decoded` may hold the record's media already decoded
+        (validation's pixels, keyed ("image", id(bytes))); they are never written into."""
         stats = AugmentStats()
         out: list[dict[str, Any]] = []
         if not self.active:
             return out, stats
-        decoded: dict[tuple[str, int], Any] = {}
+        decoded = {} if decoded is None else decoded
         with global_random_scope():
             for copy in range(self.augment.copies):
                 builder = self._draw_variant(record, copy, stats, decoded)

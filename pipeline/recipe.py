@@ -114,8 +114,14 @@ class ExecutionConfig(StrictModel):
     batch_size: int = Field(default=16, ge=1)  # records per Ray Data batch in media stages
     num_cpus: float = Field(default=1.0, gt=0)  # CPUs per augment/validate task
     concurrency: int | None = Field(default=None, ge=1)  # max parallel tasks; None = all CPUs
-    # e.g. {augment: {num_cpus: 2}}; stages that run on Ray: validate, augment.
-    stages: dict[Literal["validate", "augment"], StageExecution] = Field(default_factory=dict)
+    # e.g. {augment: {num_cpus: 2}}; the Ray tasks of a run: ingest (one per source), augment
+    # (the record pass: validate -> split -> augment; `validate` is read as its alias), write.
+    stages: dict[Literal["ingest", "validate", "augment", "write"], StageExecution] = Field(
+        default_factory=dict
+    )
+    # The per-record cache in <store>/<name>/cache/: a rerun computes only records whose key
+    # it has not seen. Off: every record is computed and nothing is kept.
+    cache: bool = True
 
 
 class Recipe(StrictModel):

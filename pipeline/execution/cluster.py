@@ -15,8 +15,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import pyarrow as pa
-
 from pipeline.recipe import ExecutionConfig
 
 log = logging.getLogger(__name__)
@@ -38,9 +36,7 @@ NOISY_LOGGERS = (
 # In-flight Ray Data blocks: enough for every CPU to have a few batches of media in flight.
 OBJECT_STORE_BUDGET = 512 * 1024 * 1024
 OBJECT_STORE_PER_CPU = 128 * 1024 * 1024
-# A task handles at most this many work items, so one slow task cannot hold the tail.
-MAX_ITEMS_PER_TASK = 64
-# ...and each CPU gets several tasks, so stragglers are evened out.
+# Each CPU gets several tasks of a pass, so stragglers are evened out.
 TASKS_PER_CPU = 8
 
 
@@ -53,9 +49,13 @@ class StageResources:
     concurrency: int | None
 
     @classmethod
-    def for_stage(cls, execution: ExecutionConfig, stage: str) -> StageResources:
-        """Return the recipe's settings for `stage`: its own override, else the defaults."""
-        override = execution.stages.get(stage) if execution.stages else None
+    def for_stage(cls, execution: ExecutionConfig, *stages: str) -> StageResources:
+        """Return the recipe's settings for a pass: the first of `stages` with its own
+        override (a pass may answer to several names), else the defaults."""
+        override = next(
+            (execution.stages[s] for s in stages if execution.stages and s in execution.stages),
+            None,
+        )
         return cls(
             batch_size=(override and override.batch_size) or execution.batch_size,
             num_cpus=(override and override.num_cpus) or execution.num_cpus,
@@ -171,59 +171,65 @@ def cluster_cpus() -> int:
     return max(1, int(ray.cluster_resources().get("CPU", 1)))
 
 
-@dataclass(frozen=True)
-class WorkItem:
-    """A slice of one part file: what a single call of a pass function reads."""
+# A worker that dies (OOM, a lost node, a kill) is retried this many times; its files are
+# named by its input, so a retry overwrites what the dead attempt half wrote.
+TASK_RETRIES = 3
+# Tasks in flight per CPU: enough that a CPU never waits for the driver to submit the next.
+IN_FLIGHT_PER_CPU = 2
 
-    path: str
-    offset: int
-    length: int
-
-
-def work_items(
-    parts: list[tuple[str, int]], rows: int, cpus: int, batch_size: int
-) -> list[WorkItem]:
-    """Return slices of the part files (path, rows) small enough to keep every CPU busy."""
-    # Few records: cut finer than batch_size so both CPUs of a small machine get work.
-    per_item = max(1, min(batch_size, math.ceil(rows / (cpus * TASKS_PER_CPU)) if rows else 1))
-    items = []
-    for path, n in parts:
-        items.extend(
-            WorkItem(path, offset, min(per_item, n - offset)) for offset in range(0, n, per_item)
-        )
-    return items
+_REMOTES: dict[tuple[Callable[..., Any], float], Any] = {}
 
 
-def map_work_items(
-    items: list[WorkItem],
-    fn: Callable[..., Iterator[pa.Table]],
-    fn_kwargs: dict[str, Any],
-    resources: StageResources,
-    cpus: int,
-) -> Iterator[pa.Table]:
-    """Yield the tables `fn` returns for every work item, as Ray tasks finish them.
+def slice_rows(rows: int, cpus: int, max_rows: int) -> int:
+    """Return how many records one task takes: several tasks per CPU (stragglers even out),
+    at most `max_rows` (one slow task cannot hold the tail)."""
+    if rows <= 0:
+        return 1
+    return max(1, min(max_rows, math.ceil(rows / (cpus * TASKS_PER_CPU))))
 
-    Ray Data receives only the small list of work items; each task memory-maps its slices
-    of the part files, so neither the driver nor the object store ever holds the corpus,
-    and the streaming executor bounds what is in flight.
+
+def run_tasks(
+    fn: Callable[..., Any], calls: list[tuple[Any, ...]], resources: StageResources
+) -> Iterator[tuple[int, Any]]:
+    """Yield (i, fn(*calls[i])) as Ray tasks finish them, in completion order.
+
+    Plain stateless tasks (PERF_NOTES 5): each returns small facts, so nothing streams
+    through the object store but the arguments, and the driver bounds what is in flight.
+    Arguments shared by every call should be `ray.put` once by the caller.
     """
-    if not items:
-        return
     import ray
-    from ray.data import TaskPoolStrategy
 
-    blocks = min(len(items), max(cpus * TASKS_PER_CPU, math.ceil(len(items) / MAX_ITEMS_PER_TASK)))
-    ds = ray.data.from_items(
-        [{"path": i.path, "offset": i.offset, "length": i.length} for i in items],
-        override_num_blocks=blocks,
+    if not calls:
+        return
+    key = (fn, resources.num_cpus)
+    if key not in _REMOTES:
+        _REMOTES[key] = ray.remote(fn).options(
+            num_cpus=resources.num_cpus, max_retries=TASK_RETRIES
+        )
+    remote = _REMOTES[key]
+    cpus = cluster_cpus()
+    limit = resources.concurrency or max(
+        1, math.ceil(cpus / max(resources.num_cpus, 0.01)) * IN_FLIGHT_PER_CPU
     )
-    ds = ds.map_batches(
-        fn,
-        batch_size=1,
-        batch_format="pyarrow",
-        zero_copy_batch=True,
-        fn_kwargs=fn_kwargs,
-        num_cpus=resources.num_cpus,
-        compute=TaskPoolStrategy(size=resources.concurrency),
-    )
-    yield from ds.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=1)
+    pending: dict[Any, int] = {}
+    submitted = 0
+    try:
+        while submitted < len(calls) or pending:
+            while submitted < len(calls) and len(pending) < limit:
+                pending[remote.remote(*calls[submitted])] = submitted
+                submitted += 1
+            (done,), _ = ray.wait(list(pending), num_returns=1)
+            index = pending.pop(done)
+            try:
+                result = ray.get(done)
+            except ray.exceptions.RayTaskError as exc:
+                # The task's own exception, so the caller sees "No space left on device",
+                # not a remote traceback (the worker's log keeps that).
+                cause = getattr(exc, "cause", None)
+                if isinstance(cause, BaseException):
+                    raise cause from None
+                raise
+            yield index, result
+    finally:
+        for ref in pending:  # a failure or an abandoned run: stop the rest
+            ray.cancel(ref, force=True)

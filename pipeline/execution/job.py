@@ -1,25 +1,26 @@
 """`roleforge run`: the data job of one recipe, from sources to a committed version.
 
-ingest -> validate -> dedup -> split -> augment -> write -> commit.
-
-How records move (measured choices, see PERF_NOTES.md):
-- The driver reads every source (JSON + media bytes: IO, not CPU) and appends it to Arrow
-  IPC part files in `_staging/<run_id>/ingest/`, a few MB at a time. It never holds the
-  corpus, and Ray gets only a list of (part, offset, length) work items: `from_items` of the
-  records themselves, or `from_arrow` of every table, would materialize the whole corpus in
-  the driver or the object store, and `read_parquet` packed many files into one task.
-- Pass one (Ray tasks): validate, and compute each record's exact-duplicate key.
-- The driver finds duplicates on the small (id, key, group) table: keep the smallest id per
-  key; then it ranks the surviving split groups by hash and fixes the two cut points.
-- Pass two (Ray tasks): drop duplicates, assign splits by those cuts, augment train records.
-- Each pass's results stream back to the driver, which appends records to the next part
-  files, quarantine entries to the quarantine file, and (split, id, part, row) to an index.
-- The writer takes rows from the memory-mapped parts in id order into the shards.
-Peak memory is one chunk per stage plus the small per-record index, whatever the corpus size.
+How records move (DESIGN.md: workers write, the driver commits small facts):
+- Ingest: one Ray task per source reads it (JSON and media bytes), appends the records to
+  Arrow IPC part files in `_staging/<run_id>/ingest/`, and returns per record only its id,
+  its exact-duplicate key (from the bytes: nothing is decoded), its split group, its
+  content hash and where it lies.
+- The driver decides on those keys alone: which ids are duplicates (the smallest id per key
+  stays), and the split plan over the groups that stay (cut points by count).
+- The record pass: tasks over slices of the ingested parts validate -> split -> augment each
+  record with one decode (the pixels that prove an image decodes are the ones augmented),
+  write their own output part, and return per output row (split, id, part, row, bytes),
+  plus their quarantine entries and stats.
+- Shards: the driver plans them from those rows (id order per split, cut by size); one task
+  per shard gathers its rows from the parts and writes it, hashing on the way out.
+- The driver builds the typed manifest and commits (exclusive create).
+The driver never touches a media byte; its work per record is a few Arrow compute kernels
+over the small facts (no Python loop per record).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -28,20 +29,29 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from augmenters.stats import AugmentStats
+from pipeline.execution.cache_keys import CacheKeys
 from pipeline.execution.cluster import (
     StageResources,
     cluster_cpus,
-    configure_data_context,
     ensure_ray,
-    map_work_items,
-    work_items,
+    run_tasks,
+    slice_rows,
 )
-from pipeline.execution.passes import DEDUP_KEY_COLUMN, SIDE_COLUMN, augment_parts, validate_parts
+from pipeline.execution.passes import (
+    KEYS_SCHEMA,
+    ROWS_SCHEMA,
+    IngestOutcome,
+    PassContext,
+    Slice,
+    ingest_source,
+    rebase_rows,
+    record_pass,
+    write_shard,
+)
 from pipeline.execution.provenance import (
     augmentation_summary,
     code_version,
@@ -49,11 +59,12 @@ from pipeline.execution.provenance import (
     unchanged_inputs,
 )
 from pipeline.recipe import Recipe, parse_size
-from pipeline.record.ids import new_run_id
+from pipeline.record.ids import canonical_json, new_run_id
 from pipeline.record.rejection import QuarantineEntry, TooManyBadRecords, check_bad_fraction
-from pipeline.record.schema import RECORD_SCHEMA, SPLITS, WORK_SCHEMA, records_to_table
+from pipeline.record.schema import RECORD_SCHEMA, SPLITS
 from pipeline.stages.dedup import DedupStage
 from pipeline.stages.split import SplitStage
+from pipeline.store.cache import CACHE_INDEX_SCHEMA, RecordCache
 from pipeline.store.commit import (
     STAGES,
     CommitCheckFailed,
@@ -76,26 +87,57 @@ from pipeline.store.manifest import (
 )
 from pipeline.store.quarantine import QuarantineWriter
 from pipeline.store.read import Store, VersionNotFound
-from pipeline.store.staging import PartSet, PartWriter, row_nbytes
-from pipeline.store.writer import INDEX_SCHEMA, ShardWriter, part_index
+from pipeline.store.writer import INDEX_SCHEMA, ShardWriter, localized, plan_shards
 
 log = logging.getLogger(__name__)
 
-# Part files: big enough that per-file overhead vanishes, small enough to mmap cheaply.
-PART_TARGET_BYTES = 16 * 1024 * 1024
-PART_MAX_ROWS = 4096
-# The driver buffers at most this much of a source before handing it to a part file.
-INGEST_CHUNK_ROWS = 256
-INGEST_CHUNK_BYTES = 8 * 1024 * 1024
+
+# Ingest tasks per CPU for a source of many files (each reads a group of them).
+INGEST_TASKS_PER_CPU = 2
 
 
-def _detached(data: Any) -> Any:
-    """Return a copy of a table or column in fresh memory.
+def duplicates_of(keys: pa.Table) -> pa.Table:
+    """Return (id, representative, source, source_ref) of every exact duplicate in `keys`:
+    the record with the smallest id of each dedup key represents it, the rest are duplicates."""
+    duplicate_ids = DedupStage.duplicate_ids(keys.select(["id", "key"]))
+    if len(duplicate_ids) == 0:
+        empty = pa.array([], pa.string())
+        return pa.table({c: empty for c in ("id", "representative", "source", "source_ref")})
+    ordered = keys.sort_by([("key", "ascending"), ("id", "ascending")])
+    first = ordered.group_by("key", use_threads=False).aggregate([("id", "first")])
+    of_key = pa.table({"key": first["key"], "representative": first["id_first"]})
+    dups = ordered.filter(pc.is_in(ordered["id"], value_set=duplicate_ids))
+    joined = dups.select(["id", "key", "source", "source_ref"]).join(of_key, "key")
+    return joined.select(["id", "representative", "source", "source_ref"]).sort_by("id")
 
-    A block that Ray hands back lives in the object store, and any column kept from it
-    (even a small id column) pins the whole block, media included, until the run ends.
-    """
-    return data.take(pa.array(np.arange(len(data)), pa.int64()))
+
+def _slices(todo: pa.Table, per_task: int) -> list[tuple[Slice, str]]:
+    """Return (slice, output name) pairs covering every record of `todo` with at most
+    `per_task` of them per slice, each slice within one part (rows between them that are not
+    in `todo` are skipped by the task). The name is the sha256 of the slice's cache keys
+    (of its place when there are none): the same work always writes the same file."""
+    out: list[tuple[Slice, str]] = []
+    if todo.num_rows == 0:
+        return out
+    ordered = todo.sort_by([("part", "ascending"), ("row", "ascending")])
+    parts = ordered["part"].to_pylist()
+    rows = ordered["row"].to_pylist()
+    keys = ordered["ckey"].to_pylist() if "ckey" in todo.column_names else None
+    start = 0
+    while start < len(rows):
+        stop = start + 1
+        while stop < len(rows) and stop - start < per_task and parts[stop] == parts[start]:
+            stop += 1
+        piece = Slice(parts[start], rows[start], rows[stop - 1] + 1 - rows[start])
+        what = keys[start:stop] if keys is not None else [piece.part, piece.offset]
+        out.append((piece, hashlib.sha256(canonical_json(what).encode()).hexdigest()))
+        start = stop
+    return out
+
+
+def _value_counts(column: pa.ChunkedArray) -> dict[str, int]:
+    counts = pc.value_counts(column.combine_chunks()) if len(column) else []
+    return {c["values"].as_py(): c["counts"].as_py() for c in counts}
 
 
 class RunProgress(Protocol):
@@ -141,10 +183,9 @@ class StageCounts:
 class RecordReuse:
     """Original records a run took from earlier work (`reused`) vs processed anew (`computed`).
 
-    Both count the original records that entered the record pass (validate's `in`): a run
-    without the per-record cache computes all of them; an unchanged rerun found before any
-    work reuses all of its version's. The cache sets `DataJob.reuse`; `basis` says how the
-    two were counted.
+    Both count original records of the record pass, as the cache counts them (it sets
+    `DataJob.reuse`); an unchanged rerun found before any work reuses all of its version's
+    (that run's reused + computed). `basis` says how the two were counted.
     """
 
     reused: int
@@ -176,6 +217,7 @@ class RunResult:
     seconds: float = 0.0
     train: dict[str, Any] | None = None
     unmapped_fields: dict[str, dict[str, int]] = field(default_factory=dict)
+    nodes: dict[str, dict[str, int]] = field(default_factory=dict)  # pass -> node id -> tasks
 
     def to_dict(self) -> dict[str, Any]:
         """Return the `--json` object of `roleforge run`."""
@@ -191,6 +233,7 @@ class RunResult:
             "unmapped_fields": self.unmapped_fields,
             "reused": self.reuse.reused,
             "computed": self.reuse.computed,
+            "nodes": self.nodes,
         }
         if self.train is not None:
             out["train"] = self.train
@@ -220,123 +263,72 @@ class DataJob:
         # The per-record cache's counts, set by the cache when it runs (before `_manifest`);
         # None: every original that entered the record pass was computed.
         self.reuse: RecordReuse | None = None
+        self.cache = RecordCache(self.store.root, self.fs) if recipe.execution.cache else None
+        # Tasks per Ray node id, per pass: where the work ran (a cluster run shows it).
+        self.nodes: dict[str, Counter[str]] = {}
 
     # ---- stages ----
 
-    def _ingest(self) -> tuple[list[tuple[str, int]], int]:
-        from pipeline.readers import SourceReadStats, read_source
+    def _ran_on(self, stage: str, node: str) -> None:
+        if node:
+            self.nodes.setdefault(stage, Counter())[node] += 1
+
+    def _ingest(self) -> pa.Table:
+        """Read every source in tasks (several for a source of many files); return the
+        KEYS_SCHEMA rows of every record."""
+        from pipeline.readers import source_files
 
         counts = self.counts["ingest"]
-        self.progress.start("ingest", None)
-        with PartWriter(
-            os.path.join(self.staging, "ingest"), WORK_SCHEMA, PART_TARGET_BYTES, PART_MAX_ROWS
-        ) as parts:
-            chunk: list[dict[str, Any]] = []
-            chunk_bytes = 0
-            for source in self.recipe.sources:
-                stats = SourceReadStats(unmapped_fields=self.unmapped_fields[source.name])
-                for item in read_source(source, self.recipe, stats):
-                    counts.records_in += 1
-                    if isinstance(item, QuarantineEntry):
-                        self._quarantine(counts, item)
-                        continue
-                    chunk.append(item)
-                    chunk_bytes += sum(
-                        len(m["bytes"] or b"") for m in item["images"] + item["audios"]
-                    )
-                    if len(chunk) >= INGEST_CHUNK_ROWS or chunk_bytes >= INGEST_CHUNK_BYTES:
-                        self._ingest_chunk(parts, chunk)
-                        chunk, chunk_bytes = [], 0
-            self._ingest_chunk(parts, chunk)
-        counts.out = parts.rows_written
+        calls = []
+        names = []
+        # A source of many files is read by several tasks (a group of files each).
+        tasks_per_source = max(1, cluster_cpus() * INGEST_TASKS_PER_CPU)
+        for i, source in enumerate(self.recipe.sources):
+            files = source_files(source, self.recipe)
+            per_task = max(1, -(-len(files) // tasks_per_source))
+            groups = [files[j : j + per_task] for j in range(0, len(files), per_task)] or [[]]
+            for g, group in enumerate(groups):
+                folder = os.path.join(self.staging, "ingest", f"s{i}-{g}")
+                calls.append(
+                    (len(calls), source, group, g == 0, self.recipe, self.splitter, folder, self.fs)
+                )
+                names.append(source.name)
+        self.progress.start("ingest", len(calls))
+        resources = StageResources.for_stage(self.recipe.execution, "ingest")
+        outcomes: list[IngestOutcome | None] = [None] * len(calls)
+        for i, outcome in run_tasks(ingest_source, calls, resources):
+            outcomes[i] = outcome
+            self._ran_on("ingest", outcome.node)
+            self.progress.advance("ingest", 1)
+        keys = []
+        # In recipe order, so the quarantine file reads the same whatever finished first.
+        for outcome, name in zip(outcomes, names, strict=True):
+            assert outcome is not None
+            counts.records_in += outcome.records_in
+            for entry in outcome.rejected:
+                self._quarantine(counts, entry)
+            self.unmapped_fields[name].update(outcome.unmapped_fields)
+            keys.append(outcome.keys)
+        table = pa.concat_tables(keys) if keys else KEYS_SCHEMA.empty_table()
+        counts.out = table.num_rows
         self.progress.finish("ingest")
-        return parts.sizes(), parts.rows_written
-
-    def _ingest_chunk(self, parts: PartWriter, chunk: list[dict[str, Any]]) -> None:
-        if chunk:
-            parts.write(records_to_table(chunk, WORK_SCHEMA))
-            self.progress.advance("ingest", len(chunk))
+        return table
 
     def _quarantine(self, counts: StageCounts, entry: QuarantineEntry) -> None:
         self.quarantine.write(entry)
         self.reasons[entry.reason] += 1
         counts.quarantined += 1
 
-    def _side_messages(self, table: pa.Table, counts: StageCounts) -> pa.Table:
-        """Route a pass's side rows (quarantine entries, stats); return the records only."""
-        side = table[SIDE_COLUMN]
-        has_side = pc.is_valid(side)
-        if pc.any(has_side).as_py():
-            for text in side.filter(has_side).to_pylist():
-                message = json.loads(text)
-                if "quarantine" in message:
-                    self._quarantine(counts, QuarantineEntry(**message["quarantine"]))
-                elif "stats" in message:
-                    self.stats.merge(AugmentStats.from_dict(message["stats"]))
-            table = table.filter(pc.invert(has_side))
-        return table
+    def _record_pass(
+        self, todo: pa.Table, skip_ids: pa.Array
+    ) -> tuple[pa.Table, list[QuarantineEntry]]:
+        """Run validate -> split -> augment over the records of `todo` (KEYS_SCHEMA, plus
+        `ckey` when the cache is on; rows of their parts in `skip_ids` are left alone);
+        return the ROWS_SCHEMA rows of what the tasks wrote and their quarantine entries."""
+        import ray
 
-    def _run_pass(
-        self,
-        stage: str,
-        parts: list[tuple[str, int]],
-        rows: int,
-        fn: Any,
-        fn_kwargs: dict[str, Any],
-    ):
-        resources = StageResources.for_stage(self.recipe.execution, stage)
-        cpus = cluster_cpus()
-        items = work_items(parts, rows, cpus, resources.batch_size)
-        fn_kwargs = {**fn_kwargs, "batch_size": resources.batch_size}
-        yield from map_work_items(items, fn, fn_kwargs, resources, cpus)
-
-    def _validate(
-        self, parts: list[tuple[str, int]], rows: int
-    ) -> tuple[list[tuple[str, int]], pa.Table]:
-        counts = self.counts["validate"]
-        counts.records_in = rows
-        self.progress.start("validate", rows)
-        keys = []
-        with PartWriter(
-            os.path.join(self.staging, "validated"), WORK_SCHEMA, PART_TARGET_BYTES, PART_MAX_ROWS
-        ) as out:
-            limits = self.recipe.limits.model_dump()
-            for table in self._run_pass(
-                "validate", parts, rows, validate_parts, {"limits": limits}
-            ):
-                before = counts.quarantined
-                records = self._side_messages(table, counts)
-                out.write(records)
-                key_table = records.select(["id", DEDUP_KEY_COLUMN]).rename_columns(["id", "key"])
-                # The split groups (conversation or character) travel with the keys, so the
-                # driver can cut the splits by count over the records that survive dedup.
-                groups = pa.array(self.splitter.group_keys(records), pa.string())
-                keys.append(_detached(key_table.append_column("group", groups)))
-                counts.out += records.num_rows
-                self.progress.advance("validate", records.num_rows + counts.quarantined - before)
-        self.progress.finish("validate")
-        index = (
-            pa.concat_tables(keys)
-            if keys
-            else pa.table({name: pa.array([], pa.string()) for name in ("id", "key", "group")})
-        )
-        return out.sizes(), index
-
-    def _dedup_and_split_counts(self, validated: int, duplicates: int) -> None:
-        dedup = self.counts["dedup"]
-        dedup.records_in = validated
-        dedup.dropped = duplicates
-        dedup.out = validated - duplicates
-        split = self.counts["split"]
-        split.records_in = split.out = dedup.out
-
-    def _augment(
-        self, parts: list[tuple[str, int]], rows: int, duplicate_ids: pa.Array
-    ) -> tuple[PartSet, pa.Table]:
-        counts = self.counts["augment"]
-        counts.records_in = self.counts["split"].out
-        variants = 0
-        self.progress.start("augment", counts.records_in)
+        resources = StageResources.for_stage(self.recipe.execution, "augment", "validate")
+        self.progress.start("records", todo.num_rows)
         augmenter = None
         if self.recipe.augment.copies > 0:
             from augmenters import RecordAugmenter
@@ -344,48 +336,279 @@ class DataJob:
             augmenter = RecordAugmenter(
                 self.recipe.augment, self.recipe.seed, self.recipe.recipe_hash
             )
-        fn_kwargs = {
-            "duplicate_ids": duplicate_ids,
-            "splitter": self.splitter,
-            "augmenter": augmenter,
-        }
-        index = []
-        with PartWriter(
-            os.path.join(self.staging, "augmented"), WORK_SCHEMA, PART_TARGET_BYTES, PART_MAX_ROWS
-        ) as out:
-            for table in self._run_pass("augment", parts, rows, augment_parts, fn_kwargs):
-                before = counts.quarantined
-                records = self._side_messages(table, counts)
-                where = out.write(records)
-                if where is None:
-                    self.progress.advance("augment", counts.quarantined - before)
-                    continue
-                is_variant = pc.is_valid(records["parent_id"])
-                n_variants = int(pc.sum(is_variant).as_py() or 0)
-                originals = records.filter(pc.invert(is_variant))
-                self.originals.update(originals["split"].to_pylist())
-                self.rows.update(records["split"].to_pylist())
-                variants += n_variants
-                counts.out += records.num_rows - n_variants
-                # Detached columns: the index must not pin the Ray block with its media.
-                index.append(
-                    part_index(
-                        _detached(records["split"]),
-                        _detached(records["id"]),
-                        where,
-                        row_nbytes(records),
-                    )
+        context = ray.put(
+            PassContext(
+                fs=self.fs,
+                limits=self.recipe.limits,
+                duplicate_ids=skip_ids,
+                splitter=self.splitter,
+                augmenter=augmenter,
+                batch_size=resources.batch_size,
+            )
+        )
+        per_task = slice_rows(todo.num_rows, cluster_cpus(), resources.batch_size)
+        folder = (
+            self.cache.parts_dir
+            if self.cache is not None
+            else os.path.join(self.staging, "records")
+        )
+        calls = [
+            ([piece], os.path.join(folder, f"{name}.arrow"), context)
+            for piece, name in _slices(todo, per_task)
+        ]
+        rows: list[pa.Table] = []
+        rejected: list[tuple[int, list[QuarantineEntry]]] = []
+        for i, outcome in run_tasks(record_pass, calls, resources):
+            self._ran_on("records", outcome.node)
+            rows.append(outcome.rows)
+            rejected.append((i, outcome.rejected))
+            self.stats.merge(outcome.stats)
+            self.progress.advance("records", outcome.originals + len(outcome.rejected))
+        self.progress.finish("records")
+        entries = [e for _, batch in sorted(rejected, key=lambda item: item[0]) for e in batch]
+        return (pa.concat_tables(rows) if rows else ROWS_SCHEMA.empty_table()), entries
+
+    def _records(
+        self, todo: pa.Table, duplicate_ids: pa.Array
+    ) -> tuple[pa.Table, list[QuarantineEntry]]:
+        """Return the rows and rejects of every non-duplicate record: from the cache where
+        its key hits, from the record pass otherwise."""
+        if self.cache is None:
+            rows, entries = self._record_pass(todo, duplicate_ids)
+            self.reuse = RecordReuse(reused=0, computed=todo.num_rows, basis="no cache")
+            return rows, entries
+        todo = self._keyed(todo)
+        misses, hits, stale = self._cached(todo)
+        hit_ids = todo["id"].filter(pc.invert(pc.is_in(todo["id"], value_set=misses["id"])))
+        skip = pa.concat_arrays([duplicate_ids, hit_ids.combine_chunks().cast(pa.string())])
+        rows, entries = self._record_pass(misses, skip)
+        reused, rebased, reused_entries = self._reused(hits, stale)
+        self._remember(todo, pa.concat_tables([rows, rebased]), entries)
+        self.reuse = RecordReuse(
+            reused=todo.num_rows - misses.num_rows, computed=misses.num_rows, basis="record cache"
+        )
+        return pa.concat_tables([rows, reused, rebased]), entries + reused_entries
+
+    # ---- the per-record cache ----
+
+    def _keyed(self, todo: pa.Table) -> pa.Table:
+        """Return `todo` with each record's cache key (`ckey`) and assigned split."""
+        splits = [self.splitter.split_of(g) for g in todo["group"].to_pylist()]
+        keyer = CacheKeys(self.recipe, code_version().model_dump(mode="json"))
+        ckeys = [
+            keyer.key(c, s, i, a)
+            for c, s, i, a in zip(
+                todo["content"].to_pylist(),
+                splits,
+                todo["images"].to_pylist(),
+                todo["audios"].to_pylist(),
+                strict=True,
+            )
+        ]
+        todo = todo.append_column("split", pa.array(splits, pa.string()))
+        return todo.append_column("ckey", pa.array(ckeys, pa.string()))
+
+    def _cached(self, todo: pa.Table) -> tuple[pa.Table, pa.Table, pa.Table]:
+        """Split `todo` by the cache: return (misses, hit rows as they lie in the cache,
+        hit rows made under another recipe, which must be rebased)."""
+        assert self.cache is not None
+        index = self.cache.index()
+        empty = index.schema.empty_table()
+        if index.num_rows == 0 or todo.num_rows == 0:
+            return todo, empty, empty
+        index = index.filter(pc.is_in(index["key"], value_set=todo["ckey"].combine_chunks()))
+        if index.num_rows == 0:
+            return todo, empty, empty
+        # One run's rows per key: the newest run under this recipe, else the newest at all.
+        same = pc.equal(index["recipe_hash"], self.recipe.recipe_hash)
+        flagged = index.append_column("same", pc.cast(same, pa.int8()))
+        best = flagged.group_by("key", use_threads=False).aggregate([("same", "max")])
+        flagged = flagged.join(best, "key")
+        flagged = flagged.filter(pc.equal(flagged["same"], flagged["same_max"]))
+        newest = flagged.group_by("key", use_threads=False).aggregate([("run_id", "max")])
+        chosen = flagged.join(newest, "key")
+        chosen = chosen.filter(pc.equal(chosen["run_id"], chosen["run_id_max"]))
+        chosen = chosen.drop_columns(["same_max", "run_id_max"])
+        # A part that has gone (pruned by hand) makes its keys misses, not errors.
+        parts = [p for p in chosen["part"].unique().to_pylist() if p is not None]
+        missing = [p for p in parts if not self.fs.exists(self.cache.part_path(p))]
+        if missing:
+            log.warning(
+                "cache: %d part file(s) missing; their records are recomputed", len(missing)
+            )
+            chosen = chosen.filter(
+                pc.invert(
+                    pc.fill_null(pc.is_in(chosen["part"], value_set=pa.array(missing)), False)
                 )
-                self.progress.advance(
-                    "augment", records.num_rows - n_variants + counts.quarantined - before
+            )
+        hit_keys = chosen["key"].unique()
+        misses = todo.filter(pc.invert(pc.is_in(todo["ckey"], value_set=hit_keys)))
+        current = pc.equal(chosen["same"], 1)
+        chosen = chosen.drop_columns(["same"])
+        return misses, chosen.filter(current), chosen.filter(pc.invert(current))
+
+    def _reused(
+        self, hits: pa.Table, stale: pa.Table
+    ) -> tuple[pa.Table, pa.Table, list[QuarantineEntry]]:
+        """Return the ROWS_SCHEMA rows of cache hits as they lie, those of hits made under
+        another recipe once rebased by tasks (no record is augmented again), and the hits'
+        quarantine entries; the cached stats of their augmented originals are counted."""
+        entries = []
+        for table in (hits, stale):
+            rejected = table.filter(pc.is_valid(table["rejection"]))
+            entries.extend(
+                QuarantineEntry(**json.loads(text)) for text in rejected["rejection"].to_pylist()
+            )
+        kept = self._as_rows(hits.filter(pc.is_null(hits["rejection"])))
+        stale = stale.filter(pc.is_null(stale["rejection"]))
+        rebased = self._rebased(stale) if stale.num_rows else ROWS_SCHEMA.empty_table()
+        for table in (kept, rebased):
+            for text in table["stats"].drop_null().to_pylist():
+                self.stats.merge(AugmentStats.from_dict(json.loads(text)))
+        return kept, rebased, entries
+
+    def _as_rows(self, cached: pa.Table) -> pa.Table:
+        assert self.cache is not None
+        if cached.num_rows == 0:
+            return ROWS_SCHEMA.empty_table()
+        parts = [self.cache.part_path(p) for p in cached["part"].to_pylist()]
+        return pa.table(
+            {
+                "split": cached["split"],
+                "id": cached["id"],
+                "parent_id": cached["parent_id"],
+                "part": pa.array(parts, pa.string()),
+                "row": cached["row"],
+                "nbytes": cached["nbytes"],
+                "stats": cached["stats"],
+            },
+            schema=ROWS_SCHEMA,
+        )
+
+    def _rebased(self, stale: pa.Table) -> pa.Table:
+        """Copy cached rows made under another recipe into new cache parts with this recipe's
+        variant ids; one task per cached part."""
+        assert self.cache is not None
+        resources = StageResources.for_stage(self.recipe.execution, "augment", "validate")
+        calls = []
+        for part in sorted(stale["part"].unique().to_pylist()):
+            of_part = stale.filter(pc.equal(stale["part"], part)).sort_by("row")
+            keys = sorted(set(of_part["key"].to_pylist()))
+            name = hashlib.sha256(
+                canonical_json([self.recipe.recipe_hash, keys]).encode()
+            ).hexdigest()
+            calls.append(
+                (
+                    self.cache.part_path(part),
+                    of_part["row"].to_pylist(),
+                    of_part["stats"].to_pylist(),
+                    self.recipe.recipe_hash,
+                    self.cache.part_path(f"{name}.arrow"),
+                    self.fs,
                 )
-        counts.extra = {
-            "variants": variants,
-            "empty_variants": self.stats.empty_variants,
-        }
-        self.progress.finish("augment")
-        table = pa.concat_tables(index) if index else INDEX_SCHEMA.empty_table()
-        return PartSet(out.paths), table
+            )
+        out = []
+        for _, (rows, node) in run_tasks(rebase_rows, calls, resources):
+            self._ran_on("rebase", node)
+            out.append(rows)
+        return pa.concat_tables(out) if out else ROWS_SCHEMA.empty_table()
+
+    def _remember(self, todo: pa.Table, rows: pa.Table, entries: list[QuarantineEntry]) -> None:
+        """Add what this run computed (or rebased) to the cache index."""
+        assert self.cache is not None
+        owner = pc.coalesce(rows["parent_id"], rows["id"])
+        keyed = rows.append_column("owner", owner).join(
+            todo.select(["id", "ckey"]).rename_columns(["owner", "key"]), "owner"
+        )
+        n = keyed.num_rows
+        names = [os.path.basename(p) for p in keyed["part"].to_pylist()]
+        made = pa.table(
+            {
+                "key": keyed["key"],
+                "run_id": pa.array([self.run_id] * n, pa.string()),
+                "recipe_hash": pa.array([self.recipe.recipe_hash] * n, pa.string()),
+                "id": keyed["id"],
+                "parent_id": keyed["parent_id"],
+                "split": keyed["split"],
+                "part": pa.array(names, pa.string()),
+                "row": keyed["row"],
+                "nbytes": keyed["nbytes"],
+                "stats": keyed["stats"],
+                "rejection": pa.nulls(n, pa.string()),
+            },
+            schema=CACHE_INDEX_SCHEMA,
+        )
+        key_of = dict(zip(todo["id"].to_pylist(), todo["ckey"].to_pylist(), strict=True))
+        split_of = dict(zip(todo["id"].to_pylist(), todo["split"].to_pylist(), strict=True))
+        ids = [e.record_id for e in entries if e.record_id in key_of]
+        m = len(ids)
+        rejected = pa.table(
+            {
+                "key": pa.array([key_of[i] for i in ids], pa.string()),
+                "run_id": pa.array([self.run_id] * m, pa.string()),
+                "recipe_hash": pa.array([self.recipe.recipe_hash] * m, pa.string()),
+                "id": pa.array(ids, pa.string()),
+                "parent_id": pa.nulls(m, pa.string()),
+                "split": pa.array([split_of[i] for i in ids], pa.string()),
+                "part": pa.nulls(m, pa.string()),
+                "row": pa.nulls(m, pa.int64()),
+                "nbytes": pa.nulls(m, pa.int64()),
+                "stats": pa.nulls(m, pa.string()),
+                "rejection": pa.array(
+                    [json.dumps(e.to_dict()) for e in entries if e.record_id in key_of],
+                    pa.string(),
+                ),
+            },
+            schema=CACHE_INDEX_SCHEMA,
+        )
+        try:
+            self.cache.add(self.run_id, pa.concat_tables([made, rejected]))
+        except OSError as exc:
+            # A cache that cannot be written costs the next run a recomputation, not this run.
+            log.warning("cache: could not write the index of run %s: %s", self.run_id, exc)
+
+    def _settle(
+        self, keys: pa.Table, duplicates: pa.Table, rows: pa.Table, rejected: dict[str, str]
+    ) -> None:
+        """Count every stage from the pass's facts. A duplicate was never validated: it
+        shares its representative's content, so it shares its fate too: quarantined with
+        the same reason when that was rejected, dropped by dedup otherwise."""
+        validate, dedup = self.counts["validate"], self.counts["dedup"]
+        validate.records_in = keys.num_rows
+        reps = duplicates["representative"].to_pylist()
+        of_rejected = [i for i, rep in enumerate(reps) if rep in rejected]
+        if of_rejected:
+            where = duplicates.take(pa.array(of_rejected, pa.int64()))
+            for dup, rep, source, ref in zip(
+                *(where[c].to_pylist() for c in ("id", "representative", "source", "source_ref")),
+                strict=True,
+            ):
+                self._quarantine(
+                    validate,
+                    QuarantineEntry(
+                        stage="validate",
+                        reason=rejected[rep],
+                        message=f"exact duplicate of {rep}, which was rejected for it",
+                        source=source or "",
+                        source_ref=ref or "",
+                        record_id=dup,
+                    ),
+                )
+        validate.out = validate.records_in - validate.quarantined
+        dedup.records_in = validate.out
+        dedup.dropped = duplicates.num_rows - len(of_rejected)
+        dedup.out = dedup.records_in - dedup.dropped
+        split = self.counts["split"]
+        split.records_in = split.out = dedup.out
+        augment = self.counts["augment"]
+        augment.records_in = split.out
+        is_variant = pc.is_valid(rows["parent_id"])
+        variants = int(pc.sum(is_variant).as_py() or 0)
+        augment.out = rows.num_rows - variants
+        augment.extra = {"variants": variants, "empty_variants": self.stats.empty_variants}
+        originals = rows.filter(pc.invert(is_variant))
+        self.originals.update(_value_counts(originals["split"]))
+        self.rows.update(_value_counts(rows["split"]))
 
     def _check_bad_fraction(self) -> None:
         total = self.counts["ingest"].records_in
@@ -398,21 +621,45 @@ class DataJob:
             self.quarantine.close()
             raise
 
-    def _write(self, parts: PartSet, index: pa.Table) -> list[ShardEntry]:
+    def _write(self, rows: pa.Table) -> list[ShardEntry]:
+        """Plan the shards from the rows' facts; write each in its own task."""
+        import ray
+
         counts = self.counts["write"]
-        counts.records_in = index.num_rows
-        self.progress.start("write", index.num_rows)
+        counts.records_in = rows.num_rows
+        encoded = pc.dictionary_encode(rows["part"]).combine_chunks()
+        paths = encoded.dictionary.to_pylist()
+        index = pa.table(
+            {
+                "split": rows["split"],
+                "id": rows["id"],
+                "part": encoded.indices.cast(pa.int32()),
+                "row": rows["row"],
+                "nbytes": rows["nbytes"],
+            },
+            schema=INDEX_SCHEMA,
+        )
         writer = ShardWriter(
             os.path.join(self.staging, "version"),
             self.recipe.output.format,
             parse_size(self.recipe.output.shard_size),  # defaults skip the validator
             self.fs,
         )
-        shards = writer.write(index, parts)
-        counts.out = sum(s.rows for s in shards)
-        self.progress.advance("write", counts.out)
+        plans = plan_shards(index, writer.fmt, writer.shard_size)
+        self.progress.start("write", rows.num_rows)
+        self.fs.makedirs(writer.folder)
+        shared = ray.put(writer)
+        calls = [(*localized(plan, paths), shared) for plan in plans]
+        resources = StageResources.for_stage(self.recipe.execution, "write")
+        shards: list[ShardEntry | None] = [None] * len(plans)
+        for i, (entry, node) in run_tasks(write_shard, calls, resources):
+            shards[i] = entry
+            self._ran_on("write", node)
+            self.progress.advance("write", entry.rows)
+        self.fs.fsync_dir(writer.folder)
+        counts.out = sum(s.rows for s in shards if s is not None)
         self.progress.finish("write")
-        return shards
+        return [s for s in shards if s is not None]
 
     # ---- the job ----
 
@@ -532,18 +779,19 @@ class DataJob:
         """Run the stages from ingest to write, into staging; return the staged manifest."""
         inputs = input_entries(self.recipe)
         try:
-            ingested, rows = self._ingest()
             ensure_ray()
-            configure_data_context()
-            validated, keys = self._validate(ingested, rows)
+            keys = self._ingest()
             self._check_bad_fraction()
-            duplicate_ids = DedupStage.duplicate_ids(keys)
-            self._dedup_and_split_counts(keys.num_rows, len(duplicate_ids))
-            kept = pc.invert(pc.is_in(keys["id"], value_set=duplicate_ids))
+            duplicates = duplicates_of(keys)
+            kept = pc.invert(pc.is_in(keys["id"], value_set=duplicates["id"]))
             self.splitter = self.splitter.planned(keys["group"].filter(kept).to_pylist())
-            parts, index = self._augment(validated, keys.num_rows, duplicate_ids)
+            rows, entries = self._records(keys.filter(kept), duplicates["id"].combine_chunks())
+            rejected = {e.record_id: e.reason for e in entries if e.record_id}
+            for entry in entries:
+                self._quarantine(self.counts["validate"], entry)
+            self._settle(keys, duplicates, rows, rejected)
             self._check_bad_fraction()
-            shards = self._write(parts, index)
+            shards = self._write(rows)
         except BaseException:
             # The first error is the one to report: closing the quarantine file on a full
             # disk would raise a second one and mask it.
@@ -553,7 +801,7 @@ class DataJob:
         check_counts({name: c.to_dict() for name, c in self.counts.items()})
         if sum(self.rows.values()) != self.counts["write"].out:
             raise CommitCheckFailed("rows per split do not add up to the rows written")
-        return self._manifest(inputs, shards, len(duplicate_ids))
+        return self._manifest(inputs, shards, self.counts["dedup"].dropped)
 
     def _commit(self, manifest: Manifest) -> RunResult:
         from pipeline.cards.write import write_cards
@@ -586,10 +834,12 @@ class DataJob:
             quarantine_path=self.quarantine.path if sum(self.reasons.values()) else None,
             reuse=self._record_reuse(),
             unmapped_fields=manifest.unmapped_fields,
+            nodes={stage: dict(sorted(c.items())) for stage, c in self.nodes.items()},
         )
 
     def _record_reuse(self) -> RecordReuse:
-        """Return the cache's counts, or (no cache ran) every original computed."""
+        """Return the cache's counts, or (no record pass counted them) every original that
+        validation read as computed."""
         if self.reuse is not None:
             return self.reuse
         computed = self.counts["validate"].records_in

@@ -1,114 +1,334 @@
-"""The record stages: validate, dedup, split, augment. Each transforms an Arrow table of
-WORK records and knows nothing about Ray; `pipeline.run` decides where they execute.
+"""The work of the data job's Ray tasks: ingest one source, run the record pass over slices
+of the ingested parts, write one shard.
 
-A record that a stage rejects leaves as a QuarantineEntry with a reason (RecordRejected's,
-or `stage_error` for anything unexpected); its neighbours carry on. An augmenter that fails
-on a record costs only that record's variants (counted as `failed_variants`), never the record.
+Workers write, the driver commits small facts (DESIGN.md): every task writes its own part
+files through the store's filesystem and returns only what the driver needs to decide and
+to commit: per record an id, keys and sizes, per task its counts, quarantine entries and
+stats. No media byte travels back to the driver or through Ray's object store.
 
-The two pass functions at the bottom run stages over part files and return one table per
-bounded batch. Anything that is not a record travels back in the `_side` column of a stub
-row (a quarantine entry or augmentation stats), so one Ray dataset carries both and nothing
-is dropped silently.
+File names depend only on the task's input (the source, or the first slice of the task),
+so a task that fails and is retried overwrites its own half-written files and nothing is
+written twice; and the driver builds everything it publishes from the returned facts,
+sorted by id, so results arriving in any order make the same version.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Iterator
+from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from augmenters.stats import AugmentStats
-from pipeline.recipe import MediaLimits
+from pipeline.recipe import MediaLimits, Recipe, SourceConfig
+from pipeline.record.ids import canonical_json, media_digests
 from pipeline.record.rejection import QuarantineEntry
-from pipeline.record.schema import (
-    WORK_SCHEMA,
-    records_to_table,
-)
+from pipeline.record.schema import WORK_SCHEMA, records_to_table
 from pipeline.stages.augment import AugmentStage
 from pipeline.stages.dedup import DedupStage
 from pipeline.stages.split import SplitStage
 from pipeline.stages.validate import ValidateStage
-from pipeline.store.staging import read_part
+from pipeline.store.manifest import ShardEntry
+from pipeline.store.staging import PartSet, PartWriter, read_part, row_nbytes
+from pipeline.store.writer import ShardPlan, ShardWriter
 
-DEDUP_KEY_COLUMN = "_dedup_key"
-SIDE_COLUMN = "_side"
-# What a pass returns: WORK records plus the dedup key (pass one) and side messages.
-PASS_SCHEMA = WORK_SCHEMA.append(pa.field(DEDUP_KEY_COLUMN, pa.string())).append(
-    pa.field(SIDE_COLUMN, pa.string())
+# Part files: big enough that per-file overhead vanishes, small enough to map cheaply.
+PART_TARGET_BYTES = 16 * 1024 * 1024
+PART_MAX_ROWS = 4096
+# An ingest task buffers at most this much of a source before appending it to a part.
+INGEST_CHUNK_ROWS = 256
+INGEST_CHUNK_BYTES = 8 * 1024 * 1024
+
+# What an ingest task returns per record: the facts the driver decides dedup, the split
+# plan and cache hits on, and where the record lies.
+KEYS_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("key", pa.string()),  # exact-duplicate key (normalized turns + media bytes)
+        ("group", pa.string()),  # split group
+        ("content", pa.string()),  # sha256 of the whole record as read, media included
+        ("images", pa.int32()),
+        ("audios", pa.int32()),
+        ("source", pa.string()),
+        ("source_ref", pa.string()),
+        ("part", pa.string()),
+        ("row", pa.int64()),
+    ]
+)
+# What a record-pass task returns per output row (originals and variants).
+ROWS_SCHEMA = pa.schema(
+    [
+        ("split", pa.string()),
+        ("id", pa.string()),
+        ("parent_id", pa.string()),
+        ("part", pa.string()),
+        ("row", pa.int64()),
+        ("nbytes", pa.int64()),
+        ("stats", pa.string()),  # an augmented original's AugmentStats JSON (for the cache)
+    ]
 )
 
 
-# ---- Pass functions: run stages over part files, one bounded batch at a time. ----
+def content_hashes(table: pa.Table) -> list[str]:
+    """Return per WORK row the sha256 of every field, media by the sha256 of their bytes."""
+    images = media_digests(table["images"])
+    audios = media_digests(table["audios"])
+    paths = {c: _media_paths(table[c]) for c in ("images", "audios")}
+    light = table.drop_columns(["images", "audios"]).to_pylist()
+    out = []
+    for i, row in enumerate(light):
+        row["images"] = [images[i], paths["images"][i]]
+        row["audios"] = [audios[i], paths["audios"][i]]
+        out.append(hashlib.sha256(canonical_json(row).encode("utf-8")).hexdigest())
+    return out
 
 
-def _side_rows(messages: list[dict[str, Any]]) -> pa.Table:
-    stubs = [{"id": "", "source": "", "messages": [], "images": [], "audios": []} for _ in messages]
-    table = records_to_table(stubs, WORK_SCHEMA)
-    table = table.append_column(
-        pa.field(DEDUP_KEY_COLUMN, pa.string()), pa.nulls(len(messages), pa.string())
+def _media_paths(column: pa.ChunkedArray) -> list[list[str | None]]:
+    array = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    values = array.flatten().field("path").to_pylist()
+    offsets = array.offsets.to_numpy(zero_copy_only=False) - array.offsets[0].as_py()
+    return [values[offsets[r] : offsets[r + 1]] for r in range(len(array))]
+
+
+# ---- ingest: one task per source, or per group of its files ----
+
+
+@dataclass
+class IngestOutcome:
+    """What one source's ingest task read: per-record keys, parts, rejects, counts."""
+
+    index: int
+    keys: pa.Table
+    records_in: int
+    rejected: list[QuarantineEntry]
+    unmapped_fields: dict[str, int]
+    node: str = ""
+
+
+def _keys_of(table: pa.Table, splitter: SplitStage, part: str, first_row: int) -> pa.Table:
+    import pyarrow.compute as pc
+
+    n = table.num_rows
+    return pa.table(
+        {
+            "id": table["id"],
+            "key": pa.array(DedupStage().keys(table), pa.string()),
+            "group": pa.array(splitter.group_keys(table), pa.string()),
+            "content": pa.array(content_hashes(table), pa.string()),
+            "images": pc.list_value_length(table["images"]).cast(pa.int32()),
+            "audios": pc.list_value_length(table["audios"]).cast(pa.int32()),
+            "source": table["source"],
+            "source_ref": table["source_ref"],
+            "part": pa.array([part] * n, pa.string()),
+            "row": pa.array(np.arange(first_row, first_row + n), pa.int64()),
+        },
+        schema=KEYS_SCHEMA,
     )
-    return table.append_column(
-        pa.field(SIDE_COLUMN, pa.string()),
-        pa.array([json.dumps(m, ensure_ascii=False) for m in messages], pa.string()),
-    )
 
 
-def _pass_output(
-    records: pa.Table,
-    keys: list[str] | None,
-    rejected: list[QuarantineEntry],
-    stats: AugmentStats | None = None,
+def ingest_source(
+    index: int,
+    source: SourceConfig,
+    files: list[str] | None,
+    book_entries: bool,
+    recipe: Recipe,
+    splitter: SplitStage,
+    folder: str,
+    fs: Any,
+) -> IngestOutcome:
+    """Read one source (or only its `files`) into part files under `folder`; return its
+    records' keys. `book_entries` as in `read_source`: one task per source reports what its
+    characters files hold."""
+    from pipeline.readers import SourceReadStats, read_source
+
+    unmapped: Counter[str] = Counter()
+    stats = SourceReadStats(unmapped_fields=unmapped)
+    rejected: list[QuarantineEntry] = []
+    keys: list[pa.Table] = []
+    records_in = 0
+    with PartWriter(folder, WORK_SCHEMA, PART_TARGET_BYTES, PART_MAX_ROWS, fs=fs) as parts:
+
+        def flush(chunk: list[dict[str, Any]]) -> None:
+            if chunk:
+                table = records_to_table(chunk, WORK_SCHEMA)
+                where = parts.write(table)
+                keys.append(_keys_of(table, splitter, parts.paths[where.part], where.first_row))
+
+        chunk: list[dict[str, Any]] = []
+        chunk_bytes = 0
+        for item in read_source(source, recipe, stats, files=files, book_entries=book_entries):
+            records_in += 1
+            if isinstance(item, QuarantineEntry):
+                rejected.append(item)
+                continue
+            chunk.append(item)
+            chunk_bytes += sum(len(m["bytes"] or b"") for m in item["images"] + item["audios"])
+            if len(chunk) >= INGEST_CHUNK_ROWS or chunk_bytes >= INGEST_CHUNK_BYTES:
+                flush(chunk)
+                chunk, chunk_bytes = [], 0
+        flush(chunk)
+    table = pa.concat_tables(keys) if keys else KEYS_SCHEMA.empty_table()
+    return IngestOutcome(index, table, records_in, rejected, dict(unmapped), _node_id())
+
+
+# ---- the record pass: validate -> split -> augment, one decode, per slice ----
+
+
+@dataclass(frozen=True)
+class Slice:
+    """Rows [offset, offset + length) of one ingested part file."""
+
+    part: str
+    offset: int
+    length: int
+
+
+@dataclass
+class PassContext:
+    """What every record-pass task of a run shares (sent to the cluster once)."""
+
+    fs: Any
+    limits: MediaLimits
+    duplicate_ids: pa.Array
+    splitter: SplitStage
+    augmenter: Any | None
+    batch_size: int
+
+
+@dataclass
+class PassOutcome:
+    """What one record-pass task made: its output rows, rejects and stats."""
+
+    rows: pa.Table
+    rejected: list[QuarantineEntry]
+    stats: AugmentStats
+    originals: int
+    variants: int
+    node: str = ""
+    rejected_ids: dict[str, str] = field(default_factory=dict)  # id -> reason
+
+
+def _node_id() -> str:
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
+    except Exception:  # outside Ray (tests call tasks directly)
+        return ""
+
+
+def record_pass(slices: list[Slice], path: str, ctx: PassContext) -> PassOutcome:
+    """Validate, split and augment the records of `slices` (all but `ctx.duplicate_ids`);
+    write what is kept, originals then their variants, to the part file `path`."""
+    validate = ValidateStage(ctx.limits)
+    dedup = DedupStage()
+    augment = AugmentStage(ctx.augmenter)
+    keep_pixels = augment.decodes_images
+    stats = AugmentStats()
+    rejected: list[QuarantineEntry] = []
+    rejected_ids: dict[str, str] = {}
+    originals = variants = 0
+    index: list[pa.Table] = []
+    with PartWriter(path, WORK_SCHEMA, fs=ctx.fs, single_file=True) as out:
+        for batch in _batches(slices, ctx.fs, ctx.batch_size):
+            kept = dedup.apply(batch, ctx.duplicate_ids).table
+            assigned = ctx.splitter.apply(kept).table
+            records = assigned.to_pylist()
+            keep: list[int] = []
+            made: list[dict[str, Any]] = []
+            kept_stats: list[str | None] = []
+            for i, record in enumerate(records):
+                train = augment.augmenter is not None and record["split"] == "train"
+                decoded: dict[tuple[str, int], Any] | None = {} if train and keep_pixels else None
+                entry = validate.rejection(record, decoded)
+                if entry is not None:
+                    rejected.append(entry)
+                    rejected_ids[record["id"]] = entry.reason
+                    continue
+                keep.append(i)
+                if train:
+                    produced, record_stats = augment.record_variants(record, decoded)
+                    made.extend(produced)
+                    stats.merge(record_stats)
+                    kept_stats.append(json.dumps(record_stats.to_dict(), sort_keys=True))
+                else:
+                    kept_stats.append(None)
+            table = assigned.take(pa.array(keep, pa.int64()))
+            if made:
+                table = pa.concat_tables([table, records_to_table(made, WORK_SCHEMA)])
+            originals += len(keep)
+            variants += len(made)
+            where = out.write(table)
+            if where is not None:
+                row_stats = kept_stats + [None] * len(made)
+                index.append(_rows_of(table, path, where.first_row, row_stats))
+    rows = pa.concat_tables(index) if index else ROWS_SCHEMA.empty_table()
+    return PassOutcome(rows, rejected, stats, originals, variants, _node_id(), rejected_ids)
+
+
+def _rows_of(
+    table: pa.Table, path: str, first_row: int, stats: list[str | None] | None = None
 ) -> pa.Table:
-    records = records.select(WORK_SCHEMA.names)
-    key_column = (
-        pa.array(keys, pa.string()) if keys is not None else pa.nulls(len(records), pa.string())
+    n = table.num_rows
+    return pa.table(
+        {
+            "split": table["split"],
+            "id": table["id"],
+            "parent_id": table["parent_id"],
+            "part": pa.array([path] * n, pa.string()),
+            "row": pa.array(np.arange(first_row, first_row + n), pa.int64()),
+            "nbytes": pa.array(row_nbytes(table), pa.int64()),
+            "stats": pa.array(stats if stats is not None else [None] * n, pa.string()),
+        },
+        schema=ROWS_SCHEMA,
     )
-    records = records.append_column(pa.field(DEDUP_KEY_COLUMN, pa.string()), key_column)
-    records = records.append_column(
-        pa.field(SIDE_COLUMN, pa.string()), pa.nulls(len(records), pa.string())
-    )
-    side = [{"quarantine": entry.to_dict()} for entry in rejected]
-    if stats is not None:
-        side.append({"stats": stats.to_dict()})
-    if side:
-        records = pa.concat_tables([records.cast(PASS_SCHEMA), _side_rows(side)])
-    return records.cast(PASS_SCHEMA)
 
 
-def _part_batches(items: pa.Table, batch_size: int) -> Iterator[pa.Table]:
-    """Yield batches of at most `batch_size` rows from (path, offset, length) slices."""
-    for item in items.to_pylist():
-        table = read_part(item["path"]).slice(item["offset"], item["length"])
+def _batches(slices: list[Slice], fs: Any, batch_size: int):
+    for s in slices:
+        table = read_part(s.part, fs).slice(s.offset, s.length)
         for offset in range(0, table.num_rows, batch_size):
             yield table.slice(offset, batch_size)
 
 
-def validate_parts(items: pa.Table, limits: dict[str, Any], batch_size: int) -> Iterator[pa.Table]:
-    """Yield, per batch of `batch_size` records of the listed part slices, the valid records
-    with their dedup keys plus one side row per rejected record."""
-    validate = ValidateStage(MediaLimits(**limits))
-    dedup = DedupStage()
-    for batch in _part_batches(items, batch_size):
-        result = validate.apply(batch)
-        yield _pass_output(result.table, dedup.keys(result.table), result.rejected)
+def rebase_rows(
+    part: str, rows: list[int], stats: list[str | None], recipe_hash: str, path: str, fs: Any
+) -> tuple[pa.Table, str]:
+    """Copy rows of a cached part made under another recipe into the part file `path`, with
+    their variants' ids and `augmentation.recipe_hash` made by `recipe_hash`; return their
+    ROWS_SCHEMA rows and the node. Nothing is augmented again: the variants' content
+    depends on the seed, the record and its ops only (which the cache key pins)."""
+    import pyarrow.compute as pc
+
+    from pipeline.record.ids import variant_id
+
+    table = read_part(part, fs).take(pa.array(rows, pa.int64()))
+    is_variant = pc.is_valid(table["parent_id"]).to_numpy(zero_copy_only=False)
+    originals = table.filter(pa.array(~is_variant))
+    # Variants are rebuilt from dicts, as the augment stage builds them, so their Arrow
+    # buffers (and the shard bytes) are those of a run from scratch.
+    variants = table.filter(pa.array(is_variant)).to_pylist()
+    for variant in variants:
+        variant["id"] = variant_id(
+            variant["parent_id"], recipe_hash, variant["augmentation"]["copy"]
+        )
+        variant["augmentation"]["recipe_hash"] = recipe_hash
+    out_table = pa.concat_tables([originals, records_to_table(variants, WORK_SCHEMA)])
+    original_stats = [s for s, v in zip(stats, is_variant, strict=True) if not v]
+    with PartWriter(path, WORK_SCHEMA, fs=fs, single_file=True) as out:
+        out.write(out_table)
+    row_stats = original_stats + [None] * len(variants)
+    return _rows_of(out_table, path, 0, row_stats), _node_id()
 
 
-def augment_parts(
-    items: pa.Table,
-    duplicate_ids: pa.Array,
-    splitter: SplitStage,
-    augmenter: Any | None,
-    batch_size: int,
-) -> Iterator[pa.Table]:
-    """Yield, per batch of the listed part slices, the deduplicated records with their split
-    (`splitter` carries the run's cut points), their augmented variants, one side row per
-    rejected record and one with the batch's stats."""
-    dedup = DedupStage()
-    augment = AugmentStage(augmenter)
-    for batch in _part_batches(items, batch_size):
-        kept = dedup.apply(batch, duplicate_ids).table
-        assigned = splitter.apply(kept).table
-        result = augment.apply(assigned)
-        yield _pass_output(result.table, None, result.rejected, result.stats)
+# ---- shards: one task per shard ----
+
+
+def write_shard(plan: ShardPlan, paths: list[str], writer: ShardWriter) -> tuple[ShardEntry, str]:
+    """Write one planned shard from the part files `paths` (the plan's `part` numbers index
+    them); return its manifest entry and the node that wrote it."""
+    return writer.write_shard(plan, PartSet(paths, writer.fs)), _node_id()

@@ -48,6 +48,7 @@ __all__ = [
     "detect_format",
     "read_source",
     "referenced_media",
+    "source_files",
     "source_input_files",
 ]
 
@@ -153,8 +154,18 @@ def source_input_files(source: SourceConfig, recipe: Recipe) -> list[str]:
     return sorted(set(files))
 
 
+def source_files(source: SourceConfig, recipe: Recipe) -> list[str]:
+    """Return the corpus files of a source, in reading order (its characters files excluded)."""
+    path = recipe.resolve(source.path)
+    return corpus_files(path, exclude=set(_characters_paths(source, recipe)))
+
+
 def read_source(
-    source: SourceConfig, recipe: Recipe, stats: SourceReadStats | None = None
+    source: SourceConfig,
+    recipe: Recipe,
+    stats: SourceReadStats | None = None,
+    files: list[str] | None = None,
+    book_entries: bool = True,
 ) -> Iterator[dict[str, Any] | QuarantineEntry]:
     """Yield canonical WORK records of one source, or a QuarantineEntry for each that fails to read.
 
@@ -162,16 +173,26 @@ def read_source(
     `source_ref` = "<file relative to the recipe folder>:<line or index>" (JSONL lines count
     from 1, array and table rows from 0). Files are streamed one record at a time. Fields
     that no canonical field carries are counted in `stats`.
+
+    `files` reads only those of `source_files` (a parallel ingest gives each task some);
+    `book_entries=False` loads the characters files without yielding or counting what they
+    hold, for every task of a source but one.
     """
     stats = stats if stats is not None else SourceReadStats()
     path = recipe.resolve(source.path)
     source_folder = path if os.path.isdir(path) else os.path.dirname(path)
     characters = _characters_paths(source, recipe)
     book = CharacterBook(paths=characters, persona=_persona(source, recipe))
+    book_stats = stats if book_entries else SourceReadStats()
     for file in characters:
-        yield from _load_book(book, file, source, recipe, stats)
+        entries = _load_book(book, file, source, recipe, book_stats)
+        if book_entries:
+            yield from entries
+        else:
+            for _ in entries:
+                pass
     media_dir = recipe.resolve(source.media_dir) if source.media_dir else None
-    for file in corpus_files(path, exclude=set(characters)):
+    for file in files if files is not None else source_files(source, recipe):
         ctx = FileContext(
             source=source,
             limits=recipe.limits,

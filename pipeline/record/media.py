@@ -173,12 +173,9 @@ class AudioInfo:
         return self.frames / self.samplerate if self.samplerate else 0.0
 
 
-def probe_image(data: bytes, max_pixels: int) -> ImageInfo:
-    """Return the format and size of an image after proving its pixels decode within the limit.
-
-    The pixel count is read from the header and refused before any pixel is decoded, so a
-    decompression bomb costs a header parse. The format comes from the bytes, not a file name.
-    """
+def _open_within_limit(data: bytes, max_pixels: int):
+    """Return the PIL image of `data`, opened (header only) and refused when its pixel count
+    exceeds the limit, so a decompression bomb costs a header parse."""
     from PIL import Image
 
     try:
@@ -190,15 +187,29 @@ def probe_image(data: bytes, max_pixels: int) -> ImageInfo:
         raise RecordRejected("image_too_large", f"decompression bomb refused: {exc}") from None
     except _DECODE_ERRORS as exc:
         raise RecordRejected("corrupt_image", f"not a readable image: {_say(exc)}") from None
-    with im:
+    width, height = im.size
+    if width <= 0 or height <= 0:
+        im.close()
+        raise RecordRejected("corrupt_image", f"image claims size {width}x{height}")
+    if width * height > max_pixels:
+        im.close()
+        raise RecordRejected(
+            "image_too_large",
+            f"{width}x{height} = {width * height} pixels, over the limit of {max_pixels}",
+        )
+    return im
+
+
+def probe_image(data: bytes, max_pixels: int) -> ImageInfo:
+    """Return the format and size of an image after proving its pixels decode within the limit.
+
+    The pixel count is read from the header and refused before any pixel is decoded. The
+    format comes from the bytes, not a file name.
+    """
+    from PIL import Image
+
+    with _open_within_limit(data, max_pixels) as im:
         width, height = im.size
-        if width <= 0 or height <= 0:
-            raise RecordRejected("corrupt_image", f"image claims size {width}x{height}")
-        if width * height > max_pixels:
-            raise RecordRejected(
-                "image_too_large",
-                f"{width}x{height} = {width * height} pixels, over the limit of {max_pixels}",
-            )
         fmt = im.format or "unknown"
         try:
             if fmt == "JPEG":
@@ -213,6 +224,23 @@ def probe_image(data: bytes, max_pixels: int) -> ImageInfo:
                 "corrupt_image", f"{fmt} image does not decode: {_say(exc)}"
             ) from None
     return ImageInfo(format=fmt, width=width, height=height)
+
+
+def decode_checked_image(data: bytes, max_pixels: int):
+    """Return the pixels of an image (as `decode_image` gives them) after the same checks as
+    `probe_image`: the one decode of a record that is validated and then augmented."""
+    from PIL import Image
+
+    _open_within_limit(data, max_pixels).close()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return decode_image(data)
+    except Image.DecompressionBombError as exc:
+        raise RecordRejected("image_too_large", f"decompression bomb refused: {exc}") from None
+    except _DECODE_ERRORS as exc:
+        fmt = image_format(data).upper()
+        raise RecordRejected("corrupt_image", f"{fmt} image does not decode: {_say(exc)}") from None
 
 
 def probe_audio(data: bytes, max_seconds: float) -> AudioInfo:

@@ -52,6 +52,30 @@ class AugmentStage:
             checked.append(variant)
         return checked
 
+    @property
+    def decodes_images(self) -> bool:
+        """True when the augmenter works on image pixels (so validation should keep them)."""
+        ops = getattr(self.augmenter, "ops", None) or {}
+        return bool(ops.get("image"))
+
+    def record_variants(
+        self, record: dict[str, Any], decoded: dict[tuple[str, int], Any] | None = None
+    ) -> tuple[list[dict[str, Any]], AugmentStats]:
+        """Return the checked variants of one train record and their stats.
+
+        A valid original is never lost to an op that fails on it: its variants are skipped
+        and counted (`failed_variants`), and its neighbours carry on.
+        """
+        try:
+            if decoded is None:
+                produced, stats = self.augmenter.variants(record)
+            else:
+                produced, stats = self.augmenter.variants(record, decoded)
+            return self._checked_variants(record, produced), stats
+        except Exception as exc:
+            log.warning("augment: no variants of %s: %s: %s", record["id"], type(exc).__name__, exc)
+            return [], AugmentStats(failed_variants=1)
+
     def apply(self, table: pa.Table) -> StageResult:
         if self.augmenter is None:
             return StageResult(table)
@@ -67,17 +91,7 @@ class AugmentStage:
         batch_scope = getattr(self.augmenter, "batch", contextlib.nullcontext)
         with batch_scope():
             for record in records:
-                try:
-                    produced, record_stats = self.augmenter.variants(record)
-                    produced = self._checked_variants(record, produced)
-                except Exception as exc:
-                    # A valid original is never lost to an op that fails on it: it stays,
-                    # its variants are skipped and counted, and its neighbours carry on.
-                    stats.failed_variants += 1
-                    log.warning(
-                        "augment: no variants of %s: %s: %s", record["id"], type(exc).__name__, exc
-                    )
-                    continue
+                produced, record_stats = self.record_variants(record)
                 variants.extend(produced)
                 stats.merge(record_stats)
         out = table

@@ -73,6 +73,12 @@ class SplitStage:
         self.config = config
         self.seed = seed
         self.plan = plan  # None until `planned` has seen the run's groups
+        # Points `planned` computed, so the driver's `split_of` per record hashes nothing
+        # again; left out when the stage is pickled for the tasks (they see few groups).
+        self._points: dict[str, int] = {}
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_points": {}}
 
     def group_key(self, record_id: str, character_name: str | None) -> str:
         """Return what is held out together: the conversation, or the whole character."""
@@ -82,6 +88,9 @@ class SplitStage:
 
     def point(self, group_key: str) -> int:
         """Return the group's fixed point in [0, 2**64), from the seed and the key only."""
+        known = self._points.get(group_key)
+        if known is not None:
+            return known
         payload = canonical_json(["split", self.seed, group_key]).encode("utf-8")
         return int.from_bytes(hashlib.sha256(payload).digest()[:8], "big")
 
@@ -93,7 +102,8 @@ class SplitStage:
 
     def planned(self, group_keys: Iterable[str]) -> SplitStage:
         """Return this stage with the cut points for exactly these groups (repeats count once)."""
-        points = sorted({self.point(k) for k in group_keys})
+        known = {k: self.point(k) for k in group_keys}
+        points = sorted(set(known.values()))
         n_val, n_test = split_counts(len(points), self.config.validation, self.config.test)
 
         def cut(rank: int) -> int:
@@ -108,7 +118,9 @@ class SplitStage:
                 "test": n_test,
             },
         )
-        return SplitStage(self.config, self.seed, plan)
+        stage = SplitStage(self.config, self.seed, plan)
+        stage._points = known
+        return stage
 
     def split_of(self, group_key: str) -> str:
         """Return the split of a group key under this stage's plan."""

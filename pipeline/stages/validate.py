@@ -8,7 +8,7 @@ from typing import Any
 import pyarrow as pa
 
 from pipeline.recipe import MediaLimits
-from pipeline.record.media import probe_audio, probe_image
+from pipeline.record.media import decode_checked_image, probe_audio, probe_image
 from pipeline.record.rejection import QuarantineEntry, RecordRejected, quarantine_entry
 from pipeline.record.schema import (
     AUDIO_PLACEHOLDER,
@@ -21,8 +21,14 @@ from pipeline.stages.base import StageResult
 log = logging.getLogger(__name__)
 
 
-def validate_record(record: dict[str, Any], limits: MediaLimits) -> None:
+def validate_record(
+    record: dict[str, Any], limits: MediaLimits, decoded: dict[tuple[str, int], Any] | None = None
+) -> None:
     """Return None if the record holds every invariant; else raise RecordRejected with the reason.
+
+    With `decoded`, images are decoded in full and their pixels kept there, keyed
+    ("image", id(bytes)) as the augmenters look them up: the decode that proves an image
+    is the one its augmentation uses. Without it a cheaper probe proves it.
 
     Checks, in order: well-typed messages, known roles, at least one message, system turns only
     before the dialogue, at least one assistant turn, placeholder counts equal to the media
@@ -50,7 +56,11 @@ def validate_record(record: dict[str, Any], limits: MediaLimits) -> None:
     # Decoding is the expensive part, so it runs last, once the cheap invariants hold.
     for i, item in enumerate(images):
         try:
-            probe_image(item["bytes"], limits.max_image_pixels)
+            if decoded is None:
+                probe_image(item["bytes"], limits.max_image_pixels)
+            else:
+                pixels = decode_checked_image(item["bytes"], limits.max_image_pixels)
+                decoded[("image", id(item["bytes"]))] = pixels
         except RecordRejected as exc:
             raise RecordRejected(exc.reason, f"images[{i}] {_label(item)}: {exc.message}") from None
     for i, item in enumerate(audios):
@@ -122,10 +132,13 @@ class ValidateStage:
     def __init__(self, limits: MediaLimits):
         self.limits = limits
 
-    def rejection(self, record: dict[str, Any]) -> QuarantineEntry | None:
-        """Return None for a valid record, else its quarantine entry (never raises)."""
+    def rejection(
+        self, record: dict[str, Any], decoded: dict[tuple[str, int], Any] | None = None
+    ) -> QuarantineEntry | None:
+        """Return None for a valid record, else its quarantine entry (never raises);
+        `decoded` as in `validate_record`."""
         try:
-            validate_record(record, self.limits)
+            validate_record(record, self.limits, decoded)
         except RecordRejected as exc:
             return quarantine_entry(self.name, record, exc.reason, exc.message)
         except Exception as exc:  # a bug or a library error on one record: quarantine it

@@ -8,6 +8,7 @@ need its own class with the same methods (e.g. a conditional PUT for `create_exc
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import secrets
@@ -71,6 +72,12 @@ class LocalFS:
 
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         return pa.OSFile(path, "wb")
+
+    def open_output_whole(self, path: str) -> Any:
+        """Like `open_output`, but the file appears at `path` only when closed, whole: a
+        reader that has `path` open (memory-mapped) keeps the old bytes, never sees a
+        half-written file. (An object store's PUT already behaves so.)"""
+        return _ReplaceOnClose(self, path)
 
     def read_bytes(self, path: str) -> bytes:
         with open(path, "rb") as f:
@@ -174,6 +181,40 @@ class LocalFS:
 
     def size(self, path: str) -> int:
         return os.path.getsize(path)
+
+
+class _ReplaceOnClose:
+    """An output stream to a temp file beside `path`, renamed over `path` on close."""
+
+    def __init__(self, fs: LocalFS, path: str):
+        self.path = path
+        self._tmp = os.path.join(os.path.dirname(path) or ".", f".tmp-{secrets.token_hex(8)}")
+        self._raw = fs.open_output(self._tmp)
+        self.closed = False
+
+    def write(self, data: Any) -> int:
+        return self._raw.write(data)
+
+    def tell(self) -> int:
+        return self._raw.tell()
+
+    def flush(self) -> None:
+        self._raw.flush()
+
+    def writable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        if not self.closed:
+            self._raw.close()
+            os.replace(self._tmp, self.path)
+            self.closed = True
+
+    def abort(self) -> None:
+        self._raw.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._tmp)
+        self.closed = True
 
 
 def store_fs(uri: str) -> tuple[LocalFS, str]:

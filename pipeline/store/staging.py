@@ -1,14 +1,16 @@
 """Work-in-progress part files under `_staging/<run_id>/`: how records travel between passes.
 
-The driver never holds the corpus: it appends what it reads (or what a Ray pass returns)
-to rolling Arrow IPC part files, and the next pass reads those files by path, memory-mapped.
-Part files are scratch: they are not fsynced (a crash means a rerun) and never published.
+Tasks write them (the ingest task of a source, each record-pass task, through the store's
+filesystem), and the next pass or the shard writer reads them by path: memory-mapped on a
+local disk, read whole on an object store. Part files are scratch: they are not fsynced (a
+crash means a rerun) and never published.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -19,9 +21,17 @@ import pyarrow.compute as pc
 ROW_OVERHEAD_BYTES = 256
 
 
-def read_part(path: str) -> pa.Table:
-    """Return the table in an IPC part file, memory-mapped (no copy into the heap)."""
-    with pa.memory_map(path) as source:
+def _filesystem(fs: Any | None) -> Any:
+    if fs is None:
+        from pipeline.store.fs import LocalFS
+
+        return LocalFS()
+    return fs
+
+
+def read_part(path: str, fs: Any | None = None) -> pa.Table:
+    """Return the table in an IPC part file (memory-mapped locally: no copy into the heap)."""
+    with _filesystem(fs).open_input(path) as source:
         return pa.ipc.open_file(source).read_all()
 
 
@@ -56,28 +66,42 @@ class PartSlice:
 
 
 class PartWriter:
-    """Appends tables of one schema to rolling IPC part files of about `target_bytes` each."""
+    """Appends tables of one schema to rolling IPC part files of about `target_bytes` each
+    in `folder`; with `single_file`, `folder` is the path of the one file written."""
 
     def __init__(
-        self, folder: str, schema: pa.Schema, target_bytes: int, max_rows: int | None = None
+        self,
+        folder: str,
+        schema: pa.Schema,
+        target_bytes: int | None = None,
+        max_rows: int | None = None,
+        fs: Any | None = None,
+        single_file: bool = False,
     ):
         self.folder = folder
         self.schema = schema
         self.target_bytes = target_bytes
         self.max_rows = max_rows
+        self.fs = _filesystem(fs)
+        self.single_file = single_file
         self.paths: list[str] = []
         self.part_rows: list[int] = []
         self.rows_written = 0
         self._writer: pa.ipc.RecordBatchFileWriter | None = None
-        self._sink: pa.OSFile | None = None
+        self._sink: Any = None
         self._bytes = 0
         self._rows = 0
-        os.makedirs(folder, exist_ok=True)
 
     def _open_next(self) -> None:
         self._close_current()
-        path = os.path.join(self.folder, f"part-{len(self.paths):05d}.arrow")
-        self._sink = pa.OSFile(path, "wb")
+        if self.single_file:
+            # A task's one output part may be a cache part another run is reading: it
+            # appears whole on close, or not at all.
+            path = self.folder
+            self._sink = self.fs.open_output_whole(path)
+        else:
+            path = os.path.join(self.folder, f"part-{len(self.paths):05d}.arrow")
+            self._sink = self.fs.open_output(path)
         self._writer = pa.ipc.new_file(self._sink, self.schema)
         self.paths.append(path)
         self.part_rows.append(0)
@@ -85,7 +109,9 @@ class PartWriter:
         self._rows = 0
 
     def _full(self) -> bool:
-        if self._bytes >= self.target_bytes:
+        if self.single_file:
+            return False
+        if self.target_bytes is not None and self._bytes >= self.target_bytes:
             return True
         return self.max_rows is not None and self._rows >= self.max_rows
 
@@ -127,15 +153,22 @@ class PartWriter:
     def __enter__(self) -> PartWriter:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+            return
+        # The first error is the one to report: closing a part on a full disk raises again.
+        try:
+            self.close()
+        except Exception:
+            pass
 
 
 class _MappedPart:
-    """One memory-mapped part file as its record batches and their first rows."""
+    """One part file (memory-mapped when local) as its record batches and their first rows."""
 
-    def __init__(self, path: str):
-        with pa.memory_map(path) as source:
+    def __init__(self, path: str, fs: Any):
+        with fs.open_input(path) as source:
             reader = pa.ipc.open_file(source)
             self.batches = [reader.get_batch(i) for i in range(reader.num_record_batches)]
         self.starts = np.cumsum([0] + [b.num_rows for b in self.batches])
@@ -144,13 +177,14 @@ class _MappedPart:
 class PartSet:
     """Memory-mapped part files, opened on first use, for taking rows by (part, row)."""
 
-    def __init__(self, paths: list[str]):
+    def __init__(self, paths: list[str], fs: Any | None = None):
         self.paths = paths
+        self.fs = _filesystem(fs)
         self._parts: dict[int, _MappedPart] = {}
 
     def _part(self, part: int) -> _MappedPart:
         if part not in self._parts:
-            self._parts[part] = _MappedPart(self.paths[part])
+            self._parts[part] = _MappedPart(self.paths[part], self.fs)
         return self._parts[part]
 
     def release(self) -> None:

@@ -143,7 +143,8 @@ class HashingSink:
         return self.bytes
 
     def flush(self) -> None:
-        self._raw.flush()
+        if hasattr(self._raw, "flush"):
+            self._raw.flush()
 
     def close(self) -> None:
         # The caller owns the real file (it fsyncs it after the writer closes this sink).
@@ -154,8 +155,45 @@ class HashingSink:
 
 
 @dataclass(frozen=True)
+class ShardPlan:
+    """One shard to write: its file name, split, and its rows (INDEX_SCHEMA, in id order)."""
+
+    name: str
+    split: str
+    rows: pa.Table
+
+
+def plan_shards(index: pa.Table, fmt: str, shard_size: int) -> list[ShardPlan]:
+    """Return the shards of `index`: per split, rows sorted by id and cut by size. Raise
+    ShardIntegrityError for a repeated id or an unknown split. A split without records
+    gets no shard."""
+    check_unique_ids(index)
+    unknown = set(index["split"].unique().to_pylist()) - set(SPLITS)
+    if unknown:
+        raise ShardIntegrityError(f"records with unknown split(s): {sorted(map(str, unknown))}")
+    plans = []
+    for split in SPLITS:
+        rows = index.filter(pc.equal(index["split"], split)).sort_by("id")
+        cuts = plan_cuts(rows["nbytes"].to_numpy(zero_copy_only=False), shard_size)
+        for i, (start, stop) in enumerate(cuts):
+            name = shard_name(split, i, len(cuts), fmt)
+            plans.append(ShardPlan(name, split, rows.slice(start, stop - start)))
+    return plans
+
+
+def localized(plan: ShardPlan, paths: list[str]) -> tuple[ShardPlan, list[str]]:
+    """Return the plan with its `part` numbers renumbered over only the part files it reads,
+    and those files: what one shard task needs to be sent."""
+    parts = plan.rows["part"].to_numpy(zero_copy_only=False)
+    used, local = np.unique(parts, return_inverse=True)
+    column = plan.rows.schema.get_field_index("part")
+    rows = plan.rows.set_column(column, "part", pa.array(local.astype(np.int32), pa.int32()))
+    return ShardPlan(plan.name, plan.split, rows), [paths[int(i)] for i in used]
+
+
+@dataclass(frozen=True)
 class ShardWriter:
-    """Writes the staged records of each split into sorted, size-cut, fsynced shards."""
+    """Writes staged records into sorted, size-cut shards, hashed while written, fsynced."""
 
     folder: str
     fmt: str
@@ -164,44 +202,34 @@ class ShardWriter:
     schema: pa.Schema = RECORD_SCHEMA
 
     def write(self, index: pa.Table, parts: PartSet) -> list[ShardEntry]:
-        """Write every split of `index` (INDEX_SCHEMA rows pointing into `parts`); return
-        the manifest's shard entries. A split without records gets no shard."""
-        check_unique_ids(index)
+        """Write every split of `index` (INDEX_SCHEMA rows pointing into `parts`) in this
+        process; return the manifest's shard entries. A split without records gets no shard."""
         self.fs.makedirs(self.folder)
         shards = []
-        for split in SPLITS:
-            rows = index.filter(pc.equal(index["split"], split)).sort_by("id")
-            shards.extend(self._write_split(split, rows, parts))
-        unknown = set(index["split"].unique().to_pylist()) - set(SPLITS)
-        if unknown:
-            raise ShardIntegrityError(f"records with unknown split(s): {sorted(map(str, unknown))}")
+        for plan in plan_shards(index, self.fmt, self.shard_size):
+            shards.append(self.write_shard(plan, parts))
+            # Memory stays bounded by one shard's rows, whatever the size of the split.
+            parts.release()
         self.fs.fsync_dir(self.folder)
         return shards
 
-    def _write_split(self, split: str, rows: pa.Table, parts: PartSet) -> list[ShardEntry]:
-        nbytes = rows["nbytes"].to_numpy(zero_copy_only=False)
-        cuts = plan_cuts(nbytes, self.shard_size)
-        entries = []
-        for i, (start, stop) in enumerate(cuts):
-            name = shard_name(split, i, len(cuts), self.fmt)
-            path = os.path.join(self.folder, name)
-            with open(path, "wb") as raw:
-                sink = HashingSink(raw)
-                self._write_shard(sink, rows.slice(start, stop - start), parts)
-                raw.flush()
-                os.fsync(raw.fileno())
-            # Memory stays bounded by one shard's rows, whatever the size of the split.
-            parts.release()
-            entries.append(
-                ShardEntry(
-                    path=name,
-                    split=split,
-                    rows=stop - start,
-                    bytes=sink.bytes,
-                    sha256=sink.hexdigest(),
-                )
-            )
-        return entries
+    def write_shard(self, plan: ShardPlan, parts: PartSet) -> ShardEntry:
+        """Write one planned shard (durable when this returns); return its manifest entry."""
+        path = os.path.join(self.folder, plan.name)
+        raw = self.fs.open_output(path)
+        try:
+            sink = HashingSink(raw)
+            self._write_shard(sink, plan.rows, parts)
+        finally:
+            raw.close()
+        self.fs.fsync_file(path)
+        return ShardEntry(
+            path=plan.name,
+            split=plan.split,
+            rows=plan.rows.num_rows,
+            bytes=sink.bytes,
+            sha256=sink.hexdigest(),
+        )
 
     def _batches(self, rows: pa.Table, parts: PartSet) -> Iterator[pa.Table]:
         nbytes = rows["nbytes"].to_numpy(zero_copy_only=False)

@@ -30,8 +30,9 @@ pytestmark = pytest.mark.usefixtures("ray_session")
 
 
 def _augmenting(store_root: Path) -> bool:
-    staging = store_root / "_staging"
-    return staging.exists() and any((run / "augmented").exists() for run in staging.iterdir())
+    """True once a record-pass task has written its part (into the record cache)."""
+    parts = store_root / "cache" / "parts"
+    return parts.exists() and any(p.suffix == ".arrow" for p in parts.iterdir())
 
 
 def _assert_recovers(recipe: Path, fault_free) -> None:
@@ -108,7 +109,7 @@ def test_killed_workers_mid_augment_change_nothing(tmp_path: Path, fault_free, k
 
     def killer() -> None:
         while not stop.is_set() and len(killed) < kills:
-            for pid in _ray_workers_running("augment_parts"):
+            for pid in _ray_workers_running("record_pass"):
                 if pid not in killed and len(killed) < kills:
                     try:
                         os.kill(pid, signal.SIGKILL)

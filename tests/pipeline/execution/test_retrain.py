@@ -108,7 +108,9 @@ def test_a_second_retrain_on_more_data_continues_and_compares_on_the_new_test_sp
 ) -> None:
     store = runs["store"]
     (_, first), (code, second) = runs["first"], runs["second"]
-    assert second["dataset"]["version"] == 2 and second["dataset"]["reused"] == 0
+    assert second["dataset"]["version"] == 2
+    # The record cache: the first run's records are reused, the added ones computed.
+    assert second["dataset"]["reused"] > 0 and second["dataset"]["computed"] > 0
     assert second["baseline"]["id"] == first["model"]["id"]
     report = json.loads(Path(second["report"]).with_suffix(".json").read_text())
     assert report["training"]["init"] == first["model"]["id"]

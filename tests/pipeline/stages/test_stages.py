@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from typing import Any
 
@@ -10,7 +9,6 @@ import pyarrow as pa
 import pytest
 
 from augmenters.stats import AugmentStats
-from pipeline.execution.passes import DEDUP_KEY_COLUMN, SIDE_COLUMN, validate_parts
 from pipeline.recipe import MediaLimits, SplitConfig
 from pipeline.record.ids import variant_id
 from pipeline.record.schema import WORK_SCHEMA
@@ -18,6 +16,7 @@ from pipeline.stages.augment import AugmentStage
 from pipeline.stages.dedup import DedupStage
 from pipeline.stages.split import SplitStage, split_counts
 from pipeline.stages.validate import ValidateStage
+from pipeline.store.fs import LocalFS
 from pipeline.store.staging import PartWriter
 from tests.fixtures.media import image_bytes
 from tests.pipeline.execution.datajob_corpus import work_record, work_table
@@ -166,13 +165,36 @@ def test_augment_adds_variants_to_train_only_and_a_failing_augmenter_keeps_the_o
     assert result.stats.variants == 2 and result.stats.failed_variants == 1
 
 
-def test_validate_pass_returns_records_keys_and_rejections_in_one_table(tmp_path) -> None:
-    with PartWriter(str(tmp_path), WORK_SCHEMA, 1 << 20) as parts:
-        parts.write(work_table([work_record(0), work_record(1, images=[]), work_record(2)]))
-    items = pa.table({"path": [parts.paths[0]], "offset": [0], "length": [3]})
-    (out,) = list(validate_parts(items, MediaLimits().model_dump(), batch_size=8))
-    side = [json.loads(s) for s in out[SIDE_COLUMN].to_pylist() if s is not None]
-    assert [s["quarantine"]["record_id"] for s in side] == ["id-0001"]
-    records = out.filter(pa.compute.is_null(out[SIDE_COLUMN]))
-    assert records["id"].to_pylist() == ["id-0000", "id-0002"]
-    assert all(len(k) == 64 for k in records[DEDUP_KEY_COLUMN].to_pylist())
+def test_the_record_pass_writes_its_own_part_and_returns_only_index_rows(tmp_path) -> None:
+    from pipeline.execution.passes import PassContext, Slice, record_pass
+    from pipeline.store.staging import read_part
+
+    with PartWriter(str(tmp_path / "in"), WORK_SCHEMA, 1 << 20) as parts:
+        records = [work_record(0), work_record(1, images=[]), work_record(2), work_record(3)]
+        parts.write(work_table(records))
+    splitter = SplitStage(SplitConfig(validation=0, test=0), 0).planned(
+        [f"conversation:id-000{i}" for i in range(4)]
+    )
+    context = PassContext(
+        fs=LocalFS(),
+        limits=MediaLimits(),
+        duplicate_ids=pa.array(["id-0003"]),
+        splitter=splitter,
+        augmenter=None,
+        batch_size=2,
+    )
+    out_path = str(tmp_path / "out" / "part.arrow")
+    outcome = record_pass([Slice(parts.paths[0], 0, 4)], out_path, context)
+    assert [e.record_id for e in outcome.rejected] == ["id-0001"]
+    assert outcome.rows["id"].to_pylist() == ["id-0000", "id-0002"]
+    assert set(outcome.rows.column_names) == {
+        "split",
+        "id",
+        "parent_id",
+        "part",
+        "row",
+        "nbytes",
+        "stats",
+    }
+    written = read_part(out_path)
+    assert written.take(outcome.rows["row"])["id"].to_pylist() == ["id-0000", "id-0002"]

@@ -1,0 +1,66 @@
+"""The per-record cache keys: everything that decides what the record pass makes of one
+record, and nothing else, so that a change recomputes exactly the records it touches.
+
+A record's output (rejected, or kept with its variants) depends on its content as read
+(media bytes included), the split it was assigned, the media limits, the code, and, for a
+train record that is augmented, the seed, the augment settings and the ops of the
+modalities it has: a text-only record is not touched by image or audio ops, and a
+validation or test record by no op at all.
+
+The recipe hash is left out on purpose: it changes with any op of any modality (or a new
+source), yet the only trace it leaves in an output is its variants' ids and their
+`augmentation.recipe_hash`, which the job rewrites when it reuses rows made under another
+recipe (`passes.rebase_rows`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from pipeline.recipe import Recipe
+from pipeline.record.ids import canonical_json
+
+
+def code_identity(version: dict[str, Any]) -> dict[str, Any]:
+    """Return the parts of a code version that decide outputs: a digest of the sources when
+    there is one (a commit that changes only docs must not empty the cache), else all."""
+    if version.get("source_sha256"):
+        return {k: v for k, v in version.items() if k != "git_commit"}
+    return version
+
+
+class CacheKeys:
+    """Builds the cache keys of one recipe's records under one code identity."""
+
+    def __init__(self, recipe: Recipe, code: dict[str, Any]):
+        augment = recipe.augment
+        base = {"limits": recipe.limits.model_dump(mode="json"), "code": code_identity(code)}
+        self._prefixes: dict[tuple[bool, bool, bool], str] = {}
+        for augmented in (False, True):
+            for images in (False, True):
+                for audios in (False, True):
+                    parts: dict[str, Any] = dict(base)
+                    if augmented:
+                        parts["augment"] = {
+                            "seed": recipe.seed,
+                            "copies": augment.copies,
+                            "flip_guard": augment.flip_guard,
+                            "audio_channels": augment.audio_channels,
+                            "text": augment.text,
+                            "dialogue": augment.dialogue,
+                            "image": augment.image if images else None,
+                            "audio": augment.audio if audios else None,
+                        }
+                    self._prefixes[(augmented, images, audios)] = _digest(parts)
+        self.augments = augment.copies > 0
+
+    def key(self, content: str, split: str, images: int, audios: int) -> str:
+        """Return the key of a record with content hash `content` assigned to `split`."""
+        augmented = self.augments and split == "train"
+        prefix = self._prefixes[(augmented, images > 0, audios > 0)]
+        return hashlib.sha256(f"{prefix}|{content}|{split}".encode()).hexdigest()
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(canonical_json(value).encode("utf-8")).hexdigest()

@@ -1,0 +1,147 @@
+"""The per-record cache: a rerun computes only the records whose key it has not seen, and
+its version is byte-identical to a run from scratch."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline.execution.job import DataJob, RunResult
+from pipeline.store.cache import RecordCache
+from pipeline.store.fs import LocalFS
+from tests.pipeline.execution.datajob_corpus import AUGMENT, make_recipe, write_corpus
+
+pytestmark = pytest.mark.usefixtures("ray_session")
+
+
+def _run(corpus: Path, store: str, **overrides: Any) -> RunResult:
+    recipe = make_recipe(corpus, store=store, cards_dir=f"{store}-cards", **overrides)
+    return DataJob(recipe).run()
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("cache-corpus")
+    write_corpus(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def first(corpus: Path) -> RunResult:
+    return _run(corpus, "store")
+
+
+def test_a_first_run_computes_every_record_and_fills_the_cache(corpus: Path, first) -> None:
+    assert first.reuse is not None and first.reuse.reused == 0
+    # Every record that is not a duplicate went through the record pass once.
+    validate = first.counts["validate"]
+    assert first.reuse.computed == validate["in"] - first.counts["dedup"]["dropped"]
+    index = RecordCache(os.path.join(corpus, "store", "tiny"), LocalFS()).index()
+    assert index.num_rows > 0
+    assert index.filter(index["rejection"].is_valid()).num_rows == validate["quarantined"]
+
+
+def test_an_unchanged_rerun_runs_no_record_task(corpus: Path, first) -> None:
+    again = _run(corpus, "store")
+    assert again.unchanged and again.content_id == first.content_id
+    assert again.reuse is not None and again.reuse.computed == 0
+    assert again.reuse.reused == first.reuse.computed
+    assert "records" not in again.nodes  # no record-pass task was started
+    assert again.counts == first.counts
+
+
+def test_a_rerun_after_adding_records_reuses_the_rest_and_equals_a_run_from_scratch(
+    tmp_path: Path,
+) -> None:
+    write_corpus(tmp_path)
+    before = _run(tmp_path, "store")
+    write_corpus(tmp_path, extra=3)
+    after = _run(tmp_path, "store")
+    scratch = _run(tmp_path, "scratch")
+    assert after.content_id == scratch.content_id != before.content_id
+    assert after.counts == scratch.counts
+    assert after.reuse is not None and scratch.reuse is not None
+    assert after.reuse.reused + after.reuse.computed == scratch.reuse.computed
+    # The three new records, plus those that moved split: each added group moves each of
+    # the two cuts by at most one rank (pipeline/stages/split.py).
+    assert 3 <= after.reuse.computed <= 3 + 2 * 3
+    assert after.reuse.reused >= before.reuse.computed - 2 * 3
+
+
+def test_adding_image_ops_recomputes_only_records_with_images(tmp_path: Path) -> None:
+    write_corpus(tmp_path)
+    _run(tmp_path, "store")
+    with_images = {**AUGMENT, "image": [{"op": "HorizontalFlip", "p": 1.0}]}
+    changed = _run(tmp_path, "store", augment=with_images)
+    scratch = _run(tmp_path, "scratch", augment=with_images)
+    assert changed.content_id == scratch.content_id
+    # Train records with images are the only ones whose key names the image ops.
+    rows = _train_originals_with_images(scratch)
+    # (plus the corrupt record, if it was assigned to train: it has an image too)
+    assert changed.reuse is not None and rows <= changed.reuse.computed <= rows + 1
+    assert changed.reuse.reused == scratch.reuse.computed - changed.reuse.computed
+    assert "rebase" in changed.nodes  # variants of the others took the new recipe's ids
+
+
+def test_a_cache_whose_parts_are_gone_recomputes_and_still_equals_the_first_run(
+    tmp_path: Path,
+) -> None:
+    write_corpus(tmp_path)
+    first = _run(tmp_path, "store")
+    shutil.rmtree(tmp_path / "store" / "tiny" / "cache" / "parts")
+    again = _run(tmp_path, "store", seed=7)
+    assert again.content_id == first.content_id
+    # Only the cached rejection (it needs no part file) is reused; every kept record is redone.
+    assert again.reuse is not None and again.reuse.reused == 1
+    assert again.reuse.computed == first.reuse.computed - 1
+
+
+def test_with_the_cache_off_nothing_is_kept(tmp_path: Path) -> None:
+    write_corpus(tmp_path)
+    result = _run(tmp_path, "store", execution={"batch_size": 4, "cache": False})
+    assert result.reuse is not None and result.reuse.reused == 0
+    assert not (tmp_path / "store" / "tiny" / "cache").exists()
+
+
+def _train_originals_with_images(result: RunResult) -> int:
+    import pyarrow.compute as pc
+
+    from pipeline.store.read import Store
+    from pipeline.store.shards import read_shard
+
+    store = Store(str(Path(result.path).parents[2]), result.name)
+    manifest = store.manifest(result.version)
+    count = 0
+    for path in store.shard_paths(manifest, "train"):
+        table = read_shard(path)
+        originals = table.filter(pc.is_null(table["parent_id"]))
+        count += int(pc.sum(pc.greater(pc.list_value_length(originals["images"]), 0)).as_py() or 0)
+    return count
+
+
+def test_a_source_of_many_files_is_read_by_several_tasks_with_the_same_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pipeline.execution.job as job
+
+    dialogues = write_corpus(tmp_path)
+    lines = dialogues.read_text().splitlines(keepends=True)
+    folder = tmp_path / "dialogues"
+    folder.mkdir()
+    for k in range(4):
+        (folder / f"part-{k}.jsonl").write_text("".join(lines[k::4]))
+    dialogues.unlink()
+    sources = [
+        {"name": "tiny", "path": "dialogues", "characters": "characters.jsonl", "media_dir": "."}
+    ]
+    monkeypatch.setattr(job, "INGEST_TASKS_PER_CPU", 8)
+    many = _run(tmp_path, "many", sources=sources, execution={"batch_size": 4, "cache": False})
+    monkeypatch.setattr(job, "INGEST_TASKS_PER_CPU", 0)  # 0 -> one task for the source
+    one = _run(tmp_path, "one", sources=sources, execution={"batch_size": 4, "cache": False})
+    assert sum(many.nodes["ingest"].values()) == 4 and sum(one.nodes["ingest"].values()) == 1
+    assert many.content_id == one.content_id
+    assert many.counts == one.counts and many.unmapped_fields == one.unmapped_fields
