@@ -206,11 +206,28 @@ class DatasheetBody:
 
     def _sources(self) -> str:
         f = self.facts
+
+        def licence(source: str) -> str:
+            return md_cell(f.source_licenses.get(source) or "not declared")
+
+        inputs = f.manifest.inputs
         rows = [
-            [md_cell(i.source), md_code(portable_path(i.path)), i.bytes, md_code(i.sha256),
-             md_cell(f.source_licenses.get(i.source) or "not declared")]
-            for i in f.manifest.inputs
+            [md_cell(i.source), md_code(portable_path(i.path)), i.bytes, md_code(i.sha256 or ""),
+             licence(i.source)]
+            for i in inputs if i.kind != "media"
         ]  # fmt: skip
+        # Media files can number millions: one row per source here; the manifest pins each.
+        media: defaultdict[str, list[int | None]] = defaultdict(list)
+        for i in inputs:
+            if i.kind == "media":
+                media[i.source].append(i.bytes)
+        for source, sizes in sorted(media.items()):
+            missing = sum(b is None for b in sizes)
+            named = f"{len(sizes):,} media file(s)" + (f", {missing:,} missing" if missing else "")
+            total = sum(b or 0 for b in sizes)
+            rows.append(
+                [md_cell(source), named, total, "each in the manifest's inputs", licence(source)]
+            )
         return (
             "## Sources\n\n"
             + md_cell(f.collection(), 1000)
@@ -238,6 +255,7 @@ class DatasheetBody:
             steps,
             "### Records per stage",
             md_table(["stage", "in", "out", "dropped", "quarantined"], stage_rows),
+            *self._reuse(),
             "### Quarantine by reason",
             (
                 md_table(["reason", "records", "meaning"], reason_rows)
@@ -252,6 +270,15 @@ class DatasheetBody:
             )
         parts.append(f"### Deduplication\n\n{f.duplicates:,} duplicate record(s) removed.")
         return "\n\n".join(parts)
+
+    def _reuse(self) -> list[str]:
+        reuse = self.facts.manifest.reuse
+        if reuse is None:
+            return []  # a manifest from before runs counted reuse
+        return [
+            f"Of the original records the run processed, {reuse.reused:,} were reused from "
+            f"earlier work and {reuse.computed:,} computed."
+        ]
 
     def _augmentation(self) -> str:
         f = self.facts

@@ -120,8 +120,12 @@ class CardFacts:
     def collection(self) -> str:
         inputs = self.manifest.inputs
         names = ", ".join(sorted({i.source for i in inputs})) or "none"
+        media = sum(i.kind == "media" for i in inputs)
+        files = f"{len(inputs) - media} input file(s)" + (
+            f" and {media} media file(s)" if media else ""
+        )
         return (
-            f"Assembled from {len(inputs)} input file(s) of the corpora named in the recipe "
+            f"Assembled from {files} of the corpora named in the recipe "
             f"({names}); roleforge did not collect new data. Each input is pinned by its sha256 "
             f"in the manifest. How the original corpora were collected is documented by their owners."
         )

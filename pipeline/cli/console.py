@@ -72,6 +72,7 @@ def print_run_summary(result: dict[str, Any], console: Console | None = None) ->
     else:
         console.print(f"[bold]{result['name']}[/]: published v{result['version']}")
     console.print(f"  rows: {splits}")
+    console.print(f"  original records: {result['reused']} reused, {result['computed']} computed")
     groups = result.get("split_groups")
     if groups:
         # Groups are what the split holds out whole: conversations, or characters.

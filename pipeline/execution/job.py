@@ -52,7 +52,12 @@ from pipeline.execution.passes import (
     record_pass,
     write_shard,
 )
-from pipeline.execution.provenance import augmentation_summary, code_version, input_entries
+from pipeline.execution.provenance import (
+    augmentation_summary,
+    code_version,
+    input_entries,
+    unchanged_inputs,
+)
 from pipeline.recipe import Recipe, parse_size
 from pipeline.record.ids import canonical_json, new_run_id
 from pipeline.record.rejection import QuarantineEntry, TooManyBadRecords, check_bad_fraction
@@ -64,6 +69,7 @@ from pipeline.store.commit import (
     STAGES,
     CommitCheckFailed,
     VersionCommitter,
+    card_metadata,
     check_counts,
     content_id,
     schema_sha256,
@@ -75,11 +81,12 @@ from pipeline.store.manifest import (
     InputFile,
     Manifest,
     QuarantineSummary,
+    ReuseSummary,
     ShardEntry,
     StageCount,
 )
 from pipeline.store.quarantine import QuarantineWriter
-from pipeline.store.read import Store
+from pipeline.store.read import Store, VersionNotFound
 from pipeline.store.writer import INDEX_SCHEMA, ShardWriter, localized, plan_shards
 
 log = logging.getLogger(__name__)
@@ -193,7 +200,9 @@ class StageCounts:
 class RecordReuse:
     """Original records a run took from earlier work (`reused`) vs processed anew (`computed`).
 
-    The per-record cache fills this in when it runs; `basis` says how the two were counted.
+    Both count original records of the record pass, as the cache counts them (it sets
+    `DataJob.reuse`); an unchanged rerun found before any work reuses all of its version's
+    (that run's reused + computed). `basis` says how the two were counted.
     """
 
     reused: int
@@ -219,10 +228,12 @@ class RunResult:
     run_id: str
     manifest_path: str
     quarantine_path: str | None
+    reuse: RecordReuse
+    # True when the inputs, recipe hash and code equalled the latest version's: no stage ran.
+    stages_skipped: bool = False
     seconds: float = 0.0
     train: dict[str, Any] | None = None
     unmapped_fields: dict[str, dict[str, int]] = field(default_factory=dict)
-    reuse: RecordReuse | None = None  # None: no per-record cache ran (see retrain.reuse_of)
     nodes: dict[str, dict[str, int]] = field(default_factory=dict)  # pass -> node id -> tasks
 
     def to_dict(self) -> dict[str, Any]:
@@ -237,6 +248,8 @@ class RunResult:
             "split_groups": self.split_groups,
             "counts": self.counts,
             "unmapped_fields": self.unmapped_fields,
+            "reused": self.reuse.reused,
+            "computed": self.reuse.computed,
             "nodes": self.nodes,
         }
         if self.train is not None:
@@ -264,6 +277,8 @@ class DataJob:
         self.splitter = SplitStage(recipe.split, recipe.seed)
         self.quarantine = QuarantineWriter(self.store.quarantine_path(self.run_id), self.fs)
         self.unmapped_fields: dict[str, Counter[str]] = {s.name: Counter() for s in recipe.sources}
+        # The per-record cache's counts, set by the cache when it runs (before `_manifest`);
+        # None: every original that entered the record pass was computed.
         self.reuse: RecordReuse | None = None
         self.cache = RecordCache(self.store.root, self.fs) if recipe.execution.cache else None
         # Tasks per Ray node id, per pass: where the work ran (a cluster run shows it).
@@ -658,6 +673,7 @@ class DataJob:
         self, inputs: list[InputFile], shards: list[ShardEntry], duplicates: int
     ) -> Manifest:
         """Return the staged version's manifest: everything but version, parent and cards."""
+        reuse = self._record_reuse()
         schema_hash = schema_sha256(RECORD_SCHEMA)
         quarantine_path = None
         if sum(self.reasons.values()):
@@ -675,6 +691,7 @@ class DataJob:
             counts={
                 name: StageCount.model_validate(c.to_dict()) for name, c in self.counts.items()
             },
+            reuse=ReuseSummary(reused=reuse.reused, computed=reuse.computed),
             quarantine=QuarantineSummary(
                 path=quarantine_path, reasons=dict(sorted(self.reasons.items()))
             ),
@@ -699,6 +716,10 @@ class DataJob:
         started = time.perf_counter()
         check_source_paths(self.recipe)
         self._check_writable()
+        unchanged = self._unchanged_version()
+        if unchanged is not None:
+            unchanged.seconds = time.perf_counter() - started
+            return unchanged
         # The lease, taken before the run's first file, tells `gc` this run is alive.
         with RunLease(self.store, self.run_id):
             try:
@@ -711,6 +732,43 @@ class DataJob:
             result = self._commit(manifest)
         result.seconds = time.perf_counter() - started
         return result
+
+    def _unchanged_version(self) -> RunResult | None:
+        """Return the latest version as unchanged when it was built from exactly these inputs
+        (sha256, media included), recipe hash, card metadata and code identity, found from
+        hashes alone: nothing is read, no Ray starts, no stage runs. Else None."""
+        try:
+            latest = self.store.manifest()
+        except VersionNotFound:
+            return None
+        if latest.reuse is None or latest.recipe_hash != self.recipe.recipe_hash:
+            return None  # no reuse counts: written before this check (and media pins)
+        if latest.code_version.identity() != code_version().identity():
+            return None
+        # A licence is outside the recipe hash but on the card: its change is a new version.
+        if card_metadata(latest.recipe) != card_metadata(self.recipe.model_dump(mode="json")):
+            return None
+        if not unchanged_inputs(self.recipe, latest.inputs):
+            return None
+        version = latest.number
+        log.info("%s: inputs, recipe and code equal v%d's; nothing to do", latest.name, version)
+        originals = latest.reuse.reused + latest.reuse.computed  # its run's, all reused now
+        return RunResult(
+            name=self.recipe.name,
+            version=version,
+            content_id=latest.content_id,
+            path=self.store.version_dir(version),
+            unchanged=True,
+            splits=dict(latest.splits),
+            counts={name: c.model_dump(by_alias=True) for name, c in latest.counts.items()},
+            split_groups=latest.split_groups,
+            run_id=self.run_id,
+            manifest_path=self.store.manifest_path(version),
+            quarantine_path=None,
+            reuse=RecordReuse(originals, 0, f"inputs, recipe and code equal v{version}'s"),
+            stages_skipped=True,
+            unmapped_fields=latest.unmapped_fields,
+        )
 
     def _check_writable(self) -> None:
         """Raise StoreNotWritable before any work when the store or cards folder is not ours
@@ -781,10 +839,18 @@ class DataJob:
             run_id=self.run_id,
             manifest_path=self.store.manifest_path(committed.version),
             quarantine_path=self.quarantine.path if sum(self.reasons.values()) else None,
+            reuse=self._record_reuse(),
             unmapped_fields=manifest.unmapped_fields,
-            reuse=self.reuse,
             nodes={stage: dict(sorted(c.items())) for stage, c in self.nodes.items()},
         )
+
+    def _record_reuse(self) -> RecordReuse:
+        """Return the cache's counts, or (no record pass counted them) every original that
+        validation read as computed."""
+        if self.reuse is not None:
+            return self.reuse
+        computed = self.counts["validate"].records_in
+        return RecordReuse(0, computed, "no per-record cache: every original was computed")
 
 
 def run_recipe(recipe: Recipe, progress: RunProgress | None = None) -> RunResult:

@@ -1,30 +1,84 @@
-"""Provenance of a run, for its manifest: input files with hashes, code and library
-versions, and what each configured augmentation op did."""
+"""Provenance of a run, for its manifest: input files with hashes (media included), the code
+that ran, and what each configured augmentation op did.
+
+Inputs, recipe hash and code identity together are what an unchanged rerun is recognised
+by before any stage work (`unchanged_inputs`): the same ones rebuild the same version.
+"""
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
+import platform
 import subprocess
+import time
 from importlib import metadata
 from typing import Any
 
 from pipeline.recipe import Recipe
-from pipeline.store.manifest import AugmentationSummary, AugmentOp, CodeVersion, InputFile
+from pipeline.store.manifest import (
+    INPUT_KINDS,
+    AugmentationSummary,
+    AugmentOp,
+    CodeVersion,
+    InputFile,
+    InputKind,
+)
 
-LIBRARIES = ("pyarrow", "ray", "albumentations", "audiomentations", "nlpaug")
+# Libraries whose version can change what a record becomes: the codecs, the op libraries
+# what they draw random numbers from, and the models an op may load. A version built under others is not "unchanged".
+LIBRARIES = (
+    "pyarrow",
+    "ray",
+    "albumentations",
+    "albucore",
+    "opencv-python-headless",
+    "pillow",
+    "audiomentations",
+    "soundfile",
+    "soxr",
+    "librosa",
+    "nlpaug",
+    "nltk",
+    "numpy",
+    "scipy",
+    "torch",
+    "transformers",
+)
+# The packages whose files decide a data job's output. trainers/ is left out: a change to
+# training code must not make the data job redo its work.
+DATA_PACKAGES = ("pipeline", "augmenters")
+# A file modified this close to being hashed may change again within the clock's
+# granularity without a new mtime (git's "racy" index entries): it is not memoized.
+RACY_WINDOW_NS = 2_000_000_000
 
 
-def code_version() -> CodeVersion:
-    """Return the package version, git commit (when run from a checkout) and library versions."""
+@functools.cache
+def source_sha256() -> str:
+    """Return the sha256 over the path and bytes of every file of the data-path packages.
 
-    def version_of(dist: str) -> str | None:
-        try:
-            return metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            return None
+    The git commit is not enough: a wheel install has none, and it does not see uncommitted
+    edits. Computed once per process (the code imported cannot change under it).
+    """
+    from pipeline.record.ids import file_sha256
 
-    commit = None
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    h = hashlib.sha256()
+    for package in DATA_PACKAGES:
+        root = os.path.dirname(os.path.abspath(__import__(package).__file__))
+        files = []
+        for folder, dirs, names in os.walk(root):
+            dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+            files.extend(os.path.join(folder, n) for n in names if not n.endswith(".pyc"))
+        for path in sorted(files):
+            rel = f"{package}/{os.path.relpath(path, root)}".replace(os.sep, "/").encode()
+            h.update(len(rel).to_bytes(8, "little") + rel)
+            h.update(bytes.fromhex(file_sha256(path)))
+    return h.hexdigest()
+
+
+def _git_commit() -> str | None:
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     try:
         done = subprocess.run(
             ["git", "-C", repo, "rev-parse", "HEAD"],
@@ -33,35 +87,132 @@ def code_version() -> CodeVersion:
             timeout=5,
             check=False,
         )
-        if done.returncode == 0:
-            commit = done.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
-        commit = None
+        return None
+    return (done.stdout.strip() or None) if done.returncode == 0 else None
+
+
+@functools.cache
+def _version_of(dist: str) -> str | None:
+    # Cached: each lookup scans site-packages (~20 ms), and installed versions do not
+    # change under a running process that has imported them.
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def code_version() -> CodeVersion:
+    """Return the package version, the data-path source digest, the git commit (when run
+    from a checkout) and the Python and library versions."""
     return CodeVersion(
-        roleforge=version_of("roleforge"),
-        git_commit=commit,
-        libraries={name: version_of(name) for name in LIBRARIES},
+        roleforge=_version_of("roleforge"),
+        git_commit=_git_commit(),
+        source_sha256=source_sha256(),
+        libraries={
+            "python": platform.python_version(),
+            **{name: _version_of(name) for name in LIBRARIES},
+        },
+    )
+
+
+# (st_dev, st_ino, size, mtime_ns, ctime_ns, sha256) per absolute path, for this process.
+_hashed: dict[str, tuple[int, int, int, int, int, str]] = {}
+
+
+def pinned_file(path: str) -> tuple[str | None, int | None]:
+    """Return (sha256, bytes) of the file at `path`, or (None, None) when it is not a file.
+
+    Each file is hashed once per process while its stat is the same: the early unchanged
+    check and the run that follows it read every media file's hash.
+    """
+    from pipeline.record.ids import file_sha256
+
+    path = os.path.abspath(path)
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None, None
+    if not os.path.isfile(path):
+        return None, None
+    stamp = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    known = _hashed.get(path)
+    if known is not None and known[:5] == stamp:
+        return known[5], st.st_size
+    started = time.time_ns()
+    digest = file_sha256(path)
+    if started - st.st_mtime_ns > RACY_WINDOW_NS:
+        _hashed[path] = (*stamp, digest)
+    return digest, st.st_size
+
+
+def _input_file(source: str, kind: InputKind, path: str, base: str) -> InputFile:
+    sha256, size = pinned_file(path)
+    return InputFile(
+        source=source,
+        kind=kind,
+        path=os.path.relpath(path, base).replace(os.sep, "/"),
+        sha256=sha256,
+        bytes=size,
+    )
+
+
+def _file_entries(recipe: Recipe) -> list[InputFile]:
+    from pipeline.readers import source_input_files
+
+    entries = []
+    for source in recipe.sources:
+        characters = {
+            os.path.abspath(recipe.resolve(p))
+            for p in [*source.characters_files, *([source.persona] if source.persona else [])]
+        }
+        for path in source_input_files(source, recipe):
+            kind: InputKind = "characters" if path in characters else "dialogue"
+            entries.append(_input_file(source.name, kind, path, recipe.base_dir))
+    return entries
+
+
+def _sorted(entries: list[InputFile]) -> list[InputFile]:
+    return sorted(
+        entries, key=lambda e: (e.source, INPUT_KINDS.index(e.kind or "dialogue"), e.path)
     )
 
 
 def input_entries(recipe: Recipe) -> list[InputFile]:
-    """Return every source's input files with their sha256 and size, paths relative to the
-    recipe's folder."""
-    from pipeline.readers import source_input_files
-    from pipeline.record.ids import file_sha256
+    """Return every source's input files with sha256 and size, paths relative to the recipe's
+    folder: dialogue and character files, and every media file the records name (a missing
+    one pinned with sha256 None); by source, kind and path."""
+    from pipeline.readers import referenced_media
 
-    entries = []
-    for source in recipe.sources:
-        for path in source_input_files(source, recipe):
-            entries.append(
-                InputFile(
-                    source=source.name,
-                    path=os.path.relpath(path, recipe.base_dir),
-                    sha256=file_sha256(path),
-                    bytes=os.path.getsize(path),
-                )
+    media = [
+        _input_file(source.name, "media", path, recipe.base_dir)
+        for source in recipe.sources
+        for path in referenced_media(source, recipe)
+    ]
+    return _sorted(_file_entries(recipe) + media)
+
+
+def unchanged_inputs(recipe: Recipe, recorded: list[InputFile]) -> bool:
+    """Return whether `recorded` (a manifest's inputs) pins exactly this recipe's inputs as
+    they are now, media included, without parsing a record.
+
+    The dialogue and character files are listed afresh; the media files are the ones the
+    manifest lists. That suffices: the same dialogue files read by the same code under the
+    same recipe name the same media.
+    """
+    if any(e.kind is None for e in recorded):
+        return False  # written before media were pinned: nothing proves them unchanged
+    files = [e for e in recorded if e.kind != "media"]
+    if _sorted(_file_entries(recipe)) != _sorted(files):
+        return False
+    for e in recorded:
+        if e.kind == "media":
+            now = _input_file(
+                e.source, "media", os.path.join(recipe.base_dir, e.path), recipe.base_dir
             )
-    return entries
+            if now != e:
+                return False
+    return True
 
 
 def augmentation_summary(recipe: Recipe, stats: dict[str, Any]) -> AugmentationSummary:

@@ -1,7 +1,8 @@
 """`roleforge retrain`: new data in, a compared and (maybe) promoted model out, with lineage.
 
-1. the data job: a new version, or the latest one when the recipe's inputs, recipe hash and
-   code version equal the ones it was built from (then the data job does not run at all);
+1. the data job: a new version, or the latest one when the recipe's inputs (media included),
+   recipe hash and code version equal the ones it was built from (then no stage runs: the
+   data job finds that before any work);
 2. fine-tune on it, from the base model or (`train.init: promoted`) the promoted weights;
    the validation split picks the checkpoint, the test split is not read during training;
 3. score the new model and the baseline (the promoted model, or the untrained base for a
@@ -16,21 +17,17 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.execution.job import RecordReuse, RunProgress, RunResult, run_recipe
-from pipeline.execution.provenance import code_version, input_entries
+from pipeline.execution.job import RecordReuse, RunProgress, run_recipe
 from pipeline.recipe import Recipe
 from pipeline.record.config import RecipeError
 from pipeline.store.fs import store_fs
 from pipeline.store.manifest import Manifest
-from pipeline.store.read import Store, VersionNotFound
-
-log = logging.getLogger(__name__)
+from pipeline.store.read import Store
 
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
@@ -150,37 +147,6 @@ def _model_brief(scored: Any) -> dict[str, Any]:
     return {"id": scored.model_id, "path": scored.path, "eval": scored.evaluation}
 
 
-def reuse_of(result: RunResult, originals: int) -> RecordReuse:
-    """Return the reuse counts of a data job run: the cache's, else what the job knows.
-
-    Without a per-record cache every original was processed; when the content came out equal
-    to the latest version, that version's originals count as reused (nothing new to publish).
-    """
-    if result.reuse is not None:
-        return result.reuse
-    if result.unchanged:
-        return RecordReuse(
-            originals, 0, f"content equals v{result.version}; no per-record cache yet"
-        )
-    processed = result.counts["validate"]["in"]
-    return RecordReuse(0, processed, "no per-record cache yet: every original was processed")
-
-
-def unchanged_latest(recipe: Recipe, store: Store) -> Manifest | None:
-    """Return the latest manifest when it was built from exactly these inputs (sha256),
-    recipe hash and code version (so the data job would reproduce it); else None."""
-    try:
-        latest = store.manifest()
-    except VersionNotFound:
-        return None
-    same = (
-        latest.recipe_hash == recipe.recipe_hash
-        and latest.code_version == code_version()
-        and latest.inputs == input_entries(recipe)
-    )
-    return latest if same else None
-
-
 class RetrainJob:
     """One retrain of a recipe; `run()` returns the report (already written to disk)."""
 
@@ -219,19 +185,10 @@ class RetrainJob:
     # ---- 1. data ----
 
     def _data(self) -> DatasetOutcome:
-        from pipeline.readers import check_source_paths
-
-        check_source_paths(self.recipe)
-        latest = unchanged_latest(self.recipe, self.store)
-        if latest is not None:
-            log.info("%s: inputs, recipe and code equal v%d's", self.recipe.name, latest.number)
-            originals = sum(latest.originals.values())
-            reuse = RecordReuse(originals, 0, f"inputs, recipe and code equal v{latest.number}'s")
-            return self._outcome(latest, False, "skipped", reuse)
         result = run_recipe(self.recipe, self.progress)
         manifest = self.store.manifest(result.version)
-        reuse = reuse_of(result, sum(manifest.originals.values()))
-        return self._outcome(manifest, not result.unchanged, "ran", reuse)
+        data_job = "skipped" if result.stages_skipped else "ran"
+        return self._outcome(manifest, not result.unchanged, data_job, result.reuse)
 
     def _outcome(
         self, manifest: Manifest, new_version: bool, data_job: str, reuse: RecordReuse

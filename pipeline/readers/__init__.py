@@ -47,6 +47,7 @@ __all__ = [
     "check_source_paths",
     "detect_format",
     "read_source",
+    "referenced_media",
     "source_files",
     "source_input_files",
 ]
@@ -237,34 +238,12 @@ def _load_book(
 def _read_file(
     file: str, ctx: FileContext, stats: SourceReadStats
 ) -> Iterator[dict[str, Any] | QuarantineEntry]:
-    items: Iterator[RawItem] = iter_raw_items(file)
-    auto = ctx.source.format == "auto"
-    fmt: str | None = ctx.source.format
-    if auto:
-        fmt, items = _detect_file_format(file, items)
-        log.debug("%s: format %s", ctx.file_ref, fmt)
-    for item in items:
-        if item.error is not None:
-            yield _entry(ctx, item, item.error)
+    for item, parsed in _parsed_items(file, ctx.source.format):
+        if isinstance(parsed, RecordRejected):
+            yield _entry(ctx, item, parsed)
             continue
-        # Auto mode trusts a record's own shape over its file's (concatenated corpora mix them);
-        # the file's format still judges records whose shape is not recognisable.
-        parser = PARSERS.get((detect_format(item.value) if auto else None) or fmt or "")
-        try:
-            if parser is None:
-                keys = ", ".join(sorted(map(str, item.value))[:8])
-                raise RecordRejected(
-                    "wrong_types",
-                    f"record shape not recognised (keys: {keys}); formats known: "
-                    f"{', '.join(PARSERS)}",
-                )
-            refuse_unsupported_media(item.value)
-            parsed = parser(item.value)
-        except RecordRejected as exc:
-            yield _entry(ctx, item, exc)
-            continue
-        except Exception as exc:
-            yield _unforeseen(ctx, item, exc)
+        if isinstance(parsed, Exception):
+            yield _unforeseen(ctx, item, parsed)
             continue
         # A card holds several dialogues (greetings, examples): each is a record of its own;
         # its unmapped fields are counted once, for the one item they were read from.
@@ -279,6 +258,66 @@ def _read_file(
                 yield _entry(ctx, RawItem(key, excerpt=item.excerpt), exc)
             except Exception as exc:
                 yield _unforeseen(ctx, RawItem(key, excerpt=item.excerpt), exc)
+
+
+def _parsed_items(
+    file: str, source_format: str
+) -> Iterator[tuple[RawItem, ParsedRecord | list[ParsedRecord] | Exception]]:
+    """Yield each raw item of a corpus file with what its format's parser made of it, or the
+    error (RecordRejected: the record's fault; any other: an unforeseen one)."""
+    items: Iterator[RawItem] = iter_raw_items(file)
+    auto = source_format == "auto"
+    fmt: str | None = source_format
+    if auto:
+        fmt, items = _detect_file_format(file, items)
+        log.debug("%s: format %s", file, fmt)
+    for item in items:
+        if item.error is not None:
+            yield item, item.error
+            continue
+        # Auto mode trusts a record's own shape over its file's (concatenated corpora mix them);
+        # the file's format still judges records whose shape is not recognisable.
+        parser = PARSERS.get((detect_format(item.value) if auto else None) or fmt or "")
+        try:
+            if parser is None:
+                keys = ", ".join(sorted(map(str, item.value))[:8])
+                raise RecordRejected(
+                    "wrong_types",
+                    f"record shape not recognised (keys: {keys}); formats known: "
+                    f"{', '.join(PARSERS)}",
+                )
+            refuse_unsupported_media(item.value)
+            parsed: ParsedRecord | list[ParsedRecord] | Exception = parser(item.value)
+        except Exception as exc:
+            parsed = exc
+        yield item, parsed
+
+
+def referenced_media(source: SourceConfig, recipe: Recipe) -> list[str]:
+    """Return the absolute paths (symlinks kept) of the media files a source's records
+    name, sorted, missing ones included; found by parsing the records, no media read.
+
+    Paths that `read_source` would refuse (outside the corpus folder, remote) are left
+    out: no file of theirs is ever read.
+    """
+    path = recipe.resolve(source.path)
+    media_dir = recipe.resolve(source.media_dir) if source.media_dir else None
+    found: set[str] = set()
+    for file in corpus_files(path, exclude=set(_characters_paths(source, recipe))):
+        root = MediaRoot(media_dir or os.path.dirname(file), source.allow_outside_root)
+        for _item, parsed in _parsed_items(file, source.format):
+            if isinstance(parsed, Exception):
+                continue
+            for one in parsed if isinstance(parsed, list) else [parsed]:
+                for ref in [*one.images, *one.audios]:
+                    # Only a bare path is read from disk (see load_media); inline bytes win.
+                    if ref.path is None or ref.raw is not None:
+                        continue
+                    try:
+                        found.add(root.named(ref.path))
+                    except RecordRejected:
+                        continue
+    return sorted(found)
 
 
 def _unforeseen(ctx: FileContext, item: RawItem, exc: Exception) -> QuarantineEntry:

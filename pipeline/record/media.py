@@ -37,13 +37,7 @@ class MediaRoot:
 
     def resolve(self, path: str) -> str:
         """Return the real absolute path of a media path, or raise media_outside_root."""
-        if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", path):
-            scheme = path.split("://", 1)[0].lower()
-            if scheme != "file":
-                raise RecordRejected(
-                    "media_outside_root", f"{path!r}: remote media is not fetched at ingest"
-                )
-            path = path[len("file://") :]
+        path = _local_path(path)
         if os.path.isabs(path):
             if not self.allow_outside_root:
                 raise RecordRejected(
@@ -59,6 +53,29 @@ class MediaRoot:
                 "media_outside_root", f"{path!r} resolves to {real}, outside the corpus folder"
             )
         return real
+
+    def named(self, path: str) -> str:
+        """Return the absolute path a media path names, symlinks kept, after `resolve`'s checks
+        (raise media_outside_root as it does).
+
+        Hashing this path follows a symlink to wherever it points now, so a retargeted link
+        (DVC checkouts do that) is seen as the change it is.
+        """
+        self.resolve(path)
+        return os.path.normpath(os.path.join(os.path.abspath(self.folder), _local_path(path)))
+
+
+def _local_path(path: str) -> str:
+    """Return a media path without its `file://` scheme; raise media_outside_root for
+    any other scheme (remote media is not fetched)."""
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", path):
+        scheme = path.split("://", 1)[0].lower()
+        if scheme != "file":
+            raise RecordRejected(
+                "media_outside_root", f"{path!r}: remote media is not fetched at ingest"
+            )
+        path = path[len("file://") :]
+    return path
 
 
 def read_media_file(path: str, root: MediaRoot, max_bytes: int) -> bytes:

@@ -102,9 +102,9 @@ def check_counts(counts: dict[str, dict[str, int]]) -> None:
         raise CommitCheckFailed("stage counts do not add up: " + "; ".join(problems))
 
 
-def card_metadata(manifest: Manifest) -> dict[str, Any]:
-    """Return what the cards show that the shards do not decide: the licences."""
-    recipe = manifest.recipe
+def card_metadata(recipe: dict[str, Any]) -> dict[str, Any]:
+    """Return what the cards show that the shards do not decide: the licences, from a
+    resolved recipe's JSON (a manifest's `recipe`)."""
     return {
         "license": recipe.get("license"),
         "license_name": recipe.get("license_name"),
@@ -117,9 +117,9 @@ def same_publication(committed: Manifest, staged: Manifest) -> bool:
     """Return whether `staged` would publish nothing new over `committed`: the same content
     and the same card-only metadata (a licence change alone is a new version, so its card
     is right)."""
-    return committed.content_id == staged.content_id and card_metadata(committed) == card_metadata(
-        staged
-    )
+    return committed.content_id == staged.content_id and card_metadata(
+        committed.recipe
+    ) == card_metadata(staged.recipe)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer
 
@@ -38,19 +38,65 @@ class _Part(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
-class InputFile(_Part):
-    """One input file of a source, pinned by its hash (path relative to the recipe)."""
+InputKind = Literal["dialogue", "characters", "media"]
+INPUT_KINDS: tuple[InputKind, ...] = ("dialogue", "characters", "media")
+
+
+class _GrownPart(_Part):
+    """A part that gained keys after the manifest format shipped: each is left out while
+    None, so a manifest written before it keeps its digest when read and written again."""
+
+    added_keys: ClassVar[tuple[str, ...]] = ()
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_added(self, handler: Any) -> dict[str, Any]:
+        data = handler(self)
+        for key in self.added_keys:
+            if data.get(key) is None:
+                data.pop(key, None)
+        return data
+
+
+class InputFile(_GrownPart):
+    """One input file of a source, pinned by its hash (path relative to the recipe).
+
+    `kind` is None in manifests written before media files were listed. A referenced media
+    file that does not exist is pinned with sha256 and bytes None: if it appears later, the
+    records that name it read differently.
+    """
 
     source: str
+    kind: InputKind | None = None
     path: str
-    sha256: str
-    bytes: int
+    sha256: str | None
+    bytes: int | None
+
+    added_keys = ("kind",)
 
 
-class CodeVersion(_Part):
+class CodeVersion(_GrownPart):
+    """The code a version was built by. `source_sha256` (None in older manifests) is a
+    digest of the data-path packages' files: it sees uncommitted edits and wheel installs,
+    which the git commit does not."""
+
     roleforge: str | None = None
     git_commit: str | None = None
+    source_sha256: str | None = None
     libraries: dict[str, str | None] = Field(default_factory=dict)
+
+    added_keys = ("source_sha256",)
+
+    def identity(self) -> dict[str, Any]:
+        """Return the parts that decide output: all but the git commit, which is informational
+        (a commit that touches only docs changes no record; the source digest covers code)."""
+        return self.model_dump(exclude={"git_commit"})
+
+
+class ReuseSummary(_Part):
+    """Original records this version's run took from earlier work vs processed anew."""
+
+    reused: int
+    computed: int
 
 
 class StageCount(_Part):
@@ -125,6 +171,8 @@ class Manifest(_Part):
     recipe_hash: str
     code_version: CodeVersion
     counts: dict[str, StageCount]
+    # None (and absent on disk) in manifests written before runs counted reuse.
+    reuse: ReuseSummary | None = None
     quarantine: QuarantineSummary
     augmentation: AugmentationSummary
     dedup: DedupSummary
@@ -165,7 +213,7 @@ class Manifest(_Part):
     def to_dict(self) -> dict[str, Any]:
         """Return the manifest as the JSON object written to disk."""
         data = self.model_dump(mode="json", by_alias=True)
-        for optional in ("split_groups", MANIFEST_DIGEST_KEY):
+        for optional in ("split_groups", "reuse", MANIFEST_DIGEST_KEY):
             if data[optional] is None:
                 del data[optional]
         return data

@@ -133,10 +133,32 @@ def make_manifest(shards, version=2, parent=1, recipe_license=None, **recipe):
             "inputs": [
                 {
                     "source": "sample",
+                    "kind": "dialogue",
                     "path": "/home/someone/corpus/dialogues.jsonl",
                     "sha256": "1" * 64,
                     "bytes": 4096,
-                }
+                },
+                {
+                    "source": "sample",
+                    "kind": "media",
+                    "path": "/home/someone/corpus/images/a.png",
+                    "sha256": "2" * 64,
+                    "bytes": 1000,
+                },
+                {
+                    "source": "sample",
+                    "kind": "media",
+                    "path": "/home/someone/corpus/audio/b.wav",
+                    "sha256": "3" * 64,
+                    "bytes": 500,
+                },
+                {
+                    "source": "sample",
+                    "kind": "media",
+                    "path": "/home/someone/corpus/images/gone.png",
+                    "sha256": None,
+                    "bytes": None,
+                },
             ],
             "recipe": {
                 "name": "demo-roleplay",
@@ -167,6 +189,7 @@ def make_manifest(shards, version=2, parent=1, recipe_license=None, **recipe):
                 "augment": {"in": 5, "out": 6, "dropped": 0, "quarantined": 0},
                 "write": {"in": 6, "out": 6, "dropped": 0, "quarantined": 0},
             },
+            "reuse": {"reused": 3, "computed": 5},
             "quarantine": {
                 "path": "/abs/store/demo-roleplay/quarantine/20250102T030405Z-abcd.jsonl",
                 "reasons": {"invalid_json": 1, "corrupt_image": 2},
@@ -362,6 +385,15 @@ def test_card_body_reports_sources_quarantine_dedup_augmentation_and_diff(card):
     assert "| train | 3 | 4 | +1 |" in body
     assert "p" * 64 in body  # the parent's content id
     assert "quarantine/20250102T030405Z-abcd.jsonl" in body
+
+
+def test_card_sums_media_inputs_per_source_and_says_how_many_records_were_reused(card):
+    _, body = card
+    # One row per source for its media (the manifest pins each file), missing ones named.
+    assert "| sample | 3 media file(s), 1 missing | 1,500 | each in the manifest's inputs |" in body
+    assert "2" * 64 not in body
+    assert "1 input file(s) and 3 media file(s)" in body
+    assert "3 were reused from earlier work and 5 computed" in body
 
 
 def test_croissant_passes_mlcroissant_validate(version):

@@ -77,9 +77,13 @@ def test_run_json_names_the_version_its_content_and_the_counts_per_stage(two_ver
         "split_groups",
         "counts",
         "unmapped_fields",
+        "reused",
+        "computed",
         "nodes",
     }
     assert set(v1["nodes"]) >= {"ingest", "records", "write"}  # tasks per pass per node
+    # Counts of original records: the first run has nothing to reuse.
+    assert v1["reused"] == 0 and v1["computed"] > 0
     # Groups per split: records of the tiny corpus are their own groups (by conversation).
     assert v1["split_groups"]["validation"] >= 1 and v1["split_groups"]["test"] >= 1
     assert (v1["version"], v2["version"]) == (1, 2)
@@ -97,6 +101,9 @@ def test_run_prints_a_summary_and_says_when_nothing_changed(two_versions) -> Non
     assert result.exit_code == 0, result.output
     assert "unchanged" in result.stdout and "v2" in result.stdout
     assert "records per stage" in result.stdout
+    v2 = two_versions["v2"]
+    reused = v2["reused"] + v2["computed"]  # found unchanged: every original of v2's run
+    assert f"original records: {reused} reused, 0 computed" in result.stdout
 
 
 def test_versions_lists_each_committed_version(two_versions) -> None:

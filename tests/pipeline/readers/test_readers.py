@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.readers import detect_format, read_source, source_input_files
+from pipeline.readers import detect_format, read_source, referenced_media, source_input_files
 from pipeline.recipe import Recipe, load_recipe
 from pipeline.record.ids import original_id
 from pipeline.record.rejection import QuarantineEntry
@@ -378,6 +378,36 @@ def test_absolute_media_paths_need_allow_outside_root(tmp_path: Path) -> None:
     assert [e.reason for e in rejected] == ["media_outside_root"]
     records, _ = _read(_recipe(tmp_path, path="c/d.jsonl", allow_outside_root=True))
     assert records[0]["images"] == [{"bytes": image_bytes("PNG"), "path": str(image)}]
+
+
+def test_referenced_media_are_the_files_reading_would_open_and_no_others(tmp_path: Path) -> None:
+    write_bytes(tmp_path / "outside" / "secret.png", image_bytes("PNG"))
+    write_bytes(tmp_path / "c" / "media" / "a.png", image_bytes("PNG"))
+    write_bytes(tmp_path / "c" / "media" / "b.wav", audio_bytes("WAV"))
+    turns = [{"role": "user", "content": "<image>"}, {"role": "assistant", "content": "ok"}]
+    write_jsonl(
+        tmp_path / "c" / "d.jsonl",
+        [
+            {"messages": turns, "images": ["media/a.png"], "audios": ["media/b.wav"]},
+            {"messages": turns, "images": ["media/gone.png"]},  # missing: still named
+            {"messages": turns, "images": [data_uri(image_bytes("PNG"), "image/png")]},
+            {"messages": turns, "images": ["../outside/secret.png"]},  # refused, never read
+            {"messages": turns, "images": ["https://example.org/x.png"]},
+            "not a record",
+        ],
+    )
+    recipe = _recipe(tmp_path, path="c/d.jsonl")
+    media = tmp_path / "c" / "media"
+    assert referenced_media(recipe.sources[0], recipe) == sorted(
+        str(media / name) for name in ("a.png", "b.wav", "gone.png")
+    )
+    # The reader loads those that exist.
+    records, _ = _read(recipe)
+    items = [m for r in records for m in r["images"] + r["audios"]]
+    assert {str(tmp_path / "c" / m["path"]) for m in items if m["path"]} == {
+        str(media / "a.png"),
+        str(media / "b.wav"),
+    }
 
 
 def test_a_folder_source_reads_each_file_with_media_relative_to_that_file(tmp_path: Path) -> None:
