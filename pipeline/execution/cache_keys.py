@@ -22,20 +22,13 @@ from pipeline.recipe import Recipe
 from pipeline.record.ids import canonical_json
 
 
-def code_identity(version: dict[str, Any]) -> dict[str, Any]:
-    """Return the parts of a code version that decide outputs: a digest of the sources when
-    there is one (a commit that changes only docs must not empty the cache), else all."""
-    if version.get("source_sha256"):
-        return {k: v for k, v in version.items() if k != "git_commit"}
-    return version
-
-
 class CacheKeys:
     """Builds the cache keys of one recipe's records under one code identity."""
 
     def __init__(self, recipe: Recipe, code: dict[str, Any]):
         augment = recipe.augment
-        base = {"limits": recipe.limits.model_dump(mode="json"), "code": code_identity(code)}
+        # `code` is CodeVersion.identity(): the source digest and library versions.
+        base = {"limits": recipe.limits.model_dump(mode="json"), "code": code}
         self._prefixes: dict[tuple[bool, bool, bool], str] = {}
         for augmented in (False, True):
             for images in (False, True):

@@ -411,7 +411,7 @@ class DataJob:
     def _keyed(self, todo: pa.Table) -> pa.Table:
         """Return `todo` with each record's cache key (`ckey`) and assigned split."""
         splits = [self.splitter.split_of(g) for g in todo["group"].to_pylist()]
-        keyer = CacheKeys(self.recipe, code_version().model_dump(mode="json"))
+        keyer = CacheKeys(self.recipe, code_version().identity())
         ckeys = [
             keyer.key(c, s, i, a)
             for c, s, i, a in zip(
