@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from augmenters.config import AugmentConfig
 from pipeline.record.config import RecipeError, StrictModel
@@ -138,6 +138,8 @@ class StoreOptions(StrictModel):
 
 
 class Recipe(StrictModel):
+    # Whether `check_ops` has accepted the augment ops (it imports their libraries).
+    _ops_checked: bool = PrivateAttr(default=False)
     # The name becomes a folder in the store and in cards_dir: "." or ".." would escape them.
     name: str = Field(pattern=DATASET_NAME_PATTERN)
     store: str | None = None  # None = $ROLEFORGE_STORE, then ./roleforge-store
@@ -287,13 +289,22 @@ def parse_recipe(data: Any, base_dir: str = ".", check_ops: bool = True) -> Reci
     except ValidationError as exc:
         raise RecipeError(format_validation_error(exc)) from None
     if check_ops:
-        from augmenters import validate_augment_config
-
-        try:
-            validate_augment_config(recipe.augment)  # raises RecipeError naming op and key
-        except RecipeError as exc:
-            raise RecipeError(bounded(str(exc), MAX_ERROR_LINE * 4)) from None
+        check_recipe_ops(recipe)
     return recipe
+
+
+def check_recipe_ops(recipe: Recipe) -> None:
+    """Raise RecipeError naming the op and key of any augment op its library refuses (this
+    imports the op libraries: seconds); a recipe passes once."""
+    if recipe._ops_checked:
+        return
+    from augmenters import validate_augment_config
+
+    try:
+        validate_augment_config(recipe.augment)  # raises RecipeError naming op and key
+    except RecipeError as exc:
+        raise RecipeError(bounded(str(exc), MAX_ERROR_LINE * 4)) from None
+    recipe._ops_checked = True
 
 
 def load_recipe(path: str | os.PathLike[str], check_ops: bool = True) -> Recipe:

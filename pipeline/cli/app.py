@@ -26,12 +26,12 @@ EXIT_RECIPE = 2
 EXIT_TOO_MANY_BAD = 3
 
 
-def _load(recipe_path: str):
+def _load(recipe_path: str, check_ops: bool = True):
     from pipeline.recipe import load_recipe
     from pipeline.record.config import RecipeError
 
     try:
-        return load_recipe(recipe_path)
+        return load_recipe(recipe_path, check_ops=check_ops)
     except RecipeError as exc:
         typer.echo(f"recipe error: {exc}", err=True)
         raise typer.Exit(EXIT_RECIPE) from None
@@ -138,7 +138,8 @@ def run(
     from pipeline.cli.console import RichStageProgress, print_run_summary
     from pipeline.execution.job import run_recipe, train_result
 
-    r = _load(recipe)
+    # The data job checks the augment ops itself, unless it finds the run unchanged first.
+    r = _load(recipe, check_ops=False)
     with data_job_errors(), RichStageProgress() as progress:
         result = run_recipe(r, progress)
     failed = None

@@ -58,7 +58,7 @@ from pipeline.execution.provenance import (
     input_entries,
     unchanged_inputs,
 )
-from pipeline.recipe import Recipe, parse_size
+from pipeline.recipe import Recipe, check_recipe_ops, parse_size
 from pipeline.record.ids import canonical_json, new_run_id
 from pipeline.record.rejection import QuarantineEntry, TooManyBadRecords, check_bad_fraction
 from pipeline.record.schema import RECORD_SCHEMA, SPLITS
@@ -720,6 +720,9 @@ class DataJob:
         if unchanged is not None:
             unchanged.seconds = time.perf_counter() - started
             return unchanged
+        # Only now the op libraries: the version found above was made from this very recipe
+        # and code, which passed this check then (`roleforge run` loads without it).
+        check_recipe_ops(self.recipe)
         # The lease, taken before the run's first file, tells `gc` this run is alive.
         with RunLease(self.store, self.run_id):
             try:

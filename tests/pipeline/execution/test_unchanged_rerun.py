@@ -90,3 +90,16 @@ def test_a_changed_media_file_behind_the_same_dialogue_file_is_not_unchanged(
     manifest = Store(str(copy / "store"), "tiny").manifest(rerun.version)
     media = {e.path: e.sha256 for e in manifest.inputs if e.kind == "media"}
     assert media["images/3.png"] == hashlib.sha256((copy / "images/3.png").read_bytes()).hexdigest()
+
+
+def test_run_checks_augment_ops_only_when_the_run_is_not_unchanged(tmp_path: Path) -> None:
+    from pipeline.recipe import parse_recipe
+    from pipeline.record.config import RecipeError
+    from tests.pipeline.execution.datajob_corpus import AUGMENT, recipe_dict
+
+    write_corpus(tmp_path)
+    bad = {**AUGMENT, "text": [{"op": "RandomWordAug", "aug_p": 2}]}
+    recipe = parse_recipe(recipe_dict(augment=bad), base_dir=str(tmp_path), check_ops=False)
+    with pytest.raises(RecipeError, match="aug_p"):
+        DataJob(recipe).run()
+    assert not (tmp_path / "store" / "tiny" / "versions").exists()  # refused before any work
