@@ -64,10 +64,13 @@ class StageResources:
 
 
 def _code_modules() -> list[Any]:
+    # trainers too: pipeline.recipe imports trainers.config, so a worker that unpickles a
+    # pass function needs it (tests/cluster caught "No module named 'trainers'").
     import augmenters
     import pipeline
+    import trainers
 
-    return [pipeline, augmenters]
+    return [pipeline, augmenters, trainers]
 
 
 def ensure_ray() -> None:

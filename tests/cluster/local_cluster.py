@@ -31,9 +31,18 @@ NODE_PORT_OPTIONS = (
     "--runtime-env-agent-port",
 )
 HEAD_PORT_OPTIONS = ("--ray-client-server-port", "--dashboard-port")
+# Cluster nodes run a Ray image without roleforge: this venv's editable install of the
+# repository is hidden from every node process (sitecustomize runs after the .pth files
+# that install its import finder), so only the runtime env's py_modules can supply our code.
+HIDE_EDITABLE_INSTALL = """\
+import sys
+
+sys.meta_path[:] = [f for f in sys.meta_path if "__editable__" not in repr(f)]
+"""
 OBJECT_STORE_BYTES = 200 * 1024 * 1024
 START_TIMEOUT_S = 120
-STOP_GRACE_S = 5
+# Ray's servers take their time over SIGTERM; a throwaway cluster need not wait long.
+STOP_GRACE_S = 3
 
 
 class RayStartFailed(RuntimeError):
@@ -56,13 +65,17 @@ def ray_binary() -> str:
 
 @dataclass
 class TwoNodeRayCluster:
-    """A head and one worker node, each with `cpus` CPUs, under `root`."""
+    """A head and one worker node, each with `cpus` CPUs, under `root`.
+
+    `env` is what a driver of this cluster needs (its auth token); `node_env` the nodes'.
+    """
 
     root: Path
     cpus: int = 1
     address: str = ""
     dashboard_url: str = ""
     env: dict[str, str] = field(default_factory=dict)
+    node_env: dict[str, str] = field(default_factory=dict)
 
     def start(self) -> TwoNodeRayCluster:
         """Start both nodes and wait until the cluster sees two; raise RayStartFailed."""
@@ -76,6 +89,10 @@ class TwoNodeRayCluster:
             "RAY_USAGE_STATS_ENABLED": "0",
         }
         self.env.pop("RAY_ADDRESS", None)
+        site = self.root / "node-site"
+        site.mkdir(parents=True, exist_ok=True)
+        (site / "sitecustomize.py").write_text(HIDE_EDITABLE_INSTALL, encoding="utf-8")
+        self.node_env = {**self.env, "PYTHONPATH": str(site)}
         ports = iter(free_ports(1 + len(HEAD_PORT_OPTIONS) + 2 * len(NODE_PORT_OPTIONS)))
         gcs = next(ports)
         head_ports = {option: next(ports) for option in (*HEAD_PORT_OPTIONS, *NODE_PORT_OPTIONS)}
@@ -120,7 +137,7 @@ class TwoNodeRayCluster:
         try:
             done = subprocess.run(
                 command,
-                env=self.env,
+                env=self.node_env,
                 capture_output=True,
                 text=True,
                 timeout=START_TIMEOUT_S,

@@ -24,10 +24,15 @@ PASS_TASKS = ("validate_parts", "augment_parts")
 
 
 def _run_on_cluster(cluster: TwoNodeRayCluster, recipe: Path) -> tuple[dict[str, Any], int]:
-    """Run the CLI as a driver of `cluster`; return its --json object and its pid."""
+    """Run the CLI as a driver of `cluster`; return its --json object and its pid.
+
+    The driver runs outside the repository: Ray puts a driver's working directory on its
+    workers' sys.path, which on one machine would hand them the code a real cluster's
+    nodes lack. PYTHONPATH reaches the driver only.
+    """
     proc = subprocess.Popen(
         [sys.executable, "-m", "pipeline.cli", "run", str(recipe), "--json"],
-        cwd=ROOT,
+        cwd=recipe.parent,
         env={**cluster.env, "RAY_ADDRESS": cluster.address, "PYTHONPATH": str(ROOT)},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -89,6 +94,8 @@ def test_a_two_node_cluster_run_commits_the_embedded_runs_version_with_work_on_b
     by_pass = _pass_tasks_by_node(two_node_cluster, driver_pid)
     # Shown with `pytest -s`: what the closing notes quote.
     print(json.dumps({"run": on_cluster, "tasks_per_node": by_pass}, indent=1))
+    # Each node has 1 CPU and each task asks for 1, so any two tasks running at once run on
+    # two nodes: a pass that ever runs two tasks together has work on both.
     for name, per_node in by_pass.items():
         assert set(per_node) == nodes, (
             f"{name} tasks ran on {dict(per_node)}, not on both of {nodes}"
