@@ -8,6 +8,7 @@ root: `ray stop` would end every Ray process on the machine, by name.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
@@ -15,7 +16,6 @@ import socket
 import subprocess
 import sys
 import time
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,8 @@ import sys
 
 sys.meta_path[:] = [f for f in sys.meta_path if "__editable__" not in repr(f)]
 """
+# Set for every node process, so teardown finds them all (and nothing else) by it.
+CLUSTER_MARKER_ENV = "ROLEFORGE_TEST_CLUSTER"
 OBJECT_STORE_BYTES = 200 * 1024 * 1024
 START_TIMEOUT_S = 120
 # Ray's servers take their time over SIGTERM; a throwaway cluster need not wait long.
@@ -51,7 +53,7 @@ class RayStartFailed(RuntimeError):
 
 def free_ports(n: int) -> list[int]:
     """Return `n` distinct TCP ports that were free a moment ago."""
-    with ExitStack() as stack:
+    with contextlib.ExitStack() as stack:
         sockets = [stack.enter_context(socket.socket()) for _ in range(n)]
         for s in sockets:
             s.bind(("127.0.0.1", 0))
@@ -80,8 +82,9 @@ class TwoNodeRayCluster:
     def start(self) -> TwoNodeRayCluster:
         """Start both nodes and wait until the cluster sees two; raise RayStartFailed."""
         token = secrets.token_hex(32)
-        # Token auth, explicitly: `ray start --head` turns it on only when ~/.ray holds a
-        # token, and a worker node or an explicit-address driver never turns it on alone.
+        # Token auth, explicitly: `ray start --head` turns it on only when it finds a token
+        # (~/.ray/auth_token, say), and a worker node or an explicit-address driver never
+        # turns it on alone; this token is the cluster's own.
         self.env = {
             **os.environ,
             "RAY_AUTH_MODE": "token",
@@ -92,7 +95,7 @@ class TwoNodeRayCluster:
         site = self.root / "node-site"
         site.mkdir(parents=True, exist_ok=True)
         (site / "sitecustomize.py").write_text(HIDE_EDITABLE_INSTALL, encoding="utf-8")
-        self.node_env = {**self.env, "PYTHONPATH": str(site)}
+        self.node_env = {**self.env, "PYTHONPATH": str(site), CLUSTER_MARKER_ENV: str(self.root)}
         ports = iter(free_ports(1 + len(HEAD_PORT_OPTIONS) + 2 * len(NODE_PORT_OPTIONS)))
         gcs = next(ports)
         head_ports = {option: next(ports) for option in (*HEAD_PORT_OPTIONS, *NODE_PORT_OPTIONS)}
@@ -176,33 +179,37 @@ class TwoNodeRayCluster:
             raise_on_missing_output=False,
         )
 
-    def processes(self) -> list[int]:
-        """Return the pids of every process whose command line names this cluster's root."""
+    def processes(self) -> list[Any]:
+        """Return this cluster's processes: those that carry its marker variable (every node
+        process inherits `node_env`; the Ray client server, for one, names no path of ours)
+        or name its root, and their descendants."""
         import psutil
 
-        mine = []
         marker = str(self.root)
+        found: dict[int, Any] = {}
         for proc in psutil.process_iter(["pid", "cmdline"]):
-            if any(marker in arg for arg in proc.info["cmdline"] or ()):
-                mine.append(proc.info["pid"])
-        return mine
+            try:
+                ours = any(marker in arg for arg in proc.info["cmdline"] or ())
+                ours = ours or proc.environ().get(CLUSTER_MARKER_ENV) == marker
+                if ours:
+                    for p in (proc, *proc.children(recursive=True)):
+                        found[p.pid] = p
+            except psutil.Error:  # another user's process, or one that ended meanwhile
+                pass
+        return list(found.values())
 
     def stop(self) -> list[int]:
-        """End this cluster's processes (TERM, then KILL after a grace); return the survivors."""
+        """End this cluster's processes (TERM, then KILL after a grace); return the pids of
+        any still there."""
         import psutil
 
-        procs = []
-        for pid in self.processes():
-            try:
-                procs.append(psutil.Process(pid))
-                procs[-1].send_signal(signal.SIGTERM)
-            except psutil.NoSuchProcess:
-                pass
+        procs = self.processes()
+        for proc in procs:
+            with contextlib.suppress(psutil.Error):
+                proc.send_signal(signal.SIGTERM)
         _, alive = psutil.wait_procs(procs, timeout=STOP_GRACE_S)
         for proc in alive:
-            try:
+            with contextlib.suppress(psutil.Error):
                 proc.kill()
-            except psutil.NoSuchProcess:
-                pass
-        _, alive = psutil.wait_procs(alive, timeout=STOP_GRACE_S)
-        return [p.pid for p in alive]
+        psutil.wait_procs(alive, timeout=STOP_GRACE_S)
+        return [p.pid for p in self.processes()]  # a fresh look: whatever is left, by any route

@@ -89,11 +89,15 @@ def test_a_two_node_cluster_run_commits_the_embedded_runs_version_with_work_on_b
     assert not on_cluster["unchanged"]
     assert on_cluster["content_id"] == embedded.content_id
     assert on_cluster["splits"] == embedded.splits
-    nodes = {n.node_id for n in two_node_cluster.state("nodes", state="ALIVE")}
+    roles = {
+        n.node_id: "head" if n.is_head_node else "worker"
+        for n in two_node_cluster.state("nodes", state="ALIVE")
+    }
+    nodes = set(roles)
     assert len(nodes) == 2
     by_pass = _pass_tasks_by_node(two_node_cluster, driver_pid)
     # Shown with `pytest -s`: what the closing notes quote.
-    print(json.dumps({"run": on_cluster, "tasks_per_node": by_pass}, indent=1))
+    print(json.dumps({"run": on_cluster, "nodes": roles, "tasks_per_node": by_pass}, indent=1))
     # Each node has 1 CPU and each task asks for 1, so any two tasks running at once run on
     # two nodes: a pass that ever runs two tasks together has work on both.
     for name, per_node in by_pass.items():
