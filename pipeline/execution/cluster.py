@@ -206,8 +206,11 @@ def run_tasks(
         return
     key = (fn, resources.num_cpus)
     if key not in _REMOTES:
+        # SPREAD: Ray's default policy keeps tasks on the driver's node while it has room
+        # for them; on a two-node cluster every record-pass task ran on the head
+        # (tests/cluster). Ray Data, used before, spreads by default too.
         _REMOTES[key] = ray.remote(fn).options(
-            num_cpus=resources.num_cpus, max_retries=TASK_RETRIES
+            num_cpus=resources.num_cpus, max_retries=TASK_RETRIES, scheduling_strategy="SPREAD"
         )
     remote = _REMOTES[key]
     cpus = cluster_cpus()
