@@ -64,10 +64,13 @@ class StageResources:
 
 
 def _code_modules() -> list[Any]:
+    # trainers too: pipeline.recipe imports trainers.config, so a worker that unpickles a
+    # pass function needs it (tests/cluster caught "No module named 'trainers'").
     import augmenters
     import pipeline
+    import trainers
 
-    return [pipeline, augmenters]
+    return [pipeline, augmenters, trainers]
 
 
 def ensure_ray() -> None:
@@ -203,8 +206,11 @@ def run_tasks(
         return
     key = (fn, resources.num_cpus)
     if key not in _REMOTES:
+        # SPREAD: Ray's default policy keeps tasks on the driver's node while it has room
+        # for them; on a two-node cluster every record-pass task ran on the head
+        # (tests/cluster). Ray Data, used before, spreads by default too.
         _REMOTES[key] = ray.remote(fn).options(
-            num_cpus=resources.num_cpus, max_retries=TASK_RETRIES
+            num_cpus=resources.num_cpus, max_retries=TASK_RETRIES, scheduling_strategy="SPREAD"
         )
     remote = _REMOTES[key]
     cpus = cluster_cpus()

@@ -1,0 +1,58 @@
+"""The two-node cluster and the store its runs write to, for tests/cluster/.
+
+Every test here is marked `cluster`: `-m "not cluster"` leaves them out, and they skip
+(with `ray start`'s own words) where a node cannot start.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.cluster.local_cluster import RayStartFailed, TwoNodeRayCluster, ray_binary
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/cluster/" in str(item.fspath).replace(os.sep, "/"):
+            item.add_marker(pytest.mark.cluster)
+
+
+@pytest.fixture(scope="module")
+def two_node_cluster() -> Iterator[TwoNodeRayCluster]:
+    """Yield a started head + worker node (1 CPU each); end their processes afterwards."""
+    import ray._private.utils
+
+    if not os.access(ray_binary(), os.X_OK):
+        pytest.skip(f"no `ray` executable next to {ray_binary()}")
+    if (missing := ray._private.utils.get_dashboard_dependency_error()) is not None:
+        pytest.skip(f"the state API needs ray[default] (the dashboard): {missing}")
+    # A short root: Ray's unix sockets live under it, and their paths may not pass 107 bytes.
+    root = Path(tempfile.mkdtemp(prefix="rf-ray-", dir="/tmp"))
+    cluster = TwoNodeRayCluster(root)
+    try:
+        try:
+            cluster.start()
+        except RayStartFailed as exc:
+            pytest.skip(f"cannot start a Ray cluster here: {exc}")
+        yield cluster
+    finally:
+        survivors = cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)
+        assert not survivors, f"cluster processes still alive after SIGKILL: {survivors}"
+
+
+@pytest.fixture
+def cluster_store(tmp_path: Path) -> str:
+    """Return the store URI the cluster run writes to.
+
+    Both nodes run on this machine, so a local path is one every node sees. The switch to
+    an object store is this one line: return the `s3://` store fixture's URI instead (and
+    pass its credentials/endpoint variables to the run through its environment).
+    """
+    return str(tmp_path / "cluster-store")
