@@ -48,11 +48,8 @@ def two_node_cluster() -> Iterator[TwoNodeRayCluster]:
 
 
 @pytest.fixture
-def cluster_store(tmp_path: Path) -> str:
-    """Return the store URI the cluster run writes to.
-
-    Both nodes run on this machine, so a local path is one every node sees. The switch to
-    an object store is this one line: return the `s3://` store fixture's URI instead (and
-    pass its credentials/endpoint variables to the run through its environment).
-    """
-    return str(tmp_path / "cluster-store")
+def cluster_store(s3_store: str) -> str:
+    """Return the store URI the cluster run writes to: an `s3://` store on the local S3
+    server, as on a real cluster whose nodes share no disk (its credentials and endpoint
+    are in the AWS variables, which the driver's environment passes on)."""
+    return s3_store

@@ -1,9 +1,11 @@
-"""`roleforge run` against a real two-node Ray cluster: the same version as the embedded
-single-node run, with the record pass's tasks spread over both nodes."""
+"""`roleforge run` against a real two-node Ray cluster with an `s3://` store: the same
+version as the embedded single-node run on a local store, with the record pass's tasks
+spread over both nodes."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -15,7 +17,7 @@ import yaml
 
 from pipeline.execution.job import DataJob
 from tests.cluster.local_cluster import TwoNodeRayCluster
-from tests.pipeline.execution.datajob_corpus import make_recipe, recipe_dict, write_corpus
+from tests.pipeline.execution.datajob_corpus import AUGMENT, make_recipe, recipe_dict, write_corpus
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN_TIMEOUT_S = 300
@@ -32,10 +34,12 @@ def _run_on_cluster(cluster: TwoNodeRayCluster, recipe: Path) -> tuple[dict[str,
     workers' sys.path, which on one machine would hand them the code a real cluster's
     nodes lack. PYTHONPATH reaches the driver only.
     """
+    # The object store's credentials and endpoint, as a user exports them for the driver.
+    aws = {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
     proc = subprocess.Popen(
         [sys.executable, "-m", "pipeline.cli", "run", str(recipe), "--json"],
         cwd=recipe.parent,
-        env={**cluster.env, "RAY_ADDRESS": cluster.address, "PYTHONPATH": str(ROOT)},
+        env={**cluster.env, **aws, "RAY_ADDRESS": cluster.address, "PYTHONPATH": str(ROOT)},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -78,14 +82,22 @@ def test_a_two_node_cluster_run_commits_the_embedded_runs_version_with_work_on_b
     ray_session: Any,
 ) -> None:
     write_corpus(tmp_path)
+    # An image op: its library takes seconds to import in each worker, as real work takes
+    # time. Without it every task of this tiny corpus took milliseconds, and Ray pushed them
+    # all to the first worker it leased before the other node's worker had started.
+    augment = {**AUGMENT, "image": [{"op": "HorizontalFlip", "p": 1.0}]}
     recipe = tmp_path / "cluster.yaml"
     recipe.write_text(
-        yaml.safe_dump(recipe_dict(store=cluster_store, cards_dir=str(tmp_path / "cards-c"))),
+        yaml.safe_dump(
+            recipe_dict(store=cluster_store, cards_dir=str(tmp_path / "cards-c"), augment=augment)
+        ),
         encoding="utf-8",
     )
     on_cluster, driver_pid = _run_on_cluster(two_node_cluster, recipe)
     embedded = DataJob(
-        make_recipe(tmp_path, store=str(tmp_path / "embedded-store"), cards_dir="cards-e")
+        make_recipe(
+            tmp_path, store=str(tmp_path / "embedded-store"), cards_dir="cards-e", augment=augment
+        )
     ).run()
 
     assert not on_cluster["unchanged"]
@@ -109,3 +121,8 @@ def test_a_two_node_cluster_run_commits_the_embedded_runs_version_with_work_on_b
     for counts in on_cluster["nodes"].values():
         reported.update(counts)
     assert reported == sum(by_pass.values(), Counter()), (on_cluster["nodes"], by_pass)
+    # The version lives in the object store and is whole there.
+    from pipeline.store.read import Store
+    from pipeline.store.verify import verify_version
+
+    assert verify_version(Store(cluster_store, "tiny"), on_cluster["version"]).ok
