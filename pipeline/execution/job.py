@@ -55,7 +55,7 @@ from pipeline.execution.passes import (
 from pipeline.execution.provenance import (
     augmentation_summary,
     code_version,
-    input_entries,
+    pinned_inputs,
     unchanged_inputs,
 )
 from pipeline.recipe import Recipe, check_recipe_ops, parse_size
@@ -280,6 +280,7 @@ class DataJob:
         # The per-record cache's counts, set by the cache when it runs (before `_manifest`);
         # None: every original that entered the record pass was computed.
         self.reuse: RecordReuse | None = None
+        self.media_inputs: list[InputFile] = []  # the ingest tasks pin the media files
         self.cache = RecordCache(self.store.root, self.fs) if recipe.execution.cache else None
         # Tasks per Ray node id, per pass: where the work ran (a cluster run shows it).
         self.nodes: dict[str, Counter[str]] = {}
@@ -325,6 +326,7 @@ class DataJob:
             for entry in outcome.rejected:
                 self._quarantine(counts, entry)
             self.unmapped_fields[name].update(outcome.unmapped_fields)
+            self.media_inputs.extend(outcome.media)
             keys.append(outcome.keys)
         table = pa.concat_tables(keys) if keys else KEYS_SCHEMA.empty_table()
         counts.out = table.num_rows
@@ -787,10 +789,10 @@ class DataJob:
 
     def _stages(self) -> Manifest:
         """Run the stages from ingest to write, into staging; return the staged manifest."""
-        inputs = input_entries(self.recipe)
         try:
             ensure_ray()
             keys = self._ingest()
+            inputs = pinned_inputs(self.recipe, self.media_inputs)
             self._check_bad_fraction()
             duplicates = duplicates_of(keys)
             kept = pc.invert(pc.is_in(keys["id"], value_set=duplicates["id"]))

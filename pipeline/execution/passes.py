@@ -24,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 
 from augmenters.stats import AugmentStats
+from pipeline.execution.provenance import media_entries
 from pipeline.recipe import MediaLimits, Recipe, SourceConfig
 from pipeline.record.ids import canonical_json, media_digests
 from pipeline.record.rejection import QuarantineEntry
@@ -107,6 +108,7 @@ class IngestOutcome:
     rejected: list[QuarantineEntry]
     unmapped_fields: dict[str, int]
     node: str = ""
+    media: list[Any] = field(default_factory=list)  # InputFile pins of the source's media
 
 
 def _keys_of(table: pa.Table, splitter: SplitStage, part: str, first_row: int) -> pa.Table:
@@ -172,7 +174,10 @@ def ingest_source(
                 chunk, chunk_bytes = [], 0
         flush(chunk)
     table = pa.concat_tables(keys) if keys else KEYS_SCHEMA.empty_table()
-    return IngestOutcome(index, table, records_in, rejected, dict(unmapped), _node_id())
+    # The manifest pins every media file by its sha256: hashed here, beside the reading,
+    # so the driver never reads a media byte (one task per source does it).
+    media = media_entries(source, recipe) if book_entries else []
+    return IngestOutcome(index, table, records_in, rejected, dict(unmapped), _node_id(), media)
 
 
 # ---- the record pass: validate -> split -> augment, one decode, per slice ----

@@ -16,7 +16,7 @@ import time
 from importlib import metadata
 from typing import Any
 
-from pipeline.recipe import Recipe
+from pipeline.recipe import Recipe, SourceConfig
 from pipeline.store.manifest import (
     INPUT_KINDS,
     AugmentationSummary,
@@ -182,13 +182,25 @@ def input_entries(recipe: Recipe) -> list[InputFile]:
     """Return every source's input files with sha256 and size, paths relative to the recipe's
     folder: dialogue and character files, and every media file the records name (a missing
     one pinned with sha256 None); by source, kind and path."""
+    media = [m for source in recipe.sources for m in media_entries(source, recipe)]
+    return pinned_inputs(recipe, media)
+
+
+def media_entries(source: SourceConfig, recipe: Recipe) -> list[InputFile]:
+    """Return the media files one source's records name, each pinned with sha256 and size:
+    the per-record part of `input_entries`, which the data job's ingest tasks compute so
+    the driver reads no media byte."""
     from pipeline.readers import referenced_media
 
-    media = [
+    return [
         _input_file(source.name, "media", path, recipe.base_dir)
-        for source in recipe.sources
         for path in referenced_media(source, recipe)
     ]
+
+
+def pinned_inputs(recipe: Recipe, media: list[InputFile]) -> list[InputFile]:
+    """Return the dialogue and character files of every source, pinned, with `media` (from
+    `media_entries`), in the manifest's order."""
     return _sorted(_file_entries(recipe) + media)
 
 
