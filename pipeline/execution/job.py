@@ -539,52 +539,39 @@ class DataJob:
         keyed = rows.append_column("owner", owner).join(
             todo.select(["id", "ckey"]).rename_columns(["owner", "key"]), "owner"
         )
-        n = keyed.num_rows
         names = [os.path.basename(p) for p in keyed["part"].to_pylist()]
-        made = pa.table(
-            {
-                "key": keyed["key"],
-                "run_id": pa.array([self.run_id] * n, pa.string()),
-                "recipe_hash": pa.array([self.recipe.recipe_hash] * n, pa.string()),
-                "id": keyed["id"],
-                "parent_id": keyed["parent_id"],
-                "split": keyed["split"],
-                "part": pa.array(names, pa.string()),
-                "row": keyed["row"],
-                "nbytes": keyed["nbytes"],
-                "stats": keyed["stats"],
-                "rejection": pa.nulls(n, pa.string()),
-            },
-            schema=CACHE_INDEX_SCHEMA,
+        made = self._index_rows(
+            keyed.drop_columns(["part"]).append_column("part", pa.array(names, pa.string()))
         )
-        key_of = dict(zip(todo["id"].to_pylist(), todo["ckey"].to_pylist(), strict=True))
-        split_of = dict(zip(todo["id"].to_pylist(), todo["split"].to_pylist(), strict=True))
-        ids = [e.record_id for e in entries if e.record_id in key_of]
-        m = len(ids)
-        rejected = pa.table(
-            {
-                "key": pa.array([key_of[i] for i in ids], pa.string()),
-                "run_id": pa.array([self.run_id] * m, pa.string()),
-                "recipe_hash": pa.array([self.recipe.recipe_hash] * m, pa.string()),
-                "id": pa.array(ids, pa.string()),
-                "parent_id": pa.nulls(m, pa.string()),
-                "split": pa.array([split_of[i] for i in ids], pa.string()),
-                "part": pa.nulls(m, pa.string()),
-                "row": pa.nulls(m, pa.int64()),
-                "nbytes": pa.nulls(m, pa.int64()),
-                "stats": pa.nulls(m, pa.string()),
-                "rejection": pa.array(
-                    [json.dumps(e.to_dict()) for e in entries if e.record_id in key_of],
-                    pa.string(),
-                ),
-            },
-            schema=CACHE_INDEX_SCHEMA,
+        ids = pa.array([e.record_id for e in entries], pa.string())
+        texts = pa.array([json.dumps(e.to_dict()) for e in entries], pa.string())
+        # Inner join: an entry of a record that is not in `todo` has no key to keep it under.
+        rejected = (
+            pa.table({"id": ids, "rejection": texts})
+            .join(todo.select(["id", "ckey", "split"]), "id")
+            .rename_columns({"ckey": "key"})
         )
+        rows = pa.concat_tables([made, self._index_rows(rejected)])
         try:
-            self.cache.add(self.run_id, pa.concat_tables([made, rejected]))
+            self.cache.add(self.run_id, rows)
         except OSError as exc:
             # A cache that cannot be written costs the next run a recomputation, not this run.
             log.warning("cache: could not write the index of run %s: %s", self.run_id, exc)
+
+    def _index_rows(self, table: pa.Table) -> pa.Table:
+        """Return `table`'s columns as CACHE_INDEX_SCHEMA rows stamped with this run and
+        recipe; columns it lacks are null."""
+        n = table.num_rows
+        stamp = {"run_id": self.run_id, "recipe_hash": self.recipe.recipe_hash}
+        columns = {}
+        for f in CACHE_INDEX_SCHEMA:
+            if f.name in stamp:
+                columns[f.name] = pa.array([stamp[f.name]] * n, f.type)
+            elif f.name in table.column_names:
+                columns[f.name] = table[f.name]
+            else:
+                columns[f.name] = pa.nulls(n, f.type)
+        return pa.table(columns, schema=CACHE_INDEX_SCHEMA)
 
     def _settle(
         self, keys: pa.Table, duplicates: pa.Table, rows: pa.Table, rejected: dict[str, str]
