@@ -18,7 +18,8 @@ PACKAGES = ("pipeline", "augmenters", "trainers")
 RECORD = {"pipeline.record"}
 STORE = RECORD | {"pipeline.store"}
 RECIPE = RECORD | {"pipeline.recipe", "augmenters", "trainers.config"}
-READERS = RECIPE | {"pipeline.readers"}
+# Readers open sources on object stores through the store's filesystem seam, and only that.
+READERS = RECIPE | {"pipeline.readers", "pipeline.store.fs"}
 STAGES = READERS | {"pipeline.stages"}
 # What each layer may import from the project (module prefixes); the most specific wins.
 ALLOWED: dict[str, set[str]] = {

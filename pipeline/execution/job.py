@@ -295,7 +295,10 @@ class DataJob:
         """Read every source in tasks (several for a source of many files); return the
         KEYS_SCHEMA rows of every record."""
         from pipeline.readers import source_files
+        from pipeline.readers.source_fs import SourceFS
 
+        # Made here, so every task reads the sources with the driver's endpoint and keys.
+        source_fs = SourceFS.of(self.recipe)
         counts = self.counts["ingest"]
         calls = []
         names = []
@@ -307,8 +310,10 @@ class DataJob:
             groups = [files[j : j + per_task] for j in range(0, len(files), per_task)] or [[]]
             for g, group in enumerate(groups):
                 folder = os.path.join(self.staging, "ingest", f"s{i}-{g}")
+                first = g == 0
+                recipe, splitter = self.recipe, self.splitter
                 calls.append(
-                    (len(calls), source, group, g == 0, self.recipe, self.splitter, folder, self.fs)
+                    (len(calls), source, group, first, recipe, splitter, folder, self.fs, source_fs)
                 )
                 names.append(source.name)
         self.progress.start("ingest", len(calls))

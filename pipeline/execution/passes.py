@@ -141,10 +141,11 @@ def ingest_source(
     splitter: SplitStage,
     folder: str,
     fs: Any,
+    source_fs: Any,
 ) -> IngestOutcome:
-    """Read one source (or only its `files`) into part files under `folder`; return its
-    records' keys. `book_entries` as in `read_source`: one task per source reports what its
-    characters files hold."""
+    """Read one source (or only its `files`, opened by `source_fs`) into part files under
+    `folder` (on the store's `fs`); return its records' keys. `book_entries` as in
+    `read_source`: one task per source reports what its characters files hold."""
     from pipeline.readers import SourceReadStats, read_source
 
     unmapped: Counter[str] = Counter()
@@ -162,7 +163,10 @@ def ingest_source(
 
         chunk: list[dict[str, Any]] = []
         chunk_bytes = 0
-        for item in read_source(source, recipe, stats, files=files, book_entries=book_entries):
+        records = read_source(
+            source, recipe, stats, files=files, book_entries=book_entries, fs=source_fs
+        )
+        for item in records:
             records_in += 1
             if isinstance(item, QuarantineEntry):
                 rejected.append(item)
@@ -176,7 +180,7 @@ def ingest_source(
     table = pa.concat_tables(keys) if keys else KEYS_SCHEMA.empty_table()
     # The manifest pins every media file by its sha256: hashed here, beside the reading,
     # so the driver never reads a media byte (one task per source does it).
-    media = media_entries(source, recipe) if book_entries else []
+    media = media_entries(source, recipe, source_fs) if book_entries else []
     return IngestOutcome(index, table, records_in, rejected, dict(unmapped), _node_id(), media)
 
 

@@ -16,7 +16,9 @@ import time
 from importlib import metadata
 from typing import Any
 
+from pipeline.readers.source_fs import LOCAL, SourceFS
 from pipeline.recipe import Recipe, SourceConfig
+from pipeline.record.location import abspath, relative_to
 from pipeline.store.manifest import (
     INPUT_KINDS,
     AugmentationSummary,
@@ -116,42 +118,41 @@ def code_version() -> CodeVersion:
     )
 
 
-# (st_dev, st_ino, size, mtime_ns, ctime_ns, sha256) per absolute path, for this process.
-_hashed: dict[str, tuple[int, int, int, int, int, str]] = {}
+# (the file's stamp, its sha256) per absolute location, for this process.
+_hashed: dict[str, tuple[tuple[int, ...], str]] = {}
 
 
-def pinned_file(path: str) -> tuple[str | None, int | None]:
-    """Return (sha256, bytes) of the file at `path`, or (None, None) when it is not a file.
+def pinned_file(path: str, fs: SourceFS = LOCAL) -> tuple[str | None, int | None]:
+    """Return (sha256, bytes) of the file at `path` (local or on an object store), or
+    (None, None) when it is not a file.
 
     Each file is hashed once per process while its stat is the same: the early unchanged
     check and the run that follows it read every media file's hash.
     """
-    from pipeline.record.ids import file_sha256
-
-    path = os.path.abspath(path)
-    try:
-        st = os.stat(path)
-    except OSError:
+    path = abspath(path)
+    stamp = fs.stamp(path)
+    if stamp is None:
         return None, None
-    if not os.path.isfile(path):
-        return None, None
-    stamp = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    size = stamp[0]
     known = _hashed.get(path)
-    if known is not None and known[:5] == stamp:
-        return known[5], st.st_size
+    if known is not None and known[0] == stamp:
+        return known[1], size
     started = time.time_ns()
-    digest = file_sha256(path)
-    if started - st.st_mtime_ns > RACY_WINDOW_NS:
-        _hashed[path] = (*stamp, digest)
-    return digest, st.st_size
+    digest = fs.sha256(path)
+    # A file changed within the racy window may change again unseen by its stamp.
+    if started - stamp[1] > RACY_WINDOW_NS:
+        _hashed[path] = (stamp, digest)
+    return digest, size
 
 
-def _input_file(source: str, kind: InputKind, path: str, base: str) -> InputFile:
-    sha256, size = pinned_file(path)
+def _input_file(
+    source: str, kind: InputKind, path: str, base: str, fs: SourceFS = LOCAL
+) -> InputFile:
+    sha256, size = pinned_file(path, fs)
     return InputFile(
         source=source,
         kind=kind,
-        path=os.path.relpath(path, base).replace(os.sep, "/"),
+        path=relative_to(path, base),
         sha256=sha256,
         bytes=size,
     )
@@ -160,15 +161,16 @@ def _input_file(source: str, kind: InputKind, path: str, base: str) -> InputFile
 def _file_entries(recipe: Recipe) -> list[InputFile]:
     from pipeline.readers import source_input_files
 
+    fs = SourceFS.of(recipe)
     entries = []
     for source in recipe.sources:
         characters = {
-            os.path.abspath(recipe.resolve(p))
+            abspath(recipe.resolve(p))
             for p in [*source.characters_files, *([source.persona] if source.persona else [])]
         }
         for path in source_input_files(source, recipe):
             kind: InputKind = "characters" if path in characters else "dialogue"
-            entries.append(_input_file(source.name, kind, path, recipe.base_dir))
+            entries.append(_input_file(source.name, kind, path, recipe.base_dir, fs))
     return entries
 
 
@@ -186,15 +188,18 @@ def input_entries(recipe: Recipe) -> list[InputFile]:
     return pinned_inputs(recipe, media)
 
 
-def media_entries(source: SourceConfig, recipe: Recipe) -> list[InputFile]:
+def media_entries(
+    source: SourceConfig, recipe: Recipe, fs: SourceFS | None = None
+) -> list[InputFile]:
     """Return the media files one source's records name, each pinned with sha256 and size:
     the per-record part of `input_entries`, which the data job's ingest tasks compute so
     the driver reads no media byte."""
     from pipeline.readers import referenced_media
 
+    fs = fs or SourceFS.of(recipe)
     return [
-        _input_file(source.name, "media", path, recipe.base_dir)
-        for path in referenced_media(source, recipe)
+        _input_file(source.name, "media", path, recipe.base_dir, fs)
+        for path in referenced_media(source, recipe, fs)
     ]
 
 
@@ -217,11 +222,11 @@ def unchanged_inputs(recipe: Recipe, recorded: list[InputFile]) -> bool:
     files = [e for e in recorded if e.kind != "media"]
     if _sorted(_file_entries(recipe)) != _sorted(files):
         return False
+    fs = SourceFS.of(recipe)
     for e in recorded:
         if e.kind == "media":
-            now = _input_file(
-                e.source, "media", os.path.join(recipe.base_dir, e.path), recipe.base_dir
-            )
+            # A media file on an object store is recorded by its URI, which resolve keeps.
+            now = _input_file(e.source, "media", recipe.resolve(e.path), recipe.base_dir, fs)
             if now != e:
                 return False
     return True

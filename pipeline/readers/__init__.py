@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -34,10 +33,12 @@ from pipeline.readers.mmrole import parse_mmrole
 from pipeline.readers.openai import parse_openai
 from pipeline.readers.personas import read_characters
 from pipeline.readers.pippa import parse_pippa
+from pipeline.readers.source_fs import SourceFS
 from pipeline.readers.tavern import parse_tavern
 from pipeline.recipe import Recipe, SourceConfig
 from pipeline.record.characters import BadCharacterLine, CharacterBook
 from pipeline.record.config import RecipeError
+from pipeline.record.location import abspath, dirname
 from pipeline.record.media import MediaRoot
 from pipeline.record.rejection import QuarantineEntry, RecordRejected
 
@@ -88,42 +89,44 @@ class SourceReadStats:
 
 def check_source_paths(recipe: Recipe) -> None:
     """Raise RecipeError naming the key of any source path, characters, persona or media_dir
-    that is missing, not a regular file (or folder of them), or that no reader fits."""
+    that is missing, not a regular file (or folder of them), or that no reader fits.
+    Paths may be local or on an object store (`s3://bucket/corpus/`)."""
+    fs = SourceFS.of(recipe)
     for i, source in enumerate(recipe.sources):
         path = recipe.resolve(source.path)
-        if not os.path.exists(path):
+        if not fs.exists(path):
             raise RecipeError(f"sources.{i}.path: no such file or folder: {path}")
-        if os.path.isdir(path):
-            if not corpus_files(path):
+        if fs.isdir(path):
+            if not corpus_files(path, fs=fs):
                 raise RecipeError(f"sources.{i}.path: folder holds no corpus files: {path}")
-        for file in corpus_files(path, exclude=set(_characters_paths(source, recipe))):
-            _require_regular(file, f"sources.{i}.path")
+        for file in corpus_files(path, set(_characters_paths(source, recipe)), fs):
+            _require_regular(file, f"sources.{i}.path", fs)
             if source.format == "auto":
-                _require_known_format(file, f"sources.{i}.path")
+                _require_known_format(file, f"sources.{i}.path", fs)
         for j, characters in enumerate(_characters_paths(source, recipe)):
             key = f"sources.{i}.characters" + (
                 f".{j}" if isinstance(source.characters, list) else ""
             )
-            _require_regular(characters, key)
+            _require_regular(characters, key, fs)
         if source.persona:
-            _require_regular(recipe.resolve(source.persona), f"sources.{i}.persona")
-        if source.media_dir and not os.path.isdir(recipe.resolve(source.media_dir)):
+            _require_regular(recipe.resolve(source.persona), f"sources.{i}.persona", fs)
+        if source.media_dir and not fs.isdir(recipe.resolve(source.media_dir)):
             raise RecipeError(
                 f"sources.{i}.media_dir: no such folder: {recipe.resolve(source.media_dir)}"
             )
 
 
-def _require_regular(path: str, key: str) -> None:
-    if not os.path.exists(path):
+def _require_regular(path: str, key: str, fs: SourceFS) -> None:
+    if not fs.exists(path):
         raise RecipeError(f"{key}: no such file: {path}")
-    if not is_regular_file(path):
+    if not is_regular_file(path, fs):
         raise RecipeError(
             f"{key}: {path} is not a regular file (a FIFO, device or socket cannot be a source)"
         )
 
 
-def _require_known_format(file: str, key: str) -> None:
-    fmt, items = _detect_file_format(file, iter_raw_items(file))
+def _require_known_format(file: str, key: str, fs: SourceFS) -> None:
+    fmt, items = _detect_file_format(file, iter_raw_items(file, fs))
     if fmt is not None:
         return
     seen: set[str] = set()
@@ -144,20 +147,20 @@ def _require_known_format(file: str, key: str) -> None:
 
 
 def source_input_files(source: SourceConfig, recipe: Recipe) -> list[str]:
-    """Return the absolute paths of a source's input files (dialogue, characters and persona
-    files), sorted."""
+    """Return the absolute locations of a source's input files (dialogue, characters and
+    persona files), sorted."""
     characters = _characters_paths(source, recipe)
-    files = corpus_files(recipe.resolve(source.path), exclude=set(characters))
+    files = corpus_files(recipe.resolve(source.path), set(characters), SourceFS.of(recipe))
     files += characters
     if source.persona:
-        files.append(os.path.abspath(recipe.resolve(source.persona)))
+        files.append(abspath(recipe.resolve(source.persona)))
     return sorted(set(files))
 
 
 def source_files(source: SourceConfig, recipe: Recipe) -> list[str]:
     """Return the corpus files of a source, in reading order (its characters files excluded)."""
     path = recipe.resolve(source.path)
-    return corpus_files(path, exclude=set(_characters_paths(source, recipe)))
+    return corpus_files(path, set(_characters_paths(source, recipe)), SourceFS.of(recipe))
 
 
 def read_source(
@@ -166,6 +169,7 @@ def read_source(
     stats: SourceReadStats | None = None,
     files: list[str] | None = None,
     book_entries: bool = True,
+    fs: SourceFS | None = None,
 ) -> Iterator[dict[str, Any] | QuarantineEntry]:
     """Yield canonical WORK records of one source, or a QuarantineEntry for each that fails to read.
 
@@ -176,16 +180,18 @@ def read_source(
 
     `files` reads only those of `source_files` (a parallel ingest gives each task some);
     `book_entries=False` loads the characters files without yielding or counting what they
-    hold, for every task of a source but one.
+    hold, for every task of a source but one. `fs` opens the files (default: the recipe's
+    SourceFS; a Ray task gets the driver's).
     """
     stats = stats if stats is not None else SourceReadStats()
+    fs = fs or SourceFS.of(recipe)
     path = recipe.resolve(source.path)
-    source_folder = path if os.path.isdir(path) else os.path.dirname(path)
+    source_folder = path if fs.isdir(path) else dirname(path)
     characters = _characters_paths(source, recipe)
-    book = CharacterBook(paths=characters, persona=_persona(source, recipe))
+    book = CharacterBook(paths=characters, persona=_persona(source, recipe, fs))
     book_stats = stats if book_entries else SourceReadStats()
     for file in characters:
-        entries = _load_book(book, file, source, recipe, book_stats)
+        entries = _load_book(book, file, source, recipe, book_stats, fs)
         if book_entries:
             yield from entries
         else:
@@ -199,28 +205,33 @@ def read_source(
             book=book,
             file_ref=relative_ref(file, recipe.base_dir),
             file_key=relative_ref(file, source_folder),
-            media_root=MediaRoot(media_dir or os.path.dirname(file), source.allow_outside_root),
+            media_root=MediaRoot(media_dir or dirname(file), source.allow_outside_root, fs),
         )
-        yield from _read_file(file, ctx, stats)
+        yield from _read_file(file, ctx, stats, fs)
 
 
 def _characters_paths(source: SourceConfig, recipe: Recipe) -> list[str]:
-    return [os.path.abspath(recipe.resolve(p)) for p in source.characters_files]
+    return [abspath(recipe.resolve(p)) for p in source.characters_files]
 
 
-def _persona(source: SourceConfig, recipe: Recipe) -> str | None:
+def _persona(source: SourceConfig, recipe: Recipe, fs: SourceFS) -> str | None:
     if not source.persona:
         return None
-    with open(recipe.resolve(source.persona), encoding="utf-8", errors="replace") as f:
-        return f.read().strip() or None
+    text = fs.read_bytes(recipe.resolve(source.persona)).decode("utf-8", errors="replace")
+    return text.strip() or None
 
 
 def _load_book(
-    book: CharacterBook, file: str, source: SourceConfig, recipe: Recipe, stats: SourceReadStats
+    book: CharacterBook,
+    file: str,
+    source: SourceConfig,
+    recipe: Recipe,
+    stats: SourceReadStats,
+    fs: SourceFS,
 ) -> Iterator[QuarantineEntry]:
     file_ref = relative_ref(file, recipe.base_dir)
     before = len(book.by_name)
-    for entry in read_characters(file, stats.unmapped_fields):
+    for entry in read_characters(file, stats.unmapped_fields, fs):
         if isinstance(entry, BadCharacterLine):
             # A persona that cannot be used leaves through quarantine like any bad record.
             yield QuarantineEntry(
@@ -236,9 +247,9 @@ def _load_book(
 
 
 def _read_file(
-    file: str, ctx: FileContext, stats: SourceReadStats
+    file: str, ctx: FileContext, stats: SourceReadStats, fs: SourceFS
 ) -> Iterator[dict[str, Any] | QuarantineEntry]:
-    for item, parsed in _parsed_items(file, ctx.source.format):
+    for item, parsed in _parsed_items(file, ctx.source.format, fs):
         if isinstance(parsed, RecordRejected):
             yield _entry(ctx, item, parsed)
             continue
@@ -261,11 +272,11 @@ def _read_file(
 
 
 def _parsed_items(
-    file: str, source_format: str
+    file: str, source_format: str, fs: SourceFS
 ) -> Iterator[tuple[RawItem, ParsedRecord | list[ParsedRecord] | Exception]]:
     """Yield each raw item of a corpus file with what its format's parser made of it, or the
     error (RecordRejected: the record's fault; any other: an unforeseen one)."""
-    items: Iterator[RawItem] = iter_raw_items(file)
+    items: Iterator[RawItem] = iter_raw_items(file, fs)
     auto = source_format == "auto"
     fmt: str | None = source_format
     if auto:
@@ -293,19 +304,20 @@ def _parsed_items(
         yield item, parsed
 
 
-def referenced_media(source: SourceConfig, recipe: Recipe) -> list[str]:
-    """Return the absolute paths (symlinks kept) of the media files a source's records
+def referenced_media(source: SourceConfig, recipe: Recipe, fs: SourceFS | None = None) -> list[str]:
+    """Return the absolute locations (symlinks kept) of the media files a source's records
     name, sorted, missing ones included; found by parsing the records, no media read.
 
     Paths that `read_source` would refuse (outside the corpus folder, remote) are left
     out: no file of theirs is ever read.
     """
+    fs = fs or SourceFS.of(recipe)
     path = recipe.resolve(source.path)
     media_dir = recipe.resolve(source.media_dir) if source.media_dir else None
     found: set[str] = set()
-    for file in corpus_files(path, exclude=set(_characters_paths(source, recipe))):
-        root = MediaRoot(media_dir or os.path.dirname(file), source.allow_outside_root)
-        for _item, parsed in _parsed_items(file, source.format):
+    for file in corpus_files(path, set(_characters_paths(source, recipe)), fs):
+        root = MediaRoot(media_dir or dirname(file), source.allow_outside_root, fs)
+        for _item, parsed in _parsed_items(file, source.format, fs):
             if isinstance(parsed, Exception):
                 continue
             for one in parsed if isinstance(parsed, list) else [parsed]:

@@ -6,7 +6,6 @@ shares (speaker-to-role mapping, the character join, loading media safely) happe
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +13,7 @@ from pipeline.readers.files import is_utf8_encodable
 from pipeline.recipe import MediaLimits, SourceConfig
 from pipeline.record.characters import CharacterBook, clean_aliases, names_of
 from pipeline.record.ids import original_id
+from pipeline.record.location import relative_to
 from pipeline.record.media import (
     MediaRoot,
     decode_base64,
@@ -270,8 +270,9 @@ def _require_encodable_text(record: dict[str, Any]) -> None:
 
 
 def relative_ref(path: str, base: str) -> str:
-    """Return `path` relative to `base` with forward slashes, for stable references."""
-    return os.path.relpath(path, base).replace(os.sep, "/")
+    """Return `path` relative to `base` with forward slashes, for stable references (a file
+    on an object store beside a local base: its whole URI)."""
+    return relative_to(path, base)
 
 
 # Small type checks shared by the format readers; each raises wrong_types naming the field.

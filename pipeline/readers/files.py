@@ -7,13 +7,13 @@ that line. Tables are read in small batches so a file's media never sits in memo
 from __future__ import annotations
 
 import json
-import os
 import re
-import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline.readers.source_fs import LOCAL, SourceFS
+from pipeline.record.location import abspath, join, normpath, realpath
 from pipeline.record.rejection import RecordRejected
 
 JSON_LINES_EXTS = (".jsonl", ".ndjson")
@@ -33,43 +33,38 @@ class RawItem:
     excerpt: str | None = None
 
 
-def corpus_files(path: str, exclude: set[str] | None = None) -> list[str]:
-    """Return the corpus files of a source path, sorted: the file itself, or a folder's files.
+def corpus_files(path: str, exclude: set[str] | None = None, fs: SourceFS = LOCAL) -> list[str]:
+    """Return the corpus files of a source location, sorted: the file itself, or a folder's
+    files (local or on an object store).
 
     A folder that is a committed version (`versions/v<N>/` beside `v<N>.json`) yields exactly
     the shards its manifest lists: readers trust only manifests.
     """
-    if not os.path.isdir(path):
-        return [os.path.abspath(path)]
-    manifest = _version_manifest(path)
+    if not fs.isdir(path):
+        return [abspath(path)]
+    manifest = _version_manifest(path, fs)
     if manifest is not None:
-        return [os.path.abspath(os.path.join(path, s["path"])) for s in manifest["shards"]]
-    exclude = {os.path.realpath(p) for p in exclude or ()}
-    found = []
-    for folder, dirs, files in os.walk(path):
-        dirs[:] = sorted(d for d in dirs if not d.startswith((".", "_")))
-        for name in files:
-            full = os.path.abspath(os.path.join(folder, name))
-            if name.endswith(CORPUS_EXTS) and os.path.realpath(full) not in exclude:
-                found.append(full)
+        return [abspath(join(path, s["path"])) for s in manifest["shards"]]
+    exclude = {realpath(p) for p in exclude or ()}
+    found = [
+        full
+        for full in fs.files_under(path)
+        if full.endswith(CORPUS_EXTS) and realpath(full) not in exclude
+    ]
     return sorted(found)
 
 
-def is_regular_file(path: str) -> bool:
+def is_regular_file(path: str, fs: SourceFS = LOCAL) -> bool:
     """Return whether `path` is a regular file: a FIFO, device or socket never is a source."""
-    try:
-        return stat.S_ISREG(os.stat(path).st_mode)
-    except OSError:
-        return False
+    return fs.is_regular_file(path)
 
 
-def _version_manifest(folder: str) -> dict[str, Any] | None:
-    candidate = os.path.normpath(folder) + ".json"
-    if not os.path.isfile(candidate):
+def _version_manifest(folder: str, fs: SourceFS) -> dict[str, Any] | None:
+    candidate = normpath(folder).rstrip("/") + ".json"
+    if not fs.is_regular_file(candidate):
         return None
     try:
-        with open(candidate, encoding="utf-8") as f:
-            manifest = json.load(f)
+        manifest = json.loads(fs.read_bytes(candidate))
     except (OSError, ValueError):
         return None
     return (
@@ -79,23 +74,23 @@ def _version_manifest(folder: str) -> dict[str, Any] | None:
     )
 
 
-def iter_raw_items(path: str) -> Iterator[RawItem]:
+def iter_raw_items(path: str, fs: SourceFS = LOCAL) -> Iterator[RawItem]:
     """Yield the raw items of one corpus file, judged by its content, not only its name.
 
     A `.jsonl` that holds one JSON array is read as the array (not line by line), a `.json`
     of JSON lines as lines; a PNG is a character card.
     """
-    kind = sniff_kind(path)
+    kind = sniff_kind(path, fs)
     if kind == "parquet":
-        yield from _parquet_items(path)
+        yield from _parquet_items(path, fs)
     elif kind == "arrow":
-        yield from _arrow_items(path)
+        yield from _arrow_items(path, fs)
     elif kind == "png":
-        yield from _png_card_items(path)
+        yield from _png_card_items(path, fs)
     elif kind == "json":
-        yield from _json_items(path)
+        yield from _json_items(path, fs)
     else:
-        yield from _json_line_items(path)
+        yield from _json_line_items(path, fs)
 
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -103,13 +98,13 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SNIFF_BYTES = 1 << 16
 
 
-def sniff_kind(path: str) -> str:
+def sniff_kind(path: str, fs: SourceFS = LOCAL) -> str:
     """Return how a file is stored: parquet, arrow, png, json (one document) or jsonl."""
     if path.endswith(".parquet"):
         return "parquet"
     if path.endswith(".arrow"):
         return "arrow"
-    with open(path, "rb") as f:
+    with fs.open(path) as f:
         head = f.read(8)
         if head.startswith(b"PAR1"):
             return "parquet"
@@ -144,8 +139,8 @@ def _first_content_line(f: Any) -> bytes:
     return b""
 
 
-def _json_line_items(path: str) -> Iterator[RawItem]:
-    with open(path, "rb") as f:
+def _json_line_items(path: str, fs: SourceFS) -> Iterator[RawItem]:
+    with fs.open(path) as f:
         for lineno, raw in enumerate(f, start=1):
             if not raw.strip():
                 continue
@@ -200,8 +195,8 @@ def _object_item(key: str, value: Any, excerpt_source: str | None = None) -> Raw
     return RawItem(key, value=value)
 
 
-def _json_items(path: str) -> Iterator[RawItem]:
-    with open(path, "rb") as f:
+def _json_items(path: str, fs: SourceFS) -> Iterator[RawItem]:
+    with fs.open(path) as f:
         data = f.read()
     # surrogateescape keeps undecodable bytes as lone surrogates, so a bad byte inside one
     # element of an array costs that element only, not the whole file.
@@ -317,33 +312,34 @@ def is_utf8_encodable(text: str) -> bool:
     return True
 
 
-def _png_card_items(path: str) -> Iterator[RawItem]:
+def _png_card_items(path: str, fs: SourceFS) -> Iterator[RawItem]:
     from pipeline.readers.tavern import card_json_from_png
 
     try:
-        text = card_json_from_png(path)
+        text = card_json_from_png(path, fs)
     except RecordRejected as exc:
         yield RawItem("0", error=exc)
         return
     yield _parse_text("0", text)
 
 
-def _parquet_items(path: str) -> Iterator[RawItem]:
+def _parquet_items(path: str, fs: SourceFS) -> Iterator[RawItem]:
     import pyarrow.parquet as pq
 
     index = 0
-    with pq.ParquetFile(path) as f:
+    with fs.open_arrow(path) as source, pq.ParquetFile(source) as f:
         for batch in f.iter_batches(batch_size=ROWS_PER_BATCH):
             for row in batch.to_pylist():
                 yield _object_item(str(index), row)
                 index += 1
 
 
-def _arrow_items(path: str) -> Iterator[RawItem]:
+def _arrow_items(path: str, fs: SourceFS) -> Iterator[RawItem]:
     import pyarrow as pa
 
-    # Memory-mapped and sliced, so a 256 MB shard is never turned into Python objects at once.
-    with pa.memory_map(path, "r") as source:
+    # Memory-mapped (or read by ranges) and sliced, so a 256 MB shard is never turned into
+    # Python objects at once.
+    with fs.open_arrow(path) as source:
         try:
             reader = pa.ipc.open_file(source)
             batches = (reader.get_batch(i) for i in range(reader.num_record_batches))

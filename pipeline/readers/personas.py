@@ -14,6 +14,7 @@ from typing import Any
 from pipeline.readers.assemble import unmapped_keys
 from pipeline.readers.charactereval import is_profile_map, profile_character
 from pipeline.readers.files import iter_raw_items
+from pipeline.readers.source_fs import LOCAL, SourceFS
 from pipeline.readers.tavern import card_character, card_unmapped, is_card
 from pipeline.record.characters import CHARACTER_FIELDS, BadCharacterLine, character_from_value
 from pipeline.record.rejection import RecordRejected
@@ -22,13 +23,13 @@ ENTRY_FIELDS = frozenset(CHARACTER_FIELDS)
 
 
 def read_characters(
-    path: str, unmapped: Counter[str]
+    path: str, unmapped: Counter[str], fs: SourceFS = LOCAL
 ) -> Iterator[dict[str, Any] | BadCharacterLine]:
     """Yield each character a file defines, or a BadCharacterLine for an unusable entry.
 
     Field names that no character field carries are counted in `unmapped`.
     """
-    for item in iter_raw_items(path):
+    for item in iter_raw_items(path, fs):
         if item.error is not None:
             yield BadCharacterLine(item.key, item.error.reason, item.error.message)
             continue

@@ -22,6 +22,7 @@ import struct
 from typing import Any
 
 from pipeline.readers.assemble import ParsedRecord, RawTurn, optional_str, unmapped_keys
+from pipeline.readers.source_fs import LOCAL, SourceFS
 from pipeline.record.characters import make_character
 from pipeline.record.rejection import RecordRejected
 
@@ -54,10 +55,10 @@ def is_card(value: Any) -> bool:
     return "name" in value and "first_mes" in value and len(V1_FIELDS & value.keys()) >= 4
 
 
-def card_json_from_png(path: str) -> str:
+def card_json_from_png(path: str, fs: SourceFS = LOCAL) -> str:
     """Return the card JSON text embedded in a PNG (`ccv3` preferred over `chara`)."""
     chunks: dict[str, bytes] = {}
-    with open(path, "rb") as f:
+    with fs.open(path) as f:
         f.read(8)
         while True:
             header = f.read(8)

@@ -14,7 +14,9 @@ import re
 import struct
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
+from pipeline.record.location import is_remote, is_within, join, normpath
 from pipeline.record.rejection import RecordRejected
 
 _DATA_URI = re.compile(r"^data:(?P<mime>[^;,]*)(?P<params>(?:;[^;,]*)*),(?P<data>.*)$", re.DOTALL)
@@ -34,10 +36,16 @@ class MediaRoot:
 
     folder: str
     allow_outside_root: bool = False
+    # Opens the folder's files when it is on an object store (a `pipeline.readers.source_fs.
+    # SourceFS`: its `size` and `read_bytes`); None for a local folder.
+    files: Any = None
 
     def resolve(self, path: str) -> str:
-        """Return the real absolute path of a media path, or raise media_outside_root."""
+        """Return the real absolute path (or object URI) of a media path, or raise
+        media_outside_root."""
         path = _local_path(path)
+        if is_remote(self.folder):
+            return self._resolve_remote(path)
         if os.path.isabs(path):
             if not self.allow_outside_root:
                 raise RecordRejected(
@@ -54,6 +62,21 @@ class MediaRoot:
             )
         return real
 
+    def _resolve_remote(self, path: str) -> str:
+        if os.path.isabs(path):
+            raise RecordRejected(
+                "media_outside_root",
+                f"{path!r} is a local path; media of a source on an object store are read "
+                "from the store",
+            )
+        root = normpath(self.folder)
+        real = join(root, path)
+        if not self.allow_outside_root and not is_within(real, root):
+            raise RecordRejected(
+                "media_outside_root", f"{path!r} resolves to {real}, outside the corpus folder"
+            )
+        return real
+
     def named(self, path: str) -> str:
         """Return the absolute path a media path names, symlinks kept, after `resolve`'s checks
         (raise media_outside_root as it does).
@@ -61,7 +84,9 @@ class MediaRoot:
         Hashing this path follows a symlink to wherever it points now, so a retargeted link
         (DVC checkouts do that) is seen as the change it is.
         """
-        self.resolve(path)
+        real = self.resolve(path)
+        if is_remote(real):
+            return real
         return os.path.normpath(os.path.join(os.path.abspath(self.folder), _local_path(path)))
 
 
@@ -81,6 +106,8 @@ def _local_path(path: str) -> str:
 def read_media_file(path: str, root: MediaRoot, max_bytes: int) -> bytes:
     """Return the bytes of the media file at `path` (as written in the corpus), within limits."""
     real = root.resolve(path)
+    if is_remote(real):
+        return _read_remote_media(path, real, root, max_bytes)
     try:
         st = os.stat(real)
     except OSError:
@@ -97,6 +124,20 @@ def read_media_file(path: str, root: MediaRoot, max_bytes: int) -> bytes:
             return f.read()
     except OSError as exc:
         raise RecordRejected("missing_media", f"{path!r} cannot be read: {exc.strerror}") from None
+
+
+def _read_remote_media(path: str, real: str, root: MediaRoot, max_bytes: int) -> bytes:
+    size = root.files.size(real)
+    if size is None:
+        raise RecordRejected("missing_media", f"{path!r} does not exist")
+    if size > max_bytes:
+        raise RecordRejected(
+            "media_too_large", f"{path!r} has {size} bytes, over the limit of {max_bytes}"
+        )
+    try:
+        return root.files.read_bytes(real)
+    except OSError as exc:
+        raise RecordRejected("missing_media", f"{path!r} cannot be read: {exc}") from None
 
 
 def decode_base64(data: str, max_bytes: int, what: str = "base64 payload") -> bytes:

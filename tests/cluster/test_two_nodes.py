@@ -1,6 +1,6 @@
-"""`roleforge run` against a real two-node Ray cluster with an `s3://` store: the same
-version as the embedded single-node run on a local store, with the record pass's tasks
-spread over both nodes."""
+"""`roleforge run` against a real two-node Ray cluster with its sources and store on S3:
+the same version as the embedded single-node run on a local store, with the record pass's
+tasks spread over both nodes."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import yaml
 
 from pipeline.execution.job import DataJob
 from tests.cluster.local_cluster import TwoNodeRayCluster
+from tests.fixtures.object_store import upload_folder
 from tests.pipeline.execution.datajob_corpus import AUGMENT, make_recipe, recipe_dict, write_corpus
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -82,6 +83,15 @@ def test_a_two_node_cluster_run_commits_the_embedded_runs_version_with_work_on_b
     ray_session: Any,
 ) -> None:
     write_corpus(tmp_path)
+    # The nodes share no disk in the run's eyes: the corpus is read from the bucket too.
+    corpus = upload_folder(tmp_path, f"s3://{cluster_store.split('/')[2]}/corpora/tiny")
+    sources = [
+        {
+            "name": "tiny",
+            "path": f"{corpus}/dialogues.jsonl",
+            "characters": f"{corpus}/characters.jsonl",
+        }
+    ]
     # An image op: its library takes seconds to import in each worker, as real work takes
     # time. Without it every task of this tiny corpus took milliseconds, and Ray pushed them
     # all to the first worker it leased before the other node's worker had started.
@@ -89,14 +99,23 @@ def test_a_two_node_cluster_run_commits_the_embedded_runs_version_with_work_on_b
     recipe = tmp_path / "cluster.yaml"
     recipe.write_text(
         yaml.safe_dump(
-            recipe_dict(store=cluster_store, cards_dir=str(tmp_path / "cards-c"), augment=augment)
+            recipe_dict(
+                store=cluster_store,
+                cards_dir=str(tmp_path / "cards-c"),
+                augment=augment,
+                sources=sources,
+            )
         ),
         encoding="utf-8",
     )
     on_cluster, driver_pid = _run_on_cluster(two_node_cluster, recipe)
     embedded = DataJob(
         make_recipe(
-            tmp_path, store=str(tmp_path / "embedded-store"), cards_dir="cards-e", augment=augment
+            tmp_path,
+            store=str(tmp_path / "embedded-store"),
+            cards_dir="cards-e",
+            augment=augment,
+            sources=sources,
         )
     ).run()
 
