@@ -282,15 +282,24 @@ def gc(
         help="also spare paths with anything modified less than this many seconds ago "
         "(live runs and commits are always spared)",
     ),
+    cache_versions: int = typer.Option(
+        1,
+        "--cache-versions",
+        min=0,
+        help="keep in the record cache what the newest N versions were made of (0: empty it)",
+    ),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
 ) -> None:
-    """Remove staging folders and files that no manifest or live run references (models are kept)."""
+    """Remove staging folders and files that no manifest or live run references, and prune
+    the record cache (models are kept)."""
     from pipeline.store.gc import collect_garbage
     from pipeline.store.lock import StoreBusy
 
     s = _store(name, store, recipe)
     try:
-        report = collect_garbage(s, dry_run=dry_run, min_age_s=min_age).to_dict()
+        report = collect_garbage(
+            s, dry_run=dry_run, min_age_s=min_age, cache_versions=cache_versions
+        ).to_dict()
     except StoreBusy as exc:
         raise _not_found(exc) from None
     if as_json:
@@ -300,6 +309,8 @@ def gc(
     for path in report["removed"]:
         typer.echo(f"{verb} {path}")
     typer.echo(f"{name}: {verb} {len(report['removed'])} paths, {report['freed_bytes']:,} bytes")
+    if report["cache_note"]:
+        typer.echo(f"record cache: {report['cache_note']}")
 
 
 @app.command()

@@ -9,19 +9,23 @@ record, kept so that a rerun computes only the records whose key it has not seen
   record (key and its quarantine entry), written once the run's parts are complete.
 
 A version's shards are written from these parts; nothing in a version refers to them, so
-deleting the folder is always safe (the next run recomputes every record once), and
-`roleforge gc` leaves it alone. A part or index file that does not read costs a
-recomputation of its records, never a wrong row.
+deleting the folder is always safe (the next run recomputes every record once). `roleforge
+gc` prunes it to what the newest versions were made of (`prune`): index rows of other
+records go (compacted into one index file), then every part no index row points at. A part
+or index file that does not read costs a recomputation of its records, never a wrong row.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import os
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 log = logging.getLogger(__name__)
 
@@ -55,28 +59,132 @@ class RecordCache:
         return os.path.join(self.parts_dir, name)
 
     def index(self) -> pa.Table:
-        """Return every readable index row (index files that do not read are skipped)."""
+        """Return every readable index row once (index files that do not read are skipped;
+        a row in two files, as after a prune that stopped before removing what it
+        compacted, counts once)."""
+        tables = [t for _, t in self._index_files() if t is not None]
+        if not tables:
+            return CACHE_INDEX_SCHEMA.empty_table()
+        return _unique_rows(pa.concat_tables(tables)) if len(tables) > 1 else tables[0]
+
+    def _index_files(self) -> list[tuple[str, pa.Table | None]]:
+        """Return (path, rows) of every index file, rows None for one that does not read."""
         import pyarrow.parquet as pq
 
-        tables = []
+        out = []
         for name in self.fs.listdir(self.index_dir):
             if not name.endswith(".parquet"):
                 continue  # a temp file of a writer that crashed
+            path = os.path.join(self.index_dir, name)
             try:
-                table = pq.read_table(
-                    io.BytesIO(self.fs.read_bytes(os.path.join(self.index_dir, name)))
-                )
-                tables.append(table.select(CACHE_INDEX_SCHEMA.names).cast(CACHE_INDEX_SCHEMA))
+                table = pq.read_table(io.BytesIO(self.fs.read_bytes(path)))
+                out.append((path, table.select(CACHE_INDEX_SCHEMA.names).cast(CACHE_INDEX_SCHEMA)))
+            except FileNotFoundError:
+                continue  # removed by a prune since it was listed
             except (OSError, KeyError, ValueError, pa.ArrowException) as exc:
                 log.warning("cache index %s is unreadable, skipped: %s", name, exc)
-        return pa.concat_tables(tables) if tables else CACHE_INDEX_SCHEMA.empty_table()
+                out.append((path, None))
+        return out
+
+    def prune(self, live_ids: pa.Array, min_age_s: float, now: float, dry_run: bool) -> CachePrune:
+        """Keep what made the records of `live_ids` (ids of rows and of rejected records);
+        remove the rest. Index files changed less than `min_age_s` ago (a run may still
+        use them) are kept whole, with every part they point at.
+
+        The index rows kept from older files are written to one new index file before the
+        files they came from go, so an interrupted prune leaves rows twice (read once),
+        never lost; parts go last, once no index row points at them.
+        """
+        result = CachePrune()
+        files = self._index_files()
+        young = {p for p, _ in files if now - self._mtime(p) < min_age_s}
+        old = [(p, t) for p, t in files if p not in young]
+        readable = [t for _, t in old if t is not None]
+        rows = _unique_rows(pa.concat_tables(readable)) if readable else None
+        kept = CACHE_INDEX_SCHEMA.empty_table() if rows is None else _rows_of(rows, live_ids)
+        dropped = (rows.num_rows if rows is not None else 0) - kept.num_rows
+        if len(old) > 1 or dropped or len(readable) < len(old):
+            if kept.num_rows and not dry_run:
+                self._write_index(_compacted_name([p for p, _ in old]), kept)
+            result.removed.extend(p for p, _ in old)
+        referenced = set(kept["part"].drop_null().to_pylist())
+        for p, t in files:
+            if p in young and t is not None:
+                referenced.update(t["part"].drop_null().to_pylist())
+        for name in self.fs.listdir(self.parts_dir):
+            path = self.part_path(name)
+            if name not in referenced and now - self._mtime(path) >= min_age_s:
+                result.removed.append(path)
+        result.kept_rows = kept.num_rows + sum(
+            t.num_rows for p, t in files if p in young and t is not None
+        )
+        # In this order: the compacted index is whole before the files it replaces go, and
+        # those go before the parts, so no index row ever points at a removed part.
+        for path in result.removed:
+            result.freed_bytes += self._size(path)
+            if not dry_run:
+                try:
+                    self.fs.remove_tree(path)
+                except FileNotFoundError:
+                    continue
+        return result
+
+    def _mtime(self, path: str) -> float:
+        try:
+            return self.fs.mtime(path)
+        except FileNotFoundError:
+            return 0.0
+
+    def _size(self, path: str) -> int:
+        return sum(e.size for e in self.fs.files(path))
+
+    def _write_index(self, name: str, rows: pa.Table) -> None:
+        import pyarrow.parquet as pq
+
+        buffer = io.BytesIO()
+        pq.write_table(rows.select(CACHE_INDEX_SCHEMA.names).cast(CACHE_INDEX_SCHEMA), buffer)
+        self.fs.write_bytes(os.path.join(self.index_dir, name), buffer.getvalue())
 
     def add(self, run_id: str, rows: pa.Table) -> None:
         """Publish the index rows of one run (whole or not at all)."""
-        import pyarrow.parquet as pq
 
         if rows.num_rows == 0:
             return
-        buffer = io.BytesIO()
-        pq.write_table(rows.select(CACHE_INDEX_SCHEMA.names).cast(CACHE_INDEX_SCHEMA), buffer)
-        self.fs.write_bytes(os.path.join(self.index_dir, f"{run_id}.parquet"), buffer.getvalue())
+        self._write_index(f"{run_id}.parquet", rows)
+
+
+@dataclass
+class CachePrune:
+    """What pruning the cache removed (index files and parts), kept and freed."""
+
+    removed: list[str] = field(default_factory=list)
+    kept_rows: int = 0
+    freed_bytes: int = 0
+
+
+def _unique_rows(table: pa.Table) -> pa.Table:
+    """Return `table` with each (run, key, id) once, the first of each kept."""
+    numbered = table.append_column("_n", pa.array(range(table.num_rows), pa.int64()))
+    first = numbered.group_by(["run_id", "key", "id"], use_threads=False).aggregate([("_n", "min")])
+    return table.take(pc.sort_indices(first["_n_min"]))
+
+
+def _rows_of(rows: pa.Table, live_ids: pa.Array) -> pa.Table:
+    """Return the rows of every (run, key) that made one of `live_ids`.
+
+    An id may lie under several keys: an original recomputed under a new seed or code
+    keeps its id. Its newest run's rows are the ones a version built since then used, so
+    each id keeps only the (run, key) of its newest run, and with it that key's other rows
+    (an original stays with its variants, as the record pass wrote them together).
+    """
+    live = rows.filter(pc.is_in(rows["id"], value_set=live_ids))
+    newest = live.group_by("id", use_threads=False).aggregate([("run_id", "max")])
+    made = live.join(newest, "id")
+    made = made.filter(pc.equal(made["run_id"], made["run_id_max"]))
+    groups = made.select(["run_id", "key"]).group_by(["run_id", "key"]).aggregate([])
+    return rows.join(groups, ["run_id", "key"], join_type="inner").select(CACHE_INDEX_SCHEMA.names)
+
+
+def _compacted_name(paths: list[str]) -> str:
+    digest = hashlib.sha256("\n".join(sorted(paths)).encode()).hexdigest()[:16]
+    return f"compacted-{digest}.parquet"

@@ -1,5 +1,6 @@
 """Removing what no manifest references: staging folders, uncommitted version folders,
-stray files inside versions, and quarantine files of runs that published nothing.
+stray files inside versions, and quarantine files of runs that published nothing; and
+pruning the record cache to what the newest versions were made of.
 
 Never what is in use: gc holds the commit lock while it lists and removes (so no version
 is half-made meanwhile), spares the staging folder and quarantine file of every run whose
@@ -9,19 +10,25 @@ hour as well, for runs started by an older roleforge that took no lease.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import pyarrow as pa
+
+from pipeline.store.cache import RecordCache
 from pipeline.store.fs import StoreFS
-from pipeline.store.lock import commit_lock, locks_dir, run_is_live
+from pipeline.store.lock import LEASE_FILE, commit_lock, live_runs, locks_dir, run_is_live
 from pipeline.store.manifest import Manifest
 from pipeline.store.read import Store, VersionNotFound
+from pipeline.store.shards import read_shard_batches
 
 DEFAULT_MIN_AGE_S = 3600.0
-_LEASE = re.compile(r"^run-(.+)\.lock$")
+# The record cache keeps what the newest this many versions were made of.
+DEFAULT_CACHE_VERSIONS = 1
 
 _VERSION_DIR = re.compile(r"^v(\d+)$")
 _MANIFEST = re.compile(r"^v(\d+)\.json$")
@@ -34,9 +41,18 @@ class GcReport:
     removed: list[str] = field(default_factory=list)
     freed_bytes: int = 0
     dry_run: bool = False
+    # Index rows the record cache keeps; None when it was left alone (see cache_note).
+    cache_rows_kept: int | None = None
+    cache_note: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"removed": self.removed, "freed_bytes": self.freed_bytes, "dry_run": self.dry_run}
+        return {
+            "removed": self.removed,
+            "freed_bytes": self.freed_bytes,
+            "dry_run": self.dry_run,
+            "cache_rows_kept": self.cache_rows_kept,
+            "cache_note": self.cache_note,
+        }
 
 
 def _size(fs: StoreFS, path: str) -> int:
@@ -105,7 +121,7 @@ def unreferenced_paths(store: Store) -> list[str]:
     # this machine, and each run removes its own).
     if fs.is_local:
         for name in fs.listdir(locks_dir(store)):
-            lease = _LEASE.match(name)
+            lease = LEASE_FILE.match(name)
             if lease and not run_is_live(store, lease.group(1)):
                 garbage.append(os.path.join(locks_dir(store), name))
     return sorted(garbage)
@@ -116,10 +132,12 @@ def collect_garbage(
     fs: StoreFS | None = None,
     dry_run: bool = False,
     min_age_s: float = DEFAULT_MIN_AGE_S,
+    cache_versions: int = DEFAULT_CACHE_VERSIONS,
 ) -> GcReport:
-    """Remove what no manifest and no live run references; return what went. `min_age_s`
-    also spares paths with anything modified more recently than that. `fs` defaults to
-    the store's own filesystem."""
+    """Remove what no manifest and no live run references, and prune the record cache to
+    what the newest `cache_versions` versions were made of (0: empty it); return what went.
+    `min_age_s` also spares paths with anything modified more recently than that. `fs`
+    defaults to the store's own filesystem."""
     fs = fs if fs is not None else store.fs
     report = GcReport(dry_run=dry_run)
     if not fs.exists(store.root):
@@ -137,4 +155,48 @@ def collect_garbage(
                     continue
             report.freed_bytes += size
             report.removed.append(os.path.relpath(path, store.root))
+        _prune_cache(store, fs, report, cache_versions, min_age_s, now)
     return report
+
+
+def _prune_cache(
+    store: Store,
+    fs: StoreFS,
+    report: GcReport,
+    cache_versions: int,
+    min_age_s: float,
+    now: float,
+) -> None:
+    cache = RecordCache(store.root, fs)
+    if not fs.exists(cache.folder):
+        return
+    live = live_runs(store)
+    if live:
+        # A live run may be reading the index or about to point a shard at a part.
+        report.cache_note = f"left alone: run {live[0]} is live"
+        return
+    manifests = _committed_manifests(store)
+    kept = manifests[-cache_versions:] if cache_versions > 0 else []
+    pruned = cache.prune(_made_ids(store, kept), min_age_s, now, report.dry_run)
+    report.cache_rows_kept = pruned.kept_rows
+    report.freed_bytes += pruned.freed_bytes
+    report.removed.extend(os.path.relpath(p, store.root) for p in pruned.removed)
+    versions = ", ".join(f"v{m.number}" for m in kept) or "no version"
+    report.cache_note = f"kept what {versions} was made of"
+
+
+def _made_ids(store: Store, manifests: list[Manifest]) -> pa.Array:
+    """Return the ids of the rows of `manifests`' shards and of the records their runs
+    quarantined: what the record cache holds for them."""
+    ids: list[str] = []
+    for manifest in manifests:
+        for path in store.shard_paths(manifest):
+            for batch in read_shard_batches(path, ["id"], fs=store.fs):
+                ids.extend(batch.column("id").to_pylist())
+        if manifest.quarantine.path:
+            quarantine = os.path.join(store.root, manifest.quarantine.path)
+            if store.fs.exists(quarantine):
+                for line in store.fs.read_bytes(quarantine).splitlines():
+                    if line.strip():
+                        ids.append(json.loads(line).get("record_id"))
+    return pa.array(sorted({i for i in ids if i}), pa.string())

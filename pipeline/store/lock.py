@@ -30,6 +30,7 @@ import errno
 import fcntl
 import hashlib
 import os
+import re
 import tempfile
 import time
 from collections.abc import Iterator
@@ -40,6 +41,7 @@ COMMIT_LOCK = "commit.lock"
 # How long a committer or gc waits for the commit lock before giving up with a clear error.
 COMMIT_LOCK_TIMEOUT_S = 600.0
 _POLL_S = 0.05
+LEASE_FILE = re.compile(r"^run-(.+)\.lock$")  # a run's lease in locks_dir
 
 
 class StoreBusy(RuntimeError):
@@ -147,3 +149,13 @@ def run_is_live(root: Any, run_id: str) -> bool:
         return True
     finally:
         os.close(fd)
+
+
+def live_runs(root: Any) -> list[str]:
+    """Return the ids of the runs whose lease some process on this machine holds now."""
+    try:
+        names = os.listdir(locks_dir(root))
+    except FileNotFoundError:
+        return []
+    runs = [m.group(1) for n in names if (m := LEASE_FILE.match(n))]
+    return sorted(r for r in runs if run_is_live(root, r))

@@ -148,3 +148,91 @@ def test_a_source_of_many_files_is_read_by_several_tasks_with_the_same_result(
     assert sum(many.nodes["ingest"].values()) == 4 and sum(one.nodes["ingest"].values()) == 1
     assert many.content_id == one.content_id
     assert many.counts == one.counts and many.unmapped_fields == one.unmapped_fields
+
+
+def _cache_files(store_root: Path) -> set[str]:
+    cache = store_root / "cache"
+    return {str(p.relative_to(cache)) for p in cache.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("change", ["seed", "records"])
+def test_gc_prunes_the_cache_to_the_newest_version_and_the_next_run_reuses_as_much(
+    tmp_path: Path, change: str
+) -> None:
+    from pipeline.store.gc import collect_garbage
+    from pipeline.store.read import Store
+
+    write_corpus(tmp_path)
+    _run(tmp_path, "store")
+    if change == "seed":  # the seed is in every key: v2 is made of new rows only
+        seed = 8
+    else:  # v2 reuses v1's rows but for the new records and those that moved split
+        seed = 7
+        write_corpus(tmp_path, extra=3)
+    _run(tmp_path, "store", seed=seed)
+    store = Store(str(tmp_path / "store"), "tiny")
+    root = tmp_path / "store" / "tiny"
+    shutil.copytree(tmp_path / "store", tmp_path / "kept")  # the same store, never pruned
+    before = RecordCache(str(root), LocalFS()).index()
+    report = collect_garbage(store, min_age_s=0)
+    after = RecordCache(str(root), LocalFS()).index()
+    assert 0 < after.num_rows < before.num_rows
+    assert report.cache_rows_kept == after.num_rows
+    assert report.cache_note == "kept what v2 was made of"
+    runs = set(after["run_id"].to_pylist())
+    assert runs == (
+        {store.manifest(2).run_id} if change == "seed" else set(before["run_id"].to_pylist())
+    )
+    # Every part left is one an index row points at, and every row's part is there.
+    parts = {f.removeprefix("parts/") for f in _cache_files(root) if f.startswith("parts/")}
+    assert parts == set(after["part"].drop_null().to_pylist())
+    assert report.freed_bytes > 0 and any(p.startswith("cache/parts/") for p in report.removed)
+    # What v2 was made of is all the next run needs: the same reuse as without the prune.
+    write_corpus(tmp_path, extra=6)
+    pruned = _run(tmp_path, "store", seed=seed)
+    kept = _run(tmp_path, "kept", seed=seed)
+    assert pruned.content_id == kept.content_id
+    assert pruned.reuse == kept.reuse and pruned.reuse.reused > 0
+
+
+def test_gc_with_no_cache_versions_empties_the_cache_and_a_run_recomputes_the_same(
+    tmp_path: Path,
+) -> None:
+    from pipeline.store.gc import collect_garbage
+    from pipeline.store.read import Store
+
+    write_corpus(tmp_path)
+    first = _run(tmp_path, "store")
+    store = Store(str(tmp_path / "store"), "tiny")
+    collect_garbage(store, min_age_s=0, cache_versions=0)
+    assert _cache_files(tmp_path / "store" / "tiny") == set()
+    shutil.rmtree(tmp_path / "store" / "tiny" / "versions")  # else it is found unchanged
+    again = _run(tmp_path, "store")
+    assert again.content_id == first.content_id
+    assert again.reuse is not None and again.reuse.reused == 0
+
+
+def test_gc_leaves_the_cache_alone_while_a_run_is_live_and_spares_fresh_strays(
+    tmp_path: Path,
+) -> None:
+    from pipeline.store.gc import collect_garbage
+    from pipeline.store.lock import RunLease
+    from pipeline.store.read import Store
+
+    write_corpus(tmp_path)
+    _run(tmp_path, "store")
+    _run(tmp_path, "store", seed=8)
+    store = Store(str(tmp_path / "store"), "tiny")
+    root = tmp_path / "store" / "tiny"
+    stray = root / "cache" / "parts" / "written-by-a-run-that-died.arrow"
+    stray.write_bytes(b"half a part")
+    files = _cache_files(root)
+    with RunLease(store, "a-live-run"):
+        report = collect_garbage(store, min_age_s=0)
+    assert _cache_files(root) == files
+    assert report.cache_note == "left alone: run a-live-run is live"
+    # By default anything changed in the last hour is spared: here, all of it.
+    report = collect_garbage(store)
+    assert _cache_files(root) == files and report.cache_rows_kept is not None
+    collect_garbage(store, min_age_s=0)
+    assert not stray.exists()
