@@ -109,7 +109,7 @@ def models(
         typer.echo(json.dumps(out, indent=2))
         return
     if not entries:
-        typer.echo(f"{name}: no trained models in {registry.root}")
+        typer.echo(f"{name}: no trained models in {registry.location}")
         return
     rows = [("", "model", "dataset", "content_id", "base", "init", "test_loss", "ai_exposure")]
     for e in entries:
