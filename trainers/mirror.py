@@ -8,7 +8,8 @@ in `<work dir>/<store hash>/<name>/models/<run_id>/` (`$ROLEFORGE_WORK_DIR`, els
 dir) and `publish` uploads it through the store's filesystem, run.json last: readers trust
 run.json's `status`, so a model is visible as finished only once all its files are there. A
 model another machine trained is downloaded into the same place before it loads, once: a
-`<run_id>.complete` file beside the folder says the copy is whole.
+`.complete` file in the folder says the copy is whole (a download gets it before it is
+renamed into place, so a whole copy appears at once).
 
 Paths recorded in run.json (the base model a run started from, the promoted model it
 continued) are store paths, so any machine maps them back with `local`.
@@ -30,10 +31,14 @@ from trainers.registry import RUN_FILE
 logger = logging.getLogger(__name__)
 
 WORK_DIR_ENV = "ROLEFORGE_WORK_DIR"
-COMPLETE_SUFFIX = ".complete"
+COMPLETE_FILE = ".complete"
 # Run files that stay in the local working folder: Trainer checkpoints (what --resume on this
 # machine continues from; large) and Ray Train's own storage.
 LOCAL_ONLY = frozenset({"checkpoints", "ray"})
+
+
+class UnfinishedModel(LookupError):
+    """The model folder asked for on the object store is not a finished run."""
 
 
 def work_root() -> str:
@@ -84,11 +89,11 @@ class ModelMirror:
         return os.path.join(self.local_root, rel)
 
     def is_complete(self, model_id: str) -> bool:
-        return os.path.exists(self.run_dir(model_id) + COMPLETE_SUFFIX)
+        return os.path.exists(os.path.join(self.run_dir(model_id), COMPLETE_FILE))
 
     def fetch(self, model_id: str) -> str:
-        """Return the local copy of model `model_id`, downloaded unless a whole copy is here
-        (the copy of a run still training is not kept as whole: it is fetched again)."""
+        """Return the local copy of model `model_id`, downloaded unless a whole copy is here;
+        raise UnfinishedModel when its run.json on the store does not say `done`."""
         target = self.run_dir(model_id)
         if not self.remote or self.is_complete(model_id):
             return target
@@ -97,7 +102,16 @@ class ModelMirror:
         logger.info("downloading model %s to %s", self.location(self.store_dir(model_id)), target)
         try:
             self.fs.download_tree(self.store_dir(model_id), tmp)
-            if os.path.isdir(target):  # an unfinished earlier copy (whole ones are marked)
+            if not _finished(tmp):
+                raise UnfinishedModel(
+                    f"{self.location(self.store_dir(model_id))} is not a finished model"
+                )
+            self._mark_complete(tmp, model_id)
+            if self.is_complete(model_id):  # another process placed a whole copy meanwhile
+                return target
+            # The store says the run is done, so a folder here without the mark is no live
+            # run's: a run marks its folder once it has uploaded it.
+            if os.path.isdir(target):
                 shutil.rmtree(target)
             try:
                 os.rename(tmp, target)
@@ -106,8 +120,6 @@ class ModelMirror:
                     raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        if _finished(target):
-            self._mark_complete(model_id)
         return target
 
     def push(self, run_id: str, *names: str) -> None:
@@ -125,11 +137,11 @@ class ModelMirror:
         folder = self.run_dir(run_id)
         self.fs.upload_tree(folder, self.store_dir(run_id), skip=LOCAL_ONLY | {last})
         self.push(run_id, last)
-        self._mark_complete(run_id)
+        self._mark_complete(folder, run_id)
         logger.info("uploaded %s to %s", folder, self.location(self.store_dir(run_id)))
 
-    def _mark_complete(self, model_id: str) -> None:
-        with open(self.run_dir(model_id) + COMPLETE_SUFFIX, "w", encoding="utf-8") as f:
+    def _mark_complete(self, folder: str, model_id: str) -> None:
+        with open(os.path.join(folder, COMPLETE_FILE), "w", encoding="utf-8") as f:
             f.write(self.location(self.store_dir(model_id)) + "\n")
 
 
@@ -142,4 +154,4 @@ def _finished(run_dir: str) -> bool:
 
 
 def _under(path: str, folder: str) -> bool:
-    return path == folder or path.startswith(folder.rstrip("/") + "/")
+    return path.startswith(folder.rstrip("/") + "/")

@@ -17,9 +17,10 @@ import shutil
 from dataclasses import asdict, dataclass
 
 from trainers.config import TrainConfig
+from trainers.mirror import COMPLETE_FILE
 from trainers.stage import BASE_DIR, RUN_FILE
 
-_RUN_ONLY = {"checkpoints", "tensorboard", "base_model", "ray", RUN_FILE}
+_RUN_ONLY = {"checkpoints", "tensorboard", "base_model", "ray", RUN_FILE, COMPLETE_FILE}
 
 
 class ModelExportError(ValueError):
@@ -64,7 +65,7 @@ def local_model_dir(model_dir: str) -> str:
     download from the object store (`<store>/<name>/models/<run_id>`)."""
     from pipeline.store.fs import OBJECT_SCHEMES
     from pipeline.store.read import Store
-    from trainers.mirror import ModelMirror
+    from trainers.mirror import ModelMirror, UnfinishedModel
 
     scheme = model_dir.split("://", 1)[0] if "://" in model_dir else None
     if scheme not in OBJECT_SCHEMES:
@@ -78,7 +79,10 @@ def local_model_dir(model_dir: str) -> str:
     store = Store(store_uri, name)
     if not store.fs.is_file(os.path.join(store.models_dir(run_id), RUN_FILE)):
         raise ModelExportError(f"{model_dir} is not a roleforge model folder (no {RUN_FILE})")
-    return ModelMirror(store).fetch(run_id)
+    try:
+        return ModelMirror(store).fetch(run_id)
+    except UnfinishedModel as exc:
+        raise ModelExportError(str(exc)) from None
 
 
 def export_model(model_dir: str, out: str, merge: bool = False) -> ModelExport:

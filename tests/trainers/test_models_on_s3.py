@@ -34,6 +34,7 @@ from trainers.registry import (
     ModelRegistry,
     NothingToRollBack,
     PromotionConflict,
+    UnknownModel,
 )
 
 runner = CliRunner()
@@ -116,6 +117,7 @@ def test_a_run_trained_into_s3_is_uploaded_whole_run_json_last_and_listed_by_the
         os.path.join(folder, "adapter_model.safetensors")
     )
     assert (out / "base_model" / "config.json").is_file()
+    assert not (out / ".complete").exists()
     missing = runner.invoke(app, ["export-model", f"{s3_store}/mm/models/nope", str(out / "x")])
     assert missing.exit_code != 0 and "is not a roleforge model folder" in missing.output
 
@@ -136,7 +138,7 @@ def test_another_machine_continues_from_and_rescores_the_promoted_model_it_downl
     second = train_version(s3_store, "mm", 1, cfg)
     downloaded = Path(second.work_dir).parent / first.run_id
     assert Path(second.work_dir).is_relative_to(work_b) and downloaded.is_dir()
-    assert (downloaded.parent / f"{first.run_id}.complete").exists()
+    assert (downloaded / ".complete").exists()
     run = json.loads(store.fs.read_bytes(os.path.join(store.models_dir(second.run_id), "run.json")))
     assert run["init"]["model_id"] == first.run_id
     assert run["base_model"] == os.path.join(store.models_dir(first.run_id), "base_model")
@@ -188,6 +190,8 @@ def test_promote_and_rollback_on_s3_create_one_generation_object_each(s3_models:
         registry.rollback()
     with pytest.raises(PromotionConflict, match="now a, not b"):
         registry.promote("c", "stale", expected="b")
+    with pytest.raises(UnknownModel, match="models: a, b, c"):
+        registry.promote("nope", "no such run")
 
     promoted = runner.invoke(app, ["promote", "ds", "c", "--store", s3_models.location])
     assert promoted.exit_code == 0, promoted.output
@@ -288,3 +292,14 @@ def test_retrain_on_an_s3_store_promotes_then_a_second_machine_compares_against_
         runner.invoke(app, ["models", "tiny", "--store", s3_store, "--json"]).stdout
     )
     assert len(listing["models"]) == 2 and sum(m["promoted"] for m in listing["models"]) == 1
+
+
+def test_export_model_refuses_a_run_on_s3_that_has_not_finished(
+    s3_store: str, tmp_path: Path, machine: Any
+) -> None:
+    make_model(tmp_path, "busy", status="training")
+    _upload_store(tmp_path, s3_store, "ds")
+    work = machine("x")
+    out = runner.invoke(app, ["export-model", f"{s3_store}/ds/models/busy", str(tmp_path / "o")])
+    assert out.exit_code != 0 and "is not a finished model" in out.output
+    assert not list(work.rglob("run.json"))  # no copy kept that a later load could trust
