@@ -303,3 +303,65 @@ def test_export_model_refuses_a_run_on_s3_that_has_not_finished(
     out = runner.invoke(app, ["export-model", f"{s3_store}/ds/models/busy", str(tmp_path / "o")])
     assert out.exit_code != 0 and "is not a finished model" in out.output
     assert not list(work.rglob("run.json"))  # no copy kept that a later load could trust
+
+
+def test_resume_on_s3_continues_from_this_machines_checkpoint_and_uploads_the_run(
+    s3_store: str, tmp_path: Path, machine: Any
+) -> None:
+    import shutil
+    import time
+
+    from trainers.config import LoraConfig
+
+    write_version(tmp_path / "local", "r", standard_records(train=4, validation=0, test=1))
+    store = _upload_store(tmp_path / "local", s3_store, "r")
+    machine("a")
+    cfg = TrainConfig(lora=LoraConfig(r=4), max_steps=4, save_steps=2, batch_size=2, max_length=512)
+    full = train_version(s3_store, "r", 1, cfg, seed=5, run_id="full")
+    # An interrupted run on this machine: the same run stopped after its step-2 checkpoint.
+    work = Path(full.work_dir).parent
+    cut = work / "cut"
+    shutil.copytree(work / "full" / "base_model", cut / "base_model")
+    shutil.copytree(work / "full/checkpoints/checkpoint-2", cut / "checkpoints/checkpoint-2")
+    run = json.loads((work / "full" / "run.json").read_text())
+    run.update(run_id="cut", created=time.time(), status="training")
+    (cut / "run.json").write_text(json.dumps(run))
+
+    resumed = train_version(s3_store, "r", 1, None, resume=True)
+    assert resumed.run_id == "cut" and resumed.resumed_from.endswith("checkpoint-2")
+    assert resumed.global_step == full.global_step == 4
+    uploaded = json.loads(store.fs.read_bytes(os.path.join(store.models_dir("cut"), "run.json")))
+    assert uploaded["status"] == "done"
+    assert uploaded["base_model"] == os.path.join(store.models_dir("cut"), "base_model")
+    assert [e.id for e in ModelRegistry(store).models()] == ["full", "cut"]
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_a_folder_uploads_and_downloads_whole_through_either_filesystem(
+    where: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    (src / "checkpoints" / "c1").mkdir(parents=True)
+    (src / "sub").mkdir()
+    (src / "a.bin").write_bytes(b"\x00" * 10)
+    (src / "sub" / "b.json").write_text("{}")
+    (src / "checkpoints" / "c1" / "big").write_bytes(b"x")
+    (src / "run.json").write_text("{}")
+    if where == "s3":
+        store = Store(request.getfixturevalue("s3_store"), "ds")
+    else:
+        store = Store(str(tmp_path / "store"), "ds")
+    target = store.models_dir("m")
+    store.fs.upload_tree(str(src), target, skip=frozenset({"checkpoints", "run.json"}))
+    assert _keys(store, target) == {"a.bin", os.path.join("sub", "b.json")}
+    store.fs.upload_file(str(src / "run.json"), os.path.join(target, "run.json"))
+    back = tmp_path / "back"
+    store.fs.download_tree(target, str(back))
+    assert sorted(str(p.relative_to(back)) for p in back.rglob("*") if p.is_file()) == [
+        "a.bin",
+        "run.json",
+        os.path.join("sub", "b.json"),
+    ]
+    assert (back / "a.bin").read_bytes() == b"\x00" * 10
+    with pytest.raises(FileNotFoundError):
+        store.fs.download_tree(store.models_dir("absent"), str(tmp_path / "none"))
