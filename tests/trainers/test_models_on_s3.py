@@ -107,7 +107,8 @@ def test_a_run_trained_into_s3_is_uploaded_whole_run_json_last_and_listed_by_the
     assert adapter["base_model_name_or_path"] == f"mm/models/{result.run_id}/base_model"
     listing = runner.invoke(app, ["models", "mm", "--store", s3_store, "--json"])
     assert listing.exit_code == 0, listing.output
-    assert [m["id"] for m in json.loads(listing.stdout)["models"]] == [result.run_id]
+    [listed] = json.loads(listing.stdout)["models"]
+    assert listed["id"] == result.run_id and listed["path"] == result.model_path
 
     machine("export")  # export-model on another machine downloads the run first
     out = tmp_path / "exported"
