@@ -4,7 +4,8 @@ The retrain job compares the new model with the promoted one (or the untrained b
 new version's test split. The new model's own eval.json was computed there by training; any
 other model is evaluated here, and the result is kept in its folder under
 `evals/<test split hash>-<protocol key>.json`, so a second comparison on the same rows
-reuses it.
+reuses it. Model files are read and written through the store's filesystem; on an object
+store a model's weights are downloaded to a local folder first (trainers.mirror).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pipeline.store.manifest import Manifest
 from pipeline.store.read import Store, VersionNotFound
 from trainers.comparison import EvalProtocol, EvalSet, Scored
 from trainers.config import TrainConfig
+from trainers.mirror import ModelMirror
 from trainers.registry import ModelEntry
 
 logger = logging.getLogger(__name__)
@@ -46,6 +48,16 @@ class Weights:
     def untrained(cls, entry: ModelEntry, cfg: TrainConfig) -> Weights:
         """Return the base model a run started from, without what training changed."""
         return cls(entry.base_path, None, entry.base_path, cfg.trust_remote_code)
+
+    def local(self, mirror: ModelMirror) -> Weights:
+        """Return these weights with store paths replaced by local copies (downloaded once)."""
+        adapter = mirror.local(self.adapter) if self.adapter is not None else None
+        return replace(
+            self,
+            base_model=mirror.local(self.base_model),
+            adapter=adapter,
+            processor=mirror.local(self.processor),
+        )
 
 
 def load_weights(weights: Weights) -> tuple[Any, Any, Any]:
@@ -109,6 +121,7 @@ class HeldOutScorer:
         self.protocol = EvalProtocol.of(cfg, keep_media)
         self.shards = store.shard_paths(manifest, "test")
         self.store = store
+        self.mirror = ModelMirror(store)
         self.cfg = cfg
 
     def _own_split(self, entry: ModelEntry) -> bool:
@@ -133,14 +146,29 @@ class HeldOutScorer:
         if entry.eval and self._own_split(entry):
             own = EvalProtocol.of(entry.config, entry.keep_media())
             if own == self.protocol:
-                return Scored(entry.id, entry.path, self.eval_set, self.protocol, entry.eval)
+                return Scored(
+                    entry.id,
+                    self.store.fs.uri(entry.path),
+                    self.eval_set,
+                    self.protocol,
+                    entry.eval,
+                )
         cached = self._read_cache(entry)
         if cached is not None:
-            return Scored(entry.id, entry.path, self.eval_set, self.protocol, cached, True)
+            return Scored(
+                entry.id, self.store.fs.uri(entry.path), self.eval_set, self.protocol, cached, True
+            )
         logger.info("evaluating %s on %s", entry.id, self.eval_set.label())
         evaluation = self._evaluate(Weights.of(entry, entry.config))
         self._write_cache(entry, evaluation)
-        return Scored(entry.id, entry.path, self.eval_set, self.protocol, _brief(evaluation), True)
+        return Scored(
+            entry.id,
+            self.store.fs.uri(entry.path),
+            self.eval_set,
+            self.protocol,
+            _brief(evaluation),
+            True,
+        )
 
     def untrained(self, entry: ModelEntry) -> Scored:
         """Return the score of the base model `entry` started from, evaluated here."""
@@ -154,7 +182,7 @@ class HeldOutScorer:
         )
 
     def _evaluate(self, weights: Weights) -> dict[str, Any]:
-        model, processor, spec = load_weights(weights)
+        model, processor, spec = load_weights(weights.local(self.mirror))
         return evaluate_loaded(
             model,
             processor,
@@ -167,8 +195,7 @@ class HeldOutScorer:
 
     def _read_cache(self, entry: ModelEntry) -> dict[str, Any] | None:
         try:
-            with open(self._cache_path(entry), encoding="utf-8") as f:
-                body = json.load(f)
+            body = json.loads(self.store.fs.read_bytes(self._cache_path(entry)))
         except FileNotFoundError:
             return None
         if body.get("eval_set", {}).get("sha256") != self.eval_set.sha256:
@@ -176,13 +203,10 @@ class HeldOutScorer:
         return _brief(body["evaluation"])
 
     def _write_cache(self, entry: ModelEntry, evaluation: dict[str, Any]) -> None:
-        from trainers.loop import write_json
-
-        path = self._cache_path(entry)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
         body = {
             "eval_set": asdict(self.eval_set),
             "protocol": asdict(self.protocol),
             "evaluation": evaluation,
         }
-        write_json(path, body)
+        text = json.dumps(body, indent=2, ensure_ascii=False, default=str) + "\n"
+        self.store.fs.write_bytes(self._cache_path(entry), text.encode("utf-8"))

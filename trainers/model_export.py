@@ -5,6 +5,8 @@ writes plain transformers safetensors, the processor and its chat template: OUT 
 loads with `from_pretrained` alone and gives the logits base + adapter gave. Without
 `--merge`, OUT holds the adapter, the processor and the card, with the adapter pointing
 at the base's hub id (or, for tiny-random, at the base model copied into OUT/base_model).
+MODEL_DIR may be a run folder on an object store (`s3://.../<name>/models/<run_id>`): it is
+downloaded to a local folder first (trainers.mirror), once.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ import shutil
 from dataclasses import asdict, dataclass
 
 from trainers.config import TrainConfig
+from trainers.mirror import COMPLETE_FILE
 from trainers.stage import BASE_DIR, RUN_FILE
 
-_RUN_ONLY = {"checkpoints", "tensorboard", "base_model", "ray", RUN_FILE}
+_RUN_ONLY = {"checkpoints", "tensorboard", "base_model", "ray", RUN_FILE, COMPLETE_FILE}
 
 
 class ModelExportError(ValueError):
@@ -57,8 +60,34 @@ def base_model_of(model_dir: str, info: dict) -> str:
     return local if cfg.model == "tiny-random" else info["base_model"]
 
 
+def local_model_dir(model_dir: str) -> str:
+    """Return a local folder holding the run `model_dir` names: itself when local, else its
+    download from the object store (`<store>/<name>/models/<run_id>`)."""
+    from pipeline.store.fs import OBJECT_SCHEMES
+    from pipeline.store.read import Store
+    from trainers.mirror import ModelMirror, UnfinishedModel
+
+    scheme = model_dir.split("://", 1)[0] if "://" in model_dir else None
+    if scheme not in OBJECT_SCHEMES:
+        return model_dir
+    parts = model_dir.rstrip("/").rsplit("/", 3)
+    if len(parts) != 4 or parts[2] != "models" or "://" not in parts[0]:
+        raise ModelExportError(
+            f"{model_dir} is not a model folder of a store (<store>/<name>/models/<run_id>)"
+        )
+    store_uri, name, _, run_id = parts
+    store = Store(store_uri, name)
+    if not store.fs.is_file(os.path.join(store.models_dir(run_id), RUN_FILE)):
+        raise ModelExportError(f"{model_dir} is not a roleforge model folder (no {RUN_FILE})")
+    try:
+        return ModelMirror(store).fetch(run_id)
+    except UnfinishedModel as exc:
+        raise ModelExportError(str(exc)) from None
+
+
 def export_model(model_dir: str, out: str, merge: bool = False) -> ModelExport:
     """Write the run in `model_dir` to `out` (merged weights when `merge`); return what was written."""
+    model_dir = local_model_dir(model_dir)
     info = _run_info(model_dir)
     if os.path.isdir(out) and os.listdir(out):
         raise ModelExportError(f"output folder {out} is not empty")

@@ -14,6 +14,14 @@ none once a first one exists. Writers hold the lock and compare-and-swap: `promo
 expected=X)` refuses with PromotionConflict when another process promoted meanwhile, so two
 concurrent retrains cannot both promote without one seeing the other's result. The lock is a
 POSIX file lock (local or NFS-like filesystems); the OS releases it when a holder dies.
+
+On an object store (no rename, no lock across machines) the pointer is a series of
+immutable generation objects instead, `PROMOTED.d/<generation:012d>.json`, each the whole
+pointer document (the same format as PROMOTED), created by a conditional PUT that fails
+when the key exists: the current pointer is the highest generation. A promote reads
+generation G, checks `expected`, and creates G+1; of two writers racing for G+1 one wins
+and the other gets PromotionConflict (or, with no `expected`, tries again on top of the
+winner's). Model folders and their files are read through the store's filesystem.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import glob
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal
@@ -32,11 +41,13 @@ from trainers.config import TrainConfig
 logger = logging.getLogger(__name__)
 
 POINTER_FILE = "PROMOTED"
+GENERATIONS_DIR = "PROMOTED.d"  # object stores: one immutable object per generation
 POINTER_FORMAT = "roleforge.promoted/1"
 LOCK_TIMEOUT_S = 120.0
 FAULT_ENV = "ROLEFORGE_PROMOTE_FAULT"
 FAULT_POINTS = ("locked", "temp_written", "replaced", "synced")
 RUN_FILE = "run.json"  # trainers.stage writes it; read here without importing torch
+MAX_CREATE_TRIES = 10  # object stores: generations lost to other writers before giving up
 
 Action = Literal["promote", "rollback"]
 _ANY = object()  # `expected` default: promote whatever is promoted now (a manual promote)
@@ -118,6 +129,11 @@ class PromotedPointer:
     @classmethod
     def from_json(cls, text: str) -> PromotedPointer:
         body = json.loads(text)
+        if body.get("format", POINTER_FORMAT) != POINTER_FORMAT:
+            raise ValueError(
+                f"promotion pointer has format {body['format']!r}; this roleforge reads "
+                f"{POINTER_FORMAT!r}"
+            )
         history = tuple(PromotionEvent(**e) for e in body["history"])
         return cls(body["model_id"], int(body["generation"]), history)
 
@@ -145,15 +161,14 @@ class ModelEntry:
     init: str | None  # None: started from the base model; else the model it continued
     lora: bool
     eval: dict[str, Any] = field(default_factory=dict)  # eval.json without the replies
+    run: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)  # run.json
 
     @property
     def config(self) -> TrainConfig:
-        with open(os.path.join(self.path, RUN_FILE), encoding="utf-8") as f:
-            return TrainConfig.model_validate(json.load(f)["config"])
+        return TrainConfig.model_validate(self.run["config"])
 
     def keep_media(self) -> list[str]:
-        with open(os.path.join(self.path, RUN_FILE), encoding="utf-8") as f:
-            return list(json.load(f).get("keep_media") or [])
+        return list(self.run.get("keep_media") or [])
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -186,16 +201,25 @@ class ModelRegistry:
 
     def __init__(self, store: Store):
         self.store = store
+        self.fs = store.fs
         self.root = os.path.join(store.root, "models")
         self.pointer_path = os.path.join(self.root, POINTER_FILE)
+        self.generations_dir = os.path.join(self.root, GENERATIONS_DIR)
+
+    @property
+    def location(self) -> str:
+        """Return the models folder as a user names it (`s3://...` or a local path)."""
+        return self.fs.uri(self.root)
 
     # ---- models ----
 
     def models(self) -> list[ModelEntry]:
         """Return every finished run of this dataset, oldest first."""
         entries = []
-        for run_json in glob.glob(os.path.join(self.root, "*", RUN_FILE)):
-            entry = self._entry(os.path.dirname(run_json))
+        for name in self.fs.listdir(self.root):
+            if name in (POINTER_FILE, GENERATIONS_DIR) or name.startswith("."):
+                continue
+            entry = self._entry(os.path.join(self.root, name))
             if entry is not None:
                 entries.append(entry)
         return sorted(entries, key=lambda e: (e.created, e.id))
@@ -211,20 +235,24 @@ class ModelRegistry:
             )
         return entry
 
+    def _read_json(self, path: str) -> Any:
+        """Return the JSON document at `path` on the store, or None when there is none."""
+        try:
+            return json.loads(self.fs.read_bytes(path))
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return None
+
     def _entry(self, run_dir: str) -> ModelEntry | None:
         try:
-            with open(os.path.join(run_dir, RUN_FILE), encoding="utf-8") as f:
-                info = json.load(f)
-        except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError):
+            info = self._read_json(os.path.join(run_dir, RUN_FILE))
+        except json.JSONDecodeError:
+            return None
+        if not isinstance(info, dict):
             return None
         if info.get("status") != "done" or info["dataset"]["name"] != self.store.name:
             return None
-        evaluation: dict[str, Any] = {}
-        try:
-            with open(os.path.join(run_dir, "eval.json"), encoding="utf-8") as f:
-                evaluation = {k: v for k, v in json.load(f).items() if k != "replies"}
-        except FileNotFoundError:
-            pass
+        own = self._read_json(os.path.join(run_dir, "eval.json")) or {}
+        evaluation = {k: v for k, v in own.items() if k != "replies"}
         init = info.get("init")
         return ModelEntry(
             id=os.path.basename(run_dir),
@@ -236,17 +264,40 @@ class ModelRegistry:
             init=init["model_id"] if init else None,
             lora=info["config"].get("lora") is not None,
             eval=evaluation,
+            run=info,
         )
 
     # ---- the pointer ----
 
     def pointer(self) -> PromotedPointer | None:
         """Return the promotion pointer, or None before the first promotion."""
+        if not self.fs.is_local:
+            return self._newest_generation()
         try:
             with open(self.pointer_path, encoding="utf-8") as f:
                 return PromotedPointer.from_json(f.read())
         except FileNotFoundError:
             return None
+
+    def _generation_path(self, generation: int) -> str:
+        return os.path.join(self.generations_dir, f"{generation:012d}.json")
+
+    def _newest_generation(self) -> PromotedPointer | None:
+        generations = [
+            int(n[: -len(".json")])
+            for n in self.fs.listdir(self.generations_dir)
+            if n.endswith(".json") and n[: -len(".json")].isdigit()
+        ]
+        if not generations:
+            return None
+        newest = max(generations)
+        path = self._generation_path(newest)
+        pointer = PromotedPointer.from_json(self.fs.read_bytes(path).decode("utf-8"))
+        if pointer.generation != newest:
+            raise ValueError(
+                f"{self.fs.uri(path)} holds generation {pointer.generation}, not {newest}"
+            )
+        return pointer
 
     def promoted(self) -> ModelEntry | None:
         """Return the promoted model, or None before the first promotion."""
@@ -268,6 +319,15 @@ class ModelRegistry:
         if that is still the promoted model, else PromotionConflict names the current one.
         """
         self.get(model_id)  # only finished models of this dataset can be promoted
+        if not self.fs.is_local:
+
+            def swap(current: PromotedPointer | None) -> tuple[str, Action]:
+                current_id = current.model_id if current else None
+                if expected is not _ANY and expected != current_id:
+                    raise PromotionConflict(expected, current_id)
+                return model_id, action
+
+            return self._create_generation(swap, reason)
         with self._lock():
             _fault("locked")
             self._remove_stale_temp_files()
@@ -288,31 +348,54 @@ class ModelRegistry:
 
     def rollback(self, reason: str = "rollback by hand") -> PromotedPointer:
         """Return to the model promoted before the current one; raise NothingToRollBack."""
+        if not self.fs.is_local:
+            return self._create_generation(
+                lambda current: (self._earlier(current), "rollback"), reason
+            )
         with self._lock():
             self._remove_stale_temp_files()
             current = self.pointer()
-            stack = current.stack() if current else []
-            if len(stack) < 2:
-                raise NothingToRollBack(
-                    f"{self.store.name}: no earlier promoted model to roll back to"
+            return self._replace(current, self._earlier(current), "rollback", reason)
+
+    def _earlier(self, current: PromotedPointer | None) -> str:
+        """Return the model promoted before the current one; raise NothingToRollBack."""
+        stack = current.stack() if current else []
+        if len(stack) < 2:
+            raise NothingToRollBack(f"{self.store.name}: no earlier promoted model to roll back to")
+        return stack[-2]
+
+    def _create_generation(
+        self, change: Callable[[PromotedPointer | None], tuple[str, Action]], reason: str
+    ) -> PromotedPointer:
+        """Object stores: create the generation after the current one, holding the pointer
+        `change(current)` -> (model id, action) makes; on losing the race for it, decide
+        again on top of the winner's (`change` raises PromotionConflict when that no longer
+        holds)."""
+        for _ in range(MAX_CREATE_TRIES):
+            current = self.pointer()
+            model_id, action = change(current)
+            pointer = _next_pointer(current, model_id, action, reason)
+            try:
+                self.fs.create_exclusive(
+                    self._generation_path(pointer.generation), pointer.to_json().encode("utf-8")
                 )
-            return self._replace(current, stack[-2], "rollback", reason)
+            except FileExistsError:
+                logger.info("%s: generation %d was taken", self.store.name, pointer.generation)
+                continue
+            logger.info(
+                "%s: %s %s (generation %d)", self.store.name, action, model_id, pointer.generation
+            )
+            return pointer
+        raise RuntimeError(
+            f"{self.store.name}: other writers took the next pointer generation "
+            f"{MAX_CREATE_TRIES} times in a row; try again"
+        )
 
     def _replace(
         self, current: PromotedPointer | None, model_id: str, action: Action, reason: str
     ) -> PromotedPointer:
-        generation = (current.generation if current else 0) + 1
-        event = PromotionEvent(
-            generation=generation,
-            action=action,
-            model_id=model_id,
-            previous=current.model_id if current else None,
-            at=_now(),
-            reason=reason,
-        )
-        pointer = PromotedPointer(
-            model_id, generation, (*(current.history if current else ()), event)
-        )
+        pointer = _next_pointer(current, model_id, action, reason)
+        generation = pointer.generation
         tmp = f"{self.pointer_path}.tmp-{os.getpid()}"
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(pointer.to_json())
@@ -363,6 +446,22 @@ class ModelRegistry:
             )
         base = promoted.base_path if promoted.lora else promoted.path
         return InitWeights(promoted.id, promoted.path, base, promoted.lora)
+
+
+def _next_pointer(
+    current: PromotedPointer | None, model_id: str, action: Action, reason: str
+) -> PromotedPointer:
+    """Return the pointer after `current` that names `model_id`, its event appended."""
+    generation = (current.generation if current else 0) + 1
+    event = PromotionEvent(
+        generation=generation,
+        action=action,
+        model_id=model_id,
+        previous=current.model_id if current else None,
+        at=_now(),
+        reason=reason,
+    )
+    return PromotedPointer(model_id, generation, (*(current.history if current else ()), event))
 
 
 def continue_adapter(model: Any, adapter_dir: str) -> Any:

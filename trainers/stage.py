@@ -9,6 +9,10 @@ Layout of one run, `<store>/<name>/models/<run_id>/`:
 
 `resume=True` continues the newest run of the same dataset version that has a checkpoint
 (newest by the creation time in run.json), or the run named by `run_id`.
+
+On an object store the run works in a local folder (trainers.mirror) and its files are
+uploaded to that layout when it finishes, run.json with status `done` last; checkpoints stay
+in the local folder, so --resume continues a run on the machine that ran it.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from trainers.loop import (
     check_trainer_arguments,
     write_json,
 )
+from trainers.mirror import ModelMirror
 from trainers.mixture import check_mixture
 from trainers.models import (
     ANY_TO_TEXT,
@@ -49,11 +54,6 @@ BASE_DIR = "base_model"
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 
-class ModelsNeedLocalStore(RuntimeError):
-    """Training reads a version from any store, but writes its model folder (checkpoints,
-    registry, PROMOTED pointer) with local file operations only."""
-
-
 class NothingToResume(LookupError):
     """--resume found no run of this dataset version with a checkpoint."""
 
@@ -62,7 +62,8 @@ class NothingToResume(LookupError):
 class TrainResult:
     """What a training run produced; `to_dict()` is the `roleforge train --json` object."""
 
-    model_path: str
+    model_path: str  # the run folder as a user names it (a local path or s3://...)
+    work_dir: str  # the run folder on this machine (model_path itself on a local store)
     run_id: str
     dataset: dict[str, Any]
     train_loss_first: float | None
@@ -103,8 +104,9 @@ def last_checkpoint(run_dir: str) -> str | None:
 
 
 def find_resumable_run(store: Store, version: int, run_id: str | None = None) -> str:
-    """Return the run folder --resume continues: `run_id`, else the newest with a checkpoint."""
-    root = os.path.join(store.root, "models")
+    """Return the local run folder --resume continues: `run_id`, else the newest with a
+    checkpoint (on an object store, among the runs this machine worked on)."""
+    root = ModelMirror(store).local_root
     candidates = [run_id] if run_id else (os.listdir(root) if os.path.isdir(root) else [])
     best: tuple[float, str] | None = None
     for rid in candidates:
@@ -169,7 +171,7 @@ class TrainRun:
 
     def __init__(
         self,
-        store_uri: str,
+        store_uri: str | Store,
         name: str,
         version: int | None,
         cfg: TrainConfig | None = None,
@@ -177,7 +179,11 @@ class TrainRun:
         resume: bool = False,
         run_id: str | None = None,
     ):
-        self.store = Store(store_uri, name)
+        if isinstance(store_uri, Store):  # its filesystem kept (an endpoint, credentials)
+            self.store = Store(store_uri.path, name, store_uri.fs)
+        else:
+            self.store = Store(store_uri, name)
+        self.mirror = ModelMirror(self.store)
         self.version, self.cfg, self.seed = version, cfg, seed
         self.resume, self.run_id = resume, run_id
         self.resumed_from: str | None = None
@@ -199,12 +205,6 @@ class TrainRun:
 
     def setup(self) -> None:
         """Resolve version, config, seed and base model; check them; create the run folder."""
-        if not self.store.fs.is_local:
-            raise ModelsNeedLocalStore(
-                f"cannot train into {self.store.location}: model folders are written to "
-                "local stores only; read the version from there with `roleforge export`, "
-                "or train against a local copy of the store"
-            )
         self.manifest = self.store.checked_manifest(self.version)
         self.version = self.manifest.number
         if self.resume:
@@ -219,8 +219,8 @@ class TrainRun:
         self.base_model = os.path.join(self.run_dir, BASE_DIR) if self.tiny else cfg.model
         # train.init: promoted continues from the promoted model's weights (and its base).
         self.init = _initial_weights(self.store, cfg, self.info if self.resume else None)
-        if self.init is not None:
-            self.base_model = self.init.base_model
+        if self.init is not None:  # store paths: downloaded here when on an object store
+            self.base_model = self.mirror.local(self.init.base_model)
         self.keep = _check_model_takes_data(
             cfg, self.base_model, self.shards, self.label, self.store.fs
         )
@@ -234,6 +234,8 @@ class TrainRun:
         quantization_config(cfg.quantization_bit)  # no CUDA / bitsandbytes: fail here
         check_trainer_arguments(cfg)
         if not self.resume:
+            if self.mirror.remote and self.store.fs.exists(self.mirror.store_dir(self.run_id)):
+                raise FileExistsError(self.mirror.location(self.mirror.store_dir(self.run_id)))
             os.makedirs(os.path.dirname(self.run_dir), exist_ok=True)
             os.mkdir(self.run_dir)  # exclusive: two runs never share a folder
         if self.tiny and not os.path.isdir(self.base_model):
@@ -267,7 +269,7 @@ class TrainRun:
         elif self.seed is None:
             self.seed = int(self.manifest.recipe.get("seed") or 0)
         self.run_id = self.run_id or new_run_id()
-        self.run_dir = self.store.models_dir(self.run_id)
+        self.run_dir = self.mirror.run_dir(self.run_id)
         self.info = {
             "run_id": self.run_id,
             "created": time.time(),
@@ -278,8 +280,14 @@ class TrainRun:
         }
 
     def _update_info(self, **changes: Any) -> None:
-        self.info.update(base_model=self.base_model, updated=time.time(), **changes)
+        """Write run.json (the base model as a store path) here and on the store."""
+        base_model = self.mirror.stored(self.base_model)
+        self.info.update(base_model=base_model, updated=time.time(), **changes)
         write_json(os.path.join(self.run_dir, RUN_FILE), self.info)
+        if self.info.get("status") == "done":
+            self.mirror.publish(self.run_id, last=RUN_FILE)
+        else:
+            self.mirror.push(self.run_id, RUN_FILE)
 
     def job(self) -> TrainJob:
         return TrainJob(
@@ -290,7 +298,9 @@ class TrainRun:
             seed=self.seed,
             keep_media=sorted(self.keep),
             resume_from=self.resumed_from,
-            init_adapter=self.init.path if self.init is not None and self.init.adapter else None,
+            init_adapter=self.mirror.local(self.init.path)
+            if self.init is not None and self.init.adapter
+            else None,
             store_fs=self.store.fs,
         )
 
@@ -309,7 +319,7 @@ class TrainRun:
     def base_reference(self) -> str:
         """Return how saved files name the base: its hub id, or its path relative to the store."""
         if self.tiny:
-            return os.path.relpath(self.base_model, self.store.path)
+            return os.path.relpath(self.mirror.stored(self.base_model), self.store.path)
         return self.cfg.model
 
     def evaluate(self) -> dict[str, Any]:
@@ -340,7 +350,8 @@ class TrainRun:
         self._update_info(status="done")
         losses = self.summary.get("losses") or []
         return TrainResult(
-            model_path=self.run_dir,
+            model_path=self.mirror.location(self.mirror.store_dir(self.run_id)),
+            work_dir=self.run_dir,
             run_id=self.run_id,
             dataset=self.dataset,
             train_loss_first=losses[0]["loss"] if losses else None,
@@ -353,7 +364,7 @@ class TrainRun:
 
 
 def train_version(
-    store_uri: str,
+    store_uri: str | Store,
     name: str,
     version: int | None,
     cfg: TrainConfig | None = None,
@@ -362,6 +373,8 @@ def train_version(
     run_id: str | None = None,
 ) -> TrainResult:
     """Fine-tune on a committed version (the latest when `version` is None); return the result.
+
+    `store_uri` is a store URI (a local path, file://, s3://) or a Store already made.
 
     `cfg` None means the manifest recipe's `train:` section (defaults without one) and, on
     resume, the resumed run's own config. The seed is cfg.seed, else `seed`, else the

@@ -103,13 +103,16 @@ def models(
             "name": name,
             "promoted": promoted,
             "generation": pointer.generation if pointer else None,
-            "models": [{**e.to_dict(), "promoted": e.id == promoted} for e in entries],
+            "models": [
+                {**e.to_dict(), "path": registry.fs.uri(e.path), "promoted": e.id == promoted}
+                for e in entries
+            ],
             "history": [vars(h) for h in pointer.history] if pointer else [],
         }
         typer.echo(json.dumps(out, indent=2))
         return
     if not entries:
-        typer.echo(f"{name}: no trained models in {registry.root}")
+        typer.echo(f"{name}: no trained models in {registry.location}")
         return
     rows = [("", "model", "dataset", "content_id", "base", "init", "test_loss", "ai_exposure")]
     for e in entries:

@@ -12,6 +12,10 @@
    the baseline beyond `train.promote_if`; if another run promoted meanwhile, compare again
    against that model; otherwise keep the old one (the CLI exits 4);
 5. write report.json and report.md (with the training curve) into the new model's folder.
+
+On an object store the model folders are worked on and loaded in local folders and
+uploaded through the store's filesystem (trainers.mirror); the report files are written
+in the run's local folder and uploaded after it.
 """
 
 from __future__ import annotations
@@ -67,7 +71,7 @@ class TrainingOutcome:
     """What training did: steps, the curve, the validation-chosen checkpoint, the init."""
 
     run_id: str
-    path: str
+    path: str  # the model folder as a user names it (a local path or s3://...)
     init: str | None  # None: the base model; else the model id it continued
     global_step: int
     losses: list[dict[str, float]]
@@ -217,11 +221,11 @@ class RetrainJob:
         from trainers import train_version
 
         result = train_version(
-            self.store_path, self.recipe.name, dataset.version, self.cfg, self.recipe.seed
+            self.store, self.recipe.name, dataset.version, self.cfg, self.recipe.seed
         )
-        with open(os.path.join(result.model_path, "train_summary.json"), encoding="utf-8") as f:
+        with open(os.path.join(result.work_dir, "train_summary.json"), encoding="utf-8") as f:
             summary = json.load(f)
-        with open(os.path.join(result.model_path, "run.json"), encoding="utf-8") as f:
+        with open(os.path.join(result.work_dir, "run.json"), encoding="utf-8") as f:
             init = json.load(f).get("init")
         return TrainingOutcome(
             run_id=result.run_id,
@@ -230,7 +234,7 @@ class RetrainJob:
             global_step=result.global_step,
             losses=summary.get("losses") or [],
             eval_losses=summary.get("eval_losses") or [],
-            best_checkpoint=_relative(summary.get("best_checkpoint"), result.model_path),
+            best_checkpoint=_relative(summary.get("best_checkpoint"), result.work_dir),
         )
 
     # ---- 3 and 4. compare, promote ----
@@ -279,13 +283,17 @@ class RetrainJob:
     def _write(self, report: RetrainReport) -> None:
         from pipeline.execution.retrain_report import plot_training_curve, report_markdown
         from trainers.loop import write_json
+        from trainers.mirror import ModelMirror
 
-        folder = report.training.path
+        mirror = ModelMirror(self.store)
+        run_id = report.training.run_id
+        folder = mirror.run_dir(run_id)
         curve = plot_training_curve(report.training, os.path.join(folder, CURVE_PNG))
-        report.report_path = os.path.join(folder, REPORT_MD)
+        report.report_path = mirror.location(os.path.join(mirror.store_dir(run_id), REPORT_MD))
         write_json(os.path.join(folder, REPORT_JSON), report.to_dict())
-        with open(report.report_path, "w", encoding="utf-8") as f:
+        with open(os.path.join(folder, REPORT_MD), "w", encoding="utf-8") as f:
             f.write(report_markdown(report.to_dict(), os.path.basename(curve) if curve else None))
+        mirror.push(run_id, REPORT_JSON, REPORT_MD, *([os.path.basename(curve)] if curve else []))
 
 
 def run_retrain(recipe: Recipe, progress: RunProgress | None = None) -> RetrainReport:

@@ -249,6 +249,32 @@ class LocalFS:
     def is_local(self) -> bool:
         return True
 
+    def upload_file(self, local_path: str, path: str) -> None:
+        """Copy the local file `local_path` to `path` in the store, whole."""
+        self.copy_file(local_path, path)
+
+    def upload_tree(self, local_dir: str, path: str, skip: frozenset[str] = frozenset()) -> None:
+        """Copy every file under local folder `local_dir` to folder `path` in the store, but
+        those whose path relative to `local_dir` is in `skip` or under a folder in it."""
+        for rel in _tree_files(local_dir, skip):
+            self.upload_file(os.path.join(local_dir, rel), os.path.join(path, rel))
+
+    def download_tree(self, path: str, local_dir: str) -> None:
+        """Copy every file under folder `path` of the store into local folder `local_dir`."""
+        shutil.copytree(path, local_dir, dirs_exist_ok=True)
+
+
+def _tree_files(local_dir: str, skip: frozenset[str]) -> list[str]:
+    """Return the files under `local_dir` relative to it, sorted, without those in `skip` or
+    under a folder in it."""
+    out = []
+    for root, dirs, names in os.walk(local_dir):
+        rel_root = os.path.relpath(root, local_dir)
+        rel_root = "" if rel_root == "." else rel_root
+        dirs[:] = sorted(d for d in dirs if os.path.join(rel_root, d) not in skip)
+        out += [os.path.join(rel_root, n) for n in names if os.path.join(rel_root, n) not in skip]
+    return sorted(out)
+
 
 class _ReplaceOnClose:
     """An output stream to a temp file beside `path`, renamed over `path` on close."""
@@ -312,6 +338,11 @@ class StoreFS(Protocol):
     def remove_tree(self, path: str) -> None: ...
     def size(self, path: str) -> int: ...
     def sha256(self, path: str) -> str: ...
+    def upload_file(self, local_path: str, path: str) -> None: ...
+    def upload_tree(
+        self, local_dir: str, path: str, skip: frozenset[str] = frozenset()
+    ) -> None: ...
+    def download_tree(self, path: str, local_dir: str) -> None: ...
 
 
 def _env(*names: str) -> str | None:
@@ -555,6 +586,40 @@ class ObjectStoreFS:
             while chunk := f.read(_CHUNK):
                 h.update(chunk)
         return h.hexdigest()
+
+    def upload_file(self, local_path: str, path: str) -> None:
+        """PUT the local file `local_path` as object `path` (multipart when large)."""
+        import pyarrow.fs
+
+        pyarrow.fs.copy_files(
+            local_path,
+            path,
+            source_filesystem=pyarrow.fs.LocalFileSystem(),
+            destination_filesystem=self.arrow,
+        )
+
+    def upload_tree(self, local_dir: str, path: str, skip: frozenset[str] = frozenset()) -> None:
+        """PUT every file under local folder `local_dir` below prefix `path`, in name order,
+        but those whose path relative to `local_dir` is in `skip` or under a folder in it."""
+        for rel in _tree_files(local_dir, skip):
+            self.upload_file(os.path.join(local_dir, rel), os.path.join(path, rel))
+
+    def download_tree(self, path: str, local_dir: str) -> None:
+        """GET every object under prefix `path` into local folder `local_dir`; raise
+        FileNotFoundError when the prefix holds none."""
+        import pyarrow.fs
+
+        entries = self.files(path)
+        if not entries:
+            raise FileNotFoundError(self.uri(path))
+        local = pyarrow.fs.LocalFileSystem()
+        prefix = path.rstrip("/")
+        for entry in entries:
+            target = os.path.join(local_dir, os.path.relpath(entry.path, prefix))
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            pyarrow.fs.copy_files(
+                entry.path, target, source_filesystem=self.arrow, destination_filesystem=local
+            )
 
 
 # The object a committer puts in versions/v<N>/ on an object store to claim number N.
