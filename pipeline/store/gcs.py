@@ -13,7 +13,7 @@ import os
 from typing import Any
 from urllib.parse import urlparse
 
-from pipeline.store.fs import ObjectStoreFS
+from pipeline.store.fs import ObjectStoreFS, UnsupportedStore
 
 # The variable google-cloud-storage itself reads for an emulator ("http://host:port").
 EMULATOR_VAR = "STORAGE_EMULATOR_HOST"
@@ -30,6 +30,12 @@ class GcsFS(ObjectStoreFS):
     """
 
     def __init__(self, endpoint_url: str | None = None):
+        try:  # an optional dependency: say so now, not in the first commit's traceback
+            import google.cloud.storage  # noqa: F401
+        except ImportError:
+            raise UnsupportedStore(
+                "gs:// stores need google-cloud-storage: pip install 'roleforge[gcs]'"
+            ) from None
         self.scheme = "gs"
         endpoint = endpoint_url or os.environ.get(EMULATOR_VAR) or None
         if endpoint and "://" not in endpoint:  # "localhost:9023" is a common spelling

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,14 @@ def test_a_bare_host_in_the_emulator_variable_is_reached_over_http(
     assert GcsFS().endpoint_url == "http://localhost:9023"
     monkeypatch.delenv("STORAGE_EMULATOR_HOST")
     assert GcsFS().endpoint_url is None  # GCS itself, with the default credentials
+
+
+def test_a_gs_store_without_google_cloud_storage_installed_fails_in_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "google.cloud.storage", None)  # as if not installed
+    with pytest.raises(UnsupportedStore, match=r"pip install 'roleforge\[gcs\]'"):
+        store_fs("gs://bucket/x")
 
 
 def test_the_exclusive_create_is_an_upload_gcs_refuses_once_the_object_exists(
