@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlparse
 
@@ -17,6 +18,9 @@ from pipeline.store.fs import ObjectStoreFS, UnsupportedStore
 
 # The variable google-cloud-storage itself reads for an emulator ("http://host:port").
 EMULATOR_VAR = "STORAGE_EMULATOR_HOST"
+# How long pyarrow retries a failing request: its default, Google's 15 minutes, would stall a
+# run that long on an unreachable endpoint before its one-line error.
+RETRY_LIMIT = timedelta(seconds=60)
 
 
 class GcsFS(ObjectStoreFS):
@@ -56,10 +60,13 @@ class GcsFS(ObjectStoreFS):
             if self.endpoint_url:
                 url = urlparse(self.endpoint_url)
                 self._arrow = pyarrow.fs.GcsFileSystem(
-                    anonymous=True, scheme=url.scheme, endpoint_override=url.netloc
+                    anonymous=True,
+                    scheme=url.scheme,
+                    endpoint_override=url.netloc,
+                    retry_time_limit=RETRY_LIMIT,
                 )
             else:
-                self._arrow = pyarrow.fs.GcsFileSystem()
+                self._arrow = pyarrow.fs.GcsFileSystem(retry_time_limit=RETRY_LIMIT)
         return self._arrow
 
     @property

@@ -6,18 +6,21 @@ from __future__ import annotations
 
 import os
 import pickle
+import socket
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pipeline.store.fs import UnsupportedStore, local_store_path, store_fs
+from pipeline.store.fs import StoreNotWritable, UnsupportedStore, local_store_path, store_fs
 from pipeline.store.gcs import GcsFS
 from pipeline.store.read import Store
 from tests.pipeline.execution.datajob_corpus import recipe_dict
 from tests.pipeline.store.test_s3_store import (
     check_roleforge_run_publishes_the_local_content,
+    check_training_reads_like_local,
     check_versions_hold_the_local_content,
     check_versions_show_diff_verify_and_gc,
     local_runs,  # noqa: F401  (the module fixture: the local runs every check compares to)
@@ -131,16 +134,7 @@ def test_two_machines_racing_for_the_same_number_on_gcs_end_one_version_apart(
 def test_training_reads_a_version_from_gcs_row_for_row_as_from_a_local_store(
     published: tuple[Store, Store],
 ) -> None:
-    from trainers.data import SplitReader
-
-    store, local = published
-    manifest = store.checked_manifest(2)
-    for split in ("train", "validation", "test"):
-        remote = SplitReader(store.shard_paths(manifest, split), store.fs)
-        here = SplitReader(local.shard_paths(local.manifest(2), split))
-        assert len(remote) == len(here) > 0
-        assert remote.table.equals(here.table)
-        assert pickle.loads(pickle.dumps(remote)).row(0) == here.row(0)
+    check_training_reads_like_local(published)
 
 
 def test_store_options_point_a_gs_store_at_an_endpoint_and_refuse_a_region(
@@ -167,6 +161,20 @@ def test_store_options_point_a_gs_store_at_an_endpoint_and_refuse_a_region(
 def test_a_missing_bucket_is_one_line_before_any_work(gcs_store: str) -> None:
     fs, path = store_fs(gcs_store.replace("roleforge-", "roleforge-missing-", 1))
     with pytest.raises(OSError, match="cannot write to gs://roleforge-missing-"):
+        fs.check_writable(path)
+
+
+def test_an_unreachable_endpoint_is_one_line_once_the_retries_run_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import pipeline.store.gcs
+
+    monkeypatch.setattr(pipeline.store.gcs, "RETRY_LIMIT", timedelta(seconds=1))
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    fs, path = store_fs("gs://bucket/x", endpoint_url=dead)
+    with pytest.raises(StoreNotWritable, match="cannot write to gs://bucket/x: .*UNAVAILABLE"):
         fs.check_writable(path)
 
 

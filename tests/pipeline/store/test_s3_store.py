@@ -349,9 +349,9 @@ def test_two_machines_racing_for_the_same_number_on_s3_end_one_version_apart(
     race_two_machines_for_one_number(s3_store, local_runs, tmp_path)
 
 
-def test_training_reads_a_version_from_s3_row_for_row_as_from_a_local_store(
-    published: tuple[Store, Store],
-) -> None:
+def check_training_reads_like_local(published: tuple[Store, Store]) -> None:
+    """The trainers' split reader, shard batches and ray_dataset read a published version
+    row for row as from the local store."""
     from trainers.data import SplitReader
 
     store, local = published
@@ -372,6 +372,12 @@ def test_training_reads_a_version_from_s3_row_for_row_as_from_a_local_store(
     assert len(ids) == sum(manifest.splits.values())
     ds = ray_dataset(store, 2, "train")
     assert ds.count() == manifest.splits["train"]
+
+
+def test_training_reads_a_version_from_s3_row_for_row_as_from_a_local_store(
+    published: tuple[Store, Store],
+) -> None:
+    check_training_reads_like_local(published)
 
 
 def test_export_reads_a_version_from_s3_as_from_local_and_train_refuses_in_one_line(
