@@ -3,7 +3,9 @@
 `GcsFS` is `ObjectStoreFS` with the S3-specific parts replaced: the pyarrow filesystem
 (`GcsFileSystem`), the client for what pyarrow lacks (google-cloud-storage), and the exclusive
 create, an upload with the precondition `ifGenerationMatch=0` that GCS refuses (412) once any
-generation of the object exists: the commit point, as `If-None-Match: *` is on S3.
+generation of the object exists: the commit point, as `If-None-Match: *` is on S3. Two
+generic operations differ too, where pyarrow's GCS filesystem lists and deletes otherwise:
+`listdir` and `remove_tree`.
 """
 
 from __future__ import annotations
