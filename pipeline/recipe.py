@@ -125,12 +125,14 @@ class ExecutionConfig(StrictModel):
 
 
 class StoreOptions(StrictModel):
-    """How to reach an object store (`s3://`); unset fields come from the AWS variables.
-    Where the store is, not what is in it: no part of the recipe hash."""
+    """How to reach an object store (`s3://`, `gs://`); unset fields come from the
+    environment (the AWS variables; $STORAGE_EMULATOR_HOST for gs://). Where the store is, not
+    what is in it: no part of the recipe hash."""
 
-    # An S3-compatible endpoint (MinIO, Ceph, R2...): overrides $AWS_ENDPOINT_URL(_S3).
+    # s3://: an S3-compatible endpoint (MinIO, Ceph, R2...), overriding $AWS_ENDPOINT_URL(_S3).
+    # gs://: a GCS emulator, reached without credentials, overriding $STORAGE_EMULATOR_HOST.
     endpoint_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+")
-    region: str | None = Field(default=None, min_length=1)
+    region: str | None = Field(default=None, min_length=1)  # s3:// only
 
     def fs_kwargs(self) -> dict[str, str]:
         """Return the keywords `pipeline.store.fs.store_fs` takes for these options."""

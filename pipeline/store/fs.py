@@ -10,6 +10,9 @@ Two implementations with the same methods:
   manifest is created after the copy); `create_exclusive` is a conditional PUT
   (`If-None-Match: *`), which fails when the key exists: the commit point, as `link` is
   locally. fsyncs are no-ops: a PUT is durable once it returns.
+- `GcsFS` (pipeline/store/gcs.py) for `gs://bucket/prefix`: ObjectStoreFS with Google Cloud
+  Storage's filesystem and client; its exclusive create is an upload with the precondition
+  `ifGenerationMatch=0`.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ class StoreNotWritable(OSError):
         return str(self.strerror)
 
 
-OBJECT_SCHEMES = ("s3",)
+OBJECT_SCHEMES = ("s3", "gs")
 _CHUNK = 1 << 20
 
 
@@ -311,7 +314,7 @@ class _ReplaceOnClose:
 
 
 class StoreFS(Protocol):
-    """What the store needs of a filesystem (LocalFS and ObjectStoreFS both provide it)."""
+    """What the store needs of a filesystem (LocalFS, ObjectStoreFS and GcsFS provide it)."""
 
     @property
     def arrow(self) -> Any: ...
@@ -363,6 +366,10 @@ class ObjectStoreFS:
     made; unset credentials leave the SDKs' default chain (profile, instance role) to each
     process. Picklable: the clients are rebuilt in the process that unpickles it, so a Ray
     task on another node receives the endpoint and keys it was made with.
+
+    Only `__init__`, `arrow`, `client` and `create_exclusive` speak S3; the rest works on any
+    pyarrow filesystem of an object store. `GcsFS` (gs://) replaces those parts, and
+    `listdir` / `remove_tree`, where pyarrow's GCS filesystem lists and deletes differently.
     """
 
     def __init__(
@@ -371,8 +378,8 @@ class ObjectStoreFS:
         endpoint_url: str | None = None,
         region: str | None = None,
     ):
-        if scheme not in OBJECT_SCHEMES:
-            raise UnsupportedStore(f"{scheme}:// is not an object store roleforge can commit to")
+        if scheme != "s3":  # gs:// is GcsFS, the rest nothing roleforge can commit to
+            raise UnsupportedStore(f"{scheme}:// is not an S3 store")
         self.scheme = scheme
         self.endpoint_url = endpoint_url or _env("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
         # A custom endpoint rarely answers the region lookup AWS does: default it there.
@@ -630,11 +637,21 @@ def store_fs(
     uri: str, endpoint_url: str | None = None, region: str | None = None
 ) -> tuple[StoreFS, str]:
     """Return the filesystem of a store URI and the store's path on it: a local folder, or
-    `bucket/prefix` on an object store (`endpoint_url` / `region` override the env)."""
+    `bucket/prefix` on an object store (`endpoint_url` / `region` override the env; a gs://
+    store takes no region: its bucket's location is fixed)."""
     scheme = uri.split("://", 1)[0] if "://" in uri else None
     if scheme in OBJECT_SCHEMES:
         path = uri.split("://", 1)[1].strip("/")
         if not path:
             raise UnsupportedStore(f"store {uri!r} names no bucket")
+        if scheme == "gs":
+            from pipeline.store.gcs import GcsFS
+
+            if region:
+                raise UnsupportedStore(
+                    f"store {uri!r}: store_options.region applies to s3:// stores only "
+                    "(a GCS bucket's location is fixed when it is created)"
+                )
+            return GcsFS(endpoint_url=endpoint_url), path
         return ObjectStoreFS(scheme, endpoint_url=endpoint_url, region=region), path
     return LocalFS(), local_store_path(uri)

@@ -89,13 +89,18 @@ def _publish(store: Store, source: Store, cards: Path | None = None) -> list[Com
     return results
 
 
+def publish_local_runs(store_uri: str, local_runs: dict[str, Any]) -> tuple[Store, Store]:
+    """Return (the store at `store_uri` holding the local runs' two versions, the local store)."""
+    local: Store = local_runs["store"]
+    store = Store(store_uri, "tiny")
+    _publish(store, local)
+    return store, local
+
+
 @pytest.fixture
 def published(s3_store: str, local_runs: dict[str, Any]) -> tuple[Store, Store]:
     """Return (the S3 store holding the local runs' two versions, the local store)."""
-    local: Store = local_runs["store"]
-    store = Store(s3_store, "tiny")
-    _publish(store, local)
-    return store, local
+    return publish_local_runs(s3_store, local_runs)
 
 
 def test_an_s3_uri_names_an_object_store_and_bucket_paths(s3_store: str) -> None:
@@ -139,11 +144,12 @@ def test_the_object_store_fs_pickles_without_its_clients_and_works_after(
     assert fs.listdir(path + "-moved") == ["a.txt"] and not fs.exists(path)
 
 
-def test_versions_committed_on_s3_hold_the_content_of_the_same_run_on_a_local_store(
-    s3_store: str, local_runs: dict[str, Any], tmp_path: Path
+def check_versions_hold_the_local_content(
+    store_uri: str, local_runs: dict[str, Any], tmp_path: Path
 ) -> None:
+    """Publish the local runs on `store_uri`: the same content ids, cards and reruns."""
     local: Store = local_runs["store"]
-    store = Store(s3_store, "tiny")
+    store = Store(store_uri, "tiny")
     results = _publish(store, local, cards=tmp_path / "cards")
     assert [(r.version, r.unchanged) for r in results] == [(1, False), (2, False)]
     for version in (1, 2):
@@ -151,7 +157,7 @@ def test_versions_committed_on_s3_hold_the_content_of_the_same_run_on_a_local_st
         assert remote.content_id == here.content_id
         assert remote.parent_version == here.parent_version
         assert verify_version(store, version).ok
-        # The cards are computed from the shards read back from S3: the same text.
+        # The cards are computed from the shards read back from the store: the same text.
         for card in remote.cards:
             assert store.fs.read_bytes(os.path.join(store.version_dir(version), card.path)) == (
                 Path(local.version_dir(version), card.path).read_bytes()
@@ -165,31 +171,36 @@ def test_versions_committed_on_s3_hold_the_content_of_the_same_run_on_a_local_st
     assert again.unchanged and again.version == 2
 
 
-def test_versions_show_diff_verify_and_gc_work_on_an_s3_store(
-    s3_store: str, published: tuple[Store, Store]
+def test_versions_committed_on_s3_hold_the_content_of_the_same_run_on_a_local_store(
+    s3_store: str, local_runs: dict[str, Any], tmp_path: Path
 ) -> None:
+    check_versions_hold_the_local_content(s3_store, local_runs, tmp_path)
+
+
+def check_versions_show_diff_verify_and_gc(store_uri: str, published: tuple[Store, Store]) -> None:
+    """The CLI on the store at `store_uri` answers as on the local store; gc takes leftovers."""
     store, local = published
 
-    listed = _invoke("versions", "tiny", "--store", s3_store, "--json")
+    listed = _invoke("versions", "tiny", "--store", store_uri, "--json")
     assert listed.exit_code == 0, listed.output
     data = json.loads(listed.stdout)
-    assert data["store"] == s3_store
+    assert data["store"] == store_uri
     assert [v["content_id"] for v in data["versions"]] == [
         local.manifest(v).content_id for v in (1, 2)
     ]
-    assert data["versions"][1]["path"] == f"{s3_store}/tiny/versions/v2"
+    assert data["versions"][1]["path"] == f"{store_uri}/tiny/versions/v2"
 
-    shown = _invoke("show", "tiny@v1", "--store", s3_store, "--json")
+    shown = _invoke("show", "tiny@v1", "--store", store_uri, "--json")
     assert shown.exit_code == 0, shown.output
     assert json.loads(shown.stdout)["content_id"] == local.manifest(1).content_id
 
-    remote_diff = _invoke("diff", "tiny@v1", "tiny@v2", "--store", s3_store, "--json")
+    remote_diff = _invoke("diff", "tiny@v1", "tiny@v2", "--store", store_uri, "--json")
     local_diff = _invoke("diff", "tiny@v1", "tiny@v2", "--store", local.path, "--json")
     assert remote_diff.exit_code == 0, remote_diff.output
     assert json.loads(remote_diff.stdout) == json.loads(local_diff.stdout)
     assert json.loads(remote_diff.stdout)["added"]
 
-    verified = _invoke("verify", "tiny@v2", "--store", s3_store, "--json")
+    verified = _invoke("verify", "tiny@v2", "--store", store_uri, "--json")
     assert verified.exit_code == 0, verified.output
     assert json.loads(verified.stdout)["ok"]
 
@@ -200,10 +211,10 @@ def test_versions_show_diff_verify_and_gc_work_on_an_s3_store(
     fs.create_exclusive(os.path.join(store.version_dir(3), CLAIM_FILE), b"claim")
     fs.write_bytes(os.path.join(store.version_dir(1), "stray.tmp"), b"y")
     # Another machine's run may be writing them: by default gc spares anything this fresh.
-    spared = _invoke("gc", "tiny", "--store", s3_store, "--json")
+    spared = _invoke("gc", "tiny", "--store", store_uri, "--json")
     assert spared.exit_code == 0, spared.output
     assert json.loads(spared.stdout)["removed"] == []
-    gc = _invoke("gc", "tiny", "--store", s3_store, "--min-age", "0", "--json")
+    gc = _invoke("gc", "tiny", "--store", store_uri, "--min-age", "0", "--json")
     assert gc.exit_code == 0, gc.output
     assert sorted(json.loads(gc.stdout)["removed"]) == [
         "_staging/crashed",
@@ -216,8 +227,14 @@ def test_versions_show_diff_verify_and_gc_work_on_an_s3_store(
     # A folder marker with no object under it (pyarrow leaves one after a delete) holds
     # nothing a run still writes: even the default gc takes it.
     fs.arrow.create_dir(store.staging_dir("emptied"))
-    marker = _invoke("gc", "tiny", "--store", s3_store, "--json")
+    marker = _invoke("gc", "tiny", "--store", store_uri, "--json")
     assert json.loads(marker.stdout)["removed"] == ["_staging/emptied"]
+
+
+def test_versions_show_diff_verify_and_gc_work_on_an_s3_store(
+    s3_store: str, published: tuple[Store, Store]
+) -> None:
+    check_versions_show_diff_verify_and_gc(s3_store, published)
 
 
 def test_an_edited_or_stripped_manifest_fails_verify_on_s3(
@@ -282,11 +299,12 @@ print(json.dumps({"version": result.version, "unchanged": result.unchanged}))
 """
 
 
-def test_two_machines_racing_for_the_same_number_on_s3_end_one_version_apart(
-    s3_store: str, local_runs: dict[str, Any], tmp_path: Path
+def race_two_machines_for_one_number(
+    store_uri: str, local_runs: dict[str, Any], tmp_path: Path
 ) -> None:
+    """Two processes commit to `store_uri` at once: one gets v1, the other v2, both whole."""
     local: Store = local_runs["store"]
-    store = Store(s3_store, "tiny")
+    store = Store(store_uri, "tiny")
     start = time.time() + 8.0  # both children have imported and wait for this moment
     children = []
     for i, version in enumerate((1, 2)):
@@ -301,7 +319,7 @@ def test_two_machines_racing_for_the_same_number_on_s3_end_one_version_apart(
                     sys.executable,
                     "-c",
                     CHILD,
-                    s3_store,
+                    store_uri,
                     staged,
                     manifest.model_dump_json(),
                     str(start),
@@ -326,9 +344,15 @@ def test_two_machines_racing_for_the_same_number_on_s3_end_one_version_apart(
     }
 
 
-def test_training_reads_a_version_from_s3_row_for_row_as_from_a_local_store(
-    published: tuple[Store, Store],
+def test_two_machines_racing_for_the_same_number_on_s3_end_one_version_apart(
+    s3_store: str, local_runs: dict[str, Any], tmp_path: Path
 ) -> None:
+    race_two_machines_for_one_number(s3_store, local_runs, tmp_path)
+
+
+def check_training_reads_like_local(published: tuple[Store, Store]) -> None:
+    """The trainers' split reader, shard batches and ray_dataset read a published version
+    row for row as from the local store."""
     from trainers.data import SplitReader
 
     store, local = published
@@ -349,6 +373,12 @@ def test_training_reads_a_version_from_s3_row_for_row_as_from_a_local_store(
     assert len(ids) == sum(manifest.splits.values())
     ds = ray_dataset(store, 2, "train")
     assert ds.count() == manifest.splits["train"]
+
+
+def test_training_reads_a_version_from_s3_row_for_row_as_from_a_local_store(
+    published: tuple[Store, Store],
+) -> None:
+    check_training_reads_like_local(published)
 
 
 def test_export_reads_a_version_from_s3_as_from_local(
@@ -408,20 +438,27 @@ def test_a_missing_bucket_is_one_line_before_any_work(s3_store: str) -> None:
         fs.check_writable(path)
 
 
-def test_roleforge_run_on_an_s3_store_publishes_the_local_runs_content(
-    s3_store: str, local_runs: dict[str, Any], tmp_path: Path
+def check_roleforge_run_publishes_the_local_content(
+    store_uri: str, local_runs: dict[str, Any], tmp_path: Path
 ) -> None:
+    """`roleforge run` with the store at `store_uri` publishes what the local run did."""
     import yaml
 
     folder = tmp_path / "corpus"
     write_corpus(folder)
     recipe = folder / "recipe.yaml"
-    recipe.write_text(yaml.safe_dump(recipe_dict(store=s3_store)), encoding="utf-8")
+    recipe.write_text(yaml.safe_dump(recipe_dict(store=store_uri)), encoding="utf-8")
     result = _invoke("run", str(recipe), "--json")
     assert result.exit_code == 0, result.output
     local_v1 = Manifest.read(local_runs["store"].manifest_path(1))
     assert json.loads(result.stdout)["content_id"] == local_v1.content_id
-    assert verify_version(Store(s3_store, "tiny"), 1).ok
+    assert verify_version(Store(store_uri, "tiny"), 1).ok
+
+
+def test_roleforge_run_on_an_s3_store_publishes_the_local_runs_content(
+    s3_store: str, local_runs: dict[str, Any], tmp_path: Path
+) -> None:
+    check_roleforge_run_publishes_the_local_content(s3_store, local_runs, tmp_path)
 
 
 def test_listing_an_absent_prefix_is_empty_not_an_error(s3_store: str) -> None:
