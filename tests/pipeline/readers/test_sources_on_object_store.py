@@ -196,3 +196,16 @@ def test_a_run_over_sources_and_store_in_a_bucket_keeps_every_record_of_the_loca
     # Where the store is does not matter: the same recipe on a local store, same content.
     on_disk = run_recipe(make_recipe(corpus["folder"], store="other-store", sources=remote_sources))
     assert on_disk.content_id == remote.content_id
+
+
+def test_a_source_on_google_cloud_storage_reads_the_records_it_reads_from_disk(
+    gcs_store: str, tmp_path: Path
+) -> None:
+    folder = tmp_path / "corpus"
+    write_corpus(folder)
+    uri = upload_folder(folder, f"gs://{_bucket(gcs_store)}/corpora/tiny")
+    local_records, _ = _read(make_recipe(folder))
+    remote_records, rejected = _read(make_recipe(folder, sources=_remote_source(uri)))
+    assert [_without_ref(r) for r in remote_records] == [_without_ref(r) for r in local_records]
+    assert remote_records[0]["source_ref"] == f"{uri}/dialogues.jsonl:1"
+    assert [e.reason for e in rejected] == ["missing_media"]
