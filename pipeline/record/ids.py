@@ -47,8 +47,10 @@ def canonical_json(value: Any) -> str:
 
 
 def new_run_id() -> str:
-    """Return a sortable run id (data jobs and training runs alike): UTC time + random suffix."""
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    """Return a sortable run id (data jobs and training runs alike): UTC time to the
+    microsecond + random suffix. The microseconds order two runs of the same second (the
+    record cache and gc take the newest run by its id)."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
     return f"{stamp}-{secrets.token_hex(3)}"
 
 

@@ -102,7 +102,7 @@ def test_missing_source_path_fails_before_work_naming_the_key(tmp_path: Path) ->
 
 def test_run_ids_sort_by_time_and_do_not_collide() -> None:
     ids = [new_run_id() for _ in range(20)]
-    assert all(re.fullmatch(r"\d{8}T\d{6}Z-[0-9a-f]{6}", i) for i in ids)
+    assert all(re.fullmatch(r"\d{8}T\d{12}Z-[0-9a-f]{6}", i) for i in ids)
     assert len(set(ids)) == 20
 
 
