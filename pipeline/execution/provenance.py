@@ -18,7 +18,7 @@ from typing import Any
 
 from pipeline.readers.source_fs import LOCAL, SourceFS
 from pipeline.recipe import Recipe, SourceConfig
-from pipeline.record.location import abspath, relative_to
+from pipeline.record.location import abspath, is_remote, relative_to
 from pipeline.store.manifest import (
     INPUT_KINDS,
     AugmentationSummary,
@@ -146,22 +146,61 @@ def pinned_file(path: str, fs: SourceFS = LOCAL) -> tuple[str | None, int | None
 
 
 def _input_file(
-    source: str, kind: InputKind, path: str, base: str, fs: SourceFS = LOCAL
+    source: str,
+    kind: InputKind,
+    path: str,
+    base: str,
+    fs: SourceFS = LOCAL,
+    recorded: dict[str, InputFile] | None = None,
 ) -> InputFile:
+    rel = relative_to(path, base)
+    if is_remote(path):
+        return _object_input(source, kind, path, rel, fs, (recorded or {}).get(rel))
     sha256, size = pinned_file(path, fs)
+    return InputFile(source=source, kind=kind, path=rel, sha256=sha256, bytes=size)
+
+
+def _object_input(
+    source: str, kind: InputKind, location: str, rel: str, fs: SourceFS, prior: InputFile | None
+) -> InputFile:
+    """Pin an object on a store by sha256, size and last-modified time. A `prior` pin with
+    the same size and time is taken as is, without reading the object (how `aws s3 sync`
+    judges objects): a rewrite gets a new time. The time is recorded only when the hash
+    was taken outside the racy window after it, so a rewrite within the same second of the
+    store's clock is never mistaken for the pinned bytes."""
+    stamp = fs.stamp(location)
+    if stamp is None:
+        return InputFile(source=source, kind=kind, path=rel, sha256=None, bytes=None)
+    size, mtime_ns = stamp
+    modified = mtime_ns / 1e9
+    if prior is not None and prior.sha256 and (prior.bytes, prior.modified) == (size, modified):
+        return InputFile(
+            source=source, kind=kind, path=rel, sha256=prior.sha256, bytes=size, modified=modified
+        )
+    started = time.time_ns()
+    sha256, _ = pinned_file(location, fs)
+    trusted = started - mtime_ns > RACY_WINDOW_NS
     return InputFile(
         source=source,
         kind=kind,
-        path=relative_to(path, base),
+        path=rel,
         sha256=sha256,
         bytes=size,
+        modified=modified if trusted else None,
     )
 
 
-def _file_entries(recipe: Recipe) -> list[InputFile]:
+def _pin(entry: InputFile) -> tuple[Any, ...]:
+    """What decides whether an input changed: its place and its bytes (not its time)."""
+    return (entry.source, entry.kind, entry.path, entry.sha256, entry.bytes)
+
+
+def _file_entries(
+    recipe: Recipe, fs: SourceFS | None = None, recorded: dict[str, InputFile] | None = None
+) -> list[InputFile]:
     from pipeline.readers import source_input_files
 
-    fs = SourceFS.of(recipe)
+    fs = fs or SourceFS.of(recipe)
     entries = []
     for source in recipe.sources:
         characters = {
@@ -170,7 +209,7 @@ def _file_entries(recipe: Recipe) -> list[InputFile]:
         }
         for path in source_input_files(source, recipe):
             kind: InputKind = "characters" if path in characters else "dialogue"
-            entries.append(_input_file(source.name, kind, path, recipe.base_dir, fs))
+            entries.append(_input_file(source.name, kind, path, recipe.base_dir, fs, recorded))
     return entries
 
 
@@ -219,15 +258,20 @@ def unchanged_inputs(recipe: Recipe, recorded: list[InputFile]) -> bool:
     """
     if any(e.kind is None for e in recorded):
         return False  # written before media were pinned: nothing proves them unchanged
-    files = [e for e in recorded if e.kind != "media"]
-    if _sorted(_file_entries(recipe)) != _sorted(files):
-        return False
     fs = SourceFS.of(recipe)
+    by_path = {e.path: e for e in recorded}
+    # Objects on a store: one listing per folder answers every size and time.
+    fs.prefetch_stamps([recipe.resolve(e.path) for e in recorded])
+    files = [e for e in recorded if e.kind != "media"]
+    now = _file_entries(recipe, fs, by_path)
+    if [_pin(e) for e in _sorted(now)] != [_pin(e) for e in _sorted(files)]:
+        return False
     for e in recorded:
         if e.kind == "media":
             # A media file on an object store is recorded by its URI, which resolve keeps.
-            now = _input_file(e.source, "media", recipe.resolve(e.path), recipe.base_dir, fs)
-            if now != e:
+            path = recipe.resolve(e.path)
+            pinned = _input_file(e.source, "media", path, recipe.base_dir, fs, by_path)
+            if _pin(pinned) != _pin(e):
                 return False
     return True
 

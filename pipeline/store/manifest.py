@@ -70,8 +70,11 @@ class InputFile(_GrownPart):
     path: str
     sha256: str | None
     bytes: int | None
+    # An object on an object store: its last-modified time (seconds since the epoch), so a
+    # rerun that finds the same size and time takes the sha256 as is (see provenance).
+    modified: float | None = None
 
-    added_keys = ("kind",)
+    added_keys = ("kind", "modified")
 
 
 class CodeVersion(_GrownPart):

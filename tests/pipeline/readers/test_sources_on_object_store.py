@@ -209,3 +209,25 @@ def test_a_source_on_google_cloud_storage_reads_the_records_it_reads_from_disk(
     assert [_without_ref(r) for r in remote_records] == [_without_ref(r) for r in local_records]
     assert remote_records[0]["source_ref"] == f"{uri}/dialogues.jsonl:1"
     assert [e.reason for e in rejected] == ["missing_media"]
+
+
+def test_an_unchanged_check_takes_pinned_objects_by_size_and_time_without_reading_them(
+    corpus: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pipeline.execution.provenance as provenance
+
+    # Pins taken long after the upload (no racy window here), checked by a new process.
+    monkeypatch.setattr(provenance, "RACY_WINDOW_NS", 0)
+    there = make_recipe(corpus["folder"], sources=_remote_source(corpus["uri"]))
+    pins = input_entries(there)
+    assert all(e.modified is not None for e in pins if e.sha256 is not None)
+    monkeypatch.setattr(provenance, "_hashed", {})
+    read: list[str] = []
+    real = SourceFS.sha256
+    monkeypatch.setattr(SourceFS, "sha256", lambda fs, loc: read.append(loc) or real(fs, loc))
+    assert unchanged_inputs(there, pins)
+    assert read == []
+    # A rewritten object has another size or time: it is read, and seen to differ.
+    put_object(f"{corpus['uri']}/images/0.png", image_bytes("PNG", 16, 99))
+    assert not unchanged_inputs(there, pins)
+    assert read == [f"{corpus['uri']}/images/0.png"]
