@@ -236,10 +236,9 @@ def media_entries(
     from pipeline.readers import referenced_media
 
     fs = fs or SourceFS.of(recipe)
-    return [
-        _input_file(source.name, "media", path, recipe.base_dir, fs)
-        for path in referenced_media(source, recipe, fs)
-    ]
+    paths = referenced_media(source, recipe, fs)
+    fs.prefetch_stamps(paths)  # objects on a store: one listing per folder, not per object
+    return [_input_file(source.name, "media", path, recipe.base_dir, fs) for path in paths]
 
 
 def pinned_inputs(recipe: Recipe, media: list[InputFile]) -> list[InputFile]:

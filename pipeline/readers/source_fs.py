@@ -64,6 +64,8 @@ class SourceFS:
         self._remote: dict[str, Any] = {}
         # Stamps of objects listed by `prefetch_stamps`, by location.
         self._stamps: dict[str, tuple[int, int] | None] = {}
+        # The sha256 of each object this instance read whole (see `read_within`).
+        self._digests: dict[str, str] = {}
         # Made now, in this process: each reads its credentials and endpoint from the
         # environment here and carries them when pickled, so a Ray task on a node without
         # those variables reads the sources the driver was told to read.
@@ -171,14 +173,43 @@ class SourceFS:
         return fs.open_input(path)
 
     def read_bytes(self, location: str) -> bytes:
-        with self.open(location) as f:
-            return f.read()
+        """Return a file's bytes; raise FileNotFoundError when there is no such file."""
+        size, data = self.read_within(location, None)
+        if size is None or data is None:
+            raise FileNotFoundError(location)
+        return data
+
+    def read_within(self, location: str, max_bytes: int | None) -> tuple[int | None, bytes | None]:
+        """Return (size, bytes) of a file, bytes None when it is over `max_bytes` (never
+        read); (None, None) when there is no such file. On an object store that is one HEAD
+        and one GET, and the sha256 of what was read is kept: pinning the object afterwards
+        (`sha256`) hashes the bytes this process ingested instead of fetching them again."""
+        if not is_remote(location):
+            size = self.size(location)
+            if size is None or (max_bytes is not None and size > max_bytes):
+                return size, None
+            with open(local_path(location), "rb") as f:
+                return size, f.read()
+        fs, path = self._store(location)
+        try:
+            f = fs.open_input(path)
+        except FileNotFoundError:
+            return None, None
+        with f:
+            size = f.size()
+            if max_bytes is not None and size > max_bytes:
+                return size, None
+            data = f.read()
+        self._digests[location] = hashlib.sha256(data).hexdigest()
+        return size, data
 
     def sha256(self, location: str) -> str:
         if not is_remote(location):
             from pipeline.record import ids
 
             return ids.file_sha256(local_path(location))
+        if location in self._digests:
+            return self._digests[location]
         h = hashlib.sha256()
         with self.open(location) as f:
             while chunk := f.read(_CHUNK):

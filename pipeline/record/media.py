@@ -37,7 +37,7 @@ class MediaRoot:
     folder: str
     allow_outside_root: bool = False
     # Opens the folder's files when it is on an object store (a `pipeline.readers.source_fs.
-    # SourceFS`: its `size` and `read_bytes`); None for a local folder.
+    # SourceFS`: its `read_within`); None for a local folder.
     files: Any = None
 
     def resolve(self, path: str) -> str:
@@ -127,17 +127,18 @@ def read_media_file(path: str, root: MediaRoot, max_bytes: int) -> bytes:
 
 
 def _read_remote_media(path: str, real: str, root: MediaRoot, max_bytes: int) -> bytes:
-    size = root.files.size(real)
+    try:
+        # One request for the size, one for the bytes, which never come when over the limit.
+        size, data = root.files.read_within(real, max_bytes)
+    except OSError as exc:
+        raise RecordRejected("missing_media", f"{path!r} cannot be read: {exc}") from None
     if size is None:
         raise RecordRejected("missing_media", f"{path!r} does not exist")
-    if size > max_bytes:
+    if data is None:
         raise RecordRejected(
             "media_too_large", f"{path!r} has {size} bytes, over the limit of {max_bytes}"
         )
-    try:
-        return root.files.read_bytes(real)
-    except OSError as exc:
-        raise RecordRejected("missing_media", f"{path!r} cannot be read: {exc}") from None
+    return data
 
 
 def decode_base64(data: str, max_bytes: int, what: str = "base64 payload") -> bytes:

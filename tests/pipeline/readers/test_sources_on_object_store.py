@@ -231,3 +231,31 @@ def test_an_unchanged_check_takes_pinned_objects_by_size_and_time_without_readin
     put_object(f"{corpus['uri']}/images/0.png", image_bytes("PNG", 16, 99))
     assert not unchanged_inputs(there, pins)
     assert read == [f"{corpus['uri']}/images/0.png"]
+
+
+def test_an_object_over_the_media_limit_is_quarantined_unread(corpus: dict[str, Any]) -> None:
+    limit = len((corpus["folder"] / "images" / "0.png").read_bytes()) - 1
+    sources = _remote_source(corpus["uri"])
+    recipe = make_recipe(corpus["folder"], sources=sources, limits={"max_media_bytes": limit})
+    _, rejected = _read(recipe)
+    assert "media_too_large" in {e.reason for e in rejected}
+    assert any("over the limit" in e.message for e in rejected)
+
+
+def test_an_ingest_task_pins_the_objects_it_read_from_their_bytes_without_a_second_get(
+    corpus: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipeline.execution.provenance import media_entries
+
+    recipe = make_recipe(corpus["folder"], sources=_remote_source(corpus["uri"]))
+    fs = SourceFS.of(recipe)
+    list(read_source(recipe.sources[0], recipe, fs=fs))
+    opened: list[str] = []
+    real = SourceFS.open
+    monkeypatch.setattr(SourceFS, "open", lambda self, loc: opened.append(loc) or real(self, loc))
+    pins = media_entries(recipe.sources[0], recipe, fs)
+    assert len([e for e in pins if e.sha256]) == len(list((corpus["folder"]).rglob("*.png"))) + len(
+        list((corpus["folder"]).rglob("*.wav"))
+    )
+    # Parsing the dialogues again to list their media is all that is read.
+    assert opened and all(loc.endswith(".jsonl") for loc in opened)
