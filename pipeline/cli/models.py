@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import typer
@@ -75,7 +76,16 @@ def _print_retrain(report: dict[str, Any], path: str) -> None:
         )
     verdict = "PROMOTED" if report["promoted"] else "NOT PROMOTED"
     typer.echo(f"{verdict}: {decision['reason']}")
-    typer.echo(f"report: {path}")
+    typer.echo(f"report: {_shown(path)}")
+
+
+def _shown(path: str) -> str:
+    """Return a local path below the working folder relative to it (as the user typed the
+    store); anything else (an object-store address, a path elsewhere) whole."""
+    if "://" in path or not os.path.isabs(path):
+        return path
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel
 
 
 def _num(value: Any) -> str:
