@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -228,7 +229,10 @@ class VersionCommitter:
         if self.fs.is_local:
             return
         claim = os.path.join(self.store.version_dir(number), CLAIM_FILE)
-        self.fs.create_exclusive(claim, f"{self.store.name} v{number}\n".encode())
+        # A token of its own: a claimer whose retried PUT meets its own claim has it (see
+        # ObjectStoreFS.holds); another claimer's claim never reads the same.
+        token = secrets.token_hex(16)
+        self.fs.create_exclusive(claim, f"{self.store.name} v{number} {token}\n".encode())
 
     def _release_claim(self, number: int) -> None:
         """Remove the claim once the manifest holds N (a version folder then holds only its

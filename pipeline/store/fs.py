@@ -564,8 +564,24 @@ class ObjectStoreFS:
             if error.get("Code") in ("PreconditionFailed", "ConditionalRequestConflict") or (
                 status in (409, 412)
             ):
+                if self.holds(path, data):
+                    return  # our own PUT, retried after its reply was lost
                 raise FileExistsError(self.uri(path)) from None
             raise OSError(f"{self.uri(path)}: {error.get('Message') or exc}") from exc
+
+    def holds(self, path: str, data: bytes) -> bool:
+        """Return whether the object at `path` holds exactly `data`.
+
+        An exclusive create that finds its key taken asks this: the SDKs retry a PUT whose
+        reply was lost, and the retry then meets the object the first attempt made. Those
+        bytes are ours, so the create succeeded. Writers that race for a key therefore write
+        bytes of their own (the committer's claim carries a token; only the claim's holder
+        writes the manifest), and writers of identical bytes want the same outcome anyway.
+        """
+        try:
+            return self.read_bytes(path) == data
+        except (FileNotFoundError, OSError):
+            return False
 
     def copy_file(self, src: str, dst: str) -> None:
         self.arrow.copy_file(src, dst)

@@ -117,6 +117,8 @@ class GcsFS(ObjectStoreFS):
         try:
             self._blob(path).upload_from_string(data, if_generation_match=0)
         except exceptions.PreconditionFailed:
+            if self.holds(path, data):
+                return  # our own upload, retried after its reply was lost
             raise FileExistsError(self.uri(path)) from None
         except exceptions.GoogleAPICallError as exc:
             raise OSError(f"{self.uri(path)}: {exc.message}") from exc
