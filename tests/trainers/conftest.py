@@ -123,6 +123,22 @@ def write_version(
     return manifest
 
 
+def interrupt_copy(models: Path, finished: str, step: int, run_id: str) -> Path:
+    """Make run `run_id` in folder `models`: the finished run `finished` as it stood when it
+    stopped after its step-`step` checkpoint (status `training`); return its folder."""
+    import shutil
+    import time
+
+    cut = models / run_id
+    shutil.copytree(models / finished / "base_model", cut / "base_model")
+    checkpoint = f"checkpoints/checkpoint-{step}"
+    shutil.copytree(models / finished / checkpoint, cut / checkpoint)
+    run = json.loads((models / finished / "run.json").read_text())
+    run.update(run_id=run_id, created=time.time(), status="training")
+    (cut / "run.json").write_text(json.dumps(run))
+    return cut
+
+
 def standard_records(
     train: int = 8, validation: int = 2, test: int = 3, **kwargs: Any
 ) -> list[dict[str, Any]]:

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from pipeline.cli.app import app
 from pipeline.store.fs import ObjectStoreFS
 from pipeline.store.read import Store
-from tests.trainers.conftest import standard_records, write_version
+from tests.trainers.conftest import interrupt_copy, standard_records, write_version
 from tests.trainers.test_init_promoted import CONFIG, _adapter
 from tests.trainers.test_registry import make_model
 from trainers import train_version
@@ -309,8 +309,6 @@ def test_export_model_refuses_a_run_on_s3_that_has_not_finished(
 def test_resume_on_s3_continues_from_this_machines_checkpoint_and_uploads_the_run(
     s3_store: str, tmp_path: Path, machine: Any
 ) -> None:
-    import shutil
-    import time
 
     from trainers.config import LoraConfig
 
@@ -320,13 +318,7 @@ def test_resume_on_s3_continues_from_this_machines_checkpoint_and_uploads_the_ru
     cfg = TrainConfig(lora=LoraConfig(r=4), max_steps=4, save_steps=2, batch_size=2, max_length=512)
     full = train_version(s3_store, "r", 1, cfg, seed=5, run_id="full")
     # An interrupted run on this machine: the same run stopped after its step-2 checkpoint.
-    work = Path(full.work_dir).parent
-    cut = work / "cut"
-    shutil.copytree(work / "full" / "base_model", cut / "base_model")
-    shutil.copytree(work / "full/checkpoints/checkpoint-2", cut / "checkpoints/checkpoint-2")
-    run = json.loads((work / "full" / "run.json").read_text())
-    run.update(run_id="cut", created=time.time(), status="training")
-    (cut / "run.json").write_text(json.dumps(run))
+    interrupt_copy(Path(full.work_dir).parent, "full", 2, "cut")
 
     resumed = train_version(s3_store, "r", 1, None, resume=True)
     assert resumed.run_id == "cut" and resumed.resumed_from.endswith("checkpoint-2")

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +13,7 @@ from typer.testing import CliRunner
 
 from pipeline.cli.app import app
 from pipeline.store.read import Store
-from tests.trainers.conftest import standard_records, write_version
+from tests.trainers.conftest import interrupt_copy, standard_records, write_version
 from trainers import ModalityMismatch, train_version
 from trainers.config import LoraConfig, TrainConfig
 
@@ -139,12 +137,7 @@ def test_resume_continues_with_the_losses_of_an_uninterrupted_run(tmp_path):
     full = train_version(str(tmp_path), "r", 1, cfg, seed=5, run_id="full")
     # An interrupted run: the same run stopped after its step-2 checkpoint.
     models = tmp_path / "r" / "models"
-    cut = models / "cut"
-    shutil.copytree(models / "full" / "base_model", cut / "base_model")
-    shutil.copytree(models / "full/checkpoints/checkpoint-2", cut / "checkpoints/checkpoint-2")
-    run = json.loads((models / "full" / "run.json").read_text())
-    run.update(run_id="cut", created=time.time(), status="training")
-    (cut / "run.json").write_text(json.dumps(run))
+    cut = interrupt_copy(models, "full", 2, "cut")
 
     resumed = train_version(str(tmp_path), "r", 1, None, resume=True)
     assert resumed.run_id == "cut" and resumed.resumed_from.endswith("checkpoint-2")
