@@ -88,17 +88,20 @@ class RecordCache:
 
     def prune(self, live_ids: pa.Array, min_age_s: float, now: float, dry_run: bool) -> CachePrune:
         """Keep what made the records of `live_ids` (ids of rows and of rejected records);
-        remove the rest. Index files changed less than `min_age_s` ago (a run may still
-        use them) are kept whole, with every part they point at.
+        return what else may go, for the caller to remove in that order. Index files changed
+        less than `min_age_s` ago (a run may still use them) are kept whole, with every part
+        they point at.
 
-        The index rows kept from older files are written to one new index file before the
-        files they came from go, so an interrupted prune leaves rows twice (read once),
-        never lost; parts go last, once no index row points at them.
+        The index rows kept from older files are written to one new index file (here,
+        unless `dry_run`) before the files they came from are listed to go, and parts are
+        listed last: removed in order, an interrupted prune leaves rows twice (read once),
+        never lost, and no index row ever points at a removed part.
         """
         result = CachePrune()
         files = self._index_files()
-        young = {p for p, _ in files if now - self._mtime(p) < min_age_s}
-        old = [(p, t) for p, t in files if p not in young]
+        young_paths = {p for p, _ in files if now - self._mtime(p) < min_age_s}
+        young = [t for p, t in files if p in young_paths and t is not None]
+        old = [(p, t) for p, t in files if p not in young_paths]
         readable = [t for _, t in old if t is not None]
         rows = _unique_rows(pa.concat_tables(readable)) if readable else None
         kept = CACHE_INDEX_SCHEMA.empty_table() if rows is None else _rows_of(rows, live_ids)
@@ -106,27 +109,15 @@ class RecordCache:
         if len(old) > 1 or dropped or len(readable) < len(old):
             if kept.num_rows and not dry_run:
                 self._write_index(_compacted_name([p for p, _ in old]), kept)
-            result.removed.extend(p for p, _ in old)
+            result.removable.extend(p for p, _ in old)
         referenced = set(kept["part"].drop_null().to_pylist())
-        for p, t in files:
-            if p in young and t is not None:
-                referenced.update(t["part"].drop_null().to_pylist())
+        for t in young:
+            referenced.update(t["part"].drop_null().to_pylist())
         for name in self.fs.listdir(self.parts_dir):
             path = self.part_path(name)
             if name not in referenced and now - self._mtime(path) >= min_age_s:
-                result.removed.append(path)
-        result.kept_rows = kept.num_rows + sum(
-            t.num_rows for p, t in files if p in young and t is not None
-        )
-        # In this order: the compacted index is whole before the files it replaces go, and
-        # those go before the parts, so no index row ever points at a removed part.
-        for path in result.removed:
-            result.freed_bytes += self._size(path)
-            if not dry_run:
-                try:
-                    self.fs.remove_tree(path)
-                except FileNotFoundError:
-                    continue
+                result.removable.append(path)
+        result.kept_rows = kept.num_rows + sum(t.num_rows for t in young)
         return result
 
     def _mtime(self, path: str) -> float:
@@ -134,9 +125,6 @@ class RecordCache:
             return self.fs.mtime(path)
         except FileNotFoundError:
             return 0.0
-
-    def _size(self, path: str) -> int:
-        return sum(e.size for e in self.fs.files(path))
 
     def _write_index(self, name: str, rows: pa.Table) -> None:
         import pyarrow.parquet as pq
@@ -155,11 +143,10 @@ class RecordCache:
 
 @dataclass
 class CachePrune:
-    """What pruning the cache removed (index files and parts), kept and freed."""
+    """What pruning the cache keeps, and what may go (index files, then parts), in order."""
 
-    removed: list[str] = field(default_factory=list)
+    removable: list[str] = field(default_factory=list)
     kept_rows: int = 0
-    freed_bytes: int = 0
 
 
 def _unique_rows(table: pa.Table) -> pa.Table:

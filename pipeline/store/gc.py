@@ -145,18 +145,22 @@ def collect_garbage(
     with commit_lock(store):
         now = time.time()
         for path in unreferenced_paths(store):
-            if not _old_enough(fs, path, min_age_s, now):
-                continue
-            size = _size(fs, path)
-            if not dry_run:
-                try:
-                    fs.remove_tree(path)
-                except FileNotFoundError:  # its run removed it first
-                    continue
-            report.freed_bytes += size
-            report.removed.append(os.path.relpath(path, store.root))
+            if _old_enough(fs, path, min_age_s, now):
+                _remove(store, fs, report, path)
         _prune_cache(store, fs, report, cache_versions, min_age_s, now)
     return report
+
+
+def _remove(store: Store, fs: StoreFS, report: GcReport, path: str) -> None:
+    """Remove `path` (unless a dry run) and count it in `report`."""
+    size = _size(fs, path)
+    if not report.dry_run:
+        try:
+            fs.remove_tree(path)
+        except FileNotFoundError:  # its run removed it first
+            return
+    report.freed_bytes += size
+    report.removed.append(os.path.relpath(path, store.root))
 
 
 def _prune_cache(
@@ -179,8 +183,8 @@ def _prune_cache(
     kept = manifests[-cache_versions:] if cache_versions > 0 else []
     pruned = cache.prune(_made_ids(store, kept), min_age_s, now, report.dry_run)
     report.cache_rows_kept = pruned.kept_rows
-    report.freed_bytes += pruned.freed_bytes
-    report.removed.extend(os.path.relpath(p, store.root) for p in pruned.removed)
+    for path in pruned.removable:  # in its order: replaced index files, then parts
+        _remove(store, fs, report, path)
     versions = ", ".join(f"v{m.number}" for m in kept) or "no version"
     report.cache_note = f"kept what {versions} was made of"
 
