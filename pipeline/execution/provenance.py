@@ -122,15 +122,17 @@ def code_version() -> CodeVersion:
 _hashed: dict[str, tuple[tuple[int, ...], str]] = {}
 
 
-def pinned_file(path: str, fs: SourceFS = LOCAL) -> tuple[str | None, int | None]:
+def pinned_file(
+    path: str, fs: SourceFS = LOCAL, stamp: tuple[int, ...] | None = None
+) -> tuple[str | None, int | None]:
     """Return (sha256, bytes) of the file at `path` (local or on an object store), or
-    (None, None) when it is not a file.
+    (None, None) when it is not a file; `stamp`: `fs.stamp(path)` if the caller took it.
 
     Each file is hashed once per process while its stat is the same: the early unchanged
     check and the run that follows it read every media file's hash.
     """
     path = abspath(path)
-    stamp = fs.stamp(path)
+    stamp = stamp or fs.stamp(path)
     if stamp is None:
         return None, None
     size = stamp[0]
@@ -178,7 +180,7 @@ def _object_input(
             source=source, kind=kind, path=rel, sha256=prior.sha256, bytes=size, modified=modified
         )
     started = time.time_ns()
-    sha256, _ = pinned_file(location, fs)
+    sha256, _ = pinned_file(location, fs, stamp)
     trusted = started - mtime_ns > RACY_WINDOW_NS
     return InputFile(
         source=source,

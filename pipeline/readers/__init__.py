@@ -21,13 +21,12 @@ from pipeline.readers.assemble import (
     ParsedRecord,
     assemble_record,
     refuse_unsupported_media,
-    relative_ref,
 )
 from pipeline.readers.charactereval import parse_charactereval
 from pipeline.readers.characterllm import parse_characterllm
 from pipeline.readers.chatharuhi import parse_chatharuhi
 from pipeline.readers.detect import detect_format
-from pipeline.readers.files import RawItem, corpus_files, is_regular_file, iter_raw_items
+from pipeline.readers.files import RawItem, corpus_files, iter_raw_items
 from pipeline.readers.llamafactory import parse_llamafactory, parse_sharegpt
 from pipeline.readers.mmrole import parse_mmrole
 from pipeline.readers.openai import parse_openai
@@ -38,7 +37,7 @@ from pipeline.readers.tavern import parse_tavern
 from pipeline.recipe import Recipe, SourceConfig
 from pipeline.record.characters import BadCharacterLine, CharacterBook
 from pipeline.record.config import RecipeError
-from pipeline.record.location import abspath, dirname
+from pipeline.record.location import abspath, dirname, relative_to
 from pipeline.record.media import MediaRoot
 from pipeline.record.rejection import QuarantineEntry, RecordRejected
 
@@ -119,7 +118,7 @@ def check_source_paths(recipe: Recipe) -> None:
 def _require_regular(path: str, key: str, fs: SourceFS) -> None:
     if not fs.exists(path):
         raise RecipeError(f"{key}: no such file: {path}")
-    if not is_regular_file(path, fs):
+    if not fs.is_regular_file(path):
         raise RecipeError(
             f"{key}: {path} is not a regular file (a FIFO, device or socket cannot be a source)"
         )
@@ -203,8 +202,8 @@ def read_source(
             source=source,
             limits=recipe.limits,
             book=book,
-            file_ref=relative_ref(file, recipe.base_dir),
-            file_key=relative_ref(file, source_folder),
+            file_ref=relative_to(file, recipe.base_dir),
+            file_key=relative_to(file, source_folder),
             media_root=MediaRoot(media_dir or dirname(file), source.allow_outside_root, fs),
         )
         yield from _read_file(file, ctx, stats, fs)
@@ -229,7 +228,7 @@ def _load_book(
     stats: SourceReadStats,
     fs: SourceFS,
 ) -> Iterator[QuarantineEntry]:
-    file_ref = relative_ref(file, recipe.base_dir)
+    file_ref = relative_to(file, recipe.base_dir)
     before = len(book.by_name)
     for entry in read_characters(file, stats.unmapped_fields, fs):
         if isinstance(entry, BadCharacterLine):

@@ -13,7 +13,6 @@ from pipeline.readers.files import is_utf8_encodable
 from pipeline.recipe import MediaLimits, SourceConfig
 from pipeline.record.characters import CharacterBook, clean_aliases, names_of
 from pipeline.record.ids import original_id
-from pipeline.record.location import relative_to
 from pipeline.record.media import (
     MediaRoot,
     decode_base64,
@@ -267,12 +266,6 @@ def _require_encodable_text(record: dict[str, Any]) -> None:
     for text in texts:
         if text is not None and not is_utf8_encodable(text):
             raise RecordRejected("invalid_utf8", f"text is not valid Unicode: {text[:60]!r}")
-
-
-def relative_ref(path: str, base: str) -> str:
-    """Return `path` relative to `base` with forward slashes, for stable references (a file
-    on an object store beside a local base: its whole URI)."""
-    return relative_to(path, base)
 
 
 # Small type checks shared by the format readers; each raises wrong_types naming the field.

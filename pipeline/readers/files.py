@@ -54,11 +54,6 @@ def corpus_files(path: str, exclude: set[str] | None = None, fs: SourceFS = LOCA
     return sorted(found)
 
 
-def is_regular_file(path: str, fs: SourceFS = LOCAL) -> bool:
-    """Return whether `path` is a regular file: a FIFO, device or socket never is a source."""
-    return fs.is_regular_file(path)
-
-
 def _version_manifest(folder: str, fs: SourceFS) -> dict[str, Any] | None:
     candidate = normpath(folder).rstrip("/") + ".json"
     if not fs.is_regular_file(candidate):

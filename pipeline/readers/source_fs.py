@@ -136,7 +136,7 @@ class SourceFS:
 
     def files_under(self, location: str) -> list[str]:
         """Return the locations of every file under a folder, sorted, skipping (as a local
-        walk does) folders and files whose names start with `.` or `_`."""
+        walk does) the folders whose names start with `.` or `_`."""
         if not is_remote(location):
             found = []
             for folder, dirs, files in os.walk(local_path(location)):
@@ -232,9 +232,7 @@ class SourceFS:
         fs, path = self._store(location)
         # One listing call answers both (a HEAD each would be two round trips).
         entries = [e for e in fs.files(path) if e.path.strip("/") == path]
-        if not entries:
-            return None
-        return (entries[0].size, int(entries[0].mtime * 1e9))
+        return _object_stamp(entries[0]) if entries else None
 
     def prefetch_stamps(self, locations: list[str]) -> None:
         """List the folders of these remote locations once each, so `stamp` answers for
@@ -247,11 +245,16 @@ class SourceFS:
             fs, path = self._store(folder)
             scheme = scheme_of(folder)
             for entry in fs.files(path):
-                self._stamps[f"{scheme}://{entry.path}"] = (entry.size, int(entry.mtime * 1e9))
+                self._stamps[f"{scheme}://{entry.path}"] = _object_stamp(entry)
         for loc in locations:
             # Listed folders hold every object there is: one not seen there is missing.
             if is_remote(loc) and any(loc.startswith(t + "/") for t in tops):
                 self._stamps.setdefault(loc, None)
+
+
+def _object_stamp(entry: Any) -> tuple[int, int]:
+    """Return an object's stamp from its listing entry: (size, last-modified in ns)."""
+    return (entry.size, int(entry.mtime * 1e9))
 
 
 # The local-only SourceFS: for callers that read files on this machine.
