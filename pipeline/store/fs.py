@@ -69,6 +69,14 @@ def local_store_path(uri: str) -> str:
     return uri
 
 
+def _upload_tree(fs: Any, local_dir: str, path: str, skip: frozenset[str] = frozenset()) -> None:
+    """Copy every file under local folder `local_dir` below `path` in the store, in name
+    order, but those whose path relative to `local_dir` is in `skip` or under a folder in it
+    (`upload_tree` of both filesystems: their `upload_file` differs, the walk does not)."""
+    for rel in _tree_files(local_dir, skip):
+        fs.upload_file(os.path.join(local_dir, rel), os.path.join(path, rel))
+
+
 class LocalFS:
     """Durable file operations on a local filesystem: fsync, atomic rename, exclusive create.
 
@@ -256,11 +264,7 @@ class LocalFS:
         """Copy the local file `local_path` to `path` in the store, whole."""
         self.copy_file(local_path, path)
 
-    def upload_tree(self, local_dir: str, path: str, skip: frozenset[str] = frozenset()) -> None:
-        """Copy every file under local folder `local_dir` to folder `path` in the store, but
-        those whose path relative to `local_dir` is in `skip` or under a folder in it."""
-        for rel in _tree_files(local_dir, skip):
-            self.upload_file(os.path.join(local_dir, rel), os.path.join(path, rel))
+    upload_tree = _upload_tree
 
     def download_tree(self, path: str, local_dir: str) -> None:
         """Copy every file under folder `path` of the store into local folder `local_dir`."""
@@ -621,11 +625,7 @@ class ObjectStoreFS:
             destination_filesystem=self.arrow,
         )
 
-    def upload_tree(self, local_dir: str, path: str, skip: frozenset[str] = frozenset()) -> None:
-        """PUT every file under local folder `local_dir` below prefix `path`, in name order,
-        but those whose path relative to `local_dir` is in `skip` or under a folder in it."""
-        for rel in _tree_files(local_dir, skip):
-            self.upload_file(os.path.join(local_dir, rel), os.path.join(path, rel))
+    upload_tree = _upload_tree
 
     def download_tree(self, path: str, local_dir: str) -> None:
         """GET every object under prefix `path` into local folder `local_dir`; raise
