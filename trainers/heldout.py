@@ -208,5 +208,6 @@ class HeldOutScorer:
             "protocol": asdict(self.protocol),
             "evaluation": evaluation,
         }
-        text = json.dumps(body, indent=2, ensure_ascii=False, default=str) + "\n"
-        self.store.fs.write_bytes(self._cache_path(entry), text.encode("utf-8"))
+        from trainers.loop import json_text
+
+        self.store.fs.write_bytes(self._cache_path(entry), json_text(body).encode("utf-8"))

@@ -309,12 +309,16 @@ def train_in_worker(job_dict: dict[str, Any]) -> None:
     TrainingSession(TrainJob(**job_dict)).run()
 
 
+def json_text(data: Any) -> str:
+    """Return `data` as the indented JSON text the run's files hold."""
+    return json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n"
+
+
 def write_json(path: str, data: Any) -> None:
     """Write `data` as indented JSON at `path` atomically."""
     tmp = f"{path}.tmp-{os.getpid()}"
     with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, ensure_ascii=False, default=str)
-        f.write("\n")
+        f.write(json_text(data))
     os.replace(tmp, path)
 
 
