@@ -1,19 +1,72 @@
-"""What every record stage returns: the rows it kept, the records it rejected, its stats."""
+"""The stage contract: one call shape for every record stage (validate, split, augment, quality).
+
+In the spirit of datatrove's `PipelineStep`: a stage has a `name` and one
+`process(batch, ctx) -> StageOutput`. Arrow in, Arrow out. What one stage learns that a later
+stage of the same batch needs (decoded pixels, per-record quality facts) travels in the typed
+`BatchContext`, keyed by record id, never in a side channel. The record pass is a loop over the
+recipe's stages; it counts each stage's output in the order the stages run, and tests call the
+same `process` the job calls. No Ray inside a stage.
+"""
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
 
 import pyarrow as pa
 
-from augmenters.stats import AugmentStats
 from pipeline.record.rejection import QuarantineEntry
 
 
 @dataclass
+class BatchContext:
+    """What the stages of one batch share beside the table.
+
+    `decoded` holds media a stage already decoded, keyed (record id, column, index), e.g.
+    ("3f2a...", "images", 0) -> an HxWxC uint8 array, so that the decode that proves an image
+    is the one its augmentation (or perceptual hash) uses. `facts` holds per-record facts a
+    stage computed for a later one, keyed (record id, stage name).
+    """
+
+    decoded: dict[tuple[str, str, int], Any] = field(default_factory=dict)
+    facts: dict[tuple[str, str], Any] = field(default_factory=dict)
+
+    def forget(self, record_ids: set[str]) -> None:
+        """Drop what is held for records that left the batch (rejected ones)."""
+        self.decoded = {k: v for k, v in self.decoded.items() if k[0] not in record_ids}
+        self.facts = {k: v for k, v in self.facts.items() if k[0] not in record_ids}
+
+
+@dataclass
+class StageOutput:
+    """The rows a stage kept (or produced), the records it rejected, and its counts.
+
+    `stats` counts by name what the stage did (a reason, a flag, "variants"...); the loop adds
+    them under the stage's name, in run order. `detail` carries a stage's richer statistics
+    (e.g. the augment stage's AugmentStats), merged by the loop with `merge` when present.
+    """
+
+    table: pa.Table
+    rejects: list[QuarantineEntry] = field(default_factory=list)
+    stats: Counter[str] = field(default_factory=Counter)
+    detail: Any | None = None
+
+
+@runtime_checkable
+class Stage(Protocol):
+    """A record stage: a name and one `process` over an Arrow batch."""
+
+    name: str
+
+    def process(self, batch: pa.Table, ctx: BatchContext) -> StageOutput: ...
+
+
+@dataclass
 class StageResult:
-    """The rows a stage kept (or produced), the records it rejected, and its stats."""
+    """The rows a stage kept (or produced), the records it rejected, and its stats (the
+    `apply` shape that `process` replaces)."""
 
     table: pa.Table
     rejected: list[QuarantineEntry] = field(default_factory=list)
-    stats: AugmentStats | None = None
+    stats: Any | None = None
