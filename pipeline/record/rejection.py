@@ -14,6 +14,7 @@ REASONS: dict[str, str] = {
     "wrong_types": "a field has the wrong type or a required field is missing",
     "empty_messages": "the conversation has no messages",
     "no_assistant_turn": "no turn is spoken by the character",
+    "empty_turn": "an assistant turn is empty or whitespace only: no training target",
     "unknown_role": "a turn has a role that maps to no canonical role",
     "bad_turn_order": "turns do not alternate sensibly",
     "placeholder_mismatch": "the number of <image>/<audio> placeholders differs from the media",

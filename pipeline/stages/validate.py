@@ -31,7 +31,7 @@ def validate_record(
     is the one its augmentation uses. Without it a cheaper probe proves it.
 
     Checks, in order: well-typed messages, known roles, at least one message, system turns only
-    before the dialogue, at least one assistant turn, placeholder counts equal to the media
+    before the dialogue, at least one assistant turn, no empty assistant turn, placeholder counts equal to the media
     counts, and every media item within the byte limit and decoding within the pixel and
     duration limits. Pure: it touches no files, so it can run per record in any worker.
     """
@@ -41,6 +41,10 @@ def validate_record(
     _check_turn_order(messages)
     if not any(m["role"] == "assistant" for m in messages):
         raise RecordRejected("no_assistant_turn", "no turn is spoken by the character")
+    # An empty reply would be published as a training target that teaches silence.
+    for i, m in enumerate(messages):
+        if m["role"] == "assistant" and not m["content"].strip():
+            raise RecordRejected("empty_turn", f"messages[{i}] is an assistant turn with no text")
     images = _checked_media(record.get("images"), "images", limits)
     audios = _checked_media(record.get("audios"), "audios", limits)
     for placeholder, media, what in (

@@ -66,6 +66,8 @@ BAD_RECORDS: list[tuple[str, Any, str]] = [
         },
         "no_assistant_turn",
     ),
+    ("empty_assistant_turn", {"messages": _turns(assistant="")}, "empty_turn"),
+    ("whitespace_assistant_turn", {"messages": _turns(assistant=" \n\t ")}, "empty_turn"),
     ("tool_role", {"messages": [*_turns(), {"role": "tool", "content": "{}"}]}, "unknown_role"),
     (
         "unnamed_speaker_without_character",
