@@ -28,6 +28,12 @@ SOURCE_FORMATS = (
     "characterllm",
     "tavern",
     "arrow",
+    # issue 22: more corpora and content-part spellings
+    "trl",
+    "swift",
+    "rolebench",
+    "characterbench",
+    "sillytavern",
 )
 
 

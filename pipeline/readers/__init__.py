@@ -25,11 +25,15 @@ from pipeline.readers.assemble import (
 from pipeline.readers.charactereval import parse_charactereval
 from pipeline.readers.characterllm import parse_characterllm
 from pipeline.readers.chatharuhi import parse_chatharuhi
-from pipeline.readers.detect import detect_format
+from pipeline.readers.detect import SHAPES, Detection, detect, detect_format
 from pipeline.readers.files import RawItem, corpus_files, iter_raw_items
-from pipeline.readers.llamafactory import parse_llamafactory, parse_sharegpt
+from pipeline.readers.llamafactory import (
+    parse_llamafactory,
+    parse_sharegpt,
+    parse_swift_conversation,
+)
 from pipeline.readers.mmrole import parse_mmrole
-from pipeline.readers.openai import parse_openai
+from pipeline.readers.parts import parse_parts
 from pipeline.readers.personas import read_characters
 from pipeline.readers.pippa import parse_pippa
 from pipeline.readers.source_fs import SourceFS
@@ -61,7 +65,9 @@ Parser = Callable[[dict[str, Any]], ParsedRecord | list[ParsedRecord]]
 PARSERS: dict[str, Parser] = {
     "llamafactory": parse_llamafactory,
     "sharegpt": parse_sharegpt,
-    "openai": parse_openai,
+    "swift": parse_swift_conversation,
+    "openai": parse_parts,
+    "trl": parse_parts,
     "pippa": parse_pippa,
     "mmrole": parse_mmrole,
     "chatharuhi": parse_chatharuhi,
@@ -81,38 +87,55 @@ class SourceReadStats:
     """
 
     unmapped_fields: Counter[str] = field(default_factory=Counter)
+    # How each file of the source was read when its format was detected, e.g.
+    # {"formats/mmrole.json": "mmrole (also fits: sharegpt)"}.
+    formats: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"unmapped_fields": dict(sorted(self.unmapped_fields.items()))}
+        out: dict[str, Any] = {"unmapped_fields": dict(sorted(self.unmapped_fields.items()))}
+        if self.formats:
+            out["formats"] = dict(sorted(self.formats.items()))
+        return out
 
 
 def check_source_paths(recipe: Recipe) -> None:
-    """Raise RecipeError naming the key of any source path, characters, persona or media_dir
+    """Raise RecipeError naming the key of every source path, characters, persona or media_dir
     that is missing, not a regular file (or folder of them), or that no reader fits.
-    Paths may be local or on an object store (`s3://bucket/corpus/`)."""
+
+    Every source is checked before the error is raised, so one run reports all of their
+    problems (one line each), not only the first. Paths may be local or on an object store.
+    """
     fs = SourceFS.of(recipe)
+    problems: list[str] = []
     for i, source in enumerate(recipe.sources):
-        path = recipe.resolve(source.path)
-        if not fs.exists(path):
-            raise RecipeError(f"sources.{i}.path: no such file or folder: {path}")
-        if fs.isdir(path):
-            if not corpus_files(path, fs=fs):
-                raise RecipeError(f"sources.{i}.path: folder holds no corpus files: {path}")
-        for file in corpus_files(path, set(_characters_paths(source, recipe)), fs):
-            _require_regular(file, f"sources.{i}.path", fs)
-            if source.format == "auto":
-                _require_known_format(file, f"sources.{i}.path", fs)
-        for j, characters in enumerate(_characters_paths(source, recipe)):
-            key = f"sources.{i}.characters" + (
-                f".{j}" if isinstance(source.characters, list) else ""
-            )
-            _require_regular(characters, key, fs)
-        if source.persona:
-            _require_regular(recipe.resolve(source.persona), f"sources.{i}.persona", fs)
-        if source.media_dir and not fs.isdir(recipe.resolve(source.media_dir)):
-            raise RecipeError(
-                f"sources.{i}.media_dir: no such folder: {recipe.resolve(source.media_dir)}"
-            )
+        try:
+            _check_source(i, source, recipe, fs)
+        except RecipeError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise RecipeError("\n".join(problems))
+
+
+def _check_source(i: int, source: SourceConfig, recipe: Recipe, fs: SourceFS) -> None:
+    path = recipe.resolve(source.path)
+    if not fs.exists(path):
+        raise RecipeError(f"sources.{i}.path: no such file or folder: {path}")
+    if fs.isdir(path):
+        if not corpus_files(path, fs=fs):
+            raise RecipeError(f"sources.{i}.path: folder holds no corpus files: {path}")
+    for file in corpus_files(path, set(_characters_paths(source, recipe)), fs):
+        _require_regular(file, f"sources.{i}.path", fs)
+        if source.format == "auto":
+            _require_known_format(file, f"sources.{i}.path", fs)
+    for j, characters in enumerate(_characters_paths(source, recipe)):
+        key = f"sources.{i}.characters" + (f".{j}" if isinstance(source.characters, list) else "")
+        _require_regular(characters, key, fs)
+    if source.persona:
+        _require_regular(recipe.resolve(source.persona), f"sources.{i}.persona", fs)
+    if source.media_dir and not fs.isdir(recipe.resolve(source.media_dir)):
+        raise RecipeError(
+            f"sources.{i}.media_dir: no such folder: {recipe.resolve(source.media_dir)}"
+        )
 
 
 def _require_regular(path: str, key: str, fs: SourceFS) -> None:
@@ -125,23 +148,17 @@ def _require_regular(path: str, key: str, fs: SourceFS) -> None:
 
 
 def _require_known_format(file: str, key: str, fs: SourceFS) -> None:
-    fmt, items = _detect_file_format(file, iter_raw_items(file, fs))
-    if fmt is not None:
+    detection, items = _detect_file_format(file, iter_raw_items(file, fs))
+    if detection.format is not None:
+        log.info("%s: read as %s", file, detection.summary())
         return
-    seen: set[str] = set()
-    parsed_any = False
-    for item in itertools.islice(items, DETECT_RECORDS):
-        if item.error is None:
-            parsed_any = True
-            seen.update(map(str, item.value))
-    if not parsed_any:
+    if not any(item.error is None for item in itertools.islice(items, DETECT_RECORDS)):
         # Nothing parses at all: that is for the quarantine (invalid_json etc.), not a
         # format question, so a file of broken lines still reports each line.
         return
-    known = ", ".join(f for f in PARSERS if f != "arrow")
-    keys = ", ".join(sorted(seen)[:12]) or "none"
+    known = ", ".join(dict.fromkeys(s.format for s in SHAPES))
     raise RecipeError(
-        f"{key}: no reader fits {file} (keys seen: {keys}); formats known: {known}, arrow"
+        f"{key}: no reader fits {file} ({detection.refusal()}); formats known: {known}"
     )
 
 
@@ -248,7 +265,7 @@ def _load_book(
 def _read_file(
     file: str, ctx: FileContext, stats: SourceReadStats, fs: SourceFS
 ) -> Iterator[dict[str, Any] | QuarantineEntry]:
-    for item, parsed in _parsed_items(file, ctx.source.format, fs):
+    for item, parsed in _parsed_items(file, ctx.source.format, fs, stats, ctx.file_ref):
         if isinstance(parsed, RecordRejected):
             yield _entry(ctx, item, parsed)
             continue
@@ -271,7 +288,11 @@ def _read_file(
 
 
 def _parsed_items(
-    file: str, source_format: str, fs: SourceFS
+    file: str,
+    source_format: str,
+    fs: SourceFS,
+    stats: SourceReadStats | None = None,
+    file_ref: str | None = None,
 ) -> Iterator[tuple[RawItem, ParsedRecord | list[ParsedRecord] | Exception]]:
     """Yield each raw item of a corpus file with what its format's parser made of it, or the
     error (RecordRejected: the record's fault; any other: an unforeseen one)."""
@@ -279,22 +300,22 @@ def _parsed_items(
     auto = source_format == "auto"
     fmt: str | None = source_format
     if auto:
-        fmt, items = _detect_file_format(file, items)
-        log.debug("%s: format %s", file, fmt)
+        detection, items = _detect_file_format(file, items)
+        fmt = detection.format
+        log.debug("%s: format %s", file, detection.summary())
+        if stats is not None and file_ref is not None:
+            stats.formats[file_ref] = detection.summary()
     for item in items:
         if item.error is not None:
             yield item, item.error
             continue
         # Auto mode trusts a record's own shape over its file's (concatenated corpora mix them);
-        # the file's format still judges records whose shape is not recognisable.
+        # the file's format still judges records whose shape fits no format.
         parser = PARSERS.get((detect_format(item.value) if auto else None) or fmt or "")
         try:
             if parser is None:
-                keys = ", ".join(sorted(map(str, item.value))[:8])
                 raise RecordRejected(
-                    "wrong_types",
-                    f"record shape not recognised (keys: {keys}); formats known: "
-                    f"{', '.join(PARSERS)}",
+                    "wrong_types", f"record shape not recognised ({detect(item.value).refusal()})"
                 )
             refuse_unsupported_media(item.value)
             parsed: ParsedRecord | list[ParsedRecord] | Exception = parser(item.value)
@@ -338,22 +359,25 @@ def _unforeseen(ctx: FileContext, item: RawItem, exc: Exception) -> QuarantineEn
     return _entry(ctx, item, RecordRejected("stage_error", f"{type(exc).__name__}: {exc}"))
 
 
-def _detect_file_format(
-    file: str, items: Iterator[RawItem]
-) -> tuple[str | None, Iterator[RawItem]]:
-    """Return the file's format and the items again: arrow by storage, else the first known
-    shape among its first records."""
+def _detect_file_format(file: str, items: Iterator[RawItem]) -> tuple[Detection, Iterator[RawItem]]:
+    """Return the file's detection and the items again: arrow by storage, else the first of
+    its first records whose whole shape some format fits (else why the first one fits none)."""
     if file.endswith(".arrow"):
-        return "arrow", items
+        return Detection("arrow"), items
     seen = []
-    fmt = None
+    first_miss: Detection | None = None
+    found: Detection | None = None
     for item in items:
         seen.append(item)
-        if item.error is None and (fmt := detect_format(item.value)) is not None:
-            break
+        if item.error is None:
+            detection = detect(item.value)
+            if detection.format is not None:
+                found = detection
+                break
+            first_miss = first_miss or detection
         if len(seen) >= DETECT_RECORDS:
             break
-    return fmt, itertools.chain(seen, items)
+    return found or first_miss or Detection(None), itertools.chain(seen, items)
 
 
 def _entry(ctx: FileContext, item: RawItem, exc: RecordRejected) -> QuarantineEntry:

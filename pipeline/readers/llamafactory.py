@@ -2,9 +2,12 @@
 
     {"messages": [{"role", "content"}], "images": [...], "audios": [...], "system"?, "character"?}
     {"conversations": [{"from", "value"}], "image": "x.jpg" | [...], "audio"?, "system"?}
+    {"conversations": [...], "speech": "x.wav"}         LLaVA-style speech data (LLaMA-Omni)
+    {"system"?, "conversation": [{"human", "assistant"}]}  ms-swift's ShareGPT spelling
 
 Media are listed beside the dialogue; `<image>` / `<audio>` placeholders mark where they go.
-lmms-finetune writes the system turn as `system_prompt`.
+A speech record's `<speech>` placeholder is its audio's. lmms-finetune writes the system
+turn as `system_prompt`. ms-swift's `videos` are refused like any video.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from pipeline.readers.assemble import (
     unmapped_keys,
 )
 from pipeline.record.characters import character_from_value
+from pipeline.record.schema import AUDIO_PLACEHOLDER
 
 MAPPED = frozenset(
     {
@@ -33,24 +37,29 @@ MAPPED = frozenset(
         "image",
         "audios",
         "audio",
+        "speech",
         "character",
     }
 )
+MAPPED_SWIFT = frozenset({"conversation", "system", "images", "audios", "character"})
+# LLaVA-style speech instruction data marks its clip with this token.
+SPEECH_PLACEHOLDER = "<speech>"
 
 
 def parse_llamafactory(value: dict[str, Any]) -> ParsedRecord:
     """Return the parsed form of a `messages` record whose contents are strings.
 
-    A record whose contents turn out to be OpenAI part lists is read as one, so a file whose
-    first record happened to be text-only is still read right.
+    A record whose contents are part lists (LLaMA-Factory's `{"type", "value"}` parts, or
+    any other spelling) is read by `parse_parts`, so a file whose first record happened to
+    be text-only is still read right.
     """
     messages = value.get("messages")
     if isinstance(messages, list) and any(
         isinstance(m, dict) and isinstance(m.get("content"), list) for m in messages
     ):
-        from pipeline.readers.openai import parse_openai
+        from pipeline.readers.parts import parse_parts
 
-        return parse_openai(value)
+        return parse_parts(value)
     turns = _turns(value.get("messages"), "messages", role_key="role", text_key="content")
     return _with_media_and_system(value, turns)
 
@@ -59,6 +68,20 @@ def parse_sharegpt(value: dict[str, Any]) -> ParsedRecord:
     """Return the parsed form of a ShareGPT / LLaVA `conversations` record."""
     turns = _turns(value.get("conversations"), "conversations", role_key="from", text_key="value")
     return _with_media_and_system(value, turns)
+
+
+def parse_swift_conversation(value: dict[str, Any]) -> ParsedRecord:
+    """Return the parsed form of an ms-swift `{"system", "conversation": [{human, assistant}]}`."""
+    turns = []
+    for i, pair in enumerate(require_list(value.get("conversation"), "conversation")):
+        pair = require_dict(pair, f"conversation[{i}]")
+        turns.append(RawTurn("user", require_str(pair.get("human"), f"conversation[{i}].human")))
+        turns.append(
+            RawTurn("assistant", require_str(pair.get("assistant"), f"conversation[{i}].assistant"))
+        )
+    parsed = _with_media_and_system(value, turns)
+    parsed.unmapped = unmapped_keys(value, MAPPED_SWIFT)
+    return parsed
 
 
 def _turns(messages: Any, where: str, role_key: str, text_key: str) -> list[RawTurn]:
@@ -86,6 +109,10 @@ def _with_media_and_system(value: dict[str, Any], turns: list[RawTurn]) -> Parse
         turns.insert(0, RawTurn(speaker="system", content=system))
     images = media_refs(value.get("images"), "images") + media_refs(value.get("image"), "image")
     audios = media_refs(value.get("audios"), "audios") + media_refs(value.get("audio"), "audio")
+    if value.get("speech") is not None:
+        audios += media_refs(value["speech"], "speech")
+        for turn in turns:
+            turn.content = turn.content.replace(SPEECH_PLACEHOLDER, AUDIO_PLACEHOLDER)
     return ParsedRecord(
         turns=turns,
         images=images,

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from pipeline.readers import check_source_paths, detect_format, read_source
+from pipeline.readers import SourceReadStats, check_source_paths, detect_format, read_source
+from pipeline.readers.detect import detect
 from pipeline.recipe import Recipe, load_recipe
 from pipeline.record.config import RecipeError
 from pipeline.record.rejection import QuarantineEntry
@@ -174,3 +175,123 @@ def test_a_device_as_source_path_or_characters_file_is_refused(tmp_path: Path) -
     write_jsonl(tmp_path / "d.jsonl", [{"messages": TURNS}])
     with pytest.raises(RecipeError, match="sources.0.characters: /dev/zero is not a regular file"):
         check_source_paths(_recipe(tmp_path, path="d.jsonl", characters="/dev/zero"))
+
+
+# --- detection that never guesses (issue 22 item 2): whole shapes, near misses -------------
+
+BENCH_DIALOGUE = [
+    {"turn": 1, "speaker": "user", "utterance": "Hi"},
+    {"turn": 1, "speaker": "Li Yue", "utterance": "Hello!", "label": ["speech style"]},
+]
+ST_HEADER = {"user_name": "You", "character_name": "Seraphina", "chat_metadata": {}}
+
+
+@pytest.mark.parametrize(
+    ("value", "fmt"),
+    [
+        # ChatHaruhi vs a `dialogue` of other turn keys: the key alone no longer decides.
+        ({"dialogue": [{"role": "A", "text": "x"}]}, "chatharuhi"),
+        ({"character_name": "Li Yue", "dialogue": BENCH_DIALOGUE}, "characterbench"),
+        ({"dialogue": BENCH_DIALOGUE, "greeting": "Hello"}, None),
+        # OpenAI parts vs LLaMA-Factory's {"type", "value"} parts.
+        ({"messages": [{"role": "user", "content": [{"type": "text", "text": "Hi"}]}]}, "openai"),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "image_url", "value": "a.png"}]}]},
+            "llamafactory",
+        ),
+        (
+            {
+                "messages": [{"role": "user", "content": [{"type": "image"}]}],
+                "images": ["a.png"],
+            },
+            "trl",
+        ),
+        ({"messages": [{"role": "user", "content": [{"type": "image"}]}]}, None),
+        # MMRole vs RoleBench `role`.
+        ({"role": "Sheldon", "question": "q", "generated": ["a"]}, "rolebench"),
+        ({"role": "Sheldon", "conversations": [{"from": "user", "value": "x"}]}, "mmrole"),
+        ({"role": "Sheldon", "question": "q"}, None),
+        # PIPPA vs ms-swift's `conversation` of {human, assistant}.
+        ({"bot_name": "A", "conversation": [{"message": "x", "is_human": True}]}, "pippa"),
+        ({"system": "s", "conversation": [{"human": "x", "assistant": "y"}]}, "swift"),
+        ({"conversation": [{"message": "x", "is_human": True}]}, None),
+        # A SillyTavern chat's header line vs a card.
+        (ST_HEADER, "sillytavern"),
+        ({**ST_HEADER, "chat_metadata": "x"}, None),
+    ],
+)
+def test_a_format_is_chosen_only_when_its_whole_shape_fits(
+    value: dict[str, Any], fmt: str | None
+) -> None:
+    assert detect_format(value) == fmt
+
+
+def test_when_two_formats_fit_the_more_specific_wins_and_the_other_is_named() -> None:
+    detection = detect({"role": "Mira", "conversations": [{"from": "user", "value": "x"}]})
+    assert (detection.format, detection.also_fit) == ("mmrole", ["sharegpt"])
+    assert detection.summary() == "mmrole (also fits: sharegpt)"
+
+
+@pytest.mark.parametrize(
+    ("value", "closest", "needs"),
+    [
+        ({"dialogue": BENCH_DIALOGUE}, "characterbench", "character_name (a string)"),
+        ({"role": "Sheldon", "question": "q"}, "rolebench", "generated (a list)"),
+        (
+            {"character_name": "Li Yue", "dialogue": [{"role": "A", "text": "x"}]},
+            "chatharuhi",
+            None,
+        ),
+    ],
+)
+def test_a_near_miss_names_the_closest_formats_with_what_each_needs(
+    value: dict[str, Any], closest: str, needs: str | None
+) -> None:
+    detection = detect(value)
+    assert detection.format in (None, closest)
+    if detection.format is None:
+        names = [fmt for fmt, _ in detection.closest]
+        assert closest in names
+        assert needs in dict(detection.closest)[closest]
+
+
+def test_a_benchmark_dialogue_file_is_refused_naming_keys_and_what_the_closest_need(
+    tmp_path: Path,
+) -> None:
+    # The case that used to be read as ChatHaruhi and quarantined whole as wrong_types.
+    write_json(tmp_path / "bench.json", [{"dialogue": BENCH_DIALOGUE, "greeting": "Hi"}] * 2)
+    with pytest.raises(RecipeError) as exc:
+        check_source_paths(_recipe(tmp_path, path="bench.json"))
+    message = str(exc.value)
+    assert "keys seen: dialogue, greeting" in message
+    assert "characterbench needs character_name (a string)" in message
+    assert "chatharuhi needs dialogue (a list of {role, text})" in message
+
+
+def test_every_source_problem_is_reported_in_one_error_before_any_work(tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "odd.jsonl", [{"prompt": "p", "completion": "c"}])
+    write_jsonl(tmp_path / "good.jsonl", [{"messages": TURNS}])
+    path = write_recipe(
+        tmp_path,
+        [
+            {"name": "missing", "path": "nope.jsonl"},
+            {"name": "good", "path": "good.jsonl"},
+            {"name": "odd", "path": "odd.jsonl"},
+        ],
+    )
+    with pytest.raises(RecipeError) as exc:
+        check_source_paths(load_recipe(path, check_ops=False))
+    lines = str(exc.value).splitlines()
+    assert [line.split(":", 1)[0] for line in lines] == ["sources.0.path", "sources.2.path"]
+    assert not (tmp_path / "store").exists()
+
+
+def test_the_read_stats_say_which_format_each_file_was_read_as(tmp_path: Path) -> None:
+    write_json(
+        tmp_path / "mm.json",
+        [{"role": "Mira", "conversations": [{"from": "user", "value": "x"}]}],
+    )
+    recipe = _recipe(tmp_path, path="mm.json")
+    stats = SourceReadStats()
+    list(read_source(recipe.sources[0], recipe, stats))
+    assert stats.to_dict()["formats"] == {"mm.json": "mmrole (also fits: sharegpt)"}
