@@ -22,6 +22,7 @@ from pipeline.readers.assemble import (
     assemble_record,
     refuse_unsupported_media,
 )
+from pipeline.readers.characterbench import parse_characterbench
 from pipeline.readers.charactereval import parse_charactereval
 from pipeline.readers.characterllm import parse_characterllm
 from pipeline.readers.chatharuhi import parse_chatharuhi
@@ -36,6 +37,8 @@ from pipeline.readers.mmrole import parse_mmrole
 from pipeline.readers.parts import parse_parts
 from pipeline.readers.personas import read_characters
 from pipeline.readers.pippa import parse_pippa
+from pipeline.readers.rolebench import parse_rolebench
+from pipeline.readers.sillytavern import parse_chat_log
 from pipeline.readers.source_fs import SourceFS
 from pipeline.readers.tavern import parse_tavern
 from pipeline.recipe import Recipe, SourceConfig
@@ -73,6 +76,8 @@ PARSERS: dict[str, Parser] = {
     "chatharuhi": parse_chatharuhi,
     "charactereval": parse_charactereval,
     "characterllm": parse_characterllm,
+    "characterbench": parse_characterbench,
+    "rolebench": parse_rolebench,
     "tavern": parse_tavern,
     "arrow": parse_canonical,
 }
@@ -305,6 +310,9 @@ def _parsed_items(
         log.debug("%s: format %s", file, detection.summary())
         if stats is not None and file_ref is not None:
             stats.formats[file_ref] = detection.summary()
+    if fmt == "sillytavern":
+        yield from _chat_log_items(items)
+        return
     for item in items:
         if item.error is not None:
             yield item, item.error
@@ -322,6 +330,29 @@ def _parsed_items(
         except Exception as exc:
             parsed = exc
         yield item, parsed
+
+
+def _chat_log_items(
+    items: Iterator[RawItem],
+) -> Iterator[tuple[RawItem, ParsedRecord | list[ParsedRecord] | Exception]]:
+    """Yield a SillyTavern chat file as one record (keyed by its header line); a line that
+    does not parse is yielded on its own and the chat is read without it."""
+    header: RawItem | None = None
+    messages: list[tuple[str, dict[str, Any]]] = []
+    for item in items:
+        if item.error is not None:
+            yield item, item.error
+        elif header is None:
+            header = item
+        else:
+            messages.append((item.key, item.value))
+    if header is None:
+        return
+    try:
+        parsed: ParsedRecord | Exception = parse_chat_log(header.value, messages)
+    except Exception as exc:
+        parsed = exc
+    yield header, parsed
 
 
 def referenced_media(source: SourceConfig, recipe: Recipe, fs: SourceFS | None = None) -> list[str]:

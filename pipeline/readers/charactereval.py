@@ -58,11 +58,16 @@ def stage_directions_as_actions(text: str) -> str:
 
 def is_profile_map(value: Any) -> bool:
     """Return whether a JSON value maps character names to profile objects."""
+    return maps_names_to(value, dict)
+
+
+def maps_names_to(value: Any, kind: type) -> bool:
+    """Return whether a JSON value maps character names (not a `name` field) to `kind`s."""
     return (
         isinstance(value, dict)
         and bool(value)
         and "name" not in value
-        and all(isinstance(k, str) and isinstance(v, dict) for k, v in value.items())
+        and all(isinstance(k, str) and isinstance(v, kind) for k, v in value.items())
     )
 
 

@@ -2,7 +2,7 @@
 
 A `characters:` file may be a jsonl of `{name, profile, greeting, catchphrases, aliases}`,
 a JSON array or object of such entries, a CharacterEval profiles map (name -> profile),
-or a SillyTavern / TavernAI card (JSON, or a PNG with the card in its text chunk).
+a RoleBench desc.json (name -> description text), or a SillyTavern / TavernAI card (JSON, or a PNG with the card in its text chunk).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 from pipeline.readers.assemble import unmapped_keys
 from pipeline.readers.charactereval import is_profile_map, profile_character
 from pipeline.readers.files import iter_raw_items
+from pipeline.readers.rolebench import described_characters, is_description_map
 from pipeline.readers.source_fs import LOCAL, SourceFS
 from pipeline.readers.tavern import card_character, card_unmapped, is_card
 from pipeline.record.characters import CHARACTER_FIELDS, BadCharacterLine, character_from_value
@@ -46,6 +47,8 @@ def _characters_of(value: dict[str, Any], unmapped: Counter[str]) -> Iterator[di
     elif is_profile_map(value):
         for name, profile in value.items():
             yield profile_character(name, profile)
+    elif is_description_map(value):
+        yield from described_characters(value)
     else:
         unmapped.update(unmapped_keys(value, ENTRY_FIELDS))
         character = character_from_value(value)

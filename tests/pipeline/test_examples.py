@@ -56,7 +56,8 @@ def test_examples_folder_ships_the_demo_and_text_only_recipes() -> None:
 def test_every_example_recipe_loads_and_points_at_bundled_files(recipe_path: Path) -> None:
     recipe = load_recipe(recipe_path)  # also checks every augmentation op and its arguments
     for source in recipe.sources:
-        assert Path(recipe.resolve(source.path)).is_file(), source.name
+        path = Path(recipe.resolve(source.path))
+        assert path.is_file() or (path.is_dir() and any(path.rglob("*.json*"))), source.name
         for characters in source.characters_files:
             assert Path(recipe.resolve(characters)).is_file(), source.name
         if source.persona:
@@ -228,4 +229,22 @@ def test_the_formats_recipe_reads_every_bundled_corpus_format_without_a_reject(t
         "characterllm": 1,
         "llava": 2,
         "card": 4,
+        "rolebench": 3,
+        "characterbench": 1,
+        "sillytavern": 1,
+        "parts": 3,
+        "swift": 2,
+        "speech": 1,
     }
+    read_as = {fmt for s in report.sources for fmt in s.get("formats", {}).values()}
+    assert read_as >= {
+        "rolebench",
+        "characterbench",
+        "sillytavern",
+        "llamafactory",
+        "openai",
+        "trl",
+        "sharegpt",
+    }
+    used = {Path(s.path).parts[1] for s in recipe.sources if s.path.startswith("formats/")}
+    assert used == {p.name for p in (EXAMPLES / "formats").iterdir() if p.is_dir()}

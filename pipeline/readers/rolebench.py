@@ -1,0 +1,66 @@
+"""RoleBench (InteractiveNLP-Team/RoleLLM-public; data on the Hub as ZenMoore/RoleBench).
+
+    rolebench-eng/{instruction,role}-generalization/{role_specific,general}/{train,test}.jsonl
+    rolebench-zh/{role_specific,general}/{train,test}.jsonl:
+      {"role": "Sheldon Cooper", "question": "...", "generated": ["reply", "reply", ...]}
+    profiles-eng/desc.json, profiles-zh/desc.json (as `characters:`):
+      {"Sheldon Cooper": "<role description>", ...}
+
+Role-specific and general instruction files share the one shape. `generated` holds several
+replies written for the same question: the first is the training target, as OpenCompass
+scores against `generated[0]`. The canonical record has no column for the others; they
+are counted as the unmapped field `generated[1:]` (see the README) rather than turned into
+near-identical records that a per-conversation split could scatter across splits.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipeline.readers.assemble import (
+    ParsedRecord,
+    RawTurn,
+    require_list,
+    require_str,
+    unmapped_keys,
+)
+from pipeline.readers.charactereval import maps_names_to
+from pipeline.record.characters import make_character
+from pipeline.record.rejection import RecordRejected
+
+MAPPED = frozenset({"role", "question", "generated"})
+EXTRA_REFERENCES = "generated[1:]"
+
+
+def parse_rolebench(value: dict[str, Any]) -> ParsedRecord:
+    """Return the parsed form of a RoleBench instruction; `role` is the character played."""
+    role = require_str(value.get("role"), "role").strip()
+    if not role:
+        raise RecordRejected("wrong_types", "role is empty")
+    question = require_str(value.get("question"), "question")
+    replies = [
+        require_str(reply, f"generated[{i}]")
+        for i, reply in enumerate(require_list(value.get("generated"), "generated"))
+    ]
+    if not replies:
+        raise RecordRejected("wrong_types", "generated holds no reply")
+    unmapped = unmapped_keys(value, MAPPED)
+    if len(replies) > 1:
+        unmapped.append(EXTRA_REFERENCES)
+    return ParsedRecord(
+        turns=[RawTurn("user", question), RawTurn("assistant", replies[0])],
+        character=make_character(role),
+        unmapped=unmapped,
+    )
+
+
+def is_description_map(value: Any) -> bool:
+    """Return whether a JSON value maps character names to description text (desc.json)."""
+    return maps_names_to(value, str)
+
+
+def described_characters(value: dict[str, str]) -> list[dict[str, Any]]:
+    """Return one character per entry of a desc.json map, its description as the profile."""
+    return [
+        make_character(name.strip(), profile=text.strip() or None) for name, text in value.items()
+    ]

@@ -1,0 +1,155 @@
+"""RoleBench, CharacterBench and SillyTavern chat logs read as their repositories write them
+(the bundled examples under examples/formats/ follow those layouts)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from pipeline.readers import SourceReadStats, read_source
+from pipeline.recipe import load_recipe
+from pipeline.record.rejection import QuarantineEntry
+from tests.fixtures.corpus import write_jsonl, write_recipe
+
+FORMATS = Path(__file__).resolve().parents[3] / "examples" / "formats"
+
+
+def _read(folder: Path, **source: Any) -> tuple[list[dict[str, Any]], list[QuarantineEntry], dict]:
+    recipe = load_recipe(write_recipe(folder, [{"name": "src", **source}]), check_ops=False)
+    stats = SourceReadStats()
+    good, bad = [], []
+    for item in read_source(recipe.sources[0], recipe, stats):
+        (bad if isinstance(item, QuarantineEntry) else good).append(item)
+    return good, bad, stats.to_dict()
+
+
+def _turns(record: dict[str, Any]) -> list[tuple[str, str | None, str]]:
+    return [(m["role"], m["name"], m["content"]) for m in record["messages"]]
+
+
+# --- RoleBench ---------------------------------------------------------------------------
+
+
+def test_rolebench_reads_both_instruction_files_with_profiles_from_desc_json(
+    tmp_path: Path,
+) -> None:
+    shutil.copytree(FORMATS / "rolebench", tmp_path / "rolebench")
+    good, bad, stats = _read(
+        tmp_path,
+        path="rolebench/rolebench-eng",
+        characters="rolebench/profiles-eng/desc.json",
+    )
+    assert bad == [] and len(good) == 3
+    storm = next(r for r in good if "storm" in r["messages"][0]["content"])
+    assert storm["character"]["name"] == "Captain Mira Voss"
+    assert storm["character"]["profile"].startswith("Captain Mira Voss commands")
+    # The first reference is the target; the other two are counted, not silently dropped.
+    assert _turns(storm)[1] == (
+        "assistant",
+        None,
+        "Reef the sails, tie down the cargo, and climb above it. Skies don't wait.",
+    )
+    assert stats["unmapped_fields"] == {"generated[1:]": 1}
+    assert set(stats["formats"].values()) == {"rolebench"}
+
+
+def test_a_rolebench_item_without_any_reply_is_quarantined(tmp_path: Path) -> None:
+    write_jsonl(
+        tmp_path / "train.jsonl",
+        [
+            {"role": "Mira", "question": "q", "generated": []},
+            {"role": "Mira", "question": "q", "generated": ["a"]},
+        ],
+    )
+    good, bad, _ = _read(tmp_path, path="train.jsonl", character="Mira")
+    assert len(good) == 1 and [(e.reason, e.source_ref) for e in bad] == [
+        ("wrong_types", "train.jsonl:1")
+    ]
+
+
+# --- CharacterBench ----------------------------------------------------------------------
+
+
+def test_characterbench_maps_speakers_profile_and_greeting_and_counts_labels(
+    tmp_path: Path,
+) -> None:
+    shutil.copy(FORMATS / "characterbench" / "engagement_test.json", tmp_path)
+    good, bad, stats = _read(tmp_path, path="engagement_test.json")
+    assert bad == []
+    (record,) = good
+    assert record["character"]["name"] == "云姨"
+    assert record["character"]["greeting"] == "来啦？先坐，茶刚泡好。"
+    assert record["character"]["profile"].startswith("云姨是茶馆的老板娘")
+    assert [role for role, _, _ in _turns(record)] == [
+        "user",
+        "assistant",
+        "user",
+        "assistant",
+        "user",
+    ]
+    assert {"dialogue[].label", "response_messages", "translation_en"} <= set(
+        stats["unmapped_fields"]
+    )
+
+
+def test_a_characterbench_user_name_other_than_user_names_the_user_turns(
+    tmp_path: Path,
+) -> None:
+    record = {
+        "character_name": "Li Yue",
+        "user_name": "Ada",
+        "dialogue": [
+            {"turn": 1, "speaker": "user", "utterance": "Hi"},
+            {"turn": 1, "speaker": "Li Yue", "utterance": "Hello!"},
+        ],
+    }
+    write_jsonl(tmp_path / "d.jsonl", [record])
+    good, _, _ = _read(tmp_path, path="d.jsonl")
+    assert _turns(good[0]) == [("user", "Ada", "Hi"), ("assistant", None, "Hello!")]
+
+
+# --- SillyTavern chat logs -----------------------------------------------------------------
+
+CHAT = "Bramble - 2026-01-05@20h11m.jsonl"
+
+
+def test_a_sillytavern_chat_is_one_record_joined_with_its_card(tmp_path: Path) -> None:
+    shutil.copy(FORMATS / "sillytavern" / CHAT, tmp_path)
+    shutil.copy(FORMATS / "cards" / "bramble.png", tmp_path)
+    good, bad, stats = _read(tmp_path, path=CHAT, characters="bramble.png")
+    assert bad == []
+    (record,) = good
+    assert record["source_ref"].endswith(f"{CHAT}:1")
+    assert record["character"]["name"] == "Bramble" and record["character"]["profile"]
+    turns = _turns(record)
+    # The hidden OOC comment is left out; the narrator line is narration, not the character.
+    assert all("OOC" not in text for _, _, text in turns)
+    assert ("user", None, "*A cold wind rattles the hedge.*") in turns
+    # The kept swipe is `mes`, not the first alternative.
+    assert turns[2] == (
+        "assistant",
+        None,
+        "Acorns for winter. One hundred and twelve, not that I'm counting.",
+    )
+    assert turns[1][:2] == ("user", "Wren")
+    assert {"is_system", "swipes"} <= set(stats["unmapped_fields"])
+    assert stats["formats"] == {CHAT: "sillytavern"}
+
+
+def test_a_broken_line_in_a_chat_log_costs_that_line_only(tmp_path: Path) -> None:
+    lines = (FORMATS / "sillytavern" / CHAT).read_text(encoding="utf-8").splitlines()
+    lines.insert(3, '{"name": "Wren", "mes": ')
+    (tmp_path / "chat.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    good, bad, _ = _read(tmp_path, path="chat.jsonl")
+    assert [(e.reason, e.source_ref) for e in bad] == [("invalid_json", "chat.jsonl:4")]
+    assert len(good) == 1 and len(good[0]["messages"]) == 6
+
+
+def test_a_chat_header_alone_is_read_as_a_chat_not_guessed(tmp_path: Path) -> None:
+    header = {"user_name": "You", "character_name": "Bramble", "chat_metadata": {}}
+    message = {"name": "Bramble", "is_user": False, "is_system": False, "mes": "Hi."}
+    (tmp_path / "c.jsonl").write_text(json.dumps(header) + "\n" + json.dumps(message) + "\n")
+    good, bad, _ = _read(tmp_path, path="c.jsonl")
+    assert bad == [] and _turns(good[0]) == [("assistant", None, "Hi.")]
