@@ -9,7 +9,10 @@
 Turns whose speaker is the character are its; `user` is the user (named `user_name` unless
 that is just "user"/"用户"). The greeting is the character's greeting, not a turn. Per-turn
 labels (what a reply tests) are not carried: they are counted as the unmapped field
-`dialogue[].label`. The annotated model response, its score and the English translation
+`dialogue[].label`. A `character_profile` that is an object (姓名, 昵称, ...) is read as a
+CharacterEval profile (every field in the profile, 昵称 as aliases). Records that spread
+their profile over top-level keys (中文名, 性别, ...) keep no profile; those keys are
+counted as unmapped. The annotated model response, its score and the English translation
 are counted as unmapped too: the response is a scored model output, not a reference.
 """
 
@@ -26,6 +29,7 @@ from pipeline.readers.assemble import (
     require_str,
     unmapped_keys,
 )
+from pipeline.readers.charactereval import profile_character
 from pipeline.record.characters import make_character
 from pipeline.record.rejection import RecordRejected
 
@@ -50,12 +54,16 @@ def parse_characterbench(value: dict[str, Any]) -> ParsedRecord:
         turn_fields.update(f"dialogue[].{k}" for k in turn if k not in TURN_KEYS)
         is_user = speaker.casefold() == "user"
         turns.append(RawTurn(speaker=speaker, content=text, name=user_name if is_user else None))
+    greeting = optional_str(value.get("greeting"), "greeting") or None
+    profile = value.get("character_profile")
+    if isinstance(profile, dict):
+        # Some files hold a structured profile (姓名, 昵称, ...), written as CharacterEval's.
+        character = {**profile_character(name, profile), "greeting": greeting}
+    else:
+        text = optional_str(profile, "character_profile") or None
+        character = make_character(name, profile=text, greeting=greeting)
     return ParsedRecord(
         turns=turns,
-        character=make_character(
-            name,
-            profile=optional_str(value.get("character_profile"), "character_profile") or None,
-            greeting=optional_str(value.get("greeting"), "greeting") or None,
-        ),
+        character=character,
         unmapped=unmapped_keys(value, MAPPED) + sorted(turn_fields),
     )

@@ -153,3 +153,22 @@ def test_a_chat_header_alone_is_read_as_a_chat_not_guessed(tmp_path: Path) -> No
     (tmp_path / "c.jsonl").write_text(json.dumps(header) + "\n" + json.dumps(message) + "\n")
     good, bad, _ = _read(tmp_path, path="c.jsonl")
     assert bad == [] and _turns(good[0]) == [("assistant", None, "Hi.")]
+
+
+def test_a_characterbench_profile_object_is_read_as_a_structured_profile(tmp_path: Path) -> None:
+    # attribute_consistency_bot_test.json writes some profiles as objects, CharacterEval-style.
+    record = {
+        "character_name": "白展堂",
+        "character_profile": {"姓名": "白展堂", "昵称": "老白、盗圣", "性别": "男"},
+        "user_name": "用户",
+        "dialogue": [
+            {"turn": 1, "speaker": "user", "utterance": "老白！"},
+            {"turn": 1, "speaker": "白展堂", "utterance": "哎，来了来了。"},
+        ],
+    }
+    write_jsonl(tmp_path / "d.jsonl", [record])
+    good, bad, _ = _read(tmp_path, path="d.jsonl")
+    assert bad == []
+    character = good[0]["character"]
+    assert "性别：男" in character["profile"] and {"老白", "盗圣"} <= set(character["aliases"])
+    assert _turns(good[0])[1][0] == "assistant"
