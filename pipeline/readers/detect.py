@@ -237,7 +237,12 @@ SHAPES: tuple[Shape, ...] = (
     ),
     Shape(
         "sillytavern",
-        (_str("user_name"), _str("character_name"), Need("chat_metadata", "an object", _is_dict)),
+        # Chats SillyTavern imports (Ooba, Agnai, CAI Tools) have no chat_metadata.
+        (
+            _str("user_name"),
+            _str("character_name"),
+            Need("create_date", "the chat's date", _anything),
+        ),
     ),
     Shape(
         "tavern",

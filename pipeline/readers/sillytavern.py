@@ -1,7 +1,7 @@
 """SillyTavern chat logs as the app saves and exports them (`data/<user>/chats/<char>/*.jsonl`).
 
     line 1: {"user_name": "User", "character_name": "Seraphina", "create_date",
-             "chat_metadata": {...}}
+             "chat_metadata"?: {...}}        (chats SillyTavern imported have none)
     then one message a line:
             {"name", "is_user": bool, "is_system": bool, "send_date", "mes",
              "swipes"?: [...], "swipe_id"?, "swipe_info"?, "extra"?: {...}}

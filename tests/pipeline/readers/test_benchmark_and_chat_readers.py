@@ -147,8 +147,9 @@ def test_a_broken_line_in_a_chat_log_costs_that_line_only(tmp_path: Path) -> Non
     assert len(good) == 1 and len(good[0]["messages"]) == 6
 
 
-def test_a_chat_header_alone_is_read_as_a_chat_not_guessed(tmp_path: Path) -> None:
-    header = {"user_name": "You", "character_name": "Bramble", "chat_metadata": {}}
+def test_a_chat_sillytavern_imported_is_read_without_chat_metadata(tmp_path: Path) -> None:
+    # SillyTavern's importers (Ooba, Agnai, CAI Tools) write only these three header keys.
+    header = {"user_name": "You", "character_name": "Bramble", "create_date": "2026-01-05"}
     message = {"name": "Bramble", "is_user": False, "is_system": False, "mes": "Hi."}
     (tmp_path / "c.jsonl").write_text(json.dumps(header) + "\n" + json.dumps(message) + "\n")
     good, bad, _ = _read(tmp_path, path="c.jsonl")

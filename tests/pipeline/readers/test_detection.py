@@ -183,7 +183,7 @@ BENCH_DIALOGUE = [
     {"turn": 1, "speaker": "user", "utterance": "Hi"},
     {"turn": 1, "speaker": "Li Yue", "utterance": "Hello!", "label": ["speech style"]},
 ]
-ST_HEADER = {"user_name": "You", "character_name": "Seraphina", "chat_metadata": {}}
+ST_HEADER = {"user_name": "You", "character_name": "Seraphina", "create_date": "2026-01-05"}
 
 
 @pytest.mark.parametrize(
@@ -217,7 +217,7 @@ ST_HEADER = {"user_name": "You", "character_name": "Seraphina", "chat_metadata":
         ({"conversation": [{"message": "x", "is_human": True}]}, None),
         # A SillyTavern chat's header line vs a card.
         (ST_HEADER, "sillytavern"),
-        ({**ST_HEADER, "chat_metadata": "x"}, None),
+        ({"user_name": "You", "character_name": "Seraphina"}, None),
     ],
 )
 def test_a_format_is_chosen_only_when_its_whole_shape_fits(
