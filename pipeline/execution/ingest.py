@@ -96,6 +96,8 @@ class IngestReport:
         )
         console.print(per_source)
         for s in self.sources:
+            for file, fmt in s.get("formats", {}).items():
+                console.print(f"{s['name']}: {file} read as {fmt}", soft_wrap=True)
             if s.get("unmapped_fields"):
                 fields = ", ".join(f"{k} ({v})" for k, v in s["unmapped_fields"].items())
                 console.print(f"{s['name']}: fields not carried: {fields}", soft_wrap=True)

@@ -21,12 +21,14 @@ from pipeline.readers.assemble import (
     ParsedRecord,
     assemble_record,
     refuse_unsupported_media,
+    unusable_path_rejected,
 )
 from pipeline.readers.characterbench import parse_characterbench
 from pipeline.readers.charactereval import parse_charactereval
 from pipeline.readers.characterllm import parse_characterllm
 from pipeline.readers.chatharuhi import parse_chatharuhi
 from pipeline.readers.detect import SHAPES, Detection, detect, detect_format
+from pipeline.readers.encoding import decode_text
 from pipeline.readers.files import RawItem, corpus_files, iter_raw_items
 from pipeline.readers.llamafactory import (
     parse_llamafactory,
@@ -238,7 +240,7 @@ def _characters_paths(source: SourceConfig, recipe: Recipe) -> list[str]:
 def _persona(source: SourceConfig, recipe: Recipe, fs: SourceFS) -> str | None:
     if not source.persona:
         return None
-    text = fs.read_bytes(recipe.resolve(source.persona)).decode("utf-8", errors="replace")
+    text = decode_text(fs.read_bytes(recipe.resolve(source.persona)))
     return text.strip() or None
 
 
@@ -376,8 +378,11 @@ def referenced_media(source: SourceConfig, recipe: Recipe, fs: SourceFS | None =
                     # Only a bare path is read from disk (see load_media); inline bytes win.
                     if ref.path is None or ref.raw is not None:
                         continue
+                    # A path the resolver refuses (or that cannot name a file at all, e.g.
+                    # an embedded NUL byte) is the record's problem, quarantined when read.
                     try:
-                        found.add(root.named(ref.path))
+                        with unusable_path_rejected(ref.path):
+                            found.add(root.named(ref.path))
                     except RecordRejected:
                         continue
     return sorted(found)

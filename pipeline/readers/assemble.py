@@ -6,6 +6,8 @@ shares (speaker-to-role mapping, the character join, loading media safely) happe
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -252,8 +254,20 @@ def load_media(ref: MediaRef, ctx: FileContext) -> dict[str, Any]:
     if ref.base64 is not None:
         return {"bytes": decode_base64(ref.base64, max_bytes), "path": None}
     if ref.path is not None:
-        return {"bytes": read_media_file(ref.path, ctx.media_root, max_bytes), "path": ref.path}
+        with unusable_path_rejected(ref.path):
+            data = read_media_file(ref.path, ctx.media_root, max_bytes)
+        return {"bytes": data, "path": ref.path}
     raise RecordRejected("wrong_types", "a media item has neither bytes, a path nor a data URI")
+
+
+@contextmanager
+def unusable_path_rejected(path: str) -> Iterator[None]:
+    """Turn an OSError or ValueError raised on a media path (an embedded NUL byte, a name
+    too long for the filesystem) into the record's missing_media rejection."""
+    try:
+        yield
+    except (OSError, ValueError) as exc:
+        raise RecordRejected("missing_media", f"{path[:200]!r} cannot name a file: {exc}") from None
 
 
 def _require_encodable_text(record: dict[str, Any]) -> None:

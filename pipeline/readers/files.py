@@ -6,12 +6,15 @@ that line. Tables are read in small batches so a file's media never sits in memo
 
 from __future__ import annotations
 
+import codecs
+import io
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline.readers.encoding import UTF8, UTF8_BOM, sniff_encoding, strip_bom
 from pipeline.readers.source_fs import LOCAL, SourceFS
 from pipeline.record.location import abspath, join, normpath, realpath
 from pipeline.record.rejection import RecordRejected
@@ -73,52 +76,109 @@ def iter_raw_items(path: str, fs: SourceFS = LOCAL) -> Iterator[RawItem]:
     """Yield the raw items of one corpus file, judged by its content, not only its name.
 
     A `.jsonl` that holds one JSON array is read as the array (not line by line), a `.json`
-    of JSON lines as lines; a PNG is a character card.
+    of JSON lines as lines; a PNG is a character card. Text files may be UTF-8 (with or
+    without a BOM), UTF-16 or UTF-32. A JSON array is streamed element by element.
     """
-    kind = sniff_kind(path, fs)
+    kind = _binary_kind(path, fs)
     if kind == "parquet":
         yield from _parquet_items(path, fs)
     elif kind == "arrow":
         yield from _arrow_items(path, fs)
     elif kind == "png":
         yield from _png_card_items(path, fs)
-    elif kind == "json":
-        yield from _json_items(path, fs)
     else:
-        yield from _json_line_items(path, fs)
+        source = _utf8_source(path, fs)
+        if isinstance(source, RawItem):
+            yield source
+        elif _text_kind(path, source) == "json":
+            yield from _json_items(source)
+        else:
+            yield from _json_line_items(source)
 
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # After the first line, this much is enough to tell whether anything else follows.
 SNIFF_BYTES = 1 << 16
+# A UTF-16/32 file is transcoded in memory (such files are rare, small exports); over this
+# it is refused in one line naming its encoding.
+MAX_WIDE_TEXT_BYTES = 256 * 1024 * 1024
+# How much of a JSON array is read at a time: memory holds one chunk plus one element.
+ARRAY_CHUNK_CHARS = 1 << 20
+
+Opener = Callable[[], Any]  # opens a binary stream of the file's text as UTF-8
 
 
 def sniff_kind(path: str, fs: SourceFS = LOCAL) -> str:
     """Return how a file is stored: parquet, arrow, png, json (one document) or jsonl."""
+    kind = _binary_kind(path, fs)
+    if kind is not None:
+        return kind
+    source = _utf8_source(path, fs)
+    return "jsonl" if isinstance(source, RawItem) else _text_kind(path, source)
+
+
+def _binary_kind(path: str, fs: SourceFS) -> str | None:
     if path.endswith(".parquet"):
         return "parquet"
     if path.endswith(".arrow"):
         return "arrow"
     with fs.open(path) as f:
         head = f.read(8)
-        if head.startswith(b"PAR1"):
-            return "parquet"
-        if head.startswith(b"ARROW1"):
-            return "arrow"
-        if head == PNG_SIGNATURE:
-            return "png"
-        f.seek(0)
+    if head.startswith(b"PAR1"):
+        return "parquet"
+    if head.startswith(b"ARROW1"):
+        return "arrow"
+    if head == PNG_SIGNATURE:
+        return "png"
+    return None
+
+
+def _utf8_source(path: str, fs: SourceFS) -> Opener | RawItem:
+    """Return how to open the file's text as UTF-8 bytes, or the one item saying why its
+    UTF-16/32 text cannot be read."""
+    with fs.open(path) as f:
+        head = f.read(8)
+    codec = sniff_encoding(head)
+    if codec == UTF8:
+        return lambda: fs.open(path)
+    name = codec.upper()
+    with fs.open(path) as f:
+        data = f.read(MAX_WIDE_TEXT_BYTES + 1)
+    if len(data) > MAX_WIDE_TEXT_BYTES:
+        return RawItem(
+            "0",
+            error=RecordRejected(
+                "invalid_utf8",
+                f"the file is {name} text over {MAX_WIDE_TEXT_BYTES} bytes; re-save it as UTF-8",
+            ),
+        )
+    try:
+        text = strip_bom(data.decode(codec))
+    except UnicodeDecodeError as exc:
+        return RawItem(
+            "0",
+            error=RecordRejected(
+                "invalid_utf8",
+                f"the file is {name} text but byte {exc.start} does not decode: {exc.reason}",
+            ),
+        )
+    utf8 = text.encode("utf-8", errors="surrogatepass")
+    return lambda: io.BytesIO(utf8)
+
+
+def _text_kind(path: str, source: Opener) -> str:
+    with source() as f:
         first = _first_content_line(f)
         more = bool(f.read(SNIFF_BYTES).strip())
-    start = first.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
+    start = first.lstrip(UTF8_BOM + b" \t\r\n")[:1]
     if start not in (b"[", b"{"):
         return "json" if path.endswith(".json") else "jsonl"
     try:
-        json.loads(first)
+        json.loads(first.lstrip(UTF8_BOM))
     except (ValueError, RecursionError):
         # An array or object opened on its own line is one pretty-printed document; any
         # other line that does not parse is a broken record of a JSON lines file.
-        opened_alone = first.strip().lstrip(b"\xef\xbb\xbf") in (b"[", b"{")
+        opened_alone = first.strip().lstrip(UTF8_BOM) in (b"[", b"{")
         return "json" if opened_alone or path.endswith(".json") else "jsonl"
     # A whole array on the only line is the document; followed by more lines it is the
     # first (bad) record of a JSON lines file.
@@ -128,14 +188,15 @@ def sniff_kind(path: str, fs: SourceFS = LOCAL) -> str:
 
 
 def _first_content_line(f: Any) -> bytes:
-    for raw in f:
+    # Bounded: the first line of a minified multi-GB array is the whole file.
+    while raw := f.readline(SNIFF_BYTES):
         if raw.strip():
             return raw
     return b""
 
 
-def _json_line_items(path: str, fs: SourceFS) -> Iterator[RawItem]:
-    with fs.open(path) as f:
+def _json_line_items(source: Opener) -> Iterator[RawItem]:
+    with source() as f:
         for lineno, raw in enumerate(f, start=1):
             if not raw.strip():
                 continue
@@ -143,7 +204,8 @@ def _json_line_items(path: str, fs: SourceFS) -> Iterator[RawItem]:
 
 
 def _parse_line(key: str, raw: bytes) -> RawItem:
-    raw = raw.strip()
+    # A BOM starts the first line of an exported file (and every part of concatenated ones).
+    raw = raw.strip().removeprefix(UTF8_BOM)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -155,9 +217,35 @@ def _parse_line(key: str, raw: bytes) -> RawItem:
     return _parse_text(key, text)
 
 
+class DuplicateKey(ValueError):
+    """A JSON object names one key twice."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        seen: set[str] = set()
+        twice = next(k for k, _ in pairs if k in seen or seen.add(k))
+        raise DuplicateKey(twice)
+    return value
+
+
+# Every JSON text of a corpus is parsed with this: a key written twice is the record's
+# error (duplicate_key), never silently the last value.
+_DECODER = json.JSONDecoder(object_pairs_hook=_unique_keys)
+
+
 def _parse_text(key: str, text: str) -> RawItem:
     try:
-        value = json.loads(text)
+        value = _DECODER.decode(text)
+    except DuplicateKey as exc:
+        return RawItem(
+            key,
+            error=RecordRejected(
+                "duplicate_key", f"the key {str(exc)!r} appears twice in one object"
+            ),
+            excerpt=_excerpt(text),
+        )
     except json.JSONDecodeError as exc:
         return RawItem(
             key,
@@ -190,31 +278,127 @@ def _object_item(key: str, value: Any, excerpt_source: str | None = None) -> Raw
     return RawItem(key, value=value)
 
 
-def _json_items(path: str, fs: SourceFS) -> Iterator[RawItem]:
-    with fs.open(path) as f:
-        data = f.read()
-    # surrogateescape keeps undecodable bytes as lone surrogates, so a bad byte inside one
-    # element of an array costs that element only, not the whole file.
-    text = data.decode("utf-8", errors="surrogateescape").lstrip("\ufeff")
+class _TextChunks:
+    """A binary stream read as text in chunks; undecodable bytes kept as lone surrogates
+    (surrogateescape), so a bad byte inside one array element costs that element only."""
+
+    def __init__(self, f: Any) -> None:
+        self._f = f
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="surrogateescape")
+        self.eof = False
+
+    def read(self) -> str:
+        while not self.eof:
+            data = self._f.read(ARRAY_CHUNK_CHARS)
+            if not data:
+                self.eof = True
+                return self._decoder.decode(b"", final=True)
+            text = self._decoder.decode(data)
+            if text:
+                return text
+        return ""
+
+
+def _json_items(source: Opener) -> Iterator[RawItem]:
+    with source() as f:
+        chunks = _TextChunks(f)
+        text = strip_bom(chunks.read())
+        while not text.strip() and not chunks.eof:
+            text += chunks.read()
+        if text.lstrip().startswith("["):
+            yield from _array_items(chunks, text, text.index("[") + 1)
+            return
+        while not chunks.eof:
+            text += chunks.read()
+    yield from _document_items(text)
+
+
+def _document_items(text: str) -> Iterator[RawItem]:
+    """Yield the items of a JSON text that is not an array: one object, or several
+    pretty-printed objects one after another."""
     try:
-        value = json.loads(text)
+        value = _DECODER.decode(text)
     except json.JSONDecodeError as exc:
         if exc.msg == "Extra data":
-            # One value parsed and more follow: pretty-printed objects one after another.
             yield from _concatenated_items(text)
             return
-        yield from _salvaged_items(text, f"{exc.msg} at line {exc.lineno}")
+        yield RawItem(
+            "0",
+            error=RecordRejected(
+                "invalid_json", f"the whole file is not JSON: {exc.msg} at line {exc.lineno}"
+            ),
+            excerpt=_excerpt(text),
+        )
         return
-    except RecursionError:
-        yield from _salvaged_items(text, "nested too deeply")
+    except (DuplicateKey, RecursionError):
+        yield _parse_text("0", text)
         return
-    values = value if isinstance(value, list) else [value]
-    for index, item in enumerate(values):
-        yield _object_item(str(index), item)
+    yield _object_item("0", value)
+
+
+def _array_items(chunks: _TextChunks, buf: str, pos: int) -> Iterator[RawItem]:
+    """Yield each element of a JSON array as it is read (`buf[pos:]` follows the `[`).
+
+    Each element is parsed on its own, so memory holds one chunk and one element, and a
+    malformed (or too deeply nested, or duplicate-keyed) element costs that element only;
+    a truncated file keeps the elements before the cut.
+    """
+    index = 0
+    while True:
+        while pos < len(buf) and (buf[pos].isspace() or buf[pos] == ","):
+            pos += 1
+        if pos >= len(buf):
+            if chunks.eof:
+                return
+            buf, pos = buf[pos:] + chunks.read(), 0
+            continue
+        if buf[pos] == "]":
+            return
+        try:
+            value, end = _DECODER.raw_decode(buf, pos)
+            if end < len(buf) or chunks.eof:
+                yield _object_item(str(index), value)
+                index, pos = index + 1, end
+                continue
+        except (ValueError, RecursionError):
+            pass
+        # The element did not parse: it is cut by the chunk's end, or it is broken. Its end
+        # (the comma or bracket after it) tells which.
+        end = _element_end(buf, pos)
+        while end is None and not chunks.eof:
+            buf, pos = buf[pos:] + chunks.read(), 0
+            end = _element_end(buf, pos)
+        yield _parse_text(str(index), buf[pos:end] if end is not None else buf[pos:])
+        index += 1
+        if end is None:
+            return
+        pos = end
+
+
+# Strings (with escapes), brackets and commas; a lone quote is a string the buffer cuts.
+_STRUCTURE = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{},]|"', re.DOTALL)
+
+
+def _element_end(buf: str, pos: int) -> int | None:
+    """Return the index of the comma or bracket that ends the array element starting at
+    `pos`, or None when the buffer ends first."""
+    depth = 0
+    for m in _STRUCTURE.finditer(buf, pos):
+        token = m.group(0)
+        if token == '"':
+            return None
+        if token in "[{":
+            depth += 1
+        elif token in "]}":
+            depth -= 1
+            if depth < 0:
+                return m.start()
+        elif token == "," and depth == 0:
+            return m.start()
+    return None
 
 
 def _concatenated_items(text: str) -> Iterator[RawItem]:
-    decoder = json.JSONDecoder()
     pos, index = 0, 0
     while True:
         while pos < len(text) and text[pos].isspace():
@@ -222,9 +406,11 @@ def _concatenated_items(text: str) -> Iterator[RawItem]:
         if pos >= len(text):
             return
         try:
-            value, pos = decoder.raw_decode(text, pos)
-        except (json.JSONDecodeError, RecursionError) as exc:
-            reason = "nesting_too_deep" if isinstance(exc, RecursionError) else "invalid_json"
+            value, pos = _DECODER.raw_decode(text, pos)
+        except (json.JSONDecodeError, DuplicateKey, RecursionError) as exc:
+            reason = {RecursionError: "nesting_too_deep", DuplicateKey: "duplicate_key"}.get(
+                type(exc), "invalid_json"
+            )
             yield RawItem(
                 str(index),
                 error=RecordRejected(reason, "the rest of the file does not parse as JSON"),
@@ -233,53 +419,6 @@ def _concatenated_items(text: str) -> Iterator[RawItem]:
             return
         yield _object_item(str(index), value)
         index += 1
-
-
-# Strings (with escapes) and the brackets and commas between them; everything else is
-# inside an element and of no interest to the element splitter.
-_STRUCTURE = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{},]')
-
-
-def _salvaged_items(text: str, problem: str) -> Iterator[RawItem]:
-    """Yield each element of a JSON array that does not parse as a whole, parsed on its own.
-
-    One malformed (or too deeply nested) element then costs that element; the good ones
-    are kept, and the count of items is the file's real element count.
-    """
-    elements = split_array_elements(text)
-    if elements is None:
-        yield RawItem(
-            "0",
-            error=RecordRejected("invalid_json", f"the whole file is not JSON: {problem}"),
-            excerpt=_excerpt(text),
-        )
-        return
-    for index, element in enumerate(elements):
-        yield _parse_text(str(index), element)
-
-
-def split_array_elements(text: str) -> list[str] | None:
-    """Return the texts of a top-level JSON array's elements, or None if `text` is no array."""
-    body = text.strip()
-    if not body.startswith("["):
-        return None
-    elements: list[str] = []
-    depth, start = 0, 1
-    for m in _STRUCTURE.finditer(body):
-        token = m.group(0)
-        if token in "[{":
-            depth += 1
-        elif token in "]}":
-            depth -= 1
-            if depth == 0:
-                elements.append(body[start : m.start()])
-                return [e for e in elements if e.strip()]
-        elif token == "," and depth == 1:
-            elements.append(body[start : m.start()])
-            start = m.end()
-    # The array never closed (a truncated file): what was seen is still its elements.
-    elements.append(body[start:])
-    return [e for e in elements if e.strip()]
 
 
 def _holds_undecodable_text(value: Any) -> bool:

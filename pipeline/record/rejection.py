@@ -11,6 +11,7 @@ REASONS: dict[str, str] = {
     "invalid_json": "the line or file is not valid JSON",
     "invalid_utf8": "the bytes are not valid UTF-8",
     "nesting_too_deep": "the JSON value is nested too deeply to parse safely",
+    "duplicate_key": "a JSON object names one key twice: which value was meant is unknown",
     "wrong_types": "a field has the wrong type or a required field is missing",
     "empty_messages": "the conversation has no messages",
     "no_assistant_turn": "no turn is spoken by the character",

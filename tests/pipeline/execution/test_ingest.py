@@ -57,7 +57,9 @@ def test_ingest_json_reports_counts_per_source_and_reason(tmp_path: Path) -> Non
     }
     assert report["valid"] == 6 and report["quarantined"] == 1
     assert report["quarantine_reasons"] == {"placeholder_mismatch": 1}
-    assert report["sources"] == [
+    # Each source also says which format each of its files was read as (see the readers).
+    assert all(set(s["formats"].values()) == {"llamafactory"} for s in report["sources"])
+    assert [{k: v for k, v in s.items() if k != "formats"} for s in report["sources"]] == [
         {"name": "lf", "records_in": 4, "valid": 4, "quarantined": 0, "unmapped_fields": {}},
         {"name": "extra", "records_in": 3, "valid": 2, "quarantined": 1, "unmapped_fields": {}},
     ]

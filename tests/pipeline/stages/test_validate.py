@@ -221,6 +221,7 @@ def test_every_good_record_in_the_same_file_survives(bad_corpus) -> None:
             "valid": len(good_refs),
             "quarantined": len(BAD_RECORDS),
             "unmapped_fields": {},
+            "formats": {"corpus/dialogues.jsonl": "llamafactory"},
         }
     ]
 
