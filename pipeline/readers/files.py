@@ -21,7 +21,7 @@ from pipeline.record.rejection import RecordRejected
 
 JSON_LINES_EXTS = (".jsonl", ".ndjson")
 TABLE_EXTS = (".parquet", ".arrow")
-CORPUS_EXTS = (*JSON_LINES_EXTS, ".json", *TABLE_EXTS)
+CORPUS_EXTS = (*JSON_LINES_EXTS, ".json", *TABLE_EXTS, ".charx")
 ROWS_PER_BATCH = 32
 EXCERPT_CHARS = 200
 
@@ -86,6 +86,8 @@ def iter_raw_items(path: str, fs: SourceFS = LOCAL) -> Iterator[RawItem]:
         yield from _arrow_items(path, fs)
     elif kind == "png":
         yield from _png_card_items(path, fs)
+    elif kind == "charx":
+        yield from _charx_card_items(path, fs)
     else:
         source = _utf8_source(path, fs)
         if isinstance(source, RawItem):
@@ -97,6 +99,7 @@ def iter_raw_items(path: str, fs: SourceFS = LOCAL) -> Iterator[RawItem]:
 
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+ZIP_SIGNATURE = b"PK\x03\x04"
 # After the first line, this much is enough to tell whether anything else follows.
 SNIFF_BYTES = 1 << 16
 # A UTF-16/32 file is transcoded in memory (such files are rare, small exports); over this
@@ -124,6 +127,8 @@ def _binary_kind(path: str, fs: SourceFS) -> str | None:
         return "arrow"
     with fs.open(path) as f:
         head = f.read(8)
+    if head.startswith(ZIP_SIGNATURE) and path.endswith(".charx"):
+        return "charx"
     if head.startswith(b"PAR1"):
         return "parquet"
     if head.startswith(b"ARROW1"):
@@ -455,6 +460,35 @@ def _png_card_items(path: str, fs: SourceFS) -> Iterator[RawItem]:
         yield RawItem("0", error=exc)
         return
     yield _parse_text("0", text)
+
+
+def _charx_card_items(path: str, fs: SourceFS) -> Iterator[RawItem]:
+    """Yield the card of a CHARX file (character card v3: a zip with `card.json` at its
+    root; its assets, the character's icons and backgrounds, are not dialogue media)."""
+    import zipfile
+
+    from pipeline.readers.tavern import MAX_CHUNK_BYTES
+
+    try:
+        with fs.open(path) as f, zipfile.ZipFile(f) as archive:
+            info = archive.getinfo("card.json")
+            with archive.open(info) as card:
+                # Read with a bound: a zip's declared size can lie.
+                data = card.read(MAX_CHUNK_BYTES + 1)
+    except KeyError:
+        yield RawItem("0", error=RecordRejected("invalid_json", "the CHARX file has no card.json"))
+        return
+    except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError) as exc:
+        yield RawItem(
+            "0", error=RecordRejected("invalid_json", f"not a readable CHARX (zip) file: {exc}")
+        )
+        return
+    if len(data) > MAX_CHUNK_BYTES:
+        yield RawItem(
+            "0", error=RecordRejected("media_too_large", "card.json is over the card size limit")
+        )
+        return
+    yield _parse_line("0", data)
 
 
 def _parquet_items(path: str, fs: SourceFS) -> Iterator[RawItem]:

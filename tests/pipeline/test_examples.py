@@ -229,6 +229,7 @@ def test_the_formats_recipe_reads_every_bundled_corpus_format_without_a_reject(t
         "characterllm": 1,
         "llava": 2,
         "card": 4,
+        "charx": 3,
         "rolebench": 3,
         "characterbench": 1,
         "sillytavern": 1,
