@@ -27,7 +27,7 @@ from pipeline.readers.characterbench import parse_characterbench
 from pipeline.readers.charactereval import parse_charactereval
 from pipeline.readers.characterllm import parse_characterllm
 from pipeline.readers.chatharuhi import parse_chatharuhi
-from pipeline.readers.detect import SHAPES, Detection, detect, detect_format
+from pipeline.readers.detect import SHAPES, Detection, detect, detect_format, fits_format
 from pipeline.readers.encoding import decode_text
 from pipeline.readers.files import RawItem, corpus_files, iter_raw_items
 from pipeline.readers.llamafactory import (
@@ -320,8 +320,12 @@ def _parsed_items(
             yield item, item.error
             continue
         # Auto mode trusts a record's own shape over its file's (concatenated corpora mix them);
-        # the file's format still judges records whose shape fits no format.
-        parser = PARSERS.get((detect_format(item.value) if auto else None) or fmt or "")
+        # the file's format still judges records whose shape fits no format. A record in
+        # its file's format is not detected again: that is nearly every record.
+        own = fmt
+        if auto and not (fmt and fits_format(item.value, fmt)):
+            own = detect_format(item.value) or fmt
+        parser = PARSERS.get(own or "")
         try:
             if parser is None:
                 raise RecordRejected(

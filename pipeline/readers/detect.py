@@ -63,7 +63,8 @@ class Shape:
         return missing
 
     def fits(self, value: dict[str, Any]) -> bool:
-        return not self.unmet(value)
+        # The hot path (every record of an auto source): stops at the first unmet need.
+        return all(n.met(value) for n in self.needs) and (self.extra is None or self.extra(value))
 
 
 @dataclass
@@ -150,12 +151,17 @@ def _messages(content_ok: Callable[[Any], bool], *, some_parts: bool) -> Callabl
     def check(value: Any) -> bool:
         if not isinstance(value, list):
             return False
+        # The cheap test first: most records have string contents and no parts at all.
+        if some_parts and not any(
+            isinstance(m, dict) and isinstance(m.get("content"), list) for m in value
+        ):
+            return False
         for m in value:
             if not (
                 isinstance(m, dict) and _is_str(m.get("role")) and content_ok(m.get("content"))
             ):
                 return False
-        return not some_parts or any(isinstance(m["content"], list) for m in value)
+        return True
 
     return check
 
@@ -253,6 +259,10 @@ SHAPES: tuple[Shape, ...] = (
 )
 
 
+# Most specific first (stable, so equals keep their order above): the first that fits wins.
+_BY_SPECIFICITY = sorted(SHAPES, key=lambda s: -s.specificity)
+
+
 def detect(value: Any) -> Detection:
     """Return the detection of one parsed record: the most specific format whose whole
     shape it holds, the others that fit too, or (none fitting) the closest formats."""
@@ -284,6 +294,19 @@ def detect(value: Any) -> Detection:
     return Detection(None, keys_seen=keys, closest=closest[:CLOSEST])
 
 
+_BY_FORMAT: dict[str, list[Shape]] = {}
+for _shape in SHAPES:
+    _BY_FORMAT.setdefault(_shape.format, []).append(_shape)
+
+
+def fits_format(value: Any, fmt: str) -> bool:
+    """Return whether a record holds the whole shape of format `fmt` (one of its shapes)."""
+    return isinstance(value, dict) and any(s.fits(value) for s in _BY_FORMAT.get(fmt, ()))
+
+
 def detect_format(value: Any) -> str | None:
-    """Return the format name of one parsed record, or None when no format's shape fits."""
-    return detect(value).format
+    """Return the format name of one parsed record, or None when no format's shape fits
+    (the same choice as `detect`, without gathering what else fits or why none does)."""
+    if not isinstance(value, dict):
+        return None
+    return next((s.format for s in _BY_SPECIFICITY if s.fits(value)), None)

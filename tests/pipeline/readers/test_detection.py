@@ -295,3 +295,22 @@ def test_the_read_stats_say_which_format_each_file_was_read_as(tmp_path: Path) -
     stats = SourceReadStats()
     list(read_source(recipe.sources[0], recipe, stats))
     assert stats.to_dict()["formats"] == {"mm.json": "mmrole (also fits: sharegpt)"}
+
+
+def test_records_of_other_layouts_in_one_file_are_each_read_by_their_own_shape(
+    tmp_path: Path,
+) -> None:
+    # Concatenated corpora: the file is detected from its first record, a record in another
+    # layout is still read by the format its own whole shape fits.
+    write_jsonl(
+        tmp_path / "mixed.jsonl",
+        [
+            {"messages": TURNS},
+            {"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Yo"}]},
+            {"role": "Mira", "question": "Where to?", "generated": ["North."]},
+            {"messages": [{"role": "user", "content": [{"type": "text", "text": "Hi"}]}, TURNS[1]]},
+        ],
+    )
+    records, rejected = _read(_recipe(tmp_path, path="mixed.jsonl"))
+    assert rejected == [] and len(records) == 4
+    assert records[2]["character"]["name"] == "Mira"
