@@ -40,7 +40,7 @@ from pipeline.readers.parts import parse_parts
 from pipeline.readers.personas import read_characters
 from pipeline.readers.pippa import parse_pippa
 from pipeline.readers.rolebench import parse_rolebench
-from pipeline.readers.sillytavern import parse_chat_log
+from pipeline.readers.sillytavern import is_chat_header, parse_chat_log
 from pipeline.readers.source_fs import SourceFS
 from pipeline.readers.tavern import parse_tavern
 from pipeline.recipe import Recipe, SourceConfig
@@ -341,24 +341,25 @@ def _parsed_items(
 def _chat_log_items(
     items: Iterator[RawItem],
 ) -> Iterator[tuple[RawItem, ParsedRecord | list[ParsedRecord] | Exception]]:
-    """Yield a SillyTavern chat file as one record (keyed by its header line); a line that
-    does not parse is yielded on its own and the chat is read without it."""
-    header: RawItem | None = None
-    messages: list[tuple[str, dict[str, Any]]] = []
+    """Yield a SillyTavern chat file as one record, keyed by its first line (the header, or
+    a group chat's first message); a line that does not parse is yielded on its own and the
+    chat is read without it."""
+    first: RawItem | None = None
+    lines: list[tuple[str, dict[str, Any]]] = []
     for item in items:
         if item.error is not None:
             yield item, item.error
-        elif header is None:
-            header = item
-        else:
-            messages.append((item.key, item.value))
-    if header is None:
+            continue
+        first = first or item
+        lines.append((item.key, item.value))
+    if first is None:
         return
+    header = lines[0][1] if is_chat_header(lines[0][1]) else None
     try:
-        parsed: ParsedRecord | Exception = parse_chat_log(header.value, messages)
+        parsed: ParsedRecord | Exception = parse_chat_log(header, lines[1:] if header else lines)
     except Exception as exc:
         parsed = exc
-    yield header, parsed
+    yield first, parsed
 
 
 def referenced_media(source: SourceConfig, recipe: Recipe, fs: SourceFS | None = None) -> list[str]:

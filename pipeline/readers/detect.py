@@ -250,6 +250,15 @@ SHAPES: tuple[Shape, ...] = (
             Need("create_date", "the chat's date", _anything),
         ),
     ),
+    # A group chat's lines are all messages: no header names the played character.
+    Shape(
+        "sillytavern",
+        (
+            _str("name"),
+            Need("is_user", "true or false", lambda v: isinstance(v, bool)),
+            _str("mes"),
+        ),
+    ),
     Shape(
         "tavern",
         (),

@@ -7,7 +7,10 @@
              "swipes"?: [...], "swipe_id"?, "swipe_info"?, "extra"?: {...}}
 
 A whole file is one conversation. Its character is `character_name`; give the card with
-`characters:` and its description, personality and greeting join the record. Choices:
+`characters:` and its description, personality and greeting join the record. A group
+chat (`data/<user>/group chats/*.jsonl`) has no header line, only messages, and names no
+played character: the source's `character:` says which member is played (every other
+member is a named user turn). Choices:
 - `is_system: true` marks a message hidden from the prompt (SillyTavern's /hide, and
   comments): the model never saw it, so it is left out, and counted as `is_system`.
 - A narrator message (`extra.type: "narrator"`, SillyTavern's /sys) is narration: a
@@ -42,14 +45,22 @@ MESSAGE_MAPPED = frozenset({"name", "is_user", "is_system", "mes", "swipes", "sw
 NARRATOR = "narrator"
 
 
+def is_chat_header(value: dict[str, Any]) -> bool:
+    """Return whether a chat file's first line is its header (a group chat has none)."""
+    return "character_name" in value and "mes" not in value
+
+
 def parse_chat_log(
-    header: dict[str, Any], messages: list[tuple[str, dict[str, Any]]]
+    header: dict[str, Any] | None, messages: list[tuple[str, dict[str, Any]]]
 ) -> ParsedRecord:
-    """Return the parsed form of one chat: its header line and its (line, message) pairs."""
-    name = require_str(header.get("character_name"), "character_name").strip()
-    if not name:
-        raise RecordRejected("wrong_types", "character_name is empty")
-    unmapped = set(unmapped_keys(header, HEADER_MAPPED))
+    """Return the parsed form of one chat: its header line (None for a group chat) and its
+    (line, message) pairs."""
+    name = None
+    if header is not None:
+        name = require_str(header.get("character_name"), "character_name").strip()
+        if not name:
+            raise RecordRejected("wrong_types", "character_name is empty")
+    unmapped = set(unmapped_keys(header or {}, HEADER_MAPPED))
     turns = []
     for line, message in messages:
         where = f"line {line}"
@@ -73,5 +84,9 @@ def parse_chat_log(
         if message.get("is_user") is True:
             turns.append(RawTurn(speaker="user", content=text, name=speaker or None))
         else:
-            turns.append(RawTurn(speaker=speaker or name, content=text))
-    return ParsedRecord(turns=turns, character=make_character(name), unmapped=sorted(unmapped))
+            turns.append(RawTurn(speaker=speaker or name or "", content=text))
+    return ParsedRecord(
+        turns=turns,
+        character=make_character(name) if name else None,
+        unmapped=sorted(unmapped),
+    )

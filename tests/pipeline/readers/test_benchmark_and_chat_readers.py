@@ -173,3 +173,23 @@ def test_a_characterbench_profile_object_is_read_as_a_structured_profile(tmp_pat
     character = good[0]["character"]
     assert "性别：男" in character["profile"] and {"老白", "盗圣"} <= set(character["aliases"])
     assert _turns(good[0])[1][0] == "assistant"
+
+
+def test_a_group_chat_without_header_plays_the_sources_character(tmp_path: Path) -> None:
+    # SillyTavern saves group chats as message lines only; the group file names the members.
+    lines = [
+        {"name": "Wren", "is_user": True, "is_system": False, "mes": "Both of you, come here."},
+        {"name": "Bramble", "is_user": False, "is_system": False, "mes": "Coming."},
+        {"name": "Tamsin", "is_user": False, "is_system": False, "mes": "In a moment."},
+    ]
+    write_jsonl(tmp_path / "group.jsonl", lines)
+    good, bad, stats = _read(tmp_path, path="group.jsonl", character="Bramble")
+    assert bad == [] and stats["formats"] == {"group.jsonl": "sillytavern"}
+    assert _turns(good[0]) == [
+        ("user", "Wren", "Both of you, come here."),
+        ("assistant", None, "Coming."),
+        ("user", "Tamsin", "In a moment."),
+    ]
+    # Without `character:` nobody is known to be played: refused with the reason, not guessed.
+    _, bad, _ = _read(tmp_path, path="group.jsonl")
+    assert [e.reason for e in bad] == ["unknown_role"]
