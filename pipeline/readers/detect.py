@@ -144,26 +144,34 @@ def _is_bare_media_part(part: Any) -> bool:
     )
 
 
-def _messages(content_ok: Callable[[Any], bool], *, some_parts: bool) -> Callable[[Any], bool]:
+def _part_messages(content_ok: Callable[[Any], bool]) -> Callable[[Any], bool]:
     """Return a check for a `messages` list: every turn {role, content} with a content that
-    passes `content_ok`; with `some_parts`, at least one content is a list of parts."""
+    passes `content_ok`, and at least one content a list of parts."""
 
     def check(value: Any) -> bool:
         if not isinstance(value, list):
             return False
         # The cheap test first: most records have string contents and no parts at all.
-        if some_parts and not any(
-            isinstance(m, dict) and isinstance(m.get("content"), list) for m in value
-        ):
+        if not any(isinstance(m, dict) and isinstance(m.get("content"), list) for m in value):
             return False
-        for m in value:
-            if not (
-                isinstance(m, dict) and _is_str(m.get("role")) and content_ok(m.get("content"))
-            ):
-                return False
-        return True
+        return all(
+            isinstance(m, dict) and _is_str(m.get("role")) and content_ok(m.get("content"))
+            for m in value
+        )
 
     return check
+
+
+def _text_turns(value: Any) -> bool:
+    # dataset_info "tags" let LLaMA-Factory files write ShareGPT's {from, value} in `messages`.
+    return isinstance(value, list) and all(
+        isinstance(m, dict)
+        and (
+            (_is_str(m.get("role")) and _is_str(m.get("content")))
+            or (_is_str(m.get("from")) and _is_str(m.get("value")))
+        )
+        for m in value
+    )
 
 
 def _parts_of(is_part: Callable[[Any], bool]) -> Callable[[Any], bool]:
@@ -194,7 +202,7 @@ def _trl_media_column(value: dict[str, Any]) -> bool:
 
 def _parts_shape(fmt: str, spelling: str, is_part: Callable[[Any], bool]) -> Shape:
     what = f"a list of {{role, content: [{spelling}]}}"
-    return Shape(fmt, (Need("messages", what, _messages(_parts_of(is_part), some_parts=True), 4),))
+    return Shape(fmt, (Need("messages", what, _part_messages(_parts_of(is_part)), 4),))
 
 
 SHAPES: tuple[Shape, ...] = (
@@ -222,8 +230,8 @@ SHAPES: tuple[Shape, ...] = (
         (
             Need(
                 "messages",
-                "a list of {role, content: text}",
-                _messages(_is_str, some_parts=False),
+                "a list of {role, content: text} (or {from, value})",
+                _text_turns,
                 weight=3,
             ),
         ),

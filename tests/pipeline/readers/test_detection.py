@@ -193,6 +193,8 @@ ST_HEADER = {"user_name": "You", "character_name": "Seraphina", "create_date": "
         ({"dialogue": [{"role": "A", "text": "x"}]}, "chatharuhi"),
         ({"character_name": "Li Yue", "dialogue": BENCH_DIALOGUE}, "characterbench"),
         ({"dialogue": BENCH_DIALOGUE, "greeting": "Hello"}, None),
+        # LLaMA-Factory files may write ShareGPT's turn keys inside `messages`.
+        ({"messages": [{"from": "human", "value": "Hi"}]}, "llamafactory"),
         # OpenAI parts vs LLaMA-Factory's {"type", "value"} parts.
         ({"messages": [{"role": "user", "content": [{"type": "text", "text": "Hi"}]}]}, "openai"),
         (
