@@ -6,6 +6,7 @@
                     "turn_content": [{"role": "Beethoven", "action": "(speaking)", "content"}]}]}
     interview_single/*.json:
       [{"topic_id", "question", "reply": [{"role", "action", "content"}]}]
+      (the *_alpaca-7b/sft/vicuna-7b_result files write `reply` as one object)
 
 The speaker names under `turn_role: character` are aliases of `character` (the turns say
 "Beethoven", the record "Ludwig van Beethoven"). `(speaking)` is speech; any other action
@@ -71,7 +72,9 @@ def parse_characterllm(value: dict[str, Any]) -> ParsedRecord:
 def _parse_single(value: dict[str, Any]) -> ParsedRecord:
     turns = [RawTurn(speaker="user", content=require_str(value.get("question"), "question"))]
     speakers = []
-    for j, said in enumerate(require_list(value.get("reply"), "reply")):
+    reply = value.get("reply")
+    # The alpaca, sft and vicuna result files write one reply object, not a list of them.
+    for j, said in enumerate([reply] if isinstance(reply, dict) else require_list(reply, "reply")):
         utterance = _utterance(said, f"reply[{j}]")
         if utterance is not None:
             speakers.append(utterance[0])

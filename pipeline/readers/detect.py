@@ -220,7 +220,19 @@ SHAPES: tuple[Shape, ...] = (
         "characterllm",
         (_str("character"), _turns_need("content", ("turn_role", "turn_content"))),
     ),
-    Shape("characterllm", (_str("question"), _turns_need("reply", ("role", "content")))),
+    # interview_single writes `reply` as a list, or (the alpaca/sft/vicuna results) as one object.
+    Shape(
+        "characterllm",
+        (
+            _str("question"),
+            Need(
+                "reply",
+                "a list of {role, content} or one",
+                lambda v: _turns(("role",))([v] if isinstance(v, dict) else v),
+                weight=2,
+            ),
+        ),
+    ),
     Shape("rolebench", (_str("role"), _str("question"), Need("generated", "a list", _is_list))),
     Shape("mmrole", (_str("role"), _turns_need("conversations", ("from", "value")))),
     Shape("sharegpt", (_turns_need("conversations", ("from", "value"), ("role", "content")),)),

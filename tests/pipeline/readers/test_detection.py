@@ -316,3 +316,14 @@ def test_records_of_other_layouts_in_one_file_are_each_read_by_their_own_shape(
     records, rejected = _read(_recipe(tmp_path, path="mixed.jsonl"))
     assert rejected == [] and len(records) == 4
     assert records[2]["character"]["name"] == "Mira"
+
+
+def test_a_character_llm_single_reply_written_as_one_object_is_read(tmp_path: Path) -> None:
+    # data/gen_results/interview_single/*_alpaca-7b_result/*.json writes `reply` unwrapped.
+    reply = {"role": "Beethoven", "action": "(speaking)", "content": "A great man."}
+    write_json(
+        tmp_path / "r.json", [{"topic_id": "topic-2", "question": "Your father?", "reply": reply}]
+    )
+    records, rejected = _read(_recipe(tmp_path, path="r.json"))
+    assert rejected == []
+    assert [m["content"] for m in records[0]["messages"]] == ["Your father?", "A great man."]
