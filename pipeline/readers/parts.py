@@ -35,6 +35,7 @@ from pipeline.record.schema import AUDIO_PLACEHOLDER, IMAGE_PLACEHOLDER
 # Parts are joined on new lines, as LLaVA-style data writes "<image>\nWhat is this?".
 PART_SEPARATOR = "\n"
 MAPPED = frozenset({"messages", "character", "system", "images", "audios"})
+MESSAGE_MAPPED = frozenset({"role", "name"})
 IMAGE_KINDS = ("image_url", "image")
 AUDIO_KINDS = ("input_audio", "audio_url", "audio")
 VIDEO_KINDS = ("video", "video_url")
@@ -56,6 +57,10 @@ def parse_parts(value: dict[str, Any]) -> ParsedRecord:
             text = _parts_to_text(content, where, parsed, bare)
         else:
             text = require_str(content, f"{where}.content")
+        # Per-turn fields (LLaMA-Factory's loss_weight, ...) are counted, not carried.
+        parsed.unmapped.extend(
+            f"messages[].{k}" for k in message if k not in MESSAGE_MAPPED and k != "content"
+        )
         parsed.turns.append(
             RawTurn(
                 speaker=require_str(message.get("role"), f"{where}.role"),

@@ -37,10 +37,6 @@ from pipeline.record.characters import make_character
 from pipeline.record.rejection import RecordRejected
 
 HEADER_MAPPED = frozenset({"user_name", "character_name", "create_date", "chat_metadata"})
-# Bookkeeping of the app (timestamps, generation timing, avatars): nothing a dataset needs.
-MESSAGE_BOOKKEEPING = frozenset(
-    {"send_date", "gen_started", "gen_finished", "force_avatar", "original_avatar", "swipe_id"}
-)
 MESSAGE_MAPPED = frozenset({"name", "is_user", "is_system", "mes", "swipes", "swipe_info", "extra"})
 NARRATOR = "narrator"
 
@@ -65,9 +61,8 @@ def parse_chat_log(
     for line, message in messages:
         where = f"line {line}"
         message = require_dict(message, where)
-        unmapped.update(
-            f"messages[].{k}" for k in message if k not in MESSAGE_MAPPED | MESSAGE_BOOKKEEPING
-        )
+        # The app's bookkeeping (send_date, gen_started, swipe_id, ...) is counted too.
+        unmapped.update(f"messages[].{k}" for k in message if k not in MESSAGE_MAPPED)
         if message.get("is_system") is True:
             unmapped.add("is_system")
             continue

@@ -169,3 +169,26 @@ def test_a_llava_style_speech_record_reads_its_clip_as_audio(tmp_path: Path) -> 
     assert bad == []
     assert good[0]["messages"][0]["content"].startswith("<audio>\n")
     assert good[0]["audios"] == [{"bytes": WAV, "path": "clips/a.wav"}]
+
+
+def test_per_turn_fields_of_part_messages_are_counted_not_dropped(tmp_path: Path) -> None:
+    # LLaMA-Factory's v1_sft_demo.jsonl weighs each turn's loss; roleforge does not carry it.
+    from pipeline.readers import SourceReadStats
+
+    record = {
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "value": "hi"}], "loss_weight": 0.0},
+            {
+                "role": "assistant",
+                "content": [{"type": "text", "value": "Hello!"}],
+                "loss_weight": 1.0,
+            },
+        ]
+    }
+    write_jsonl(tmp_path / "d.jsonl", [record, record])
+    recipe = load_recipe(
+        write_recipe(tmp_path, [{"name": "s", "path": "d.jsonl"}]), check_ops=False
+    )
+    stats = SourceReadStats()
+    assert sum(1 for _ in read_source(recipe.sources[0], recipe, stats)) == 2
+    assert stats.unmapped_fields == {"messages[].loss_weight": 2}
