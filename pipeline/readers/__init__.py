@@ -133,7 +133,12 @@ def _check_source(i: int, source: SourceConfig, recipe: Recipe, fs: SourceFS) ->
     for file in corpus_files(path, set(_characters_paths(source, recipe)), fs):
         _require_regular(file, f"sources.{i}.path", fs)
         if source.format == "auto":
-            _require_known_format(file, f"sources.{i}.path", fs)
+            try:
+                _require_known_format(file, f"sources.{i}.path", fs)
+            except OSError as exc:
+                # Unreadable (permissions, a vanished object): this source's line, not a crash
+                # that hides every other source's problem.
+                raise RecipeError(f"sources.{i}.path: cannot read {file}: {exc}") from None
     for j, characters in enumerate(_characters_paths(source, recipe)):
         key = f"sources.{i}.characters" + (f".{j}" if isinstance(source.characters, list) else "")
         _require_regular(characters, key, fs)

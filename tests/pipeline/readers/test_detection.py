@@ -327,3 +327,29 @@ def test_a_character_llm_single_reply_written_as_one_object_is_read(tmp_path: Pa
     records, rejected = _read(_recipe(tmp_path, path="r.json"))
     assert rejected == []
     assert [m["content"] for m in records[0]["messages"]] == ["Your father?", "A great man."]
+
+
+def test_an_unreadable_file_is_its_sources_line_and_the_other_sources_are_still_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipeline.readers import source_fs
+
+    write_jsonl(tmp_path / "locked.jsonl", [{"messages": TURNS}])
+    write_jsonl(tmp_path / "odd.jsonl", [{"prompt": "p"}])
+    path = write_recipe(
+        tmp_path,
+        [{"name": "locked", "path": "locked.jsonl"}, {"name": "odd", "path": "odd.jsonl"}],
+    )
+    real_open = source_fs.SourceFS.open
+
+    def refusing_open(self: Any, location: str) -> Any:
+        if location.endswith("locked.jsonl"):
+            raise PermissionError(13, "Permission denied", location)
+        return real_open(self, location)
+
+    monkeypatch.setattr(source_fs.SourceFS, "open", refusing_open)
+    with pytest.raises(RecipeError) as exc:
+        check_source_paths(load_recipe(path, check_ops=False))
+    first, second = str(exc.value).splitlines()
+    assert first.startswith("sources.0.path: cannot read") and "Permission denied" in first
+    assert second.startswith("sources.1.path: no reader fits")
