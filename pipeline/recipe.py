@@ -34,6 +34,7 @@ SOURCE_FORMATS = (
     "rolebench",
     "characterbench",
     "sillytavern",
+    "agnai",
 )
 
 

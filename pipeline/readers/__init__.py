@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline.readers.agnai import parse_agnai
 from pipeline.readers.arrow import parse_canonical
 from pipeline.readers.assemble import (
     FileContext,
@@ -80,6 +81,7 @@ PARSERS: dict[str, Parser] = {
     "characterllm": parse_characterllm,
     "characterbench": parse_characterbench,
     "rolebench": parse_rolebench,
+    "agnai": parse_agnai,
     "tavern": parse_tavern,
     "arrow": parse_canonical,
 }

@@ -270,6 +270,7 @@ SHAPES: tuple[Shape, ...] = (
             Need("create_date", "the chat's date", _anything),
         ),
     ),
+    Shape("agnai", (_turns_need("messages", ("msg",)),)),
     # A group chat's lines are all messages: no header names the played character.
     Shape(
         "sillytavern",

@@ -193,3 +193,22 @@ def test_a_group_chat_without_header_plays_the_sources_character(tmp_path: Path)
     # Without `character:` nobody is known to be played: refused with the reason, not guessed.
     _, bad, _ = _read(tmp_path, path="group.jsonl")
     assert [e.reason for e in bad] == ["unknown_role"]
+
+
+# --- Agnaistic chat exports ----------------------------------------------------------------
+
+
+def test_an_agnai_export_plays_the_imported_character_and_leaves_ooc_out(tmp_path: Path) -> None:
+    shutil.copy(FORMATS / "agnai" / "chat-c3d4.json", tmp_path)
+    good, bad, stats = _read(tmp_path, path="chat-c3d4.json")
+    assert bad == [] and stats["formats"] == {"chat-c3d4.json": "agnai"}
+    (record,) = good
+    assert record["character"]["name"] == "Tamsin"
+    assert record["character"]["profile"] == "A stormy night at the Gull Rock lighthouse."
+    assert [(role, name) for role, name, _ in _turns(record)] == [
+        ("assistant", None),
+        ("user", "Wren"),
+        ("assistant", None),
+    ]
+    assert all("OOC" not in text for _, _, text in _turns(record))
+    assert {"ooc", "sampleChat", "messages[].createdAt"} <= set(stats["unmapped_fields"])
