@@ -40,6 +40,11 @@ def view(
     if out is not None:
         written = write_static_site(site, out)
         typer.echo(f"wrote {written.files} files to {out} (open {os.path.join(out, 'index.html')})")
+        if written.skipped_links:
+            typer.echo(
+                f"{written.skipped_links} links lead nowhere in the copy (filtered pages, rows "
+                "past the page limit, missing records): `roleforge view` serves them"
+            )
         return
     if not is_loopback(host):
         typer.echo(

@@ -73,6 +73,8 @@ def write_static_site(
     landing = start.headers.get("Location", "/") if start.status == 302 else "/"
     queue: deque[str] = deque([landing])
     seen = {landing}
+    missing: set[str] = set()  # links that answered no page
+    linking: dict[str, list[str]] = {}  # written page file -> the links it follows
     while queue:
         url = queue.popleft()
         parts = urlsplit(url)
@@ -85,11 +87,13 @@ def write_static_site(
             continue
         if response.status != 200:
             log.warning("static copy: %s answered %d; left out", url, response.status)
+            missing.add(url)
             continue
         relative = file_for(url)
         body = response.body
         if response.content_type.startswith("text/html"):
             text, links = _relinked(body.decode("utf-8"), relative, max_row_pages)
+            linking[relative] = links
             for link in links:
                 if link in seen:
                     continue
@@ -105,8 +109,25 @@ def write_static_site(
         with open(target, "wb") as f:
             f.write(body)
         result.files += 1
+    for relative, links in linking.items():
+        dead = [link for link in links if link in missing]
+        if dead:
+            result.skipped_links += len(dead)
+            _unlink(os.path.join(result.folder, relative), relative, dead)
     _write_index(result.folder, file_for(landing))
     return result
+
+
+def _unlink(path: str, relative: str, dead: list[str]) -> None:
+    """Point a written page's links to pages that answered nothing at `#`."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    here = os.path.dirname(relative) or "."
+    for link in dead:
+        target = html.escape(os.path.relpath(file_for(link), here))
+        text = text.replace(f'="{target}"', '="#" data-left-out=""')
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
 
 
 def _relinked(text: str, relative: str, max_row_pages: int) -> tuple[str, list[str]]:
