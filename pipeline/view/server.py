@@ -40,6 +40,10 @@ class ViewRequestHandler(BaseHTTPRequestHandler):
     sys_version = ""
 
     def do_GET(self) -> None:  # noqa: N802 (the http.server naming)
+        if not self.server.host_allowed(self.headers.get("Host")):
+            # A page elsewhere that rebinds its own name to 127.0.0.1 must not read the store.
+            self._send(self.server.site._error(421, "this server answers to its own address only"))
+            return
         parts = urlsplit(self.path)
         query = dict(parse_qsl(parts.query, keep_blank_values=True))
         try:
@@ -124,6 +128,17 @@ class ViewServer(ThreadingHTTPServer):
         if ":" in host:
             self.address_family = socket.AF_INET6
         super().__init__((host, port), ViewRequestHandler)
+
+    def host_allowed(self, header: str | None) -> bool:
+        """Return whether a request's Host header names this server: on a loopback address
+        only the loopback names are (a DNS-rebinding page sends its own name); listening on
+        another address, any is."""
+        if not is_loopback(str(self.server_address[0])):
+            return True
+        if not header:
+            return False
+        host = header.rsplit(":", 1)[0] if not header.endswith("]") else header
+        return is_loopback(host.strip("[]"))
 
     @property
     def url(self) -> str:

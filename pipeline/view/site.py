@@ -91,6 +91,7 @@ class ViewSite:
         self.static = static  # a static export: no forms (nothing answers them)
         self.env = _environment()
         self._rows = lru_cache(maxsize=16)(self._open_rows)
+        self._plots = lru_cache(maxsize=256)(self._plot)
 
     # ---- the store ----
 
@@ -215,7 +216,8 @@ class ViewSite:
         rows = self._rows(store.name, manifest.number)
         where = RowFilter.from_query(query)
         page = rows.page(where, PageToken.parse(query.get("after")))
-        number = int(query.get("page") or 1) if (query.get("page") or "1").isdigit() else 1
+        shown = query.get("page") or "1"
+        number = int(shown) if shown.isdigit() and len(shown) < 7 else 1
         sources = sorted({s["name"] for s in manifest.recipe.get("sources", []) if "name" in s})
         return self._page(
             "rows.html",
@@ -271,12 +273,20 @@ class ViewSite:
         return Response(200, media_type(data, parts[1]), data, _IMMUTABLE)
 
     def _spectrogram(self, store: Store, manifest: Manifest, record_id: str, item: str) -> Response:
-        from pipeline.cli.preview import waveform_and_spectrogram
-
         if not item.endswith(".png"):
             raise NotFound(item)
-        data = self._media_bytes(store, manifest, record_id, "audios", item[: -len(".png")])
-        return Response(200, "image/png", waveform_and_spectrogram(data), _IMMUTABLE)
+        png = self._plots(store.name, manifest.number, record_id, item[: -len(".png")])
+        return Response(200, "image/png", png, _IMMUTABLE)
+
+    def _plot(self, name: str, number: int, record_id: str, item: str) -> bytes:
+        """Return the waveform-and-spectrogram PNG of one audio item (cached: drawing it
+        costs far more than reading the clip)."""
+        from pipeline.cli.preview import waveform_and_spectrogram
+
+        manifest = self.manifest(self.store(name), f"v{number}")
+        return waveform_and_spectrogram(
+            self._media_bytes(self.store(name), manifest, record_id, "audios", item)
+        )
 
     def _media_bytes(
         self, store: Store, manifest: Manifest, record_id: str, column: str, item: str

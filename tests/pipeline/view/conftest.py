@@ -309,12 +309,13 @@ def build_demo_store(root: str, fmt: str = "parquet", models: bool = True) -> De
     return DemoStore(root, records)
 
 
-@pytest.fixture
-def demo_store(tmp_path) -> DemoStore:
-    return build_demo_store(str(tmp_path / "store"))
+@pytest.fixture(scope="module")
+def demo_store(tmp_path_factory) -> DemoStore:
+    """The demo store, built once per test module (the viewer only reads it)."""
+    return build_demo_store(str(tmp_path_factory.mktemp("view") / "store"))
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def view_server(demo_store) -> Iterator[str]:
     """Serve the demo store on a free loopback port; yield the base URL (no trailing /)."""
     from pipeline.view import ViewServer, ViewSite

@@ -23,12 +23,14 @@ def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str,
         return exc.code, dict(exc.headers), exc.read()
 
 
-def raw(base: str, method: str, path: str) -> tuple[int, bytes]:
+def raw(base: str, method: str, path: str, host: str | None = None) -> tuple[int, bytes]:
     """Send `path` exactly as written (no client-side normalisation of `..` or `%2e`)."""
     where = urlsplit(base)
     conn = http.client.HTTPConnection(where.hostname, where.port, timeout=30)
     try:
-        conn.putrequest(method, path, skip_accept_encoding=True)
+        conn.putrequest(method, path, skip_host=host is not None, skip_accept_encoding=True)
+        if host is not None:
+            conn.putheader("Host", host)
         conn.endheaders()
         response = conn.getresponse()
         return response.status, response.read()
@@ -184,3 +186,11 @@ def test_an_absolute_path_in_the_request_line_is_not_a_file(view_server):
 def test_only_get_is_answered(view_server, method):
     status, _ = raw(view_server, method, f"/d/{NAME}/")
     assert status == 405
+
+
+def test_a_page_that_rebinds_its_name_to_loopback_gets_nothing(view_server):
+    port = urlsplit(view_server).port
+    status, body = raw(view_server, "GET", f"/d/{NAME}/", host=f"evil.example:{port}")
+    assert status == 421 and b"content id" not in body
+    for host in (f"localhost:{port}", f"127.0.0.1:{port}"):
+        assert raw(view_server, "GET", f"/d/{NAME}/", host=host)[0] == 200
