@@ -161,7 +161,7 @@ class ViewSite:
                 return self._redirect(f"/d/{names[0]}/")
             return self._page("datasets.html", names=names)
         if s[0] == "static" and len(s) == 2 and s[1] in STATIC_FILES:
-            body = (_here("static") / s[1]).read_bytes()
+            body = (_here("assets") / s[1]).read_bytes()
             return Response(200, STATIC_FILES[s[1]], body, {"Cache-Control": "max-age=3600"})
         if s[0] != "d" or len(s) < 2:
             raise NotFound("/".join(s))
