@@ -9,7 +9,6 @@ import re
 from typer.testing import CliRunner
 
 from pipeline.cli.app import app
-from pipeline.view.server import is_loopback
 from pipeline.view.static import file_for
 from tests.pipeline.view.conftest import NAME
 
@@ -49,13 +48,3 @@ def test_file_names_of_pages_queries_and_media():
     assert file_for("/d/x/v1/?after=0.ab&page=2") == "d/x/v1/index-after-0.ab-page-2.html"
     assert file_for("/d/x/v1/quality") == "d/x/v1/quality.html"
     assert file_for("/d/x/v1/m/ab/images/0.png") == "d/x/v1/m/ab/images/0.png"
-
-
-def test_view_refuses_a_dataset_the_store_does_not_hold(demo_store):
-    result = CliRunner().invoke(app, ["view", "nope@v1", "--store", demo_store.root, "--out", "x"])
-    assert result.exit_code == 1 and "has no committed version" in result.output
-
-
-def test_only_loopback_hosts_count_as_local():
-    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
-    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.4")
