@@ -98,12 +98,19 @@ def _numbers(values: pa.Array) -> np.ndarray:
 
 
 def histogram(values: np.ndarray, bins: int = HISTOGRAM_BINS) -> list[HistogramBin]:
-    """Return equal-width bins over `values` (one bin when they are all equal)."""
+    """Return at most `bins` equal-width bins over `values`; counts of tokens get whole-number
+    bins, each from `low` to `high` inclusive."""
     if values.size == 0:
         return []
     low, high = float(values.min()), float(values.max())
-    if low == high:
-        return [HistogramBin(low, high, int(values.size))]
+    if np.all(values == np.round(values)):
+        width = max(1, -(-(int(high) - int(low) + 1) // bins))
+        edges = np.arange(int(low), int(high) + width + 1, width)
+        counts, _ = np.histogram(values, bins=edges)
+        return [
+            HistogramBin(float(edges[i]), float(edges[i + 1] - 1), int(c))
+            for i, c in enumerate(counts)
+        ]
     counts, edges = np.histogram(values, bins=bins, range=(low, high))
     return [
         HistogramBin(float(edges[i]), float(edges[i + 1]), int(c)) for i, c in enumerate(counts)
