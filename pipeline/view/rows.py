@@ -148,7 +148,7 @@ class VersionRows:
             groups = [
                 i
                 for i in range(f.num_row_groups)
-                if _group_may_hold(f.metadata.row_group(i), after_id, only_id)
+                if _group_may_hold(f.metadata, i, after_id, only_id)
             ]
             # One row group at a time: a page that fills stops decoding where it is.
             for group in groups:
@@ -203,11 +203,15 @@ class VersionRows:
                 yield from self._batches(shard, columns=columns)
 
 
-def _group_may_hold(group: Any, after_id: str | None, only_id: str | None) -> bool:
+def _group_may_hold(metadata: Any, group: int, after_id: str | None, only_id: str | None) -> bool:
     """Return whether a Parquet row group may hold the rows asked for, from its id stats."""
     if after_id is None and only_id is None:
         return True
-    stats = group.column(0).statistics  # `id` is the schema's first column
+    leaves = metadata.schema
+    column = next((i for i in range(len(leaves)) if leaves.column(i).path == "id"), None)
+    if column is None:
+        return True
+    stats = metadata.row_group(group).column(column).statistics
     if stats is None or not stats.has_min_max:
         return True
     if after_id is not None and stats.max <= after_id:

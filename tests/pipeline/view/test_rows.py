@@ -99,3 +99,14 @@ def test_a_filter_refuses_an_unknown_modality():
     with pytest.raises(ValueError, match="modality"):
         RowFilter.from_query({"modality": "video"})
     assert RowFilter.from_query({"split": " test ", "q": ""}).query() == {"split": "test"}
+
+
+def test_a_later_page_skips_the_parquet_row_groups_before_its_key(tmp_path):
+    demo = build_demo_store(str(tmp_path / "store"), fmt="parquet", models=False)
+    rows = _rows(demo)
+    train = sorted(r["id"] for r in demo.records if r["split"] == "train")
+    page = rows.page(RowFilter(), PageToken(0, train[4]), size=1)
+    # Two-row groups: [0, 1] and [2, 3] end at or before the key and are never decoded;
+    # [4, 5] gives the row and [6] the proof that a next page exists.
+    assert [r["id"] for r in page.rows] == [train[5]]
+    assert page.scanned == 3 and page.next == PageToken(0, train[5])
