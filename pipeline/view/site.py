@@ -218,6 +218,13 @@ class ViewSite:
         page = rows.page(where, PageToken.parse(query.get("after")))
         shown = query.get("page") or "1"
         number = int(shown) if shown.isdigit() and len(shown) < 7 else 1
+        next_query = (
+            urlencode({**where.query(), "after": str(page.next), "page": number + 1})
+            if page.next
+            else None
+        )
+        if query.get("format") == "json":
+            return self._rows_json(store, manifest, page.rows, next_query)
         sources = sorted({s["name"] for s in manifest.recipe.get("sources", []) if "name" in s})
         return self._page(
             "rows.html",
@@ -226,11 +233,8 @@ class ViewSite:
             rows=page.rows,
             where=where,
             filters=where.query(),
-            next_query=(
-                urlencode({**where.query(), "after": str(page.next), "page": number + 1})
-                if page.next
-                else None
-            ),
+            next_query=next_query,
+            json_query=urlencode({**query, "format": "json"}),
             page_number=number,
             sources=sources,
             splits=[s for s in ("train", "validation", "test") if manifest.splits.get(s)],
@@ -239,6 +243,31 @@ class ViewSite:
             has_quality=rows.has_quality,
             media_url=_media_url,
         )
+
+    def _rows_json(
+        self, store: Store, manifest: Manifest, rows: list[dict[str, Any]], next_query: str | None
+    ) -> Response:
+        """Return a rows page as JSON (datasette's rule: one view, HTML or JSON): each row as
+        stored, its media as URLs, and the next page's URL."""
+        base = f"/d/{store.name}/v{manifest.number}/"
+        out = []
+        for row in rows:
+            row = {k: v for k, v in row.items() if not k.startswith("_")}
+            for column in ("images", "audios"):
+                row[column] = [
+                    {**item, "url": _media_url(store, manifest, row, column, i)}
+                    for i, item in enumerate(row[column])
+                ]
+            out.append(row)
+        body = {
+            "dataset": store.name,
+            "version": manifest.number,
+            "content_id": manifest.content_id,
+            "rows": out,
+            "next": f"{base}?{next_query}&format=json" if next_query else None,
+        }
+        data = json.dumps(body, ensure_ascii=False, indent=1).encode("utf-8")
+        return Response(200, "application/json; charset=utf-8", data)
 
     def _record(self, store: Store, manifest: Manifest, record_id: str) -> Response:
         if not _RECORD_ID.match(record_id):

@@ -194,3 +194,17 @@ def test_a_page_that_rebinds_its_name_to_loopback_gets_nothing(view_server):
     assert status == 421 and b"content id" not in body
     for host in (f"localhost:{port}", f"127.0.0.1:{port}"):
         assert raw(view_server, "GET", f"/d/{NAME}/", host=host)[0] == 200
+
+
+def test_the_rows_page_answers_json_too_with_media_urls_and_the_next_page(view_server, demo_store):
+    import json
+
+    status, headers, body = get(f"{view_server}/d/{NAME}/v1/?split=train&format=json")
+    assert status == 200 and headers["Content-Type"].startswith("application/json")
+    data = json.loads(body)
+    train = sorted(r["id"] for r in demo_store.records if r["split"] == "train")
+    assert [r["id"] for r in data["rows"]] == train and data["next"] is None
+    image = next(r for r in data["rows"] if r["images"])["images"][0]
+    assert image["path"] == "boat.png" and "bytes" not in image
+    assert get(view_server + image["url"])[2].startswith(b"\x89PNG")
+    assert data["rows"][0]["messages"]  # text as stored: JSON, not HTML, escapes nothing
