@@ -92,6 +92,10 @@ class ViewSite:
         self.env = _environment()
         self._rows = lru_cache(maxsize=16)(self._open_rows)
         self._plots = lru_cache(maxsize=256)(self._plot)
+        # A committed version never changes: what was read from it once stays true.
+        self._summaries = lru_cache(maxsize=8)(
+            lambda name, number: summarize_quality(self._rows(name, number))
+        )
 
     # ---- the store ----
 
@@ -129,10 +133,6 @@ class ViewSite:
     def _open_rows(self, name: str, number: int) -> VersionRows:
         store = self.store(name)
         return VersionRows(store, store.manifest(number))
-
-    def rows(self, name: str, version: str) -> VersionRows:
-        manifest = self.manifest(self.store(name), version)
-        return self._rows(name, manifest.number)
 
     # ---- routing ----
 
@@ -298,7 +298,7 @@ class ViewSite:
         )
 
     def _media(self, store: Store, manifest: Manifest, parts: list[str]) -> Response:
-        data = self._media_bytes(store, manifest, *parts)
+        data = self._media_bytes(store.name, manifest.number, *parts)
         return Response(200, media_type(data, parts[1]), data, _IMMUTABLE)
 
     def _spectrogram(self, store: Store, manifest: Manifest, record_id: str, item: str) -> Response:
@@ -312,26 +312,21 @@ class ViewSite:
         costs far more than reading the clip)."""
         from pipeline.cli.preview import waveform_and_spectrogram
 
-        manifest = self.manifest(self.store(name), f"v{number}")
-        return waveform_and_spectrogram(
-            self._media_bytes(self.store(name), manifest, record_id, "audios", item)
-        )
+        return waveform_and_spectrogram(self._media_bytes(name, number, record_id, "audios", item))
 
-    def _media_bytes(
-        self, store: Store, manifest: Manifest, record_id: str, column: str, item: str
-    ) -> bytes:
+    def _media_bytes(self, name: str, number: int, record_id: str, column: str, item: str) -> bytes:
         """Return one media item's bytes, read from its shard row; NotFound otherwise."""
         m = _MEDIA_ITEM.match(item)
         if not _RECORD_ID.match(record_id) or column not in ("images", "audios") or not m:
             raise NotFound(f"{record_id}/{column}/{item}")
-        data = self._rows(store.name, manifest.number).media(record_id, column, int(m.group(1)))
+        data = self._rows(name, number).media(record_id, column, int(m.group(1)))
         if data is None:
             raise NotFound(f"{record_id}/{column}/{item}")
         return data
 
     def _quality(self, store: Store, manifest: Manifest) -> Response:
         rows = self._rows(store.name, manifest.number)
-        summary = summarize_quality(rows)
+        summary = self._summaries(store.name, manifest.number)
         clusters = {
             cluster: [rows.record(rid) for rid in ids] for cluster, ids in summary.clusters.items()
         }
@@ -400,7 +395,7 @@ class ViewSite:
             replies=replies,
             curve=curve.get("points") or [],
             report=_read_json(store, os.path.join(entry.path, "report.json")),
-            promoted=(registry.pointer() or None),
+            promoted=registry.pointer(),
         )
 
 
