@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import re
+import threading
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -312,7 +313,9 @@ class ViewSite:
         costs far more than reading the clip)."""
         from pipeline.cli.preview import waveform_and_spectrogram
 
-        return waveform_and_spectrogram(self._media_bytes(name, number, record_id, "audios", item))
+        clip = self._media_bytes(name, number, record_id, "audios", item)
+        with _PLOT_LOCK:  # matplotlib is not thread-safe; the server answers in threads
+            return waveform_and_spectrogram(clip)
 
     def _media_bytes(self, name: str, number: int, record_id: str, column: str, item: str) -> bytes:
         """Return one media item's bytes, read from its shard row; NotFound otherwise."""
@@ -400,6 +403,7 @@ class ViewSite:
 
 
 _IMMUTABLE = {"Cache-Control": "max-age=86400, immutable"}
+_PLOT_LOCK = threading.Lock()
 
 
 def _read_json(store: Store, path: str) -> Any:
