@@ -208,3 +208,11 @@ def test_the_rows_page_answers_json_too_with_media_urls_and_the_next_page(view_s
     assert image["path"] == "boat.png" and "bytes" not in image
     assert get(view_server + image["url"])[2].startswith(b"\x89PNG")
     assert data["rows"][0]["messages"]  # text as stored: JSON, not HTML, escapes nothing
+
+
+def test_rows_filtered_by_a_quality_flag_show_the_flag(view_server):
+    html = page(view_server, f"/d/{NAME}/v2/?flag=too_short")
+    assert html.count('<section class="row">') == 2
+    assert html.count('<span class="flag">too_short</span>') == 2
+    v1 = page(view_server, f"/d/{NAME}/v1/")
+    assert 'title="this version has no quality column"' in v1
