@@ -17,6 +17,7 @@ from typing import Any
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser")
 WINDOW = (1100, 900)
+LOAD_TIMEOUT_S = 60
 
 # Run in the page through DevTools (the page's CSP forbids its own scripts, not these):
 # wait until every <audio> has its metadata or failed, then list what loaded.
@@ -129,7 +130,10 @@ class Chromium:
                     mobile=False,
                 )
                 await call("Page.navigate", url=url)
+                deadline = time.monotonic() + LOAD_TIMEOUT_S
                 while "Page.loadEventFired" not in events:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"{url} did not load in {LOAD_TIMEOUT_S} s")
                     await call("Runtime.evaluate", expression="1")
                     await asyncio.sleep(0.1)
                 result = await call(
