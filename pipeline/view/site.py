@@ -41,6 +41,7 @@ _MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _MEDIA_ITEM = re.compile(r"^(\d{1,4})(\.[a-z0-9]{1,5})?$")
 STATIC_FILES = {"view.css": "text/css; charset=utf-8"}
 DIFF_IDS_SHOWN = 200
+MAX_OTHER_EVALS = 100
 
 
 @dataclass
@@ -395,6 +396,7 @@ class ViewSite:
             "model.html",
             store=store,
             e=entry,
+            others=_other_evaluations(store, entry.path),
             replies=replies,
             curve=curve.get("points") or [],
             report=_read_json(store, os.path.join(entry.path, "report.json")),
@@ -411,6 +413,21 @@ def _read_json(store: Store, path: str) -> Any:
         return json.loads(store.fs.read_bytes(path))
     except (FileNotFoundError, json.JSONDecodeError, NotADirectoryError):
         return None
+
+
+def _other_evaluations(store: Store, run_dir: str) -> list[dict[str, Any]]:
+    """Return the model's evaluations on other versions' test splits (what retrains kept in
+    its `evals/` folder when they compared it with a newer model), oldest version first."""
+    from trainers.heldout import EVALS_DIR
+
+    folder = os.path.join(run_dir, EVALS_DIR)
+    found = []
+    for name in sorted(store.fs.listdir(folder))[:MAX_OTHER_EVALS]:
+        if name.endswith(".json"):
+            body = _read_json(store, os.path.join(folder, name))
+            if isinstance(body, dict) and isinstance(body.get("evaluation"), dict):
+                found.append(body)
+    return sorted(found, key=lambda b: (b.get("eval_set") or {}).get("version") or 0)
 
 
 def _here(folder: str) -> Any:

@@ -254,6 +254,15 @@ def write_model(store: Store, run_id: str, version: int, init: str | None, creat
         json.dump(run, f)
     with open(os.path.join(folder, "eval.json"), "w") as f:
         json.dump(evaluation, f)
+    if init:  # the retrain that made this model scored the one it continued on this version
+        evals = os.path.join(store.models_dir(init), "evals")
+        os.makedirs(evals, exist_ok=True)
+        kept = {
+            "eval_set": {"dataset": store.name, "version": version, "split": "test", "rows": 3},
+            "evaluation": {**evaluation, "loss": 6.75, "replies": []},
+        }
+        with open(os.path.join(evals, "abc-def.json"), "w") as f:
+            json.dump(kept, f)
     log = [{"step": s, "loss": 7.0 - s / 10, "learning_rate": 0.01} for s in range(1, 6)]
     write_training_curve(log + [{"step": 5, "eval_loss": 6.6}], folder)
 

@@ -146,6 +146,9 @@ def test_models_show_lineage_promotion_history_curves_and_replies(view_server):
     model = page(view_server, f"/d/{NAME}/models/m2/")
     assert "continued from" in model and "<td>Aiko</td>" in model
     assert "<script" not in model and "&lt;script&gt;document.title" in model
+    first = page(view_server, f"/d/{NAME}/models/m1/")
+    assert "Evaluations on other versions" in first and "6.7500" in first
+    assert f'<a href="/d/{NAME}/v2/">{NAME}@v2</a> test' in first
     status, headers, body = get(f"{view_server}/d/{NAME}/models/m2/training_curve.png")
     assert status == 200 and body.startswith(b"\x89PNG")
 
