@@ -11,7 +11,7 @@ export RAY_DATA_ENABLE_OP_RESOURCE_RESERVATION := 0
 export TOKENIZERS_PARALLELISM := false
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo test bench install wordnet lint clean
+.PHONY: demo test bench install wordnet chromium lint clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,15 @@ wordnet:
 	  || echo "roleforge: could not install wordnet-base; SynonymAug recipes will fail at load with instructions"; \
 	else echo "roleforge: WordNet missing; run 'sudo apt-get install wordnet-base' (or set ROLEFORGE_WORDNET=<dir>) for SynonymAug"; fi
 
+# Debian's chromium, headless, for the browser test of `roleforge view`
+# (tests/pipeline/view/test_browser.py skips with a message without it).
+chromium:
+	@if command -v chromium >/dev/null || command -v chromium-browser >/dev/null; then :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null) \
+	  || echo "roleforge: could not install chromium; the view's browser test will skip"; \
+	else echo "roleforge: chromium missing; run 'sudo apt-get install chromium' for the view's browser test"; fi
+
 # Two retrains: the bundled corpus (v1, a first model compared with the untrained base),
 # then with the corpus's second part added (v2, continued from the promoted model and
 # compared with it on v2's test split). Exit 4, "not promoted", is a decision, not a failure.
@@ -37,7 +46,7 @@ demo: install
 	$(VENV)/bin/roleforge retrain examples/demo_more.yaml || [ $$? -eq 4 ]
 	$(VENV)/bin/roleforge models demo-roleplay
 
-test: install
+test: install chromium
 	$(PY) -m pytest -q tests
 
 # `make bench BENCH_ARGS=--quick` for a run of a few minutes. Daft and Data-Juicer cannot

@@ -33,6 +33,8 @@ ALLOWED: dict[str, set[str]] = {
     | STORE
     | {"pipeline.cards", "pipeline.execution", "trainers", "pipeline"},
     "pipeline.cli": {"pipeline", "augmenters", "trainers"},
+    # The viewer is a front end like the CLI: it reads the store and the model registry.
+    "pipeline.view": {"pipeline", "augmenters", "trainers"},
     "pipeline": {"pipeline"},  # pipeline/__init__.py: lazy re-exports only
     "augmenters.config": RECORD | {"augmenters.config"},
     "augmenters": RECORD | {"augmenters"},

@@ -334,6 +334,10 @@ from pipeline.cli.models import register as _register_models  # noqa: E402
 
 _register_models(app)  # retrain, models, promote
 
+from pipeline.cli.view import register as _register_view  # noqa: E402
+
+_register_view(app)
+
 
 def main() -> None:
     """Run the command line; an OS-level failure (full disk, unwritable or special store,
