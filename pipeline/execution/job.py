@@ -45,8 +45,13 @@ from pipeline.execution.passes import (
     KEYS_SCHEMA,
     ROWS_SCHEMA,
     IngestOutcome,
+    IngestShared,
+    IngestTask,
     PassContext,
+    PassTask,
+    RebaseTask,
     Slice,
+    build_stages,
     ingest_source,
     rebase_rows,
     record_pass,
@@ -85,7 +90,7 @@ from pipeline.store.manifest import (
     ShardEntry,
     StageCount,
 )
-from pipeline.store.quarantine import QuarantineWriter
+from pipeline.store.quarantine import QuarantinePart, QuarantineWriter, read_quarantine_part
 from pipeline.store.read import Store, VersionNotFound
 from pipeline.store.writer import INDEX_SCHEMA, ShardWriter, localized, plan_shards
 
@@ -300,6 +305,7 @@ class DataJob:
         # Made here, so every task reads the sources with the driver's endpoint and keys.
         source_fs = SourceFS.of(self.recipe)
         counts = self.counts["ingest"]
+        shared = IngestShared(self.recipe, self.splitter, self.fs, source_fs)
         calls = []
         names = []
         # A source of many files is read by several tasks (a group of files each).
@@ -309,12 +315,15 @@ class DataJob:
             per_task = max(1, -(-len(files) // tasks_per_source))
             groups = [files[j : j + per_task] for j in range(0, len(files), per_task)] or [[]]
             for g, group in enumerate(groups):
-                folder = os.path.join(self.staging, "ingest", f"s{i}-{g}")
-                first = g == 0
-                recipe, splitter = self.recipe, self.splitter
-                calls.append(
-                    (len(calls), source, group, first, recipe, splitter, folder, self.fs, source_fs)
+                task = IngestTask(
+                    index=len(calls),
+                    source=source,
+                    files=group,
+                    book_entries=g == 0,
+                    folder=os.path.join(self.staging, "ingest", f"s{i}-{g}"),
+                    quarantine_path=self._quarantine_part_path(f"ingest-s{i}-{g}"),
                 )
+                calls.append((task, shared))
                 names.append(source.name)
         self.progress.start("ingest", len(calls))
         resources = StageResources.for_stage(self.recipe.execution, "ingest")
@@ -328,7 +337,7 @@ class DataJob:
         for outcome, name in zip(outcomes, names, strict=True):
             assert outcome is not None
             counts.records_in += outcome.records_in
-            for entry in outcome.rejected:
+            for entry in self._quarantined_by(outcome.quarantine):
                 self._quarantine(counts, entry)
             self.unmapped_fields[name].update(outcome.unmapped_fields)
             self.media_inputs.extend(outcome.media)
@@ -337,6 +346,13 @@ class DataJob:
         counts.out = table.num_rows
         self.progress.finish("ingest")
         return table
+
+    def _quarantine_part_path(self, name: str) -> str:
+        return os.path.join(self.staging, "quarantine", f"{name}.jsonl")
+
+    def _quarantined_by(self, part: QuarantinePart | None) -> list[QuarantineEntry]:
+        """Return the entries of a task's quarantine part (none when it rejected nothing)."""
+        return read_quarantine_part(part, self.fs) if part is not None else []
 
     def _quarantine(self, counts: StageCounts, entry: QuarantineEntry) -> None:
         self.quarantine.write(entry)
@@ -353,20 +369,11 @@ class DataJob:
 
         resources = StageResources.for_stage(self.recipe.execution, "augment", "validate")
         self.progress.start("records", todo.num_rows)
-        augmenter = None
-        if self.recipe.augment.copies > 0:
-            from augmenters import RecordAugmenter
-
-            augmenter = RecordAugmenter(
-                self.recipe.augment, self.recipe.seed, self.recipe.recipe_hash
-            )
         context = ray.put(
             PassContext(
                 fs=self.fs,
-                limits=self.recipe.limits,
-                duplicate_ids=skip_ids,
-                splitter=self.splitter,
-                augmenter=augmenter,
+                stages=build_stages(self.recipe, self.splitter),
+                skip_ids=skip_ids,
                 batch_size=resources.batch_size,
             )
         )
@@ -377,19 +384,29 @@ class DataJob:
             else os.path.join(self.staging, "records")
         )
         calls = [
-            ([piece], os.path.join(folder, f"{name}.arrow"), context)
+            (
+                PassTask(
+                    slices=[piece],
+                    output=os.path.join(folder, f"{name}.arrow"),
+                    quarantine_path=self._quarantine_part_path(f"records-{name}"),
+                ),
+                context,
+            )
             for piece, name in _slices(todo, per_task)
         ]
         rows: list[pa.Table] = []
-        rejected: list[tuple[int, list[QuarantineEntry]]] = []
+        parts: list[tuple[int, QuarantinePart | None]] = []
         for i, outcome in run_tasks(record_pass, calls, resources):
             self._ran_on("records", outcome.node)
             rows.append(outcome.rows)
-            rejected.append((i, outcome.rejected))
+            parts.append((i, outcome.quarantine))
             self.stats.merge(outcome.stats)
-            self.progress.advance("records", outcome.originals + len(outcome.rejected))
+            self.progress.advance("records", outcome.records_in)
         self.progress.finish("records")
-        entries = [e for _, batch in sorted(rejected, key=lambda item: item[0]) for e in batch]
+        # In task order, so the quarantine file reads the same whatever finished first.
+        entries = [
+            e for _, part in sorted(parts, key=lambda p: p[0]) for e in self._quarantined_by(part)
+        ]
         return (pa.concat_tables(rows) if rows else ROWS_SCHEMA.empty_table()), entries
 
     def _records(
@@ -521,20 +538,18 @@ class DataJob:
             name = hashlib.sha256(
                 canonical_json([self.recipe.recipe_hash, keys]).encode()
             ).hexdigest()
-            calls.append(
-                (
-                    self.cache.part_path(part),
-                    of_part["row"].to_pylist(),
-                    of_part["stats"].to_pylist(),
-                    self.recipe.recipe_hash,
-                    self.cache.part_path(f"{name}.arrow"),
-                    self.fs,
-                )
+            task = RebaseTask(
+                part=self.cache.part_path(part),
+                rows=of_part["row"].to_pylist(),
+                stats=of_part["stats"].to_pylist(),
+                recipe_hash=self.recipe.recipe_hash,
+                output=self.cache.part_path(f"{name}.arrow"),
             )
+            calls.append((task, self.fs))
         out = []
-        for _, (rows, node) in run_tasks(rebase_rows, calls, resources):
-            self._ran_on("rebase", node)
-            out.append(rows)
+        for _, outcome in run_tasks(rebase_rows, calls, resources):
+            self._ran_on("rebase", outcome.node)
+            out.append(outcome.rows)
         return pa.concat_tables(out) if out else ROWS_SCHEMA.empty_table()
 
     def _remember(self, todo: pa.Table, rows: pa.Table, entries: list[QuarantineEntry]) -> None:
@@ -652,10 +667,10 @@ class DataJob:
         calls = [(*localized(plan, paths), shared) for plan in plans]
         resources = StageResources.for_stage(self.recipe.execution, "write")
         shards: list[ShardEntry | None] = [None] * len(plans)
-        for i, (entry, node) in run_tasks(write_shard, calls, resources):
-            shards[i] = entry
-            self._ran_on("write", node)
-            self.progress.advance("write", entry.rows)
+        for i, outcome in run_tasks(write_shard, calls, resources):
+            shards[i] = outcome.entry
+            self._ran_on("write", outcome.node)
+            self.progress.advance("write", outcome.entry.rows)
         self.fs.fsync_dir(writer.folder)
         counts.out = sum(s.rows for s in shards if s is not None)
         self.progress.finish("write")
