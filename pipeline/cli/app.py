@@ -112,7 +112,8 @@ def data_job_errors() -> Iterator[None]:
     """Turn the data job's failures into a one-line error and the command's exit code."""
     from pipeline.record.config import RecipeError
     from pipeline.record.rejection import TooManyBadRecords
-    from pipeline.store.commit import CommitCheckFailed, InjectedFault
+    from pipeline.store.atomic import InjectedFault
+    from pipeline.store.commit import CommitCheckFailed
     from pipeline.store.fs import StoreNotWritable, UnsupportedStore
     from pipeline.store.lock import StoreBusy
 

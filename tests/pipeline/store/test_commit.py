@@ -10,11 +10,10 @@ from typing import Any
 import pytest
 
 from pipeline.record.schema import RECORD_SCHEMA
+from pipeline.store.atomic import FAULT_ENV, InjectedFault
 from pipeline.store.commit import (
-    FAULT_ENV,
     FAULT_POINTS,
     CommitCheckFailed,
-    InjectedFault,
     VersionCommitter,
     check_counts,
     content_id,
