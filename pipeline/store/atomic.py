@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import os
 
+from pipeline.store.fs import LocalFS
+
 FAULT_ENV = "ROLEFORGE_FAULT"
 
 
@@ -33,15 +35,6 @@ def fault_point(name: str) -> None:
         import signal
 
         os.kill(os.getpid(), signal.SIGKILL)
-
-
-def fsync_dir(path: str) -> None:
-    """Make the entries of folder `path` (a rename into it) durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def replace_file(path: str, data: bytes, steps: str | None = None) -> None:
@@ -63,7 +56,7 @@ def replace_file(path: str, data: bytes, steps: str | None = None) -> None:
     step("temp_written")
     os.replace(tmp, path)  # the commit point: readers see old or new
     step("replaced")
-    fsync_dir(os.path.dirname(path) or ".")
+    LocalFS().fsync_dir(os.path.dirname(path) or ".")
     step("synced")
 
 
