@@ -17,10 +17,10 @@ from pipeline.record.rejection import (
     check_bad_fraction,
 )
 from pipeline.stages.validate import ValidateStage
-from pipeline.store.fs import store_fs
 from pipeline.store.lock import RunLease
 from pipeline.store.quarantine import QuarantineWriter
 from pipeline.store.read import Store
+from pipeline.store.store_fs import store_fs
 
 log = logging.getLogger(__name__)
 TOP_REASONS = 5

@@ -76,10 +76,8 @@ from pipeline.store.commit import (
     VersionCommitter,
     card_metadata,
     check_counts,
-    content_id,
-    schema_sha256,
 )
-from pipeline.store.fs import LocalFS, store_fs
+from pipeline.store.fs import LocalFS
 from pipeline.store.lock import RunLease
 from pipeline.store.manifest import (
     DedupSummary,
@@ -89,9 +87,12 @@ from pipeline.store.manifest import (
     ReuseSummary,
     ShardEntry,
     StageCount,
+    content_id,
+    schema_sha256,
 )
 from pipeline.store.quarantine import QuarantinePart, QuarantineWriter, read_quarantine_part
 from pipeline.store.read import Store, VersionNotFound
+from pipeline.store.store_fs import store_fs
 from pipeline.store.writer import INDEX_SCHEMA, ShardWriter, localized, plan_shards
 
 log = logging.getLogger(__name__)

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline.readers.png_card import card_json_from_png
 from pipeline.readers.source_fs import LOCAL, SourceFS
 from pipeline.record.location import abspath, join, normpath, realpath
 from pipeline.record.rejection import RecordRejected
@@ -308,8 +309,6 @@ def is_utf8_encodable(text: str) -> bool:
 
 
 def _png_card_items(path: str, fs: SourceFS) -> Iterator[RawItem]:
-    from pipeline.readers.tavern import card_json_from_png
-
     try:
         text = card_json_from_png(path, fs)
     except RecordRejected as exc:

@@ -86,7 +86,7 @@ class SourceFS:
         return cls(recipe.store_options.fs_kwargs(), tuple(schemes))  # type: ignore[arg-type]
 
     def _store(self, location: str) -> tuple[Any, str]:
-        from pipeline.store.fs import store_fs
+        from pipeline.store.store_fs import store_fs
 
         scheme, path = split_uri(location)
         if scheme not in self._remote:

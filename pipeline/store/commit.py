@@ -12,7 +12,6 @@ on to N+1 before it copies anything, and never writes into the winner's folder.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import secrets
@@ -20,9 +19,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import pyarrow as pa
-
-from pipeline.record.ids import canonical_json
 from pipeline.store.atomic import fault_point
 from pipeline.store.fs import CLAIM_FILE, LocalFS, StoreFS
 from pipeline.store.lock import commit_lock
@@ -46,17 +42,6 @@ MAX_NUMBER_TRIES = 1000
 
 class CommitCheckFailed(RuntimeError):
     """The staged version fails a pre-commit check; nothing was published."""
-
-
-def schema_sha256(schema: pa.Schema) -> str:
-    """Return the sha256 of the schema's canonical Arrow IPC serialization (with metadata)."""
-    return hashlib.sha256(schema.serialize().to_pybytes()).hexdigest()
-
-
-def content_id(schema_hash: str, shard_hashes: list[str]) -> str:
-    """Return the content id: sha256 over the schema hash and the sorted shard hashes."""
-    payload = canonical_json({"schema": schema_hash, "shards": sorted(shard_hashes)})
-    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
 def check_counts(counts: dict[str, dict[str, int]]) -> None:

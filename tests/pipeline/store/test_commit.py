@@ -16,12 +16,10 @@ from pipeline.store.commit import (
     CommitCheckFailed,
     VersionCommitter,
     check_counts,
-    content_id,
-    schema_sha256,
 )
 from pipeline.store.fs import LocalFS
 from pipeline.store.gc import collect_garbage
-from pipeline.store.manifest import Manifest
+from pipeline.store.manifest import Manifest, content_id, schema_sha256
 from pipeline.store.read import Store
 from pipeline.store.verify import verify_version
 from pipeline.store.writer import ShardWriter
