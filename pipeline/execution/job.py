@@ -1,38 +1,27 @@
 """`roleforge run`: the data job of one recipe, from sources to a committed version.
 
-How records move (DESIGN.md: workers write, the driver commits small facts):
-- Ingest: one Ray task per source reads it (JSON and media bytes), appends the records to
-  Arrow IPC part files in `_staging/<run_id>/ingest/`, and returns per record only its id,
-  its exact-duplicate key (from the bytes: nothing is decoded), its split group, its
-  content hash and where it lies.
-- The driver decides on those keys alone: which ids are duplicates (the smallest id per key
-  stays), and the split plan over the groups that stay (cut points by count).
-- The record pass: tasks over slices of the ingested parts validate -> split -> augment each
-  record with one decode (the pixels that prove an image decodes are the ones augmented),
-  write their own output part, and return per output row (split, id, part, row, bytes),
-  plus their quarantine entries and stats.
-- Shards: the driver plans them from those rows (id order per split, cut by size); one task
-  per shard gathers its rows from the parts and writes it, hashing on the way out.
-- The driver builds the typed manifest and commits (exclusive create).
-The driver never touches a media byte; its work per record is a few Arrow compute kernels
-over the small facts (no Python loop per record).
+`DataJob.run` goes room by room (docs/ARCHITECTURE.md, "The data flow"); tasks write, the
+driver decides and commits small facts and never touches a media byte:
+- ingest (`_ingest`): one task per source (or group of its files) writes Arrow IPC parts
+  and its quarantine part, and returns the ingest keys (`passes.ingest_keys`);
+- plan (`plan.plan_records`): dedup over the keys, the split plan over what stays;
+- record pass (`_records`): the recipe's stages (`passes.build_stages`) over slices of the
+  parts, through the per-record cache (`cached_records`) when it is on;
+- shards (`_write`): one task per planned shard, rows in id order, hashed while written;
+- commit (`_commit`): the typed manifest, created exclusively, then the cards.
+Counts, reasons and nodes go to one `RunLedger`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Protocol
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from augmenters.stats import AugmentStats
-from pipeline.execution.cache_keys import CacheKeys
+from pipeline.execution.cached_records import CachedRecords
 from pipeline.execution.cluster import (
     StageResources,
     cluster_cpus,
@@ -49,10 +38,8 @@ from pipeline.execution.passes import (
     IngestTask,
     PassContext,
     PassTask,
-    RebaseTask,
     build_stages,
     ingest_source,
-    rebase_rows,
     record_pass,
     write_shard,
 )
@@ -63,8 +50,9 @@ from pipeline.execution.provenance import (
     pinned_inputs,
     unchanged_inputs,
 )
+from pipeline.execution.run_result import NoProgress, RunProgress, RunResult
 from pipeline.recipe import Recipe, check_recipe_ops, parse_size
-from pipeline.record.ids import canonical_json, new_run_id
+from pipeline.record.ids import new_run_id
 from pipeline.record.rejection import QuarantineEntry
 from pipeline.record.schema import RECORD_SCHEMA, SPLITS
 from pipeline.stages.split import SplitStage
@@ -100,69 +88,6 @@ log = logging.getLogger(__name__)
 INGEST_TASKS_PER_CPU = 2
 
 
-class RunProgress(Protocol):
-    """Receives per-stage progress; the CLI draws it with rich."""
-
-    def start(self, stage: str, total: int | None) -> None: ...
-    def advance(self, stage: str, n: int) -> None: ...
-    def finish(self, stage: str) -> None: ...
-
-
-class _NoProgress:
-    def start(self, stage: str, total: int | None) -> None:
-        pass
-
-    def advance(self, stage: str, n: int) -> None:
-        pass
-
-    def finish(self, stage: str) -> None:
-        pass
-
-
-@dataclass
-class RunResult:
-    """The outcome of a run: the version that holds the data and what each stage did."""
-
-    name: str
-    version: int
-    content_id: str
-    path: str
-    unchanged: bool
-    splits: dict[str, int]
-    counts: dict[str, dict[str, int]]
-    split_groups: dict[str, int] | None
-    run_id: str
-    manifest_path: str
-    quarantine_path: str | None
-    reuse: RecordReuse
-    # True when the inputs, recipe hash and code equalled the latest version's: no stage ran.
-    stages_skipped: bool = False
-    seconds: float = 0.0
-    train: dict[str, Any] | None = None
-    unmapped_fields: dict[str, dict[str, int]] = field(default_factory=dict)
-    nodes: dict[str, dict[str, int]] = field(default_factory=dict)  # pass -> node id -> tasks
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the `--json` object of `roleforge run`."""
-        out: dict[str, Any] = {
-            "name": self.name,
-            "version": self.version,
-            "content_id": self.content_id,
-            "path": self.path,
-            "unchanged": self.unchanged,
-            "splits": self.splits,
-            "split_groups": self.split_groups,
-            "counts": self.counts,
-            "unmapped_fields": self.unmapped_fields,
-            "reused": self.reuse.reused,
-            "computed": self.reuse.computed,
-            "nodes": self.nodes,
-        }
-        if self.train is not None:
-            out["train"] = self.train
-        return out
-
-
 class DataJob:
     """One run of a recipe's data job; `run()` returns the committed (or unchanged) version."""
 
@@ -170,7 +95,7 @@ class DataJob:
         self, recipe: Recipe, progress: RunProgress | None = None, run_id: str | None = None
     ):
         self.recipe = recipe
-        self.progress = progress or _NoProgress()
+        self.progress = progress or NoProgress()
         self.run_id = run_id or new_run_id()
         self.fs, store_path = store_fs(recipe.store_uri, **recipe.store_options.fs_kwargs())
         self.store = Store(store_path, recipe.name, self.fs)
@@ -301,128 +226,18 @@ class DataJob:
             rows, entries = self._record_pass(todo, duplicate_ids, plan.split)
             self.ledger.reuse = RecordReuse(reused=0, computed=todo.num_rows, basis="no cache")
             return rows, entries
-        todo = self._keyed(todo, plan.split)
+        cached = CachedRecords(self.recipe, self.cache, self.run_id, self.ledger)
+        todo = cached.keyed(todo, plan.split)
         misses, hits, stale = self.cache.lookup(todo, self.recipe.recipe_hash)
         hit_ids = todo["id"].filter(pc.invert(pc.is_in(todo["id"], value_set=misses["id"])))
         skip = pa.concat_arrays([duplicate_ids, hit_ids.combine_chunks().cast(pa.string())])
         rows, entries = self._record_pass(misses, skip, plan.split)
-        reused, rebased, reused_entries = self._reused(hits, stale)
-        self._remember(todo, pa.concat_tables([rows, rebased]), entries)
+        reused, rebased, reused_entries = cached.reused(hits, stale)
+        cached.remember(todo, pa.concat_tables([rows, rebased]), entries)
         self.ledger.reuse = RecordReuse(
             reused=todo.num_rows - misses.num_rows, computed=misses.num_rows, basis="record cache"
         )
         return pa.concat_tables([rows, reused, rebased]), entries + reused_entries
-
-    # ---- the per-record cache ----
-
-    def _keyed(self, todo: pa.Table, split: SplitStage) -> pa.Table:
-        """Return `todo` with each record's cache key (`ckey`) and assigned split."""
-        splits = [split.split_of(g) for g in todo["group"].to_pylist()]
-        keyer = CacheKeys(self.recipe, code_version().identity())
-        ckeys = [
-            keyer.key(c, s, i, a)
-            for c, s, i, a in zip(
-                todo["content"].to_pylist(),
-                splits,
-                todo["images"].to_pylist(),
-                todo["audios"].to_pylist(),
-                strict=True,
-            )
-        ]
-        todo = todo.append_column("split", pa.array(splits, pa.string()))
-        return todo.append_column("ckey", pa.array(ckeys, pa.string()))
-
-    def _reused(
-        self, hits: pa.Table, stale: pa.Table
-    ) -> tuple[pa.Table, pa.Table, list[QuarantineEntry]]:
-        """Return the ROWS_SCHEMA rows of cache hits as they lie, those of hits made under
-        another recipe once rebased by tasks (no record is augmented again), and the hits'
-        quarantine entries; the cached stats of their augmented originals are counted."""
-        entries = []
-        for table in (hits, stale):
-            rejected = table.filter(pc.is_valid(table["rejection"]))
-            entries.extend(
-                QuarantineEntry(**json.loads(text)) for text in rejected["rejection"].to_pylist()
-            )
-        kept = self._as_rows(hits.filter(pc.is_null(hits["rejection"])))
-        stale = stale.filter(pc.is_null(stale["rejection"]))
-        rebased = self._rebased(stale) if stale.num_rows else ROWS_SCHEMA.empty_table()
-        for table in (kept, rebased):
-            for text in table["stats"].drop_null().to_pylist():
-                self.ledger.stats.merge(AugmentStats.from_dict(json.loads(text)))
-        return kept, rebased, entries
-
-    def _as_rows(self, cached: pa.Table) -> pa.Table:
-        assert self.cache is not None
-        if cached.num_rows == 0:
-            return ROWS_SCHEMA.empty_table()
-        parts = [self.cache.part_path(p) for p in cached["part"].to_pylist()]
-        return pa.table(
-            {
-                "split": cached["split"],
-                "id": cached["id"],
-                "parent_id": cached["parent_id"],
-                "part": pa.array(parts, pa.string()),
-                "row": cached["row"],
-                "nbytes": cached["nbytes"],
-                "stats": cached["stats"],
-            },
-            schema=ROWS_SCHEMA,
-        )
-
-    def _rebased(self, stale: pa.Table) -> pa.Table:
-        """Copy cached rows made under another recipe into new cache parts with this recipe's
-        variant ids; one task per cached part."""
-        assert self.cache is not None
-        resources = StageResources.for_stage(self.recipe.execution, "augment", "validate")
-        calls = []
-        for part in sorted(stale["part"].unique().to_pylist()):
-            of_part = stale.filter(pc.equal(stale["part"], part)).sort_by("row")
-            keys = sorted(set(of_part["key"].to_pylist()))
-            name = hashlib.sha256(
-                canonical_json([self.recipe.recipe_hash, keys]).encode()
-            ).hexdigest()
-            task = RebaseTask(
-                part=self.cache.part_path(part),
-                rows=of_part["row"].to_pylist(),
-                stats=of_part["stats"].to_pylist(),
-                recipe_hash=self.recipe.recipe_hash,
-                output=self.cache.part_path(f"{name}.arrow"),
-            )
-            calls.append((task, self.fs))
-        out = []
-        for _, outcome in run_tasks(rebase_rows, calls, resources):
-            self.ledger.ran_on("rebase", outcome.node)
-            out.append(outcome.rows)
-        return pa.concat_tables(out) if out else ROWS_SCHEMA.empty_table()
-
-    def _remember(self, todo: pa.Table, rows: pa.Table, entries: list[QuarantineEntry]) -> None:
-        """Add what this run computed (or rebased) to the cache index."""
-        assert self.cache is not None
-        owner = pc.coalesce(rows["parent_id"], rows["id"])
-        keyed = rows.append_column("owner", owner).join(
-            todo.select(["id", "ckey"]).rename_columns(["owner", "key"]), "owner"
-        )
-        names = [os.path.basename(p) for p in keyed["part"].to_pylist()]
-        stamp = (self.run_id, self.recipe.recipe_hash)
-        made = self.cache.index_rows(
-            keyed.drop_columns(["part"]).append_column("part", pa.array(names, pa.string())),
-            *stamp,
-        )
-        ids = pa.array([e.record_id for e in entries], pa.string())
-        texts = pa.array([json.dumps(e.to_dict()) for e in entries], pa.string())
-        # Inner join: an entry of a record that is not in `todo` has no key to keep it under.
-        rejected = (
-            pa.table({"id": ids, "rejection": texts})
-            .join(todo.select(["id", "ckey", "split"]), "id")
-            .rename_columns({"ckey": "key"})
-        )
-        rows = pa.concat_tables([made, self.cache.index_rows(rejected, *stamp)])
-        try:
-            self.cache.add(self.run_id, rows)
-        except OSError as exc:
-            # A cache that cannot be written costs the next run a recomputation, not this run.
-            log.warning("cache: could not write the index of run %s: %s", self.run_id, exc)
 
     def _write(self, rows: pa.Table) -> list[ShardEntry]:
         """Plan the shards from the rows' facts; write each in its own task."""
