@@ -56,11 +56,6 @@ class IngestReport:
     quarantine_path: str
     sources: list[dict[str, Any]] = field(default_factory=list)
 
-    @property
-    def bad_fraction(self) -> float:
-        total = self.valid + self.quarantined
-        return self.quarantined / total if total else 0.0
-
     def top_reasons(self, n: int = TOP_REASONS) -> list[tuple[str, int]]:
         """Return the `n` most frequent quarantine reasons with their counts."""
         return Counter(self.quarantine_reasons).most_common(n)

@@ -347,7 +347,7 @@ class DataJob:
         except VersionNotFound:
             return None
         if latest.reuse is None or latest.recipe_hash != self.recipe.recipe_hash:
-            return None  # no reuse counts: written before this check (and media pins)
+            return None  # no reuse counts: its inputs may lack media pins to compare
         if latest.code_version.identity() != code_version().identity():
             return None
         # A licence is outside the recipe hash but on the card: its change is a new version.

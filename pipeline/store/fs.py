@@ -18,7 +18,6 @@ Two implementations with the same methods:
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import hashlib
 import os
@@ -310,12 +309,6 @@ class _ReplaceOnClose:
             self._raw.close()
             os.replace(self._tmp, self.path)
             self.closed = True
-
-    def abort(self) -> None:
-        self._raw.close()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self._tmp)
-        self.closed = True
 
 
 class StoreFS(Protocol):

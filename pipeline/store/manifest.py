@@ -1,4 +1,5 @@
-"""The manifest of a dataset version: one typed, self-validating model (DESIGN.md).
+"""The manifest of a dataset version: one typed, self-validating model (docs/ARCHITECTURE.md,
+"The commit protocol").
 
 The data job builds it once (`Manifest` with `version=None`), the committer stamps the
 version, parent and cards (`Manifest.committed`), and every reader (cards, diff, verify,

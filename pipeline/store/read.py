@@ -1,6 +1,6 @@
 """The dataset store: where versions live and how a committed version is read back.
 
-Layout (DESIGN.md): <store>/<name>/versions/v<N>/ holds shards and cards,
+Layout (docs/ARCHITECTURE.md, "Store layout"): <store>/<name>/versions/v<N>/ holds shards and cards,
 <store>/<name>/versions/v<N>.json is the manifest, whose exclusive creation is the commit.
 Readers trust only manifests: a v<N>/ folder without its manifest does not exist.
 """
