@@ -210,12 +210,14 @@ class DataJob:
             rows.append(outcome.rows)
             parts.append((i, outcome.quarantine))
             self.ledger.stats.merge(outcome.stats)
+            self.ledger.add_pass(outcome.tallies)
             self.progress.advance("records", outcome.records_in)
         self.progress.finish("records")
         # In task order, so the quarantine file reads the same whatever finished first.
         entries = [
             e for _, part in sorted(parts, key=lambda p: p[0]) for e in self._quarantined_by(part)
         ]
+        self.ledger.check_pass(len(entries))
         return (pa.concat_tables(rows) if rows else ROWS_SCHEMA.empty_table()), entries
 
     def _records(self, plan: RecordPlan) -> tuple[pa.Table, list[QuarantineEntry]]:

@@ -18,9 +18,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from augmenters.stats import AugmentStats
+from pipeline.execution.passes import StageTally
 from pipeline.execution.plan import RecordPlan
 from pipeline.record.rejection import QuarantineEntry, TooManyBadRecords, check_bad_fraction
-from pipeline.store.commit import STAGES
+from pipeline.store.commit import STAGES, CommitCheckFailed
 from pipeline.store.quarantine import QuarantineWriter
 
 
@@ -78,6 +79,8 @@ class RunLedger:
         self.unmapped_fields: dict[str, Counter[str]] = {name: Counter() for name in sources}
         # Tasks per Ray node id, per pass: where the work ran (a cluster run shows it).
         self.nodes: dict[str, Counter[str]] = {}
+        # The record pass's stages as its tasks counted them, in the order they ran.
+        self.pass_stages: dict[str, StageTally] = {}
         # Set by the record pass (from the cache when it runs); None: every original that
         # entered the record pass was computed.
         self.reuse: RecordReuse | None = None
@@ -86,6 +89,26 @@ class RunLedger:
     def ran_on(self, stage: str, node: str) -> None:
         if node:
             self.nodes.setdefault(stage, Counter())[node] += 1
+
+    def add_pass(self, tallies: dict[str, StageTally]) -> None:
+        """Add one record-pass task's per-stage counts (in the order its stages ran)."""
+        for name, tally in tallies.items():
+            self.pass_stages.setdefault(name, StageTally()).merge(tally)
+
+    def check_pass(self, rejected: int) -> None:
+        """Raise CommitCheckFailed unless the pass's stages quarantined exactly the
+        `rejected` records its tasks' quarantine parts hold, and each stage took in what
+        the one before it let out."""
+        problems = []
+        counted = sum(t.quarantined for t in self.pass_stages.values())
+        if counted != rejected:
+            problems.append(f"stages quarantined {counted}, quarantine parts hold {rejected}")
+        tallies = list(self.pass_stages.items())
+        for (before, b), (after, a) in zip(tallies, tallies[1:], strict=False):
+            if a.records_in != b.out:
+                problems.append(f"{after}: in {a.records_in} != {b.out} let out by {before}")
+        if problems:
+            raise CommitCheckFailed("record pass counts do not add up: " + "; ".join(problems))
 
     def quarantine(self, stage: str, entry: QuarantineEntry) -> None:
         """Append a rejected record to the run's quarantine file and count it under `stage`."""

@@ -140,10 +140,6 @@ class IngestOutcome:
     node: str = ""
     media: list[Any] = field(default_factory=list)  # InputFile pins of the source's media
 
-    @property
-    def reasons(self) -> dict[str, int]:
-        return self.quarantine.reasons if self.quarantine is not None else {}
-
 
 def ingest_keys(table: pa.Table, splitter: SplitStage, part: str, first_row: int) -> pa.Table:
     """Return the KEYS_SCHEMA rows of WORK rows that lie in `part` from `first_row` on."""
