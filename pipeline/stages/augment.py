@@ -96,7 +96,10 @@ class AugmentStage:
         if len(train_rows) == 0:
             return out
         variants: list[dict[str, Any]] = []
-        records = ctx.rows(batch.take(pa.array(train_rows, pa.int64())))
+        # The rows validation converted are reused; a take of the train rows would copy
+        # their media buffers only to find them by id.
+        rows = ctx.rows(batch)
+        records = [rows[i] for i in train_rows]
         # One save/restore of the global RNG states for the batch instead of one per record.
         batch_scope = getattr(self.augmenter, "batch", contextlib.nullcontext)
         with batch_scope():
