@@ -7,7 +7,6 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.stamp-$(shell sha256sum pyproject.toml | cut -c1-16)
 export MALLOC_MMAP_THRESHOLD_ := 16777216
 export MALLOC_TRIM_THRESHOLD_ := 268435456
-export RAY_DATA_ENABLE_OP_RESOURCE_RESERVATION := 0
 export TOKENIZERS_PARALLELISM := false
 export HF_HUB_OFFLINE := 1
 

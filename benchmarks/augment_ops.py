@@ -8,9 +8,9 @@ per op, each over `--reps` repetitions in which the two sides alternate call by 
 ratio is the median of the per-repetition ratios ours/bare:
 
 Times are CPU seconds of this process (`time.process_time`) with OpenCV on one thread:
-records per CPU-second on one core, the unit PERF_NOTES.md uses, and far less disturbed
+records per CPU-second on one core, the unit of the execution settings' measurements (docs/ARCHITECTURE.md), and far less disturbed
 by other work on the machine than wall time. The script re-executes itself with the
-malloc settings the pipeline uses (see PERF_NOTES.md) when they are not set.
+malloc settings the pipeline uses (pipeline/execution/cluster.py: WORKER_ENV) when they are not set.
 
 - kernel: the op alone on decoded input. Ours = draw (seeded parameters, recorded as
   JSON-able params) + apply; bare = the library transform called with p=1

@@ -12,7 +12,7 @@ from benchmarks.results import Figure
 
 # What a profile showed for a figure that misses its target, and what to change. Written
 # from profiles taken on the 2-core development machine (py-spy on the driver and on each
-# Ray worker, cProfile and py-spy of `augment_parts` in-process, Ray's timeline, psutil CPU
+# Ray worker, cProfile and py-spy of `record_pass` in-process, Ray's timeline, psutil CPU
 # seconds per process); the tables above give this run's own numbers.
 ANALYSIS: dict[str, str] = {
     "efficiency_all_cores": """
@@ -25,7 +25,7 @@ stage, and a repetition with the machine to itself (`others` 0.02) had `busy` 0.
 efficiency 0.54 = its `cpu_bound`: scheduling is not the problem, CPU per record is. Where
 `busy` is low, `others` shows who took the cores.
 
-**In the workers (+6 ms/record against the loop, py-spy of `augment_parts` on 200 records,
+**In the workers (+6 ms/record against the loop, py-spy of `record_pass` on 200 records,
 21.4 vs 15.6 CPU ms/record):**
 - `augmenters/record.py: _VariantBuilder.image()/clip()` decode the original media once per
   *copy*, not once per record: with `copies: 2` that is a second 512px JPEG decode
@@ -36,21 +36,21 @@ efficiency 0.54 = its `cpu_bound`: scheduling is not the problem, CPU per record
   `np.random.default_rng` per modality and copy (`RecordAugmenter._rng`), seeding and
   restoring global RNGs per op (`augmenters/randomness.py`), `canonical_json` of every op's
   params, the protect/segment pass around nlpaug (`augmenters/protect.py`).
-- `pipeline/stages/augment.py: AugmentStage.apply` turns every train row into Python dicts with
+- `pipeline/stages/augment.py: AugmentStage.process` turns every train row into Python dicts with
   `table.take(...).to_pylist()` (a copy of each original's ~220 KB of media into `bytes`)
-  and builds the variants back with `records_to_table`; then `_pass_output` casts.
+  and builds the variants back with `records_to_table`.
 - Ray then serialises each pass output into the object store: it holds the *originals*
   again (media included) next to the variants, ~0.5 MB per record, +2-4 ms/record of worker
   CPU against the same code run in-process.
 
-**In the driver (2-3 ms/record, on the same 2 cores):** `DataJob._augment` receives every
+**In the driver (2-3 ms/record, on the same 2 cores):** `DataJob._record_pass` receives every
 output block, copies it into the next part files (`PartWriter.write`), computes
 `row_nbytes` and converts columns to Python lists for the index. On 2 cores this is CPU the
 workers do not get.
 
 **What to change, by expected gain:** (1) the augment pass returns only the variants (and
 side rows); the originals stay where the validate pass staged them and the index points
-there (`pipeline/execution/passes.py: augment_parts`, `pipeline/execution/job.py: DataJob._augment`): no
+there (`pipeline/execution/passes.py: record_pass`, `pipeline/execution/job.py: DataJob._record_pass`): no
 serialisation, object-store traffic or driver copy of the originals; (2) decode once per
 record (`augmenters/record.py`); (3) keep original media as Arrow buffers
 (`pa.BinaryScalar.as_buffer()`, zero-copy) instead of `to_pylist()` bytes; (4) cheaper
@@ -107,7 +107,7 @@ The driver does per-record work in four places (from the profiles behind the eff
 writer analyses, and the per-stage seconds in the alternatives table): ingest reads and
 assembles every source record (~1 ms/record); every pass streams its output blocks, media
 included, through the driver, which copies them into part files and builds index rows
-(`DataJob._validate`, `DataJob._augment`: `PartWriter.write`, `row_nbytes`, `to_pylist` of
+(`DataJob._ingest`, `DataJob._record_pass`: `PartWriter.write`, `row_nbytes`, `to_pylist` of
 index columns, ~2-3 ms/record of the augment stage); and the shard writer gathers, writes,
 fsyncs and hashes every byte (`ShardWriter.write`). 0.05 ms/record leaves the driver only
 small facts per task: tasks that ingest by file/byte range, write their own parts and
@@ -135,9 +135,8 @@ the JSON it wrote is under `details.training` in results.json.
 
 RAY_CONFIGURATION = """
 **What runs here is the default.** `make bench` measures `pipeline/execution/cluster.py` as shipped:
-`ensure_ray()` exports the glibc malloc thresholds to every worker and turns Ray Data's
-operator resource reservation off before `ray.init` (with it on, only ~1.2 batches ran at
-once on 2 CPUs: PERF_NOTES 1); `map_work_items` runs each pass as stateless tasks (no actor
+`ensure_ray()` exports the glibc malloc thresholds to every worker before `ray.init`;
+`run_tasks` runs each pass as stateless tasks (no actor
 pool to start) over small (part file, offset, length) work items, cut so each CPU gets ~8
 tasks (`TASKS_PER_CPU`) of at most 64 items of `batch_size` (16) records; tasks memory-map
 their slices, so neither the driver nor the object store holds the corpus. Nothing in the

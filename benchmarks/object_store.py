@@ -35,7 +35,7 @@ def _moto() -> tuple[Any, str]:
 
 def _upload_corpus(jsonl: Path, root: Path, prefix: str) -> str:
     """Upload the jsonl and the media it names below `prefix`; return the jsonl's URI."""
-    from pipeline.store.fs import store_fs
+    from pipeline.store.store_fs import store_fs
 
     fs, path = store_fs(prefix)
     fs.upload_file(str(jsonl), f"{path}/{jsonl.name}")

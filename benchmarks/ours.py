@@ -102,7 +102,8 @@ class AugmentStageBench:
         over `parts` (default: every ingested record)."""
         import pyarrow.compute as pc
 
-        from pipeline.execution.job import DataJob, writer_index
+        from pipeline.execution.job import DataJob
+        from pipeline.execution.plan import writer_index
         from pipeline.store.staging import PartSet
 
         self._runs += 1
@@ -111,11 +112,11 @@ class AugmentStageBench:
         todo = self.keys.filter(
             pc.is_in(self.keys["part"], value_set=pa.array([p for p, _ in parts_in]))
         )
-        # As `DataJob._stages` does after dedup: the split is planned over the records' groups.
-        job.splitter = job.splitter.planned(todo["group"].to_pylist())
+        # As `plan_records` does after dedup: the split is planned over the records' groups.
+        split = job.splitter.planned(todo["group"].to_pylist())
         cpu_before, machine_before = tree_cpu(os.getpid()), machine_busy()
         started = time.perf_counter()
-        rows, rejected = job._record_pass(todo, pa.array([], pa.string()))
+        rows, rejected = job._record_pass(todo, pa.array([], pa.string()), split)
         seconds = time.perf_counter() - started
         cpu = cpu_delta(cpu_before, tree_cpu(os.getpid()))
         # CPU that processes outside this tree took meanwhile: other users of the machine.

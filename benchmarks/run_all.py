@@ -43,6 +43,10 @@ CONTENDER_TITLES = {
 }
 # A tiny corpus that warms Ray workers' imports before anything is timed.
 WARM_RECORDS = 16
+# The naive Ray Data baseline's in-flight blocks: enough for every CPU to have a few
+# batches of media in flight.
+RAY_DATA_STORE_BUDGET = 512 * 1024 * 1024
+RAY_DATA_STORE_PER_CPU = 128 * 1024 * 1024
 PHASES = (
     "startup",
     "efficiency",
@@ -115,6 +119,37 @@ def parse_args(argv: list[str] | None = None) -> Settings:
             parser.error(f"unknown phase(s) {sorted(unknown)}; choose from {PHASES}")
         s.phases = wanted
     return s
+
+
+def configure_ray_data() -> None:
+    """Set Ray Data's options for the naive Ray Data baseline (the data job itself runs
+    plain Ray tasks): no console output, no resource reservation, a fixed object-store
+    budget."""
+    from ray.data import DataContext
+
+    from pipeline.execution.cluster import cluster_cpus
+
+    ctx = DataContext.get_current()
+    # With reservation on, only ~1.2 batches ran at once on 2 CPUs.
+    ctx.op_resource_reservation_enabled = False
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+    ctx.enable_auto_log_stats = False
+    # Ray Data would otherwise let finished blocks pile up to a share of the whole object
+    # store (GBs) before backpressure starts; a fixed budget keeps memory flat in corpus size.
+    from ray.data import ExecutionResources
+
+    ctx.execution_options.resource_limits = ExecutionResources(
+        object_store_memory=max(RAY_DATA_STORE_BUDGET, cluster_cpus() * RAY_DATA_STORE_PER_CPU)
+    )
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
+    # Ray Data logs every dataset's start and finish to the console at INFO; keep those in
+    # its session log file only, and let warnings through.
+    from ray.data._internal.logging import SessionFileHandler
+
+    for handler in logging.getLogger("ray.data").handlers:
+        if not isinstance(handler, SessionFileHandler):
+            handler.setLevel(logging.WARNING)
 
 
 def cores() -> int:
@@ -736,7 +771,7 @@ def _with_malloc_settings() -> None:
     glibc reads them at process start only. `make bench` exports them (as the Makefile does
     for every target) and the pipeline exports them to its Ray workers; the plain loop and
     the driver's share of every job run in this process, so it needs them too, or the loop
-    would lose 30-45% to page faults and flatter every ratio against it (PERF_NOTES.md).
+    would lose 30-45% to page faults and flatter every ratio against it (docs/ARCHITECTURE.md, "Execution settings").
     """
     from pipeline.execution.cluster import WORKER_ENV
 

@@ -27,7 +27,6 @@ import pyarrow.parquet as pq
 
 from pipeline.record.ids import original_id
 from pipeline.record.schema import RECORD_SCHEMA
-from pipeline.store.commit import content_id, schema_sha256
 from pipeline.store.manifest import (
     AugmentationSummary,
     CodeVersion,
@@ -35,6 +34,8 @@ from pipeline.store.manifest import (
     Manifest,
     QuarantineSummary,
     ShardEntry,
+    content_id,
+    schema_sha256,
 )
 from pipeline.store.read import Store
 from pipeline.view import ViewServer, ViewSite

@@ -142,7 +142,7 @@ class StoreOptions(StrictModel):
     region: str | None = Field(default=None, min_length=1)  # s3:// only
 
     def fs_kwargs(self) -> dict[str, str]:
-        """Return the keywords `pipeline.store.fs.store_fs` takes for these options."""
+        """Return the keywords `pipeline.store.store_fs.store_fs` takes for these options."""
         return self.model_dump(exclude_none=True)
 
 

@@ -6,10 +6,9 @@ import os
 
 import pytest
 
-# Set before Ray starts so its workers inherit them (see PERF_NOTES.md).
+# Set before Ray starts so its workers inherit them (pipeline/execution/cluster.py WORKER_ENV).
 os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", "16777216")
 os.environ.setdefault("MALLOC_TRIM_THRESHOLD_", "268435456")
-os.environ.setdefault("RAY_DATA_ENABLE_OP_RESOURCE_RESERVATION", "0")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.pop("RAY_ADDRESS", None)

@@ -8,7 +8,8 @@ Layout, under `<store>/<name>/models/`:
                       history of promotions and rollbacks, in one JSON file
   PROMOTED.lock       held while the pointer is read-checked and replaced
 
-The pointer is replaced whole (temp file, fsync, rename, fsync of the folder), so a crash at
+The pointer is replaced whole (`pipeline.store.atomic.replace_file`: temp file, fsync,
+rename, fsync of the folder; the store's commit toolkit), so a crash at
 any step leaves either the old or the new file: exactly one promoted model, never two or
 none once a first one exists. Writers hold the lock and compare-and-swap: `promote(...,
 expected=X)` refuses with PromotionConflict when another process promoted meanwhile, so two
@@ -26,7 +27,6 @@ winner's). Model folders and their files are read through the store's filesystem
 
 from __future__ import annotations
 
-import glob
 import json
 import logging
 import os
@@ -35,6 +35,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal
 
+from pipeline.store.atomic import fault_point, replace_file, stale_temp_files
+from pipeline.store.lock import file_lock
 from pipeline.store.read import Store
 from trainers.config import TrainConfig
 
@@ -44,8 +46,8 @@ POINTER_FILE = "PROMOTED"
 GENERATIONS_DIR = "PROMOTED.d"  # object stores: one immutable object per generation
 POINTER_FORMAT = "roleforge.promoted/1"
 LOCK_TIMEOUT_S = 120.0
-FAULT_ENV = "ROLEFORGE_PROMOTE_FAULT"
-FAULT_POINTS = ("locked", "temp_written", "replaced", "synced")
+# Steps of a local promotion a fault can be injected at (`pipeline.store.atomic`).
+FAULT_POINTS = ("promote_locked", "promote_temp_written", "promote_replaced", "promote_synced")
 RUN_FILE = "run.json"  # trainers.stage writes it; read here without importing torch
 MAX_CREATE_TRIES = 10  # object stores: generations lost to other writers before giving up
 
@@ -75,22 +77,6 @@ class NothingToRollBack(LookupError):
 
 class CannotContinue(ValueError):
     """`train.init: promoted` names a promoted model the recipe's train: cannot continue."""
-
-
-class InjectedPromotionFault(RuntimeError):
-    """Raised at a promotion step named by $ROLEFORGE_PROMOTE_FAULT, to simulate a crash."""
-
-
-def _fault(point: str) -> None:
-    """Simulate a crash at `point` when $ROLEFORGE_PROMOTE_FAULT names it: raise, or with
-    `<point>:kill` end the process at once (no cleanup, as a power cut or OOM kill would)."""
-    wanted = os.environ.get(FAULT_ENV, "")
-    if wanted == f"{point}:kill":
-        import signal
-
-        os.kill(os.getpid(), signal.SIGKILL)
-    if wanted == point:
-        raise InjectedPromotionFault(f"fault injected at promotion step {point!r}")
 
 
 def _now() -> str:
@@ -305,10 +291,8 @@ class ModelRegistry:
         return self.get(pointer.model_id) if pointer else None
 
     def _lock(self):
-        from filelock import FileLock
-
-        os.makedirs(self.root, exist_ok=True)
-        return FileLock(self.pointer_path + ".lock", timeout=LOCK_TIMEOUT_S)
+        busy = f"{self.pointer_path}: another promotion held the lock for over {LOCK_TIMEOUT_S:g} s"
+        return file_lock(self.pointer_path + ".lock", LOCK_TIMEOUT_S, busy)
 
     def promote(
         self, model_id: str, reason: str, expected: Any = _ANY, action: Action = "promote"
@@ -329,7 +313,7 @@ class ModelRegistry:
 
             return self._create_generation(swap, reason)
         with self._lock():
-            _fault("locked")
+            fault_point("promote_locked")
             self._remove_stale_temp_files()
             current = self.pointer()
             current_id = current.model_id if current else None
@@ -395,28 +379,16 @@ class ModelRegistry:
         self, current: PromotedPointer | None, model_id: str, action: Action, reason: str
     ) -> PromotedPointer:
         pointer = _next_pointer(current, model_id, action, reason)
-        generation = pointer.generation
-        tmp = f"{self.pointer_path}.tmp-{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(pointer.to_json())
-            f.flush()
-            os.fsync(f.fileno())
-        _fault("temp_written")
-        os.replace(tmp, self.pointer_path)  # the commit point: readers see old or new
-        _fault("replaced")
-        dir_fd = os.open(self.root, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-        _fault("synced")
-        logger.info("%s: %s %s (generation %d)", self.store.name, action, model_id, generation)
+        replace_file(self.pointer_path, pointer.to_json().encode("utf-8"), steps="promote")
+        logger.info(
+            "%s: %s %s (generation %d)", self.store.name, action, model_id, pointer.generation
+        )
         return pointer
 
     def _remove_stale_temp_files(self) -> None:
         # Only a writer that died before its rename leaves one; we hold the lock, so no
         # live writer owns it.
-        for stale in glob.glob(self.pointer_path + ".tmp-*"):
+        for stale in stale_temp_files(self.pointer_path):
             os.remove(stale)
 
     # ---- train.init: promoted ----

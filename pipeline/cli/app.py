@@ -4,10 +4,23 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import typer
+
+from pipeline.cli.common import (
+    EXIT_FAILED,
+    EXIT_RECIPE,
+    EXIT_TOO_MANY_BAD,
+    STORE_HELP,
+    data_job_errors,
+    load_recipe_or_exit,
+    not_found,
+    store_of,
+    version_ref,
+)
+from pipeline.cli.models import register as _register_models
+from pipeline.cli.train import register as _register_train
+from pipeline.cli.view import register as _register_view
 
 app = typer.Typer(
     add_completion=False,
@@ -22,21 +35,6 @@ def _commands() -> None:
     pass
 
 
-EXIT_RECIPE = 2
-EXIT_TOO_MANY_BAD = 3
-
-
-def _load(recipe_path: str, check_ops: bool = True):
-    from pipeline.recipe import load_recipe
-    from pipeline.record.config import RecipeError
-
-    try:
-        return load_recipe(recipe_path, check_ops=check_ops)
-    except RecipeError as exc:
-        typer.echo(f"recipe error: {exc}", err=True)
-        raise typer.Exit(EXIT_RECIPE) from None
-
-
 @app.command()
 def ingest(
     recipe: str = typer.Argument(..., help="recipe YAML"),
@@ -47,7 +45,7 @@ def ingest(
     from pipeline.record.config import RecipeError
     from pipeline.record.rejection import TooManyBadRecords
 
-    r = _load(recipe)
+    r = load_recipe_or_exit(recipe)
     try:
         report = run_ingest(r)
     except RecipeError as exc:  # a source path or characters file the recipe names is missing
@@ -64,71 +62,6 @@ def ingest(
         report.print_table()
 
 
-EXIT_FAILED = 1
-STORE_HELP = (
-    "store path (default: the recipe's store, then $ROLEFORGE_STORE, then ./roleforge-store)"
-)
-
-
-def _store(name: str, store: str | None, recipe: str | None):
-    """Return the Store of dataset `name`: --store, else the recipe's store, else the default."""
-    import os
-
-    from pipeline.store.fs import UnsupportedStore, store_fs
-    from pipeline.store.read import Store
-
-    options = None
-    if recipe is not None:
-        loaded = _load(recipe)
-        store = store or loaded.store_uri
-        options = loaded.store_options
-    uri = store or os.environ.get("ROLEFORGE_STORE") or "roleforge-store"
-    try:
-        fs, path = store_fs(uri, **(options.fs_kwargs() if options else {}))
-        return Store(path, name, fs)
-    except (UnsupportedStore, ValueError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(EXIT_FAILED) from None
-
-
-def _ref(ref: str, store: str | None, recipe: str | None):
-    from pipeline.store.read import parse_ref
-
-    try:
-        name, version = parse_ref(ref)
-    except ValueError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(EXIT_FAILED) from None
-    return _store(name, store, recipe), version
-
-
-def _not_found(exc: Exception) -> typer.Exit:
-    typer.echo(f"error: {exc}", err=True)
-    return typer.Exit(EXIT_FAILED)
-
-
-@contextmanager
-def data_job_errors() -> Iterator[None]:
-    """Turn the data job's failures into a one-line error and the command's exit code."""
-    from pipeline.record.config import RecipeError
-    from pipeline.record.rejection import TooManyBadRecords
-    from pipeline.store.commit import CommitCheckFailed, InjectedFault
-    from pipeline.store.fs import StoreNotWritable, UnsupportedStore
-    from pipeline.store.lock import StoreBusy
-
-    try:
-        yield
-    except RecipeError as exc:
-        typer.echo(f"recipe error: {exc}", err=True)
-        raise typer.Exit(EXIT_RECIPE) from None
-    except TooManyBadRecords as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(EXIT_TOO_MANY_BAD) from None
-    except (CommitCheckFailed, InjectedFault, UnsupportedStore, StoreNotWritable, StoreBusy) as exc:
-        typer.echo(f"error: {exc}; nothing was published", err=True)
-        raise typer.Exit(EXIT_FAILED) from None
-
-
 @app.command()
 def run(
     recipe: str = typer.Argument(..., help="recipe YAML"),
@@ -139,7 +72,7 @@ def run(
     from pipeline.execution.job import run_recipe, train_result
 
     # The data job checks the augment ops itself, unless it finds the run unchanged first.
-    r = _load(recipe, check_ops=False)
+    r = load_recipe_or_exit(recipe, check_ops=False)
     with data_job_errors(), RichStageProgress() as progress:
         result = run_recipe(r, progress)
     failed = None
@@ -169,7 +102,7 @@ def versions(
     """List the committed versions of a dataset."""
     from pipeline.cli.console import print_versions
 
-    s = _store(name, store, recipe)
+    s = store_of(name, store, recipe)
     manifests = [s.manifest(v) for v in s.versions()]
     if as_json:
         rows = [
@@ -202,13 +135,13 @@ def show(
     from pipeline.cli.console import print_manifest
     from pipeline.store.read import VersionNotFound
 
-    s, version = _ref(ref, store, recipe)
+    s, version = version_ref(ref, store, recipe)
     try:
         # The numbers shown come from the manifest: prove it and the file sizes first
         # (cheap); `verify` re-hashes everything.
         manifest = s.checked_manifest(version, hash_shards=False)
     except VersionNotFound as exc:
-        raise _not_found(exc) from None
+        raise not_found(exc) from None
     if as_json:
         typer.echo(json.dumps(manifest.to_dict(), indent=2))
     else:
@@ -228,8 +161,8 @@ def diff(
     from pipeline.store.diff import diff_versions
     from pipeline.store.read import VersionNotFound
 
-    s, version_a = _ref(before, store, recipe)
-    s_b, version_b = _ref(after, store, recipe)
+    s, version_a = version_ref(before, store, recipe)
+    s_b, version_b = version_ref(after, store, recipe)
     if s_b.name != s.name:
         typer.echo("error: diff compares two versions of one dataset", err=True)
         raise typer.Exit(EXIT_FAILED)
@@ -238,7 +171,7 @@ def diff(
         version_b = version_b or s.manifest().number
         result = diff_versions(s, version_a, version_b).to_dict()
     except VersionNotFound as exc:
-        raise _not_found(exc) from None
+        raise not_found(exc) from None
     if as_json:
         typer.echo(json.dumps(result, indent=2))
     else:
@@ -257,11 +190,11 @@ def verify(
     from pipeline.store.read import VersionNotFound
     from pipeline.store.verify import verify_version
 
-    s, version = _ref(ref, store, recipe)
+    s, version = version_ref(ref, store, recipe)
     try:
         report = verify_version(s, version).to_dict()
     except VersionNotFound as exc:
-        raise _not_found(exc) from None
+        raise not_found(exc) from None
     if as_json:
         typer.echo(json.dumps(report, indent=2))
     else:
@@ -295,13 +228,13 @@ def gc(
     from pipeline.store.gc import collect_garbage
     from pipeline.store.lock import StoreBusy
 
-    s = _store(name, store, recipe)
+    s = store_of(name, store, recipe)
     try:
         report = collect_garbage(
             s, dry_run=dry_run, min_age_s=min_age, cache_versions=cache_versions
         ).to_dict()
     except StoreBusy as exc:
-        raise _not_found(exc) from None
+        raise not_found(exc) from None
     if as_json:
         typer.echo(json.dumps(report, indent=2))
         return
@@ -322,20 +255,12 @@ def preview(
     """Write one self-contained HTML page: sampled records beside their augmented variants."""
     from pipeline.cli.preview import render_preview
 
-    r = _load(recipe)
+    r = load_recipe_or_exit(recipe)
     typer.echo(f"wrote {render_preview(r, n, out)}")
 
 
-from pipeline.cli.train import register as _register_train  # noqa: E402
-
 _register_train(app)
-
-from pipeline.cli.models import register as _register_models  # noqa: E402
-
 _register_models(app)  # retrain, models, promote
-
-from pipeline.cli.view import register as _register_view  # noqa: E402
-
 _register_view(app)
 
 

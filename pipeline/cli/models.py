@@ -8,6 +8,15 @@ from typing import Any
 
 import typer
 
+from pipeline.cli.common import (
+    EXIT_FAILED,
+    EXIT_RECIPE,
+    data_job_errors,
+    load_recipe_or_exit,
+    not_found,
+    store_of,
+)
+
 EXIT_REFUSED = 4  # retrain: the new model was not promoted
 
 
@@ -20,13 +29,12 @@ def retrain(
     The comparison runs on the new version's test split; report.md and report.json go into
     the new model's folder.
     """
-    from pipeline.cli.app import EXIT_FAILED, _load, data_job_errors
     from pipeline.cli.console import RichStageProgress
     from pipeline.execution.retrain import run_retrain
     from trainers import ModalityMismatch, UnsupportedModel
     from trainers.registry import CannotContinue
 
-    r = _load(recipe)
+    r = load_recipe_or_exit(recipe)
     try:
         with data_job_errors(), RichStageProgress() as progress:
             report = run_retrain(r, progress)
@@ -101,10 +109,9 @@ def models(
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
 ) -> None:
     """List the trained models of a dataset with their lineage and metrics; mark the promoted."""
-    from pipeline.cli.app import _store
     from trainers.registry import ModelRegistry
 
-    registry = ModelRegistry(_store(name, store, recipe))
+    registry = ModelRegistry(store_of(name, store, recipe))
     entries = registry.models()
     pointer = registry.pointer()
     promoted = pointer.model_id if pointer else None
@@ -159,20 +166,19 @@ def promote(
     recipe: str | None = typer.Option(None, "--recipe", help="take the store from this recipe"),
 ) -> None:
     """Promote a model by hand, or roll back to the one promoted before."""
-    from pipeline.cli.app import EXIT_RECIPE, _not_found, _store
     from trainers.registry import ModelRegistry, NothingToRollBack, UnknownModel
 
     if rollback == (model_id is not None):
         typer.echo("error: give a MODEL_ID or --rollback, not both or neither", err=True)
         raise typer.Exit(EXIT_RECIPE)
-    registry = ModelRegistry(_store(name, store, recipe))
+    registry = ModelRegistry(store_of(name, store, recipe))
     try:
         if rollback:
             pointer = registry.rollback()
         else:
             pointer = registry.promote(model_id, "promoted by hand")
     except (UnknownModel, NothingToRollBack) as exc:
-        raise _not_found(exc) from None
+        raise not_found(exc) from None
     event = pointer.history[-1]
     typer.echo(
         f"{name}: {event.action} -> {pointer.model_id} (was {event.previous or 'none'}; "

@@ -6,6 +6,8 @@ import json
 
 import typer
 
+from pipeline.cli.common import EXIT_RECIPE, not_found, version_ref
+
 
 def _config(path: str | None):
     """Return the TrainConfig of a YAML file (None for none); exit 2 with one line if bad."""
@@ -14,7 +16,6 @@ def _config(path: str | None):
     import yaml
     from pydantic import ValidationError
 
-    from pipeline.cli.app import EXIT_RECIPE
     from pipeline.recipe import format_validation_error
     from trainers.config import TrainConfig
 
@@ -40,16 +41,15 @@ def train(
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
 ) -> None:
     """Fine-tune a role-play model on a committed version; evaluate it; write a model card."""
-    from pipeline.cli.app import _not_found, _ref
     from pipeline.store.read import VersionNotFound
     from trainers import TRAIN_SETUP_ERRORS, train_version
 
     cfg = _config(config)
-    s, version = _ref(ref, store, None)
+    s, version = version_ref(ref, store, None)
     try:
         result = train_version(s.location, s.name, version, cfg, resume=resume)
     except (VersionNotFound, *TRAIN_SETUP_ERRORS) as exc:
-        raise _not_found(exc) from None
+        raise not_found(exc) from None
     out = result.to_dict()
     if as_json:
         typer.echo(json.dumps(out, indent=2))
@@ -72,15 +72,14 @@ def export(
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
 ) -> None:
     """Write a version for another trainer: JSON Lines per split, media files, dataset_info."""
-    from pipeline.cli.app import _not_found, _ref
     from pipeline.store.read import VersionNotFound
     from trainers.dataset_export import ExportError, export_version
 
-    s, version = _ref(ref, store, None)
+    s, version = version_ref(ref, store, None)
     try:
         report = export_version(s.location, s.name, version, to, out, system_template).to_dict()
     except (VersionNotFound, ExportError) as exc:
-        raise _not_found(exc) from None
+        raise not_found(exc) from None
     if as_json:
         typer.echo(json.dumps(report, indent=2))
         return
@@ -99,13 +98,12 @@ def export_model(
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
 ) -> None:
     """Write a trained model as a folder that loads with from_pretrained (merged with --merge)."""
-    from pipeline.cli.app import _not_found
     from trainers.model_export import ModelExportError, export_model
 
     try:
         result = export_model(model_dir, out, merge).to_dict()
     except ModelExportError as exc:
-        raise _not_found(exc) from None
+        raise not_found(exc) from None
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return

@@ -21,7 +21,7 @@ def view(
     ),
 ) -> None:
     """Serve a local web page to read versions, rows, quarantine, quality and models."""
-    from pipeline.cli.app import EXIT_FAILED
+    from pipeline.cli.common import EXIT_FAILED
     from pipeline.store.read import parse_ref
     from pipeline.view import ViewServer, ViewSite, write_static_site
     from pipeline.view.server import is_loopback

@@ -1,8 +1,8 @@
 """Where the stages run: an embedded local Ray, or the cluster that RAY_ADDRESS names.
 
-Settings here come from measurements on 2-CPU machines (see PERF_NOTES.md): operator
-resource reservation off, glibc malloc thresholds raised in every worker, stateless
-tasks rather than actor pools, and one Ray session per process.
+Settings here come from measurements on 2-CPU machines (docs/ARCHITECTURE.md, "Execution
+settings"): glibc malloc thresholds raised in every worker, stateless tasks rather than
+actor pools, and one Ray session per process.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ log = logging.getLogger(__name__)
 WORKER_ENV = {
     "MALLOC_MMAP_THRESHOLD_": "16777216",
     "MALLOC_TRIM_THRESHOLD_": "268435456",
-    "RAY_DATA_ENABLE_OP_RESOURCE_RESERVATION": "0",
     "TOKENIZERS_PARALLELISM": "false",
 }
 # Loggers that announce things on every start (token auth, disabled progress bars); our own
@@ -33,9 +32,6 @@ NOISY_LOGGERS = (
     "ray._private.authentication.authentication_token_setup",
     "ray.data._internal.progress",
 )
-# In-flight Ray Data blocks: enough for every CPU to have a few batches of media in flight.
-OBJECT_STORE_BUDGET = 512 * 1024 * 1024
-OBJECT_STORE_PER_CPU = 128 * 1024 * 1024
 # Each CPU gets several tasks of a pass, so stragglers are evened out.
 TASKS_PER_CPU = 8
 
@@ -139,34 +135,6 @@ def _quiet(names: tuple[str, ...]) -> Iterator[None]:
             lg.setLevel(level)
 
 
-def configure_data_context() -> None:
-    """Set Ray Data's options for this process: no console output, no resource reservation."""
-    from ray.data import DataContext
-
-    ctx = DataContext.get_current()
-    # With reservation on, only ~1.2 batches ran at once on 2 CPUs (PERF_NOTES 1).
-    ctx.op_resource_reservation_enabled = False
-    ctx.enable_progress_bars = False
-    ctx.print_on_execution_start = False
-    ctx.enable_auto_log_stats = False
-    # Ray Data would otherwise let finished blocks pile up to a share of the whole object
-    # store (GBs) before backpressure starts; a fixed budget keeps memory flat in corpus size.
-    from ray.data import ExecutionResources
-
-    ctx.execution_options.resource_limits = ExecutionResources(
-        object_store_memory=max(OBJECT_STORE_BUDGET, cluster_cpus() * OBJECT_STORE_PER_CPU)
-    )
-    for name in NOISY_LOGGERS:
-        logging.getLogger(name).setLevel(logging.ERROR)
-    # Ray Data logs every dataset's start and finish to the console at INFO; keep those in
-    # its session log file only, and let warnings through.
-    from ray.data._internal.logging import SessionFileHandler
-
-    for handler in logging.getLogger("ray.data").handlers:
-        if not isinstance(handler, SessionFileHandler):
-            handler.setLevel(logging.WARNING)
-
-
 def cluster_cpus() -> int:
     """Return the CPUs of the running Ray cluster (at least 1)."""
     import ray
@@ -196,7 +164,7 @@ def run_tasks(
 ) -> Iterator[tuple[int, Any]]:
     """Yield (i, fn(*calls[i])) as Ray tasks finish them, in completion order.
 
-    Plain stateless tasks (PERF_NOTES 5): each returns small facts, so nothing streams
+    Plain stateless tasks (docs/ARCHITECTURE.md, "Execution settings"): each returns small facts, so nothing streams
     through the object store but the arguments, and the driver bounds what is in flight.
     Arguments shared by every call should be `ray.put` once by the caller.
     """
@@ -208,7 +176,7 @@ def run_tasks(
     if key not in _REMOTES:
         # SPREAD: Ray's default policy keeps tasks on the driver's node while it has room
         # for them; on a two-node cluster every record-pass task ran on the head
-        # (tests/cluster). Ray Data, used before, spreads by default too.
+        # (tests/cluster); spreading puts a pass's tasks on every node.
         _REMOTES[key] = ray.remote(fn).options(
             num_cpus=resources.num_cpus, max_retries=TASK_RETRIES, scheduling_strategy="SPREAD"
         )

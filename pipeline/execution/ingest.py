@@ -17,10 +17,10 @@ from pipeline.record.rejection import (
     check_bad_fraction,
 )
 from pipeline.stages.validate import ValidateStage
-from pipeline.store.fs import store_fs
 from pipeline.store.lock import RunLease
 from pipeline.store.quarantine import QuarantineWriter
 from pipeline.store.read import Store
+from pipeline.store.store_fs import store_fs
 
 log = logging.getLogger(__name__)
 TOP_REASONS = 5
@@ -55,11 +55,6 @@ class IngestReport:
     quarantine_reasons: dict[str, int]
     quarantine_path: str
     sources: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def bad_fraction(self) -> float:
-        total = self.valid + self.quarantined
-        return self.quarantined / total if total else 0.0
 
     def top_reasons(self, n: int = TOP_REASONS) -> list[tuple[str, int]]:
         """Return the `n` most frequent quarantine reasons with their counts."""

@@ -1,10 +1,12 @@
 """The work of the data job's Ray tasks: ingest one source, run the record pass over slices
 of the ingested parts, write one shard.
 
-Workers write, the driver commits small facts (DESIGN.md): every task writes its own part
-files through the store's filesystem and returns only what the driver needs to decide and
-to commit: per record an id, keys and sizes, per task its counts, quarantine entries and
-stats. No media byte travels back to the driver or through Ray's object store.
+Tasks write, the driver commits small facts (docs/ARCHITECTURE.md, "The data flow"): every
+task writes its own part files and quarantine part through the store's filesystem and
+returns only what the driver needs to decide and to commit: per record an id, keys and
+sizes, per task its counts per stage and per reason. No media byte travels back to the
+driver or through Ray's object store. Each task takes one typed input (and the run's shared
+context) and returns one typed outcome.
 
 File names depend only on the task's input (the source, or the first slice of the task),
 so a task that fails and is retried overwrites its own half-written files and nothing is
@@ -25,15 +27,17 @@ import pyarrow as pa
 
 from augmenters.stats import AugmentStats
 from pipeline.execution.provenance import media_entries
-from pipeline.recipe import MediaLimits, Recipe, SourceConfig
+from pipeline.recipe import Recipe, SourceConfig
 from pipeline.record.ids import canonical_json, media_digests
 from pipeline.record.rejection import QuarantineEntry
 from pipeline.record.schema import WORK_SCHEMA, records_to_table
 from pipeline.stages.augment import AugmentStage
+from pipeline.stages.base import BatchContext, Stage, StageOutput
 from pipeline.stages.dedup import DedupStage
 from pipeline.stages.split import SplitStage
 from pipeline.stages.validate import ValidateStage
 from pipeline.store.manifest import ShardEntry
+from pipeline.store.quarantine import QuarantinePart, write_quarantine_part
 from pipeline.store.staging import PartSet, PartWriter, read_part, row_nbytes
 from pipeline.store.writer import ShardPlan, ShardWriter
 
@@ -45,7 +49,9 @@ INGEST_CHUNK_ROWS = 256
 INGEST_CHUNK_BYTES = 8 * 1024 * 1024
 
 # What an ingest task returns per record: the facts the driver decides dedup, the split
-# plan and cache hits on, and where the record lies.
+# plan and cache hits on, and where the record lies. These are the ingest keys: a key that
+# must be computed from a record's bytes (a near-duplicate signature) is added here and in
+# `ingest_keys`, and read by the driver's plan (`pipeline.execution.plan`).
 KEYS_SCHEMA = pa.schema(
     [
         ("id", pa.string()),
@@ -98,20 +104,45 @@ def _media_paths(column: pa.ChunkedArray) -> list[list[str | None]]:
 # ---- ingest: one task per source, or per group of its files ----
 
 
+@dataclass(frozen=True)
+class IngestShared:
+    """What every ingest task of a run shares."""
+
+    recipe: Recipe
+    splitter: SplitStage  # unplanned: only its group keys are used
+    fs: Any  # the store's filesystem
+    source_fs: Any  # opens the sources, with the driver's endpoint and keys
+
+
+@dataclass(frozen=True)
+class IngestTask:
+    """One ingest task: a source (or only its `files`) into part files under `folder`."""
+
+    index: int
+    source: SourceConfig
+    files: list[str] | None
+    # As in `read_source`: one task per source reports what its characters files hold
+    # and pins its media files.
+    book_entries: bool
+    folder: str
+    quarantine_path: str
+
+
 @dataclass
 class IngestOutcome:
-    """What one source's ingest task read: per-record keys, parts, rejects, counts."""
+    """What one ingest task read: per-record keys, its quarantine part, counts."""
 
     index: int
     keys: pa.Table
     records_in: int
-    rejected: list[QuarantineEntry]
+    quarantine: QuarantinePart | None
     unmapped_fields: dict[str, int]
     node: str = ""
     media: list[Any] = field(default_factory=list)  # InputFile pins of the source's media
 
 
-def _keys_of(table: pa.Table, splitter: SplitStage, part: str, first_row: int) -> pa.Table:
+def ingest_keys(table: pa.Table, splitter: SplitStage, part: str, first_row: int) -> pa.Table:
+    """Return the KEYS_SCHEMA rows of WORK rows that lie in `part` from `first_row` on."""
     import pyarrow.compute as pc
 
     n = table.num_rows
@@ -132,20 +163,9 @@ def _keys_of(table: pa.Table, splitter: SplitStage, part: str, first_row: int) -
     )
 
 
-def ingest_source(
-    index: int,
-    source: SourceConfig,
-    files: list[str] | None,
-    book_entries: bool,
-    recipe: Recipe,
-    splitter: SplitStage,
-    folder: str,
-    fs: Any,
-    source_fs: Any,
-) -> IngestOutcome:
-    """Read one source (or only its `files`, opened by `source_fs`) into part files under
-    `folder` (on the store's `fs`); return its records' keys. `book_entries` as in
-    `read_source`: one task per source reports what its characters files hold."""
+def ingest_source(task: IngestTask, shared: IngestShared) -> IngestOutcome:
+    """Read one source (or only its files) into part files; write what its readers
+    rejected to the task's quarantine part; return its records' keys."""
     from pipeline.readers import SourceReadStats, read_source
 
     unmapped: Counter[str] = Counter()
@@ -153,18 +173,27 @@ def ingest_source(
     rejected: list[QuarantineEntry] = []
     keys: list[pa.Table] = []
     records_in = 0
-    with PartWriter(folder, WORK_SCHEMA, PART_TARGET_BYTES, PART_MAX_ROWS, fs=fs) as parts:
+    with PartWriter(
+        task.folder, WORK_SCHEMA, PART_TARGET_BYTES, PART_MAX_ROWS, fs=shared.fs
+    ) as parts:
 
         def flush(chunk: list[dict[str, Any]]) -> None:
             if chunk:
                 table = records_to_table(chunk, WORK_SCHEMA)
                 where = parts.write(table)
-                keys.append(_keys_of(table, splitter, parts.paths[where.part], where.first_row))
+                keys.append(
+                    ingest_keys(table, shared.splitter, parts.paths[where.part], where.first_row)
+                )
 
         chunk: list[dict[str, Any]] = []
         chunk_bytes = 0
         records = read_source(
-            source, recipe, stats, files=files, book_entries=book_entries, fs=source_fs
+            task.source,
+            shared.recipe,
+            stats,
+            files=task.files,
+            book_entries=task.book_entries,
+            fs=shared.source_fs,
         )
         for item in records:
             records_in += 1
@@ -180,11 +209,32 @@ def ingest_source(
     table = pa.concat_tables(keys) if keys else KEYS_SCHEMA.empty_table()
     # The manifest pins every media file by its sha256: hashed here, beside the reading,
     # so the driver never reads a media byte (one task per source does it).
-    media = media_entries(source, recipe, source_fs) if book_entries else []
-    return IngestOutcome(index, table, records_in, rejected, dict(unmapped), _node_id(), media)
+    media = media_entries(task.source, shared.recipe, shared.source_fs) if task.book_entries else []
+    quarantine = write_quarantine_part(task.quarantine_path, rejected, shared.fs)
+    return IngestOutcome(
+        task.index, table, records_in, quarantine, dict(unmapped), node_id(), media
+    )
 
 
-# ---- the record pass: validate -> split -> augment, one decode, per slice ----
+# ---- the record pass: the recipe's stages over each batch, one decode, per slice ----
+
+
+def build_stages(recipe: Recipe, split: SplitStage) -> list[Stage]:
+    """Return the record pass's stages in the order they run, built from the recipe and
+    the driver's split plan (`split` must be planned): split -> validate -> augment.
+
+    Split runs first so validation knows which records a later stage decodes again
+    (the image augmenters, on train records) and keeps their pixels in the batch context.
+    Stages that judge a record's quality are appended here, after validation.
+    """
+    augmenter = None
+    if recipe.augment.copies > 0:
+        from augmenters import RecordAugmenter
+
+        augmenter = RecordAugmenter(recipe.augment, recipe.seed, recipe.recipe_hash)
+    augment = AugmentStage(augmenter)
+    keep_pixels = frozenset({"train"}) if augment.decodes_images else frozenset()
+    return [split, ValidateStage(recipe.limits, keep_pixels), augment]
 
 
 @dataclass(frozen=True)
@@ -201,82 +251,110 @@ class PassContext:
     """What every record-pass task of a run shares (sent to the cluster once)."""
 
     fs: Any
-    limits: MediaLimits
-    duplicate_ids: pa.Array
-    splitter: SplitStage
-    augmenter: Any | None
+    stages: list[Stage]
+    # Rows of the slices that are not this pass's work: duplicates (the driver's dedup
+    # plan) and records the cache already holds.
+    skip_ids: pa.Array
     batch_size: int
+
+
+@dataclass(frozen=True)
+class PassTask:
+    """One record-pass task: its slices, its output part and its quarantine part."""
+
+    slices: list[Slice]
+    output: str
+    quarantine_path: str
+
+
+@dataclass
+class StageTally:
+    """What one stage of the record pass took in, let out and rejected, and its stats."""
+
+    records_in: int = 0
+    out: int = 0
+    quarantined: int = 0
+    stats: Counter[str] = field(default_factory=Counter)
+
+    def add(self, records_in: int, output: StageOutput) -> None:
+        self.records_in += records_in
+        self.out += output.table.num_rows
+        self.quarantined += len(output.rejects)
+        self.stats.update(output.stats)
+
+    def merge(self, other: StageTally) -> None:
+        self.records_in += other.records_in
+        self.out += other.out
+        self.quarantined += other.quarantined
+        self.stats.update(other.stats)
 
 
 @dataclass
 class PassOutcome:
-    """What one record-pass task made: its output rows, rejects and stats."""
+    """What one record-pass task made: its output rows, its counts per stage (in the order
+    the stages ran), the augment stats and its quarantine part."""
 
     rows: pa.Table
-    rejected: list[QuarantineEntry]
+    tallies: dict[str, StageTally]
     stats: AugmentStats
-    originals: int
-    variants: int
+    quarantine: QuarantinePart | None
     node: str = ""
-    rejected_ids: dict[str, str] = field(default_factory=dict)  # id -> reason
+
+    @property
+    def records_in(self) -> int:
+        """The records that entered the first stage."""
+        return next(iter(self.tallies.values())).records_in if self.tallies else 0
 
 
-def _node_id() -> str:
+def node_id() -> str:
+    """Return the Ray node this runs on ("" outside Ray: tests call tasks directly)."""
     try:
         import ray
 
         return ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
-    except Exception:  # outside Ray (tests call tasks directly)
+    except Exception:
         return ""
 
 
-def record_pass(slices: list[Slice], path: str, ctx: PassContext) -> PassOutcome:
-    """Validate, split and augment the records of `slices` (all but `ctx.duplicate_ids`);
-    write what is kept, originals then their variants, to the part file `path`."""
-    validate = ValidateStage(ctx.limits)
-    dedup = DedupStage()
-    augment = AugmentStage(ctx.augmenter)
-    keep_pixels = augment.decodes_images
+def record_pass(task: PassTask, ctx: PassContext) -> PassOutcome:
+    """Run the stages of `ctx` over the records of the task's slices (all but
+    `ctx.skip_ids`), batch by batch; write what is kept, originals then their variants, to
+    the task's output part and what a stage rejected to its quarantine part."""
+    tallies = {stage.name: StageTally() for stage in ctx.stages}
     stats = AugmentStats()
     rejected: list[QuarantineEntry] = []
-    rejected_ids: dict[str, str] = {}
-    originals = variants = 0
     index: list[pa.Table] = []
-    with PartWriter(path, WORK_SCHEMA, fs=ctx.fs, single_file=True) as out:
-        for batch in _batches(slices, ctx.fs, ctx.batch_size):
-            kept = dedup.apply(batch, ctx.duplicate_ids).table
-            assigned = ctx.splitter.apply(kept).table
-            records = assigned.to_pylist()
-            keep: list[int] = []
-            made: list[dict[str, Any]] = []
-            kept_stats: list[str | None] = []
-            for i, record in enumerate(records):
-                train = augment.augmenter is not None and record["split"] == "train"
-                decoded: dict[tuple[str, int], Any] | None = {} if train and keep_pixels else None
-                entry = validate.rejection(record, decoded)
-                if entry is not None:
-                    rejected.append(entry)
-                    rejected_ids[record["id"]] = entry.reason
-                    continue
-                keep.append(i)
-                if train:
-                    produced, record_stats = augment.record_variants(record, decoded)
-                    made.extend(produced)
-                    stats.merge(record_stats)
-                    kept_stats.append(json.dumps(record_stats.to_dict(), sort_keys=True))
-                else:
-                    kept_stats.append(None)
-            table = assigned.take(pa.array(keep, pa.int64()))
-            if made:
-                table = pa.concat_tables([table, records_to_table(made, WORK_SCHEMA)])
-            originals += len(keep)
-            variants += len(made)
+    with PartWriter(task.output, WORK_SCHEMA, fs=ctx.fs, single_file=True) as out:
+        for batch in _batches(task.slices, ctx.fs, ctx.batch_size, ctx.skip_ids):
+            shared = BatchContext()
+            table = batch
+            for stage in ctx.stages:
+                output = stage.process(table, shared)
+                tallies[stage.name].add(table.num_rows, output)
+                if output.rejects:
+                    rejected.extend(output.rejects)
+                    shared.forget({e.record_id for e in output.rejects if e.record_id})
+                if isinstance(output.detail, AugmentStats):
+                    stats.merge(output.detail)
+                table = output.table
             where = out.write(table)
             if where is not None:
-                row_stats = kept_stats + [None] * len(made)
-                index.append(_rows_of(table, path, where.first_row, row_stats))
+                index.append(
+                    _rows_of(table, task.output, where.first_row, _row_stats(table, shared))
+                )
     rows = pa.concat_tables(index) if index else ROWS_SCHEMA.empty_table()
-    return PassOutcome(rows, rejected, stats, originals, variants, _node_id(), rejected_ids)
+    quarantine = write_quarantine_part(task.quarantine_path, rejected, ctx.fs)
+    return PassOutcome(rows, tallies, stats, quarantine, node_id())
+
+
+def _row_stats(table: pa.Table, ctx: BatchContext) -> list[str | None]:
+    """Return per output row the AugmentStats JSON of an augmented original (the cache
+    keeps it), None for other rows."""
+    out: list[str | None] = []
+    for record_id in table["id"].to_pylist():
+        stats = ctx.facts.get((record_id, AugmentStage.name))
+        out.append(json.dumps(stats.to_dict(), sort_keys=True) if stats is not None else None)
+    return out
 
 
 def _rows_of(
@@ -297,25 +375,45 @@ def _rows_of(
     )
 
 
-def _batches(slices: list[Slice], fs: Any, batch_size: int):
+def _batches(slices: list[Slice], fs: Any, batch_size: int, skip_ids: pa.Array):
+    import pyarrow.compute as pc
+
     for s in slices:
         table = read_part(s.part, fs).slice(s.offset, s.length)
         for offset in range(0, table.num_rows, batch_size):
-            yield table.slice(offset, batch_size)
+            batch = table.slice(offset, batch_size)
+            if len(skip_ids):
+                batch = batch.filter(pc.invert(pc.is_in(batch["id"], value_set=skip_ids)))
+            yield batch
 
 
-def rebase_rows(
-    part: str, rows: list[int], stats: list[str | None], recipe_hash: str, path: str, fs: Any
-) -> tuple[pa.Table, str]:
-    """Copy rows of a cached part made under another recipe into the part file `path`, with
-    their variants' ids and `augmentation.recipe_hash` made by `recipe_hash`; return their
-    ROWS_SCHEMA rows and the node. Nothing is augmented again: the variants' content
-    depends on the seed, the record and its ops only (which the cache key pins)."""
+@dataclass(frozen=True)
+class RebaseTask:
+    """Rows of one cached part made under another recipe, to copy under `recipe_hash`."""
+
+    part: str
+    rows: list[int]
+    stats: list[str | None]
+    recipe_hash: str
+    output: str
+
+
+@dataclass
+class RebaseOutcome:
+    rows: pa.Table  # ROWS_SCHEMA
+    node: str = ""
+
+
+def rebase_rows(task: RebaseTask, fs: Any) -> RebaseOutcome:
+    """Copy rows of a cached part made under another recipe into the part file
+    `task.output`, with their variants' ids and `augmentation.recipe_hash` made by
+    `task.recipe_hash`. Nothing is augmented again: the variants' content depends on the
+    seed, the record and its ops only (which the cache key pins)."""
     import pyarrow.compute as pc
 
     from pipeline.record.ids import variant_id
 
-    table = read_part(part, fs).take(pa.array(rows, pa.int64()))
+    table = read_part(task.part, fs).take(pa.array(task.rows, pa.int64()))
     is_variant = pc.is_valid(table["parent_id"]).to_numpy(zero_copy_only=False)
     originals = table.filter(pa.array(~is_variant))
     # Variants are rebuilt from dicts, as the augment stage builds them, so their Arrow
@@ -323,21 +421,27 @@ def rebase_rows(
     variants = table.filter(pa.array(is_variant)).to_pylist()
     for variant in variants:
         variant["id"] = variant_id(
-            variant["parent_id"], recipe_hash, variant["augmentation"]["copy"]
+            variant["parent_id"], task.recipe_hash, variant["augmentation"]["copy"]
         )
-        variant["augmentation"]["recipe_hash"] = recipe_hash
+        variant["augmentation"]["recipe_hash"] = task.recipe_hash
     out_table = pa.concat_tables([originals, records_to_table(variants, WORK_SCHEMA)])
-    original_stats = [s for s, v in zip(stats, is_variant, strict=True) if not v]
-    with PartWriter(path, WORK_SCHEMA, fs=fs, single_file=True) as out:
+    original_stats = [s for s, v in zip(task.stats, is_variant, strict=True) if not v]
+    with PartWriter(task.output, WORK_SCHEMA, fs=fs, single_file=True) as out:
         out.write(out_table)
     row_stats = original_stats + [None] * len(variants)
-    return _rows_of(out_table, path, 0, row_stats), _node_id()
+    return RebaseOutcome(_rows_of(out_table, task.output, 0, row_stats), node_id())
 
 
 # ---- shards: one task per shard ----
 
 
-def write_shard(plan: ShardPlan, paths: list[str], writer: ShardWriter) -> tuple[ShardEntry, str]:
+@dataclass
+class ShardOutcome:
+    entry: ShardEntry
+    node: str = ""
+
+
+def write_shard(plan: ShardPlan, paths: list[str], writer: ShardWriter) -> ShardOutcome:
     """Write one planned shard from the part files `paths` (the plan's `part` numbers index
     them); return its manifest entry and the node that wrote it."""
-    return writer.write_shard(plan, PartSet(paths, writer.fs)), _node_id()
+    return ShardOutcome(writer.write_shard(plan, PartSet(paths, writer.fs)), node_id())

@@ -29,9 +29,9 @@ from typing import Any
 from pipeline.execution.job import RecordReuse, RunProgress, run_recipe
 from pipeline.recipe import Recipe
 from pipeline.record.config import RecipeError
-from pipeline.store.fs import store_fs
 from pipeline.store.manifest import Manifest
 from pipeline.store.read import Store
+from pipeline.store.store_fs import store_fs
 
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.readers.encoding import UTF8, UTF8_BOM, sniff_encoding, strip_bom
+from pipeline.readers.png_card import MAX_CHUNK_BYTES, card_json_from_png
 from pipeline.readers.source_fs import LOCAL, SourceFS
 from pipeline.record.location import abspath, join, normpath, realpath
 from pipeline.record.rejection import RecordRejected
@@ -452,8 +453,6 @@ def is_utf8_encodable(text: str) -> bool:
 
 
 def _png_card_items(path: str, fs: SourceFS) -> Iterator[RawItem]:
-    from pipeline.readers.tavern import card_json_from_png
-
     try:
         text = card_json_from_png(path, fs)
     except RecordRejected as exc:
@@ -466,8 +465,6 @@ def _charx_card_items(path: str, fs: SourceFS) -> Iterator[RawItem]:
     """Yield the card of a CHARX file (character card v3: a zip with `card.json` at its
     root; its assets, the character's icons and backgrounds, are not dialogue media)."""
     import zipfile
-
-    from pipeline.readers.tavern import MAX_CHUNK_BYTES
 
     try:
         with fs.open(path) as f, zipfile.ZipFile(f) as archive:

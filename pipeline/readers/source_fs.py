@@ -1,7 +1,7 @@
 """Opening, listing and hashing source files by location, local or on an object store.
 
 Readers work on locations (`pipeline.record.location`); `SourceFS` opens them: local ones
-with `os` (symlinks and FIFOs are judged as before), remote ones through the store's
+with `os` (symlinks and FIFOs are judged by the local rules of `readers/files.py`), remote ones through the store's
 filesystem seam (`pipeline.store.fs`), so a source on S3 is read by ranged GETs from the
 task that reads it, with the credentials and endpoint the store uses. A record's id depends
 only on the file's key relative to the source's folder, so the same corpus read from disk
@@ -86,7 +86,7 @@ class SourceFS:
         return cls(recipe.store_options.fs_kwargs(), tuple(schemes))  # type: ignore[arg-type]
 
     def _store(self, location: str) -> tuple[Any, str]:
-        from pipeline.store.fs import store_fs
+        from pipeline.store.store_fs import store_fs
 
         scheme, path = split_uri(location)
         if scheme not in self._remote:

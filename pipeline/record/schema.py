@@ -1,4 +1,4 @@
-"""The canonical record: one Arrow row is one conversation sample (see DESIGN.md)."""
+"""The canonical record: one Arrow row is one conversation sample (docs/ARCHITECTURE.md, "The canonical record")."""
 
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ from pipeline.record.schema import (
     count_placeholders,
     records_to_table,
 )
-from pipeline.stages.base import StageResult
+from pipeline.stages.base import BatchContext, StageOutput
 
 log = logging.getLogger(__name__)
 
@@ -59,42 +59,62 @@ class AugmentStage:
         return bool(ops.get("image"))
 
     def record_variants(
-        self, record: dict[str, Any], decoded: dict[tuple[str, int], Any] | None = None
+        self, record: dict[str, Any], pixels: dict[int, Any] | None = None
     ) -> tuple[list[dict[str, Any]], AugmentStats]:
-        """Return the checked variants of one train record and their stats.
+        """Return the checked variants of one train record and their stats; `pixels` holds
+        its images already decoded, by index (validation's decode).
 
         A valid original is never lost to an op that fails on it: its variants are skipped
         and counted (`failed_variants`), and its neighbours carry on.
         """
         try:
-            if decoded is None:
-                produced, stats = self.augmenter.variants(record)
-            else:
+            if pixels:
+                # The augmenter finds a decoded image by the identity of its bytes object.
+                decoded = {
+                    ("image", id(record["images"][i]["bytes"])): p for i, p in pixels.items()
+                }
                 produced, stats = self.augmenter.variants(record, decoded)
+            else:
+                produced, stats = self.augmenter.variants(record)
             return self._checked_variants(record, produced), stats
         except Exception as exc:
             log.warning("augment: no variants of %s: %s: %s", record["id"], type(exc).__name__, exc)
             return [], AugmentStats(failed_variants=1)
 
-    def apply(self, table: pa.Table) -> StageResult:
+    def process(self, batch: pa.Table, ctx: BatchContext) -> StageOutput:
+        """Return `batch` followed by the variants of its train records. Each augmented
+        original's AugmentStats goes to `ctx.facts[(id, "augment")]`; their sum is `detail`
+        and the variants are counted in `stats`."""
+        stats = AugmentStats()
+        out = StageOutput(batch, detail=stats)
         if self.augmenter is None:
-            return StageResult(table)
-        is_train = pc.fill_null(pc.equal(table["split"], "train"), False).to_numpy(
+            return out
+        is_train = pc.fill_null(pc.equal(batch["split"], "train"), False).to_numpy(
             zero_copy_only=False
         )
         train_rows = np.nonzero(is_train)[0]
+        if len(train_rows) == 0:
+            return out
         variants: list[dict[str, Any]] = []
-        stats = AugmentStats()
-        records = table.take(pa.array(train_rows, pa.int64())).to_pylist()
-        # The augmenter may offer one scope for a batch of records (it saves and restores
-        # global RNG states once instead of per record).
+        # The rows validation converted are reused; a take of the train rows would copy
+        # their media buffers only to find them by id.
+        rows = ctx.rows(batch)
+        records = [rows[i] for i in train_rows]
+        # One save/restore of the global RNG states for the batch instead of one per record.
         batch_scope = getattr(self.augmenter, "batch", contextlib.nullcontext)
         with batch_scope():
             for record in records:
-                produced, record_stats = self.record_variants(record)
+                rid = record["id"]
+                pixels = {
+                    i: ctx.decoded[(rid, "images", i)]
+                    for i in range(len(record.get("images") or []))
+                    if (rid, "images", i) in ctx.decoded
+                }
+                produced, record_stats = self.record_variants(record, pixels)
                 variants.extend(produced)
                 stats.merge(record_stats)
-        out = table
+                ctx.facts[(rid, self.name)] = record_stats
         if variants:
-            out = pa.concat_tables([table, records_to_table(variants, table.schema)])
-        return StageResult(out, [], stats)
+            out.table = pa.concat_tables([batch, records_to_table(variants, batch.schema)])
+            out.stats["variants"] = len(variants)
+        return out

@@ -31,11 +31,27 @@ class BatchContext:
 
     decoded: dict[tuple[str, str, int], Any] = field(default_factory=dict)
     facts: dict[tuple[str, str], Any] = field(default_factory=dict)
+    # The Python form of rows a stage already converted, by record id: a later stage of the
+    # same batch reuses it instead of converting the media bytes out of Arrow again.
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def forget(self, record_ids: set[str]) -> None:
         """Drop what is held for records that left the batch (rejected ones)."""
         self.decoded = {k: v for k, v in self.decoded.items() if k[0] not in record_ids}
         self.facts = {k: v for k, v in self.facts.items() if k[0] not in record_ids}
+        self.records = {k: v for k, v in self.records.items() if k not in record_ids}
+
+    def rows(self, table: pa.Table) -> list[dict[str, Any]]:
+        """Return the rows of `table` as Python dicts, converting only those not yet held
+        (keyed by id; a stage that changes a row's columns replaces its entry)."""
+        ids = table["id"].to_pylist()
+        missing = [i for i, rid in enumerate(ids) if rid not in self.records]
+        if missing:
+            whole = len(missing) == len(ids)
+            fresh = (table if whole else table.take(pa.array(missing, pa.int64()))).to_pylist()
+            for row in fresh:
+                self.records[row["id"]] = row
+        return [self.records[rid] for rid in ids]
 
 
 @dataclass
@@ -60,13 +76,3 @@ class Stage(Protocol):
     name: str
 
     def process(self, batch: pa.Table, ctx: BatchContext) -> StageOutput: ...
-
-
-@dataclass
-class StageResult:
-    """The rows a stage kept (or produced), the records it rejected, and its stats (the
-    `apply` shape that `process` replaces)."""
-
-    table: pa.Table
-    rejected: list[QuarantineEntry] = field(default_factory=list)
-    stats: Any | None = None

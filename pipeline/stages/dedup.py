@@ -1,4 +1,9 @@
-"""Exact-duplicate detection: one key per record from its normalized turns and media bytes."""
+"""Exact-duplicate detection: one key per record from its normalized turns and media bytes.
+
+The keys are computed where the bytes are, in the ingest tasks (`keys`); the stage itself
+runs in the driver's plan over those keys alone (docs/ARCHITECTURE.md, "The data flow"):
+of each key the smallest id stays.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.record.ids import canonical_json, media_digests
-from pipeline.stages.base import StageResult
+from pipeline.stages.base import BatchContext, StageOutput
 
 
 class DedupStage:
@@ -43,9 +48,17 @@ class DedupStage:
         mask = pa.concat_arrays([pa.array([False]), same_as_previous])
         return ordered["id"].combine_chunks().filter(mask)
 
-    def apply(self, table: pa.Table, duplicate_ids: pa.Array) -> StageResult:
-        """Return the table without the rows whose id is in `duplicate_ids`."""
-        if len(duplicate_ids) == 0:
-            return StageResult(table)
-        drop = pc.is_in(table["id"], value_set=duplicate_ids)
-        return StageResult(table.filter(pc.invert(drop)))
+    def process(self, batch: pa.Table, ctx: BatchContext) -> StageOutput:
+        """Return `batch` without its exact duplicates (all but the smallest id per key),
+        counted as "duplicates". The `key` column is used when `batch` has one (the
+        ingest tasks' key facts), else the keys are computed from the records."""
+        if "key" in batch.column_names:
+            index = batch.select(["id", "key"])
+        else:
+            index = pa.table({"id": batch["id"], "key": pa.array(self.keys(batch), pa.string())})
+        duplicates = self.duplicate_ids(index)
+        out = StageOutput(batch)
+        if len(duplicates):
+            out.table = batch.filter(pc.invert(pc.is_in(batch["id"], value_set=duplicates)))
+            out.stats["duplicates"] = len(duplicates)
+        return out

@@ -4,7 +4,7 @@ Each group (a conversation, or a whole character) gets a fixed point on a 64-bit
 sha256(seed, group key). The groups of a run are ranked by that point and cut by count:
 the lowest `round(n * validation)` go to validation, the next `round(n * test)` to test,
 the rest to train; with at least one group per requested split, each requested split gets
-one. Plain thresholds on the hash (the old rule) left a split empty about half the time
+one. Plain thresholds on the hash would leave a split empty about half the time
 for corpora of 8-12 records; cutting by count makes the fractions real.
 
 Stability: the plan is a pair of cut points on the line, so a group's split depends only on
@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 
 from pipeline.recipe import SplitConfig
 from pipeline.record.ids import canonical_json
-from pipeline.stages.base import StageResult
+from pipeline.stages.base import BatchContext, StageOutput
 
 _LINE_END = 2**64  # points lie in [0, 2**64)
 
@@ -128,7 +128,11 @@ class SplitStage:
             raise RuntimeError("the split has no plan: call planned(group_keys) first")
         return self.plan.split_of_point(self.point(group_key))
 
-    def apply(self, table: pa.Table) -> StageResult:
-        splits = [self.split_of(k) for k in self.group_keys(table)]
-        column = table.schema.get_field_index("split")
-        return StageResult(table.set_column(column, "split", pa.array(splits, pa.string())))
+    def process(self, batch: pa.Table, ctx: BatchContext) -> StageOutput:
+        """Return `batch` with every record's `split` set by this stage's plan."""
+        splits = [self.split_of(k) for k in self.group_keys(batch)]
+        for record_id, split in zip(batch["id"].to_pylist(), splits, strict=True):
+            if record_id in ctx.records:
+                ctx.records[record_id]["split"] = split
+        column = batch.schema.get_field_index("split")
+        return StageOutput(batch.set_column(column, "split", pa.array(splits, pa.string())))

@@ -16,19 +16,19 @@ from pipeline.record.schema import (
     ROLES,
     count_placeholders,
 )
-from pipeline.stages.base import StageResult
+from pipeline.stages.base import BatchContext, StageOutput
 
 log = logging.getLogger(__name__)
 
 
 def validate_record(
-    record: dict[str, Any], limits: MediaLimits, decoded: dict[tuple[str, int], Any] | None = None
+    record: dict[str, Any], limits: MediaLimits, decoded: dict[int, Any] | None = None
 ) -> None:
     """Return None if the record holds every invariant; else raise RecordRejected with the reason.
 
-    With `decoded`, images are decoded in full and their pixels kept there, keyed
-    ("image", id(bytes)) as the augmenters look them up: the decode that proves an image
-    is the one its augmentation uses. Without it a cheaper probe proves it.
+    With `decoded`, images are decoded in full and their pixels kept there by image index:
+    the decode that proves an image is the one its augmentation uses. Without it a cheaper
+    probe proves it.
 
     Checks, in order: well-typed messages, known roles, at least one message, system turns only
     before the dialogue, at least one assistant turn, no empty assistant turn, placeholder counts equal to the media
@@ -64,7 +64,7 @@ def validate_record(
                 probe_image(item["bytes"], limits.max_image_pixels)
             else:
                 pixels = decode_checked_image(item["bytes"], limits.max_image_pixels)
-                decoded[("image", id(item["bytes"]))] = pixels
+                decoded[i] = pixels
         except RecordRejected as exc:
             raise RecordRejected(exc.reason, f"images[{i}] {_label(item)}: {exc.message}") from None
     for i, item in enumerate(audios):
@@ -129,15 +129,19 @@ def _label(item: dict[str, Any]) -> str:
 
 
 class ValidateStage:
-    """Keeps records that hold every invariant of DESIGN.md; rejects the rest with a reason."""
+    """Keeps records that hold every invariant of the canonical record; rejects the rest
+    with a reason (docs/ARCHITECTURE.md, "The canonical record")."""
 
     name = "validate"
 
-    def __init__(self, limits: MediaLimits):
+    def __init__(self, limits: MediaLimits, keep_pixels_of: frozenset[str] = frozenset()):
         self.limits = limits
+        # Splits whose records a later stage decodes (the image augmenters: train): their
+        # images are decoded in full here and the pixels left in the batch context.
+        self.keep_pixels_of = keep_pixels_of
 
     def rejection(
-        self, record: dict[str, Any], decoded: dict[tuple[str, int], Any] | None = None
+        self, record: dict[str, Any], decoded: dict[int, Any] | None = None
     ) -> QuarantineEntry | None:
         """Return None for a valid record, else its quarantine entry (never raises);
         `decoded` as in `validate_record`."""
@@ -152,15 +156,24 @@ class ValidateStage:
             )
         return None
 
-    def apply(self, table: pa.Table) -> StageResult:
+    def process(self, batch: pa.Table, ctx: BatchContext) -> StageOutput:
+        """Return the valid rows of `batch` and a quarantine entry per invalid one; the
+        pixels of kept records of `keep_pixels_of` splits go to `ctx.decoded`."""
         keep: list[int] = []
-        rejected: list[QuarantineEntry] = []
-        # Dicts are needed by validate_record; the kept rows are taken from the original
-        # table, so their media buffers are never re-built.
-        for i, record in enumerate(table.to_pylist()):
-            entry = self.rejection(record)
-            if entry is None:
-                keep.append(i)
-            else:
-                rejected.append(entry)
-        return StageResult(table.take(pa.array(keep, pa.int64())), rejected)
+        out = StageOutput(batch)
+        for i, record in enumerate(ctx.rows(batch)):
+            decoded: dict[int, Any] | None = (
+                {} if record.get("split") in self.keep_pixels_of else None
+            )
+            entry = self.rejection(record, decoded)
+            if entry is not None:
+                out.rejects.append(entry)
+                out.stats[entry.reason] += 1
+                continue
+            keep.append(i)
+            for index, pixels in (decoded or {}).items():
+                ctx.decoded[(record["id"], "images", index)] = pixels
+        if out.rejects:
+            # Rows are taken from the batch, so the kept media buffers are never re-built.
+            out.table = batch.take(pa.array(keep, pa.int64()))
+        return out

@@ -86,6 +86,62 @@ class RecordCache:
                 out.append((path, None))
         return out
 
+    def lookup(self, todo: pa.Table, recipe_hash: str) -> tuple[pa.Table, pa.Table, pa.Table]:
+        """Split `todo` (rows with a cache key, `ckey`) by this cache: return (misses, hit
+        index rows made under `recipe_hash`, hit index rows made under another recipe,
+        which must be rebased). Of a key's rows, the newest run's under this recipe win,
+        else the newest run's at all; a part that has gone makes its keys misses."""
+        index = self.index()
+        empty = index.schema.empty_table()
+        if index.num_rows == 0 or todo.num_rows == 0:
+            return todo, empty, empty
+        index = index.filter(pc.is_in(index["key"], value_set=todo["ckey"].combine_chunks()))
+        if index.num_rows == 0:
+            return todo, empty, empty
+        # One run's rows per key: the newest run under this recipe, else the newest at all.
+        same = pc.equal(index["recipe_hash"], recipe_hash)
+        flagged = index.append_column("same", pc.cast(same, pa.int8()))
+        best = flagged.group_by("key", use_threads=False).aggregate([("same", "max")])
+        flagged = flagged.join(best, "key")
+        flagged = flagged.filter(pc.equal(flagged["same"], flagged["same_max"]))
+        newest = flagged.group_by("key", use_threads=False).aggregate([("run_id", "max")])
+        chosen = flagged.join(newest, "key")
+        chosen = chosen.filter(pc.equal(chosen["run_id"], chosen["run_id_max"]))
+        chosen = chosen.drop_columns(["same_max", "run_id_max"])
+        # A part that has gone (pruned by hand) makes its keys misses, not errors.
+        parts = [p for p in chosen["part"].unique().to_pylist() if p is not None]
+        missing = [p for p in parts if not self.fs.exists(self.part_path(p))]
+        if missing:
+            log.warning(
+                "cache: %d part file(s) missing; their records are recomputed", len(missing)
+            )
+            chosen = chosen.filter(
+                pc.invert(
+                    pc.fill_null(pc.is_in(chosen["part"], value_set=pa.array(missing)), False)
+                )
+            )
+        hit_keys = chosen["key"].unique()
+        misses = todo.filter(pc.invert(pc.is_in(todo["ckey"], value_set=hit_keys)))
+        current = pc.equal(chosen["same"], 1)
+        chosen = chosen.drop_columns(["same"])
+        return misses, chosen.filter(current), chosen.filter(pc.invert(current))
+
+    @staticmethod
+    def index_rows(table: pa.Table, run_id: str, recipe_hash: str) -> pa.Table:
+        """Return `table`'s columns as CACHE_INDEX_SCHEMA rows stamped with `run_id` and
+        `recipe_hash`; columns it lacks are null."""
+        n = table.num_rows
+        stamp = {"run_id": run_id, "recipe_hash": recipe_hash}
+        columns = {}
+        for f in CACHE_INDEX_SCHEMA:
+            if f.name in stamp:
+                columns[f.name] = pa.array([stamp[f.name]] * n, f.type)
+            elif f.name in table.column_names:
+                columns[f.name] = table[f.name]
+            else:
+                columns[f.name] = pa.nulls(n, f.type)
+        return pa.table(columns, schema=CACHE_INDEX_SCHEMA)
+
     def prune(self, live_ids: pa.Array, min_age_s: float, now: float, dry_run: bool) -> CachePrune:
         """Keep what made the records of `live_ids` (ids of rows and of rejected records);
         return what else may go, for the caller to remove in that order. Index files changed

@@ -2,8 +2,8 @@
 
 The manifest's exclusive creation is the commit point: before it a v<N>/ folder is invisible
 to readers (they trust only manifests) and `roleforge gc` removes it; after it the version is
-immutable. A fault can be injected at every step (ROLEFORGE_FAULT=<point>) to prove that a
-crash anywhere leaves only complete versions visible.
+immutable. A fault can be injected at every step (`pipeline.store.atomic.fault_point`, one of
+FAULT_POINTS) to prove that a crash anywhere leaves only complete versions visible.
 
 On an object store the move is a copy, and committers on other machines share no lock, so
 a committer first claims N with a conditional PUT of `versions/v<N>/.claim`: a loser moves
@@ -12,7 +12,6 @@ on to N+1 before it copies anything, and never writes into the winner's folder.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import secrets
@@ -20,9 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import pyarrow as pa
-
-from pipeline.record.ids import canonical_json
+from pipeline.store.atomic import fault_point
 from pipeline.store.fs import CLAIM_FILE, LocalFS, StoreFS
 from pipeline.store.lock import commit_lock
 from pipeline.store.manifest import CardEntry, Manifest
@@ -30,7 +27,6 @@ from pipeline.store.read import Store, VersionNotFound
 
 log = logging.getLogger(__name__)
 
-FAULT_ENV = "ROLEFORGE_FAULT"
 FAULT_POINTS = ("after_staging", "after_move", "after_cards", "before_manifest", "after_manifest")
 STAGES = ("ingest", "validate", "dedup", "split", "augment", "write")
 
@@ -44,36 +40,8 @@ DiffSummarizer = Callable[..., dict[str, Any]]
 MAX_NUMBER_TRIES = 1000
 
 
-class InjectedFault(RuntimeError):
-    """Raised at a commit step named by $ROLEFORGE_FAULT, to simulate a crash there."""
-
-
 class CommitCheckFailed(RuntimeError):
     """The staged version fails a pre-commit check; nothing was published."""
-
-
-def fault_point(name: str) -> None:
-    """Raise InjectedFault when $ROLEFORGE_FAULT names this step of the commit; SIGKILL
-    this process when it says `kill:<step>` (a crash no handler sees)."""
-    assert name in FAULT_POINTS, name
-    fault = os.environ.get(FAULT_ENV)
-    if fault == name:
-        raise InjectedFault(f"fault injected {name.replace('_', ' ')}")
-    if fault == f"kill:{name}":
-        import signal
-
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
-def schema_sha256(schema: pa.Schema) -> str:
-    """Return the sha256 of the schema's canonical Arrow IPC serialization (with metadata)."""
-    return hashlib.sha256(schema.serialize().to_pybytes()).hexdigest()
-
-
-def content_id(schema_hash: str, shard_hashes: list[str]) -> str:
-    """Return the content id: sha256 over the schema hash and the sorted shard hashes."""
-    payload = canonical_json({"schema": schema_hash, "shards": sorted(shard_hashes)})
-    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
 def check_counts(counts: dict[str, dict[str, int]]) -> None:

@@ -13,11 +13,11 @@ Two implementations with the same methods:
 - `GcsFS` (pipeline/store/gcs.py) for `gs://bucket/prefix`: ObjectStoreFS with Google Cloud
   Storage's filesystem and client; its exclusive create is an upload with the precondition
   `ifGenerationMatch=0`.
+`store_fs` (pipeline/store/store_fs.py) picks one for a store URI.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import hashlib
 import os
@@ -309,12 +309,6 @@ class _ReplaceOnClose:
             self._raw.close()
             os.replace(self._tmp, self.path)
             self.closed = True
-
-    def abort(self) -> None:
-        self._raw.close()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self._tmp)
-        self.closed = True
 
 
 class StoreFS(Protocol):
@@ -647,27 +641,3 @@ class ObjectStoreFS:
 
 # The object a committer puts in versions/v<N>/ on an object store to claim number N.
 CLAIM_FILE = ".claim"
-
-
-def store_fs(
-    uri: str, endpoint_url: str | None = None, region: str | None = None
-) -> tuple[StoreFS, str]:
-    """Return the filesystem of a store URI and the store's path on it: a local folder, or
-    `bucket/prefix` on an object store (`endpoint_url` / `region` override the env; a gs://
-    store takes no region: its bucket's location is fixed)."""
-    scheme = uri.split("://", 1)[0] if "://" in uri else None
-    if scheme in OBJECT_SCHEMES:
-        path = uri.split("://", 1)[1].strip("/")
-        if not path:
-            raise UnsupportedStore(f"store {uri!r} names no bucket")
-        if scheme == "gs":
-            from pipeline.store.gcs import GcsFS
-
-            if region:
-                raise UnsupportedStore(
-                    f"store {uri!r}: store_options.region applies to s3:// stores only "
-                    "(a GCS bucket's location is fixed when it is created)"
-                )
-            return GcsFS(endpoint_url=endpoint_url), path
-        return ObjectStoreFS(scheme, endpoint_url=endpoint_url, region=region), path
-    return LocalFS(), local_store_path(uri)

@@ -87,22 +87,31 @@ def _try_lock(fd: int) -> bool:
 
 
 @contextlib.contextmanager
-def commit_lock(root: Any, timeout_s: float = COMMIT_LOCK_TIMEOUT_S) -> Iterator[None]:
-    """Hold the dataset's commit lock for the `with` block; raise StoreBusy after `timeout_s`."""
-    fd = _open(os.path.join(locks_dir(root), COMMIT_LOCK))
+def file_lock(path: str, timeout_s: float, busy: str) -> Iterator[None]:
+    """Hold an exclusive flock on the local file `path` for the `with` block; raise
+    StoreBusy(`busy`) after `timeout_s`. The kernel drops it when its holder dies."""
+    fd = _open(path)
     try:
         deadline = time.monotonic() + timeout_s
         while not _try_lock(fd):
             if time.monotonic() >= deadline:
-                label = root if isinstance(root, str) else root.fs.uri(root.root)
-                raise StoreBusy(
-                    f"{label}: another commit or gc has held the store's lock for over "
-                    f"{timeout_s:g} s; try again later"
-                )
+                raise StoreBusy(busy)
             time.sleep(_POLL_S)
         yield
     finally:
         os.close(fd)  # closing the descriptor releases the flock
+
+
+@contextlib.contextmanager
+def commit_lock(root: Any, timeout_s: float = COMMIT_LOCK_TIMEOUT_S) -> Iterator[None]:
+    """Hold the dataset's commit lock for the `with` block; raise StoreBusy after `timeout_s`."""
+    label = root if isinstance(root, str) else root.fs.uri(root.root)
+    busy = (
+        f"{label}: another commit or gc has held the store's lock for over "
+        f"{timeout_s:g} s; try again later"
+    )
+    with file_lock(os.path.join(locks_dir(root), COMMIT_LOCK), timeout_s, busy):
+        yield
 
 
 class RunLease:

@@ -1,4 +1,5 @@
-"""The manifest of a dataset version: one typed, self-validating model (DESIGN.md).
+"""The manifest of a dataset version: one typed, self-validating model (docs/ARCHITECTURE.md,
+"The commit protocol").
 
 The data job builds it once (`Manifest` with `version=None`), the committer stamps the
 version, parent and cards (`Manifest.committed`), and every reader (cards, diff, verify,
@@ -10,11 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer
 
 from pipeline.record.ids import canonical_json
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 MANIFEST_FORMAT = "roleforge.manifest/1"
 MANIFEST_DIGEST_KEY = "manifest_sha256"
@@ -258,3 +262,14 @@ class Manifest(_Part):
             raise ManifestInvalid(
                 f"{shown}: not a valid manifest: {where}: {first['msg']}"
             ) from None
+
+
+def schema_sha256(schema: pa.Schema) -> str:
+    """Return the sha256 of the schema's canonical Arrow IPC serialization (with metadata)."""
+    return hashlib.sha256(schema.serialize().to_pybytes()).hexdigest()
+
+
+def content_id(schema_hash: str, shard_hashes: list[str]) -> str:
+    """Return the content id: sha256 over the schema hash and the sorted shard hashes."""
+    payload = canonical_json({"schema": schema_hash, "shards": sorted(shard_hashes)})
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()

@@ -1,5 +1,9 @@
 """The quarantine file of a run: rejected records appended as JSON lines, fsynced on close.
 
+The tasks that reject records write them to part files of the same lines under the run's
+staging folder (`write_quarantine_part`); the driver appends the parts, in a fixed order,
+to the run's one file, as it commits shards (docs/ARCHITECTURE.md, "Quarantine").
+
 An object can't be appended to, so on an object store the lines go to a local temp file
 and are uploaded whole on close (a run's quarantine file appears when the run ends)."""
 
@@ -11,11 +15,17 @@ import logging
 import os
 import tempfile
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 from pipeline.record.rejection import QuarantineEntry
 
 log = logging.getLogger(__name__)
+
+
+def _line(entry: QuarantineEntry) -> str:
+    """Return one entry as the quarantine file's JSON line (the same for parts and file)."""
+    return json.dumps(entry.to_dict(), ensure_ascii=False) + "\n"
 
 
 class QuarantineWriter:
@@ -34,7 +44,7 @@ class QuarantineWriter:
                 self._file = open(self.path, "a", encoding="utf-8")
             else:
                 self._file = tempfile.TemporaryFile("w+", encoding="utf-8")
-        self._file.write(json.dumps(entry.to_dict(), ensure_ascii=False) + "\n")
+        self._file.write(_line(entry))
         self.counts[entry.reason] += 1
 
     def close(self, quiet: bool = False) -> None:
@@ -63,3 +73,30 @@ class QuarantineWriter:
 
     def __exit__(self, exc_type: object, *exc: object) -> None:
         self.close(quiet=exc_type is not None)  # never mask the error already on its way
+
+
+@dataclass(frozen=True)
+class QuarantinePart:
+    """The quarantine part file a task wrote (under the run's staging folder) and how many
+    of its entries there are per reason: what the task returns to the driver."""
+
+    path: str
+    reasons: dict[str, int]
+
+
+def write_quarantine_part(
+    path: str, entries: list[QuarantineEntry], fs: Any
+) -> QuarantinePart | None:
+    """Write a task's rejects whole to `path` (a retried task rewrites the same file); return
+    the part, or None when there is nothing to write."""
+    if not entries:
+        return None
+    text = "".join(_line(entry) for entry in entries)
+    fs.write_bytes(path, text.encode("utf-8"))
+    return QuarantinePart(path, dict(Counter(e.reason for e in entries)))
+
+
+def read_quarantine_part(part: QuarantinePart, fs: Any) -> list[QuarantineEntry]:
+    """Return the entries of a task's quarantine part, in the order the task wrote them."""
+    text = fs.read_bytes(part.path).decode("utf-8")
+    return [QuarantineEntry(**json.loads(line)) for line in text.splitlines() if line]

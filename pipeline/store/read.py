@@ -1,6 +1,6 @@
 """The dataset store: where versions live and how a committed version is read back.
 
-Layout (DESIGN.md): <store>/<name>/versions/v<N>/ holds shards and cards,
+Layout (docs/ARCHITECTURE.md, "Store layout"): <store>/<name>/versions/v<N>/ holds shards and cards,
 <store>/<name>/versions/v<N>.json is the manifest, whose exclusive creation is the commit.
 Readers trust only manifests: a v<N>/ folder without its manifest does not exist.
 """
@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.record.ids import DATASET_NAME_PATTERN
-from pipeline.store.fs import StoreFS, store_fs
+from pipeline.store.fs import StoreFS
 from pipeline.store.manifest import Manifest
+from pipeline.store.store_fs import store_fs
+from pipeline.store.verify import verify_version
 
 _VERSION_FILE = re.compile(r"^v(\d+)\.json$")
 _REF = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*?)(?:@v?(?P<version>\d+))?$")
@@ -136,8 +138,6 @@ class Store:
         committed: the manifest's digest, every file's size, and (with `hash_shards`) every
         shard's sha256. Raise VersionCorrupt with one line otherwise. Checked once per
         version per process."""
-        from pipeline.store.verify import verify_version
-
         manifest = self.manifest(version)
         number = manifest.number
         key = (self.fs.uri(self.root), number, manifest.manifest_sha256, hash_shards)

@@ -1,12 +1,12 @@
 """Shard files of a version: their names, formats and the one way to read them back.
 
-Two formats are published (DESIGN.md: a version loads with datasets, pyarrow, polars,
+Two formats are published (docs/ARCHITECTURE.md: a version loads with datasets, pyarrow, polars,
 duckdb, Ray and mlcroissant):
 - `parquet` (the default): every tool reads it natively, and the HF features travel in the
   schema metadata, so `datasets` types `images` / `audios` as Image / Audio.
 - `arrow`: Arrow IPC *stream* files, the format `datasets` itself writes and
-  `datasets.Dataset.from_file` memory-maps. Versions made before this change hold IPC
-  *file* format shards; the reader below tells the two apart by the file's magic bytes.
+  `datasets.Dataset.from_file` memory-maps. Versions may also hold IPC *file*
+  format shards (what roleforge wrote at first); the reader below tells the two apart by the file's magic bytes.
 """
 
 from __future__ import annotations

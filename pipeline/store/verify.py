@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pipeline.store.commit import content_id
 from pipeline.store.fs import StoreFS
-from pipeline.store.manifest import Manifest, manifest_digest
-from pipeline.store.read import Store
+from pipeline.store.manifest import Manifest, content_id, manifest_digest
+
+if TYPE_CHECKING:  # read.py calls verify_version: the class is needed for its hint only
+    from pipeline.store.read import Store
 
 
 @dataclass(frozen=True)

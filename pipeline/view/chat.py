@@ -8,6 +8,7 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
+from pipeline.cli.preview import highlight_changes
 from pipeline.record.schema import AUDIO_PLACEHOLDER, IMAGE_PLACEHOLDER
 
 
@@ -48,7 +49,6 @@ class TurnPair:
 def aligned_turns(original: list[dict[str, Any]], variant: list[dict[str, Any]]) -> list[TurnPair]:
     """Return the variant's turns aligned with the original's (dialogue ops drop or add
     turns; text ops edit them in place), each with its word-level diff."""
-    from pipeline.cli.preview import highlight_changes
 
     def key(m: dict[str, Any]) -> str:
         return f"{m.get('role')}\x00{m.get('content')}"

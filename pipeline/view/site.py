@@ -21,13 +21,19 @@ from urllib.parse import urlencode
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from pipeline.store.fs import store_fs
+from pipeline.cli.preview import IMAGE_MIME, audio_mime, waveform_and_spectrogram
+from pipeline.record.media import image_format
+from pipeline.store.diff import diff_versions
 from pipeline.store.manifest import Manifest
 from pipeline.store.read import Store, VersionNotFound, check_dataset_name
+from pipeline.store.store_fs import store_fs
 from pipeline.view.chat import aligned_turns, turn_kind, turn_media
 from pipeline.view.quality import summarize_quality
 from pipeline.view.quarantine import read_quarantine
 from pipeline.view.rows import KINDS, MODALITIES, PageToken, RowFilter, VersionRows
+from trainers.curve import CURVE_PNG
+from trainers.heldout import EVALS_DIR
+from trainers.registry import ModelRegistry, UnknownModel
 
 log = logging.getLogger(__name__)
 
@@ -312,8 +318,6 @@ class ViewSite:
     def _plot(self, name: str, number: int, record_id: str, item: str) -> bytes:
         """Return the waveform-and-spectrogram PNG of one audio item (cached: drawing it
         costs far more than reading the clip)."""
-        from pipeline.cli.preview import waveform_and_spectrogram
-
         clip = self._media_bytes(name, number, record_id, "audios", item)
         with _PLOT_LOCK:  # matplotlib is not thread-safe; the server answers in threads
             return waveform_and_spectrogram(clip)
@@ -344,8 +348,6 @@ class ViewSite:
         )
 
     def _diff(self, store: Store, query: dict[str, str]) -> Response:
-        from pipeline.store.diff import diff_versions
-
         versions = store.versions()
         try:
             a, b = int(query.get("a", "")), int(query.get("b", ""))
@@ -359,8 +361,6 @@ class ViewSite:
         )
 
     def _models(self, store: Store, rest: list[str]) -> Response:
-        from trainers.registry import ModelRegistry, UnknownModel
-
         registry = ModelRegistry(store)
         if not rest:
             pointer = registry.pointer()
@@ -378,8 +378,6 @@ class ViewSite:
         except UnknownModel:
             raise NotFound(rest[0]) from None
         if len(rest) == 2:
-            from trainers.curve import CURVE_PNG
-
             if rest[1] != CURVE_PNG:
                 raise NotFound(rest[1])
             try:
@@ -418,8 +416,6 @@ def _read_json(store: Store, path: str) -> Any:
 def _other_evaluations(store: Store, run_dir: str) -> list[dict[str, Any]]:
     """Return the model's evaluations on other versions' test splits (what retrains kept in
     its `evals/` folder when they compared it with a newer model), oldest version first."""
-    from trainers.heldout import EVALS_DIR
-
     folder = os.path.join(run_dir, EVALS_DIR)
     found = []
     for name in sorted(store.fs.listdir(folder))[:MAX_OTHER_EVALS]:
@@ -438,9 +434,6 @@ def _here(folder: str) -> Any:
 
 def media_type(data: bytes, column: str) -> str:
     """Return the MIME type of a media item from its bytes' signature."""
-    from pipeline.cli.preview import IMAGE_MIME, audio_mime
-    from pipeline.record.media import image_format
-
     if column == "images":
         return IMAGE_MIME.get(image_format(data), "application/octet-stream")
     return audio_mime(data)

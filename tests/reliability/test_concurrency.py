@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from pipeline.record.schema import RECORD_SCHEMA
-from pipeline.store.commit import content_id, schema_sha256
 from pipeline.store.fs import LocalFS
 from pipeline.store.gc import collect_garbage
+from pipeline.store.manifest import content_id, schema_sha256
 from pipeline.store.read import Store
 from pipeline.store.writer import ShardWriter
 from tests.fixtures.manifest import manifest_of

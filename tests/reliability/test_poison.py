@@ -17,6 +17,7 @@ from pipeline.readers import read_source
 from pipeline.recipe import MediaLimits, parse_recipe
 from pipeline.record.rejection import REASONS, QuarantineEntry
 from pipeline.record.schema import WORK_SCHEMA, records_to_table
+from pipeline.stages.base import BatchContext
 from pipeline.stages.validate import ValidateStage
 from tests.fixtures.corpus import write_bytes, write_jsonl
 from tests.fixtures.media import audio_bytes, image_bytes, truncated
@@ -104,8 +105,9 @@ def _outcomes(folder: Path) -> tuple[list[str], list[QuarantineEntry]]:
     records, rejected = [], []
     for item in read_source(recipe.sources[0], recipe):
         (rejected if isinstance(item, QuarantineEntry) else records).append(item)
-    result = ValidateStage(MediaLimits()).apply(records_to_table(records, WORK_SCHEMA))
-    return result.table["source_ref"].to_pylist(), rejected + result.rejected
+    table = records_to_table(records, WORK_SCHEMA)
+    result = ValidateStage(MediaLimits()).process(table, BatchContext())
+    return result.table["source_ref"].to_pylist(), rejected + result.rejects
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])

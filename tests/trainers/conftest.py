@@ -103,7 +103,7 @@ def write_version(
             {"path": rel, "split": split, "rows": len(rows), "bytes": size, "sha256": digest}
         )
     from pipeline.record.schema import RECORD_SCHEMA
-    from pipeline.store.commit import content_id, schema_sha256
+    from pipeline.store.manifest import content_id, schema_sha256
 
     # Readers check the content id, the shard hashes and the manifest digest: all real.
     schema_hash = schema_sha256(RECORD_SCHEMA)

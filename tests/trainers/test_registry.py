@@ -17,11 +17,10 @@ import pytest
 from typer.testing import CliRunner
 
 from pipeline.cli.app import app
+from pipeline.store.atomic import FAULT_ENV, InjectedFault
 from pipeline.store.read import Store
 from trainers.registry import (
-    FAULT_ENV,
     FAULT_POINTS,
-    InjectedPromotionFault,
     ModelRegistry,
     NothingToRollBack,
     PromotionConflict,
@@ -142,10 +141,10 @@ def test_a_crash_at_each_promotion_step_leaves_exactly_one_promoted_model(
     reg = registry(store)
     reg.promote("a", "first")
     monkeypatch.setenv(FAULT_ENV, point)
-    with pytest.raises(InjectedPromotionFault):
+    with pytest.raises(InjectedFault):
         reg.promote("b", "crashes", expected="a")
     monkeypatch.delenv(FAULT_ENV)
-    after_commit = FAULT_POINTS.index(point) >= FAULT_POINTS.index("replaced")
+    after_commit = FAULT_POINTS.index(point) >= FAULT_POINTS.index("promote_replaced")
     assert promoted_rows(store) == (["b"] if after_commit else ["a"])
     # The next writer is not blocked by the crash and clears what it left behind.
     reg.promote("c", "next", expected="b" if after_commit else "a")
@@ -166,12 +165,12 @@ def test_a_process_killed_at_each_promotion_step_leaves_one_readable_pointer(
     store: Path, point: str
 ) -> None:
     registry(store).promote("a", "first")
-    env = {**os.environ, FAULT_ENV: f"{point}:kill"}
+    env = {**os.environ, FAULT_ENV: f"kill:{point}"}
     child = subprocess.run(
         [sys.executable, "-c", _PROMOTE, str(store), "b", "a"], cwd=ROOT, env=env, check=False
     )
     assert child.returncode == -9  # SIGKILL: no exception handler, no cleanup ran
-    after_commit = FAULT_POINTS.index(point) >= FAULT_POINTS.index("replaced")
+    after_commit = FAULT_POINTS.index(point) >= FAULT_POINTS.index("promote_replaced")
     assert promoted_rows(store) == (["b"] if after_commit else ["a"])
     # The dead process held the lock; the OS released it, so this does not wait.
     registry(store).promote("c", "next")

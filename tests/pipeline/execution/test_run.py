@@ -13,7 +13,7 @@ import pytest
 
 from pipeline.execution.job import DataJob, RunResult
 from pipeline.record.rejection import TooManyBadRecords
-from pipeline.store.commit import FAULT_ENV, InjectedFault
+from pipeline.store.atomic import FAULT_ENV, InjectedFault
 from pipeline.store.read import Store
 from pipeline.store.shards import read_shard_batches
 from pipeline.store.verify import verify_version

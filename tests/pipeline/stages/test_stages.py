@@ -13,6 +13,7 @@ from pipeline.recipe import MediaLimits, SplitConfig
 from pipeline.record.ids import variant_id
 from pipeline.record.schema import WORK_SCHEMA
 from pipeline.stages.augment import AugmentStage
+from pipeline.stages.base import BatchContext
 from pipeline.stages.dedup import DedupStage
 from pipeline.stages.split import SplitStage, split_counts
 from pipeline.stages.validate import ValidateStage
@@ -26,13 +27,22 @@ def test_validate_keeps_valid_records_and_quarantines_each_bad_one_with_its_reas
     bad_count = work_record(1, images=[])  # one <image> placeholder, no image
     corrupt = work_record(2, images=[{"bytes": b"not an image", "path": "x.png"}])
     table = work_table([work_record(0), bad_count, corrupt, work_record(3)])
-    result = ValidateStage(MediaLimits()).apply(table)
+    result = ValidateStage(MediaLimits()).process(table, BatchContext())
     assert result.table["id"].to_pylist() == ["id-0000", "id-0003"]
-    assert [(e.stage, e.reason, e.record_id) for e in result.rejected] == [
+    assert [(e.stage, e.reason, e.record_id) for e in result.rejects] == [
         ("validate", "placeholder_mismatch", "id-0001"),
         ("validate", "corrupt_image", "id-0002"),
     ]
-    assert result.rejected[0].source_ref == "d.jsonl:2"
+    assert result.rejects[0].source_ref == "d.jsonl:2"
+    assert result.stats == {"placeholder_mismatch": 1, "corrupt_image": 1}
+
+
+def test_validate_leaves_the_pixels_of_the_splits_a_later_stage_decodes_in_the_context() -> None:
+    records = [work_record(0, split="train"), work_record(1, split="test")]
+    ctx = BatchContext()
+    ValidateStage(MediaLimits(), frozenset({"train"})).process(work_table(records), ctx)
+    assert set(ctx.decoded) == {("id-0000", "images", 0)}
+    assert ctx.decoded[("id-0000", "images", 0)].ndim == 3
 
 
 def test_dedup_key_ignores_surrounding_whitespace_but_not_media_bytes() -> None:
@@ -52,8 +62,15 @@ def test_duplicates_keep_the_smallest_id_of_each_key() -> None:
     index = pa.table({"id": ["c", "a", "b", "d", "e"], "key": ["k1", "k1", "k2", "k1", "k2"]})
     assert sorted(DedupStage.duplicate_ids(index).to_pylist()) == ["c", "d", "e"]
     table = work_table([work_record(i, id=i_d) for i, i_d in enumerate("abcde")])
-    kept = DedupStage().apply(table, DedupStage.duplicate_ids(index)).table
-    assert kept["id"].to_pylist() == ["a", "b"]
+    kept = DedupStage().process(table.append_column("key", index.sort_by("id")["key"]), None)
+    assert kept.table["id"].to_pylist() == ["a", "b"]
+    assert kept.stats == {"duplicates": 3}
+
+
+def test_dedup_computes_the_keys_of_records_that_carry_none() -> None:
+    table = work_table([work_record(1), work_record(1, id="id-0002"), work_record(3)])
+    kept = DedupStage().process(table, BatchContext()).table
+    assert kept["id"].to_pylist() == ["id-0001", "id-0003"]
 
 
 def _planned(config: SplitConfig, seed: int, table: pa.Table) -> SplitStage:
@@ -61,13 +78,17 @@ def _planned(config: SplitConfig, seed: int, table: pa.Table) -> SplitStage:
     return stage.planned(stage.group_keys(table))
 
 
+def _split(stage: SplitStage, table: pa.Table) -> pa.Table:
+    return stage.process(table, BatchContext()).table
+
+
 def test_split_is_a_pure_function_of_seed_and_groups_with_the_configured_fractions() -> None:
     config = SplitConfig(validation=0.2, test=0.1)
     table = work_table([work_record(i) for i in range(600)])
-    splits = _planned(config, 3, table).apply(table).table["split"].to_pylist()
-    assert splits == _planned(config, 3, table).apply(table).table["split"].to_pylist()
+    splits = _split(_planned(config, 3, table), table)["split"].to_pylist()
+    assert splits == _split(_planned(config, 3, table), table)["split"].to_pylist()
     assert Counter(splits) == {"train": 420, "validation": 120, "test": 60}  # cut by count
-    other_seed = _planned(config, 4, table).apply(table).table
+    other_seed = _split(_planned(config, 4, table), table)
     assert other_seed["split"].to_pylist() != splits
 
 
@@ -77,7 +98,7 @@ def test_every_requested_split_gets_a_group_once_there_are_groups_for_each() -> 
         table = work_table([work_record(i) for i in range(n)])
         for seed in range(5):
             stage = _planned(config, seed, table)
-            got = Counter(stage.apply(table).table["split"].to_pylist())
+            got = Counter(_split(stage, table)["split"].to_pylist())
             assert got == {k: v for k, v in stage.plan.groups.items() if v}
             if n >= 3:
                 assert got["validation"] >= 1 and got["test"] >= 1 and got["train"] >= 1
@@ -119,7 +140,7 @@ def test_split_by_character_holds_out_whole_characters() -> None:
     table = work_table(records)
     stage = _planned(config, 1, table)
     assert stage.plan.groups == {"train": 4, "validation": 4, "test": 4}
-    table = stage.apply(table).table
+    table = _split(stage, table)
     per_character: dict[str, set[str]] = {}
     for row in table.select(["character", "split"]).to_pylist():
         per_character.setdefault(row["character"]["name"], set()).add(row["split"])
@@ -154,19 +175,24 @@ def test_augment_adds_variants_to_train_only_and_a_failing_augmenter_keeps_the_o
         work_record(2, split="test"),
         work_record(3, split="train", id="id-boom"),
     ]
-    result = AugmentStage(_FakeAugmenter()).apply(work_table(records))
+    ctx = BatchContext()
+    result = AugmentStage(_FakeAugmenter()).process(work_table(records), ctx)
     rows = result.table.select(["id", "parent_id", "split"]).to_pylist()
     originals = [r["id"] for r in rows if r["parent_id"] is None]
     variants = [r for r in rows if r["parent_id"] is not None]
     assert originals == ["id-0000", "id-0001", "id-0002", "id-boom"]
     assert {r["parent_id"] for r in variants} == {"id-0000"}
     assert all(r["split"] == "train" for r in variants) and len(variants) == 2
-    assert result.rejected == []
-    assert result.stats.variants == 2 and result.stats.failed_variants == 1
+    assert result.rejects == [] and result.stats == {"variants": 2}
+    assert result.detail.variants == 2 and result.detail.failed_variants == 1
+    assert ctx.facts[("id-0000", "augment")].variants == 2
 
 
-def test_the_record_pass_writes_its_own_part_and_returns_only_index_rows(tmp_path) -> None:
-    from pipeline.execution.passes import PassContext, Slice, record_pass
+def test_the_record_pass_writes_its_part_and_quarantine_and_counts_each_stage_in_run_order(
+    tmp_path,
+) -> None:
+    from pipeline.execution.passes import PassContext, PassTask, Slice, record_pass
+    from pipeline.store.quarantine import read_quarantine_part
     from pipeline.store.staging import read_part
 
     with PartWriter(str(tmp_path / "in"), WORK_SCHEMA, 1 << 20) as parts:
@@ -177,16 +203,24 @@ def test_the_record_pass_writes_its_own_part_and_returns_only_index_rows(tmp_pat
     )
     context = PassContext(
         fs=LocalFS(),
-        limits=MediaLimits(),
-        duplicate_ids=pa.array(["id-0003"]),
-        splitter=splitter,
-        augmenter=None,
+        stages=[splitter, ValidateStage(MediaLimits()), AugmentStage(_FakeAugmenter())],
+        skip_ids=pa.array(["id-0003"]),
         batch_size=2,
     )
     out_path = str(tmp_path / "out" / "part.arrow")
-    outcome = record_pass([Slice(parts.paths[0], 0, 4)], out_path, context)
-    assert [e.record_id for e in outcome.rejected] == ["id-0001"]
-    assert outcome.rows["id"].to_pylist() == ["id-0000", "id-0002"]
+    task = PassTask([Slice(parts.paths[0], 0, 4)], out_path, str(tmp_path / "q" / "r.jsonl"))
+    outcome = record_pass(task, context)
+    assert list(outcome.tallies) == ["split", "validate", "augment"]
+    assert [(t.records_in, t.out, t.quarantined) for t in outcome.tallies.values()] == [
+        (3, 3, 0),
+        (3, 2, 1),
+        (2, 6, 0),
+    ]
+    assert outcome.quarantine.reasons == {"placeholder_mismatch": 1}
+    assert [e.record_id for e in read_quarantine_part(outcome.quarantine, LocalFS())] == ["id-0001"]
+    rows = outcome.rows.to_pylist()
+    assert [r["id"] for r in rows if r["parent_id"] is None] == ["id-0000", "id-0002"]
+    assert outcome.stats.variants == 4
     assert set(outcome.rows.column_names) == {
         "split",
         "id",
@@ -197,4 +231,17 @@ def test_the_record_pass_writes_its_own_part_and_returns_only_index_rows(tmp_pat
         "stats",
     }
     written = read_part(out_path)
-    assert written.take(outcome.rows["row"])["id"].to_pylist() == ["id-0000", "id-0002"]
+    assert written.take(outcome.rows["row"])["id"].to_pylist() == outcome.rows["id"].to_pylist()
+
+
+def test_a_record_pass_that_rejects_nothing_writes_no_quarantine_part(tmp_path) -> None:
+    from pipeline.execution.passes import PassContext, PassTask, Slice, record_pass
+
+    with PartWriter(str(tmp_path / "in"), WORK_SCHEMA, 1 << 20) as parts:
+        parts.write(work_table([work_record(0)]))
+    context = PassContext(LocalFS(), [ValidateStage(MediaLimits())], pa.array([], pa.string()), 8)
+    quarantine = tmp_path / "q.jsonl"
+    task = PassTask([Slice(parts.paths[0], 0, 1)], str(tmp_path / "o.arrow"), str(quarantine))
+    outcome = record_pass(task, context)
+    assert outcome.quarantine is None and not quarantine.exists()
+    assert outcome.rows["id"].to_pylist() == ["id-0000"]

@@ -10,19 +10,16 @@ from typing import Any
 import pytest
 
 from pipeline.record.schema import RECORD_SCHEMA
+from pipeline.store.atomic import FAULT_ENV, InjectedFault
 from pipeline.store.commit import (
-    FAULT_ENV,
     FAULT_POINTS,
     CommitCheckFailed,
-    InjectedFault,
     VersionCommitter,
     check_counts,
-    content_id,
-    schema_sha256,
 )
 from pipeline.store.fs import LocalFS
 from pipeline.store.gc import collect_garbage
-from pipeline.store.manifest import Manifest
+from pipeline.store.manifest import Manifest, content_id, schema_sha256
 from pipeline.store.read import Store
 from pipeline.store.verify import verify_version
 from pipeline.store.writer import ShardWriter

@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 
-from pipeline.store.fs import StoreNotWritable, UnsupportedStore, local_store_path, store_fs
+from pipeline.store.fs import StoreNotWritable, UnsupportedStore, local_store_path
 from pipeline.store.gcs import GcsFS
 from pipeline.store.read import Store
+from pipeline.store.store_fs import store_fs
 from tests.pipeline.execution.datajob_corpus import recipe_dict
 from tests.pipeline.store.test_s3_store import (
     check_roleforge_run_publishes_the_local_content,

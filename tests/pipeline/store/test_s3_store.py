@@ -22,10 +22,11 @@ from pipeline.cards.write import write_cards
 from pipeline.cli.app import app
 from pipeline.store.commit import CommitResult, VersionCommitter
 from pipeline.store.diff import summarize_against_parent
-from pipeline.store.fs import CLAIM_FILE, ObjectStoreFS, UnsupportedStore, store_fs
+from pipeline.store.fs import CLAIM_FILE, ObjectStoreFS, UnsupportedStore
 from pipeline.store.manifest import Manifest
 from pipeline.store.read import Store, VersionCorrupt, ray_dataset
 from pipeline.store.shards import read_shard_batches
+from pipeline.store.store_fs import store_fs
 from pipeline.store.verify import verify_version
 from tests.pipeline.execution.datajob_corpus import make_recipe, recipe_dict, write_corpus
 

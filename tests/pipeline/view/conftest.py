@@ -22,7 +22,6 @@ import pytest
 
 from pipeline.record.ids import original_id, variant_id
 from pipeline.record.schema import RECORD_SCHEMA, records_to_table
-from pipeline.store.commit import content_id, schema_sha256
 from pipeline.store.manifest import (
     AugmentationSummary,
     CodeVersion,
@@ -30,6 +29,8 @@ from pipeline.store.manifest import (
     Manifest,
     QuarantineSummary,
     ShardEntry,
+    content_id,
+    schema_sha256,
 )
 from pipeline.store.read import Store
 

@@ -3,7 +3,7 @@ read through the store's filesystem with ranged reads."""
 
 from __future__ import annotations
 
-from pipeline.store.fs import store_fs
+from pipeline.store.store_fs import store_fs
 from pipeline.view import ViewSite
 from tests.pipeline.view.conftest import NAME, build_demo_store
 

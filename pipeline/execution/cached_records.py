@@ -1,0 +1,146 @@
+"""The record pass through the per-record cache: which records the cache already holds
+(the lookup is `RecordCache.lookup`), their rows as they lie or rebased under this recipe
+by tasks, and what this run adds to the cache's index (docs/ARCHITECTURE.md, "Store
+layout": cache/).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from augmenters.stats import AugmentStats
+from pipeline.execution.cache_keys import CacheKeys
+from pipeline.execution.cluster import StageResources, run_tasks
+from pipeline.execution.ledger import RunLedger
+from pipeline.execution.passes import ROWS_SCHEMA, RebaseTask, rebase_rows
+from pipeline.execution.provenance import code_version
+from pipeline.recipe import Recipe
+from pipeline.record.ids import canonical_json
+from pipeline.record.rejection import QuarantineEntry
+from pipeline.stages.split import SplitStage
+from pipeline.store.cache import RecordCache
+
+log = logging.getLogger(__name__)
+
+
+class CachedRecords:
+    """One run's use of the record cache: keys, hits, rebased hits, and what it adds."""
+
+    def __init__(self, recipe: Recipe, cache: RecordCache, run_id: str, ledger: RunLedger):
+        self.recipe = recipe
+        self.cache = cache
+        self.fs = cache.fs
+        self.run_id = run_id
+        self.ledger = ledger
+
+    def keyed(self, todo: pa.Table, split: SplitStage) -> pa.Table:
+        """Return `todo` with each record's cache key (`ckey`) and assigned split."""
+        splits = [split.split_of(g) for g in todo["group"].to_pylist()]
+        keyer = CacheKeys(self.recipe, code_version().identity())
+        ckeys = [
+            keyer.key(c, s, i, a)
+            for c, s, i, a in zip(
+                todo["content"].to_pylist(),
+                splits,
+                todo["images"].to_pylist(),
+                todo["audios"].to_pylist(),
+                strict=True,
+            )
+        ]
+        todo = todo.append_column("split", pa.array(splits, pa.string()))
+        return todo.append_column("ckey", pa.array(ckeys, pa.string()))
+
+    def reused(
+        self, hits: pa.Table, stale: pa.Table
+    ) -> tuple[pa.Table, pa.Table, list[QuarantineEntry]]:
+        """Return the ROWS_SCHEMA rows of cache hits as they lie, those of hits made under
+        another recipe once rebased by tasks (no record is augmented again), and the hits'
+        quarantine entries; the cached stats of their augmented originals are counted."""
+        entries = []
+        for table in (hits, stale):
+            rejected = table.filter(pc.is_valid(table["rejection"]))
+            entries.extend(
+                QuarantineEntry(**json.loads(text)) for text in rejected["rejection"].to_pylist()
+            )
+        kept = self._as_rows(hits.filter(pc.is_null(hits["rejection"])))
+        stale = stale.filter(pc.is_null(stale["rejection"]))
+        rebased = self._rebased(stale) if stale.num_rows else ROWS_SCHEMA.empty_table()
+        for table in (kept, rebased):
+            for text in table["stats"].drop_null().to_pylist():
+                self.ledger.stats.merge(AugmentStats.from_dict(json.loads(text)))
+        return kept, rebased, entries
+
+    def _as_rows(self, cached: pa.Table) -> pa.Table:
+        if cached.num_rows == 0:
+            return ROWS_SCHEMA.empty_table()
+        parts = [self.cache.part_path(p) for p in cached["part"].to_pylist()]
+        return pa.table(
+            {
+                "split": cached["split"],
+                "id": cached["id"],
+                "parent_id": cached["parent_id"],
+                "part": pa.array(parts, pa.string()),
+                "row": cached["row"],
+                "nbytes": cached["nbytes"],
+                "stats": cached["stats"],
+            },
+            schema=ROWS_SCHEMA,
+        )
+
+    def _rebased(self, stale: pa.Table) -> pa.Table:
+        """Copy cached rows made under another recipe into new cache parts with this recipe's
+        variant ids; one task per cached part."""
+        resources = StageResources.for_stage(self.recipe.execution, "augment", "validate")
+        calls = []
+        for part in sorted(stale["part"].unique().to_pylist()):
+            of_part = stale.filter(pc.equal(stale["part"], part)).sort_by("row")
+            keys = sorted(set(of_part["key"].to_pylist()))
+            name = hashlib.sha256(
+                canonical_json([self.recipe.recipe_hash, keys]).encode()
+            ).hexdigest()
+            task = RebaseTask(
+                part=self.cache.part_path(part),
+                rows=of_part["row"].to_pylist(),
+                stats=of_part["stats"].to_pylist(),
+                recipe_hash=self.recipe.recipe_hash,
+                output=self.cache.part_path(f"{name}.arrow"),
+            )
+            calls.append((task, self.fs))
+        out = []
+        for _, outcome in run_tasks(rebase_rows, calls, resources):
+            self.ledger.ran_on("rebase", outcome.node)
+            out.append(outcome.rows)
+        return pa.concat_tables(out) if out else ROWS_SCHEMA.empty_table()
+
+    def remember(self, todo: pa.Table, rows: pa.Table, entries: list[QuarantineEntry]) -> None:
+        """Add what this run computed (or rebased) to the cache index."""
+        owner = pc.coalesce(rows["parent_id"], rows["id"])
+        keyed = rows.append_column("owner", owner).join(
+            todo.select(["id", "ckey"]).rename_columns(["owner", "key"]), "owner"
+        )
+        names = [os.path.basename(p) for p in keyed["part"].to_pylist()]
+        stamp = (self.run_id, self.recipe.recipe_hash)
+        made = self.cache.index_rows(
+            keyed.drop_columns(["part"]).append_column("part", pa.array(names, pa.string())),
+            *stamp,
+        )
+        ids = pa.array([e.record_id for e in entries], pa.string())
+        texts = pa.array([json.dumps(e.to_dict()) for e in entries], pa.string())
+        # Inner join: an entry of a record that is not in `todo` has no key to keep it under.
+        rejected = (
+            pa.table({"id": ids, "rejection": texts})
+            .join(todo.select(["id", "ckey", "split"]), "id")
+            .rename_columns({"ckey": "key"})
+        )
+        rows = pa.concat_tables([made, self.cache.index_rows(rejected, *stamp)])
+        try:
+            self.cache.add(self.run_id, rows)
+        except OSError as exc:
+            # A cache that cannot be written costs the next run a recomputation, not this run.
+            log.warning("cache: could not write the index of run %s: %s", self.run_id, exc)

@@ -1,0 +1,104 @@
+"""The driver's plans, made from small facts only (the ingest keys, the record pass's
+rows), never from media bytes (docs/ARCHITECTURE.md, "The data flow").
+
+- The record plan (`plan_records`): which ingested records are exact duplicates (the dedup
+  stage over the ingest keys: the smallest id of each key stays) and the split plan over
+  the groups that stay. A near-duplicate clustering of signatures computed by the ingest
+  tasks belongs here, beside the exact one.
+- The record pass's work (`pass_slices`): slices of the ingested parts, one per task.
+- The shard writer's input (`writer_index`): the pass's rows with part numbers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipeline.execution.passes import Slice
+from pipeline.record.ids import canonical_json
+from pipeline.stages.base import BatchContext
+from pipeline.stages.dedup import DedupStage
+from pipeline.stages.split import SplitStage
+from pipeline.store.writer import INDEX_SCHEMA
+
+
+def duplicates_of(keys: pa.Table) -> pa.Table:
+    """Return (id, representative, source, source_ref) of every exact duplicate in `keys`:
+    the record with the smallest id of each dedup key represents it, the rest are duplicates."""
+    duplicate_ids = DedupStage.duplicate_ids(keys.select(["id", "key"]))
+    if len(duplicate_ids) == 0:
+        empty = pa.array([], pa.string())
+        return pa.table({c: empty for c in ("id", "representative", "source", "source_ref")})
+    ordered = keys.sort_by([("key", "ascending"), ("id", "ascending")])
+    first = ordered.group_by("key", use_threads=False).aggregate([("id", "first")])
+    of_key = pa.table({"key": first["key"], "representative": first["id_first"]})
+    dups = ordered.filter(pc.is_in(ordered["id"], value_set=duplicate_ids))
+    joined = dups.select(["id", "key", "source", "source_ref"]).join(of_key, "key")
+    return joined.select(["id", "representative", "source", "source_ref"]).sort_by("id")
+
+
+@dataclass(frozen=True)
+class RecordPlan:
+    """What the driver decided before the record pass: every ingested record's keys, the
+    duplicates (with their representative), what goes on (`todo`), and the planned split."""
+
+    keys: pa.Table  # KEYS_SCHEMA, every ingested record
+    duplicates: pa.Table  # id, representative, source, source_ref
+    todo: pa.Table  # KEYS_SCHEMA, the records that are not duplicates
+    split: SplitStage  # planned over the groups of `todo`
+
+    @property
+    def duplicate_ids(self) -> pa.Array:
+        return self.duplicates["id"].combine_chunks()
+
+
+def plan_records(keys: pa.Table, splitter: SplitStage) -> RecordPlan:
+    """Return the record plan of a run's ingest keys (`splitter` unplanned)."""
+    todo = DedupStage().process(keys, BatchContext()).table
+    duplicates = duplicates_of(keys)
+    split = splitter.planned(todo["group"].to_pylist())
+    return RecordPlan(keys, duplicates, todo, split)
+
+
+def pass_slices(todo: pa.Table, per_task: int) -> list[tuple[Slice, str]]:
+    """Return (slice, output name) pairs covering every record of `todo` with at most
+    `per_task` of them per slice, each slice within one part (rows between them that are not
+    in `todo` are skipped by the task). The name is the sha256 of the slice's cache keys
+    (of its place when there are none): the same work always writes the same file."""
+    out: list[tuple[Slice, str]] = []
+    if todo.num_rows == 0:
+        return out
+    ordered = todo.sort_by([("part", "ascending"), ("row", "ascending")])
+    parts = ordered["part"].to_pylist()
+    rows = ordered["row"].to_pylist()
+    keys = ordered["ckey"].to_pylist() if "ckey" in todo.column_names else None
+    start = 0
+    while start < len(rows):
+        stop = start + 1
+        while stop < len(rows) and stop - start < per_task and parts[stop] == parts[start]:
+            stop += 1
+        piece = Slice(parts[start], rows[start], rows[stop - 1] + 1 - rows[start])
+        what = keys[start:stop] if keys is not None else [piece.part, piece.offset]
+        out.append((piece, hashlib.sha256(canonical_json(what).encode()).hexdigest()))
+        start = stop
+    return out
+
+
+def writer_index(rows: pa.Table) -> tuple[pa.Table, list[str]]:
+    """Return ROWS_SCHEMA rows as the writer's INDEX_SCHEMA rows (part numbers) and the part
+    paths those numbers index."""
+    encoded = pc.dictionary_encode(rows["part"]).combine_chunks()
+    index = pa.table(
+        {
+            "split": rows["split"],
+            "id": rows["id"],
+            "part": encoded.indices.cast(pa.int32()),
+            "row": rows["row"],
+            "nbytes": rows["nbytes"],
+        },
+        schema=INDEX_SCHEMA,
+    )
+    return index, encoded.dictionary.to_pylist()
