@@ -17,7 +17,12 @@ PACKAGES = ("pipeline", "augmenters", "trainers")
 
 RECORD = {"pipeline.record"}
 STORE = RECORD | {"pipeline.store"}
-RECIPE = RECORD | {"pipeline.recipe", "augmenters", "trainers.config"}
+RECIPE = RECORD | {
+    "pipeline.recipe",
+    "augmenters",
+    "trainers.config",
+    "pipeline.stages.quality.config",
+}
 # Readers open sources on object stores through the store's filesystem seam, and only that.
 READERS = RECIPE | {"pipeline.readers", "pipeline.store.fs"}
 STAGES = READERS | {"pipeline.stages"}
@@ -29,6 +34,7 @@ ALLOWED: dict[str, set[str]] = {
     "pipeline.recipe": RECIPE,
     "pipeline.readers": READERS,
     "pipeline.stages": STAGES,
+    "pipeline.stages.quality.config": RECORD,  # the recipe's `quality:` section
     "pipeline.execution": STAGES
     | STORE
     | {"pipeline.cards", "pipeline.execution", "trainers", "pipeline"},

@@ -1,0 +1,104 @@
+"""language_mismatch: a turn in another language than the conversation's.
+
+The identifier is lingua (lingua-language-detector): its n-gram models ship inside the
+wheel, so nothing is downloaded at run time, and it is accurate on the short texts turns
+are. It chooses among `quality.language_mismatch.languages` only (loading all 75 models
+takes ~30 s; ten take ~2 s, once per process) and answers "unsure" (not judged) when the
+two best languages are close. The conversation's language is the recipe's declared one,
+else the majority of its character turns by length; it lands in `quality.language`.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections import Counter
+from typing import Any
+
+import pyarrow as pa
+
+from pipeline.stages.base import BatchContext, StageOutput
+from pipeline.stages.quality.column import set_fields
+from pipeline.stages.quality.config import LanguageConfig
+from pipeline.stages.quality.conversation import Conversation, Turn
+from pipeline.stages.quality.lint import LintStage
+
+_LETTERS = re.compile(r"[^\W\d_]", re.UNICODE)
+# Stage directions (*smiles*) and bracketed game events carry few words of the language.
+_ACTIONS = re.compile(r"\*[^*\n]*\*|\[[^\]\n]*\]")
+# Below this relative distance between the best two languages the identifier is unsure.
+MIN_RELATIVE_DISTANCE = 0.25
+
+
+@functools.lru_cache(maxsize=4)
+def detector(languages: tuple[str, ...]) -> Any:
+    """Return a lingua detector over `languages` (ISO 639-1), built once per process."""
+    from lingua import IsoCode639_1, Language, LanguageDetectorBuilder
+
+    chosen = [Language.from_iso_code_639_1(getattr(IsoCode639_1, c.upper())) for c in languages]
+    return (
+        LanguageDetectorBuilder.from_languages(*chosen)
+        .with_minimum_relative_distance(MIN_RELATIVE_DISTANCE)
+        .build()
+    )
+
+
+class LanguageMismatchStage(LintStage):
+    """Finds user or character turns in another language than the conversation's."""
+
+    reason = "language_mismatch"
+
+    def __init__(self, config: LanguageConfig):
+        super().__init__(config.policy)
+        self.config = config
+        self._languages: dict[tuple[str, int], str] = {}  # (record id, turn) -> ISO code
+        self._conversation: dict[str, str | None] = {}
+
+    def _judged(self, turn: Turn) -> str | None:
+        if turn.role == "system":
+            return None
+        text = _ACTIONS.sub(" ", turn.text)
+        return text if len(_LETTERS.findall(text)) >= self.config.min_chars else None
+
+    def prepare(self, batch: pa.Table, found: list[Conversation]) -> None:
+        keys, texts = [], []
+        for conv in found:
+            for turn in conv.turns:
+                text = self._judged(turn)
+                if text is not None:
+                    keys.append((conv.id, turn.index))
+                    texts.append(text)
+        detected = detector(tuple(self.config.languages)).detect_languages_in_parallel_of(texts)
+        self._languages = {
+            k: lang.iso_code_639_1.name.lower()
+            for k, lang in zip(keys, detected, strict=True)
+            if lang is not None
+        }
+        self._conversation = {conv.id: self._language_of(conv) for conv in found}
+
+    def _language_of(self, conv: Conversation) -> str | None:
+        if self.config.expected:
+            return self.config.expected
+        weights: Counter[str] = Counter()
+        for turn in conv.character_turns:
+            lang = self._languages.get((conv.id, turn.index))
+            if lang:
+                weights[lang] += len(turn.text)
+        return weights.most_common(1)[0][0] if weights else None
+
+    def find(self, conversation: Conversation) -> str | None:
+        expected = self._conversation.get(conversation.id)
+        if expected is None:
+            return None
+        for turn in conversation.turns:
+            lang = self._languages.get((conversation.id, turn.index))
+            if lang is not None and lang != expected:
+                return f"turn {turn.index} ({turn.role}) is {lang}, the conversation {expected}"
+        return None
+
+    def process(self, batch: pa.Table, ctx: BatchContext) -> StageOutput:
+        out = super().process(batch, ctx)
+        ids = out.table["id"].to_pylist()
+        languages = {row: self._conversation.get(i) for row, i in enumerate(ids)}
+        out.table = set_fields(out.table, "language", languages)
+        return out
