@@ -76,7 +76,7 @@ class NearDupConfig(StrictModel):
     shingle: int = Field(default=5, ge=1)  # characters per shingle
     num_perm: int = Field(default=128, ge=16, le=1024)
     image_distance: int = Field(default=8, ge=0, le=30)  # pHash bits that may differ
-    audio_distance: int = Field(default=6, ge=0, le=30)  # spectral-hash bits that may differ
+    audio_distance: int = Field(default=4, ge=0, le=30)  # spectral-hash bits that may differ
     # Records sharing only a near-identical image or clip are reported; grouped when True.
     group_media: bool = False
     # An opening character turn shared by at least this many records is flagged.

@@ -58,7 +58,7 @@ class LintStage:
             table = add_flags(batch, {r: [(self.reason, n)] for r, n in findings.items()})
             return StageOutput(table, stats=stats)
         rejects = [
-            quarantine_entry(self.name, _record(batch, row), self.reason, note)
+            quarantine_entry(self.name, record_for_quarantine(batch, row), self.reason, note)
             for row, note in findings.items()
         ]
         keep = pa.array([row not in findings for row in range(batch.num_rows)])
@@ -66,7 +66,7 @@ class LintStage:
         return StageOutput(pc.filter(batch, keep), rejects=rejects, stats=stats)
 
 
-def _record(batch: pa.Table, row: int) -> dict[str, Any]:
+def record_for_quarantine(batch: pa.Table, row: int) -> dict[str, Any]:
     """Return what a quarantine entry needs of one row (no media)."""
     columns = [c for c in ("id", "source", "source_ref", "messages") if c in batch.column_names]
     return batch.select(columns).slice(row, 1).to_pylist()[0]
