@@ -26,8 +26,9 @@ def with_quality(table: pa.Table, values: list[dict[str, Any]]) -> pa.Table:
 
 
 def add_flags(table: pa.Table, flags: Mapping[int, list[tuple[str, str]]]) -> pa.Table:
-    """Return `table` with (code, note) pairs added to the rows given by index."""
-    if not flags:
+    """Return `table` with (code, note) pairs added to the rows given by index (and no null
+    quality struct left: a record a quality stage saw always has its flags list)."""
+    if not flags and _complete(table):
         return table
     values = quality_values(table)
     for row, found in flags.items():
@@ -40,7 +41,7 @@ def add_flags(table: pa.Table, flags: Mapping[int, list[tuple[str, str]]]) -> pa
 
 def set_fields(table: pa.Table, field: str, by_row: Mapping[int, Any]) -> pa.Table:
     """Return `table` with the quality field `field` set on the rows given by index."""
-    if not by_row:
+    if not by_row and _complete(table):
         return table
     values = quality_values(table)
     for row, value in by_row.items():
@@ -50,3 +51,7 @@ def set_fields(table: pa.Table, field: str, by_row: Mapping[int, Any]) -> pa.Tab
 
 def _blank() -> dict[str, Any]:
     return {f.name: [] if pa.types.is_list(f.type) else None for f in QUALITY_TYPE}
+
+
+def _complete(table: pa.Table) -> bool:
+    return "quality" in table.column_names and table["quality"].null_count == 0

@@ -83,14 +83,6 @@ class NearDupConfig(StrictModel):
     greeting_min_records: int = Field(default=3, ge=2)
 
 
-class TokenConfig(StrictModel):
-    # The tokenizer or processor to count with; None: the recipe's train.model.
-    tokenizer: str | None = None
-    max_tokens: int | None = Field(default=None, ge=1)
-    # `truncate` drops whole turns from the end until the record fits.
-    policy: Literal["quarantine", "flag", "truncate"] = "flag"
-
-
 class DecontaminateConfig(StrictModel):
     policy: Literal["quarantine", "flag"] = "quarantine"
     n: int = Field(default=13, ge=4)  # words per shared n-gram (datatrove's default)
@@ -104,7 +96,13 @@ class QualityConfig(StrictModel):
     slop: SlopConfig = Field(default_factory=SlopConfig)
     language_mismatch: LanguageConfig = Field(default_factory=LanguageConfig)
     near_dup: NearDupConfig = Field(default_factory=NearDupConfig)
-    tokens: TokenConfig = Field(default_factory=TokenConfig)
+    # The token ledger: counts under `tokenizer`'s chat template (None: the recipe's
+    # train.model, else tiny-random); over `max_tokens`, `max_tokens_policy` applies
+    # (`truncate` drops whole turns from the end until the record fits).
+    count_tokens: bool = True
+    tokenizer: str | None = None
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_tokens_policy: Literal["quarantine", "flag", "truncate"] = "flag"
     # Held-out files (JSONL of records, JSON, or plain text) that must not leak into training.
     decontaminate: list[str] = Field(default_factory=list)
     decontamination: DecontaminateConfig = Field(default_factory=DecontaminateConfig)

@@ -148,3 +148,15 @@ def test_a_check_set_off_is_left_out_of_the_stage_list():
     names = [s.name for s in lint_stages(config)]
     assert "quality.slop" not in names and "quality.repetition" not in names
     assert "quality.ai_exposure" in names
+
+
+def test_the_recipe_section_builds_every_stage_in_run_order(tmp_path):
+    from pipeline.stages.quality.planner import NearDupPlan
+    from pipeline.stages.quality.stages import quality_stages, token_ledger_stage
+
+    held = tmp_path / "held.txt"
+    held.write_text("a held-out line\n", encoding="utf-8")
+    names = [s.name for s in quality_stages(QualityConfig(), NearDupPlan(), [str(held)])]
+    assert names[-2:] == ["quality.contaminated", "quality.near_duplicate"]
+    assert names[0] == "quality.unresolved_macro"
+    assert token_ledger_stage(QualityConfig(count_tokens=False), counter=None) is None
