@@ -334,6 +334,10 @@ from pipeline.cli.models import register as _register_models  # noqa: E402
 
 _register_models(app)  # retrain, models, promote
 
+from pipeline.cli.inspect import register as _register_inspect  # noqa: E402
+
+_register_inspect(app)
+
 
 def main() -> None:
     """Run the command line; an OS-level failure (full disk, unwritable or special store,
