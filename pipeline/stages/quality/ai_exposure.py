@@ -29,13 +29,13 @@ ENGLISH = (
     r"against (?:my|openai's) (?:programming|guidelines|content polic)",
 )
 CHINESE = (
-    r"作为(?:一个|一名)?(?:人工智能|AI|ai)",
+    r"作为(?:一个|一名)?(?:人工智能|ai)",
     r"作为(?:一个)?(?:大型)?语言模型",
-    r"我(?:只)?是(?:一个|一名)?(?:人工智能|AI|ai)(?:助手|语言模型|程序)?",
+    r"我(?:只)?是(?:一个|一名)?(?:人工智能|ai)(?:助手|语言模型|程序)?",
     r"我(?:只)?是(?:一个)?(?:大型)?语言模型",
-    r"作为(?:一个)?(?:AI|ai|智能|虚拟)助手",
+    r"作为(?:一个)?(?:ai|智能|虚拟)助手",
     r"我(?:无法|不能)(?:满足|协助|提供)(?:你|您)?的?(?:这个)?(?:请求|要求)",
-    r"由\s*(?:OpenAI|openai)\s*(?:开发|训练)",
+    r"由\s*openai\s*(?:开发|训练)",
 )
 
 
@@ -46,12 +46,15 @@ class AiExposureStage(LintStage):
 
     def __init__(self, config: AiExposureConfig):
         super().__init__(config.policy)
-        extra = tuple(re.escape(p) for p in config.phrases)
-        self.pattern = re.compile("|".join(ENGLISH + CHINESE + extra), re.IGNORECASE)
+        # Lower-case patterns against lower-cased text: re's IGNORECASE is ~4x slower here.
+        extra = tuple(re.escape(p.lower()) for p in config.phrases)
+        self.pattern = re.compile("|".join(ENGLISH + CHINESE + extra))
 
     def find(self, conversation: Conversation) -> str | None:
         for turn in conversation.character_turns:
-            m = self.pattern.search(turn.text)
+            low = turn.text.lower()
+            m = self.pattern.search(low)
             if m:
-                return f"turn {turn.index}: {excerpt(turn.text, m.start(), m.end())}"
+                shown = turn.text if len(low) == len(turn.text) else low
+                return f"turn {turn.index}: {excerpt(shown, m.start(), m.end())}"
         return None

@@ -13,6 +13,7 @@ from pipeline.record.schema import AUDIO_PLACEHOLDER, IMAGE_PLACEHOLDER
 
 _PLACEHOLDERS = re.compile(re.escape(IMAGE_PLACEHOLDER) + "|" + re.escape(AUDIO_PLACEHOLDER))
 _WORD = re.compile(r"\w+", re.UNICODE)
+_NOT_WORD = re.compile(r"\W+", re.UNICODE)
 # Scripts written without spaces: each character counts as a word.
 _UNSPACED = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 
@@ -72,7 +73,7 @@ def words(text: str) -> list[str]:
 def normalized(text: str) -> str:
     """Return `text` NFKC-folded, lower-cased, with runs of space and punctuation as one space."""
     folded = unicodedata.normalize("NFKC", text).lower()
-    return " ".join(_WORD.findall(folded))
+    return _NOT_WORD.sub(" ", folded).strip()
 
 
 def ngrams(tokens: list[str], n: int) -> list[tuple[str, ...]]:

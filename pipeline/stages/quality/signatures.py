@@ -71,7 +71,7 @@ def text_shingles(text: str, k: int) -> list[str]:
     norm = normalized(text)
     if len(norm) <= k:
         return [norm] if norm else []
-    return sorted({norm[i : i + k] for i in range(len(norm) - k + 1)})
+    return list({norm[i : i + k] for i in range(len(norm) - k + 1)})  # MinHash ignores order
 
 
 def minhash(shingles: list[str], num_perm: int) -> np.ndarray:
@@ -163,9 +163,9 @@ def near_dup_signatures(table: pa.Table, config: NearDupConfig) -> pa.Table:
         if shingles:
             values = minhash(shingles, config.num_perm)
             add(conv.id, "text", 0, _band_keys(values, b, r), values.astype("<u4").tobytes())
-        opening = next((t.text for t in conv.turns if t.role == "assistant"), "")
-        if len(normalized(opening)) >= GREETING_MIN_CHARS:
-            digest = hashlib.sha256(normalized(opening).encode()).digest()
+        opening = normalized(next((t.text for t in conv.turns if t.role == "assistant"), ""))
+        if len(opening) >= GREETING_MIN_CHARS:
+            digest = hashlib.sha256(opening.encode()).digest()
             add(conv.id, "greeting", 0, [int.from_bytes(digest[:8], "big")], b"")
     for column, modality, hasher, distance in (
         ("images", "image", image_hash, config.image_distance),

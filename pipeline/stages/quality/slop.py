@@ -21,13 +21,16 @@ class SlopStage(LintStage):
 
     def __init__(self, config: SlopConfig):
         super().__init__(config.policy)
-        extra = tuple(re.escape(p) for p in config.phrases)
-        self.pattern = re.compile("|".join(SLOP_PHRASES + extra), re.IGNORECASE)
+        # Lower-cased text against lower-case patterns: re's IGNORECASE is ~4x slower here.
+        extra = tuple(re.escape(p.lower()) for p in config.phrases)
+        self.pattern = re.compile("|".join(SLOP_PHRASES + extra))
         self.min_hits = config.min_hits
 
     def find(self, conversation: Conversation) -> str | None:
         hits = [
-            m.group(0) for t in conversation.character_turns for m in self.pattern.finditer(t.text)
+            m.group(0)
+            for t in conversation.character_turns
+            for m in self.pattern.finditer(t.text.lower())
         ]
         if len(hits) < self.min_hits:
             return None

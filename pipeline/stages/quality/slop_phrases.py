@@ -1,7 +1,7 @@
 """The shipped list of over-used phrases of role-play fine-tunes ("slop"). Edit freely.
 
 Multi-word phrases only: single words ("tapestry", "testament") misfire on ordinary prose.
-Each entry is a regular expression matched case-insensitively inside a character turn;
+Each entry is a lower-case regular expression matched against the lower-cased character turn;
 `quality.slop.phrases` in the recipe adds plain phrases to it.
 """
 

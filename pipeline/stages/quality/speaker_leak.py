@@ -6,6 +6,7 @@ a character turn: trained on, the model learns to answer for the user.
 
 from __future__ import annotations
 
+import functools
 import re
 
 from pipeline.stages.quality.config import SpeakerLeakConfig
@@ -26,15 +27,20 @@ class SpeakerLeakStage(LintStage):
 
     def find(self, conversation: Conversation) -> str | None:
         names = {t.name for t in conversation.turns if t.role == "user" and t.name}
-        labels = sorted({*self.labels, *names}, key=len, reverse=True)
-        alternatives = "|".join(re.escape(label) for label in labels)
-        # A label starts a line (or the turn), maybe in **bold**, and a colon follows.
-        pattern = re.compile(
-            rf"(?:^|\n)[ \t]*[*_]*(?:{alternatives})[*_]*[ \t]*[:：]|\{{\{{user\}}\}}\s*[:：]",
-            re.IGNORECASE,
-        )
+        pattern = _label_pattern(tuple(sorted({*self.labels, *names})))
         for turn in conversation.character_turns:
             m = pattern.search(turn.text)
             if m:
                 return f"turn {turn.index}: {excerpt(turn.text, m.start(), m.end())}"
         return None
+
+
+@functools.lru_cache(maxsize=1024)
+def _label_pattern(labels: tuple[str, ...]) -> re.Pattern[str]:
+    """Return the pattern of a line that opens with one of `labels` and a colon."""
+    alternatives = "|".join(re.escape(label) for label in sorted(labels, key=len, reverse=True))
+    # A label starts a line (or the turn), maybe in **bold**, and a colon follows.
+    return re.compile(
+        rf"(?:^|\n)[ \t]*[*_]*(?:{alternatives})[*_]*[ \t]*[:：]|\{{\{{user\}}\}}\s*[:：]",
+        re.IGNORECASE,
+    )
