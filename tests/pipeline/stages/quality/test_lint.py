@@ -160,3 +160,24 @@ def test_the_recipe_section_builds_every_stage_in_run_order(tmp_path):
     assert names[-2:] == ["quality.contaminated", "quality.near_duplicate"]
     assert names[0] == "quality.unresolved_macro"
     assert token_ledger_stage(QualityConfig(count_tokens=False), counter=None) is None
+
+
+def test_every_quality_stage_is_a_stage_and_survives_pickling_as_ray_ships_it(tmp_path):
+    import pickle
+
+    from pipeline.stages.base import Stage
+    from pipeline.stages.quality.config import NearDupConfig
+    from pipeline.stages.quality.planner import plan_near_duplicates
+    from pipeline.stages.quality.signatures import near_dup_signatures
+    from pipeline.stages.quality.stages import quality_stages
+
+    held = tmp_path / "held.txt"
+    held.write_text("nothing shared with the corpus here at all\n", encoding="utf-8")
+    batch = table(clean_pippa("a"), clean_chinese("c"))
+    plan = plan_near_duplicates(near_dup_signatures(batch, NearDupConfig()), NearDupConfig())
+    for stage in quality_stages(QualityConfig(), plan, [str(held)]):
+        assert isinstance(stage, Stage), stage
+        copy = pickle.loads(pickle.dumps(stage))
+        assert copy.process(batch, BatchContext()).table.equals(
+            stage.process(batch, BatchContext()).table
+        ), stage.name
