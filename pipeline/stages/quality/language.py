@@ -28,6 +28,40 @@ _LETTERS = re.compile(r"[^\W\d_]", re.UNICODE)
 _ACTIONS = re.compile(r"\*[^*\n]*\*|\[[^\]\n]*\]")
 # Below this relative distance between the best two languages the identifier is unsure.
 MIN_RELATIVE_DISTANCE = 0.25
+# Languages not written in Latin script. Two Latin-script languages share names, loanwords
+# and spelling, so a short English line full of names reads as Portuguese; telling them
+# apart needs SAME_SCRIPT_MIN_CHARS letters. Across scripts a short turn is unambiguous.
+NON_LATIN = frozenset(
+    {
+        "zh",
+        "ja",
+        "ko",
+        "ru",
+        "uk",
+        "bg",
+        "sr",
+        "mk",
+        "be",
+        "kk",
+        "mn",
+        "el",
+        "he",
+        "ar",
+        "fa",
+        "ur",
+        "hi",
+        "mr",
+        "bn",
+        "pa",
+        "gu",
+        "ta",
+        "te",
+        "th",
+        "ka",
+        "hy",
+    }
+)
+SAME_SCRIPT_MIN_CHARS = 80
 # A turn's language is judged on its first characters: more adds cost, not accuracy.
 SAMPLE_CHARS = 300
 # From this length lingua's low-accuracy (trigram-only) mode is about as accurate and ~4x
@@ -104,8 +138,12 @@ class LanguageMismatchStage(LintStage):
             return None
         for turn in conversation.turns:
             lang = self._languages.get((conversation.id, turn.index))
-            if lang is not None and lang != expected:
-                return f"turn {turn.index} ({turn.role}) is {lang}, the conversation {expected}"
+            if lang is None or lang == expected:
+                continue
+            same_script = (lang in NON_LATIN) == (expected in NON_LATIN)
+            if same_script and len(_LETTERS.findall(turn.text)) < SAME_SCRIPT_MIN_CHARS:
+                continue
+            return f"turn {turn.index} ({turn.role}) is {lang}, the conversation {expected}"
         return None
 
     def process(self, batch: pa.Table, ctx: BatchContext) -> StageOutput:

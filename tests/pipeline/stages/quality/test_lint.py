@@ -117,7 +117,8 @@ def test_slop_counts_shipped_and_recipe_phrases_and_only_flags():
 def test_language_mismatch_flags_a_turn_in_another_language_and_records_the_language():
     mixed = clean_pippa("mixed")
     mixed["messages"][-1]["content"] = (
-        "Quarante et un hivers. Mon père gardait la lampe avant moi, et sa mère avant lui."
+        "Quarante et un hivers. Mon père gardait la lampe avant moi, et sa mère avant lui. "
+        "La lampe se moque de qui la remonte, pourvu que quelqu'un le fasse."
     )
     out = LanguageMismatchStage(LanguageConfig()).process(
         table(clean_pippa(), mixed, clean_chinese()), BatchContext()
@@ -126,6 +127,13 @@ def test_language_mismatch_flags_a_turn_in_another_language_and_records_the_lang
     assert [q["language"] for q in out.table["quality"].to_pylist()] == ["en", "en", "zh"]
     note = out.table["quality"].to_pylist()[1]["notes"][0]
     assert "is fr, the conversation en" in note
+
+
+def test_a_short_latin_line_full_of_names_is_not_judged_against_another_latin_language():
+    # From the ChatHaruhi Harry Potter dialogues: English that lingua reads as Portuguese.
+    names = _with_reply("names", "Meteolojinx Recanto? No, I didn't. Thanks, D— I mean, Arthur.")
+    out = LanguageMismatchStage(LanguageConfig()).process(table(names), BatchContext())
+    assert _flags(out) == [[]]
 
 
 def test_language_mismatch_judges_against_the_declared_language():
