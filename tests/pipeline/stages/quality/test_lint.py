@@ -61,6 +61,22 @@ def test_ai_exposure_finds_chinese_refusals_and_recipe_phrases_but_not_talk_abou
     assert sorted(k[0] for k in ctx.facts) == ["custom", "zh"]
 
 
+def test_ai_exposure_finds_the_replies_found_in_chatharuhi():
+    # Character turns of LC1332/Chat-Haruhi-Suzumiya characters/haruhi/all_chat_datas.jsonl.
+    replies = [
+        "「这是因为我是一个AI语言模型，我可以通过学习大量的语言数据和算法来模拟」",
+        "抱歉，我只是一个语言模型，无法获取实时的天气信息。",
+        "我是AI语言模型，正在扮演凉宫春日，为您提供相关的回答。",
+    ]
+    records = []
+    for i, reply in enumerate(replies):
+        r = clean_chinese(f"h{i}")
+        r["messages"][-1]["content"] = reply
+        records.append(r)
+    out = AiExposureStage(AiExposureConfig()).process(table(*records), BatchContext())
+    assert len(out.rejects) == 3 and out.table.num_rows == 0
+
+
 def test_speaker_leak_finds_the_users_name_or_user_label_on_a_line_of_a_character_turn():
     leak = _with_reply("leak", "*He laughs.* Storms pass.\nAnon: Do they always?\nAye, always.")
     label = _with_reply("label", "Storms pass. {{user}}: really?")
