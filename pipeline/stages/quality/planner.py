@@ -1,17 +1,21 @@
 """The driver's near-duplicate plan: LSH buckets joined as Arrow tables, pairs verified,
 clusters by union-find, and for `keep_one` which records go.
 
-No O(n^2) step: band keys are exploded into one (modality, band, key, row) table and grouped;
-only rows sharing a bucket meet. A bucket of at most BUCKET_PAIRS_MAX members yields all
-its pairs (a self-join); a larger one links each member to the bucket's first row (a star),
-which keeps a huge bucket of one template linear at the cost of verifying each member
-against one representative only. Every candidate is verified on its signature (estimated
-Jaccard for text, Hamming distance for hashes) before it counts.
+No O(n^2) step: band keys are exploded into one (modality, band, key, row) table and joined;
+only rows sharing a bucket meet. Text: a bucket of at most BUCKET_PAIRS_MAX members yields
+all its pairs (a self-join); a larger one links each member to the bucket's first row (a
+star), which keeps a huge bucket of one template linear at the cost of verifying each
+member against one representative only. Image and audio hashes: identical hashes are
+linked to their first row, then each distinct hash probes its bands' keys and every
+one-bit flip of them against the others' keys (multi-index hashing), so every pair within
+the Hamming distance meets in buckets of ~n / 2^12 rows. Every candidate is verified on its
+signature (estimated Jaccard for text, Hamming distance for hashes) before it counts.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -51,34 +55,101 @@ class NearDupPlan:
         return None if cluster is None else "near_dup:" + cluster
 
 
-def candidate_pairs(signatures: pa.Table) -> pa.Table:
-    """Return (left, right) row numbers of `signatures` that share an LSH bucket, deduplicated."""
-    rows = pa.array(np.arange(signatures.num_rows, dtype=np.int64))
-    bands = signatures["bands"].combine_chunks()
+def _exploded(signatures: pa.Table, rows: np.ndarray) -> pa.Table:
+    """Return (modality, band, key, row) for the band keys of the given signature rows."""
+    picked = signatures.take(pa.array(rows, pa.int64()))
+    bands = picked["bands"].combine_chunks()
     parents = pc.list_parent_indices(bands)
     offsets = bands.offsets.to_numpy()[:-1]
     position = np.arange(len(parents)) - offsets[parents.to_numpy()]
-    exploded = pa.table(
+    return pa.table(
         {
-            "modality": signatures["modality"].combine_chunks().take(parents),
+            "modality": picked["modality"].combine_chunks().take(parents),
             "band": pa.array(position, pa.int32()),
             "key": pc.list_flatten(bands),
-            "row": rows.take(parents),
+            "row": pa.array(rows, pa.int64()).take(parents),
+            "of": pc.list_value_length(bands).take(parents),  # bands in that row
         }
     )
-    keys = ["modality", "band", "key"]
-    buckets = exploded.group_by(keys).aggregate([("row", "min"), ("row", "count")])
+
+
+def _pairs_table(left: Any, right: Any) -> pa.Table:
+    return pa.table({"row": pa.array(left, pa.int64()), "other": pa.array(right, pa.int64())})
+
+
+_KEYS = ["modality", "band", "key"]
+
+
+def _bucket_pairs(exploded: pa.Table) -> pa.Table:
+    """Return pairs sharing a bucket: all pairs of small buckets, a star in large ones."""
+    buckets = exploded.group_by(_KEYS).aggregate([("row", "min"), ("row", "count")])
     buckets = buckets.filter(pc.greater(buckets["row_count"], 1))
-    members = exploded.join(buckets, keys, join_type="inner")
+    members = exploded.join(buckets, _KEYS, join_type="inner")
     small = members.filter(pc.less_equal(members["row_count"], BUCKET_PAIRS_MAX))
-    joined = small.select([*keys, "row"]).join(
-        small.select([*keys, "row"]).rename_columns([*keys, "other"]), keys
+    joined = small.select([*_KEYS, "row"]).join(
+        small.select([*_KEYS, "row"]).rename_columns([*_KEYS, "other"]), _KEYS
     )
     pairs_small = joined.filter(pc.less(joined["row"], joined["other"])).select(["row", "other"])
     large = members.filter(pc.greater(members["row_count"], BUCKET_PAIRS_MAX))
     star = large.filter(pc.not_equal(large["row"], large["row_min"]))
-    pairs_large = pa.table({"row": star["row_min"], "other": star["row"]})
-    pairs = pa.concat_tables([pairs_small, pairs_large.cast(pairs_small.schema)])
+    return pa.concat_tables([pairs_small, _pairs_table(star["row_min"], star["row"])])
+
+
+def _probe_pairs(signatures: pa.Table, rows: np.ndarray) -> pa.Table:
+    """Return candidate pairs of hash rows: identical hashes to their first row, then
+    distinct hashes whose band keys agree up to one bit."""
+    if len(rows) == 0:
+        return _pairs_table([], [])
+    picked = pa.table(
+        {
+            "modality": signatures["modality"].take(pa.array(rows, pa.int64())),
+            "signature": signatures["signature"].take(pa.array(rows, pa.int64())),
+            "row": pa.array(rows, pa.int64()),
+        }
+    )
+    groups = picked.group_by(["modality", "signature"]).aggregate([("row", "min")])
+    same = picked.join(groups, ["modality", "signature"])
+    same = same.filter(pc.not_equal(same["row"], same["row_min"]))
+    exact = _exploded(signatures, np.sort(groups["row_min"].to_numpy()))
+    keys = exact["key"].to_numpy()
+    band = exact["band"].to_numpy()
+    modality = exact["modality"]
+    # Band i of n covers bits round(i * 64 / n) .. round((i + 1) * 64 / n), as hash_bands cuts.
+    n = exact["of"].to_numpy()
+    widths = (np.round((band + 1) * 64 / n) - np.round(band * 64 / n)).astype(np.int64)
+    exact = exact.drop_columns(["of"])
+    probes = [exact]
+    for bit in range(int(widths.max()) if len(widths) else 0):
+        at = np.nonzero(bit < widths)[0]
+        probes.append(
+            pa.table(
+                {
+                    "modality": modality.take(pa.array(at)),
+                    "band": pa.array(band[at], pa.int32()),
+                    "key": pa.array(keys[at] ^ np.uint64(1 << bit), pa.uint64()),
+                    "row": exact["row"].take(pa.array(at)),
+                }
+            )
+        )
+    probe = pa.concat_tables(probes)
+    met = probe.join(exact.rename_columns([*_KEYS, "other"]), _KEYS)
+    met = met.filter(pc.less(met["row"], met["other"]))
+    return pa.concat_tables(
+        [_pairs_table(same["row_min"], same["row"]), met.select(["row", "other"])]
+    )
+
+
+def candidate_pairs(signatures: pa.Table) -> pa.Table:
+    """Return (left, right) row numbers of `signatures` that share an LSH bucket, deduplicated."""
+    modality = signatures["modality"].to_numpy(zero_copy_only=False)
+    text = np.nonzero(modality == "text")[0]
+    hashes = np.nonzero((modality == "image") | (modality == "audio"))[0]
+    pairs = pa.concat_tables(
+        [
+            _bucket_pairs(_exploded(signatures, text).drop_columns(["of"])),
+            _probe_pairs(signatures, hashes),
+        ]
+    )
     return pairs.group_by(["row", "other"]).aggregate([]).rename_columns(["left", "right"])
 
 

@@ -9,8 +9,8 @@ and the signature it verifies candidate pairs with:
   xxhash), and its digests are the same across processes for a seed. Bands of `r`
   values (b * r <= num_perm) chosen for the Jaccard threshold as datasketch's MinHashLSH does.
 - image: imagehash's 64-bit pHash (DCT of the 32x32 grey image), robust to re-encoding,
-  resizing and light crops; cut into `image_distance + 1` bands, so by the pigeonhole
-  principle two hashes within that Hamming distance share at least one band exactly.
+  resizing and light crops; cut into `image_distance // 2 + 1` bands, so by the pigeonhole
+  principle two hashes within that Hamming distance agree on some band up to one bit.
 - audio: a 64-bit spectral hash of our own (`audio_hash`), banded like images. Chromaprint
   (pyacoustid + fpcalc) is not used: fpcalc is a system binary outside the wheel (not
   installed here), and its fingerprints are variable-length sequences compared by
@@ -91,15 +91,20 @@ def _band_keys(values: np.ndarray, bands: int, rows: int) -> list[int]:
     ]
 
 
+def hash_band_count(distance: int) -> int:
+    """Return how many bands a 64-bit hash is cut into for a Hamming `distance`: enough that
+    two hashes within it agree on some band up to one bit (the pigeonhole principle), which
+    the planner finds by probing each band's key and its one-bit flips."""
+    return (distance + 2) // 2
+
+
 def hash_bands(value: int, distance: int) -> list[int]:
-    """Return a 64-bit hash cut into `distance + 1` bit ranges, each tagged with its range."""
-    n = distance + 1
+    """Return a 64-bit hash cut into `hash_band_count(distance)` bit ranges, in order."""
+    n = hash_band_count(distance)
     edges = [round(i * 64 / n) for i in range(n + 1)]
-    out = []
-    for lo, hi in zip(edges, edges[1:], strict=False):
-        part = (value >> lo) & ((1 << (hi - lo)) - 1)
-        out.append(part)
-    return out
+    return [
+        (value >> lo) & ((1 << (hi - lo)) - 1) for lo, hi in zip(edges, edges[1:], strict=False)
+    ]
 
 
 def image_hash(data: bytes) -> int:

@@ -192,3 +192,38 @@ def test_distinct_records_make_no_pairs():
     ]
     _, plan = _plan(records)
     assert plan.pairs.num_rows == 0 and plan.clusters == {}
+
+
+def test_every_hash_pair_within_the_distance_is_found_among_thousands_of_random_hashes():
+    from pipeline.stages.quality.planner import verified_pairs
+    from pipeline.stages.quality.signatures import SIGNATURE_SCHEMA, hash_bands
+
+    rng = np.random.default_rng(7)
+    cfg = NearDupConfig()  # image_distance 8, audio_distance 4: 5 and 3 bands
+    rows, planted = [], set()
+    for i in range(12000):  # 6000 per modality: beyond where star-linked buckets lose pairs
+        modality, distance = ("image", 8) if i % 2 else ("audio", 4)
+        value = int(rng.integers(0, 2**63)) * 2 + int(rng.integers(0, 2))
+        rows.append((f"r{i:05d}", modality, value, distance))
+        if i % 200 < 2:  # a near-copy (image or audio) exactly `distance` bits away
+            flipped = value
+            for bit in rng.choice(64, size=distance, replace=False):
+                flipped ^= 1 << int(bit)
+            rows.append((f"c{i:05d}", modality, flipped, distance))
+            planted.add((f"c{i:05d}", f"r{i:05d}", modality))
+    table = pa.Table.from_pylist(
+        [
+            {
+                "id": rid,
+                "modality": m,
+                "item": 0,
+                "bands": hash_bands(v, d),
+                "signature": v.to_bytes(8, "big"),
+            }
+            for rid, m, v, d in rows
+        ],
+        schema=SIGNATURE_SCHEMA,
+    )
+    found = {(p["a"], p["b"], p["modality"]) for p in verified_pairs(table, cfg).to_pylist()}
+    assert planted <= found
+    assert len(found - planted) <= 2  # random 64-bit hashes are rarely that close
