@@ -63,7 +63,7 @@ NON_LATIN = frozenset(
 )
 SAME_SCRIPT_MIN_CHARS = 80
 # A turn's language is judged on its first characters: more adds cost, not accuracy.
-SAMPLE_CHARS = 300
+SAMPLE_CHARS = 160
 # From this length lingua's low-accuracy (trigram-only) mode is about as accurate and ~4x
 # faster; shorter turns get the full models.
 LOW_ACCURACY_FROM = 120
