@@ -1574,6 +1574,89 @@ def encode_audio(samples: np.ndarray, sr: int, fmt: str, subtype: str | None) ->
 
 
 # --------------------------------------------------------------------------------------
+# Quality defects (corpus/quality_defects.jsonl, read by quality.yaml only)
+# --------------------------------------------------------------------------------------
+
+HOOT_GREETING = CHARACTERS[1]["greeting"]
+
+# What real role-play corpora hold and the quality stages must catch: a card greeting
+# pasted at the top of many chats, a re-saved smaller copy of an image already in the
+# corpus, a reply breaking character as an AI, a {{user}} macro the exporter never filled.
+QUALITY_DEFECTS: list[dict[str, Any]] = [
+    _dialogue(
+        HOOT,
+        [
+            _a(HOOT_GREETING),
+            _u("Why does the moon change shape?"),
+            _a(
+                "It does not change at all, it only shows us more or less of its sunny side. "
+                "Try it with a lamp and an orange tonight, and tell me what you see."
+            ),
+        ],
+    ),
+    _dialogue(
+        HOOT,
+        [
+            _a(HOOT_GREETING),
+            _u("Can you help me with long division?"),
+            _a(
+                "Feathers and fractions, of course! Write 156 divided by 12, and tell me first: "
+                "how many twelves fit into fifteen?"
+            ),
+        ],
+    ),
+    _dialogue(
+        HOOT,
+        [
+            _a(HOOT_GREETING),
+            _u("What is a prime number?"),
+            _a(
+                "A number with exactly two divisors: one and itself. Whooo can tell me whether "
+                "nine is one? Try dividing it by three before you answer."
+            ),
+        ],
+    ),
+    _dialogue(
+        VELA,
+        [
+            _u("<image>Captain, the storm again! Same as last week, isn't it?"),
+            _a(
+                "Aye, the very same squall line, and that red-sailed sloop is running for cover "
+                "again. We go around, and we go now."
+            ),
+        ],
+        images=("sea_storm_resaved.jpg",),
+    ),
+    _dialogue(
+        BRAMBLE,
+        [
+            _u("Guardian, will you give me the quest of the silver acorn?"),
+            _a(
+                "As an AI language model, I don't have quests to give, but I can describe what "
+                "such a quest might look like in a fantasy game."
+            ),
+        ],
+    ),
+    _dialogue(
+        YUN,
+        [
+            _u("云姨，我今天想学做桂花糕。"),
+            _a("好呀，{{user}}，先把糯米粉和桂花蜜准备好，我一步一步教你。"),
+        ],
+    ),
+]
+
+
+def resaved_copy(data: bytes) -> bytes:
+    """Return a smaller, lower-quality JPEG of encoded image bytes (a re-encoded near-copy)."""
+    with Image.open(io.BytesIO(data)) as im:
+        small = im.convert("RGB").resize((im.width * 3 // 4, im.height * 3 // 4))
+    buf = io.BytesIO()
+    small.save(buf, format="JPEG", quality=60, optimize=True)
+    return buf.getvalue()
+
+
+# --------------------------------------------------------------------------------------
 # Writing
 # --------------------------------------------------------------------------------------
 
@@ -1594,6 +1677,7 @@ def text_files() -> dict[str, bytes]:
         "dialogues.jsonl": _jsonl([*DIALOGUES, BROKEN_DIALOGUE]),
         "pippa.jsonl": _jsonl(PIPPA),
         "dialogues_more.jsonl": _jsonl(MORE_DIALOGUES),
+        "quality_defects.jsonl": _jsonl(QUALITY_DEFECTS),
     }
 
 
@@ -1605,6 +1689,7 @@ def media_files() -> dict[str, bytes]:
     for name, (synth, sr, fmt, subtype) in AUDIO.items():
         samples = synth(np.random.default_rng(_seed_for(name)), sr)
         files[f"audio/{name}"] = encode_audio(samples, sr, fmt, subtype)
+    files["images/sea_storm_resaved.jpg"] = resaved_copy(files["images/sea_storm.jpg"])
     return files
 
 

@@ -14,6 +14,7 @@ from pydantic import Field, PrivateAttr, ValidationError, field_validator, model
 from augmenters.config import AugmentConfig
 from pipeline.record.config import RecipeError, StrictModel
 from pipeline.record.ids import DATASET_NAME_PATTERN, canonical_json
+from pipeline.stages.quality.config import QualityConfig
 from trainers.config import TrainConfig
 
 SOURCE_FORMATS = (
@@ -167,6 +168,8 @@ class Recipe(StrictModel):
     license_name: str | None = None
     license_link: str | None = None
     train: TrainConfig | None = None
+    # The quality stages (near-duplicates, role-play lint, token ledger); None: off.
+    quality: QualityConfig | None = None
     # Folder the recipe file lives in; relative paths in the recipe resolve against it.
     base_dir: str = Field(default=".", exclude=True)
 
@@ -200,6 +203,8 @@ class Recipe(StrictModel):
     def data_dict(self) -> dict[str, Any]:
         """Return the parts of the recipe that decide the dataset's content."""
         fields = {"name", "seed", "sources", "split", "augment", "limits"}
+        if self.quality is not None:  # recipes without it keep the hash they always had
+            fields.add("quality")
         return self.model_dump(mode="json", include=fields)
 
     @property

@@ -20,6 +20,7 @@ from pipeline.cards.composition import (
 from pipeline.cards.facts import CardFacts
 from pipeline.cards.languages import LANGUAGE_MIN_SHARE, SCRIPT_LANGUAGES
 from pipeline.cards.markdown import bucket_labels, md_cell, md_code, md_table, portable_path
+from pipeline.cards.quality import quality_sections
 from pipeline.cards.unmapped import unmapped_fields_section
 from pipeline.record.rejection import REASONS
 
@@ -53,6 +54,7 @@ class DatasheetBody:
             self._composition(),
             self._sources(),
             self._preprocessing(),
+            *quality_sections(f.quality),
             self._augmentation(),
             self._limitations(),
             self._maintenance(),

@@ -10,6 +10,7 @@ from typing import Any
 
 from pipeline.cards.composition import Composition, compute_composition, ordered_splits
 from pipeline.cards.languages import detect_languages
+from pipeline.cards.quality import QualityFacts, read_quality_facts
 from pipeline.store.manifest import Manifest
 
 logger = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ class CardFacts:
     composition: Composition
     languages: list[str]
     license: License
+    quality: QualityFacts | None = None  # the `quality` column's counts (cards/quality.py)
 
     @property
     def license_id(self) -> str:
@@ -287,4 +289,5 @@ def gather_facts(
         composition=composition,
         languages=detect_languages(composition.scripts),
         license=resolve_license(manifest.recipe),
+        quality=read_quality_facts(version_dir, manifest.shards, fs),
     )

@@ -18,6 +18,7 @@ from pipeline.cli.common import (
     store_of,
     version_ref,
 )
+from pipeline.cli.inspect import register as _register_inspect
 from pipeline.cli.models import register as _register_models
 from pipeline.cli.train import register as _register_train
 from pipeline.cli.view import register as _register_view
@@ -262,6 +263,7 @@ def preview(
 _register_train(app)
 _register_models(app)  # retrain, models, promote
 _register_view(app)
+_register_inspect(app)
 
 
 def main() -> None:

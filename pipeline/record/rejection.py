@@ -31,6 +31,15 @@ REASONS: dict[str, str] = {
     "unknown_character": "the record names a character the characters file lacks",
     "augment_error": "an augmentation op raised on this record",
     "stage_error": "a pipeline stage raised on this record",
+    # The quality stages (pipeline/stages/quality), each under its `quality:` policy.
+    "ai_exposure": "the character says it is an AI or language model, or refuses as one",
+    "speaker_leak": "a character turn writes the other speaker's lines",
+    "unresolved_macro": "a {{char}}/{{user}}/<BOT>-style macro is left in a turn",
+    "repetition": "the character repeats long n-grams within the conversation",
+    "language_mismatch": "a turn is in another language than the conversation's",
+    "near_duplicate": "a near-copy of a kept record (text, image or audio)",
+    "too_many_tokens": "the conversation exceeds quality.max_tokens under the chat template",
+    "contaminated": "character turns share long n-grams with a held-out file",
 }
 
 

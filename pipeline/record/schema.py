@@ -32,6 +32,19 @@ AUGMENTATION_TYPE = pa.struct(
         ("ops", pa.list_(OP_TYPE)),
     ]
 )
+# What the quality stages found (pipeline/stages/quality): flag codes, a note per flag (which
+# phrase, which file), the near-duplicate cluster, the token count under `tokens_hash`'s
+# processor, and the conversation's language (ISO 639-1). Null when quality is off.
+QUALITY_TYPE = pa.struct(
+    [
+        ("flags", pa.list_(pa.string())),
+        ("notes", pa.list_(pa.string())),
+        ("near_dup_cluster", pa.string()),
+        ("tokens", pa.int64()),
+        ("tokens_hash", pa.string()),
+        ("language", pa.string()),
+    ]
+)
 
 # `params` of an applied op is stored as canonical JSON text: ops have heterogeneous
 # parameters and a struct column would need one union schema across every op.
@@ -48,6 +61,7 @@ RECORD_FIELDS = [
     pa.field("images", pa.list_(MEDIA_TYPE)),
     pa.field("audios", pa.list_(MEDIA_TYPE)),
     pa.field("augmentation", AUGMENTATION_TYPE),
+    pa.field("quality", QUALITY_TYPE),
 ]
 
 # What each column (and nested field) means, for the cards. Kept beside the schema, not in
@@ -63,6 +77,7 @@ FIELD_DESCRIPTIONS = {
     "audios": "Encoded audio bytes, in <audio> placeholder order.",
     "augmentation": "What was applied to make this variant, replayable (null for originals).",
     "augmentation.ops": "Applied ops with their drawn parameters (canonical JSON).",
+    "quality": "Quality findings: flags, near-duplicate cluster, token count, language.",
 }
 
 # Inside the pipeline a record also carries where it came from (file and line/index), so

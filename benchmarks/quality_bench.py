@@ -1,0 +1,185 @@
+"""Quality layer figures: text near-duplicates at scale, and the quality stages' overhead.
+
+    .venv/bin/python benchmarks/quality_bench.py                       # 100,000 records (issue 23)
+    .venv/bin/python benchmarks/quality_bench.py --records 20000 --workers 2
+
+near_dup: N synthetic role-play conversations (2 % of them lightly edited copies of
+others) -> signatures in `--workers` processes (as the ingest tasks compute them) ->
+the driver's plan (LSH buckets joined as Arrow tables, verified, union-find). Reports wall,
+the driver's peak RSS (the workers' memory is theirs) and the recall of the planted copies.
+Targets: under 2 minutes and a driver under 1 GB at 100,000 records on 2 cores.
+
+quality_overhead: the same batches through validation alone and through validation plus
+the default lint and near-duplicate stages (the token ledger is timed apart: it depends on
+the model). The ratio of the record pass with / without quality needs the stages wired
+into the pass (pipeline/execution); until then this is the stage-level ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+WORDS = (
+    "the a lamp fog gull ship storm keeper winter night sea rock light wave tide rope captain "
+    "sail wind cloud star moon harbour deck crew map gold island forest path oak river tea "
+    "kettle owl lesson number fraction shape guardian quest acorn lantern bell compass "
+    "whisper laugh smile nod look walk run stop wait listen remember promise secret letter "
+    "morning evening autumn spring summer cold warm bright dark quiet loud old young brave"
+).split()
+
+
+def synthetic_records(n: int, seed: int = 0, copies: float = 0.02) -> list[dict]:
+    """Return n conversations; a `copies` fraction are edited copies of earlier ones."""
+    rng = random.Random(seed)
+    records = []
+    for i in range(n):
+        if records and rng.random() < copies:
+            src = records[rng.randrange(len(records))]
+            messages = [dict(m) for m in src["messages"]]
+            words = messages[1]["content"].split()
+            for _ in range(3):
+                words[rng.randrange(len(words))] = rng.choice(WORDS)
+            messages[1]["content"] = " ".join(words)
+            planted = src["id"]
+        else:
+            messages = [
+                {"role": r, "name": None, "content": " ".join(rng.choices(WORDS, k=k))}
+                for r, k in (("user", 20), ("assistant", 60), ("user", 15), ("assistant", 50))
+            ]
+            planted = None
+        records.append(
+            {
+                "id": f"r{i:07d}",
+                "source": "bench",
+                "source_ref": f"bench.jsonl:{i}",
+                "character": {
+                    "name": "Bench",
+                    "profile": "",
+                    "greeting": "",
+                    "catchphrases": [],
+                    "aliases": [],
+                },
+                "messages": messages,
+                "images": [],
+                "audios": [],
+                "planted": planted,
+            }
+        )
+    return records
+
+
+def _signatures(chunk: list[dict]):
+    from pipeline.record.schema import records_to_table
+    from pipeline.stages.quality.config import NearDupConfig
+    from pipeline.stages.quality.signatures import near_dup_signatures
+
+    return near_dup_signatures(records_to_table(chunk), NearDupConfig())
+
+
+def near_dup(n: int, workers: int, batch: int = 2000) -> dict:
+    import pyarrow as pa
+
+    from pipeline.stages.quality.config import NearDupConfig
+    from pipeline.stages.quality.planner import plan_near_duplicates
+
+    records = synthetic_records(n)
+    planted = {(r["planted"], r["id"]) for r in records if r["planted"]}
+    chunks = [records[i : i + batch] for i in range(0, n, batch)]
+    start = time.perf_counter()
+    with ProcessPoolExecutor(workers) as pool:
+        tables = list(pool.map(_signatures, chunks))
+    signed = time.perf_counter()
+    plan = plan_near_duplicates(pa.concat_tables(tables), NearDupConfig())
+    wall = time.perf_counter() - start
+    found = {(p["a"], p["b"]) for p in plan.pairs.to_pylist() if p["modality"] == "text"}
+    same_cluster = sum(
+        1
+        for a, b in planted
+        if plan.clusters.get(a) and plan.clusters.get(a) == plan.clusters.get(b)
+    )
+    return {
+        "records": n,
+        "workers": workers,
+        "wall_s": round(wall, 1),
+        "signatures_s": round(signed - start, 1),
+        "plan_s": round(wall - (signed - start), 1),
+        "driver_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "planted_copies": len(planted),
+        "planted_copies_clustered": same_cluster,
+        "pairs": len(found),
+        "clusters": len(set(plan.clusters.values())),
+    }
+
+
+def quality_overhead(n: int, reps: int = 3) -> dict:
+    from pipeline.recipe import MediaLimits
+    from pipeline.record.schema import records_to_table
+    from pipeline.stages.base import BatchContext
+    from pipeline.stages.quality.config import QualityConfig
+    from pipeline.stages.quality.planner import plan_near_duplicates
+    from pipeline.stages.quality.signatures import near_dup_signatures
+    from pipeline.stages.quality.stages import quality_stages
+    from pipeline.stages.validate import validate_record
+
+    records = synthetic_records(n, seed=1)
+    table = records_to_table(records)
+    config = QualityConfig()
+    limits = MediaLimits()
+    quality_stages(config)[-1].process(table.slice(0, 16), BatchContext())  # load models
+
+    def validate_only() -> None:
+        for r in table.to_pylist():
+            validate_record(r, limits)
+
+    def with_quality() -> None:
+        validate_only()
+        sigs = near_dup_signatures(table, config.near_dup)
+        plan = plan_near_duplicates(sigs, config.near_dup)
+        out = table
+        for stage in quality_stages(config, plan):
+            out = stage.process(out, BatchContext()).table
+
+    def best(fn) -> float:
+        times = []
+        for _ in range(reps):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+        return min(times)
+
+    base, quality = best(validate_only), best(with_quality)
+    return {
+        "records": n,
+        "validate_s": round(base, 2),
+        "validate_quality_s": round(quality, 2),
+        "ratio": round(quality / base, 2),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=100_000)
+    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    parser.add_argument("--overhead-records", type=int, default=2000)
+    args = parser.parse_args()
+    result = {
+        "near_dup": near_dup(args.records, args.workers),
+        "quality_overhead_stages": quality_overhead(args.overhead_records),
+    }
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""The `quality` column: how a stage adds a flag or sets a field without touching other columns."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pyarrow as pa
+
+from pipeline.record.schema import QUALITY_TYPE
+
+
+def quality_values(table: pa.Table) -> list[dict[str, Any]]:
+    """Return the quality struct of each row as a dict (an empty one where it is null)."""
+    if "quality" not in table.column_names:
+        return [_blank() for _ in range(table.num_rows)]
+    return [{**_blank(), **q} if q else _blank() for q in table["quality"].to_pylist()]
+
+
+def with_quality(table: pa.Table, values: list[dict[str, Any]]) -> pa.Table:
+    """Return `table` with its quality column replaced by `values` (one dict per row)."""
+    column = pa.array(values, QUALITY_TYPE)
+    if "quality" in table.column_names:
+        return table.set_column(table.schema.get_field_index("quality"), "quality", column)
+    return table.append_column(pa.field("quality", QUALITY_TYPE), column)
+
+
+def add_flags(table: pa.Table, flags: Mapping[int, list[tuple[str, str]]]) -> pa.Table:
+    """Return `table` with (code, note) pairs added to the rows given by index (and no null
+    quality struct left: a record a quality stage saw always has its flags list)."""
+    if not flags and _complete(table):
+        return table
+    values = quality_values(table)
+    for row, found in flags.items():
+        for code, note in found:
+            if code not in values[row]["flags"]:
+                values[row]["flags"].append(code)
+            values[row]["notes"].append(f"{code}: {note}")
+    return with_quality(table, values)
+
+
+def set_fields(table: pa.Table, field: str, by_row: Mapping[int, Any]) -> pa.Table:
+    """Return `table` with the quality field `field` set on the rows given by index."""
+    if not by_row and _complete(table):
+        return table
+    values = quality_values(table)
+    for row, value in by_row.items():
+        values[row][field] = value
+    return with_quality(table, values)
+
+
+def _blank() -> dict[str, Any]:
+    return {f.name: [] if pa.types.is_list(f.type) else None for f in QUALITY_TYPE}
+
+
+def _complete(table: pa.Table) -> bool:
+    return "quality" in table.column_names and table["quality"].null_count == 0

@@ -1,0 +1,81 @@
+"""The text side of a batch as the quality checks read it: turns without media placeholders."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+from pipeline.record.schema import AUDIO_PLACEHOLDER, IMAGE_PLACEHOLDER
+
+_PLACEHOLDERS = re.compile(re.escape(IMAGE_PLACEHOLDER) + "|" + re.escape(AUDIO_PLACEHOLDER))
+_WORD = re.compile(r"\w+", re.UNICODE)
+_NOT_WORD = re.compile(r"\W+", re.UNICODE)
+# Scripts written without spaces: each character counts as a word.
+_UNSPACED = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+
+
+@dataclass(frozen=True)
+class Turn:
+    index: int  # position in the record's messages
+    role: str
+    name: str | None
+    text: str  # content without <image>/<audio> placeholders
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """One record's id, character and turns: what every text check needs, no media."""
+
+    id: str
+    character: dict[str, Any] | None
+    turns: list[Turn]
+
+    @property
+    def character_turns(self) -> list[Turn]:
+        return [t for t in self.turns if t.role == "assistant"]
+
+    @property
+    def character_name(self) -> str | None:
+        return (self.character or {}).get("name")
+
+
+def conversations(batch: pa.Table) -> list[Conversation]:
+    """Return one Conversation per row of `batch`, reading only id, character and messages."""
+    ids = batch["id"].to_pylist()
+    characters = batch["character"].to_pylist()
+    out = []
+    for record_id, character, messages in zip(
+        ids, characters, batch["messages"].to_pylist(), strict=True
+    ):
+        turns = [
+            Turn(i, m["role"], m.get("name"), _PLACEHOLDERS.sub("", m.get("content") or ""))
+            for i, m in enumerate(messages or [])
+        ]
+        out.append(Conversation(record_id, character, turns))
+    return out
+
+
+def words(text: str) -> list[str]:
+    """Return the lower-cased words of `text`; Chinese and Japanese characters one by one."""
+    out: list[str] = []
+    for token in _WORD.findall(text.lower()):
+        if _UNSPACED.search(token):
+            out.extend(token)
+        else:
+            out.append(token)
+    return out
+
+
+def normalized(text: str) -> str:
+    """Return `text` NFKC-folded, lower-cased, with runs of space and punctuation as one space."""
+    folded = unicodedata.normalize("NFKC", text).lower()
+    return _NOT_WORD.sub(" ", folded).strip()
+
+
+def ngrams(tokens: list[str], n: int) -> list[tuple[str, ...]]:
+    """Return the n-grams of `tokens` in order (none when there are fewer than n)."""
+    return [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]

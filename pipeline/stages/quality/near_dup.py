@@ -1,0 +1,75 @@
+"""The near-duplicate stage: applies the driver's NearDupPlan to a batch.
+
+A clustered record gets its cluster id in `quality.near_dup_cluster` and the flag
+`near_duplicate`; under `keep_one` the others of its cluster leave as `near_duplicate`
+naming the kept id. A record that shares only an image or a clip with another (not grouped
+unless `group_media`) is flagged `near_duplicate_image` / `near_duplicate_audio`; one whose
+opening turn many records share is flagged `repeated_greeting`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipeline.record.rejection import quarantine_entry
+from pipeline.stages.base import BatchContext, StageOutput
+from pipeline.stages.quality.column import add_flags, set_fields
+from pipeline.stages.quality.lint import record_for_quarantine
+from pipeline.stages.quality.planner import NearDupPlan
+
+
+class NearDupStage:
+    """Marks, groups or drops the records the plan found near-copies of."""
+
+    name = "quality.near_duplicate"
+
+    def __init__(self, plan: NearDupPlan, group_media: bool = False):
+        self.plan = plan
+        self.grouped = {"text", "image", "audio"} if group_media else {"text"}
+        self._partners: dict[str, list[tuple[str, str, float]]] = {}
+        for a, b, m, s in zip(
+            *(plan.pairs[c].to_pylist() for c in plan.pairs.column_names), strict=True
+        ):
+            self._partners.setdefault(a, []).append((b, m, s))
+            self._partners.setdefault(b, []).append((a, m, s))
+
+    def process(self, batch: pa.Table, ctx: BatchContext) -> StageOutput:
+        stats: Counter[str] = Counter()
+        ids = batch["id"].to_pylist()
+        flags: dict[int, list[tuple[str, str]]] = {}
+        clusters: dict[int, str] = {}
+        for row, record_id in enumerate(ids):
+            found = []
+            for other, modality, sim in sorted(self._partners.get(record_id, [])):
+                code = (
+                    "near_duplicate" if modality in self.grouped else f"near_duplicate_{modality}"
+                )
+                found.append((code, f"{modality} {sim:.2f} with {other}"))
+            shared = self.plan.greetings.get(record_id)
+            if shared:
+                found.append(("repeated_greeting", f"opening turn shared by {shared} records"))
+            if record_id in self.plan.clusters:
+                clusters[row] = self.plan.clusters[record_id]
+            if found:
+                flags[row] = found
+                stats.update({code for code, _ in found})
+        table = set_fields(add_flags(batch, flags), "near_dup_cluster", clusters)
+        drop = [row for row, record_id in enumerate(ids) if record_id in self.plan.drop]
+        if not drop:
+            return StageOutput(table, stats=stats)
+        rejects = [
+            quarantine_entry(
+                self.name,
+                record_for_quarantine(batch, row),
+                "near_duplicate",
+                f"a near-copy of {self.plan.drop[ids[row]]}, which is kept",
+            )
+            for row in drop
+        ]
+        stats["quarantined"] = len(drop)
+        ctx.forget({ids[row] for row in drop})
+        keep = pc.invert(pc.is_in(table["id"], pa.array([ids[r] for r in drop], pa.string())))
+        return StageOutput(table.filter(keep), rejects=rejects, stats=stats)

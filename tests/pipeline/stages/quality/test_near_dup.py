@@ -1,0 +1,229 @@
+"""Near-duplicates: signatures per record, the driver's plan, and the stage that applies it."""
+
+from __future__ import annotations
+
+import io
+import random
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import soundfile as sf
+from PIL import Image
+
+from pipeline.record.media import decode_audio
+from pipeline.stages.base import BatchContext
+from pipeline.stages.quality.config import NearDupConfig
+from pipeline.stages.quality.near_dup import NearDupStage
+from pipeline.stages.quality.planner import clusters_of, plan_near_duplicates
+from pipeline.stages.quality.signatures import (
+    audio_hash,
+    image_hash,
+    lsh_bands,
+    near_dup_signatures,
+    text_shingles,
+)
+
+from .corpus import clean_chinese, clean_pippa, record, table
+
+CORPUS = Path(__file__).resolve().parents[4] / "examples" / "corpus"
+
+
+def _media(name: str) -> dict:
+    return {"bytes": (CORPUS / name).read_bytes(), "path": name}
+
+
+def _plan(records, **config):
+    cfg = NearDupConfig(**config)
+    batch = table(*records)
+    return batch, plan_near_duplicates(near_dup_signatures(batch, cfg), cfg)
+
+
+def _edited(record_id: str) -> dict:
+    """The clean PIPPA conversation with a typo fixed and a word changed (a near-copy)."""
+    r = clean_pippa(record_id)
+    r["messages"][2]["content"] = r["messages"][2]["content"].replace("Lad,", "Lass,")
+    r["messages"][4]["content"] = r["messages"][4]["content"].replace("Forty-one", "Forty one")
+    return r
+
+
+def test_a_lightly_edited_conversation_is_a_text_near_duplicate_and_a_different_one_is_not():
+    _, plan = _plan([clean_pippa("a"), _edited("b"), clean_chinese("c")])
+    assert plan.clusters == {"a": "a", "b": "a"}
+    [pair] = plan.pairs.to_pylist()
+    assert (pair["a"], pair["b"], pair["modality"]) == ("a", "b", "text")
+    assert pair["similarity"] >= 0.8
+
+
+def test_chinese_text_is_shingled_by_characters_without_segmentation():
+    a, b = clean_chinese("zh1"), clean_chinese("zh2")
+    b["messages"][1]["content"] = b["messages"][1]["content"].replace("刚到", "刚刚到")
+    assert "明前龙井" in " ".join(text_shingles(a["messages"][1]["content"], 4))
+    _, plan = _plan([a, b])
+    assert plan.clusters == {"zh1": "zh1", "zh2": "zh1"}
+
+
+def test_lsh_bands_put_the_s_curve_at_the_threshold():
+    b, r = lsh_bands(0.8, 128)
+    assert b * r <= 128
+    assert abs((1 / b) ** (1 / r) - 0.8) < 0.1
+
+
+def test_a_reencoded_resized_copy_of_an_image_is_found_and_a_different_image_is_not():
+    original = _media("images/sea_storm.jpg")
+    im = Image.open(io.BytesIO(original["bytes"])).convert("RGB")
+    buf = io.BytesIO()
+    im.resize((im.width * 3 // 4, im.height * 3 // 4)).save(buf, "JPEG", quality=60)
+    copy = {"bytes": buf.getvalue(), "path": "storm_small.jpg"}
+    assert bin(image_hash(original["bytes"]) ^ image_hash(copy["bytes"])).count("1") <= 8
+    records = []
+    for rid, media, text in (
+        ("a", original, "<image>What a storm!"),
+        ("b", copy, "<image>Look at those waves, Captain."),
+        ("c", _media("images/forest_path.jpg"), "<image>A path through the woods."),
+    ):
+        r = record(rid, [("user", text), ("assistant", "Hold fast to the rail, deckhand.")])
+        r["images"] = [media]
+        records.append(r)
+    batch, plan = _plan(records)
+    pairs = [(p["a"], p["b"], p["modality"]) for p in plan.pairs.to_pylist()]
+    assert ("a", "b", "image") in pairs
+    assert not any("c" in p[:2] and p[2] == "image" for p in pairs)
+    # Different text, same image: reported and flagged, not grouped (group_media is off).
+    out = NearDupStage(plan).process(batch, BatchContext())
+    assert "near_duplicate_image" in out.table["quality"].to_pylist()[0]["flags"]
+    assert out.table["quality"].to_pylist()[0]["near_dup_cluster"] is None
+    _, grouped = _plan(records, group_media=True)
+    assert grouped.clusters["b"] == "a"
+
+
+def test_a_quieter_reencoded_clip_is_an_audio_near_duplicate_and_another_clip_is_not():
+    original = _media("audio/ocean_waves.flac")
+    samples, rate = decode_audio(original["bytes"])
+    buf = io.BytesIO()
+    sf.write(buf, samples * 0.3, rate, format="OGG", subtype="VORBIS")
+    quiet = buf.getvalue()
+    assert bin(audio_hash(original["bytes"]) ^ audio_hash(quiet)).count("1") <= 4
+    records = []
+    for rid, data in (
+        ("a", original["bytes"]),
+        ("b", quiet),
+        ("c", _media("audio/ship_bell.wav")["bytes"]),
+    ):
+        r = record(rid, [("user", f"<audio>Listen ({rid})"), ("assistant", "The sea speaks.")])
+        r["audios"] = [{"bytes": data, "path": f"{rid}.ogg"}]
+        records.append(r)
+    _, plan = _plan(records)
+    audio = [(p["a"], p["b"]) for p in plan.pairs.to_pylist() if p["modality"] == "audio"]
+    assert audio == [("a", "b")]
+
+
+def test_silent_audio_has_no_hash():
+    buf = io.BytesIO()
+    sf.write(buf, np.zeros(16000, dtype=np.float32), 16000, format="WAV")
+    assert audio_hash(buf.getvalue()) is None
+
+
+def test_keep_one_keeps_the_smallest_id_whatever_order_the_tasks_returned_rows_in():
+    records = [clean_pippa("m"), _edited("k"), _edited("z"), clean_chinese("x")]
+    cfg = NearDupConfig(action="keep_one")
+    sigs = near_dup_signatures(table(*records), cfg)
+    plans = []
+    for seed in range(3):
+        order = list(range(sigs.num_rows))
+        random.Random(seed).shuffle(order)
+        plans.append(plan_near_duplicates(sigs.take(pa.array(order)), cfg))
+    assert all(p.drop == plans[0].drop for p in plans)
+    assert plans[0].drop == {"m": "k", "z": "k"}
+    out = NearDupStage(plans[0]).process(table(*records), BatchContext())
+    assert out.table["id"].to_pylist() == ["k", "x"]
+    assert sorted((r.record_id, r.reason) for r in out.rejects) == [
+        ("m", "near_duplicate"),
+        ("z", "near_duplicate"),
+    ]
+    assert all("near-copy of k" in r.message for r in out.rejects)
+
+
+def test_group_gives_each_cluster_one_split_group_and_the_column_its_cluster_id():
+    batch, plan = _plan([clean_pippa("a"), _edited("b"), clean_chinese("c")])
+    assert plan.group_key("a") == plan.group_key("b") == "near_dup:a"
+    assert plan.group_key("c") is None
+    out = NearDupStage(plan).process(batch, BatchContext())
+    assert [q["near_dup_cluster"] for q in out.table["quality"].to_pylist()] == ["a", "a", None]
+    assert out.rejects == []
+
+
+def test_a_card_greeting_pasted_into_several_chats_is_flagged_even_when_the_chats_differ():
+    chats = []
+    for i, question in enumerate(("Any ships tonight?", "Tell me of your father.", "Why a rock?")):
+        r = clean_pippa(f"g{i}")
+        r["messages"][1]["content"] = question
+        r["messages"][2]["content"] = f"Reply number {i}: " + "storm " * (i + 3)
+        r["messages"][4]["content"] = f"Another answer {i}, about gulls and {question.lower()}"
+        chats.append(r)
+    batch, plan = _plan([*chats, clean_chinese()])
+    assert plan.greetings == {"g0": 3, "g1": 3, "g2": 3}
+    assert plan.clusters == {}
+    out = NearDupStage(plan).process(batch, BatchContext())
+    assert [("repeated_greeting" in q["flags"]) for q in out.table["quality"].to_pylist()] == [
+        True,
+        True,
+        True,
+        False,
+    ]
+
+
+def test_union_find_joins_chains_into_one_cluster_named_by_its_smallest_id():
+    assert clusters_of([("c", "d"), ("a", "b"), ("b", "d")]) == {
+        "a": "a",
+        "b": "a",
+        "c": "a",
+        "d": "a",
+    }
+
+
+def test_distinct_records_make_no_pairs():
+    n = 200
+    rng = random.Random(0)
+    words = "lamp fog gull ship storm keeper winter night sea rock light wave tide rope".split()
+    records = [
+        record(f"r{i:04d}", [("user", "Hi"), ("assistant", " ".join(rng.choices(words, k=60)))])
+        for i in range(n)
+    ]
+    _, plan = _plan(records)
+    assert plan.pairs.num_rows == 0 and plan.clusters == {}
+
+
+def test_every_hash_pair_within_the_distance_is_found_among_thousands_of_random_hashes():
+    from pipeline.stages.quality.planner import verified_pairs
+    from pipeline.stages.quality.signatures import SIGNATURE_SCHEMA, hash_bands
+
+    rng = np.random.default_rng(7)
+    cfg = NearDupConfig()  # image_distance 8, audio_distance 4: 5 and 3 bands
+    rows, planted = [], set()
+    for i in range(12000):  # 6000 per modality: beyond where star-linked buckets lose pairs
+        modality, distance = ("image", 8) if i % 2 else ("audio", 4)
+        value = int(rng.integers(0, 2**63)) * 2 + int(rng.integers(0, 2))
+        rows.append((f"r{i:05d}", modality, value, distance))
+        if i % 200 < 2:  # a near-copy (image or audio) exactly `distance` bits away
+            flipped = value
+            for bit in rng.choice(64, size=distance, replace=False):
+                flipped ^= 1 << int(bit)
+            rows.append((f"c{i:05d}", modality, flipped, distance))
+            planted.add((f"c{i:05d}", f"r{i:05d}", modality))
+    table = pa.Table.from_pylist(
+        [
+            {
+                "id": rid,
+                "modality": m,
+                "item": 0,
+                "bands": hash_bands(v, d),
+                "signature": v.to_bytes(8, "big"),
+            }
+            for rid, m, v, d in rows
+        ],
+        schema=SIGNATURE_SCHEMA,
+    )
+    found = {(p["a"], p["b"], p["modality"]) for p in verified_pairs(table, cfg).to_pylist()}
+    assert planted <= found
+    assert len(found - planted) <= 2  # random 64-bit hashes are rarely that close

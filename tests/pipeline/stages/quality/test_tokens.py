@@ -1,0 +1,116 @@
+"""The token ledger: counts under the chat template, media expanded, and max_tokens."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.stages.base import BatchContext
+from pipeline.stages.quality.tokens import TokenLedgerStage, truncated
+
+from .corpus import clean_pippa, record, table
+
+CORPUS = Path(__file__).resolve().parents[4] / "examples" / "corpus"
+
+
+class WordCounter:
+    """Counts words plus 100 per image: enough to check the policies exactly."""
+
+    processor_hash = "words-v1"
+
+    def count(self, r):
+        words = sum(len(m["content"].split()) for m in r["messages"])
+        return words + 100 * len(r.get("images") or [])
+
+
+def _quality(out):
+    return out.table["quality"].to_pylist()
+
+
+@pytest.fixture(scope="module")
+def tiny_counter():
+    from trainers.token_ledger import counter_for
+
+    return counter_for(None, None)  # no train section: tiny-random
+
+
+def test_counts_land_in_the_column_with_the_processor_hash():
+    out = TokenLedgerStage(WordCounter()).process(table(clean_pippa("a")), BatchContext())
+    [q] = _quality(out)
+    assert q["tokens"] == WordCounter().count(clean_pippa("a"))
+    assert q["tokens_hash"] == "words-v1" and q["flags"] == []
+
+
+def _long():
+    r = record(
+        "long",
+        [
+            ("user", "<image>Look"),
+            ("assistant", "one two three"),
+            ("user", "<image>And this"),
+            ("assistant", "four five six seven"),
+        ],
+    )
+    img = {"bytes": (CORPUS / "images" / "campfire.png").read_bytes(), "path": "c.png"}
+    r["images"] = [img, img]
+    return r
+
+
+def test_truncate_drops_whole_turns_and_their_media_from_the_end():
+    out = TokenLedgerStage(WordCounter(), max_tokens=120, policy="truncate").process(
+        table(_long()), BatchContext()
+    )
+    [row] = out.table.to_pylist()
+    assert [m["content"] for m in row["messages"]] == ["<image>Look", "one two three"]
+    assert len(row["images"]) == 1
+    assert row["quality"]["tokens"] == 104 and row["quality"]["flags"] == ["truncated"]
+    assert out.stats["truncated"] == 1
+
+
+def test_a_record_whose_first_character_turn_does_not_fit_leaves_even_under_truncate():
+    out = TokenLedgerStage(WordCounter(), max_tokens=50, policy="truncate").process(
+        table(_long(), clean_pippa("ok")), BatchContext()
+    )
+    assert out.table["id"].to_pylist() == ["ok"]
+    assert [(r.record_id, r.reason) for r in out.rejects] == [("long", "too_many_tokens")]
+
+
+def test_flag_and_quarantine_policies():
+    flagged = TokenLedgerStage(WordCounter(), max_tokens=120).process(
+        table(_long()), BatchContext()
+    )
+    assert _quality(flagged)[0]["flags"] == ["too_many_tokens"]
+    quarantined = TokenLedgerStage(WordCounter(), max_tokens=120, policy="quarantine").process(
+        table(_long()), BatchContext()
+    )
+    assert quarantined.table.num_rows == 0 and quarantined.rejects[0].reason == "too_many_tokens"
+
+
+def test_truncated_keeps_media_in_placeholder_order():
+    r = _long()
+    assert len(truncated(r, 2)["images"]) == 1 and len(truncated(r, 4)["images"]) == 2
+
+
+def test_tiny_random_counts_the_chat_template_and_image_expansion(tiny_counter):
+    text_only = clean_pippa("t")
+    with_image = clean_pippa("i")
+    with_image["messages"][1]["content"] = "<image>" + with_image["messages"][1]["content"]
+    with_image["images"] = [
+        {"bytes": (CORPUS / "images" / "sea_storm.jpg").read_bytes(), "path": "s.jpg"}
+    ]
+    plain_bytes = sum(len(m["content"].encode()) for m in text_only["messages"])
+    n_text, n_image = tiny_counter.count(text_only), tiny_counter.count(with_image)
+    assert n_text > plain_bytes  # byte-level tokens plus the template's role markers
+    assert n_image > n_text + 2  # the image expands to several tokens
+    out = TokenLedgerStage(tiny_counter).process(table(text_only), BatchContext())
+    assert _quality(out)[0]["tokens"] == n_text
+    assert len(_quality(out)[0]["tokens_hash"]) == 64
+
+
+def test_the_processor_hash_changes_with_the_system_template(tiny_counter):
+    from trainers.token_ledger import processor_hash
+
+    processor = tiny_counter.encoder.processor
+    assert processor_hash(processor, "You are {name}.") != processor_hash(processor, "{name}")
+    assert processor_hash(processor, "x") == processor_hash(processor, "x")
