@@ -362,7 +362,10 @@ class ModelRegistry:
         stack = current.stack() if current else []
         if len(stack) < 2:
             raise NothingToRollBack(f"{self.store.name}: no earlier promoted model to roll back to")
-        return stack[-2]
+        try:  # a pointer to a removed or unfinished folder would break every init: promoted
+            return self.get(stack[-2]).id
+        except UnknownModel as exc:
+            raise UnknownModel(f"cannot roll back to {stack[-2]}: {exc}") from None
 
     def _create_generation(
         self, change: Callable[[PromotedPointer | None], tuple[str, Action]], reason: str
