@@ -60,7 +60,12 @@ from pipeline.execution.provenance import (
 )
 from pipeline.recipe import Recipe, check_recipe_ops, parse_size
 from pipeline.record.ids import canonical_json, new_run_id
-from pipeline.record.rejection import QuarantineEntry, TooManyBadRecords, check_bad_fraction
+from pipeline.record.rejection import (
+    QuarantineEntry,
+    TooManyBadRecords,
+    check_bad_fraction,
+    check_something_to_publish,
+)
 from pipeline.record.schema import RECORD_SCHEMA, SPLITS
 from pipeline.stages.dedup import DedupStage
 from pipeline.stages.split import SplitStage
@@ -795,6 +800,9 @@ class DataJob:
                 self._quarantine(self.counts["validate"], entry)
             self._settle(keys, duplicates, rows, rejected)
             self._check_bad_fraction()
+            check_something_to_publish(
+                rows.num_rows, self.counts["ingest"].records_in, self.reasons, self.quarantine.path
+            )
             shards = self._write(rows)
         except BaseException:
             # The first error is the one to report: closing the quarantine file on a full
