@@ -37,6 +37,7 @@ from typing import Any, Literal
 
 from pipeline.store.read import Store
 from trainers.config import TrainConfig
+from trainers.pending import killed_before_comparison
 
 logger = logging.getLogger(__name__)
 
@@ -162,6 +163,7 @@ class ModelEntry:
     lora: bool
     eval: dict[str, Any] = field(default_factory=dict)  # eval.json without the replies
     run: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)  # run.json
+    uncompared: bool = False  # its retrain died before comparing it (trainers.pending)
 
     @property
     def config(self) -> TrainConfig:
@@ -180,6 +182,7 @@ class ModelEntry:
             "init": self.init or "base",
             "lora": self.lora,
             "eval": self.eval,
+            "comparable": not self.uncompared,
         }
 
 
@@ -265,6 +268,7 @@ class ModelRegistry:
             lora=info["config"].get("lora") is not None,
             eval=evaluation,
             run=info,
+            uncompared=killed_before_comparison(self.store, os.path.basename(run_dir)),
         )
 
     # ---- the pointer ----
