@@ -25,6 +25,7 @@ import pyarrow as pa
 
 from augmenters.stats import AugmentStats
 from pipeline.execution.provenance import media_entries
+from pipeline.execution.variant_checks import variants_within_limits
 from pipeline.recipe import MediaLimits, Recipe, SourceConfig
 from pipeline.record.ids import canonical_json, media_digests
 from pipeline.record.rejection import QuarantineEntry
@@ -261,6 +262,7 @@ def record_pass(slices: list[Slice], path: str, ctx: PassContext) -> PassOutcome
                 keep.append(i)
                 if train:
                     produced, record_stats = augment.record_variants(record, decoded)
+                    produced = variants_within_limits(produced, validate, record_stats)
                     made.extend(produced)
                     stats.merge(record_stats)
                     kept_stats.append(json.dumps(record_stats.to_dict(), sort_keys=True))
