@@ -268,8 +268,14 @@ class ModelRegistry:
             lora=info["config"].get("lora") is not None,
             eval=evaluation,
             run=info,
-            uncompared=killed_before_comparison(self.store, os.path.basename(run_dir)),
+            uncompared=killed_before_comparison(self.store, os.path.basename(run_dir))
+            and not self._ever_promoted(os.path.basename(run_dir)),
         )
+
+    def _ever_promoted(self, model_id: str) -> bool:
+        """Return whether `model_id` was promoted once (so it was compared)."""
+        pointer = self.pointer()
+        return pointer is not None and any(e.model_id == model_id for e in pointer.history)
 
     # ---- the pointer ----
 
