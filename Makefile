@@ -4,19 +4,27 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.stamp-$(shell sha256sum pyproject.toml | cut -c1-16)
+# constraints.txt pins every distribution (the lock; `make lock` refreshes it): the same recipe
+# then gives the same content_id on a fresh clone next month.
+LOCK := constraints.txt
+STAMP := $(VENV)/.stamp-$(shell cat pyproject.toml $(LOCK) | sha256sum | cut -c1-16)
 export MALLOC_MMAP_THRESHOLD_ := 16777216
 export MALLOC_TRIM_THRESHOLD_ := 268435456
 export TOKENIZERS_PARALLELISM := false
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo test bench install wordnet chromium lint clean
+.PHONY: demo test bench install lock wordnet chromium lint clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -c $(LOCK) -e '.[test]'
 	@rm -f $(VENV)/.stamp-* && touch $@
+
+# After a dependency change in pyproject.toml: install it, then pin what .venv now holds.
+lock: install
+	@{ echo "# pip constraints: every distribution make install may install, pinned. Refresh: make lock"; \
+	  $(PY) -m pip freeze --all --exclude-editable | grep -v -e '^#' -e '^pip=='; } > $(LOCK)
 
 install: $(STAMP) wordnet
 
@@ -53,7 +61,7 @@ test: install chromium
 # packages at run time): run_all.py builds their venvs under
 # benchmarks/_work on first use. Data-Juicer's audio ops need the system's FFmpeg libraries.
 bench: install
-	$(PY) -m pip install -q -e '.[bench]'
+	$(PY) -m pip install -q -c $(LOCK) -e '.[bench]'
 	@if ldconfig -p 2>/dev/null | grep -q libavcodec; then :; \
 	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ffmpeg >/dev/null) \

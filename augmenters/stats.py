@@ -31,6 +31,8 @@ class AugmentStats:
     text_skipped: int = 0
     # Records whose variants could not be made (an op raised): the original stays.
     failed_variants: int = 0
+    # Variants dropped after augmentation for breaking a limit or invariant (the original stays).
+    dropped_variants: int = 0
 
     def count(self, modality: str, name: str, outcome: Literal["applied", "skipped"]) -> None:
         """Count one outcome of the op `name` of `modality`."""

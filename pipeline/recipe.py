@@ -64,7 +64,8 @@ class SourceConfig(StrictModel):
 
 class MediaLimits(StrictModel):
     max_image_pixels: int = Field(default=40_000_000, gt=0)
-    max_audio_seconds: float = Field(default=600.0, gt=0)
+    # allow_inf_nan: `.inf` would be no limit at all
+    max_audio_seconds: float = Field(default=600.0, gt=0, allow_inf_nan=False)
     max_media_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
 
 

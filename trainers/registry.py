@@ -39,6 +39,7 @@ from pipeline.store.atomic import fault_point, replace_file, stale_temp_files
 from pipeline.store.lock import file_lock
 from pipeline.store.read import Store
 from trainers.config import TrainConfig
+from trainers.pending import killed_before_comparison
 
 logger = logging.getLogger(__name__)
 
@@ -148,6 +149,7 @@ class ModelEntry:
     lora: bool
     eval: dict[str, Any] = field(default_factory=dict)  # eval.json without the replies
     run: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)  # run.json
+    uncompared: bool = False  # its retrain died before comparing it (trainers.pending)
 
     @property
     def config(self) -> TrainConfig:
@@ -166,6 +168,7 @@ class ModelEntry:
             "init": self.init or "base",
             "lora": self.lora,
             "eval": self.eval,
+            "comparable": not self.uncompared,
         }
 
 
@@ -251,7 +254,14 @@ class ModelRegistry:
             lora=info["config"].get("lora") is not None,
             eval=evaluation,
             run=info,
+            uncompared=killed_before_comparison(self.store, os.path.basename(run_dir))
+            and not self._ever_promoted(os.path.basename(run_dir)),
         )
+
+    def _ever_promoted(self, model_id: str) -> bool:
+        """Return whether `model_id` was promoted once (so it was compared)."""
+        pointer = self.pointer()
+        return pointer is not None and any(e.model_id == model_id for e in pointer.history)
 
     # ---- the pointer ----
 
@@ -346,7 +356,10 @@ class ModelRegistry:
         stack = current.stack() if current else []
         if len(stack) < 2:
             raise NothingToRollBack(f"{self.store.name}: no earlier promoted model to roll back to")
-        return stack[-2]
+        try:  # a pointer to a removed or unfinished folder would break every init: promoted
+            return self.get(stack[-2]).id
+        except UnknownModel as exc:
+            raise UnknownModel(f"cannot roll back to {stack[-2]}: {exc}") from None
 
     def _create_generation(
         self, change: Callable[[PromotedPointer | None], tuple[str, Action]], reason: str

@@ -30,8 +30,20 @@ app = typer.Typer(
 )
 
 
+def _print_version(asked: bool) -> None:
+    if asked:
+        from importlib.metadata import version
+
+        typer.echo(f"roleforge {version('roleforge')}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _commands() -> None:
+def _commands(
+    _version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="print the version"
+    ),
+) -> None:
     # A callback keeps `roleforge ingest RECIPE` a subcommand even while it is the only command.
     pass
 
@@ -222,17 +234,29 @@ def gc(
         min=0,
         help="keep in the record cache what the newest N versions were made of (0: empty it)",
     ),
+    models_history: bool = typer.Option(
+        False,
+        "--models-history",
+        help="also remove finished models promoted once but not now (rollback cannot return)",
+    ),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
 ) -> None:
-    """Remove staging folders and files that no manifest or live run references, and prune
-    the record cache (models are kept)."""
+    """Remove staging folders and files that no manifest or live run references, model
+    folders of unfinished or never-compared runs, and prune the record cache (the promoted
+    model and finished models are kept)."""
     from pipeline.store.gc import collect_garbage
     from pipeline.store.lock import StoreBusy
+    from trainers.model_gc import removable_models
+    from trainers.registry import ModelRegistry
 
     s = store_of(name, store, recipe)
     try:
         report = collect_garbage(
-            s, dry_run=dry_run, min_age_s=min_age, cache_versions=cache_versions
+            s,
+            dry_run=dry_run,
+            min_age_s=min_age,
+            cache_versions=cache_versions,
+            also=lambda: removable_models(ModelRegistry(s), history=models_history),
         ).to_dict()
     except StoreBusy as exc:
         raise not_found(exc) from None

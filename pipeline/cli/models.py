@@ -136,7 +136,7 @@ def models(
         gen = e.eval.get("generation") or {}
         rows.append(
             (
-                "*" if e.id == promoted else "",
+                "*" if e.id == promoted else "!" if e.uncompared else "",
                 e.id,
                 f"v{e.dataset['version']}",
                 e.dataset["content_id"][:12],
@@ -156,6 +156,8 @@ def models(
     typer.echo(
         f"* promoted: {promoted} (generation {pointer.generation})" if pointer else "none promoted"
     )
+    if any(e.uncompared for e in entries):
+        typer.echo("! never compared: its retrain died before the comparison (gc removes it)")
 
 
 def promote(

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline.execution.ray_reaper import watch_driver
 from pipeline.recipe import ExecutionConfig
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,9 @@ def ensure_ray() -> None:
             kwargs["object_store_memory"] = int(os.environ["ROLEFORGE_OBJECT_STORE_MB"]) * 2**20
     with _quiet(NOISY_LOGGERS):
         ray.init(address=address, **kwargs)
+    if not address:
+        global _REAPER
+        _REAPER = watch_driver()  # held: its pipe closes only when this process ends
     log.info("ray: %s", "connected to " + address if address else "embedded local cluster")
 
 
@@ -149,6 +153,7 @@ TASK_RETRIES = 3
 IN_FLIGHT_PER_CPU = 2
 
 _REMOTES: dict[tuple[Callable[..., Any], float], Any] = {}
+_REAPER: Any = None  # the embedded cluster's reaper (pipeline/execution/ray_reaper.py)
 
 
 def slice_rows(rows: int, cpus: int, max_rows: int) -> int:

@@ -53,7 +53,7 @@ from pipeline.execution.provenance import (
 from pipeline.execution.run_result import NoProgress, RunProgress, RunResult
 from pipeline.recipe import Recipe, check_recipe_ops, parse_size
 from pipeline.record.ids import new_run_id
-from pipeline.record.rejection import QuarantineEntry
+from pipeline.record.rejection import QuarantineEntry, check_something_to_publish
 from pipeline.record.schema import RECORD_SCHEMA, SPLITS
 from pipeline.stages.split import SplitStage
 from pipeline.store.cache import RecordCache
@@ -404,6 +404,12 @@ class DataJob:
                 ledger.quarantine("validate", entry)
             ledger.settle(plan, rows, {e.record_id: e.reason for e in entries if e.record_id})
             ledger.check_bad_fraction(self.recipe.max_bad_fraction)
+            check_something_to_publish(
+                rows.num_rows,
+                ledger.counts["ingest"].records_in,
+                ledger.reasons,
+                self.quarantine.path,
+            )
             shards = self._write(rows)
         except BaseException:
             # The first error is the one to report: closing the quarantine file on a full

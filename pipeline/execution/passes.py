@@ -232,7 +232,7 @@ def build_stages(recipe: Recipe, split: SplitStage) -> list[Stage]:
         from augmenters import RecordAugmenter
 
         augmenter = RecordAugmenter(recipe.augment, recipe.seed, recipe.recipe_hash)
-    augment = AugmentStage(augmenter)
+    augment = AugmentStage(augmenter, recipe.limits)
     keep_pixels = frozenset({"train"}) if augment.decodes_images else frozenset()
     return [split, ValidateStage(recipe.limits, keep_pixels), augment]
 

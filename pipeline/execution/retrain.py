@@ -165,18 +165,24 @@ class RetrainJob:
         self.seconds: dict[str, float] = {}
 
     def run(self) -> RetrainReport:
+        from pipeline.record.ids import new_run_id
+        from trainers.pending import comparison_pending
         from trainers.registry import ModelRegistry
 
         dataset = self._timed("data", self._data)
         registry = ModelRegistry(self.store)
         pointer = registry.pointer()
-        training = self._timed("train", lambda: self._train(dataset))
-        entry = registry.get(training.run_id)
-        manifest = self.store.manifest(dataset.version)
-        report = self._timed(
-            "compare", lambda: self._decide(registry, entry, manifest, pointer, dataset, training)
-        )
-        self._write(report)
+        run_id = new_run_id()
+        # Until the report is written, a death leaves the model marked as never compared.
+        with comparison_pending(self.store, run_id):
+            training = self._timed("train", lambda: self._train(dataset, run_id))
+            entry = registry.get(training.run_id)
+            manifest = self.store.manifest(dataset.version)
+            report = self._timed(
+                "compare",
+                lambda: self._decide(registry, entry, manifest, pointer, dataset, training),
+            )
+            self._write(report)
         return report
 
     def _timed(self, phase: str, fn: Any) -> Any:
@@ -217,11 +223,11 @@ class RetrainJob:
 
     # ---- 2. train ----
 
-    def _train(self, dataset: DatasetOutcome) -> TrainingOutcome:
+    def _train(self, dataset: DatasetOutcome, run_id: str) -> TrainingOutcome:
         from trainers import train_version
 
         result = train_version(
-            self.store, self.recipe.name, dataset.version, self.cfg, self.recipe.seed
+            self.store, self.recipe.name, dataset.version, self.cfg, self.recipe.seed, run_id=run_id
         )
         with open(os.path.join(result.work_dir, "train_summary.json"), encoding="utf-8") as f:
             summary = json.load(f)

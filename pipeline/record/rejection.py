@@ -112,3 +112,27 @@ def check_bad_fraction(
     """Raise TooManyBadRecords when `quarantined / total` exceeds `limit`."""
     if total and quarantined / total > limit:
         raise TooManyBadRecords(quarantined, total, limit, reasons, path)
+
+
+class NothingToPublish(TooManyBadRecords):
+    """No record is left to publish: every one was quarantined, or the sources held none."""
+
+    def __init__(self, total: int, reasons: Mapping[str, int], path: str):
+        RuntimeError.__init__(self)
+        if total:
+            top = ", ".join(f"{r} ({n})" for r, n in Counter(reasons).most_common(5))
+            why = f"all {total} records were quarantined (top reasons: {top}; see {path})"
+        else:
+            why = "the sources hold no records"
+        self.args = (f"{why}; nothing to publish",)
+        self.quarantined = sum(reasons.values())
+        self.total = total
+        self.report = None
+
+
+def check_something_to_publish(
+    rows: int, total: int, reasons: Mapping[str, int], path: str
+) -> None:
+    """Raise NothingToPublish when no row is left (a version must hold at least one)."""
+    if rows == 0:
+        raise NothingToPublish(total, reasons, path)

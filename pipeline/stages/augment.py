@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from augmenters.stats import AugmentStats
+from pipeline.recipe import MediaLimits
 from pipeline.record.schema import (
     AUDIO_PLACEHOLDER,
     IMAGE_PLACEHOLDER,
@@ -18,6 +19,7 @@ from pipeline.record.schema import (
     records_to_table,
 )
 from pipeline.stages.base import BatchContext, StageOutput
+from pipeline.stages.validate import ValidateStage
 
 log = logging.getLogger(__name__)
 
@@ -27,9 +29,13 @@ class AugmentStage:
 
     name = "augment"
 
-    def __init__(self, augmenter: Any | None):
+    def __init__(self, augmenter: Any | None, limits: MediaLimits | None = None):
         # `augmenter` has .variants(record) -> (variants, stats); None when copies is 0.
         self.augmenter = augmenter
+        # Variants are held to the originals' limits and invariants, checked after
+        # augmentation: an op can change a clip's length (SpeedPerturb 0.9 makes 587 s into
+        # 653 s), and validation only saw the original.
+        self.check = ValidateStage(limits) if limits is not None else None
 
     def _checked_variants(
         self, record: dict[str, Any], variants: list[dict[str, Any]]
@@ -76,10 +82,28 @@ class AugmentStage:
                 produced, stats = self.augmenter.variants(record, decoded)
             else:
                 produced, stats = self.augmenter.variants(record)
-            return self._checked_variants(record, produced), stats
+            checked = self._checked_variants(record, produced)
         except Exception as exc:
             log.warning("augment: no variants of %s: %s: %s", record["id"], type(exc).__name__, exc)
             return [], AugmentStats(failed_variants=1)
+        return self._within_limits(checked, stats), stats
+
+    def _within_limits(
+        self, variants: list[dict[str, Any]], stats: AugmentStats
+    ) -> list[dict[str, Any]]:
+        """Return the variants that hold every invariant and limit; a variant that fails is
+        dropped and counted (`dropped_variants`), its original and siblings stay."""
+        if self.check is None:
+            return variants
+        kept = []
+        for variant in variants:
+            entry = self.check.rejection(variant)
+            if entry is None:
+                kept.append(variant)
+                continue
+            stats.dropped_variants += 1
+            log.info("variant %s dropped: %s: %s", variant.get("id"), entry.reason, entry.message)
+        return kept
 
     def process(self, batch: pa.Table, ctx: BatchContext) -> StageOutput:
         """Return `batch` followed by the variants of its train records. Each augmented

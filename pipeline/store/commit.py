@@ -91,6 +91,17 @@ def same_publication(committed: Manifest, staged: Manifest) -> bool:
     ) == card_metadata(staged.recipe)
 
 
+def reclaim_leftover(store: Store, fs: StoreFS, number: int) -> None:
+    """Remove v<number>/ when it has no manifest and the store is local: the caller holds
+    the commit lock, which every local committer takes, so it is a crashed commit's leftover,
+    and keeping it would make the next version skip its number. On an object store the lock
+    does not reach other machines' committers, so the folder may be one's work: it stays."""
+    vdir = store.version_dir(number)
+    if fs.is_local and fs.exists(vdir) and not fs.exists(store.manifest_path(number)):
+        log.info("v%d of %s is a crashed commit's leftover; reusing its number", number, store.name)
+        fs.remove_tree(vdir)
+
+
 @dataclass(frozen=True)
 class CommitResult:
     """What the commit did: the version that holds this content, and whether it is new."""
@@ -132,6 +143,7 @@ class VersionCommitter:
         leftover (gc removes it), never a competitor's half-made version.
         """
         number = (latest.number if latest else 0) + 1
+        reclaim_leftover(self.store, self.fs, number)
         while self.fs.exists(self.store.version_dir(number)) or self.fs.exists(
             self.store.manifest_path(number)
         ):

@@ -14,6 +14,7 @@ import json
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -133,18 +134,20 @@ def collect_garbage(
     dry_run: bool = False,
     min_age_s: float = DEFAULT_MIN_AGE_S,
     cache_versions: int = DEFAULT_CACHE_VERSIONS,
+    also: Callable[[], list[str]] | None = None,
 ) -> GcReport:
     """Remove what no manifest and no live run references, and prune the record cache to
     what the newest `cache_versions` versions were made of (0: empty it); return what went.
     `min_age_s` also spares paths with anything modified more recently than that. `fs`
-    defaults to the store's own filesystem."""
+    defaults to the store's own filesystem. `also` lists more paths to remove under the
+    same lock and age rule (the CLI's: model folders, from trainers.model_gc)."""
     fs = fs if fs is not None else store.fs
     report = GcReport(dry_run=dry_run)
     if not fs.exists(store.root):
         return report
     with commit_lock(store):
         now = time.time()
-        for path in unreferenced_paths(store):
+        for path in unreferenced_paths(store) + (also() if also else []):
             if _old_enough(fs, path, min_age_s, now):
                 _remove(store, fs, report, path)
         _prune_cache(store, fs, report, cache_versions, min_age_s, now)

@@ -186,7 +186,8 @@ def test_gc_removes_unreferenced_staging_versions_and_quarantine_but_keeps_model
     (root / "_staging" / "dead-run").mkdir(parents=True)
     (root / "versions" / "v9").mkdir()
     (root / "versions" / "v1" / "stray.tmp").write_text("x")
-    (root / "models" / "run-1").mkdir(parents=True)
+    (root / "models" / "run-1").mkdir(parents=True)  # a finished model: gc keeps it
+    (root / "models" / "run-1" / "run.json").write_text('{"status": "done"}')
     gc_args = ("gc", "tiny", "--store", two_versions["store"], "--min-age", "0")
     dry = _invoke(*gc_args, "--dry-run", "--json")
     planned = json.loads(dry.stdout)["removed"]

@@ -89,13 +89,16 @@ def test_the_same_content_is_not_published_twice(tmp_path: Path) -> None:
     assert changed.manifest.parent_version == 1
 
 
-def test_a_taken_version_number_moves_the_commit_to_the_next(tmp_path: Path) -> None:
+def test_a_crashed_commits_leftover_folder_is_replaced_and_its_number_reused(
+    tmp_path: Path,
+) -> None:
     committer = _committer(tmp_path)
-    # A crashed run (or a competing one) already holds versions/v1/ without a manifest.
+    # A crashed run left versions/v1/ without a manifest (a live one would hold the lock).
     os.makedirs(os.path.join(committer.store.version_dir(1), "x"))
     result = committer.commit(*_stage(tmp_path, "r1"))
-    assert result.version == 2
-    assert committer.store.versions() == [2]
+    assert result.version == 1
+    assert committer.store.versions() == [1]
+    assert not os.path.exists(os.path.join(committer.store.version_dir(1), "x"))
 
 
 @pytest.mark.parametrize("point", FAULT_POINTS)

@@ -1,0 +1,116 @@
+"""Stop the embedded Ray cluster's processes as soon as the driver that started them dies.
+
+On a SIGKILL of the driver (OOM killer, `kill -9`) nothing in it runs, and Ray's own
+processes notice the loss late: the dashboard, the runtime-env agent and the raylet lived
+on for about a minute. `watch_driver` starts a small process that holds the read end of a
+pipe whose write end only the driver has; the pipe reads EOF the moment the driver is gone,
+whatever killed it, and the reaper then kills the Ray processes the driver started and
+everything under them. Linux only (it walks /proc); elsewhere Ray's own timeouts remain.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import sys
+
+_PROC = "/proc"
+TRACK_EVERY_S = 0.5  # how often the reaper notes the tree of Ray processes
+
+
+def _stat(pid: int) -> tuple[int, str] | None:
+    """Return (parent pid, start time) of `pid` from /proc, or None once it is gone."""
+    try:
+        with open(f"{_PROC}/{pid}/stat", encoding="ascii", errors="replace") as f:
+            text = f.read()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2 :].split()  # the name may hold spaces and ")"
+    return int(fields[1]), fields[19]
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"{_PROC}/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _children(parents: set[int]) -> dict[int, str]:
+    """Return {pid: start time} of the live processes whose parent is in `parents`."""
+    found = {}
+    for name in os.listdir(_PROC):
+        if name.isdigit() and (stat := _stat(int(name))) is not None and stat[0] in parents:
+            found[int(name)] = stat[1]
+    return found
+
+
+def ray_processes(driver: int) -> dict[int, str]:
+    """Return {pid: start time} of the Ray processes `driver` started (its children that
+    run Ray's binaries or scripts)."""
+    return {
+        pid: start
+        for pid, start in _children({driver}).items()
+        if "/ray/" in _cmdline(pid) or _cmdline(pid).startswith("ray::")
+    }
+
+
+def watch_driver() -> subprocess.Popen[bytes] | None:
+    """Start the reaper for this process's Ray children; return it (None off Linux)."""
+    roots = ray_processes(os.getpid()) if os.path.isdir(_PROC) else {}
+    if not roots:
+        return None
+    # The whole tree as it is now: the driver may die before the reaper first looks.
+    args = [f"{pid}:{start}" for pid, start in family(roots).items()]
+    # Its own session: a signal to the driver's process group must not take it first.
+    return subprocess.Popen(
+        [sys.executable, "-m", __name__, *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def family(known: dict[int, str]) -> dict[int, str]:
+    """Return those of `known` (pid -> start time) that are still the processes they were,
+    with every descendant of theirs."""
+    alive = {pid: start for pid, start in known.items() if (s := _stat(pid)) and s[1] == start}
+    level = dict(alive)
+    while level:
+        level = {p: t for p, t in _children(set(level)).items() if p not in alive}
+        alive.update(level)
+    return alive
+
+
+def reap(known: dict[int, str]) -> list[int]:
+    """Kill the processes of `known` that still run and their descendants; return their pids."""
+    targets = family(known)
+    for pid in targets:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return sorted(targets)
+
+
+def main(argv: list[str]) -> None:
+    """Track the Ray processes named in `argv` (pid:start) and their descendants while the
+    driver lives; kill them when its pipe closes."""
+    known = {int(p): start for p, start in (a.split(":", 1) for a in argv)}
+    stdin = sys.stdin.fileno()
+    while True:
+        # The tree is noted while the driver lives: once it dies, the raylet dies with it
+        # and its agents are re-parented to init, out of reach of a walk from the roots.
+        known.update(family(known))
+        ready, _, _ = select.select([stdin], [], [], TRACK_EVERY_S)
+        if ready and not os.read(stdin, 4096):
+            break  # the driver's end closed: it exited or was killed
+    reap(known)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
