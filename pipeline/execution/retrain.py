@@ -118,6 +118,7 @@ class RetrainReport:
             "model": _model_brief(self.model),
             "baseline": _model_brief(self.baseline),
             "promoted": self.promoted,
+            "case": self.decision.case,
             "reason": self.decision.reason,
             "report": self.report_path,
         }
@@ -140,6 +141,7 @@ class RetrainReport:
                 "test_split_read_by": ["final evaluation", "comparison"],
             },
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+            "replies": {"new": list(self.model.replies), "baseline": list(self.baseline.replies)},
         }
 
 
