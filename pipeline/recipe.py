@@ -14,7 +14,7 @@ from pydantic import Field, PrivateAttr, ValidationError, field_validator, model
 from augmenters.config import AugmentConfig
 from pipeline.record.config import RecipeError, StrictModel
 from pipeline.record.ids import DATASET_NAME_PATTERN, canonical_json
-from trainers.config import TrainConfig
+from trainers.config import EvalConfig, TrainConfig
 
 SOURCE_FORMATS = (
     "auto",
@@ -160,6 +160,7 @@ class Recipe(StrictModel):
     license_name: str | None = None
     license_link: str | None = None
     train: TrainConfig | None = None
+    eval: EvalConfig | None = None  # evaluation extras of retrain: an optional LLM judge
     # Folder the recipe file lives in; relative paths in the recipe resolve against it.
     base_dir: str = Field(default=".", exclude=True)
 

@@ -96,6 +96,8 @@ class Scored:
             return self.evaluation.get("loss")
         if name == "perplexity":
             return self.evaluation.get("perplexity")
+        if name == "judge_score":
+            return (self.evaluation.get("judge") or {}).get("mean")
         return (self.evaluation.get("generation") or {}).get(name)
 
     def per_conversation(self, name: str) -> dict[str, float]:
@@ -191,6 +193,12 @@ def _check_comparable(new: Scored, baseline: Scored) -> None:
         raise IncomparableEvaluations(
             f"refusing to compare evaluations on different test sets: "
             f"{new.eval_set.label()} vs {baseline.eval_set.label()}; re-evaluate the baseline"
+        )
+    judges = [(s.evaluation.get("judge") or {}).get("identity") for s in (new, baseline)]
+    if all(judges) and judges[0] != judges[1]:
+        raise IncomparableEvaluations(
+            f"refusing to compare LLM-judge scores of different judges or rubrics: "
+            f"{judges[0]} vs {judges[1]}; judge both models with one judge"
         )
     if new.protocol != baseline.protocol:
         raise IncomparableEvaluations(

@@ -7,15 +7,13 @@ random weights. `tiny-random` is the smallest that runs the full path (unit test
 `scratch-small` is sized to visibly learn the bundled demo corpus on two CPU cores in
 about a minute. Neither is a role-play model: they prove the loop, not the quality.
 
-A preset also carries the training defaults that suit random weights: full fine-tuning
-(LoRA on random weights learns little), a high learning rate and warmup. Keys the recipe
-sets itself always win.
+The training defaults that suit random weights (full fine-tuning, a high learning rate,
+warmup) are in trainers.config.FROM_SCRATCH_DEFAULTS; keys the recipe sets always win.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from trainers.tiny import TINY_RANDOM, TINY_TEXT, TextSize
 
@@ -24,12 +22,11 @@ SCRATCH_SMALL = "scratch-small"
 
 @dataclass(frozen=True)
 class BuiltModel:
-    """A model built offline: its language model's shape, vocabulary and train defaults."""
+    """A model built offline: its language model's shape and vocabulary size."""
 
     name: str
     size: TextSize
     vocab_size: int
-    train_defaults: dict[str, Any] = field(default_factory=dict)
 
 
 BUILT_MODELS: dict[str, BuiltModel] = {
@@ -40,12 +37,6 @@ BUILT_MODELS: dict[str, BuiltModel] = {
             hidden=96, intermediate=256, layers=3, heads=4, kv_heads=2, mrope_section=(2, 3, 7)
         ),
         vocab_size=320,
-        train_defaults={
-            "lora": None,
-            "learning_rate": 3e-3,
-            "warmup_ratio": 0.1,
-            "weight_decay": 0.01,
-        },
     ),
 }
 

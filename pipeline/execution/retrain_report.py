@@ -108,6 +108,23 @@ def _evidence_lines(ev: dict[str, Any] | None) -> list[str]:
     return lines
 
 
+def _judge_lines(new: dict[str, Any] | None, baseline: dict[str, Any] | None) -> list[str]:
+    if not new:
+        return []
+    who = new["identity"]
+    lines = [
+        "",
+        f"LLM judge `{who['model']}`, rubric {who['rubric']} (sha256 "
+        f"`{who['rubric_sha256'][:12]}`), temperature {who['temperature']}, seed {who['seed']}: "
+        f"mean score {_num(baseline['mean'] if baseline else None)} (baseline) -> "
+        f"{_num(new['mean'])} (new), 1-5.",
+    ]
+    for who_, score in new["per_character"].items():
+        before = (baseline or {}).get("per_character", {}).get(who_)
+        lines.append(f"- {who_}: {_num(before)} -> {_num(score)}")
+    return lines
+
+
 def _comparison_lines(report: dict[str, Any]) -> list[str]:
     decision, base = report["decision"], report["baseline"]
     es = decision["eval_set"]
@@ -133,6 +150,7 @@ def _comparison_lines(report: dict[str, Any]) -> list[str]:
             f"{d['rule']} | {'yes' if d['passed'] else '**no**'} |"
         )
     lines += ["", *_evidence_lines(decision.get("evidence"))]
+    lines += _judge_lines(report["model"]["eval"].get("judge"), base["eval"].get("judge"))
     lines += ["", "Test loss per character:", ""]
     lines += ["| character | baseline | new | delta |", "|---|---:|---:|---:|"]
     for who, row in decision["per_character"].items():
