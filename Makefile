@@ -45,9 +45,10 @@ chromium:
 	  || echo "roleforge: could not install chromium; the view's browser test will skip"; \
 	else echo "roleforge: chromium missing; run 'sudo apt-get install chromium' for the view's browser test"; fi
 
-# Two retrains: the bundled corpus (v1, a first model compared with the untrained base),
-# then with the corpus's second part added (v2, continued from the promoted model and
-# compared with it on v2's test split). Exit 4, "not promoted", is a decision, not a failure.
+# Two retrains of the from-scratch `scratch-small` model: the bundled corpus (v1, a first
+# model that must be significantly better than the untrained base), then with the corpus's
+# second part added (v2, continued from the promoted model and compared with it, paired, on
+# v2's test split). Exit 4, "not promoted", is a decision, not a failure.
 demo: install
 	$(VENV)/bin/roleforge retrain examples/demo.yaml || [ $$? -eq 4 ]
 	$(VENV)/bin/roleforge retrain examples/demo_more.yaml || [ $$? -eq 4 ]

@@ -13,6 +13,10 @@ non-padding tokens / seconds from train start to the last optimizer step (final 
 excluded), measured by the same callback on both sides; runs alternate ours/plain and the
 figures are medians of `--reps` pairs. The data-wait share is the share of our step time
 spent fetching batches.
+
+Generation: the evaluation's replies (greedy, `--gen-tokens` new tokens each) for
+`--replies` conversations, generated `--batch` at a time with left padding (what
+evaluation does) and one at a time; replies per second for each, median of `--reps`.
 """
 
 from __future__ import annotations
@@ -271,6 +275,32 @@ def run_plain(
     }
 
 
+def run_generation(base: str, shard: str, replies: int, batch: int, new_tokens: int) -> dict:
+    """Return replies/s of the evaluation's generation, batched and one prompt at a time."""
+    from trainers.chat import ChatFormatter
+    from trainers.collator import RolePlayCollator
+    from trainers.data import RolePlayDataset, SplitReader
+    from trainers.encoding import ConversationEncoder
+    from trainers.evaluate import TestEvaluator
+    from trainers.heldout import Weights, load_weights
+    from trainers.loop import _forward_inputs
+
+    model, processor, spec = load_weights(Weights(base, None, base))
+    encoder = ConversationEncoder(processor, multimodal=spec.multimodal, max_length=512)
+    formatter = ChatFormatter("You are {name}. {profile}", keep=frozenset({"image", "audio"}))
+    data = RolePlayDataset("test", SplitReader([shard]), formatter, encoder)
+    collator = RolePlayCollator(encoder.tokenizer.pad_token_id, accepted=_forward_inputs(model))
+    evaluator = TestEvaluator(model, data, collator, batch, replies, new_tokens)
+    inputs = [built for _, built, _ in evaluator.prompts_to_answer()]
+    out = {}
+    for label, size in (("batched", batch), ("one_at_a_time", 1)):
+        evaluator.batch_size = size
+        started = time.perf_counter()
+        evaluator.generate(inputs)
+        out[label] = len(inputs) / (time.perf_counter() - started)
+    return out
+
+
 def _summary(values: list[float]) -> dict[str, Any]:
     return {
         "samples": [round(v, 4) for v in values],
@@ -295,6 +325,8 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help="also time ours with this many DataLoader workers (0: skip)",
     )
+    parser.add_argument("--replies", type=int, default=16, help="replies per generation run")
+    parser.add_argument("--gen-tokens", type=int, default=16, help="new tokens per reply")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 6 steps, 1 pair")
     parser.add_argument("--json", dest="json_path", help="write the results here")
     args = parser.parse_args(argv)
@@ -319,8 +351,11 @@ def main(argv: list[str] | None = None) -> int:
             m["content"].replace("<image> <audio> ", "") for r in records for m in r["messages"]
         ]
         base = build_tiny_omni(texts, str(root / "base"), seed=0)
-        ours, plain, overlapped = [], [], []
+        ours, plain, overlapped, generation = [], [], [], []
         for rep in range(args.reps):
+            generation.append(
+                run_generation(base, shard, args.replies, args.batch, args.gen_tokens)
+            )
             ours.append(
                 run_ours(base, shard, str(root / f"ours{rep}"), args.steps, args.batch, rep)
             )
@@ -371,6 +406,11 @@ def main(argv: list[str] | None = None) -> int:
             if overlapped
             else {}
         ),
+        "generation_replies_per_s": {
+            "batched": _summary([g["batched"] for g in generation]),
+            "one_at_a_time": _summary([g["one_at_a_time"] for g in generation]),
+            "speedup": _summary([g["batched"] / g["one_at_a_time"] for g in generation]),
+        },
         "tokens_per_run": {"ours": ours[0]["tokens"], "hf_trainer": plain[0]["tokens"]},
         "settings": {
             "steps": args.steps,
@@ -378,6 +418,8 @@ def main(argv: list[str] | None = None) -> int:
             "records": args.records,
             "reps": args.reps,
             "loader_workers": args.loader_workers,
+            "replies": args.replies,
+            "gen_tokens": args.gen_tokens,
             "threads": torch.get_num_threads(),
             "load_average": os.getloadavg(),
         },
@@ -388,6 +430,11 @@ def main(argv: list[str] | None = None) -> int:
         f"{report['trainer_vs_hf_trainer']['median']:.3f} (target >= 0.95), per CPU second "
         f"{report['cpu_time_ratio']['median']:.3f}; data-wait share "
         f"{report['data_wait_share']['median']:.1%}"
+    )
+    gen = report["generation_replies_per_s"]
+    print(
+        f"replies/s batched ({args.batch}) {gen['batched']['median']:.2f}, one at a time "
+        f"{gen['one_at_a_time']['median']:.2f}, speedup {gen['speedup']['median']:.2f}x"
     )
     if args.json_path:
         Path(args.json_path).write_text(json.dumps(report, indent=2) + "\n")

@@ -15,7 +15,7 @@ from augmenters.config import AugmentConfig
 from pipeline.record.config import RecipeError, StrictModel
 from pipeline.record.ids import DATASET_NAME_PATTERN, canonical_json
 from pipeline.stages.quality.config import QualityConfig
-from trainers.config import TrainConfig
+from trainers.config import EvalConfig, TrainConfig
 
 SOURCE_FORMATS = (
     "auto",
@@ -171,6 +171,7 @@ class Recipe(StrictModel):
     train: TrainConfig | None = None
     # The quality stages (near-duplicates, role-play lint, token ledger); None: off.
     quality: QualityConfig | None = None
+    eval: EvalConfig | None = None  # evaluation extras of retrain: an optional LLM judge
     # Folder the recipe file lives in; relative paths in the recipe resolve against it.
     base_dir: str = Field(default=".", exclude=True)
 

@@ -55,18 +55,56 @@ def eval_markdown(evaluation: dict[str, Any], title: str) -> str:
         ("distinct_1", "distinct-1"),
         ("distinct_2", "distinct-2"),
         ("mean_reply_words", "mean reply length (words)"),
+        ("rouge_l", "ROUGE-L F1 vs reference"),
+        ("chrf", "chrF vs reference (0-1)"),
     ]
     lines += ["| metric | value |", "|---|---:|"]
     lines += [f"| {label} | {_num(gen.get(key), 3)} |" for key, label in labels if key in gen]
-    replies = evaluation.get("replies") or []
-    if replies:
-        lines += ["", "| character | last user turn | reference | reply |", "|---|---|---|---|"]
-        for r in replies:
+    per_character = evaluation.get("reference_scores_per_character") or {}
+    if per_character:
+        lines += ["", "| character | ROUGE-L | chrF |", "|---|---:|---:|"]
+        for who, row in per_character.items():
             lines.append(
-                f"| {_cell(r['character'], 40)} | {_cell(r['prompt'])} | {_cell(r['reference'])} | "
-                f"{_cell(r['reply']) or '*(empty)*'} |"
+                f"| {_cell(who, 40)} | {_num(row.get('rouge_l'), 3)} | {_num(row.get('chrf'), 3)} |"
             )
+    lines += replies_markdown(evaluation.get("replies") or [], None)
     return "\n".join(lines) + "\n"
+
+
+def replies_markdown(
+    replies: list[dict[str, Any]],
+    baseline: dict[str, dict[str, Any]] | None,
+    per_character: int = 3,
+) -> list[str]:
+    """Return up to `per_character` cases per character: the context (last user turn), the
+    reference reply, the baseline's reply (when `baseline` maps record id -> its reply) and
+    this model's greedy and sampled replies."""
+    if not replies:
+        return []
+    lines = ["", "## Replies per character", ""]
+    by_character: dict[str, list[dict[str, Any]]] = {}
+    for r in replies:
+        by_character.setdefault(r["character"], []).append(r)
+    for who, rows in sorted(by_character.items()):
+        lines += [f"### {_cell(who, 80)}", ""]
+        for r in rows[:per_character]:
+            lines += [f"- context (last user turn): {_cell(r['prompt'], 300)}"]
+            lines += [f"  - reference: {_cell(r['reference'], 300)}"]
+            if baseline is not None:
+                other = baseline.get(r["id"])
+                shown = _cell(other["reply"], 300) if other else "*(not generated)*"
+                lines += [f"  - baseline: {shown or '*(empty)*'}"]
+            scores = ""
+            if "rouge_l" in r:
+                scores = f" (ROUGE-L {r['rouge_l']:.3f}, chrF {r['chrf']:.3f})"
+            lines += [
+                f"  - {'new' if baseline is not None else 'reply'}: "
+                f"{_cell(r['reply'], 300) or '*(empty)*'}{scores}"
+            ]
+            if r.get("sampled") is not None:
+                lines += [f"  - sampled: {_cell(r['sampled'], 300) or '*(empty)*'}"]
+        lines.append("")
+    return lines
 
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -156,9 +194,10 @@ def model_card(
     train = summary.get("data", {}).get("train", {})
     hp = {k: v for k, v in config.items() if k not in ("eval_prompts", "system_template")}
     base_line = (
-        "`tiny-random`: a tiny randomly initialised Qwen2.5-Omni thinker built offline, with a "
-        "tokenizer trained on this dataset; it has no hub id, so it is saved in `base_model/` "
-        "next to this card"
+        f"`{base_model}`: a randomly initialised model built offline by roleforge (a "
+        "Qwen2.5-Omni thinker, or a Qwen3 causal LM for text-only data), with a tokenizer "
+        "trained on this dataset; a from-scratch toy that proves the loop, not a role-play "
+        "model. It has no hub id, so it is saved in `base_model/` next to this card"
         if tiny_random
         else f"`{base_model}`"
     )

@@ -1,4 +1,5 @@
-"""Batches of encoded samples: dynamic right padding of tokens, media features stacked."""
+"""Batches of encoded samples: dynamic padding of tokens (right; left for generation),
+media features stacked."""
 
 from __future__ import annotations
 
@@ -31,10 +32,13 @@ class RolePlayCollator:
         pad_token_id: int,
         accepted: set[str] | None = None,
         pad_to_multiple_of: int | None = None,
+        padding_side: str = "right",
     ):
         self.pad_token_id = pad_token_id
         self.accepted = accepted
         self.pad_to_multiple_of = pad_to_multiple_of
+        # "left" for generation: every prompt then ends where the new tokens start.
+        self.padding_side = padding_side
 
     def __call__(self, samples: list[dict[str, Any]]) -> dict[str, Any]:
         import torch
@@ -54,7 +58,10 @@ class RolePlayCollator:
             out = torch.full((len(samples), longest), value, dtype=present[0].dtype)
             for i, s in enumerate(samples):
                 if key in s:
-                    out[i, : len(s[key])] = s[key]
+                    if self.padding_side == "left":
+                        out[i, longest - len(s[key]) :] = s[key]
+                    else:
+                        out[i, : len(s[key])] = s[key]
             batch[key] = out
         media_keys = sorted({k for s in samples for k in s if k not in SEQUENCE_KEYS})
         for key in media_keys:

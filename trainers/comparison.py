@@ -10,11 +10,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from pipeline.store.manifest import Manifest
-from trainers.config import LOWER_IS_BETTER, TrainConfig
+from trainers.config import LOWER_IS_BETTER, SignificanceRule, TrainConfig
+from trainers.paired import PairedDifference, paired_bootstrap
+
+# The confidence of the first model's "significantly better than the untrained base" test
+# when promote_if gives eval_loss a tolerance rather than a significance rule.
+FIRST_MODEL_CONFIDENCE = 0.95
 
 
 class IncomparableEvaluations(ValueError):
@@ -82,6 +88,7 @@ class Scored:
     protocol: EvalProtocol
     evaluation: dict[str, Any]  # eval.json without the replies
     reevaluated: bool = False  # computed now for this comparison, not taken from training
+    replies: tuple[dict[str, Any], ...] = ()  # its generated replies, for the report
 
     def metric(self, name: str) -> float | None:
         """Return a promote_if metric: eval_loss/perplexity overall, or a reply rate."""
@@ -89,7 +96,17 @@ class Scored:
             return self.evaluation.get("loss")
         if name == "perplexity":
             return self.evaluation.get("perplexity")
+        if name == "judge_score":
+            return (self.evaluation.get("judge") or {}).get("mean")
         return (self.evaluation.get("generation") or {}).get(name)
+
+    def per_conversation(self, name: str) -> dict[str, float]:
+        """Return a paired metric per test conversation (record id -> value); {} if absent."""
+        per_sample = self.evaluation.get("per_sample") or {}
+        losses = {rid: row["loss"] for rid, row in per_sample.items()}
+        if name == "perplexity":
+            return {rid: math.exp(min(loss, 50.0)) for rid, loss in losses.items()}
+        return losses if name == "eval_loss" else {}
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -104,14 +121,16 @@ class Scored:
 
 @dataclass(frozen=True)
 class MetricDelta:
-    """One gated metric: both values, the change, the tolerance and whether it passes."""
+    """One gated metric: both values, the change, the rule and whether it passes."""
 
     metric: str
     new: float | None
     baseline: float | None
-    tolerance: float
+    tolerance: float | None  # None: a significance rule decides (see `paired`)
     lower_is_better: bool
     passed: bool
+    paired: PairedDifference | None = None
+    better: bool = False  # the significance rule asks for significantly better
 
     @property
     def delta(self) -> float | None:
@@ -119,10 +138,28 @@ class MetricDelta:
             return None
         return self.new - self.baseline
 
+    @property
+    def rule(self) -> str:
+        """Return the rule in words, e.g. "tolerance 0.0" or "not significantly worse (95%)"."""
+        if self.paired is None and self.tolerance is not None:
+            return f"tolerance {self.tolerance}"
+        want = "significantly better" if self.better else "not significantly worse"
+        confidence = self.paired.confidence if self.paired else FIRST_MODEL_CONFIDENCE
+        return f"{want} ({confidence:.0%})"
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {**asdict(self), "delta": self.delta, "rule": self.rule}
+        out["paired"] = self.paired.to_dict() if self.paired else None
+        return out
+
 
 @dataclass(frozen=True)
 class Decision:
-    """Whether the new model is promoted, and why, with every delta behind it."""
+    """Whether the new model is promoted, and why, with every delta behind it.
+
+    `case` is what the paired eval_loss interval says (significantly better, no detectable
+    difference, significantly worse); `evidence` is that interval (None when either model
+    has no per-conversation losses)."""
 
     promote: bool
     reason: str
@@ -130,14 +167,21 @@ class Decision:
     eval_set: EvalSet
     deltas: tuple[MetricDelta, ...]
     per_character: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    evidence: PairedDifference | None = None
+
+    @property
+    def case(self) -> str | None:
+        return self.evidence.case if self.evidence else None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "promote": self.promote,
             "reason": self.reason,
+            "case": self.case,
             "against": self.against,
             "eval_set": asdict(self.eval_set),
-            "deltas": [{**asdict(d), "delta": d.delta} for d in self.deltas],
+            "evidence": self.evidence.to_dict() if self.evidence else None,
+            "deltas": [d.to_dict() for d in self.deltas],
             "per_character": self.per_character,
         }
 
@@ -149,6 +193,12 @@ def _check_comparable(new: Scored, baseline: Scored) -> None:
         raise IncomparableEvaluations(
             f"refusing to compare evaluations on different test sets: "
             f"{new.eval_set.label()} vs {baseline.eval_set.label()}; re-evaluate the baseline"
+        )
+    judges = [(s.evaluation.get("judge") or {}).get("identity") for s in (new, baseline)]
+    if all(judges) and judges[0] != judges[1]:
+        raise IncomparableEvaluations(
+            f"refusing to compare LLM-judge scores of different judges or rubrics: "
+            f"{judges[0]} vs {judges[1]}; judge both models with one judge"
         )
     if new.protocol != baseline.protocol:
         raise IncomparableEvaluations(
@@ -170,44 +220,89 @@ def _per_character(new: Scored, baseline: Scored) -> dict[str, dict[str, float |
     return out
 
 
-def compare(new: Scored, baseline: Scored, tolerances: dict[str, float]) -> Decision:
+def bootstrap_seed(eval_set: EvalSet) -> int:
+    """Return the bootstrap seed of comparisons on `eval_set`: fixed by its rows, so the same
+    comparison always reports the same interval."""
+    return int(eval_set.sha256[:8], 16)
+
+
+def paired_difference(
+    new: Scored, baseline: Scored, metric: str, confidence: float
+) -> PairedDifference | None:
+    """Return the paired bootstrap of `metric` over the conversations both models scored
+    (None when either has no per-conversation values)."""
+    a, b = baseline.per_conversation(metric), new.per_conversation(metric)
+    if not a or not b:
+        return None
+    return paired_bootstrap(
+        metric,
+        b,
+        a,
+        confidence=confidence,
+        lower_is_better=metric in LOWER_IS_BETTER,
+        seed=bootstrap_seed(new.eval_set),
+    )
+
+
+def _judge(
+    metric: str, rule: float | SignificanceRule, new: Scored, baseline: Scored
+) -> MetricDelta:
+    lower = metric in LOWER_IS_BETTER
+    a, b = baseline.metric(metric), new.metric(metric)
+    if isinstance(rule, SignificanceRule):
+        paired = paired_difference(new, baseline, metric, rule.confidence)
+        if paired is None or paired.pairs == 0:
+            passed = False
+        elif rule.better:
+            passed = paired.case == "significantly better"
+        else:
+            passed = paired.case != "significantly worse"
+        return MetricDelta(metric, b, a, None, lower, passed, paired, rule.better)
+    if a is None or b is None:
+        passed = False
+    elif lower:
+        passed = b <= a + rule
+    else:
+        passed = b >= a - rule
+    return MetricDelta(metric, b, a, float(rule), lower, passed)
+
+
+def compare(
+    new: Scored, baseline: Scored, rules: dict[str, float | SignificanceRule | dict]
+) -> Decision:
     """Return the promotion decision of `new` against `baseline` on the same EvalSet.
 
-    Against the promoted model: promote unless some gated metric is worse by more than its
-    tolerance. Against the untrained base model (a dataset's first model): also require a
-    strictly lower eval_loss, so the first promotion means the training did something.
+    Each gated metric passes its rule: a tolerance (not worse by more than it) or a
+    significance rule (the paired bootstrap interval of per-conversation differences).
+    Against the untrained base model (a dataset's first model), eval_loss must also be
+    significantly better, so the first promotion means the training did something.
     Raises IncomparableEvaluations when the two were not evaluated on the same rows the same way.
     """
     _check_comparable(new, baseline)
+    rules = {
+        m: SignificanceRule.model_validate(r) if isinstance(r, dict) else r
+        for m, r in rules.items()
+    }
     against = "base" if baseline.model_id is None else "promoted"
-    deltas = []
-    for metric, tolerance in tolerances.items():
-        lower = metric in LOWER_IS_BETTER
-        a, b = baseline.metric(metric), new.metric(metric)
-        if a is None or b is None:
-            passed = False
-        elif lower:
-            passed = b <= a + tolerance
-        else:
-            passed = b >= a - tolerance
-        deltas.append(MetricDelta(metric, b, a, tolerance, lower, passed))
+    deltas = [_judge(metric, rule, new, baseline) for metric, rule in rules.items()]
+    loss_rule = rules.get("eval_loss")
+    confidence = (
+        loss_rule.confidence if isinstance(loss_rule, SignificanceRule) else FIRST_MODEL_CONFIDENCE
+    )
+    evidence = paired_difference(new, baseline, "eval_loss", confidence)
     failed = [d for d in deltas if not d.passed]
     who = "the untrained base model" if against == "base" else f"promoted {baseline.model_id}"
     if failed:
         reason = "; ".join(_failure(d) for d in failed) + f" (against {who})"
         promote = False
-    elif against == "base" and not _beats_on_loss(new, baseline):
-        reason = (
-            f"eval_loss {fmt_metric(new.metric('eval_loss'))} does not beat the untrained base "
-            f"model's {fmt_metric(baseline.metric('eval_loss'))}"
-        )
+    elif against == "base" and (evidence is None or evidence.case != "significantly better"):
+        what = evidence.describe() if evidence else "no per-conversation test losses to pair"
+        reason = f"a first model must be significantly better than the untrained base: {what}"
         promote = False
     else:
-        gated = ", ".join(
-            f"{d.metric} {fmt_metric(d.new)} vs {fmt_metric(d.baseline)}" for d in deltas
-        )
+        gated = ", ".join(_passing(d) for d in deltas)
         verdict = "beats" if against == "base" else "is not worse than"
-        reason = f"{verdict} {who} within tolerances: {gated}"
+        reason = f"{verdict} {who}: {gated}"
         promote = True
     return Decision(
         promote=promote,
@@ -216,15 +311,21 @@ def compare(new: Scored, baseline: Scored, tolerances: dict[str, float]) -> Deci
         eval_set=new.eval_set,
         deltas=tuple(deltas),
         per_character=_per_character(new, baseline),
+        evidence=evidence,
     )
 
 
-def _beats_on_loss(new: Scored, baseline: Scored) -> bool:
-    a, b = baseline.metric("eval_loss"), new.metric("eval_loss")
-    return a is not None and b is not None and b < a
+def _passing(d: MetricDelta) -> str:
+    if d.paired is not None:
+        return d.paired.describe()
+    return f"{d.metric} {fmt_metric(d.new)} vs {fmt_metric(d.baseline)} ({d.rule})"
 
 
 def _failure(d: MetricDelta) -> str:
+    if d.tolerance is None:
+        if d.paired is None or d.paired.pairs == 0:
+            return f"{d.metric} has no per-conversation values to pair (re-evaluate both)"
+        return f"{d.paired.describe()}, the rule asks {d.rule}"
     if d.new is None or d.baseline is None:
         return f"{d.metric} was not measured (eval_prompts: 0, or no replies)"
     way = "higher" if d.lower_is_better else "lower"

@@ -72,7 +72,38 @@ OWN_TRAINER_FIELDS: dict[str, str] = {
 # Metrics a recipe may gate promotion on (`promote_if`), by which way is better. They are
 # the names of eval.json: loss/perplexity on character tokens, rates over greedy replies.
 LOWER_IS_BETTER = ("eval_loss", "perplexity", "ai_exposure_rate", "speaker_leakage_rate")
-HIGHER_IS_BETTER = ("catchphrase_hit_rate", "distinct_1", "distinct_2")
+HIGHER_IS_BETTER = ("catchphrase_hit_rate", "distinct_1", "distinct_2", "judge_score")
+# Metrics measured per test conversation, so a significance rule can pair them.
+PAIRED_METRICS = ("eval_loss", "perplexity")
+
+
+class SignificanceRule(StrictModel):
+    """A promote_if rule decided by the paired bootstrap interval (trainers.paired).
+
+    better: true promotes only a significantly better model; false (the default) refuses
+    only a significantly worse one. `confidence` is the interval's level.
+    """
+
+    better: bool = False
+    confidence: float = Field(default=0.95, gt=0.5, lt=1)
+
+
+# The default promote_if: not significantly worse on eval_loss (paired, 95%), and not worse
+# at all at breaking character on the greedy replies.
+def default_promote_if() -> dict[str, float | SignificanceRule]:
+    return {"eval_loss": SignificanceRule(better=False), "ai_exposure_rate": 0.0}
+
+
+# Training defaults of the models roleforge builds from scratch (trainers.presets): LoRA on
+# random weights learns little, so full fine-tuning, with a learning rate for small models.
+FROM_SCRATCH_DEFAULTS: dict[str, dict[str, Any]] = {
+    "scratch-small": {
+        "lora": None,
+        "learning_rate": 3e-3,
+        "warmup_ratio": 0.1,
+        "weight_decay": 0.01,
+    },
+}
 
 
 class LoraConfig(StrictModel):
@@ -131,20 +162,33 @@ class TrainConfig(StrictModel):
     # base: start from `model`; promoted: continue from the promoted model's weights (from
     # `model` while none is promoted yet).
     init: Literal["base", "promoted"] = "base"
-    # Promote a new model unless it is worse than the promoted one by more than these
-    # tolerances (absolute, in the metric's own unit) on the same test split.
-    promote_if: dict[str, float] = Field(default_factory=lambda: {"eval_loss": 0.0})
+    # Per metric, on the same test split: a tolerance (promote unless worse than the promoted
+    # model by more than this, in the metric's own unit) or a SignificanceRule (decided by the
+    # paired bootstrap interval over test conversations).
+    promote_if: dict[str, float | SignificanceRule] = Field(default_factory=default_promote_if)
 
     @field_validator("promote_if")
     @classmethod
-    def _known_metrics(cls, v: dict[str, float]) -> dict[str, float]:
+    def _known_metrics(
+        cls, v: dict[str, float | SignificanceRule]
+    ) -> dict[str, float | SignificanceRule]:
         known = LOWER_IS_BETTER + HIGHER_IS_BETTER
         unknown = sorted(set(v) - set(known))
         if unknown:
             raise ValueError(f"unknown metric {', '.join(unknown)}; use {', '.join(known)}")
-        negative = sorted(k for k, tol in v.items() if tol < 0)
+        negative = sorted(
+            k for k, tol in v.items() if not isinstance(tol, SignificanceRule) and tol < 0
+        )
         if negative:
             raise ValueError(f"tolerances must be >= 0: {', '.join(negative)}")
+        unpaired = sorted(
+            k for k, r in v.items() if isinstance(r, SignificanceRule) and k not in PAIRED_METRICS
+        )
+        if unpaired:
+            raise ValueError(
+                f"{', '.join(unpaired)}: a significance rule needs a per-conversation metric "
+                f"({', '.join(PAIRED_METRICS)}); give a tolerance instead"
+            )
         if not v:
             raise ValueError("name at least one metric, e.g. {eval_loss: 0.0}")
         return v
@@ -172,6 +216,9 @@ class TrainConfig(StrictModel):
             data["lora"] = {**(data.get("lora") or {}), **flat_lora}
         if isinstance(data.get("report_to"), str):
             data["report_to"] = [] if data["report_to"] == "none" else [data["report_to"]]
+        defaults = FROM_SCRATCH_DEFAULTS.get(data.get("model", "tiny-random"))
+        if defaults:  # a from-scratch model's defaults (full tuning, its lr); the recipe wins
+            data = {**defaults, **data}
         return data
 
     @field_validator("mixture")
@@ -221,6 +268,26 @@ class TrainConfig(StrictModel):
         if self.fsdp_config and not self.fsdp:
             raise ValueError("fsdp_config needs fsdp: true")
         return self
+
+
+class JudgeConfig(StrictModel):
+    """`eval.judge`: which endpoint and model score replies (trainers.judge), by which
+    rubric (a shipped rubric's name, or a text file's path), how sampled."""
+
+    base_url: str  # e.g. http://127.0.0.1:8000/v1
+    model: str
+    rubric: str = "character_consistency"
+    api_key_env: str = "OPENAI_API_KEY"  # the key is read from this environment variable
+    temperature: float = Field(default=0.0, ge=0)
+    max_tokens: int = Field(default=64, ge=1)
+    seed: int = 0
+    timeout_s: float = Field(default=60.0, gt=0)
+
+
+class EvalConfig(StrictModel):
+    """The `eval:` section of a recipe: what retrain adds to the test evaluation."""
+
+    judge: JudgeConfig | None = None  # an LLM judge behind an OpenAI-compatible endpoint
 
 
 def train_config_of(recipe: dict[str, Any]) -> TrainConfig:

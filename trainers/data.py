@@ -144,6 +144,11 @@ class RolePlayDataset:
         column = self.reader.table.column("character").to_pylist()
         return [((column[r] or {}).get("name") or "unknown") for r in self.rows]
 
+    def record_ids(self) -> list[str]:
+        """Return the record id of each item, in item order."""
+        column = self.reader.table.column("id").to_pylist()
+        return [column[r] for r in self.rows]
+
     def sources(self) -> list[str]:
         """Return the source name of each item, in item order."""
         column = self.reader.table.column("source").to_pylist()

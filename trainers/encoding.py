@@ -33,6 +33,10 @@ class TemplateError(ValueError):
     """The chat template cannot be used to find the character's tokens."""
 
 
+class _PrefixMismatch(Exception):
+    """The template renders a prefix of a conversation differently from the whole."""
+
+
 @dataclass(frozen=True)
 class Layout:
     """A rendered conversation: its text, where each turn starts, and the labelled spans."""
@@ -113,18 +117,69 @@ class ConversationEncoder:
             return ""
 
     def layout(self, turns: list[ChatTurn]) -> Layout:
-        """Return the rendered text of `turns`, turn boundaries and the character's spans."""
+        """Return the rendered text of `turns`, turn boundaries and the character's spans.
+
+        Templates whose prefixes render the same text (most) are read prefix by prefix.
+        Templates that rewrite earlier turns (Qwen3's drops reasoning from earlier
+        assistant turns and adds an empty think block to the last) are read by finding each
+        character turn's own text, in order, in the full rendering (`_searched_layout`)."""
         text = self.render(turns)
+        try:
+            return self._prefix_layout(text, turns)
+        except _PrefixMismatch:
+            return self._searched_layout(text, turns)
+
+    def _end_of_turn(self) -> str:
+        """Return what the template writes right after a character turn's text (its
+        end-of-turn token, e.g. `<|im_end|>`), trailing whitespace left out."""
+        probe = "\x00roleforge\x00"
+        rendered = self.render(
+            [ChatTurn("user", "hi"), ChatTurn("assistant", probe), ChatTurn("user", "ok")]
+        )
+        after = rendered.split(probe, 1)[1]
+        header = self.render([ChatTurn("user", "ok")])
+        cut = after.find(header.strip()[:8]) if header.strip() else -1
+        return (after[:cut] if cut > 0 else after).rstrip()
+
+    def _searched_layout(self, text: str, turns: list[ChatTurn]) -> Layout:
+        """Return the layout of a template that rewrites turns: each character turn's text
+        found in order in `text`, its end-of-turn token included in the labelled span; a
+        turn starts where the previous one's text (and end-of-turn token) ended."""
+        end_token = self._end_of_turn()
+        bounds, spans, cursor = [0], [], 0
+        for k, turn in enumerate(turns):
+            content = turn.text if turn.role == "assistant" else None
+            if content:
+                start = text.find(content, cursor)
+                if start < 0 and "</think>" in content:
+                    # Reasoning templates drop or move the think block: label the reply.
+                    content = content.split("</think>")[-1].lstrip("\n")
+                    start = text.find(content, cursor)
+                if start < 0:
+                    raise TemplateError(
+                        "the model's chat template rewrites the character's turns beyond "
+                        "recognition, so the character's tokens cannot be found"
+                    )
+                stop = start + len(content)
+                if end_token and text.startswith(end_token, stop):
+                    stop += len(end_token)
+                spans.append((start, stop))
+                cursor = stop
+            elif turn.text:
+                found = text.find(turn.text, cursor)
+                cursor = found + len(turn.text) if found >= 0 else cursor
+            if k < len(turns) - 1:
+                bounds.append(cursor)
+        bounds.append(len(text))
+        return Layout(text=text, bounds=bounds, assistant_spans=spans)
+
+    def _prefix_layout(self, text: str, turns: list[ChatTurn]) -> Layout:
         bounds = [0]
         spans: list[tuple[int, int]] = []
         for k, turn in enumerate(turns):
             prefix = text if k == len(turns) - 1 else self.render(turns[: k + 1])
             if not text.startswith(prefix):
-                raise TemplateError(
-                    "the model's chat template renders a conversation differently from its "
-                    "prefixes (e.g. it rewrites earlier turns), so the character's tokens "
-                    "cannot be found"
-                )
+                raise _PrefixMismatch
             if turn.role == "assistant":
                 prompt = self._generation_prompt(turns[:k])
                 stop = len(prefix.rstrip())

@@ -69,7 +69,10 @@ def load_weights(weights: Weights) -> tuple[Any, Any, Any]:
     if weights.adapter is not None:
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, weights.adapter)
+        from trainers.models import quiet_peft_wrapping
+
+        with quiet_peft_wrapping():
+            model = PeftModel.from_pretrained(model, weights.adapter)
     processor = load_processor(replace(spec, name=weights.processor), weights.trust_remote_code)
     return model.eval(), processor, spec
 
@@ -143,7 +146,8 @@ class HeldOutScorer:
     def trained(self, entry: ModelEntry) -> Scored:
         """Return the model's score from its own eval.json when training measured it on these
         very rows this way, else from an evaluation on them (cached in its folder)."""
-        if entry.eval and self._own_split(entry):
+        # Evaluations from before per-conversation losses were kept cannot be paired.
+        if entry.eval and "per_sample" in entry.eval and self._own_split(entry):
             own = EvalProtocol.of(entry.config, entry.keep_media())
             if own == self.protocol:
                 return Scored(
@@ -152,23 +156,29 @@ class HeldOutScorer:
                     self.eval_set,
                     self.protocol,
                     entry.eval,
+                    replies=self._own_replies(entry),
                 )
         cached = self._read_cache(entry)
-        if cached is not None:
-            return Scored(
-                entry.id, self.store.fs.uri(entry.path), self.eval_set, self.protocol, cached, True
-            )
-        logger.info("evaluating %s on %s", entry.id, self.eval_set.label())
-        evaluation = self._evaluate(Weights.of(entry, entry.config))
-        self._write_cache(entry, evaluation)
+        if cached is None:
+            logger.info("evaluating %s on %s", entry.id, self.eval_set.label())
+            cached = self._evaluate(Weights.of(entry, entry.config))
+            self._write_cache(entry, cached)
         return Scored(
             entry.id,
             self.store.fs.uri(entry.path),
             self.eval_set,
             self.protocol,
-            _brief(evaluation),
+            _brief(cached),
             True,
+            tuple(cached.get("replies") or ()),
         )
+
+    def _own_replies(self, entry: ModelEntry) -> tuple[dict[str, Any], ...]:
+        try:
+            own = json.loads(self.store.fs.read_bytes(os.path.join(entry.path, "eval.json")))
+        except FileNotFoundError:
+            return ()
+        return tuple(own.get("replies") or ())
 
     def untrained(self, entry: ModelEntry) -> Scored:
         """Return the score of the base model `entry` started from, evaluated here."""
@@ -178,7 +188,13 @@ class HeldOutScorer:
         )
         evaluation = self._evaluate(weights)
         return Scored(
-            None, weights.base_model, self.eval_set, self.protocol, _brief(evaluation), True
+            None,
+            weights.base_model,
+            self.eval_set,
+            self.protocol,
+            _brief(evaluation),
+            True,
+            tuple(evaluation.get("replies") or ()),
         )
 
     def _evaluate(self, weights: Weights) -> dict[str, Any]:
@@ -200,7 +216,9 @@ class HeldOutScorer:
             return None
         if body.get("eval_set", {}).get("sha256") != self.eval_set.sha256:
             return None
-        return _brief(body["evaluation"])
+        if "per_sample" not in body["evaluation"]:
+            return None  # written before per-conversation losses were kept
+        return body["evaluation"]
 
     def _write_cache(self, entry: ModelEntry, evaluation: dict[str, Any]) -> None:
         body = {

@@ -82,3 +82,60 @@ def reply_metrics(replies: Sequence[Reply]) -> dict[str, float | int | None]:
         "distinct_2": distinct_n(texts, 2),
         "mean_reply_words": sum(len(words(t)) for t in texts) / n,
     }
+
+
+def rouge_l(candidate: str, reference: str) -> float:
+    """Return ROUGE-L F1 (Lin 2004): the longest common word subsequence of the two texts,
+    as precision over the candidate and recall over the reference (RoleBench's metric)."""
+    a, b = words(candidate), words(reference)
+    if not a or not b:
+        return 0.0
+    previous = [0] * (len(b) + 1)
+    for x in a:
+        current = [0]
+        for j, y in enumerate(b):
+            current.append(previous[j] + 1 if x == y else max(previous[j + 1], current[j]))
+        previous = current
+    lcs = previous[-1]
+    if not lcs:
+        return 0.0
+    precision, recall = lcs / len(a), lcs / len(b)
+    return 2 * precision * recall / (precision + recall)
+
+
+def chrf(candidate: str, reference: str, order: int = 6, beta: float = 2.0) -> float:
+    """Return chrF (Popovic 2015) in 0..1: character n-gram (n = 1..`order`) precision and
+    recall averaged over the orders both texts have, combined as F-beta (recall weighted
+    `beta` times); whitespace is ignored, as sacrebleu's default chrF does."""
+    from collections import Counter
+
+    hyp, ref = "".join(candidate.split()), "".join(reference.split())
+    precisions, recalls = [], []
+    for n in range(1, order + 1):
+        h = Counter(hyp[i : i + n] for i in range(len(hyp) - n + 1))
+        r = Counter(ref[i : i + n] for i in range(len(ref) - n + 1))
+        if not h or not r:
+            continue
+        matched = sum((h & r).values())
+        precisions.append(matched / sum(h.values()))
+        recalls.append(matched / sum(r.values()))
+    if not precisions:
+        return 0.0
+    p, r = sum(precisions) / len(precisions), sum(recalls) / len(recalls)
+    if not p and not r:
+        return 0.0
+    return (1 + beta**2) * p * r / (beta**2 * p + r)
+
+
+def reference_scores(reply: str, reference: str) -> dict[str, float]:
+    """Return the reply's reference-based scores against the held-out character turn."""
+    return {"rouge_l": rouge_l(reply, reference), "chrf": chrf(reply, reference)}
+
+
+def mean_reference_scores(replies: Sequence[dict]) -> dict[str, float | None]:
+    """Return the mean ROUGE-L and chrF of replies that carry them (None for none)."""
+    out: dict[str, float | None] = {}
+    for key in ("rouge_l", "chrf"):
+        values = [r[key] for r in replies if key in r]
+        out[key] = sum(values) / len(values) if values else None
+    return out

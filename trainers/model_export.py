@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 
 from trainers.config import TrainConfig
 from trainers.mirror import COMPLETE_FILE
+from trainers.presets import built_model
 from trainers.stage import BASE_DIR, RUN_FILE
 
 _RUN_ONLY = {"checkpoints", "tensorboard", "base_model", "ray", RUN_FILE, COMPLETE_FILE}
@@ -54,10 +55,10 @@ def _run_info(model_dir: str) -> dict:
 
 
 def base_model_of(model_dir: str, info: dict) -> str:
-    """Return where the run's base model is now: its saved copy for tiny-random, else its id."""
+    """Return where the run's base model is now: its saved copy for a built model, else its id."""
     cfg = TrainConfig.model_validate(info["config"])
     local = os.path.join(model_dir, BASE_DIR)
-    return local if cfg.model == "tiny-random" else info["base_model"]
+    return local if built_model(cfg.model) is not None else info["base_model"]
 
 
 def local_model_dir(model_dir: str) -> str:
@@ -98,12 +99,12 @@ def export_model(model_dir: str, out: str, merge: bool = False) -> ModelExport:
         _write_merged(model_dir, base, cfg, out)
     else:
         _copy_run(model_dir, out)
-        if cfg.lora is not None and cfg.model == "tiny-random":
+        if cfg.lora is not None and built_model(cfg.model) is not None:
             shutil.copytree(os.path.join(model_dir, BASE_DIR), os.path.join(out, BASE_DIR))
     if os.path.exists(os.path.join(out, "adapter_config.json")):
         from trainers.stage import portable_adapter_config
 
-        reference = BASE_DIR if cfg.model == "tiny-random" else cfg.model
+        reference = BASE_DIR if built_model(cfg.model) is not None else cfg.model
         portable_adapter_config(out, reference)
     _card_for(out, merged=cfg.lora is not None and merge)
     return ModelExport(

@@ -10,6 +10,9 @@ Three families, decided from the model's config alone (no weights read):
 from __future__ import annotations
 
 import logging
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -192,6 +195,21 @@ def lora_targets(model: Any, target_modules: list[str] | str | None) -> list[str
     return names
 
 
+@contextmanager
+def quiet_peft_wrapping() -> Iterator[None]:
+    """Hide the FutureWarning peft 0.21 triggers itself when it wraps a model: it reads
+    transformers 5's deprecated `is_gradient_checkpointing` property (our code reads
+    `is_activation_checkpointing`). Shown when logging is at DEBUG (`-v`)."""
+    with warnings.catch_warnings():
+        if not logging.getLogger().isEnabledFor(logging.DEBUG):
+            warnings.filterwarnings(
+                "ignore",
+                message=r"`is_gradient_checkpointing` is deprecated",
+                category=FutureWarning,
+            )
+        yield
+
+
 def apply_lora(model: Any, lora: Any, family: Family = "causal-lm") -> Any:
     """Return `model` wrapped by peft with LoRA on its language model (all else frozen).
 
@@ -208,7 +226,8 @@ def apply_lora(model: Any, lora: Any, family: Family = "causal-lm") -> Any:
         target_modules=lora_targets(model, lora.target_modules),
         task_type="CAUSAL_LM" if family == "causal-lm" else None,
     )
-    return get_peft_model(model, config)
+    with quiet_peft_wrapping():
+        return get_peft_model(model, config)
 
 
 class QuantizationUnavailable(ValueError):

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from trainers.comparison import Decision, Scored, compare
+from trainers.config import SignificanceRule
 from trainers.registry import ModelRegistry, PromotedPointer, PromotionConflict
 
 logger = logging.getLogger(__name__)
@@ -38,14 +39,14 @@ def decide_and_promote(
     registry: ModelRegistry,
     new: Scored,
     baseline_of: Callable[[str | None], Scored],
-    tolerances: dict[str, float],
+    rules: dict[str, float | SignificanceRule],
     expected: str | None,
 ) -> PromotionOutcome:
     """Compare `new` with the promoted model (`baseline_of(id)`; None: the untrained base),
     starting from `expected`, and promote it when it passes; return the final outcome."""
     for rounds in range(1, MAX_ROUNDS + 1):
         baseline = baseline_of(expected)
-        decision = compare(new, baseline, tolerances)
+        decision = compare(new, baseline, rules)
         try:
             if decision.promote:
                 pointer = registry.promote(new.model_id, decision.reason, expected=expected)

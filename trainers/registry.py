@@ -453,4 +453,12 @@ def continue_adapter(model: Any, adapter_dir: str) -> Any:
     """Return `model` wrapped with the saved LoRA adapter at `adapter_dir`, trainable."""
     from peft import PeftModel
 
-    return PeftModel.from_pretrained(model, adapter_dir, is_trainable=True)
+    from trainers.models import quiet_peft_wrapping
+
+    with quiet_peft_wrapping():
+        peft_model = PeftModel.from_pretrained(model, adapter_dir, is_trainable=True)
+    # The saved adapter names its base relative to the store (portable_adapter_config);
+    # point it at the base loaded here, so peft finds its config.json when it saves.
+    for config in peft_model.peft_config.values():
+        config.base_model_name_or_path = model.name_or_path
+    return peft_model

@@ -2,7 +2,7 @@
 
 Layout of one run, `<store>/<name>/models/<run_id>/`:
   run.json              dataset (name, version, content_id), config, seed, base model, status
-  base_model/           tiny-random only: the built base model and processor
+  base_model/           built models only (tiny-random, scratch-small): the base and processor
   checkpoints/          Trainer checkpoints (what --resume continues from)
   adapter_model.safetensors + adapter_config.json   (LoRA) or model.safetensors + config.json
   processor / tokenizer files, train_summary.json, eval.json, eval.md, README.md (model card)
@@ -45,7 +45,7 @@ from trainers.models import (
     quantization_config,
     resolve_model,
 )
-from trainers.tiny import TINY_RANDOM
+from trainers.presets import built_model
 
 logger = logging.getLogger(__name__)
 
@@ -127,13 +127,27 @@ def find_resumable_run(store: Store, version: int, run_id: str | None = None) ->
     return best[1]
 
 
-def _tiny_spec(path: str) -> ModelSpec:
+def _built_spec(path: str, multimodal: bool) -> ModelSpec:
+    """Return the spec of a model roleforge builds: the Omni thinker, or a Qwen3 causal LM."""
+    if not multimodal:
+        return ModelSpec(path, "causal-lm", "AutoModelForCausalLM", frozenset(), "qwen3")
     cls, media = ANY_TO_TEXT["qwen2_5_omni_thinker"]
     return ModelSpec(path, "any-to-text", cls, media, "qwen2_5_omni_thinker")
 
 
+def _media_counts(shards: dict[str, list[str]], fs: Any = None) -> dict[str, int]:
+    """Return how many records of all splits carry images and audio."""
+    from trainers.data import SplitReader
+
+    counts: dict[str, int] = {"image": 0, "audio": 0}
+    for paths in shards.values():
+        for kind, n in SplitReader(paths, fs).media_counts().items():
+            counts[kind] += n
+    return counts
+
+
 def _corpus_texts(shards: list[str], system_template: str, fs: Any = None) -> list[str]:
-    """Return the text a tiny-random tokenizer is trained on: train turns, placeholders removed."""
+    """Return the text a built model's tokenizer is trained on: train turns, no placeholders."""
     from trainers.chat import ChatFormatter
     from trainers.data import SplitReader
 
@@ -148,15 +162,15 @@ def _corpus_texts(shards: list[str], system_template: str, fs: Any = None) -> li
 def _check_model_takes_data(
     cfg: TrainConfig, base_model: str, shards: dict[str, list[str]], label: str, fs: Any = None
 ) -> frozenset[str]:
-    """Return the media kinds to keep; raise ModalityMismatch before any weights load."""
-    from trainers.data import SplitReader
+    """Return the media kinds to keep; raise ModalityMismatch before any weights load.
 
-    tiny = cfg.model == TINY_RANDOM
-    spec = _tiny_spec(base_model) if tiny else resolve_model(cfg.model, cfg.trust_remote_code)
-    counts: dict[str, int] = {"image": 0, "audio": 0}
-    for paths in shards.values():
-        for kind, n in SplitReader(paths, fs).media_counts().items():
-            counts[kind] += n
+    A built model is built for the data: an Omni thinker when any record has media (unless
+    drop_media), a causal LM when none has."""
+    counts = _media_counts(shards, fs)
+    if built_model(cfg.model) is not None:
+        spec = _built_spec(base_model, any(counts.values()) and not cfg.drop_media)
+    else:
+        spec = resolve_model(cfg.model, cfg.trust_remote_code)
     return check_modalities(spec, counts, cfg.drop_media, label)
 
 
@@ -215,7 +229,8 @@ class TrainRun:
         self.shards = {
             s: self.store.shard_paths(self.manifest, s) for s in ("train", "validation", "test")
         }
-        self.tiny = cfg.model == TINY_RANDOM
+        self.preset = built_model(cfg.model)
+        self.tiny = self.preset is not None  # built here: saved in the run's base_model/
         self.base_model = os.path.join(self.run_dir, BASE_DIR) if self.tiny else cfg.model
         # train.init: promoted continues from the promoted model's weights (and its base).
         self.init = _initial_weights(self.store, cfg, self.info if self.resume else None)
@@ -238,11 +253,18 @@ class TrainRun:
                 raise FileExistsError(self.mirror.location(self.mirror.store_dir(self.run_id)))
             os.makedirs(os.path.dirname(self.run_dir), exist_ok=True)
             os.mkdir(self.run_dir)  # exclusive: two runs never share a folder
-        if self.tiny and not os.path.isdir(self.base_model):
+        if self.preset is not None and not os.path.isdir(self.base_model):
             from trainers.tiny import build_tiny_omni
 
             texts = _corpus_texts(self.shards["train"], cfg.system_template, self.store.fs)
-            build_tiny_omni(texts, self.base_model, self.seed)
+            build_tiny_omni(
+                texts,
+                self.base_model,
+                self.seed,
+                vocab_size=self.preset.vocab_size,
+                size=self.preset.size,
+                multimodal=bool(self.keep),
+            )
         self._update_info(
             init=self.init.to_dict() if self.init else None,
             keep_media=sorted(self.keep),
@@ -441,8 +463,11 @@ def load_trained(run_dir: str, base_model: str, cfg: TrainConfig):
     if cfg.lora is not None:
         from peft import PeftModel
 
+        from trainers.models import quiet_peft_wrapping
+
         spec = resolve_model(base_model, cfg.trust_remote_code)
-        model = PeftModel.from_pretrained(load_model(spec, cfg.trust_remote_code), run_dir)
+        with quiet_peft_wrapping():
+            model = PeftModel.from_pretrained(load_model(spec, cfg.trust_remote_code), run_dir)
     else:
         spec = resolve_model(run_dir, cfg.trust_remote_code)
         model = load_model(spec, cfg.trust_remote_code)

@@ -80,7 +80,19 @@ def _print_retrain(report: dict[str, Any], path: str) -> None:
         delta = "n/a" if m["delta"] is None else f"{m['delta']:+.4f}"
         typer.echo(
             f"  {m['metric']}: {_num(m['baseline'])} -> {_num(m['new'])} ({delta}, "
-            f"tolerance {m['tolerance']}) {'ok' if m['passed'] else 'WORSE'}"
+            f"{m['rule']}) {'ok' if m['passed'] else 'FAILS'}"
+        )
+    ev = decision.get("evidence")
+    if ev:
+        typer.echo(
+            f"  paired eval_loss difference per conversation: {ev['mean']:+.4f}, "
+            f"{ev['confidence']:.0%} bootstrap CI [{ev['low']:+.4f}, {ev['high']:+.4f}] over "
+            f"{ev['pairs']} conversations: {ev['case'].upper()}"
+            + (
+                f" (about {ev['conversations_needed']} would show it)"
+                if ev["case"] == "no detectable difference" and ev["conversations_needed"]
+                else ""
+            )
         )
     verdict = "PROMOTED" if report["promoted"] else "NOT PROMOTED"
     typer.echo(f"{verdict}: {decision['reason']}")

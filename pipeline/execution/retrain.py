@@ -118,6 +118,7 @@ class RetrainReport:
             "model": _model_brief(self.model),
             "baseline": _model_brief(self.baseline),
             "promoted": self.promoted,
+            "case": self.decision.case,
             "reason": self.decision.reason,
             "report": self.report_path,
         }
@@ -140,6 +141,7 @@ class RetrainReport:
                 "test_split_read_by": ["final evaluation", "comparison"],
             },
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+            "replies": {"new": list(self.model.replies), "baseline": list(self.baseline.replies)},
         }
 
 
@@ -258,13 +260,14 @@ class RetrainJob:
         from trainers.promotion import decide_and_promote
 
         scorer = HeldOutScorer(self.store, manifest, self.cfg, entry.keep_media())
+        judged = self._judged()
 
         def baseline_of(model_id: str | None) -> Any:
             if model_id is None:
-                return scorer.untrained(entry)
-            return scorer.trained(registry.get(model_id))
+                return judged(scorer.untrained(entry))
+            return judged(scorer.trained(registry.get(model_id)))
 
-        new = scorer.trained(entry)
+        new = judged(scorer.trained(entry))
         outcome = decide_and_promote(
             registry,
             new,
@@ -283,6 +286,24 @@ class RetrainJob:
             compare_rounds=outcome.rounds,
             seconds=self.seconds,
         )
+
+    def _judged(self) -> Any:
+        """Return a function adding the recipe's LLM-judge scores (eval.judge) to a Scored;
+        the identity without a judge."""
+        judge_cfg = self.recipe.eval.judge if self.recipe.eval else None
+        if judge_cfg is None:
+            return lambda scored: scored
+        from dataclasses import replace
+
+        from trainers.judge import Judge
+
+        judge = Judge(judge_cfg)
+
+        def judged(scored: Any) -> Any:
+            block = judge.judge(list(scored.replies))
+            return replace(scored, evaluation={**scored.evaluation, "judge": block})
+
+        return judged
 
     # ---- 5. report ----
 

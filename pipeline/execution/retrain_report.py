@@ -90,6 +90,41 @@ def _training_lines(t: dict[str, Any], curve: str | None) -> list[str]:
     return lines + [""]
 
 
+def _evidence_lines(ev: dict[str, Any] | None) -> list[str]:
+    if not ev:
+        return ["No paired evidence: a model's evaluation has no per-conversation losses."]
+    lines = [
+        f"Paired evidence (new minus baseline, per test conversation, {ev['pairs']} "
+        f"conversations): mean eval_loss difference **{ev['mean']:+.4f}**, "
+        f"{ev['confidence']:.0%} bootstrap confidence interval [{ev['low']:+.4f}, "
+        f"{ev['high']:+.4f}] ({ev['resamples']} resamples, seed {ev['seed']}): "
+        f"**{ev['case']}**."
+    ]
+    if ev["case"] == "no detectable difference" and ev["conversations_needed"]:
+        lines.append(
+            f"About {ev['conversations_needed']} test conversations would show a difference "
+            "of this size (80% power)."
+        )
+    return lines
+
+
+def _judge_lines(new: dict[str, Any] | None, baseline: dict[str, Any] | None) -> list[str]:
+    if not new:
+        return []
+    who = new["identity"]
+    lines = [
+        "",
+        f"LLM judge `{who['model']}`, rubric {who['rubric']} (sha256 "
+        f"`{who['rubric_sha256'][:12]}`), temperature {who['temperature']}, seed {who['seed']}: "
+        f"mean score {_num(baseline['mean'] if baseline else None)} (baseline) -> "
+        f"{_num(new['mean'])} (new), 1-5.",
+    ]
+    for who_, score in new["per_character"].items():
+        before = (baseline or {}).get("per_character", {}).get(who_)
+        lines.append(f"- {who_}: {_num(before)} -> {_num(score)}")
+    return lines
+
+
 def _comparison_lines(report: dict[str, Any]) -> list[str]:
     decision, base = report["decision"], report["baseline"]
     es = decision["eval_set"]
@@ -105,15 +140,17 @@ def _comparison_lines(report: dict[str, Any]) -> list[str]:
         f"{es['rows']} rows, shards sha256 `{es['sha256'][:16]}`; never numbers from two "
         f"test sets. Baseline: {who}.",
         "",
-        "| metric | baseline | new | delta | tolerance | passes |",
-        "|---|---:|---:|---:|---:|---|",
+        "| metric | baseline | new | delta | rule | passes |",
+        "|---|---:|---:|---:|---|---|",
     ]
     for d in decision["deltas"]:
         lines.append(
             f"| {d['metric']} ({'lower' if d['lower_is_better'] else 'higher'} is better) | "
             f"{_num(d['baseline'])} | {_num(d['new'])} | {_delta(d['delta'])} | "
-            f"{d['tolerance']} | {'yes' if d['passed'] else '**no**'} |"
+            f"{d['rule']} | {'yes' if d['passed'] else '**no**'} |"
         )
+    lines += ["", *_evidence_lines(decision.get("evidence"))]
+    lines += _judge_lines(report["model"]["eval"].get("judge"), base["eval"].get("judge"))
     lines += ["", "Test loss per character:", ""]
     lines += ["| character | baseline | new | delta |", "|---|---:|---:|---:|"]
     for who, row in decision["per_character"].items():
@@ -121,6 +158,13 @@ def _comparison_lines(report: dict[str, Any]) -> list[str]:
             f"| {who} | {_num(row['baseline'])} | {_num(row['new'])} | {_delta(row['delta'])} |"
         )
     return lines + [""]
+
+
+def _replies_lines(replies: dict[str, Any]) -> list[str]:
+    from trainers.card import replies_markdown
+
+    baseline = {r["id"]: r for r in replies.get("baseline") or []}
+    return replies_markdown(replies.get("new") or [], baseline)
 
 
 def report_markdown(report: dict[str, Any], curve: str | None) -> str:
@@ -143,6 +187,7 @@ def report_markdown(report: dict[str, Any], curve: str | None) -> str:
         *_dataset_lines(d),
         *_training_lines(report["training"], curve),
         *_comparison_lines(report),
+        *_replies_lines(report.get("replies") or {}),
         "## Held-out discipline",
         "",
         f"- checkpoint chosen by: {held['checkpoint_chosen_by']}",

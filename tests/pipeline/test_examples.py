@@ -75,7 +75,7 @@ def test_demo_recipe_covers_every_modality_and_trains() -> None:
     assert recipe.name == "demo-roleplay" and recipe.seed == 1234
     assert augment.copies == 2
     assert augment.text and augment.image and augment.audio and augment.dialogue
-    assert recipe.train is not None and recipe.train.model == "tiny-random"
+    assert recipe.train is not None and recipe.train.model == "scratch-small"
 
 
 def test_corpus_has_enough_characters_dialogues_and_media(

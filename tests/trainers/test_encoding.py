@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from pipeline.store.read import Store
@@ -169,3 +171,44 @@ def test_label_mask_decodes_to_the_characters_text_for_an_image_text_processor(t
     assert int((item["input_ids"] == processor.image_token_id).sum()) == 4  # 56x56, merge 2
     assert item["mm_token_type_ids"].shape == item["input_ids"].shape
     assert plan.length == len(item["input_ids"])
+
+
+# Qwen3's published chat template (Qwen/Qwen3-8B, tokenizer_config.json `chat_template`),
+# verbatim: it drops reasoning from earlier assistant turns and writes an empty think block
+# before the last one, so a conversation renders differently from its prefixes.
+QWEN3_TEMPLATE = (Path(__file__).parent / "templates" / "qwen3.jinja").read_text()
+
+
+def test_qwen3_template_masks_exactly_the_characters_turns(causal_tokenizer):
+    encoder = ConversationEncoder(
+        causal_tokenizer, multimodal=False, max_length=1024, chat_template=QWEN3_TEMPLATE
+    )
+    record = chinese_record()
+    record["messages"][1]["content"] = (
+        "<think>\nThe sky is red.\n</think>\n\n" + (record["messages"][1]["content"])
+    )
+    sample = ChatFormatter(SYSTEM, keep=frozenset()).format(record)
+    item = encoder.encode(sample, encoder.plan(sample))
+    text = causal_tokenizer.decode(item["input_ids"])
+    assert "The sky is red" not in text  # the template dropped the earlier reasoning
+    assert text.count("<think>\n\n</think>") == 1  # and gave the last turn an empty block
+    runs = labelled_runs(item["labels"])
+    decoded = [causal_tokenizer.decode(r) for r in runs]
+    lines = [line.split("</think>\n\n")[-1] for line in character_lines(record)]
+    assert decoded == [line + "<|im_end|>" for line in lines]
+
+
+def test_a_template_without_generation_markers_still_masks_the_characters_turns(
+    causal_tokenizer,
+):
+    from trainers.models import DEFAULT_TEXT_TEMPLATE
+
+    assert "{% generation %}" not in DEFAULT_TEXT_TEMPLATE
+    encoder = ConversationEncoder(
+        causal_tokenizer, multimodal=False, max_length=1024, chat_template=DEFAULT_TEXT_TEMPLATE
+    )
+    record = chinese_record()
+    sample = ChatFormatter(SYSTEM, keep=frozenset()).format(record)
+    item = encoder.encode(sample, encoder.plan(sample))
+    decoded = [causal_tokenizer.decode(r) for r in labelled_runs(item["labels"])]
+    assert decoded == [line + "<|im_end|>" for line in character_lines(record)]

@@ -61,3 +61,22 @@ def test_reply_metrics_are_shares_of_replies():
     assert m["catchphrase_hit_rate"] == pytest.approx(2 / 3)
     assert m["mean_reply_words"] == pytest.approx((6 + 4 + 2 + 3) / 4)
     assert reply_metrics([]) == {"replies": 0}
+
+
+def test_rouge_l_is_the_f1_of_the_longest_common_word_subsequence() -> None:
+    from trainers.metrics import rouge_l
+
+    # LCS "the cat the mat" = 4 words; precision 4/6, recall 4/6.
+    assert rouge_l("the cat sat on the mat", "the cat lay by the mat") == pytest.approx(4 / 6)
+    assert rouge_l("By the four winds!", "by the four winds") == 1.0
+    assert rouge_l("", "anything") == 0.0 and rouge_l("sky", "sea") == 0.0
+
+
+def test_chrf_weights_recall_and_ignores_whitespace() -> None:
+    from trainers.metrics import chrf
+
+    assert chrf("trust the sky", "trustthesky") == 1.0
+    assert chrf("abc", "xyz") == 0.0
+    short = chrf("trust", "trust the sky")  # all precise, little recalled
+    long = chrf("trust the sky and the sea", "trust the sky")  # all recalled, less precise
+    assert 0 < short < long < 1

@@ -250,7 +250,13 @@ def _scored(model_id: str | None, loss: float):
     manifest = SimpleNamespace(name="ds", version=1, number=1, content_id="c", shards=test)
     eval_set = EvalSet.of(manifest)
     protocol = EvalProtocol.of(TrainConfig(), [])
-    return Scored(model_id, f"/m/{model_id}", eval_set, protocol, {"loss": loss})
+    # Four test conversations around `loss`, for the paired comparison.
+    per_sample = {
+        f"r{i}": {"loss": loss + d, "tokens": 5} for i, d in enumerate((-0.1, 0, 0.05, 0.1))
+    }
+    return Scored(
+        model_id, f"/m/{model_id}", eval_set, protocol, {"loss": loss, "per_sample": per_sample}
+    )
 
 
 def test_a_retrain_that_lost_the_race_compares_again_with_the_winner(store: Path) -> None:

@@ -38,7 +38,7 @@ TRAIN = {
     "init": "promoted",
     "promote_if": {"eval_loss": 0.0, "ai_exposure_rate": 0.0},
 }
-SUMMARY_KEYS = {"dataset", "model", "baseline", "promoted", "reason", "report"}
+SUMMARY_KEYS = {"dataset", "model", "baseline", "promoted", "case", "reason", "report"}
 
 
 def _recipe(folder: Path, name: str, more: bool = False, **train: Any) -> Path:
