@@ -78,11 +78,16 @@ def _pairs_table(left: Any, right: Any) -> pa.Table:
 
 
 _KEYS = ["modality", "band", "key"]
+# Every group_by here runs on one thread: the threaded one raised "ArrowIndexError: thread
+# index 11 is out of range" in a process where Ray had started (seen in the test suite), and
+# the planner's tables are small. One thread also keeps the output order deterministic.
 
 
 def _bucket_pairs(exploded: pa.Table) -> pa.Table:
     """Return pairs sharing a bucket: all pairs of small buckets, a star in large ones."""
-    buckets = exploded.group_by(_KEYS).aggregate([("row", "min"), ("row", "count")])
+    buckets = exploded.group_by(_KEYS, use_threads=False).aggregate(
+        [("row", "min"), ("row", "count")]
+    )
     buckets = buckets.filter(pc.greater(buckets["row_count"], 1))
     members = exploded.join(buckets, _KEYS, join_type="inner")
     small = members.filter(pc.less_equal(members["row_count"], BUCKET_PAIRS_MAX))
@@ -107,7 +112,9 @@ def _probe_pairs(signatures: pa.Table, rows: np.ndarray) -> pa.Table:
             "row": pa.array(rows, pa.int64()),
         }
     )
-    groups = picked.group_by(["modality", "signature"]).aggregate([("row", "min")])
+    groups = picked.group_by(["modality", "signature"], use_threads=False).aggregate(
+        [("row", "min")]
+    )
     same = picked.join(groups, ["modality", "signature"])
     same = same.filter(pc.not_equal(same["row"], same["row_min"]))
     exact = _exploded(signatures, np.sort(groups["row_min"].to_numpy()))
@@ -150,7 +157,11 @@ def candidate_pairs(signatures: pa.Table) -> pa.Table:
             _probe_pairs(signatures, hashes),
         ]
     )
-    return pairs.group_by(["row", "other"]).aggregate([]).rename_columns(["left", "right"])
+    return (
+        pairs.group_by(["row", "other"], use_threads=False)
+        .aggregate([])
+        .rename_columns(["left", "right"])
+    )
 
 
 def verified_pairs(signatures: pa.Table, config: NearDupConfig) -> pa.Table:
@@ -189,7 +200,9 @@ def verified_pairs(signatures: pa.Table, config: NearDupConfig) -> pa.Table:
         }
     )
     # Two images of one pair of records may both match: keep the closest per modality.
-    best = found.group_by(["a", "b", "modality"]).aggregate([("similarity", "max")])
+    best = found.group_by(["a", "b", "modality"], use_threads=False).aggregate(
+        [("similarity", "max")]
+    )
     best = best.rename_columns(PAIR_SCHEMA.names).select(PAIR_SCHEMA.names)
     return best.sort_by([("a", "ascending"), ("b", "ascending"), ("modality", "ascending")])
 
@@ -244,7 +257,7 @@ def plan_near_duplicates(signatures: pa.Table, config: NearDupConfig) -> NearDup
 def _greetings(signatures: pa.Table, config: NearDupConfig) -> dict[str, int]:
     rows = signatures.filter(pc.equal(signatures["modality"], "greeting"))
     keyed = pa.table({"id": rows["id"], "key": pc.list_element(rows["bands"], 0)})
-    counts = keyed.group_by("key").aggregate([("id", "count_distinct")])
+    counts = keyed.group_by("key", use_threads=False).aggregate([("id", "count_distinct")])
     common = counts.filter(
         pc.greater_equal(counts["id_count_distinct"], config.greeting_min_records)
     )
