@@ -170,7 +170,7 @@ class SpeedPerturb(AudioOp, ParamsOp):
 # --- codec -------------------------------------------------------------------------------
 
 
-def decode_audio(data: bytes, mono: bool = False) -> Clip:
+def decode_clip(data: bytes, mono: bool = False) -> Clip:
     """Return the decoded clip (any format libsndfile reads), down-mixed to mono if asked."""
     from pipeline.record.media import decode_audio as decode
 

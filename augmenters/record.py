@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from augmenters.audio import Clip, decode_audio, encode_flac, variant_audio_path
+from augmenters.audio import Clip, decode_clip, encode_flac, variant_audio_path
 from augmenters.base import SKIPPED, Op
 from augmenters.config import AugmentConfig
 from augmenters.dialogue import DialogueState
@@ -101,7 +101,7 @@ class _VariantBuilder:
             clip = self._original(
                 "audio",
                 self.state.audios[k]["bytes"],
-                lambda data: decode_audio(data, mono=self.mono_audio),
+                lambda data: decode_clip(data, mono=self.mono_audio),
             )
             self.audios[k] = dataclasses.replace(clip, samples=clip.samples.copy())
         return self.audios[k]

@@ -219,7 +219,7 @@ def bench_op(
     import cv2
     import soundfile as sf
 
-    from augmenters.audio import decode_audio
+    from augmenters.audio import decode_clip
     from augmenters.image import decode_image
 
     n = max(3, int(n * SLOW.get(spec["op"], 1.0)))
@@ -243,7 +243,7 @@ def bench_op(
             return cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
 
     elif modality == "audio":
-        clip = decode_audio(wav)
+        clip = decode_clip(wav)
         bare = bare_audio(spec)
 
         def ours_kernel(i: int) -> Any:

@@ -4,7 +4,7 @@
 
 Both sides train the same tiny-random Qwen2.5-Omni thinker (LoRA r=8) on the same committed
 version (28x28 images + 1 s clips), with the same batch size, steps and seed:
-- ours: `trainers.loop.TrainingSession` (memory-mapped shards, length plan, our encoder and
+- ours: `trainers.loop.TrainLoop` (memory-mapped shards, length plan, our encoder and
   collator, our Trainer subclass);
 - plain: `transformers.Trainer` over the records in memory with a minimal collator that calls
   `processor.apply_chat_template(..., return_assistant_tokens_mask=True)` on each batch.
@@ -131,7 +131,7 @@ def _step_clock():
 def run_ours(
     base: str, shard: str, run_dir: str, steps: int, batch: int, seed: int, workers: int = 0
 ) -> dict:
-    from trainers.loop import TrainingSession, TrainJob
+    from trainers.loop import TrainJob, TrainLoop
 
     config = {
         "lora": {"r": 8},
@@ -151,7 +151,7 @@ def run_ours(
         dataloader_workers=workers,
     )
     planned = time.perf_counter()
-    session = TrainingSession(job)
+    session = TrainLoop(job)
     setup_s = time.perf_counter() - planned
     trainer = session.trainer()
     clock = _step_clock()

@@ -222,7 +222,7 @@ def test_the_layer_rules_reject_a_backward_import(tmp_path: Path) -> None:
     # The rules themselves must be able to fail: a record module importing a stage is refused.
     assert not _allowed("pipeline.record.schema", "pipeline.stages.validate")
     assert not _allowed("augmenters.record", "pipeline.recipe")
-    assert not _allowed("trainers.stage", "pipeline.execution.job")
+    assert not _allowed("trainers.run", "pipeline.execution.job")
     assert _allowed("pipeline.cli.app", "pipeline.execution.job")
     assert not _allowed("pipeline.execution.job", "pipeline.cli.console")
     assert not _allowed("pipeline.execution.job", "pipeline.view")

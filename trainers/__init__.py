@@ -11,10 +11,10 @@ from pipeline.record.lazy import lazy_exports
 _EXPORTS = {
     "ModalityMismatch": "trainers.models",
     "UnsupportedModel": "trainers.models",
-    "NothingToResume": "trainers.stage",
-    "TrainResult": "trainers.stage",
-    "load_trained": "trainers.stage",
-    "train_version": "trainers.stage",
+    "NothingToResume": "trainers.run",
+    "TrainResult": "trainers.run",
+    "load_trained": "trainers.run",
+    "train_version": "trainers.run",
     "TRAIN_SETUP_ERRORS": "trainers.setup_errors",
 }
 

@@ -1,4 +1,4 @@
-"""Data-parallel training under Ray Train: the same TrainingSession in every worker.
+"""Data-parallel training under Ray Train: the same TrainLoop in every worker.
 
 Each worker reads the shards itself (memory-mapped) and the transformers Trainer shards
 batches by rank over the process group Ray Train sets up (gloo on CPU, nccl on GPU).

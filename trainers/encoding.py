@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from trainers.chat import ChatSample, ChatTurn
-from trainers.media import MediaTokenCounter, decode_audio, decode_image
+from trainers.media import MediaTokenCounter, model_audio, model_image
 
 logger = logging.getLogger(__name__)
 
@@ -204,8 +204,8 @@ class ConversationEncoder:
         features: dict[str, Any] = {}
         shifts: list[tuple[int, int]] = []  # (end of placeholder in rendered text, chars gained)
         if with_media and media:
-            images = [decode_image(b) for k, b in media if k == "image"]
-            audios = [decode_audio(b, self.sampling_rate) for k, b in media if k == "audio"]
+            images = [model_image(b) for k, b in media if k == "image"]
+            audios = [model_audio(b, self.sampling_rate) for k, b in media if k == "audio"]
             bos = self.tokenizer.bos_token
             out = self.processor(
                 text=[layout.text],
@@ -336,8 +336,8 @@ class ConversationEncoder:
         text = self.render(turns, add_generation_prompt=True)
         media = [m for t in turns for m in t.media]
         if self.multimodal:
-            images = [decode_image(b) for k, b in media if k == "image"]
-            audios = [decode_audio(b, self.sampling_rate) for k, b in media if k == "audio"]
+            images = [model_image(b) for k, b in media if k == "image"]
+            audios = [model_audio(b, self.sampling_rate) for k, b in media if k == "audio"]
             bos = self.tokenizer.bos_token
             out = self.processor(
                 text=[text],

@@ -1,6 +1,6 @@
 """One training process: data, model, the transformers Trainer with our collator.
 
-The same `TrainingSession` runs alone or in each Ray Train worker (where torch.distributed
+The same `TrainLoop` runs alone or in each Ray Train worker (where torch.distributed
 is already set up and the Trainer shards batches by rank). Only rank 0 writes outputs.
 """
 
@@ -128,7 +128,7 @@ def gpu_available() -> bool:
     return torch.cuda.is_available()
 
 
-class TrainingSession:
+class TrainLoop:
     """Builds data, model and Trainer for a TrainJob; `run()` trains and saves on rank 0."""
 
     def __init__(self, job: TrainJob):
@@ -305,8 +305,8 @@ def _forward_inputs(model: Any) -> set[str] | None:
 
 
 def train_in_worker(job_dict: dict[str, Any]) -> None:
-    """Ray Train worker entry: run the same TrainingSession on this worker's rank."""
-    TrainingSession(TrainJob(**job_dict)).run()
+    """Ray Train worker entry: run the same TrainLoop on this worker's rank."""
+    TrainLoop(TrainJob(**job_dict)).run()
 
 
 def json_text(data: Any) -> str:

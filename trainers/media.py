@@ -9,7 +9,7 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 
-def decode_image(data: bytes):
+def model_image(data: bytes):
     """Return an RGB PIL image from encoded bytes, decoded by the one codec every stage uses
     (EXIF orientation applied, 16-bit scaled), so the model sees what validation saw."""
     from pipeline.record.media import open_image
@@ -17,7 +17,7 @@ def decode_image(data: bytes):
     return open_image(data, keep_alpha=False)
 
 
-def decode_audio(data: bytes, sampling_rate: int):
+def model_audio(data: bytes, sampling_rate: int):
     """Return mono float32 samples at `sampling_rate` from encoded audio bytes."""
     import numpy as np
 

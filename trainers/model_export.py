@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from trainers.config import TrainConfig
 from trainers.mirror import COMPLETE_FILE
 from trainers.presets import built_model
-from trainers.stage import BASE_DIR, RUN_FILE
+from trainers.run import BASE_DIR, RUN_FILE
 
 _RUN_ONLY = {"checkpoints", "tensorboard", "base_model", "ray", RUN_FILE, COMPLETE_FILE}
 
@@ -102,7 +102,7 @@ def export_model(model_dir: str, out: str, merge: bool = False) -> ModelExport:
         if cfg.lora is not None and built_model(cfg.model) is not None:
             shutil.copytree(os.path.join(model_dir, BASE_DIR), os.path.join(out, BASE_DIR))
     if os.path.exists(os.path.join(out, "adapter_config.json")):
-        from trainers.stage import portable_adapter_config
+        from trainers.run import portable_adapter_config
 
         reference = BASE_DIR if built_model(cfg.model) is not None else cfg.model
         portable_adapter_config(out, reference)
@@ -116,7 +116,7 @@ def export_model(model_dir: str, out: str, merge: bool = False) -> ModelExport:
 
 
 def _write_merged(model_dir: str, base: str, cfg: TrainConfig, out: str) -> None:
-    from trainers.stage import load_trained
+    from trainers.run import load_trained
 
     model, processor, _ = load_trained(model_dir, base, cfg)
     merged = model.merge_and_unload()

@@ -49,7 +49,7 @@ POINTER_FORMAT = "roleforge.promoted/1"
 LOCK_TIMEOUT_S = 120.0
 # Steps of a local promotion a fault can be injected at (`pipeline.store.atomic`).
 FAULT_POINTS = ("promote_locked", "promote_temp_written", "promote_replaced", "promote_synced")
-RUN_FILE = "run.json"  # trainers.stage writes it; read here without importing torch
+RUN_FILE = "run.json"  # trainers.run writes it; read here without importing torch
 MAX_CREATE_TRIES = 10  # object stores: generations lost to other writers before giving up
 
 Action = Literal["promote", "rollback"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from trainers.loop import TrainerArgumentsError
 from trainers.mixture import MixtureError
 from trainers.models import ModalityMismatch, QuantizationUnavailable, UnsupportedModel
-from trainers.stage import NothingToResume
+from trainers.run import NothingToResume
 
 TRAIN_SETUP_ERRORS: tuple[type[Exception], ...] = (
     ModalityMismatch,

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from augmenters.audio import decode_audio
+from augmenters.audio import decode_clip
 from augmenters.image import image_format
 from augmenters.record import RecordAugmenter
 from pipeline.recipe import Recipe
@@ -289,7 +289,7 @@ def waveform_and_spectrogram(data: bytes) -> bytes:
     # A bare Figure renders with Agg and leaves pyplot's global backend alone.
     from matplotlib.figure import Figure
 
-    clip = decode_audio(data, mono=True)
+    clip = decode_clip(data, mono=True)
     samples, rate = clip.samples, clip.sample_rate
     fig = Figure(figsize=(4.2, 2.4), dpi=80)
     top, bottom = fig.subplots(2, 1, sharex=True)

@@ -167,8 +167,8 @@ def _palette_png_with_transparency() -> bytes:
 def test_validation_augmenters_and_the_trainer_see_the_same_pixels(make) -> None:
     from augmenters.image import decode_image as augmenter_decode
     from pipeline.record.media import probe_image
-    from trainers.media import decode_image as trainer_decode
     from trainers.media import image_size
+    from trainers.media import model_image as trainer_decode
 
     data = make()
     info = probe_image(data, 10_000)

@@ -81,7 +81,7 @@ def test_without_a_promoted_model_init_promoted_starts_from_the_base(tmp_path: P
 def test_validation_picks_the_checkpoint_and_training_never_reads_the_test_split(
     tmp_path: Path,
 ) -> None:
-    from trainers.loop import TrainingSession, TrainJob
+    from trainers.loop import TrainJob, TrainLoop
 
     write_version(tmp_path, "mm", standard_records())
     store = Store(str(tmp_path), "mm")
@@ -101,7 +101,7 @@ def test_validation_picks_the_checkpoint_and_training_never_reads_the_test_split
         seed=0,
         keep_media=job_args["keep_media"],
     )
-    session = TrainingSession(job)
+    session = TrainLoop(job)
     args = session.training_args()
     assert args.load_best_model_at_end and args.metric_for_best_model == "eval_loss"
     summary = session.run()  # trains, evaluates on validation, keeps the best: no test read

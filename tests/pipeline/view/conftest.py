@@ -220,7 +220,7 @@ def write_version(
 
 
 def write_model(store: Store, run_id: str, version: int, init: str | None, created: float) -> None:
-    """Write a finished training run's files as trainers.stage leaves them."""
+    """Write a finished training run's files as trainers.run leaves them."""
     from trainers.curve import write_training_curve
 
     folder = store.models_dir(run_id)

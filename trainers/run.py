@@ -1,4 +1,4 @@
-"""The training stage: a committed dataset version in, a fine-tuned model folder out.
+"""A training run: a committed dataset version in, a fine-tuned model folder out.
 
 Layout of one run, `<store>/<name>/models/<run_id>/`:
   run.json              dataset (name, version, content_id), config, seed, base model, status
@@ -31,8 +31,8 @@ from trainers.card import eval_markdown, model_card
 from trainers.config import TrainConfig, train_config_of
 from trainers.loop import (
     CHECKPOINTS,
-    TrainingSession,
     TrainJob,
+    TrainLoop,
     check_trainer_arguments,
     write_json,
 )
@@ -201,7 +201,7 @@ class TrainRun:
         self.version, self.cfg, self.seed = version, cfg, seed
         self.resume, self.run_id = resume, run_id
         self.resumed_from: str | None = None
-        self.session: TrainingSession | None = None
+        self.loop: TrainLoop | None = None
         self.summary: dict[str, Any] = {}
         self.evaluation: dict[str, Any] = {}
 
@@ -333,8 +333,8 @@ class TrainRun:
 
             self.summary = run_on_ray(self.job(), self.cfg.workers)
         else:
-            self.session = TrainingSession(self.job())
-            self.summary = self.session.run()
+            self.loop = TrainLoop(self.job())
+            self.summary = self.loop.run()
         portable_adapter_config(self.run_dir, self.base_reference())
         return self.summary
 
@@ -346,8 +346,8 @@ class TrainRun:
 
     def evaluate(self) -> dict[str, Any]:
         """Score the test split with the trained model (loaded back after a Ray run)."""
-        if self.session is not None:
-            self.evaluation = _evaluate(self.session, self.session.trained, self.cfg)
+        if self.loop is not None:
+            self.evaluation = _evaluate(self.loop, self.loop.trained, self.cfg)
         else:
             self.evaluation = _evaluate_saved(self.job())
         return self.evaluation
@@ -430,12 +430,12 @@ def _initial_weights(store: Store, cfg: TrainConfig, resumed: dict[str, Any] | N
     return ModelRegistry(store).initial_weights(cfg)
 
 
-def _evaluate(session: TrainingSession, model: Any, cfg: TrainConfig) -> dict[str, Any]:
+def _evaluate(loop: TrainLoop, model: Any, cfg: TrainConfig) -> dict[str, Any]:
     from trainers.evaluate import TestEvaluator
 
-    test = session.dataset("test")
+    test = loop.dataset("test")
     evaluator = TestEvaluator(
-        model, test, session.collator, cfg.batch_size, cfg.eval_prompts, cfg.max_new_tokens
+        model, test, loop.collator, cfg.batch_size, cfg.eval_prompts, cfg.max_new_tokens
     )
     return evaluator.run()
 
