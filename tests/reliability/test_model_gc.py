@@ -145,7 +145,7 @@ def test_a_retrain_killed_inside_its_comparison_leaves_a_marked_model_gc_clears(
     write_corpus(tmp_path)
     recipe = _recipe(tmp_path, "retrain.yaml")
     # Killed while it holds the promotion lock: trained and done, never compared to the end.
-    run = cli_process("retrain", recipe, "--json", ROLEFORGE_PROMOTE_FAULT="locked:kill")
+    run = cli_process("retrain", recipe, "--json", ROLEFORGE_FAULT="kill:promote_locked")
     _out, err = run.communicate(timeout=600)
     assert run.returncode == -signal.SIGKILL, err.decode(errors="replace")[-2000:]
 

@@ -54,7 +54,7 @@ def test_a_killed_retrain_loses_nothing_and_the_next_one_decides(tmp_path: Path,
         )
         os.killpg(run.pid, signal.SIGKILL)
     else:
-        run = cli_process("retrain", recipe, "--json", ROLEFORGE_PROMOTE_FAULT="replaced:kill")
+        run = cli_process("retrain", recipe, "--json", ROLEFORGE_FAULT="kill:promote_replaced")
     _out, err = run.communicate(timeout=600)
     assert run.returncode == -signal.SIGKILL, err.decode(errors="replace")[-2000:]
 

@@ -37,13 +37,9 @@ from pipeline.store.read import Store
 NAME = "demo"
 SCRIPT_TURN = "<script>alert('owned')</script> hi <b>there</b>"
 HOSTILE_EXCERPT = "<img src=x onerror=alert(1)>"
-QUALITY_TYPE = pa.struct(
-    [
-        ("flags", pa.list_(pa.string())),
-        ("near_dup_cluster", pa.string()),
-        ("tokens", pa.int32()),
-        ("language", pa.string()),
-    ]
+# Versions published before the quality stages have no `quality` column: v1 is one.
+BEFORE_QUALITY_SCHEMA = pa.schema(
+    [f for f in RECORD_SCHEMA if f.name != "quality"], metadata=RECORD_SCHEMA.metadata
 )
 
 
@@ -285,9 +281,7 @@ def build_demo_store(root: str, fmt: str = "parquet", models: bool = True) -> De
             "excerpt": HOSTILE_EXCERPT,
         }
     ]
-    write_version(store, 1, records, fmt, quarantine=quarantine)
-    fields = list(RECORD_SCHEMA) + [pa.field("quality", QUALITY_TYPE)]
-    quality_schema = pa.schema(fields, metadata=RECORD_SCHEMA.metadata)
+    write_version(store, 1, records, fmt, quarantine=quarantine, schema=BEFORE_QUALITY_SCHEMA)
     # v2: the first record removed, one reply edited, one record added; quality on all.
     edited = {**records[5], "messages": _turns("question number 5", "a better answer")}
     added = {**records[7], "id": original_id("pippa", "line8"), "messages": _turns("new", "newer")}
@@ -308,7 +302,7 @@ def build_demo_store(root: str, fmt: str = "parquet", models: bool = True) -> De
                 },
             }
         )
-    write_version(store, 2, flagged, fmt, schema=quality_schema)
+    write_version(store, 2, flagged, fmt)
     if not models:
         return DemoStore(root, records)
     write_model(store, "m1", 1, None, 1.0)
