@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 
 from pipeline.record.ids import canonical_json, media_digests
 from pipeline.record.schema import MEDIA_TYPE
+from pipeline.store.shards import read_shard_batches
 
 if TYPE_CHECKING:
     from pipeline.store.manifest import ShardEntry
@@ -100,8 +101,6 @@ def read_row_digests(path: str, fs: Any) -> pa.Table:
 
 def shard_row_digests(path: str, fs: Any) -> pa.Table:
     """Return the (id, row_sha256) rows of the shard at `path`, recomputed from its rows."""
-    from pipeline.store.shards import read_shard_batches
-
     ids: list[str] = []
     digests: list[str] = []
     for batch in read_shard_batches(path, fs=fs):
