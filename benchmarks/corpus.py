@@ -127,22 +127,25 @@ def _text(rng: np.random.Generator, spec: CorpusSpec) -> str:
     return " ".join(words).capitalize() + "."
 
 
-def _record(index: int, spec: CorpusSpec) -> dict:
-    """Return record `index` as a LLaMA-Factory row (media as relative paths)."""
+def _record(index: int, spec: CorpusSpec, media: bool = True) -> dict:
+    """Return record `index` as a LLaMA-Factory row (media as relative paths; none, and
+    no placeholders, when not `media`: the same text otherwise)."""
     rng = np.random.default_rng([spec.seed, index])
     messages = []
     for turn in range(spec.turns):
         role = "user" if turn % 2 == 0 else "assistant"
         content = _text(rng, spec)
-        if turn == 0:
+        if turn == 0 and media:
             content = "<image><audio>" + content
         messages.append({"role": role, "content": content})
-    return {
+    record: dict = {
         "messages": messages,
-        "images": [f"images/{index:06d}.jpg"],
-        "audios": [f"audios/{index:06d}.wav"],
         "system": "You are Mira, a wandering bard who answers in short, vivid lines.",
     }
+    if media:
+        record["images"] = [f"images/{index:06d}.jpg"]
+        record["audios"] = [f"audios/{index:06d}.wav"]
+    return record
 
 
 def _write_media(args: tuple[Path, int, CorpusSpec]) -> None:
@@ -190,6 +193,18 @@ def build_corpus(
             list(pool.map(_write_media, [(root, i, spec) for i in missing], chunksize=32))
     if not jsonl.exists():
         text = "".join(json.dumps(_record(i, spec)) + "\n" for i in range(records))
+        _atomic_write(jsonl, text.encode())
+    return Corpus(root=root, jsonl=jsonl, records=records, spec=spec)
+
+
+def build_text_corpus(records: int, spec: CorpusSpec | None = None) -> Corpus:
+    """Return the text-only corpus of `records` records (the media corpus's text, no media)."""
+    spec = spec or CorpusSpec()
+    root = WORK_DIR / f"corpus-{spec.key}"
+    root.mkdir(parents=True, exist_ok=True)
+    jsonl = root / f"dialogues-text-{records}.jsonl"
+    if not jsonl.exists():
+        text = "".join(json.dumps(_record(i, spec, media=False)) + "\n" for i in range(records))
         _atomic_write(jsonl, text.encode())
     return Corpus(root=root, jsonl=jsonl, records=records, spec=spec)
 

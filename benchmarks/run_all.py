@@ -6,7 +6,7 @@
 Every figure is a ratio of two timings taken side by side in this run, repeated `--reps`
 times and reported as median, min and max (see README.md). Phases, in order:
 corpus -> start-up -> [one Ray session: efficiency, writer, alternatives] -> memory
-(fresh processes) -> training (its own script).
+(fresh processes) -> scaling (a fresh process per size) -> training (its own script).
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ PHASES = (
     "contenders",
     "rerun",
     "memory",
+    "scaling",
     "training",
 )
 
@@ -69,6 +70,9 @@ class Settings:
     rerun_records: int = 400  # the full run of the rerun figures (+5% for the incremental one)
     memory_base: int = 200  # the 1x of the memory figure; 10x is memory_base * memory_scale
     memory_scale: int = 10
+    # The scaling phase: whole jobs over multimodal corpora of these sizes, and text-only.
+    scaling_sizes: tuple[int, ...] = (500, 2000, 8000)
+    scaling_text: int = 100_000
     reps: int = 3
     quick: bool = False
     phases: tuple[str, ...] = PHASES
@@ -90,6 +94,13 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     parser.add_argument(
         "--n1-records", type=int, help="records of the N=1 efficiency (default 1000)"
     )
+    parser.add_argument(
+        "--scaling-sizes",
+        help="comma-separated multimodal sizes of the scaling phase (default 500,2000,8000)",
+    )
+    parser.add_argument(
+        "--scaling-text", type=int, help="text-only records of the scaling phase (default 100000)"
+    )
     parser.add_argument("--reps", type=int, help="repetitions per figure (default 3)")
     parser.add_argument(
         "--quick", action="store_true", help="small sizes: a smoke run of every phase"
@@ -104,6 +115,8 @@ def parse_args(argv: list[str] | None = None) -> Settings:
             alt_records=24,
             rerun_records=40,
             memory_base=8,
+            scaling_sizes=(8, 16),
+            scaling_text=200,
             reps=1,
             quick=True,
             train_args=["--quick"],
@@ -112,6 +125,10 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         value = getattr(args, name)
         if value is not None:
             setattr(s, name, value)
+    if args.scaling_sizes:
+        s.scaling_sizes = tuple(int(n) for n in args.scaling_sizes.split(",") if n.strip())
+    if args.scaling_text is not None:
+        s.scaling_text = args.scaling_text
     if args.only:
         wanted = tuple(p.strip() for p in args.only.split(",") if p.strip())
         unknown = set(wanted) - set(PHASES)
@@ -178,6 +195,7 @@ class Suite:
         self.details: dict[str, Any] = {}
         self._kept_stage_run = None
         self._bench = None
+        self._scaling_section = ""
 
     def figure(self, key: str, title: str, **kwargs: Any) -> Figure:
         fig = self.figures.setdefault(key, Figure(key, title, **kwargs))
@@ -593,6 +611,43 @@ class Suite:
             f"{ratio('peak_anon_mb'):.2f}, PSS ratio {ratio('peak_pss_mb'):.2f}"
         )
 
+    def scaling(self) -> None:
+        """One whole job per size in a fresh process: wall, records/s, driver CPU per record
+        and driver peak RSS, as multimodal corpora grow and on a large text-only one."""
+        from benchmarks.corpus import build_corpus, build_text_corpus
+        from benchmarks.scaling import markdown, measure_job, plot
+        from benchmarks.workload import recipe_dict
+
+        jobs = [("multimodal", n, build_corpus(n)) for n in self.s.scaling_sizes]
+        if self.s.scaling_text:
+            jobs.append(("text", self.s.scaling_text, build_text_corpus(self.s.scaling_text)))
+        points = []
+        for kind, n, corpus in jobs:
+            store = self.run_dir / f"store-scaling-{kind}-{n}"
+            try:
+                recipe = recipe_dict(corpus.jsonl, store)
+                points.append(measure_job(kind, n, recipe, self.run_dir / f"scaling-{kind}-{n}"))
+            finally:
+                remove_store(store)
+            log.info("scaling: %s", points[-1].to_row())
+        largest = max(points, key=lambda p: p.records)
+        fig = self.figure(
+            "driver_cpu_per_record_largest",
+            f"Driver CPU per record (ms), whole job, {largest.records:,} {largest.kind} records",
+            target=0.05,
+            higher_is_better=False,
+        )
+        fig.samples.append(largest.driver_cpu_ms_per_record)
+        png = BENCH_DIR / "scaling.png"
+        plot(points, png)
+        self.details["scaling"] = [p.to_row() for p in points]
+        note = (
+            "One `DataJob.run` per size (the benchmark recipe: everything train, two augmented "
+            "copies), each in a fresh process that starts Ray first; wall and CPU cover the job "
+            "only; driver = that process (Ray's workers and daemons not counted); one repetition."
+        )
+        self._scaling_section = markdown(points, png.name, note)
+
     def training(self) -> None:
         script = BENCH_DIR / "train_throughput.py"
         trainer = self.figure(
@@ -682,6 +737,7 @@ class Suite:
                     self.stop_ray()
             self._phase("rerun", self.rerun)
             self._phase("memory", self.memory)
+            self._phase("scaling", self.scaling)
             self._phase("training", self.training)
         finally:
             shutil.rmtree(self.run_dir, ignore_errors=True)
@@ -696,6 +752,8 @@ class Suite:
         from benchmarks.notes import result_sections
 
         self.sections = result_sections(self.figures, self.meta)
+        if self._scaling_section:
+            self.sections.append(("Cost as work grows (scaling)", self._scaling_section))
         write_results(
             self.figures,
             self.meta,

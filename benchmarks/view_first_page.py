@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 
 from pipeline.record.ids import original_id
 from pipeline.record.schema import RECORD_SCHEMA
+from pipeline.store.fs import LocalFS
 from pipeline.store.manifest import (
     AugmentationSummary,
     CodeVersion,
@@ -38,6 +39,7 @@ from pipeline.store.manifest import (
     schema_sha256,
 )
 from pipeline.store.read import Store
+from pipeline.store.row_digest import add_row_digests
 from pipeline.view import ViewServer, ViewSite
 
 NAME = "big"
@@ -115,6 +117,7 @@ def write_big_version(root: str, rows: int) -> tuple[Store, str]:
                 )
             )
     schema_hash = schema_sha256(RECORD_SCHEMA)
+    shards, rows = add_row_digests(folder, shards, LocalFS())
     manifest = Manifest(
         name=NAME,
         version=1,
@@ -132,7 +135,7 @@ def write_big_version(root: str, rows: int) -> tuple[Store, str]:
         originals=counts,
         shards=shards,
         schema_sha256=schema_hash,
-        content_id=content_id(schema_hash, [s.sha256 for s in shards]),
+        content_id=content_id(schema_hash, rows),
     ).sealed()
     with open(store.manifest_path(1), "wb") as f:
         f.write(manifest.to_json_bytes())

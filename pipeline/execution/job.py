@@ -71,7 +71,6 @@ from pipeline.store.manifest import (
     Manifest,
     QuarantineSummary,
     ReuseSummary,
-    ShardEntry,
     StageCount,
     content_id,
     schema_sha256,
@@ -79,7 +78,7 @@ from pipeline.store.manifest import (
 from pipeline.store.quarantine import QuarantinePart, QuarantineWriter, read_quarantine_part
 from pipeline.store.read import Store, VersionNotFound
 from pipeline.store.store_fs import store_fs
-from pipeline.store.writer import ShardWriter, localized, plan_shards
+from pipeline.store.writer import ShardWriter, WrittenShard, localized, plan_shards
 
 log = logging.getLogger(__name__)
 
@@ -241,7 +240,7 @@ class DataJob:
         )
         return pa.concat_tables([rows, reused, rebased]), entries + reused_entries
 
-    def _write(self, rows: pa.Table) -> list[ShardEntry]:
+    def _write(self, rows: pa.Table) -> list[WrittenShard]:
         """Plan the shards from the rows' facts; write each in its own task."""
         import ray
 
@@ -260,20 +259,20 @@ class DataJob:
         shared = ray.put(writer)
         calls = [(*localized(plan, paths), shared) for plan in plans]
         resources = StageResources.for_stage(self.recipe.execution, "write")
-        shards: list[ShardEntry | None] = [None] * len(plans)
+        shards: list[WrittenShard | None] = [None] * len(plans)
         for i, outcome in run_tasks(write_shard, calls, resources):
-            shards[i] = outcome.entry
+            shards[i] = outcome.written
             self.ledger.ran_on("write", outcome.node)
-            self.progress.advance("write", outcome.entry.rows)
+            self.progress.advance("write", outcome.written.entry.rows)
         self.fs.fsync_dir(writer.folder)
-        counts.out = sum(s.rows for s in shards if s is not None)
+        counts.out = sum(s.entry.rows for s in shards if s is not None)
         self.progress.finish("write")
         return [s for s in shards if s is not None]
 
     # ---- the job ----
 
     def _manifest(
-        self, inputs: list[InputFile], shards: list[ShardEntry], plan: RecordPlan
+        self, inputs: list[InputFile], shards: list[WrittenShard], plan: RecordPlan
     ) -> Manifest:
         """Return the staged version's manifest: everything but version, parent and cards."""
         ledger = self.ledger
@@ -305,9 +304,9 @@ class DataJob:
             originals={s: ledger.originals.get(s, 0) for s in SPLITS},
             split_groups=dict(plan.split.plan.groups) if plan.split.plan else None,
             unmapped_fields={n: dict(sorted(c.items())) for n, c in ledger.unmapped_fields.items()},
-            shards=shards,
+            shards=[s.entry for s in shards],
             schema_sha256=schema_hash,
-            content_id=content_id(schema_hash, [s.sha256 for s in shards]),
+            content_id=content_id(schema_hash, [s.rows for s in shards]),
         )
 
     def run(self) -> RunResult:

@@ -36,10 +36,9 @@ from pipeline.stages.base import BatchContext, Stage, StageOutput
 from pipeline.stages.dedup import DedupStage
 from pipeline.stages.split import SplitStage
 from pipeline.stages.validate import ValidateStage
-from pipeline.store.manifest import ShardEntry
 from pipeline.store.quarantine import QuarantinePart, write_quarantine_part
 from pipeline.store.staging import PartSet, PartWriter, read_part, row_nbytes
-from pipeline.store.writer import ShardPlan, ShardWriter
+from pipeline.store.writer import ShardPlan, ShardWriter, WrittenShard
 
 # Part files: big enough that per-file overhead vanishes, small enough to map cheaply.
 PART_TARGET_BYTES = 16 * 1024 * 1024
@@ -437,11 +436,11 @@ def rebase_rows(task: RebaseTask, fs: Any) -> RebaseOutcome:
 
 @dataclass
 class ShardOutcome:
-    entry: ShardEntry
+    written: WrittenShard
     node: str = ""
 
 
 def write_shard(plan: ShardPlan, paths: list[str], writer: ShardWriter) -> ShardOutcome:
     """Write one planned shard from the part files `paths` (the plan's `part` numbers index
-    them); return its manifest entry and the node that wrote it."""
+    them); return its manifest entry, its row digests and the node that wrote it."""
     return ShardOutcome(writer.write_shard(plan, PartSet(paths, writer.fs)), node_id())

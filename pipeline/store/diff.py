@@ -3,7 +3,6 @@ per-split counts and statistics."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,25 +11,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.record.ids import canonical_json, media_digests
 from pipeline.record.schema import SPLITS
 from pipeline.store.manifest import Manifest
+from pipeline.store.row_digest import row_digests
 from pipeline.store.shards import read_shard_batches
 
-# Columns hashed as values; media are hashed by their bytes.
-_VALUE_COLUMNS = ("id", "parent_id", "source", "split", "character", "messages", "augmentation")
 STAT_NAMES = ("rows", "originals", "variants", "turns", "images", "audios", "media_bytes")
-
-
-def row_digests(table: pa.Table) -> list[str]:
-    """Return one sha256 per row over every column (media by the hash of their bytes)."""
-    images = media_digests(table["images"])
-    audios = media_digests(table["audios"])
-    values = table.select(list(_VALUE_COLUMNS)).to_pylist()
-    return [
-        hashlib.sha256(canonical_json([row, images[i], audios[i]]).encode("utf-8")).hexdigest()
-        for i, row in enumerate(values)
-    ]
 
 
 def _media_bytes(column: pa.ChunkedArray) -> int:
@@ -60,7 +46,10 @@ class VersionContent:
         return content
 
     def _add(self, table: pa.Table) -> None:
-        for record_id, digest in zip(table["id"].to_pylist(), row_digests(table), strict=True):
+        # What the quality stages annotate is not content: a re-lint would otherwise
+        # mark every row changed.
+        content = table.select([i for i, f in enumerate(table.schema) if f.name != "quality"])
+        for record_id, digest in zip(table["id"].to_pylist(), row_digests(content), strict=True):
             self.digests[record_id] = digest
         for split in set(table["split"].to_pylist()):
             part = table.filter(pc.equal(table["split"], split))

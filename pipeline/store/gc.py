@@ -109,6 +109,8 @@ def unreferenced_paths(store: Store) -> list[str]:
         if match and int(match.group(1)) in committed:
             manifest = committed[int(match.group(1))]
             wanted = {e.path for e in manifest.shards} | {e.path for e in manifest.cards}
+            # Row-digest sidecars live in a subfolder: keep its top-level name.
+            wanted |= {e.row_digests.split("/")[0] for e in manifest.shards if e.row_digests}
             garbage.extend(os.path.join(path, f) for f in fs.listdir(path) if f not in wanted)
         else:
             garbage.append(path)  # an uncommitted version folder or a temp file

@@ -20,7 +20,11 @@ from pipeline.record.ids import canonical_json
 if TYPE_CHECKING:
     import pyarrow as pa
 
-MANIFEST_FORMAT = "roleforge.manifest/1"
+# Format 2: shards list their row-digest sidecars and `content_id` is over rows, not files
+# (`content_id`); format 1 manifests stay readable and verify under their own rule
+# (`shard_content_id`).
+MANIFEST_FORMAT_V1 = "roleforge.manifest/1"
+MANIFEST_FORMAT = "roleforge.manifest/2"
 MANIFEST_DIGEST_KEY = "manifest_sha256"
 
 
@@ -149,14 +153,20 @@ class DedupSummary(_Part):
     duplicates: int = 0
 
 
-class ShardEntry(_Part):
-    """One shard file of the version (path relative to the version folder)."""
+class ShardEntry(_GrownPart):
+    """One shard file of the version (path relative to the version folder) and, from
+    manifest format 2 on, its row-digest sidecar (`store/row_digest.py`) and that file's
+    sha256 (None, and absent on disk, in format 1)."""
 
     path: str
     split: str
     rows: int
     bytes: int
     sha256: str
+    row_digests: str | None = None
+    row_digests_sha256: str | None = None
+
+    added_keys = ("row_digests", "row_digests_sha256")
 
 
 class CardEntry(_Part):
@@ -167,7 +177,7 @@ class CardEntry(_Part):
 class Manifest(_Part):
     """Everything a version is: inputs, recipe, code, counts, shards, cards, content id."""
 
-    format: Literal["roleforge.manifest/1"] = MANIFEST_FORMAT
+    format: Literal["roleforge.manifest/1", "roleforge.manifest/2"] = MANIFEST_FORMAT
     name: str
     version: int | None = None  # None until the committer claims a number
     parent_version: int | None = None
@@ -269,7 +279,26 @@ def schema_sha256(schema: pa.Schema) -> str:
     return hashlib.sha256(schema.serialize().to_pybytes()).hexdigest()
 
 
-def content_id(schema_hash: str, shard_hashes: list[str]) -> str:
-    """Return the content id: sha256 over the schema hash and the sorted shard hashes."""
+def content_id(schema_hash: str, rows: list[pa.Table]) -> str:
+    """Return the content id (manifest format 2): sha256 over the schema hash and every
+    (id, row digest) pair sorted by id, from the (id, row_sha256) tables of the shards in
+    any order. How rows fall into shards, how many shards there are and which of them
+    were reused do not change it."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    table = pa.concat_tables(rows) if rows else None
+    pairs: list[list[str]] = []
+    if table is not None and table.num_rows:
+        table = table.take(pc.sort_indices(table["id"]))
+        ids, digests = table["id"].to_pylist(), table["row_sha256"].to_pylist()
+        pairs = [[i, d] for i, d in zip(ids, digests, strict=True)]
+    payload = canonical_json({"schema": schema_hash, "rows": pairs})
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def shard_content_id(schema_hash: str, shard_hashes: list[str]) -> str:
+    """Return the content id of a format 1 manifest: sha256 over the schema hash and the
+    sorted shard file hashes (it changes with the layout; kept so old versions verify)."""
     payload = canonical_json({"schema": schema_hash, "shards": sorted(shard_hashes)})
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()

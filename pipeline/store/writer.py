@@ -4,6 +4,8 @@ The bytes of a shard depend only on its records: rows are gathered from the stag
 files in id order, record batches are cut by a fixed rule on row count and row size, the
 schema carries no timestamps, and nothing is compressed (media gains ~4% from zstd). So the
 same records give the same shard hashes whatever the number of workers that made them.
+Each row's digest is taken from the rows as they are written and kept in the shard's
+sidecar (`store/row_digest.py`): the content id is made from those, not from the files.
 A split without records gets no shard at all: `datasets` refuses a declared split that
 matches no data, and an empty file says nothing a missing one does not.
 """
@@ -22,6 +24,7 @@ import pyarrow.compute as pc
 from pipeline.record.schema import AUDIO_PLACEHOLDER, IMAGE_PLACEHOLDER, RECORD_SCHEMA, SPLITS
 from pipeline.store.fs import LocalFS
 from pipeline.store.manifest import ShardEntry
+from pipeline.store.row_digest import digest_table, row_digests, write_row_digests
 from pipeline.store.shards import shard_name
 from pipeline.store.staging import PartSet, PartSlice, row_nbytes
 
@@ -192,8 +195,17 @@ def localized(plan: ShardPlan, paths: list[str]) -> tuple[ShardPlan, list[str]]:
 
 
 @dataclass(frozen=True)
+class WrittenShard:
+    """A shard just written: its manifest entry and its rows' (id, row_sha256), in order."""
+
+    entry: ShardEntry
+    rows: pa.Table
+
+
+@dataclass(frozen=True)
 class ShardWriter:
-    """Writes staged records into sorted, size-cut shards, hashed while written, fsynced."""
+    """Writes staged records into sorted, size-cut shards, hashed while written (the file
+    and each row), fsynced, each with its row-digest sidecar."""
 
     folder: str
     fmt: str
@@ -207,29 +219,46 @@ class ShardWriter:
         self.fs.makedirs(self.folder)
         shards = []
         for plan in plan_shards(index, self.fmt, self.shard_size):
-            shards.append(self.write_shard(plan, parts))
+            shards.append(self.write_shard(plan, parts).entry)
             # Memory stays bounded by one shard's rows, whatever the size of the split.
             parts.release()
         self.fs.fsync_dir(self.folder)
         return shards
 
-    def write_shard(self, plan: ShardPlan, parts: PartSet) -> ShardEntry:
-        """Write one planned shard (durable when this returns); return its manifest entry."""
+    def write_shard(self, plan: ShardPlan, parts: PartSet) -> WrittenShard:
+        """Write one planned shard and its sidecar (durable when this returns); return its
+        manifest entry and row digests."""
         path = os.path.join(self.folder, plan.name)
+        ids: list[str] = []
+        digests: list[str] = []
         raw = self.fs.open_output(path)
         try:
             sink = HashingSink(raw)
-            self._write_shard(sink, plan.rows, parts)
+            self._write_shard(sink, self._digested(plan.rows, parts, ids, digests))
         finally:
             raw.close()
         self.fs.fsync_file(path)
-        return ShardEntry(
+        rows = digest_table(ids, digests)
+        sidecar, sidecar_sha256 = write_row_digests(self.folder, plan.name, rows, self.fs)
+        entry = ShardEntry(
             path=plan.name,
             split=plan.split,
             rows=plan.rows.num_rows,
             bytes=sink.bytes,
             sha256=sink.hexdigest(),
+            row_digests=sidecar,
+            row_digests_sha256=sidecar_sha256,
         )
+        return WrittenShard(entry, rows)
+
+    def _digested(
+        self, rows: pa.Table, parts: PartSet, ids: list[str], digests: list[str]
+    ) -> Iterator[pa.Table]:
+        """Yield the shard's batches, appending each row's id and digest on the way."""
+        for table in self._batches(rows, parts):
+            ids.extend(table["id"].to_pylist())
+            digests.extend(row_digests(table))
+            yield table
 
     def _batches(self, rows: pa.Table, parts: PartSet) -> Iterator[pa.Table]:
         nbytes = rows["nbytes"].to_numpy(zero_copy_only=False)
@@ -242,7 +271,7 @@ class ShardWriter:
             check_invariants(table)
             yield table
 
-    def _write_shard(self, sink: HashingSink, rows: pa.Table, parts: PartSet) -> None:
+    def _write_shard(self, sink: HashingSink, batches: Iterator[pa.Table]) -> None:
         if self.fmt == "parquet":
             import pyarrow.parquet as pq
 
@@ -251,10 +280,10 @@ class ShardWriter:
             with pq.ParquetWriter(
                 sink, self.schema, compression="none", use_dictionary=False
             ) as writer:
-                for table in self._batches(rows, parts):
+                for table in batches:
                     writer.write_table(table, row_group_size=table.num_rows)
             return
         # The IPC *stream* format: what `datasets` writes and `Dataset.from_file` maps.
         with pa.ipc.new_stream(sink, self.schema) as writer:
-            for table in self._batches(rows, parts):
+            for table in batches:
                 writer.write_table(table)

@@ -16,10 +16,10 @@ import pytest
 from pipeline.record.schema import RECORD_SCHEMA
 from pipeline.store.fs import LocalFS
 from pipeline.store.gc import collect_garbage
-from pipeline.store.manifest import content_id, schema_sha256
+from pipeline.store.manifest import schema_sha256
 from pipeline.store.read import Store
 from pipeline.store.writer import ShardWriter
-from tests.fixtures.manifest import manifest_of
+from tests.fixtures.manifest import manifest_of, staged_content_id
 from tests.pipeline.execution.datajob_corpus import stage_records, work_record
 from tests.reliability.conftest import ROOT, all_versions_intact, child_env
 
@@ -62,7 +62,7 @@ def _stage(root: Path, run: str, n: int) -> tuple[str, Path]:
         run_id=run,
         recipe={"license": None, "sources": []},
         schema_sha256=schema_hash,
-        content_id=content_id(schema_hash, [s.sha256 for s in shards]),
+        content_id=staged_content_id(staged, shards, schema_hash),
     )
     path = root / f"{run}.json"
     path.write_bytes(manifest.to_json_bytes())

@@ -103,17 +103,21 @@ def write_version(
             {"path": rel, "split": split, "rows": len(rows), "bytes": size, "sha256": digest}
         )
     from pipeline.record.schema import RECORD_SCHEMA
-    from pipeline.store.manifest import content_id, schema_sha256
+    from pipeline.store.fs import LocalFS
+    from pipeline.store.manifest import ShardEntry, content_id, schema_sha256
+    from pipeline.store.row_digest import add_row_digests
 
     # Readers check the content id, the shard hashes and the manifest digest: all real.
     schema_hash = schema_sha256(RECORD_SCHEMA)
+    entries = [ShardEntry.model_validate(s) for s in shards]
+    entries, rows = add_row_digests(str(vdir), entries, LocalFS())
     manifest = (
         manifest_of(
             name,
-            shards,
+            entries,
             version=version,
             schema_sha256=schema_hash,
-            content_id=content_id(schema_hash, [s["sha256"] for s in shards]),
+            content_id=content_id(schema_hash, rows),
             recipe=recipe or {"name": name, "seed": 3},
         )
         .sealed()

@@ -168,8 +168,12 @@ def test_verify_catches_a_flipped_byte_and_a_truncated_shard(two_versions) -> No
         shard.write_bytes(bytes(flipped))
         result = _invoke("verify", "tiny@v1", "--store", store, "--json")
         assert result.exit_code == 1
-        (problem,) = json.loads(result.stdout)["problems"]
+        problem, *rows = json.loads(result.stdout)["problems"]
         assert problem["problem"] == "sha256" and problem["path"] == shard.name
+        # The rows of a shard with a flipped byte are recomputed too: each that no longer
+        # reads as written is named (or the shard is unreadable).
+        assert all(p["path"].startswith(shard.name) for p in rows)
+        assert all(p["problem"] in ("row", "unreadable") for p in rows)
 
         shard.write_bytes(original[:-100])
         result = _invoke("verify", "tiny@v1", "--store", store)

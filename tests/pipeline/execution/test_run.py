@@ -49,13 +49,29 @@ def _rows(result: RunResult) -> list[dict[str, Any]]:
     return rows
 
 
-def test_content_id_is_the_same_with_one_or_two_workers_and_another_seed_changes_it(
+def _shard_hashes(result: RunResult) -> list[str]:
+    manifest = Store(str(Path(result.path).parents[2]), result.name).manifest(result.version)
+    return [s.sha256 for s in manifest.shards]
+
+
+def test_content_id_is_the_same_with_one_or_two_workers_any_shard_size_and_another_seed_changes_it(
     corpus: Path, serial: RunResult
 ) -> None:
     parallel = _run(corpus, "parallel", execution={"batch_size": 5, "concurrency": 2})
     assert not parallel.unchanged and not serial.unchanged
     assert parallel.content_id == serial.content_id
     assert parallel.splits == serial.splits
+    # Other shards, other files, the same rows: the same content id.
+    cut = _run(
+        corpus,
+        "cut",
+        execution={"batch_size": 3, "concurrency": 2},
+        output={"shard_size": "2KB"},
+    )
+    assert len(_shard_hashes(cut)) > len(_shard_hashes(serial))
+    assert set(_shard_hashes(cut)).isdisjoint(_shard_hashes(serial))
+    assert cut.content_id == serial.content_id
+    assert verify_version(Store(str(Path(cut.path).parents[2]), cut.name), cut.version).ok
     reseeded = _run(corpus, "reseeded", seed=8)
     assert reseeded.content_id != serial.content_id
 

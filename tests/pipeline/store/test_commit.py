@@ -19,11 +19,12 @@ from pipeline.store.commit import (
 )
 from pipeline.store.fs import LocalFS
 from pipeline.store.gc import collect_garbage
-from pipeline.store.manifest import Manifest, content_id, schema_sha256
+from pipeline.store.manifest import Manifest, content_id, schema_sha256, shard_content_id
 from pipeline.store.read import Store
+from pipeline.store.row_digest import digest_table
 from pipeline.store.verify import verify_version
 from pipeline.store.writer import ShardWriter
-from tests.fixtures.manifest import manifest_of
+from tests.fixtures.manifest import manifest_of, staged_content_id
 from tests.pipeline.execution.datajob_corpus import stage_records, work_record
 
 SPLIT_OF = ("train", "train", "train", "validation", "test")
@@ -43,7 +44,7 @@ def _stage(root: Path, run: str, n: int = 10) -> tuple[str, Manifest]:
     shards = ShardWriter(staged, "arrow", 1 << 30, LocalFS()).write(index, parts)
     schema_hash = schema_sha256(RECORD_SCHEMA)
     manifest = manifest_of(
-        "ds", shards, run_id=run, content_id=content_id(schema_hash, [s.sha256 for s in shards])
+        "ds", shards, run_id=run, content_id=staged_content_id(staged, shards, schema_hash)
     )
     manifest = manifest.model_copy(update={"schema_sha256": schema_hash})
     return staged, manifest
@@ -147,11 +148,22 @@ def test_counts_that_do_not_add_up_stop_the_commit() -> None:
         check_counts(skipped)
 
 
-def test_content_id_depends_on_shard_contents_and_schema_not_on_their_order() -> None:
-    a = content_id("s", ["h1", "h2"])
-    assert a == content_id("s", ["h2", "h1"])
-    assert a != content_id("s", ["h1", "h3"])
-    assert a != content_id("t", ["h1", "h2"])
+def test_content_id_depends_on_row_digests_and_schema_not_on_how_rows_fall_into_shards() -> None:
+    one = digest_table(["a", "b", "c"], ["d1", "d2", "d3"])
+    a = content_id("s", [one])
+    assert a == content_id(
+        "s", [digest_table(["c"], ["d3"]), digest_table(["b", "a"], ["d2", "d1"])]
+    )
+    assert a != content_id("s", [digest_table(["a", "b", "c"], ["d1", "d2", "dX"])])
+    assert a != content_id("s", [digest_table(["a", "b"], ["d1", "d2"])])
+    assert a != content_id("t", [one])
+
+
+def test_a_format_1_content_id_depends_on_shard_hashes_and_schema_not_on_their_order() -> None:
+    a = shard_content_id("s", ["h1", "h2"])
+    assert a == shard_content_id("s", ["h2", "h1"])
+    assert a != shard_content_id("s", ["h1", "h3"])
+    assert a != shard_content_id("t", ["h1", "h2"])
 
 
 def test_a_manifest_file_that_is_not_one_is_refused_in_one_line(tmp_path: Path) -> None:

@@ -61,13 +61,14 @@ def _body(manifest: Manifest) -> Manifest:
 
 
 def _stage_on(store: Store, source: Store, version: int, run_id: str) -> tuple[str, Manifest]:
-    """Copy the shards of `source`'s version into a staging folder of `store` (as the data
+    """Copy the shards (and their sidecars) of `source`'s version into a staging folder of `store` (as the data
     job's writer leaves them); return the folder and the manifest body."""
     manifest = source.manifest(version)
     staged = os.path.join(store.staging_dir(run_id), "version")
-    for shard in manifest.shards:
-        src = os.path.join(source.version_dir(version), shard.path)
-        with store.fs.open_output(os.path.join(staged, shard.path)) as out:
+    files = [s.path for s in manifest.shards] + [s.row_digests for s in manifest.shards]
+    for name in files:
+        src = os.path.join(source.version_dir(version), name)
+        with store.fs.open_output(os.path.join(staged, name)) as out:
             out.write(Path(src).read_bytes())
     return staged, _body(manifest)
 

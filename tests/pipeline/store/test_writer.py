@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 from pathlib import Path
@@ -12,8 +13,11 @@ import pytest
 
 from pipeline.record.schema import RECORD_SCHEMA, records_to_table
 from pipeline.store.fs import LocalFS
+from pipeline.store.manifest import schema_sha256
+from pipeline.store.row_digest import read_row_digests, row_digests
 from pipeline.store.shards import read_shard, read_shard_batches
 from pipeline.store.writer import ShardIntegrityError, ShardWriter, plan_cuts
+from tests.fixtures.manifest import staged_content_id
 from tests.fixtures.media import audio_bytes
 from tests.pipeline.execution.datajob_corpus import stage_records, work_record
 
@@ -80,7 +84,61 @@ def test_a_split_without_records_gets_no_shard(tmp_path: Path) -> None:
         ("train-00000-of-00001.arrow", 3),
         ("test-00000-of-00001.arrow", 1),
     ]
-    assert sorted(os.listdir(tmp_path / "out")) == [s.path for s in reversed(shards)]
+    listed = sorted(os.listdir(tmp_path / "out"))
+    assert listed == ["_rows"] + [s.path for s in reversed(shards)]
+    sidecars = sorted(os.listdir(tmp_path / "out" / "_rows"))
+    assert sidecars == ["test-00000.parquet", "train-00000.parquet"]
+    assert [s.row_digests for s in shards] == [
+        "_rows/train-00000.parquet",
+        "_rows/test-00000.parquet",
+    ]
+
+
+def _sidecar_rows(folder: Path, shards) -> dict[str, str]:
+    rows: dict[str, str] = {}
+    for s in shards:
+        table = read_row_digests(str(folder / s.row_digests), LocalFS())
+        assert table["id"].to_pylist() == sorted(table["id"].to_pylist())  # shard order
+        rows.update(zip(table["id"].to_pylist(), table["row_sha256"].to_pylist(), strict=True))
+    return rows
+
+
+@pytest.mark.parametrize("fmt", ["arrow", "parquet"])
+def test_row_digests_are_the_same_whatever_the_shard_size_format_and_part_layout(
+    tmp_path: Path, fmt: str
+) -> None:
+    records = _records()
+    whole = _write(tmp_path, records, rows_per_part=30, name="whole")
+    cut = _write(tmp_path, records, rows_per_part=4, fmt=fmt, shard_size=3000, name="cut")
+    assert len(cut) > len(whole)
+    assert {s.sha256 for s in cut} != {s.sha256 for s in whole}  # another layout
+    a, b = _sidecar_rows(tmp_path / "whole", whole), _sidecar_rows(tmp_path / "cut", cut)
+    assert a == b and len(a) == len(records)
+    schema_hash = schema_sha256(RECORD_SCHEMA)
+    assert staged_content_id(str(tmp_path / "whole"), whole, schema_hash) == staged_content_id(
+        str(tmp_path / "cut"), cut, schema_hash
+    )
+
+
+def test_a_row_digest_covers_every_column_media_bytes_included(tmp_path: Path) -> None:
+    base = _records(5)
+    table = records_to_table(base, RECORD_SCHEMA)
+    digests = row_digests(table)
+    assert len(set(digests)) == len(digests)
+    assert row_digests(table.slice(2, 2)) == digests[2:4]  # the batch does not matter
+    for edit in (
+        lambda r: r["messages"][0].update(content=r["messages"][0]["content"] + "!"),
+        lambda r: r["audios"][0].update(bytes=r["audios"][0]["bytes"][:-1] + b"\0"),
+        lambda r: r["audios"][0].update(path="b.wav"),
+        lambda r: r.update(quality={**(r.get("quality") or {}), "language": "xx"}),
+    ):
+        changed = [dict(r) for r in base]
+        changed[4] = json.loads(json.dumps(base[4], default=lambda b: b.hex()))
+        changed[4]["audios"] = [dict(a) for a in base[4]["audios"]]
+        edit(changed[4])
+        after = row_digests(records_to_table(changed, RECORD_SCHEMA))
+        assert after[:4] == digests[:4]
+        assert after[4] != digests[4]
 
 
 @pytest.mark.parametrize("fmt", ["arrow", "parquet"])

@@ -22,6 +22,7 @@ import pytest
 
 from pipeline.record.ids import original_id, variant_id
 from pipeline.record.schema import RECORD_SCHEMA, records_to_table
+from pipeline.store.fs import LocalFS
 from pipeline.store.manifest import (
     AugmentationSummary,
     CodeVersion,
@@ -33,6 +34,7 @@ from pipeline.store.manifest import (
     schema_sha256,
 )
 from pipeline.store.read import Store
+from pipeline.store.row_digest import add_row_digests
 
 NAME = "demo"
 SCRIPT_TURN = "<script>alert('owned')</script> hi <b>there</b>"
@@ -186,6 +188,7 @@ def write_version(
                 f.write(json.dumps(entry) + "\n")
                 reasons[entry["reason"]] = reasons.get(entry["reason"], 0) + 1
     splits = {s.split: s.rows for s in shards}
+    shards, digests = add_row_digests(folder, shards, LocalFS())
     manifest = Manifest(
         name=store.name,
         version=version,
@@ -208,7 +211,7 @@ def write_version(
         },
         shards=shards,
         schema_sha256=schema_sha256(schema),
-        content_id=content_id(schema_sha256(schema), [s.sha256 for s in shards]),
+        content_id=content_id(schema_sha256(schema), digests),
     ).sealed()
     with open(store.manifest_path(version), "wb") as f:
         f.write(manifest.to_json_bytes())

@@ -19,7 +19,9 @@ from pipeline.stages.quality.near_dup import NearDupStage
 from pipeline.stages.quality.planner import plan_near_duplicates
 from pipeline.stages.quality.signatures import near_dup_signatures
 from pipeline.stages.quality.stages import lint_stages
-from pipeline.store.manifest import ShardEntry, content_id, schema_sha256
+from pipeline.store.fs import LocalFS
+from pipeline.store.manifest import MANIFEST_FORMAT, ShardEntry, content_id, schema_sha256
+from pipeline.store.row_digest import add_row_digests
 from tests.pipeline.cards.test_cards import make_manifest
 
 from .corpus import clean_chinese, clean_pippa, table
@@ -55,12 +57,14 @@ def store(tmp_path_factory):
         sha256=file_sha256(str(shard)),
     )
     schema_hash = schema_sha256(RECORD_SCHEMA)
+    (entry,), rows = add_row_digests(str(vdir), [entry], LocalFS())
     manifest = (
         make_manifest([entry], version=1, parent=None)
         .model_copy(
             update={
                 "schema_sha256": schema_hash,
-                "content_id": content_id(schema_hash, [entry.sha256]),
+                "content_id": content_id(schema_hash, rows),
+                "format": MANIFEST_FORMAT,
             }
         )
         .sealed()
