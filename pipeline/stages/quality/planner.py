@@ -1,6 +1,11 @@
 """The driver's near-duplicate plan: LSH buckets joined as Arrow tables, pairs verified,
 clusters by union-find, and for `keep_one` which records go.
 
+Grouping runs on one thread (`use_threads=False`): Acero's threaded group-by raised
+"thread index 11 is out of range [0, 11)" here in a process that had run data jobs before
+(the driver plans after Ray started; seen running tests/pipeline/execution then this
+planner's tests in one pytest).
+
 No O(n^2) step: band keys are exploded into one (modality, band, key, row) table and joined;
 only rows sharing a bucket meet. Text: a bucket of at most BUCKET_PAIRS_MAX members yields
 all its pairs (a self-join); a larger one links each member to the bucket's first row (a
@@ -82,7 +87,9 @@ _KEYS = ["modality", "band", "key"]
 
 def _bucket_pairs(exploded: pa.Table) -> pa.Table:
     """Return pairs sharing a bucket: all pairs of small buckets, a star in large ones."""
-    buckets = exploded.group_by(_KEYS).aggregate([("row", "min"), ("row", "count")])
+    buckets = exploded.group_by(_KEYS, use_threads=False).aggregate(
+        [("row", "min"), ("row", "count")]
+    )
     buckets = buckets.filter(pc.greater(buckets["row_count"], 1))
     members = exploded.join(buckets, _KEYS, join_type="inner")
     small = members.filter(pc.less_equal(members["row_count"], BUCKET_PAIRS_MAX))
@@ -107,7 +114,9 @@ def _probe_pairs(signatures: pa.Table, rows: np.ndarray) -> pa.Table:
             "row": pa.array(rows, pa.int64()),
         }
     )
-    groups = picked.group_by(["modality", "signature"]).aggregate([("row", "min")])
+    groups = picked.group_by(["modality", "signature"], use_threads=False).aggregate(
+        [("row", "min")]
+    )
     same = picked.join(groups, ["modality", "signature"])
     same = same.filter(pc.not_equal(same["row"], same["row_min"]))
     exact = _exploded(signatures, np.sort(groups["row_min"].to_numpy()))
@@ -150,7 +159,11 @@ def candidate_pairs(signatures: pa.Table) -> pa.Table:
             _probe_pairs(signatures, hashes),
         ]
     )
-    return pairs.group_by(["row", "other"]).aggregate([]).rename_columns(["left", "right"])
+    return (
+        pairs.group_by(["row", "other"], use_threads=False)
+        .aggregate([])
+        .rename_columns(["left", "right"])
+    )
 
 
 def verified_pairs(signatures: pa.Table, config: NearDupConfig) -> pa.Table:
@@ -189,7 +202,9 @@ def verified_pairs(signatures: pa.Table, config: NearDupConfig) -> pa.Table:
         }
     )
     # Two images of one pair of records may both match: keep the closest per modality.
-    best = found.group_by(["a", "b", "modality"]).aggregate([("similarity", "max")])
+    best = found.group_by(["a", "b", "modality"], use_threads=False).aggregate(
+        [("similarity", "max")]
+    )
     best = best.rename_columns(PAIR_SCHEMA.names).select(PAIR_SCHEMA.names)
     return best.sort_by([("a", "ascending"), ("b", "ascending"), ("modality", "ascending")])
 
@@ -244,7 +259,7 @@ def plan_near_duplicates(signatures: pa.Table, config: NearDupConfig) -> NearDup
 def _greetings(signatures: pa.Table, config: NearDupConfig) -> dict[str, int]:
     rows = signatures.filter(pc.equal(signatures["modality"], "greeting"))
     keyed = pa.table({"id": rows["id"], "key": pc.list_element(rows["bands"], 0)})
-    counts = keyed.group_by("key").aggregate([("id", "count_distinct")])
+    counts = keyed.group_by("key", use_threads=False).aggregate([("id", "count_distinct")])
     common = counts.filter(
         pc.greater_equal(counts["id_count_distinct"], config.greeting_min_records)
     )
