@@ -9,10 +9,15 @@ the driver's plan (LSH buckets joined as Arrow tables, verified, union-find). Re
 the driver's peak RSS (the workers' memory is theirs) and the recall of the planted copies.
 Targets: under 2 minutes and a driver under 1 GB at 100,000 records on 2 cores.
 
-quality_overhead: the same batches through validation alone and through validation plus
-the default lint and near-duplicate stages (the token ledger is timed apart: it depends on
-the model). The ratio of the record pass with / without quality needs the stages wired
-into the pass (pipeline/execution); until then this is the stage-level ratio.
+quality_overhead_stages: the same batches through validation alone and through validation
+plus the default lint and near-duplicate stages (the token ledger is timed apart: it
+depends on the model).
+
+record_pass_overhead (`make bench`'s `quality_overhead`): the data job's own record pass
+(`passes.record_pass`, in this process, no Ray) over the same ingested records of the
+benchmark corpus (512 px images, 5 s clips, augmented), with the recipe's `quality:` at its
+defaults and without; the quality run also pays what it costs outside the pass: the
+ingest tasks' signatures and the driver's near-duplicate plan. Target <= 1.10.
 """
 
 from __future__ import annotations
@@ -168,12 +173,101 @@ def quality_overhead(n: int, reps: int = 3) -> dict:
     }
 
 
+def record_pass_overhead(
+    corpus_jsonl: Path, work: Path, reps: int = 3, section: dict | None = None
+) -> dict:
+    """Return the record pass's wall with `quality: section` (default: `{}`, every default)
+    / without, same records."""
+    import shutil
+
+    import pyarrow as pa
+
+    from benchmarks.ours import make_recipe
+    from benchmarks.workload import recipe_dict
+    from pipeline.execution.cluster import StageResources
+    from pipeline.execution.passes import (
+        IngestShared,
+        IngestTask,
+        PassContext,
+        PassTask,
+        Slice,
+        build_stages,
+        ingest_source,
+        record_pass,
+    )
+    from pipeline.execution.plan import plan_records
+    from pipeline.execution.token_counter import WorkerTokenCounter
+    from pipeline.readers.source_fs import SourceFS
+    from pipeline.stages.quality.signatures import near_dup_signatures
+    from pipeline.stages.split import SplitStage
+    from pipeline.store.fs import LocalFS
+    from pipeline.store.staging import read_part
+
+    fs = LocalFS()
+    shutil.rmtree(work, ignore_errors=True)
+    plain = make_recipe(recipe_dict(corpus_jsonl, work / "store"))
+    quality = make_recipe({**recipe_dict(corpus_jsonl, work / "store"), "quality": section or {}})
+    splitter = SplitStage(plain.split, plain.seed)
+    outcome = ingest_source(
+        IngestTask(0, plain.sources[0], None, False, str(work / "ingest"), str(work / "q.jsonl")),
+        IngestShared(plain, splitter, fs, SourceFS.of(plain)),
+    )
+    keys = outcome.keys
+    parts = sorted(set(keys["part"].to_pylist()))
+    tables = [read_part(p, fs) for p in parts]
+    slices = [Slice(p, 0, t.num_rows) for p, t in zip(parts, tables, strict=True)]
+    counter = WorkerTokenCounter(quality.train, quality.quality.tokenizer)
+    counter.count(tables[0].slice(0, 1).to_pylist()[0])  # the processor loads once per worker
+    empty = pa.array([], pa.string())
+
+    batch = StageResources.for_stage(plain.execution, "augment", "validate").batch_size
+
+    def run_pass(stages: list, name: str, quality_column: bool) -> float:
+        ctx = PassContext(fs, stages, empty, batch, quality_column)
+        start = time.perf_counter()
+        record_pass(PassTask(slices, str(work / f"{name}.arrow"), str(work / f"{name}.jsonl")), ctx)
+        return time.perf_counter() - start
+
+    def without() -> float:
+        plan = plan_records(keys, splitter)
+        return run_pass(build_stages(plain, plan.split), "plain", False)
+
+    def with_quality() -> float:
+        start = time.perf_counter()
+        near = quality.quality.near_dup
+        signatures = pa.concat_tables([near_dup_signatures(t, near) for t in tables])
+        plan = plan_records(keys, splitter, signatures, near)
+        outside = time.perf_counter() - start
+        stages = build_stages(quality, plan.split, plan.near_dup, [], counter)
+        return outside + run_pass(stages, "quality", True)
+
+    base = min(without() for _ in range(reps))
+    timed = min(with_quality() for _ in range(reps))
+    shutil.rmtree(work, ignore_errors=True)
+    return {
+        "records": keys.num_rows,
+        "without_s": round(base, 2),
+        "with_quality_s": round(timed, 2),
+        "ratio": round(timed / base, 3),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--overhead-records", type=int, default=2000)
+    parser.add_argument(
+        "--pass-records", type=int, default=0, help="record_pass_overhead on this many records"
+    )
     args = parser.parse_args()
+    if args.pass_records:
+        from benchmarks.corpus import build_corpus
+
+        corpus = build_corpus(args.pass_records)
+        work = Path(os.environ.get("TMPDIR", "/tmp")) / "roleforge-quality-overhead"
+        print(json.dumps(record_pass_overhead(corpus.jsonl, work), indent=2))
+        return
     result = {
         "near_dup": near_dup(args.records, args.workers),
         "quality_overhead_stages": quality_overhead(args.overhead_records),

@@ -54,6 +54,7 @@ PHASES = (
     "alternatives",
     "contenders",
     "rerun",
+    "quality_overhead",
     "memory",
     "scaling",
     "training",
@@ -559,6 +560,27 @@ class Suite:
         if ray.is_initialized():
             ray.shutdown()
 
+    def quality_overhead(self) -> None:
+        """Time the record pass with the default `quality:` / without, same records
+        (benchmarks/quality_bench.py: record_pass_overhead)."""
+        from benchmarks.corpus import build_corpus
+        from benchmarks.quality_bench import record_pass_overhead
+
+        fig = self.figure(
+            "quality_overhead",
+            "The record pass with the default quality settings / without, same records, wall",
+            target=1.10,
+            higher_is_better=False,
+        )
+        n = min(self.s.rerun_records, 200)
+        source = build_corpus(n)
+        rows = []
+        for rep in range(self.s.reps):
+            row = record_pass_overhead(source.jsonl, self.run_dir / f"quality-{rep}", reps=1)
+            fig.samples.append(row["ratio"])
+            rows.append(row)
+        self.details["quality_overhead"] = rows
+
     def memory(self) -> None:
         from benchmarks.memory_job import measure_jobs_memory
         from benchmarks.workload import recipe_dict
@@ -736,6 +758,7 @@ class Suite:
                 finally:
                     self.stop_ray()
             self._phase("rerun", self.rerun)
+            self._phase("quality_overhead", self.quality_overhead)
             self._phase("memory", self.memory)
             self._phase("scaling", self.scaling)
             self._phase("training", self.training)

@@ -48,11 +48,16 @@ class CacheKeys:
                     self._prefixes[(augmented, images, audios)] = _digest(parts)
         self.augments = augment.copies > 0
 
-    def key(self, content: str, split: str, images: int, audios: int) -> str:
-        """Return the key of a record with content hash `content` assigned to `split`."""
+    def key(
+        self, content: str, split: str, images: int, audios: int, quality: str | None = None
+    ) -> str:
+        """Return the key of a record with content hash `content` assigned to `split`;
+        `quality` is its quality part (`quality_key_part`), None when quality is off (the
+        key is then what it was before the quality layer)."""
         augmented = self.augments and split == "train"
         prefix = self._prefixes[(augmented, images > 0, audios > 0)]
-        return hashlib.sha256(f"{prefix}|{content}|{split}".encode()).hexdigest()
+        tail = f"|{quality}" if quality is not None else ""
+        return hashlib.sha256(f"{prefix}|{content}|{split}{tail}".encode()).hexdigest()
 
 
 def _digest(value: Any) -> str:

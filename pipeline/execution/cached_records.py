@@ -39,17 +39,21 @@ class CachedRecords:
         self.run_id = run_id
         self.ledger = ledger
 
-    def keyed(self, todo: pa.Table, split: SplitStage) -> pa.Table:
-        """Return `todo` with each record's cache key (`ckey`) and assigned split."""
+    def keyed(
+        self, todo: pa.Table, split: SplitStage, quality: list[str | None] | None = None
+    ) -> pa.Table:
+        """Return `todo` with each record's cache key (`ckey`) and assigned split; `quality`
+        holds per record the quality part of its key (`quality_key_part`; None: off)."""
         splits = [split.split_of(g) for g in todo["group"].to_pylist()]
         keyer = CacheKeys(self.recipe, code_version().identity())
         ckeys = [
-            keyer.key(c, s, i, a)
-            for c, s, i, a in zip(
+            keyer.key(c, s, i, a, q)
+            for c, s, i, a, q in zip(
                 todo["content"].to_pylist(),
                 splits,
                 todo["images"].to_pylist(),
                 todo["audios"].to_pylist(),
+                quality or [None] * todo.num_rows,
                 strict=True,
             )
         ]

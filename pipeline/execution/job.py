@@ -47,14 +47,17 @@ from pipeline.execution.plan import RecordPlan, pass_slices, plan_records, write
 from pipeline.execution.provenance import (
     augmentation_summary,
     code_version,
+    held_out_sha256,
     pinned_inputs,
     unchanged_inputs,
 )
 from pipeline.execution.run_result import NoProgress, RunProgress, RunResult
+from pipeline.execution.token_counter import WorkerTokenCounter
 from pipeline.recipe import Recipe, check_recipe_ops, parse_size
 from pipeline.record.ids import new_run_id
 from pipeline.record.rejection import QuarantineEntry, check_something_to_publish
 from pipeline.record.schema import RECORD_SCHEMA, SPLITS
+from pipeline.stages.quality.cache_key import quality_key_part
 from pipeline.stages.split import SplitStage
 from pipeline.store.cache import RecordCache
 from pipeline.store.commit import (
@@ -104,6 +107,15 @@ class DataJob:
         self.quarantine = QuarantineWriter(self.store.quarantine_path(self.run_id), self.fs)
         self.ledger = RunLedger([s.name for s in recipe.sources], self.quarantine)
         self.media_inputs: list[InputFile] = []  # the ingest tasks pin the media files
+        # Near-duplicate signatures the ingest tasks computed (recipe `quality.near_dup`).
+        self.signatures: list[pa.Table] = []
+        quality = recipe.quality
+        # The held-out files of `quality.decontaminate`, as the tasks open them.
+        self.held_out = [recipe.resolve(p) for p in quality.decontaminate] if quality else []
+        # The token ledger's counter: a handle each worker builds its processor from once.
+        self.counter = None
+        if quality is not None and quality.count_tokens:
+            self.counter = WorkerTokenCounter(recipe.train, quality.tokenizer)
         self.cache = RecordCache(self.store.root, self.fs) if recipe.execution.cache else None
 
     # ---- stages ----
@@ -154,6 +166,8 @@ class DataJob:
             self.ledger.unmapped_fields[name].update(outcome.unmapped_fields)
             self.media_inputs.extend(outcome.media)
             keys.append(outcome.keys)
+            if outcome.signatures is not None:
+                self.signatures.append(outcome.signatures)
         table = pa.concat_tables(keys) if keys else KEYS_SCHEMA.empty_table()
         counts.out = table.num_rows
         self.progress.finish("ingest")
@@ -167,9 +181,10 @@ class DataJob:
         return read_quarantine_part(part, self.fs) if part is not None else []
 
     def _record_pass(
-        self, todo: pa.Table, skip_ids: pa.Array, split: SplitStage
+        self, todo: pa.Table, skip_ids: pa.Array, plan: RecordPlan
     ) -> tuple[pa.Table, list[QuarantineEntry]]:
-        """Run the recipe's stages (`build_stages`, with the planned `split`) over the records
+        """Run the recipe's stages (`build_stages`, with the plan's split and near-duplicate
+        plan) over the records
         of `todo` (KEYS_SCHEMA, plus `ckey` when the cache is on; rows of their parts in
         `skip_ids` are left alone); return the ROWS_SCHEMA rows of what the tasks wrote and
         their quarantine entries, in task order."""
@@ -180,9 +195,12 @@ class DataJob:
         context = ray.put(
             PassContext(
                 fs=self.fs,
-                stages=build_stages(self.recipe, split),
+                stages=build_stages(
+                    self.recipe, plan.split, plan.near_dup, self.held_out, self.counter
+                ),
                 skip_ids=skip_ids,
                 batch_size=resources.batch_size,
+                quality_column=self.recipe.quality is not None,
             )
         )
         per_task = slice_rows(todo.num_rows, cluster_cpus(), resources.batch_size)
@@ -224,21 +242,44 @@ class DataJob:
         its key hits, from the record pass otherwise."""
         todo, duplicate_ids = plan.todo, plan.duplicate_ids
         if self.cache is None:
-            rows, entries = self._record_pass(todo, duplicate_ids, plan.split)
+            rows, entries = self._record_pass(todo, duplicate_ids, plan)
             self.ledger.reuse = RecordReuse(reused=0, computed=todo.num_rows, basis="no cache")
             return rows, entries
         cached = CachedRecords(self.recipe, self.cache, self.run_id, self.ledger)
-        todo = cached.keyed(todo, plan.split)
+        todo = cached.keyed(todo, plan.split, self._quality_key_parts(todo, plan))
         misses, hits, stale = self.cache.lookup(todo, self.recipe.recipe_hash)
         hit_ids = todo["id"].filter(pc.invert(pc.is_in(todo["id"], value_set=misses["id"])))
         skip = pa.concat_arrays([duplicate_ids, hit_ids.combine_chunks().cast(pa.string())])
-        rows, entries = self._record_pass(misses, skip, plan.split)
+        rows, entries = self._record_pass(misses, skip, plan)
         reused, rebased, reused_entries = cached.reused(hits, stale)
         cached.remember(todo, pa.concat_tables([rows, rebased]), entries)
         self.ledger.reuse = RecordReuse(
             reused=todo.num_rows - misses.num_rows, computed=misses.num_rows, basis="record cache"
         )
         return pa.concat_tables([rows, reused, rebased]), entries + reused_entries
+
+    def _quality_key_parts(self, todo: pa.Table, plan: RecordPlan) -> list[str | None] | None:
+        """Return per record of `todo` the quality part of its cache key (None: quality off):
+        the settings, the held-out files' sha256, the processor's hash and what the
+        near-duplicate plan says about the record (`quality_key_part`)."""
+        quality = self.recipe.quality
+        if quality is None:
+            return None
+        held = held_out_sha256(self.recipe)
+        processor = self.counter.processor_hash if self.counter is not None else None
+        near = plan.near_dup
+
+        def part(record_id: str) -> str | None:
+            return quality_key_part(quality, record_id, near, held, processor)
+
+        if near is None:
+            same = part("")
+            return [same] * todo.num_rows
+        # Only records the plan names need a key of their own; the others share one.
+        named = set(near.clusters) | set(near.drop) | set(near.greetings)
+        named |= set(near.pairs["a"].to_pylist()) | set(near.pairs["b"].to_pylist())
+        alone = part("")
+        return [part(i) if i in named else alone for i in todo["id"].to_pylist()]
 
     def _write(self, rows: pa.Table) -> list[WrittenShard]:
         """Plan the shards from the rows' facts; write each in its own task."""
@@ -305,6 +346,7 @@ class DataJob:
             split_groups=dict(plan.split.plan.groups) if plan.split.plan else None,
             unmapped_fields={n: dict(sorted(c.items())) for n, c in ledger.unmapped_fields.items()},
             shards=[s.entry for s in shards],
+            quality=ledger.quality_counts() if self.recipe.quality is not None else None,
             schema_sha256=schema_hash,
             content_id=content_id(schema_hash, [s.rows for s in shards]),
         )
@@ -374,6 +416,7 @@ class DataJob:
             reuse=RecordReuse(originals, 0, f"inputs, recipe and code equal v{version}'s"),
             stages_skipped=True,
             unmapped_fields=latest.unmapped_fields,
+            quality=latest.quality,
         )
 
     def _check_writable(self) -> None:
@@ -397,7 +440,13 @@ class DataJob:
             keys = self._ingest()
             inputs = pinned_inputs(self.recipe, self.media_inputs)
             ledger.check_bad_fraction(self.recipe.max_bad_fraction)
-            plan = plan_records(keys, self.splitter)
+            quality = self.recipe.quality
+            plan = plan_records(
+                keys,
+                self.splitter,
+                pa.concat_tables(self.signatures) if self.signatures else None,
+                quality.near_dup if quality is not None else None,
+            )
             rows, entries = self._records(plan)
             for entry in entries:
                 ledger.quarantine("validate", entry)
@@ -453,6 +502,7 @@ class DataJob:
             reuse=self.ledger.record_reuse(),
             unmapped_fields=manifest.unmapped_fields,
             nodes={stage: dict(sorted(c.items())) for stage, c in self.ledger.nodes.items()},
+            quality=manifest.quality,
         )
 
 

@@ -180,5 +180,22 @@ class RunLedger:
         computed = self.counts["validate"].records_in
         return RecordReuse(0, computed, "no per-record cache: every original was computed")
 
+    def quality_counts(self) -> dict[str, dict[str, int]]:
+        """Return the record pass's quality stages (quality.<check>, quality.near_duplicate,
+        quality.tokens) as counted: in, out, quarantined and their stats. Their quarantined
+        records are counted under validate in the stage table: like validation's, they
+        are originals the record pass rejected, and the table's chain stays the one the
+        commit check knows."""
+        return {
+            name: {
+                "in": t.records_in,
+                "out": t.out,
+                "quarantined": t.quarantined,
+                **dict(sorted(t.stats.items())),
+            }
+            for name, t in self.pass_stages.items()
+            if name.startswith("quality.")
+        }
+
     def counts_dict(self) -> dict[str, dict[str, int]]:
         return {name: c.to_dict() for name, c in self.counts.items()}

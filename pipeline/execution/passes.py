@@ -34,6 +34,9 @@ from pipeline.record.schema import WORK_SCHEMA, records_to_table
 from pipeline.stages.augment import AugmentStage
 from pipeline.stages.base import BatchContext, Stage, StageOutput
 from pipeline.stages.dedup import DedupStage
+from pipeline.stages.quality.column import add_flags
+from pipeline.stages.quality.signatures import SIGNATURE_SCHEMA, near_dup_signatures
+from pipeline.stages.quality.stages import quality_stages, token_ledger_stage
 from pipeline.stages.split import SplitStage
 from pipeline.stages.validate import ValidateStage
 from pipeline.store.quarantine import QuarantinePart, write_quarantine_part
@@ -138,6 +141,8 @@ class IngestOutcome:
     unmapped_fields: dict[str, int]
     node: str = ""
     media: list[Any] = field(default_factory=list)  # InputFile pins of the source's media
+    # SIGNATURE_SCHEMA rows of its records (pipeline.stages.quality); None: near-dup is off.
+    signatures: pa.Table | None = None
 
 
 def ingest_keys(table: pa.Table, splitter: SplitStage, part: str, first_row: int) -> pa.Table:
@@ -171,6 +176,8 @@ def ingest_source(task: IngestTask, shared: IngestShared) -> IngestOutcome:
     stats = SourceReadStats(unmapped_fields=unmapped)
     rejected: list[QuarantineEntry] = []
     keys: list[pa.Table] = []
+    near_dup = _near_dup_config(shared.recipe)
+    signatures: list[pa.Table] = []
     records_in = 0
     with PartWriter(
         task.folder, WORK_SCHEMA, PART_TARGET_BYTES, PART_MAX_ROWS, fs=shared.fs
@@ -183,6 +190,8 @@ def ingest_source(task: IngestTask, shared: IngestShared) -> IngestOutcome:
                 keys.append(
                     ingest_keys(table, shared.splitter, parts.paths[where.part], where.first_row)
                 )
+                if near_dup is not None:
+                    signatures.append(near_dup_signatures(table, near_dup))
 
         chunk: list[dict[str, Any]] = []
         chunk_bytes = 0
@@ -210,21 +219,41 @@ def ingest_source(task: IngestTask, shared: IngestShared) -> IngestOutcome:
     # so the driver never reads a media byte (one task per source does it).
     media = media_entries(task.source, shared.recipe, shared.source_fs) if task.book_entries else []
     quarantine = write_quarantine_part(task.quarantine_path, rejected, shared.fs)
+    sigs = None
+    if near_dup is not None:
+        sigs = pa.concat_tables(signatures) if signatures else SIGNATURE_SCHEMA.empty_table()
     return IngestOutcome(
-        task.index, table, records_in, quarantine, dict(unmapped), node_id(), media
+        task.index, table, records_in, quarantine, dict(unmapped), node_id(), media, sigs
     )
+
+
+def _near_dup_config(recipe: Recipe) -> Any:
+    """Return the recipe's NearDupConfig when near-duplicates are on, else None."""
+    quality = recipe.quality
+    return quality.near_dup if quality is not None and quality.near_dup.enabled else None
 
 
 # ---- the record pass: the recipe's stages over each batch, one decode, per slice ----
 
 
-def build_stages(recipe: Recipe, split: SplitStage) -> list[Stage]:
+def build_stages(
+    recipe: Recipe,
+    split: SplitStage,
+    near_dup: Any = None,
+    held_out: list[str] | None = None,
+    counter: Any = None,
+) -> list[Stage]:
     """Return the record pass's stages in the order they run, built from the recipe and
-    the driver's split plan (`split` must be planned): split -> validate -> augment.
+    the driver's plans (`split` must be planned; `near_dup` is the NearDupPlan, None when
+    near-duplicates are off): split -> validate -> quality checks -> augment -> token
+    ledger (the last two only when the recipe asks for them).
 
     Split runs first so validation knows which records a later stage decodes again
-    (the image augmenters, on train records) and keeps their pixels in the batch context.
-    Stages that judge a record's quality are appended here, after validation.
+    (the image augmenters, on train records) and keeps their pixels in the batch context;
+    a split decided by the driver's plan takes no slot away when a later stage rejects.
+    The quality checks run on validated originals, before augment, so a record they
+    quarantine makes no variants; the token ledger (`counter`, a TokenCounter) runs last,
+    so variants are counted as they are written.
     """
     augmenter = None
     if recipe.augment.copies > 0:
@@ -233,7 +262,16 @@ def build_stages(recipe: Recipe, split: SplitStage) -> list[Stage]:
         augmenter = RecordAugmenter(recipe.augment, recipe.seed, recipe.recipe_hash)
     augment = AugmentStage(augmenter, recipe.limits)
     keep_pixels = frozenset({"train"}) if augment.decodes_images else frozenset()
-    return [split, ValidateStage(recipe.limits, keep_pixels), augment]
+    stages: list[Stage] = [split, ValidateStage(recipe.limits, keep_pixels)]
+    quality = recipe.quality
+    if quality is not None:
+        stages.extend(quality_stages(quality, near_dup, held_out=held_out))
+    stages.append(augment)
+    if quality is not None and counter is not None:
+        ledger = token_ledger_stage(quality, counter)
+        if ledger is not None:
+            stages.append(ledger)
+    return stages
 
 
 @dataclass(frozen=True)
@@ -255,6 +293,9 @@ class PassContext:
     # plan) and records the cache already holds.
     skip_ids: pa.Array
     batch_size: int
+    # The recipe has `quality:`: every written row gets a quality struct (no null one),
+    # even where no quality stage had anything to say about it.
+    quality_column: bool = False
 
 
 @dataclass(frozen=True)
@@ -336,6 +377,8 @@ def record_pass(task: PassTask, ctx: PassContext) -> PassOutcome:
                 if isinstance(output.detail, AugmentStats):
                     stats.merge(output.detail)
                 table = output.table
+            if ctx.quality_column:
+                table = add_flags(table, {})
             where = out.write(table)
             if where is not None:
                 index.append(

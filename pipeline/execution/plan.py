@@ -2,9 +2,10 @@
 rows), never from media bytes (docs/ARCHITECTURE.md, "The data flow").
 
 - The record plan (`plan_records`): which ingested records are exact duplicates (the dedup
-  stage over the ingest keys: the smallest id of each key stays) and the split plan over
-  the groups that stay. A near-duplicate clustering of signatures computed by the ingest
-  tasks belongs here, beside the exact one.
+  stage over the ingest keys: the smallest id of each key stays), the near-duplicate plan
+  over the signatures of those that stay (`plan_near_duplicates`, when the recipe's
+  `quality.near_dup` is on), and the split plan over their groups, a near-duplicate
+  cluster held out together (`near_dup_groups`).
 - The record pass's work (`pass_slices`): slices of the ingested parts, one per task.
 - The shard writer's input (`writer_index`): the pass's rows with part numbers.
 """
@@ -21,6 +22,8 @@ from pipeline.execution.passes import Slice
 from pipeline.record.ids import canonical_json
 from pipeline.stages.base import BatchContext
 from pipeline.stages.dedup import DedupStage
+from pipeline.stages.quality.config import NearDupConfig
+from pipeline.stages.quality.planner import NearDupPlan, clusters_of, plan_near_duplicates
 from pipeline.stages.split import SplitStage
 from pipeline.store.writer import INDEX_SCHEMA
 
@@ -49,18 +52,62 @@ class RecordPlan:
     duplicates: pa.Table  # id, representative, source, source_ref
     todo: pa.Table  # KEYS_SCHEMA, the records that are not duplicates
     split: SplitStage  # planned over the groups of `todo`
+    near_dup: NearDupPlan | None = None  # None: near-duplicates are off
 
     @property
     def duplicate_ids(self) -> pa.Array:
         return self.duplicates["id"].combine_chunks()
 
 
-def plan_records(keys: pa.Table, splitter: SplitStage) -> RecordPlan:
-    """Return the record plan of a run's ingest keys (`splitter` unplanned)."""
+def near_dup_groups(todo: pa.Table, plan: NearDupPlan) -> dict[str, str]:
+    """Return group key -> the group it is held out with, so no near-copy crosses splits.
+
+    Union-find over (record's group, its cluster): the groups a cluster touches become one.
+    The name of a joined set is its smallest node: a whole character ("character:" sorts
+    before "cluster:") absorbs the other characters and conversations its near-copies touch
+    (so `split.by: character` still holds characters out whole, now together), and a set of
+    conversations only is named by its cluster (`NearDupPlan.group_key`, "near_dup:<id>").
+    Groups a cluster does not touch are left out (they stay their own).
+    """
+    if not plan.clusters:
+        return {}
+    groups = dict(zip(todo["id"].to_pylist(), todo["group"].to_pylist(), strict=True))
+    links = [(groups[rid], "cluster:" + c) for rid, c in plan.clusters.items() if rid in groups]
+    merged = {}
+    for node, root in clusters_of(links).items():
+        if node.startswith("cluster:") or node == root:
+            continue
+        merged[node] = (
+            "near_dup:" + root.removeprefix("cluster:") if root.startswith("cluster:") else root
+        )
+    return merged
+
+
+def plan_records(
+    keys: pa.Table,
+    splitter: SplitStage,
+    signatures: pa.Table | None = None,
+    near_dup: NearDupConfig | None = None,
+) -> RecordPlan:
+    """Return the record plan of a run's ingest keys (`splitter` unplanned); with
+    `signatures` (the ingest tasks' SIGNATURE_SCHEMA rows) and `near_dup` on, the
+    near-duplicate plan over the records that survive exact dedup, whose clusters (with
+    `action: group`) join split groups."""
     todo = DedupStage().process(keys, BatchContext()).table
     duplicates = duplicates_of(keys)
+    near = None
+    if signatures is not None and near_dup is not None and near_dup.enabled:
+        surviving = signatures.filter(pc.is_in(signatures["id"], value_set=todo["id"]))
+        near = plan_near_duplicates(surviving, near_dup)
+        if near_dup.action == "group":
+            merged = near_dup_groups(todo, near)
+            splitter = splitter.merging(merged)
+            if merged:
+                regrouped = [merged.get(g, g) for g in todo["group"].to_pylist()]
+                column = todo.schema.get_field_index("group")
+                todo = todo.set_column(column, "group", pa.array(regrouped, pa.string()))
     split = splitter.planned(todo["group"].to_pylist())
-    return RecordPlan(keys, duplicates, todo, split)
+    return RecordPlan(keys, duplicates, todo, split, near)
 
 
 def pass_slices(todo: pa.Table, per_task: int) -> list[tuple[Slice, str]]:

@@ -212,6 +212,10 @@ def _file_entries(
         for path in source_input_files(source, recipe):
             kind: InputKind = "characters" if path in characters else "dialogue"
             entries.append(_input_file(source.name, kind, path, recipe.base_dir, fs, recorded))
+    # The decontamination files decide what is quarantined as `contaminated`: pinned too.
+    for path in recipe.quality.decontaminate if recipe.quality is not None else []:
+        location = recipe.resolve(path)
+        entries.append(_input_file("quality", "held_out", location, recipe.base_dir, fs, recorded))
     return entries
 
 
@@ -219,6 +223,13 @@ def _sorted(entries: list[InputFile]) -> list[InputFile]:
     return sorted(
         entries, key=lambda e: (e.source, INPUT_KINDS.index(e.kind or "dialogue"), e.path)
     )
+
+
+def held_out_sha256(recipe: Recipe) -> list[str]:
+    """Return the sha256 of every `quality.decontaminate` file (for the record-cache key)."""
+    if recipe.quality is None:
+        return []
+    return [pinned_file(recipe.resolve(p), LOCAL)[0] or "" for p in recipe.quality.decontaminate]
 
 
 def input_entries(recipe: Recipe) -> list[InputFile]:

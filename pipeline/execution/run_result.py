@@ -52,6 +52,7 @@ class RunResult:
     train: dict[str, Any] | None = None
     unmapped_fields: dict[str, dict[str, int]] = field(default_factory=dict)
     nodes: dict[str, dict[str, int]] = field(default_factory=dict)  # pass -> node id -> tasks
+    quality: dict[str, dict[str, int]] | None = None  # the quality stages' counts (manifest)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the `--json` object of `roleforge run`."""
@@ -69,6 +70,8 @@ class RunResult:
             "computed": self.reuse.computed,
             "nodes": self.nodes,
         }
+        if self.quality is not None:
+            out["quality"] = self.quality
         if self.train is not None:
             out["train"] = self.train
         return out

@@ -69,10 +69,19 @@ class SplitStage:
 
     name = "split"
 
-    def __init__(self, config: SplitConfig, seed: int, plan: SplitPlan | None = None):
+    def __init__(
+        self,
+        config: SplitConfig,
+        seed: int,
+        plan: SplitPlan | None = None,
+        merged: dict[str, str] | None = None,
+    ):
         self.config = config
         self.seed = seed
         self.plan = plan  # None until `planned` has seen the run's groups
+        # Group key -> the group it is held out with (near-duplicate clusters join groups:
+        # `pipeline.execution.plan.near_dup_groups`); a key not in it is its own group.
+        self.merged = merged or {}
         # Points `planned` computed, so the driver's `split_of` per record hashes nothing
         # again; left out when the stage is pickled for the tasks (they see few groups).
         self._points: dict[str, int] = {}
@@ -83,8 +92,15 @@ class SplitStage:
     def group_key(self, record_id: str, character_name: str | None) -> str:
         """Return what is held out together: the conversation, or the whole character."""
         if self.config.by == "character" and character_name:
-            return "character:" + character_name
-        return "conversation:" + record_id
+            key = "character:" + character_name
+        else:
+            key = "conversation:" + record_id
+        return self.merged.get(key, key)
+
+    def merging(self, merged: dict[str, str]) -> SplitStage:
+        """Return this stage, unplanned, holding out each group of `merged` with the one it
+        maps to."""
+        return SplitStage(self.config, self.seed, merged=merged)
 
     def point(self, group_key: str) -> int:
         """Return the group's fixed point in [0, 2**64), from the seed and the key only."""
@@ -118,7 +134,7 @@ class SplitStage:
                 "test": n_test,
             },
         )
-        stage = SplitStage(self.config, self.seed, plan)
+        stage = SplitStage(self.config, self.seed, plan, self.merged)
         stage._points = known
         return stage
 

@@ -46,8 +46,9 @@ class _Part(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
-InputKind = Literal["dialogue", "characters", "media"]
-INPUT_KINDS: tuple[InputKind, ...] = ("dialogue", "characters", "media")
+InputKind = Literal["dialogue", "characters", "media", "held_out"]
+# held_out: a `quality.decontaminate` file (source "quality").
+INPUT_KINDS: tuple[InputKind, ...] = ("dialogue", "characters", "media", "held_out")
 
 
 class _GrownPart(_Part):
@@ -201,6 +202,9 @@ class Manifest(_Part):
     # Per source, fields of the corpus files that no column carries, with record counts.
     unmapped_fields: dict[str, dict[str, int]] = Field(default_factory=dict)
     shards: list[ShardEntry]
+    # The quality stages of the record pass (stage -> in, out, quarantined, their stats) over
+    # the records it computed; None when the recipe has no `quality:`.
+    quality: dict[str, dict[str, int]] | None = None
     cards: list[CardEntry] = Field(default_factory=list)
     schema_sha256: str
     content_id: str
@@ -230,7 +234,7 @@ class Manifest(_Part):
     def to_dict(self) -> dict[str, Any]:
         """Return the manifest as the JSON object written to disk."""
         data = self.model_dump(mode="json", by_alias=True)
-        for optional in ("split_groups", "reuse", MANIFEST_DIGEST_KEY):
+        for optional in ("split_groups", "reuse", "quality", MANIFEST_DIGEST_KEY):
             if data[optional] is None:
                 del data[optional]
         return data

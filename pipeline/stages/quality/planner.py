@@ -1,6 +1,11 @@
 """The driver's near-duplicate plan: LSH buckets joined as Arrow tables, pairs verified,
 clusters by union-find, and for `keep_one` which records go.
 
+Grouping runs on one thread (`use_threads=False`): Acero's threaded group-by raised
+"thread index 11 is out of range [0, 11)" here in a process that had run data jobs before
+(the driver plans after Ray started; seen running tests/pipeline/execution then this
+planner's tests in one pytest).
+
 No O(n^2) step: band keys are exploded into one (modality, band, key, row) table and joined;
 only rows sharing a bucket meet. Text: a bucket of at most BUCKET_PAIRS_MAX members yields
 all its pairs (a self-join); a larger one links each member to the bucket's first row (a

@@ -1,8 +1,9 @@
 """The quality stages a recipe asks for, in the order the record pass runs them.
 
-`quality_stages` go after validation and before split (a quarantined record never takes a
-split slot, a near-duplicate cluster is known before its group is cut);
-`token_ledger_stage` goes after augment, so variants are counted as they are written.
+`quality_stages` go after validation and before augment (`pipeline.execution.passes.
+build_stages`; the split stage runs first but only applies the driver's plan, which already
+holds each near-duplicate cluster in one group); `token_ledger_stage` goes after augment,
+so variants are counted as they are written.
 """
 
 from __future__ import annotations

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
+
+import pyarrow as pa
 
 from pipeline.recipe import Recipe, parse_recipe
 from pipeline.record.schema import WORK_SCHEMA, records_to_table
@@ -137,3 +140,24 @@ def stage_records(folder: Path, records: list[dict[str, Any]], rows_per_part: in
             where = writer.write(table)
             index.append(table_index(table, where))
     return PartSet(writer.paths), pa.concat_tables(index)
+
+
+def published_rows(result: Any) -> list[dict[str, Any]]:
+    """Return every row of the version a RunResult names, without its media columns."""
+    from pipeline.store.read import Store
+    from pipeline.store.shards import read_shard_batches
+
+    manifest = Store(str(Path(result.path).parents[2]), result.name).manifest(result.version)
+    rows = []
+    for shard in manifest.shards:
+        for batch in read_shard_batches(os.path.join(result.path, shard.path)):
+            rows += pa.Table.from_batches([batch]).drop_columns(["images", "audios"]).to_pylist()
+    return rows
+
+
+def run_job(folder: Path, store: str, **overrides: Any) -> Any:
+    """Run the data job of the test recipe over `folder` into store `store` (cards beside)."""
+    from pipeline.execution.job import DataJob
+
+    recipe = make_recipe(folder, store=store, cards_dir=f"{store}-cards", **overrides)
+    return DataJob(recipe).run()

@@ -8,16 +8,19 @@ import os
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 import pytest
 
 from pipeline.execution.job import DataJob, RunResult
 from pipeline.record.rejection import TooManyBadRecords
 from pipeline.store.atomic import FAULT_ENV, InjectedFault
 from pipeline.store.read import Store
-from pipeline.store.shards import read_shard_batches
 from pipeline.store.verify import verify_version
-from tests.pipeline.execution.datajob_corpus import ORIGINALS, make_recipe, write_corpus
+from tests.pipeline.execution.datajob_corpus import (
+    ORIGINALS,
+    make_recipe,
+    published_rows,
+    write_corpus,
+)
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 
@@ -38,15 +41,6 @@ def _run(corpus: Path, store: str, **overrides: Any) -> RunResult:
 def serial(corpus: Path) -> RunResult:
     """The reference run: one task at a time, two records per batch."""
     return _run(corpus, "serial", execution={"batch_size": 2, "concurrency": 1})
-
-
-def _rows(result: RunResult) -> list[dict[str, Any]]:
-    manifest = Store(str(Path(result.path).parents[2]), result.name).manifest(result.version)
-    rows = []
-    for shard in manifest.shards:
-        for batch in read_shard_batches(os.path.join(result.path, shard.path)):
-            rows += pa.Table.from_batches([batch]).drop_columns(["images", "audios"]).to_pylist()
-    return rows
 
 
 def _shard_hashes(result: RunResult) -> list[str]:
@@ -100,7 +94,7 @@ def test_stage_counts_add_up_and_name_duplicates_and_quarantined_records(
 
 
 def test_no_augmented_copy_of_an_evaluation_record_reaches_any_split(serial: RunResult) -> None:
-    rows = _rows(serial)
+    rows = published_rows(serial)
     split_of = {r["id"]: r["split"] for r in rows if r["parent_id"] is None}
     variants = [r for r in rows if r["parent_id"] is not None]
     assert variants
@@ -113,7 +107,7 @@ def test_split_by_character_holds_out_whole_characters_variants_included(corpus:
         corpus, "by-character", split={"by": "character", "validation": 0.25, "test": 0.25}
     )
     splits: dict[str, set[str]] = {}
-    for row in _rows(result):
+    for row in published_rows(result):
         splits.setdefault(row["character"]["name"], set()).add(row["split"])
     assert all(len(s) == 1 for s in splits.values()), splits
 

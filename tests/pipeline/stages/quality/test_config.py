@@ -34,3 +34,13 @@ def test_a_recipe_without_quality_keeps_its_hash_and_quality_on_changes_it():
 def test_a_bad_quality_key_is_named(section, key):
     with pytest.raises(RecipeError, match=key.replace(".", r"\.")):
         parse_recipe({**BASE, "quality": section}, check_ops=False)
+
+
+def test_language_mismatch_runs_by_default_only_where_the_recipe_declares_a_language():
+    from pipeline.stages.quality.config import QualityConfig
+
+    assert QualityConfig().language_mismatch.policy == "off"
+    declared = QualityConfig(language_mismatch={"expected": "en"})
+    assert declared.language_mismatch.policy == "flag"
+    asked = QualityConfig(language_mismatch={"policy": "quarantine"})
+    assert asked.language_mismatch.policy == "quarantine"

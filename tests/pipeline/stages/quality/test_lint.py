@@ -136,7 +136,7 @@ def test_language_mismatch_flags_a_turn_in_another_language_and_records_the_lang
         "Quarante et un hivers. Mon père gardait la lampe avant moi, et sa mère avant lui. "
         "La lampe se moque de qui la remonte, pourvu que quelqu'un le fasse."
     )
-    out = LanguageMismatchStage(LanguageConfig()).process(
+    out = LanguageMismatchStage(LanguageConfig(policy="flag")).process(
         table(clean_pippa(), mixed, clean_chinese()), BatchContext()
     )
     assert _flags(out) == [[], ["language_mismatch"], []]
@@ -148,7 +148,7 @@ def test_language_mismatch_flags_a_turn_in_another_language_and_records_the_lang
 def test_a_short_latin_line_full_of_names_is_not_judged_against_another_latin_language():
     # From the ChatHaruhi Harry Potter dialogues: English that lingua reads as Portuguese.
     names = _with_reply("names", "Meteolojinx Recanto? No, I didn't. Thanks, D— I mean, Arthur.")
-    out = LanguageMismatchStage(LanguageConfig()).process(table(names), BatchContext())
+    out = LanguageMismatchStage(LanguageConfig(policy="flag")).process(table(names), BatchContext())
     assert _flags(out) == [[]]
 
 

@@ -1,0 +1,175 @@
+"""The quality layer inside the data job: the `quality` column of every published row, its
+counts in the manifest and `run --json`, near-copies held in one split, the same content at
+one or two workers, and record-cache keys that follow the quality settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from pipeline.execution.job import RunResult
+from pipeline.execution.plan import near_dup_groups
+from pipeline.stages.quality.planner import NearDupPlan
+from pipeline.store.read import Store
+from tests.fixtures.corpus import write_jsonl
+from tests.pipeline.execution.datajob_corpus import (
+    AUGMENT,
+    published_rows,
+    run_job,
+    write_corpus,
+)
+
+pytestmark = pytest.mark.usefixtures("ray_session")
+
+STORY = (
+    "The lighthouse keeper climbed the spiral stairs every evening at dusk, counting each of "
+    "the one hundred and twelve steps, polishing the great lens until it gleamed like a "
+    "second moon over the harbour and the fishing boats came home safely through the fog."
+)
+
+
+def _near_copies() -> list[dict[str, Any]]:
+    """Three chats telling one long story, each with one word changed (near, not exact,
+    copies), and one chat whose character says it is a language model."""
+    chats = []
+    for word in ("dusk", "sunset", "nightfall"):
+        chats.append(
+            {
+                "character": "Marlowe",
+                "messages": [
+                    {"role": "user", "content": "What do you do all day, keeper?"},
+                    {"role": "assistant", "content": STORY.replace("dusk", word)},
+                ],
+            }
+        )
+    chats.append(
+        {
+            "character": "Pip",
+            "messages": [
+                {"role": "user", "content": "Who are you really?"},
+                {"role": "assistant", "content": "As an AI language model, I cannot play Pip."},
+            ],
+        }
+    )
+    return chats
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("quality-corpus")
+    write_corpus(folder)
+    write_jsonl(folder / "copies.jsonl", _near_copies())
+    return folder
+
+
+SOURCES = [
+    {"name": "tiny", "path": "dialogues.jsonl", "characters": "characters.jsonl"},
+    {"name": "copies", "path": "copies.jsonl", "characters": "characters.jsonl"},
+]
+QUALITY: dict[str, Any] = {"language_mismatch": {"policy": "off"}}
+
+
+def _run(corpus: Path, store: str, **overrides: Any) -> RunResult:
+    overrides.setdefault("quality", QUALITY)
+    overrides.setdefault("sources", SOURCES)
+    return run_job(corpus, store, **overrides)
+
+
+@pytest.fixture(scope="module")
+def serial(corpus: Path) -> RunResult:
+    return _run(corpus, "serial", execution={"batch_size": 2, "concurrency": 1})
+
+
+def test_every_published_row_has_a_quality_struct_with_its_token_count(
+    serial: RunResult,
+) -> None:
+    rows = published_rows(serial)
+    assert rows and all(r["quality"] is not None for r in rows)
+    assert all(r["quality"]["tokens"] and r["quality"]["tokens_hash"] for r in rows)
+
+
+def test_near_copies_share_one_cluster_and_one_split(serial: RunResult) -> None:
+    copies = [
+        r for r in published_rows(serial) if r["source"] == "copies" and r["parent_id"] is None
+    ]
+    assert len(copies) == 3  # the AI-exposure chat was quarantined
+    assert len({r["quality"]["near_dup_cluster"] for r in copies}) == 1
+    assert copies[0]["quality"]["near_dup_cluster"] is not None
+    assert all("near_duplicate" in r["quality"]["flags"] for r in copies)
+    assert len({r["split"] for r in copies}) == 1
+
+
+def test_quality_counts_reach_the_manifest_and_run_json(serial: RunResult) -> None:
+    manifest = Store(str(Path(serial.path).parents[2]), serial.name).manifest(serial.version)
+    assert manifest.quality is not None
+    assert manifest.quality["quality.ai_exposure"]["quarantined"] == 1
+    # The three copies, and two of the tiny corpus's templated chats that are near-copies too.
+    flagged = [
+        r
+        for r in published_rows(serial)
+        if r["parent_id"] is None and "near_duplicate" in r["quality"]["flags"]
+    ]
+    assert manifest.quality["quality.near_duplicate"]["near_duplicate"] == len(flagged) == 5
+    assert manifest.quarantine.reasons.get("ai_exposure") == 1
+    assert serial.to_dict()["quality"] == manifest.quality
+    assert not [i for i in manifest.inputs if i.kind == "held_out"]
+
+
+def test_content_id_with_quality_is_the_same_with_one_or_two_workers(
+    corpus: Path, serial: RunResult
+) -> None:
+    parallel = _run(corpus, "parallel", execution={"batch_size": 5, "concurrency": 2})
+    assert parallel.content_id == serial.content_id
+    assert parallel.splits == serial.splits
+
+
+def test_a_changed_quality_setting_recomputes_and_an_unrelated_change_does_not(
+    corpus: Path,
+) -> None:
+    first = _run(corpus, "cached")
+    assert first.reuse.computed > 0
+    # Another audio op: only train records with a clip are augmented anew.
+    audio = {**AUGMENT, "audio": [{"op": "SpeedPerturb", "factors": [0.8, 1.2]}]}
+    unrelated = _run(corpus, "cached", augment=audio)
+    assert not unrelated.stages_skipped
+    assert 0 < unrelated.reuse.computed < first.reuse.computed
+    stricter = {**QUALITY, "slop": {"min_hits": 1}}
+    changed = _run(corpus, "cached", quality=stricter, augment=audio)
+    assert changed.reuse.computed == first.reuse.computed
+    assert changed.reuse.reused == 0
+
+
+def test_held_out_files_are_pinned_inputs_and_contaminated_records_leave(corpus: Path) -> None:
+    held = corpus / "held_out.txt"
+    held.write_text(STORY + "\n", encoding="utf-8")
+    quality = {**QUALITY, "decontaminate": ["held_out.txt"]}
+    result = _run(corpus, "decontaminated", quality=quality, max_bad_fraction=0.3)
+    manifest = Store(str(Path(result.path).parents[2]), result.name).manifest(result.version)
+    pinned = [i for i in manifest.inputs if i.kind == "held_out"]
+    assert [(i.source, i.path) for i in pinned] == [("quality", "held_out.txt")]
+    assert manifest.quarantine.reasons.get("contaminated") == 3
+
+
+def _plan(clusters: dict[str, str]) -> NearDupPlan:
+    return NearDupPlan(clusters=clusters)
+
+
+def test_a_cluster_of_conversations_becomes_one_near_dup_group() -> None:
+    todo = pa.table({"id": ["a", "b", "c"], "group": [f"conversation:{x}" for x in "abc"]})
+    merged = near_dup_groups(todo, _plan({"a": "a", "b": "a"}))
+    assert merged == {"conversation:a": "near_dup:a", "conversation:b": "near_dup:a"}
+
+
+def test_a_cluster_spanning_characters_holds_both_characters_out_together() -> None:
+    todo = pa.table(
+        {
+            "id": ["a", "b", "c", "d"],
+            "group": ["character:Vela", "character:Pip", "character:Pip", "conversation:d"],
+        }
+    )
+    merged = near_dup_groups(todo, _plan({"a": "a", "b": "a", "c": "c", "d": "c"}))
+    # a-b join Vela and Pip; c-d join Pip and a nameless conversation: all one group.
+    assert merged == {"character:Vela": "character:Pip", "conversation:d": "character:Pip"}
