@@ -6,7 +6,7 @@ and audio expanded to the tokens the processor gives them (ConversationEncoder.p
 trainer's own length decision, without a length limit). `processor_hash` names the
 processor the counts hold for, so a count is reused only where it still holds.
 
-`tiny-random` has no processor before a training run builds one from the dataset's text;
+A built model (`tiny-random`, `scratch-small`) has no processor before a training run builds one from the dataset's text;
 the ledger then counts with a byte-level tokenizer (the tiny tokenizer with an empty
 vocabulary: one token per UTF-8 byte) inside the same Omni processor. Its hash differs
 from any run's, so the trainer never mistakes those counts for its own.
@@ -50,9 +50,10 @@ def counter_for(config: TrainConfig | None, tokenizer: str | None) -> ChatTokenC
 
 
 def _processor(model: str, trust_remote_code: bool) -> tuple[Any, bool]:
-    from trainers.tiny import TINY_RANDOM, build_processor, train_tokenizer
+    from trainers.presets import built_model
+    from trainers.tiny import build_processor, train_tokenizer
 
-    if model == TINY_RANDOM:
+    if built_model(model) is not None:
         return build_processor(train_tokenizer([""], vocab_size=1)), True
     from trainers.models import load_processor, resolve_model
 

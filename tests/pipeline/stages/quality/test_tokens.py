@@ -114,3 +114,14 @@ def test_the_processor_hash_changes_with_the_system_template(tiny_counter):
     processor = tiny_counter.encoder.processor
     assert processor_hash(processor, "You are {name}.") != processor_hash(processor, "{name}")
     assert processor_hash(processor, "x") == processor_hash(processor, "x")
+
+
+def test_a_from_scratch_preset_counts_offline_like_tiny_random(tiny_counter):
+    # scratch-small (the demo's model) has no processor before a run trains its tokenizer:
+    # the ledger counts it byte-level, offline, never asking the hub for a config.
+    from trainers.config import TrainConfig
+    from trainers.token_ledger import counter_for
+
+    scratch = counter_for(TrainConfig(model="scratch-small"), None)
+    record = clean_pippa("s")
+    assert scratch.count(record) == tiny_counter.count(record)
