@@ -83,6 +83,10 @@ class StepTimes:
         }
 
 
+def _is_peft(model: Any) -> bool:
+    return hasattr(model, "peft_config") and hasattr(model, "load_adapter")
+
+
 def _trainer_class():
     """Return our Trainer subclass (built lazily: transformers is a heavy import)."""
     from transformers import Trainer, TrainerCallback
@@ -110,6 +114,19 @@ def _trainer_class():
             self.step_times = StepTimes()
             self.add_callback(StepTimerCallback(self.step_times))
             self.add_callback(LogCallback())
+
+        def _load_best_model(self) -> None:
+            # The Trainer reloads a full model's best checkpoint with load_state_dict, which
+            # skips the key renaming from_pretrained applies: for models whose saved names
+            # differ from their module names (the Qwen2.5-Omni thinker saves `audio_tower.*`
+            # for `model.audio_tower.*`) nothing loaded, a missing-keys warning was printed
+            # and the last step's weights stayed. from_pretrained reads it as saved.
+            if _is_peft(self.model) or self.is_deepspeed_enabled or self.is_fsdp_enabled:
+                return super()._load_best_model()
+            best = type(self.model).from_pretrained(
+                self.state.best_model_checkpoint, dtype=self.model.dtype
+            )
+            self.model.load_state_dict(best.state_dict())
 
         def get_batch_samples(self, epoch_iterator, num_batches, device):
             start = time.perf_counter()
