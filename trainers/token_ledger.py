@@ -19,6 +19,7 @@ import json
 from typing import Any
 
 from trainers.config import TrainConfig
+from trainers.presets import built_model
 
 UNLIMITED = 1 << 40
 
@@ -50,7 +51,6 @@ def counter_for(config: TrainConfig | None, tokenizer: str | None) -> ChatTokenC
 
 
 def _processor(model: str, trust_remote_code: bool) -> tuple[Any, bool]:
-    from trainers.presets import built_model
     from trainers.tiny import build_processor, train_tokenizer
 
     if built_model(model) is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import typer
@@ -293,6 +294,11 @@ _register_inspect(app)
 def main() -> None:
     """Run the command line; an OS-level failure (full disk, unwritable or special store,
     unreadable model folder) ends with one line on stderr and exit 1, not a traceback."""
+    # roleforge draws its own progress; the model libraries' per-file bars ("Loading
+    # weights", "Writing model shards") printed between its lines. Read when transformers
+    # and huggingface_hub are first imported, which the commands do lazily, after this.
+    # HF_HUB_DISABLE_PROGRESS_BARS=0 brings them back.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         app(standalone_mode=True)
     except OSError as exc:
