@@ -13,6 +13,7 @@ from pipeline.cli.common import (
     EXIT_RECIPE,
     EXIT_TOO_MANY_BAD,
     STORE_HELP,
+    checked_version,
     data_job_errors,
     load_recipe_or_exit,
     not_found,
@@ -147,15 +148,10 @@ def show(
 ) -> None:
     """Show one version: its manifest, counts and shards."""
     from pipeline.cli.console import print_manifest
-    from pipeline.store.read import VersionNotFound
 
-    s, version = version_ref(ref, store, recipe)
-    try:
-        # The numbers shown come from the manifest: prove it and the file sizes first
-        # (cheap); `verify` re-hashes everything.
-        manifest = s.checked_manifest(version, hash_shards=False)
-    except VersionNotFound as exc:
-        raise not_found(exc) from None
+    # The numbers shown come from the manifest: prove it and the file sizes first (cheap);
+    # `verify` re-hashes everything.
+    s, manifest = checked_version(ref, store, recipe)
     if as_json:
         typer.echo(json.dumps(manifest.to_dict(), indent=2))
     else:

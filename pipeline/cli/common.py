@@ -66,6 +66,18 @@ def version_ref(ref: str, store: str | None, recipe: str | None):
     return store_of(name, store, recipe), version
 
 
+def checked_version(ref: str, store: str | None, recipe: str | None):
+    """Return (Store, Manifest) of `ref` with the manifest and file sizes proven (cheap; no
+    shard re-hash), or exit with the not-found line."""
+    from pipeline.store.read import VersionNotFound
+
+    s, version = version_ref(ref, store, recipe)
+    try:
+        return s, s.checked_manifest(version, hash_shards=False)
+    except VersionNotFound as exc:
+        raise not_found(exc) from None
+
+
 def not_found(exc: Exception) -> typer.Exit:
     typer.echo(f"error: {exc}", err=True)
     return typer.Exit(EXIT_FAILED)

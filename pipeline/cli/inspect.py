@@ -26,14 +26,9 @@ def inspect(
 ) -> None:
     """Show the quality flags and near-duplicate clusters of a version."""
     from pipeline.cards.quality import read_quality_facts
-    from pipeline.cli.common import not_found, version_ref
-    from pipeline.store.read import VersionNotFound
+    from pipeline.cli.common import checked_version
 
-    s, version = version_ref(ref, store, None)
-    try:
-        manifest = s.checked_manifest(version, hash_shards=False)
-    except VersionNotFound as exc:
-        raise not_found(exc) from None
+    s, manifest = checked_version(ref, store, None)
     facts = read_quality_facts(s.version_dir(manifest.number), manifest.shards, s.fs)
     label = f"{manifest.name}@v{manifest.number}"
     both = not flags and not duplicates
