@@ -108,11 +108,19 @@ class TestEvaluator:
         overall["per_sample"] = dict(sorted(per_sample.items()))
         return overall
 
-    def prompts_to_answer(self) -> list[tuple[Any, dict[str, Any], str]]:
-        """Return (sample, prompt inputs, reference) for up to `prompts` test conversations,
-        in record-id order: each cut before its last character turn."""
+    def prompts_to_answer(self) -> list[tuple[Any, dict[str, Any], list[str]]]:
+        """Return (sample, prompt inputs, references) for up to `prompts` test conversations,
+        in record-id order: each cut before its last character turn, that turn the first
+        reference and the record's `references` the others."""
         encoder = self.dataset.encoder
-        ids = self.dataset.reader.table.column("id").to_pylist()
+        table = self.dataset.reader.table
+        ids = table.column("id").to_pylist()
+        # Shards written before the column existed have no further references.
+        further = (
+            table.column("references").to_pylist()
+            if "references" in table.schema.names
+            else [None] * len(ids)
+        )
         out = []
         for row in sorted(range(len(ids)), key=ids.__getitem__):
             if len(out) >= self.prompts:
@@ -121,7 +129,8 @@ class TestEvaluator:
             built = encoder.prompt(sample)
             if built is None or built[0]["input_ids"].shape[1] > encoder.max_length:
                 continue
-            out.append((sample, *built))
+            inputs, reference = built
+            out.append((sample, inputs, [reference, *(further[row] or [])]))
         return out
 
     def generate(self, inputs: list[dict[str, Any]], sample_seed: int | None = None) -> list[str]:
@@ -162,13 +171,14 @@ class TestEvaluator:
 
     def replies(self) -> list[dict[str, Any]]:
         """Return, per test conversation (sorted by record id, up to `prompts`), the greedy
-        and a seeded sampled reply to its last character turn, with the reference."""
+        and a seeded sampled reply to its last character turn, with the reference (and the
+        record's further `references`, when it has any); scores are the best over them."""
         chosen = self.prompts_to_answer()
         inputs = [built for _, built, _ in chosen]
         greedy = self.generate(inputs)
         sampled = self.generate(inputs, sample_seed=self.sample_seed)
         out = []
-        for (sample, _, reference), reply, other in zip(chosen, greedy, sampled, strict=True):
+        for (sample, _, references), reply, other in zip(chosen, greedy, sampled, strict=True):
             user_turns = [
                 t for t in sample.turns[: _last_character_turn(sample)] if t.role == "user"
             ]
@@ -177,12 +187,13 @@ class TestEvaluator:
                     "id": sample.record_id,
                     "character": sample.character,
                     "prompt": user_turns[-1].text if user_turns else "",
-                    "reference": reference,
+                    "reference": references[0],
+                    **({"references": references[1:]} if len(references) > 1 else {}),
                     "reply": reply,
                     "sampled": other,
                     "speakers": sample.speakers,
                     "catchphrases": sample.catchphrases,
-                    **reference_scores(reply, reference),
+                    **reference_scores(reply, references),
                 }
             )
         return out

@@ -127,9 +127,15 @@ def chrf(candidate: str, reference: str, order: int = 6, beta: float = 2.0) -> f
     return (1 + beta**2) * p * r / (beta**2 * p + r)
 
 
-def reference_scores(reply: str, reference: str) -> dict[str, float]:
-    """Return the reply's reference-based scores against the held-out character turn."""
-    return {"rouge_l": rouge_l(reply, reference), "chrf": chrf(reply, reference)}
+def reference_scores(reply: str, references: Sequence[str]) -> dict[str, float]:
+    """Return the reply's reference-based scores against the held-out character turn and the
+    record's further references: each metric's best over them, as multi-reference ROUGE-L
+    (rouge-score's `score_multi`, RoleBench's several `generated` replies) and sacrebleu's
+    multi-reference chrF count the closest reference."""
+    return {
+        "rouge_l": max((rouge_l(reply, r) for r in references), default=0.0),
+        "chrf": max((chrf(reply, r) for r in references), default=0.0),
+    }
 
 
 def mean_reference_scores(replies: Sequence[dict]) -> dict[str, float | None]:

@@ -34,8 +34,13 @@ def parse_canonical(value: dict[str, Any]) -> ParsedRecord:
                 name=optional_str(message.get("name"), f"messages[{i}].name"),
             )
         )
+    references = value.get("references")
     return ParsedRecord(
         turns=turns,
+        references=[
+            require_str(r, f"references[{i}]")
+            for i, r in enumerate(require_list(references, "references") if references else [])
+        ],
         images=media_refs(value.get("images"), "images"),
         audios=media_refs(value.get("audios"), "audios"),
         character=character_from_value(value.get("character")),

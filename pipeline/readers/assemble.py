@@ -91,6 +91,8 @@ class ParsedRecord:
     # Names the played character speaks under in this record, whoever it resolves to
     # (Character-LLM writes "Beethoven" in turns of "Ludwig van Beethoven").
     voices: list[str] = field(default_factory=list)
+    # Further accepted replies to the last character turn (the record's `references`).
+    references: list[str] = field(default_factory=list)
     unmapped: list[str] = field(default_factory=list)  # field names nothing carries
 
 
@@ -183,6 +185,7 @@ def assemble_record(parsed: ParsedRecord, key: str, ctx: FileContext) -> dict[st
         "split": None,
         "character": character,
         "messages": messages,
+        "references": _references(parsed.references, messages),
         "images": [load_media(ref, ctx) for ref in parsed.images],
         "audios": [load_media(ref, ctx) for ref in parsed.audios],
         "augmentation": None,
@@ -190,6 +193,21 @@ def assemble_record(parsed: ParsedRecord, key: str, ctx: FileContext) -> dict[st
     }
     _require_encodable_text(record)
     return record
+
+
+def _references(references: list[str], messages: list[dict[str, Any]]) -> list[str] | None:
+    """Return the further references of the last character turn: blank ones and repeats of
+    that turn (or of each other) left out; None when none is left."""
+    last = next((m["content"] for m in reversed(messages) if m["role"] == "assistant"), None)
+    if last is None:
+        return None
+    seen = {last.strip()}
+    out = []
+    for reference in references:
+        if reference.strip() and reference.strip() not in seen:
+            seen.add(reference.strip())
+            out.append(reference)
+    return out or None
 
 
 def place_media_in_first_user_turn(
@@ -273,6 +291,7 @@ def unusable_path_rejected(path: str) -> Iterator[None]:
 def _require_encodable_text(record: dict[str, Any]) -> None:
     # Lone surrogates (from "\ud800" escapes) parse as JSON but cannot be written as UTF-8.
     texts = [m["content"] for m in record["messages"]] + [m["name"] for m in record["messages"]]
+    texts += record["references"] or []
     if record["character"]:
         c = record["character"]
         texts += [c["name"], c["profile"], c["greeting"], *c["catchphrases"], *c["aliases"]]

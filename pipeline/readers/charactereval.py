@@ -75,12 +75,11 @@ def profile_character(name: str, profile: dict[str, Any]) -> dict[str, Any]:
     """Return the character of one profile: every field as text, names as aliases."""
     aliases = [str(profile[k]) for k in NAME_KEYS if isinstance(profile.get(k), str)]
     for key in ALIAS_KEYS:
-        aliases += _items(profile.get(key))
-    phrases = [p for key in CATCHPHRASE_KEYS for p in _items(profile.get(key), split=False)]
-    lines = [f"{key}：{_text(v)}" for key, v in profile.items() if _text(v)]
+        aliases += list_items(profile.get(key))
+    phrases = [p for key in CATCHPHRASE_KEYS for p in list_items(profile.get(key), split=False)]
     return make_character(
         name.strip(),
-        profile="\n".join(lines) or None,
+        profile=profile_text(profile) or None,
         catchphrases=list(dict.fromkeys(phrases)),
         aliases=aliases,
     )
@@ -89,7 +88,14 @@ def profile_character(name: str, profile: dict[str, Any]) -> dict[str, Any]:
 _REMARK = re.compile(r"[（(][^（）()]*[）)]")
 
 
-def _items(value: Any, split: bool = True) -> list[str]:
+def profile_text(profile: dict[str, Any]) -> str:
+    """Return a structured profile as text: one `key：value` line per field that has one."""
+    return "\n".join(f"{key}：{_text(v)}" for key, v in profile.items() if _text(v))
+
+
+def list_items(value: Any, split: bool = True) -> list[str]:
+    """Return the items of a profile field: a list's, or a string's split at 、,;/ (with
+    `split`; a bracketed remark dropped), blanks left out."""
     if isinstance(value, str):
         if not split:
             return [value] if value.strip() else []

@@ -7,9 +7,10 @@
       {"Sheldon Cooper": "<role description>", ...}
 
 Role-specific and general instruction files share the one shape. `generated` holds several
-replies written for the same question: the first is the training target, as OpenCompass
-scores against `generated[0]`. The canonical record has no column for the others; they
-are counted as the unmapped field `generated[1:]` (see the README) rather than turned into
+replies written for the same question ("5 of these serve as ground truth candidates", the
+dataset's README): the first is the training target, as OpenCompass trains on and scores
+against `generated[0]`; the others are kept as the record's `references`, so evaluation
+scores a reply against every one (the best match counts), rather than being turned into
 near-identical records that a per-conversation split could scatter across splits.
 """
 
@@ -29,7 +30,6 @@ from pipeline.record.characters import make_character
 from pipeline.record.rejection import RecordRejected
 
 MAPPED = frozenset({"role", "question", "generated"})
-EXTRA_REFERENCES = "generated[1:]"
 
 
 def parse_rolebench(value: dict[str, Any]) -> ParsedRecord:
@@ -44,13 +44,11 @@ def parse_rolebench(value: dict[str, Any]) -> ParsedRecord:
     ]
     if not replies:
         raise RecordRejected("wrong_types", "generated holds no reply")
-    unmapped = unmapped_keys(value, MAPPED)
-    if len(replies) > 1:
-        unmapped.append(EXTRA_REFERENCES)
     return ParsedRecord(
         turns=[RawTurn("user", question), RawTurn("assistant", replies[0])],
         character=make_character(role),
-        unmapped=unmapped,
+        references=replies[1:],
+        unmapped=unmapped_keys(value, MAPPED),
     )
 
 

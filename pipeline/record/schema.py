@@ -58,6 +58,7 @@ RECORD_FIELDS = [
     pa.field("split", pa.string()),
     pa.field("character", CHARACTER_TYPE),
     pa.field("messages", pa.list_(MESSAGE_TYPE)),
+    pa.field("references", pa.list_(pa.string())),
     pa.field("images", pa.list_(MEDIA_TYPE)),
     pa.field("audios", pa.list_(MEDIA_TYPE)),
     pa.field("augmentation", AUGMENTATION_TYPE),
@@ -73,6 +74,10 @@ FIELD_DESCRIPTIONS = {
     "split": "train, validation or test.",
     "character": "The persona the assistant plays (null when the corpus names none).",
     "messages": "The turns, in order; the assistant speaks as the character.",
+    "references": (
+        "Further accepted replies to the last character turn (RoleBench's other `generated` "
+        "replies), scored against with it in evaluation; null when the corpus gives none."
+    ),
     "images": "Encoded image bytes, in <image> placeholder order.",
     "audios": "Encoded audio bytes, in <audio> placeholder order.",
     "augmentation": "What was applied to make this variant, replayable (null for originals).",

@@ -31,7 +31,8 @@ def validate_record(
     probe proves it.
 
     Checks, in order: well-typed messages, known roles, at least one message, system turns only
-    before the dialogue, at least one assistant turn, no empty assistant turn, placeholder counts equal to the media
+    before the dialogue, at least one assistant turn, no empty assistant turn, references (if any) a list of
+    strings, placeholder counts equal to the media
     counts, and every media item within the byte limit and decoding within the pixel and
     duration limits. Pure: it touches no files, so it can run per record in any worker.
     """
@@ -45,6 +46,11 @@ def validate_record(
     for i, m in enumerate(messages):
         if m["role"] == "assistant" and not m["content"].strip():
             raise RecordRejected("empty_turn", f"messages[{i}] is an assistant turn with no text")
+    references = record.get("references")
+    if references is not None and not (
+        isinstance(references, list) and all(isinstance(r, str) for r in references)
+    ):
+        raise RecordRejected("wrong_types", "references must be a list of strings or null")
     images = _checked_media(record.get("images"), "images", limits)
     audios = _checked_media(record.get("audios"), "audios", limits)
     for placeholder, media, what in (

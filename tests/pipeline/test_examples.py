@@ -233,7 +233,7 @@ def test_the_formats_recipe_reads_every_bundled_corpus_format_without_a_reject(t
         "card": 4,
         "charx": 3,
         "rolebench": 3,
-        "characterbench": 1,
+        "characterbench": 3,
         "sillytavern": 1,
         "agnai": 1,
         "parts": 3,

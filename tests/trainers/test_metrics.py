@@ -80,3 +80,70 @@ def test_chrf_weights_recall_and_ignores_whitespace() -> None:
     short = chrf("trust", "trust the sky")  # all precise, little recalled
     long = chrf("trust the sky and the sea", "trust the sky")  # all recalled, less precise
     assert 0 < short < long < 1
+
+
+def test_reference_scores_take_the_best_of_several_references() -> None:
+    from trainers.metrics import chrf, reference_scores, rouge_l
+
+    reply = "we climb above the storm"
+    references = ["reef the sails and tie down the cargo", "we climb above the storm", "no"]
+    scores = reference_scores(reply, references)
+    assert scores == {"rouge_l": 1.0, "chrf": 1.0}
+    # One reference alone scores as before; the best is never below any single one.
+    alone = reference_scores(reply, references[:1])
+    assert alone == {"rouge_l": rouge_l(reply, references[0]), "chrf": chrf(reply, references[0])}
+    assert alone["rouge_l"] < scores["rouge_l"] and alone["chrf"] < scores["chrf"]
+
+
+class _PromptOnly:
+    """An encoder that cuts a sample before its last character turn, with no tokenizer."""
+
+    max_length = 64
+
+    def prompt(self, sample):
+        import numpy as np
+
+        last = max(i for i, t in enumerate(sample.turns) if t.role == "assistant")
+        return {"input_ids": np.zeros((1, 4))}, sample.turns[last].text
+
+
+def test_evaluation_scores_a_reply_against_the_records_further_references_too() -> None:
+    from types import SimpleNamespace
+
+    from pipeline.record.schema import RECORD_SCHEMA, records_to_table
+    from trainers.chat import ChatFormatter
+    from trainers.data import SplitReader
+    from trainers.evaluate import TestEvaluator
+
+    def record(rid: str, target: str, references: list[str] | None) -> dict:
+        return {
+            "id": rid,
+            "source": "rolebench",
+            "character": {"name": "Mira", "catchphrases": [], "aliases": []},
+            "messages": [
+                {"role": "user", "name": None, "content": "Storm ahead?"},
+                {"role": "assistant", "name": None, "content": target},
+            ],
+            "references": references,
+        }
+
+    reader = SplitReader([])
+    reader._table = records_to_table(
+        [
+            record("a", "reef the sails and tie down the cargo", ["we climb above the storm"]),
+            record("b", "reef the sails and tie down the cargo", None),
+        ],
+        RECORD_SCHEMA,
+    )
+    formatter = ChatFormatter("You are {name}.")
+    dataset = SimpleNamespace(
+        reader=reader, encoder=_PromptOnly(), sample=lambda row: formatter.format(reader.row(row))
+    )
+    evaluator = TestEvaluator(None, dataset, None, batch_size=2, prompts=2, max_new_tokens=4)
+    evaluator.generate = lambda inputs, sample_seed=None: ["we climb above the storm"] * 2
+    a, b = evaluator.replies()
+    assert a["reference"] == b["reference"] == "reef the sails and tie down the cargo"
+    assert a["references"] == ["we climb above the storm"] and "references" not in b
+    # The same reply: the best of a's references is its own words; b has only the target.
+    assert a["rouge_l"] == 1.0 and a["chrf"] == 1.0
+    assert b["rouge_l"] < 0.5 and b["chrf"] < 0.5

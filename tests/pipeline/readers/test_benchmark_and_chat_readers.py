@@ -45,14 +45,37 @@ def test_rolebench_reads_both_instruction_files_with_profiles_from_desc_json(
     storm = next(r for r in good if "storm" in r["messages"][0]["content"])
     assert storm["character"]["name"] == "Captain Mira Voss"
     assert storm["character"]["profile"].startswith("Captain Mira Voss commands")
-    # The first reference is the target; the other two are counted, not silently dropped.
+    # The first reply is the target; every other one is kept as a reference for evaluation.
     assert _turns(storm)[1] == (
         "assistant",
         None,
         "Reef the sails, tie down the cargo, and climb above it. Skies don't wait.",
     )
-    assert stats["unmapped_fields"] == {"generated[1:]": 1}
+    generated = _generated(tmp_path, storm["messages"][0]["content"])
+    assert len(generated) == 3 and storm["references"] == generated[1:]
+    assert all(r["references"] is None for r in good if r is not storm)
+    assert stats["unmapped_fields"] == {}
     assert set(stats["formats"].values()) == {"rolebench"}
+
+
+def _generated(folder: Path, question: str) -> list[str]:
+    for file in sorted(folder.rglob("*.jsonl")):
+        for line in file.read_text(encoding="utf-8").splitlines():
+            item = json.loads(line)
+            if item["question"] == question:
+                return item["generated"]
+    raise AssertionError(f"no item asks {question!r}")
+
+
+def test_rolebench_references_leave_out_blanks_and_repeats_of_the_target(
+    tmp_path: Path,
+) -> None:
+    write_jsonl(
+        tmp_path / "train.jsonl",
+        [{"role": "Mira", "question": "q", "generated": ["Aye.", " ", "Aye.", "Never.", "Never."]}],
+    )
+    (record,), _, _ = _read(tmp_path, path="train.jsonl")
+    assert record["messages"][-1]["content"] == "Aye." and record["references"] == ["Never."]
 
 
 def test_a_rolebench_item_without_any_reply_is_quarantined(tmp_path: Path) -> None:
@@ -77,8 +100,8 @@ def test_characterbench_maps_speakers_profile_and_greeting_and_counts_labels(
 ) -> None:
     shutil.copy(FORMATS / "characterbench" / "engagement_test.json", tmp_path)
     good, bad, stats = _read(tmp_path, path="engagement_test.json")
-    assert bad == []
-    (record,) = good
+    assert bad == [] and len(good) == 3
+    record = good[0]
     assert record["character"]["name"] == "云姨"
     assert record["character"]["greeting"] == "来啦？先坐，茶刚泡好。"
     assert record["character"]["profile"].startswith("云姨是茶馆的老板娘")
@@ -92,6 +115,48 @@ def test_characterbench_maps_speakers_profile_and_greeting_and_counts_labels(
     assert {"dialogue[].label", "response_messages", "translation_en"} <= set(
         stats["unmapped_fields"]
     )
+
+
+def test_characterbench_attributes_of_an_ordinary_users_dialogue_join_the_characters_profile(
+    tmp_path: Path,
+) -> None:
+    # In shape as memory_consistency_test.json's pure_user records (thu-coai/CharacterBench).
+    shutil.copy(FORMATS / "characterbench" / "engagement_test.json", tmp_path)
+    good, _, stats = _read(tmp_path, path="engagement_test.json")
+    zhou = good[1]["character"]
+    assert zhou["name"] == "老周"
+    assert zhou["profile"].startswith("老周是青石镇渡口的船夫")
+    assert "\n中文名：周铁山\n" in zhou["profile"]
+    assert "经历：在青石镇渡口撑了三十年船" in zhou["profile"]
+    assert zhou["aliases"] == ["周铁山"] and zhou["catchphrases"] == ["船到桥头自然直。"]
+    # Carried, so not counted; the user named "None" is nobody in particular.
+    assert not {"中文名", "经历", "职业"} & set(stats["unmapped_fields"])
+    assert [m["name"] for m in good[1]["messages"] if m["role"] == "user"] == [None, None]
+
+
+def test_characterbench_reference_response_is_the_reply_to_the_closing_user_turn(
+    tmp_path: Path,
+) -> None:
+    shutil.copy(FORMATS / "characterbench" / "engagement_test.json", tmp_path)
+    good, _, _ = _read(tmp_path, path="engagement_test.json")
+    assert [role for role, _, _ in _turns(good[1])] == ["user", "assistant"] * 2
+    assert _turns(good[1])[-1] == ("assistant", None, "三十年喽，这条河我闭着眼都能走。")
+    # Without one, the dialogue still ends on the user's turn, as the benchmark wrote it.
+    assert _turns(good[0])[-1][0] == "user"
+
+
+def test_characterbench_attributes_merged_with_a_related_users_are_counted_not_carried(
+    tmp_path: Path,
+) -> None:
+    # user_type related_character: the flat attributes mix both people's (中文名 names the user).
+    shutil.copy(FORMATS / "characterbench" / "engagement_test.json", tmp_path)
+    good, _, stats = _read(tmp_path, path="engagement_test.json")
+    lan = good[2]["character"]
+    assert lan["profile"] == "阿岚是镇上书店的店主，爱读诗，照顾妹妹小满。"
+    assert lan["aliases"] == [] and "林小满" not in lan["profile"]
+    assert stats["unmapped_fields"]["attributes (merged with the user's)"] == 1
+    assert not {"中文名", "同学"} & set(stats["unmapped_fields"])
+    assert _turns(good[2])[0] == ("user", "林小满", "姐，我想去看电影。")
 
 
 def test_a_characterbench_user_name_other_than_user_names_the_user_turns(
