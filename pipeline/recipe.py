@@ -36,6 +36,7 @@ SOURCE_FORMATS = (
     "characterbench",
     "sillytavern",
     "agnai",
+    "risuai",
 )
 
 

@@ -40,6 +40,7 @@ from pipeline.readers.mmrole import parse_mmrole
 from pipeline.readers.parts import parse_parts
 from pipeline.readers.personas import read_characters
 from pipeline.readers.pippa import parse_pippa
+from pipeline.readers.risuai import parse_risuai
 from pipeline.readers.rolebench import parse_rolebench
 from pipeline.readers.sillytavern import is_chat_header, parse_chat_log
 from pipeline.readers.source_fs import SourceFS
@@ -82,6 +83,7 @@ PARSERS: dict[str, Parser] = {
     "characterbench": parse_characterbench,
     "rolebench": parse_rolebench,
     "agnai": parse_agnai,
+    "risuai": parse_risuai,
     "tavern": parse_tavern,
     "arrow": parse_canonical,
 }

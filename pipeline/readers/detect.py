@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.readers.arrow import CANONICAL_KEYS
+from pipeline.readers.risuai import EXPORT_TYPES, is_chat
 from pipeline.readers.tavern import is_card
 
 # How many formats an error names as the closest.
@@ -271,6 +272,18 @@ SHAPES: tuple[Shape, ...] = (
         ),
     ),
     Shape("agnai", (_turns_need("messages", ("msg",)),)),
+    Shape(
+        "risuai",
+        (
+            Need("type", " or ".join(map(repr, EXPORT_TYPES)), lambda v: v in EXPORT_TYPES),
+            Need(
+                "data",
+                "a chat {message: [{role, data}]} (or a list of them)",
+                lambda v: is_chat(v) or (isinstance(v, list) and all(map(is_chat, v))),
+                weight=3,
+            ),
+        ),
+    ),
     # A group chat's lines are all messages: no header names the played character.
     Shape(
         "sillytavern",

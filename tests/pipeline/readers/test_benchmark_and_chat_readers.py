@@ -277,3 +277,84 @@ def test_an_agnai_export_plays_the_imported_character_and_leaves_ooc_out(tmp_pat
     ]
     assert all("OOC" not in text for _, _, text in _turns(record))
     assert {"ooc", "sampleChat", "messages[].createdAt"} <= set(stats["unmapped_fields"])
+
+
+# --- RisuAI chat exports -------------------------------------------------------------------
+
+RISU = "Tamsin_2026-01-05T201102000Z_chat.json"
+
+
+def _risu_chat(*messages: dict[str, Any]) -> dict[str, Any]:
+    # A Chat as src/ts/storage/database.svelte.ts declares it (kwaroran/RisuAI).
+    return {"message": list(messages), "note": "", "name": "Chat 1", "localLore": [], "fmIndex": -1}
+
+
+def _say(role: str, data: str, **extra: Any) -> dict[str, Any]:
+    return {"role": role, "data": data, "chatId": f"{role}-{len(data)}", "time": 1, **extra}
+
+
+def test_a_risuai_chat_export_is_one_record_played_by_the_sources_character(
+    tmp_path: Path,
+) -> None:
+    shutil.copy(FORMATS / "risuai" / RISU, tmp_path)
+    shutil.copy(FORMATS / "cards" / "tamsin.charx", tmp_path)
+    good, bad, stats = _read(tmp_path, path=RISU, character="Tamsin", characters="tamsin.charx")
+    assert bad == []
+    (record,) = good
+    assert record["character"]["name"] == "Tamsin" and record["character"]["profile"]
+    assert [role for role, _, _ in _turns(record)] == ["user", "assistant"] * 2
+    # The disabled branch comment was never sent to the model: left out, counted.
+    assert all("specialcomment" not in text for _, _, text in _turns(record))
+    assert {"disabled", "chat.note", "message[].generationInfo"} <= set(stats["unmapped_fields"])
+    assert stats["formats"] == {RISU: "risuai"}
+
+
+def test_a_risuai_all_chats_export_is_a_record_per_chat_as_the_app_would_send_it(
+    tmp_path: Path,
+) -> None:
+    cut = _risu_chat(
+        _say("user", "An old opening"),
+        _say("char", "An old reply", saying="c1"),
+        _say("user", "Start again", disabled="allBefore"),
+        _say("user", "Hello, keeper.", name="Wren"),
+        _say("char", "Evening.", saying="c1"),
+    )
+    errored = _risu_chat(
+        _say("user", "Any ships?"),
+        _say("char", "Two tonight.\n```risuerror\n429 Too Many Requests\n```", saying="c1"),
+        _say("user", "And now?"),
+        _say("char", "```risuerror\ntimeout\n```", saying="c1"),
+    )
+    export = tmp_path / "all.json"
+    export.write_text(
+        json.dumps({"type": "risuAllChats", "ver": 2, "data": [cut, errored], "folders": []}),
+        encoding="utf-8",
+    )
+    good, bad, stats = _read(tmp_path, path="all.json", character="Tamsin")
+    assert bad == [] and [r["source_ref"] for r in good] == ["all.json:1.0", "all.json:1.1"]
+    # "allBefore" cuts that message and everything before it; a shared session names users.
+    assert _turns(good[0]) == [("user", "Wren", "Hello, keeper."), ("assistant", None, "Evening.")]
+    # The app's error blocks are not the character's words: cut, and an empty reply dropped.
+    assert _turns(good[1]) == [
+        ("user", None, "Any ships?"),
+        ("assistant", None, "Two tonight."),
+        ("user", None, "And now?"),
+    ]
+    assert {"disabled", "risuerror"} <= set(stats["unmapped_fields"])
+
+
+def test_a_risuai_group_chat_or_inlaid_image_is_refused_with_its_reason(tmp_path: Path) -> None:
+    group = _risu_chat(
+        _say("user", "Hi all"), _say("char", "Hi", saying="c1"), _say("char", "Yo", saying="c2")
+    )
+    inlay = _risu_chat(_say("user", "Look {{inlay::9f2c}}"), _say("char", "Nice", saying="c1"))
+    for name, chat in (("group.json", group), ("inlay.json", inlay)):
+        (tmp_path / name).write_text(
+            json.dumps({"type": "risuChat", "ver": 2, "data": chat}), encoding="utf-8"
+        )
+    for name, reason, says in (
+        ("group.json", "unknown_role", "group chat"),
+        ("inlay.json", "missing_media", "{{inlay::9f2c}}"),
+    ):
+        good, bad, _ = _read(tmp_path, path=name, character="Tamsin")
+        assert good == [] and [e.reason for e in bad] == [reason] and says in bad[0].message

@@ -184,6 +184,12 @@ BENCH_DIALOGUE = [
     {"turn": 1, "speaker": "Li Yue", "utterance": "Hello!", "label": ["speech style"]},
 ]
 ST_HEADER = {"user_name": "You", "character_name": "Seraphina", "create_date": "2026-01-05"}
+RISU_CHAT = {
+    "message": [{"role": "user", "data": "Hi"}, {"role": "char", "data": "Hello"}],
+    "note": "",
+    "name": "Chat 1",
+    "localLore": [],
+}
 
 
 @pytest.mark.parametrize(
@@ -220,6 +226,11 @@ ST_HEADER = {"user_name": "You", "character_name": "Seraphina", "create_date": "
         # A SillyTavern chat's header line vs a card.
         (ST_HEADER, "sillytavern"),
         ({"user_name": "You", "character_name": "Seraphina"}, None),
+        # A RisuAI chat export vs its other exports (modules, presets) and a card's `data`.
+        ({"type": "risuChat", "ver": 2, "data": RISU_CHAT}, "risuai"),
+        ({"type": "risuAllChats", "ver": 2, "data": [RISU_CHAT, RISU_CHAT]}, "risuai"),
+        ({"type": "risuModule", "data": RISU_CHAT}, None),
+        ({"type": "risuChat", "ver": 2, "data": {"messages": TURNS}}, None),
     ],
 )
 def test_a_format_is_chosen_only_when_its_whole_shape_fits(
@@ -243,6 +254,16 @@ def test_when_two_formats_fit_the_more_specific_wins_and_the_other_is_named() ->
             {"character_name": "Li Yue", "dialogue": [{"role": "A", "text": "x"}]},
             "chatharuhi",
             None,
+        ),
+        (
+            {"type": "risuChat", "ver": 2, "data": {"messages": TURNS}},
+            "risuai",
+            "data (a chat {message: [{role, data}]} (or a list of them))",
+        ),
+        (
+            {"type": "risuModule", "data": RISU_CHAT},
+            "risuai",
+            "type ('risuChat' or 'risuAllChats')",
         ),
     ],
 )
