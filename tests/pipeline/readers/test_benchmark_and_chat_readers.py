@@ -8,6 +8,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from pipeline.readers import SourceReadStats, read_source
 from pipeline.recipe import load_recipe
 from pipeline.record.rejection import QuarantineEntry
@@ -94,12 +96,20 @@ def test_a_rolebench_item_without_any_reply_is_quarantined(tmp_path: Path) -> No
 
 # --- CharacterBench ----------------------------------------------------------------------
 
+Read = tuple[list[dict[str, Any]], list[QuarantineEntry], dict]
 
-def test_characterbench_maps_speakers_profile_and_greeting_and_counts_labels(
-    tmp_path: Path,
-) -> None:
-    shutil.copy(FORMATS / "characterbench" / "engagement_test.json", tmp_path)
-    good, bad, stats = _read(tmp_path, path="engagement_test.json")
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory: pytest.TempPathFactory) -> Read:
+    """The bundled CharacterBench example, read once: 云姨, then 老周 (an ordinary user, a
+    profile over top-level keys, a reference_response), then 阿岚 (a related character)."""
+    folder = tmp_path_factory.mktemp("characterbench")
+    shutil.copy(FORMATS / "characterbench" / "engagement_test.json", folder)
+    return _read(folder, path="engagement_test.json")
+
+
+def test_characterbench_maps_speakers_profile_and_greeting_and_counts_labels(bench: Read) -> None:
+    good, bad, stats = bench
     assert bad == [] and len(good) == 3
     record = good[0]
     assert record["character"]["name"] == "云姨"
@@ -118,11 +128,10 @@ def test_characterbench_maps_speakers_profile_and_greeting_and_counts_labels(
 
 
 def test_characterbench_attributes_of_an_ordinary_users_dialogue_join_the_characters_profile(
-    tmp_path: Path,
+    bench: Read,
 ) -> None:
     # In shape as memory_consistency_test.json's pure_user records (thu-coai/CharacterBench).
-    shutil.copy(FORMATS / "characterbench" / "engagement_test.json", tmp_path)
-    good, _, stats = _read(tmp_path, path="engagement_test.json")
+    good, _, stats = bench
     zhou = good[1]["character"]
     assert zhou["name"] == "老周"
     assert zhou["profile"].startswith("老周是青石镇渡口的船夫")
@@ -135,10 +144,9 @@ def test_characterbench_attributes_of_an_ordinary_users_dialogue_join_the_charac
 
 
 def test_characterbench_reference_response_is_the_reply_to_the_closing_user_turn(
-    tmp_path: Path,
+    bench: Read,
 ) -> None:
-    shutil.copy(FORMATS / "characterbench" / "engagement_test.json", tmp_path)
-    good, _, _ = _read(tmp_path, path="engagement_test.json")
+    good, _, _ = bench
     assert [role for role, _, _ in _turns(good[1])] == ["user", "assistant"] * 2
     assert _turns(good[1])[-1] == ("assistant", None, "三十年喽，这条河我闭着眼都能走。")
     # Without one, the dialogue still ends on the user's turn, as the benchmark wrote it.
@@ -146,11 +154,10 @@ def test_characterbench_reference_response_is_the_reply_to_the_closing_user_turn
 
 
 def test_characterbench_attributes_merged_with_a_related_users_are_counted_not_carried(
-    tmp_path: Path,
+    bench: Read,
 ) -> None:
     # user_type related_character: the flat attributes mix both people's (中文名 names the user).
-    shutil.copy(FORMATS / "characterbench" / "engagement_test.json", tmp_path)
-    good, _, stats = _read(tmp_path, path="engagement_test.json")
+    good, _, stats = bench
     lan = good[2]["character"]
     assert lan["profile"] == "阿岚是镇上书店的店主，爱读诗，照顾妹妹小满。"
     assert lan["aliases"] == [] and "林小满" not in lan["profile"]
