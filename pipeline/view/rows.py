@@ -122,7 +122,7 @@ class VersionRows:
         return pa.schema([])
 
     def _shown_columns(self, parquet: bool) -> list[str]:
-        names = [c for c in (*_SHOWN, "quality") if c in self.schema.names]
+        names = [c for c in (*_SHOWN, "references", "quality") if c in self.schema.names]
         if parquet:
             return names + [p for p in _MEDIA_PATHS if p.split(".")[0] in self.schema.names]
         return names + [m for m in MEDIA_COLUMNS if m in self.schema.names]

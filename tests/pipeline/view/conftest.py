@@ -105,6 +105,7 @@ def demo_records() -> list[dict]:
             }
         )
     records[0]["messages"] = _turns(SCRIPT_TURN, "I will not run that.", "*The library is dim.*")
+    records[0]["references"] = ["I shall not <b>run</b> it.", "No scripts here."]
     records[1]["messages"][0]["content"] = "<image>Look at this boat"
     records[1]["images"] = [{"bytes": png_bytes(), "path": "boat.png"}]
     records[2]["messages"][0]["content"] = "<audio>Hear the bell?"
