@@ -17,6 +17,7 @@ from pipeline.store.read import Store
 from tests.fixtures.corpus import write_jsonl
 from tests.pipeline.execution.datajob_corpus import (
     AUGMENT,
+    make_recipe,
     published_rows,
     run_job,
     write_corpus,
@@ -118,6 +119,22 @@ def test_quality_counts_reach_the_manifest_and_run_json(serial: RunResult) -> No
     assert not [i for i in manifest.inputs if i.kind == "held_out"]
 
 
+def test_ingest_reports_the_quality_counts_run_reports(corpus: Path, serial: RunResult) -> None:
+    from pipeline.execution.ingest import run_ingest
+
+    recipe = make_recipe(corpus, store="ingest", sources=SOURCES, quality=QUALITY)
+    report = run_ingest(recipe)
+    counts = report.to_dict()["quality"]
+    clusters = counts["quality.near_duplicate"].pop("clusters")
+    ran = {k: v for k, v in serial.quality.items() if k != "quality.tokens"}  # run's alone
+    assert counts == ran
+    published = published_rows(serial)
+    assert clusters == len({r["quality"]["near_dup_cluster"] for r in published} - {None})
+    assert report.quarantine_reasons.get("ai_exposure") == 1
+    by_source = {s["name"]: s for s in report.sources}
+    assert by_source["copies"]["quarantined"] == 1 and by_source["copies"]["valid"] == 3
+
+
 def test_content_id_with_quality_is_the_same_with_one_or_two_workers(
     corpus: Path, serial: RunResult
 ) -> None:
@@ -140,6 +157,20 @@ def test_a_changed_quality_setting_recomputes_and_an_unrelated_change_does_not(
     changed = _run(corpus, "cached", quality=stricter, augment=audio)
     assert changed.reuse.computed == first.reuse.computed
     assert changed.reuse.reused == 0
+
+
+def test_a_rerun_through_the_cache_counts_the_quality_stages_as_the_first_run(
+    tmp_path: Path,
+) -> None:
+    write_corpus(tmp_path)
+    write_jsonl(tmp_path / "copies.jsonl", _near_copies())
+    first = _run(tmp_path, "recount")
+    with (tmp_path / "copies.jsonl").open("a", encoding="utf-8") as f:
+        f.write("\n")  # the file re-saved: a new input, the same records
+    rerun = _run(tmp_path, "recount")
+    assert rerun.reuse.computed == 0 and rerun.reuse.reused == first.reuse.computed
+    assert rerun.quality == first.quality
+    assert rerun.quality["quality.ai_exposure"]["quarantined"] == 1
 
 
 def test_held_out_files_are_pinned_inputs_and_contaminated_records_leave(corpus: Path) -> None:
