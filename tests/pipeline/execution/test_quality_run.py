@@ -103,6 +103,23 @@ def test_near_copies_share_one_cluster_and_one_split(serial: RunResult) -> None:
     assert len({r["split"] for r in copies}) == 1
 
 
+def test_variants_carry_their_parents_findings_and_count_their_own_tokens(
+    serial: RunResult,
+) -> None:
+    rows = published_rows(serial)
+    parents = {r["id"]: r for r in rows if r["parent_id"] is None}
+    variants = [r for r in rows if r["parent_id"] is not None]
+    assert any("near_duplicate" in v["quality"]["flags"] for v in variants)
+    for variant in variants:
+        q, parent = variant["quality"], parents[variant["parent_id"]]["quality"]
+        for field in ("flags", "notes", "near_dup_cluster", "language"):
+            assert q[field] == parent[field], field
+        assert q["tokens"] and q["tokens_hash"] == parent["tokens_hash"]
+    assert any(
+        v["quality"]["tokens"] != parents[v["parent_id"]]["quality"]["tokens"] for v in variants
+    )
+
+
 def test_quality_counts_reach_the_manifest_and_run_json(serial: RunResult) -> None:
     manifest = Store(str(Path(serial.path).parents[2]), serial.name).manifest(serial.version)
     assert manifest.quality is not None
