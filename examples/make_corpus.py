@@ -1581,7 +1581,8 @@ HOOT_GREETING = CHARACTERS[1]["greeting"]
 
 # What real role-play corpora hold and the quality stages must catch: a card greeting
 # pasted at the top of many chats, a re-saved smaller copy of an image already in the
-# corpus, a reply breaking character as an AI, a {{user}} macro the exporter never filled.
+# corpus, a reply breaking character as an AI, a {{user}} macro the exporter never filled,
+# an empty character turn (validation quarantines it: `empty_turn`).
 QUALITY_DEFECTS: list[dict[str, Any]] = [
     _dialogue(
         HOOT,
@@ -1642,6 +1643,16 @@ QUALITY_DEFECTS: list[dict[str, Any]] = [
         [
             _u("云姨，我今天想学做桂花糕。"),
             _a("好呀，{{user}}，先把糯米粉和桂花蜜准备好，我一步一步教你。"),
+        ],
+    ),
+    # A reply the exporter lost (a deleted swipe): the user asks again, the character answers.
+    _dialogue(
+        VELA,
+        [
+            _u("Captain, which way do we turn at the lighthouse?"),
+            _a("  "),
+            _u("Captain? Did the wind carry off your answer?"),
+            _a("Starboard, deckhand, and keep your eyes on the rocks, not on me."),
         ],
     ),
 ]

@@ -274,6 +274,39 @@ class ConversationEncoder:
         text_only = self._tokenize(turns, with_media=False).per_turn
         return [a + b for a, b in zip(text_only, extra, strict=True)]
 
+    def length(self, sample: ChatSample) -> int:
+        """Return the tokens of `sample` up to its last character turn, media expanded: the
+        length `plan` gives it with no length limit, from one rendering and one tokenization
+        (`plan` renders every prefix to find turn boundaries; a count does not need them)."""
+        parts = self.length_parts(sample)
+        if parts is None:
+            return self.measured_length(sample)
+        text, extra = parts
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"]) + extra
+
+    def length_parts(self, sample: ChatSample) -> tuple[str, int] | None:
+        """Return what `length` adds up: the rendered text of the turns up to the last
+        character turn, and the tokens its media add beyond their one placeholder token
+        each; None when a medium's tokens cannot be counted from its header
+        (`measured_length` then processes the sample)."""
+        turns = self._counted_turns(sample)
+        extra = 0
+        for kind, data in (m for t in turns for m in t.media):
+            n = self.counter.count(kind, data) if self.counter else None
+            if n is None:
+                return None
+            extra += n - 1  # the rendered placeholder is one token of these
+        return (self.render(turns) if turns else ""), extra
+
+    def measured_length(self, sample: ChatSample) -> int:
+        """Return `length` by processing the sample, media and all."""
+        turns = self._counted_turns(sample)
+        return len(self._tokenize(turns, with_media=True).ids) if turns else 0
+
+    def _counted_turns(self, sample: ChatSample) -> list[ChatTurn]:
+        assistants = [i for i, t in enumerate(sample.turns) if t.role == "assistant"]
+        return sample.turns[: assistants[-1] + 1] if assistants else []
+
     def plan(self, sample: ChatSample) -> SamplePlan:
         """Return which turns of `sample` fit in max_length and how many tokens they take."""
         assistants = [i for i, t in enumerate(sample.turns) if t.role == "assistant"]

@@ -2,8 +2,8 @@
 
 The count is what training sees: the record formatted by ChatFormatter (persona system
 prompt, named speakers), rendered by the model's chat template and tokenized with images
-and audio expanded to the tokens the processor gives them (ConversationEncoder.plan, the
-trainer's own length decision, without a length limit). `processor_hash` names the
+and audio expanded to the tokens the processor gives them (ConversationEncoder.length: the
+length the trainer's own plan gives the record without a length limit, from one rendering). `processor_hash` names the
 processor the counts hold for, so a count is reused only where it still holds.
 
 A built model (`tiny-random`, `scratch-small`) has no processor before a training run builds one from the dataset's text;
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any
 
 from trainers.config import TrainConfig
@@ -35,11 +36,81 @@ class ChatTokenCounter:
         self.model = model
         self.formatter = ChatFormatter(system_template)
         self.encoder = ConversationEncoder(processor, multimodal=multimodal, max_length=UNLIMITED)
+        self.text = SegmentTokenCounter(self.encoder.tokenizer)
         self.processor_hash = processor_hash(processor, system_template)
 
     def count(self, record: dict[str, Any]) -> int:
-        """Return the record's tokens up to its last character turn, media expanded."""
-        return self.encoder.plan(self.formatter.format(record)).length
+        """Return the record's tokens up to its last character turn, media expanded
+        (`ConversationEncoder.length`)."""
+        return self.count_many([record])[0]
+
+    def count_many(self, records: list[dict[str, Any]]) -> list[int]:
+        """Return `count` of each record, their texts tokenized together."""
+        samples = [self.formatter.format(r) for r in records]
+        parts = [self.encoder.length_parts(s) for s in samples]
+        texts = [p[0] for p in parts if p is not None]
+        counted = iter(self.text.counts(texts))
+        return [
+            next(counted) + p[1] if p is not None else self.encoder.measured_length(s)
+            for s, p in zip(samples, parts, strict=True)
+        ]
+
+
+class SegmentTokenCounter:
+    """Counts the tokens of rendered conversations, remembering the count of each piece of
+    text between two added tokens (`<|im_start|>`, `<|im_end|>`, ...).
+
+    A fast tokenizer splits its input at added tokens first and tokenizes the pieces
+    between them independently, so a text's count is its added tokens plus its pieces'
+    counts. The pieces repeat: a character's system prompt opens each of its chats, and a
+    variant shares every turn augmentation left alone with its original, counted just
+    before it. A tokenizer whose pieces do not count independently (a slow one, one that
+    strips around added tokens, a pre-tokenizer that treats the text's start apart) fails
+    the check on a probe and is asked for whole texts.
+    """
+
+    CACHE_ENTRIES = 1 << 16
+
+    def __init__(self, tokenizer: Any):
+        self.tokenizer = tokenizer
+        self.backend = getattr(tokenizer, "backend_tokenizer", None)
+        self.pieces: dict[str, int] = {}
+        self.splitter = self._splitter()
+
+    def _whole(self, texts: list[str]) -> list[int]:
+        return [len(self.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
+
+    def _pieces(self, texts: list[str]) -> list[int]:
+        return [len(e.ids) for e in self.backend.encode_batch(texts, add_special_tokens=False)]
+
+    def _splitter(self) -> re.Pattern[str] | None:
+        if self.backend is None:
+            return None
+        added = [t.content for t in self.backend.get_added_tokens_decoder().values()]
+        if not added:
+            return None
+        splitter = re.compile(
+            "(" + "|".join(re.escape(a) for a in sorted(added, key=len, reverse=True)) + ")"
+        )
+        probe = "".join(f" Ab, 猫 ok\n {a}\n  x{a} y" for a in added) + " end. "
+        pieces = splitter.split(probe)
+        by_piece = len(pieces) // 2 + sum(self._pieces([p for p in pieces[::2] if p]))
+        return splitter if by_piece == self._whole([probe])[0] else None
+
+    def counts(self, texts: list[str]) -> list[int]:
+        """Return the token count of each text (no special tokens added around it)."""
+        if self.splitter is None:
+            return self._whole(texts)
+        split = [self.splitter.split(t) for t in texts]
+        needed = {p for pieces in split for p in pieces[::2] if p}
+        if len(self.pieces) + len(needed) > self.CACHE_ENTRIES:
+            self.pieces.clear()
+        new = sorted(needed - self.pieces.keys())
+        if new:
+            self.pieces.update(zip(new, self._pieces(new), strict=True))
+        return [
+            len(pieces) // 2 + sum(self.pieces[p] for p in pieces[::2] if p) for pieces in split
+        ]
 
 
 def counter_for(config: TrainConfig | None, tokenizer: str | None) -> ChatTokenCounter:

@@ -18,7 +18,7 @@ from pipeline.cards.markdown import md_cell, md_code, md_table
 from pipeline.store.manifest import ShardEntry
 from pipeline.store.shards import read_shard_batches
 
-COLUMNS = ["id", "source", "split", "character", "quality"]
+COLUMNS = ["id", "parent_id", "source", "split", "character", "quality"]
 EXAMPLES_PER_FLAG = 3
 TOKEN_BUCKETS = (256, 512, 1024, 2048, 4096, 8192)
 # "near_duplicate: text 0.93 with 3f2a..." as NearDupStage notes a pair.
@@ -53,8 +53,14 @@ class QualityFacts:
     def add(self, batch: pa.Table) -> None:
         """Count one batch of the COLUMNS."""
         characters = [(c or {}).get("name") or "–" for c in batch["character"].to_pylist()]
-        for rid, source, split, character, q in zip(
+        parents = (
+            batch["parent_id"].to_pylist()
+            if "parent_id" in batch.column_names
+            else [None] * batch.num_rows
+        )
+        for rid, parent, source, split, character, q in zip(
             batch["id"].to_pylist(),
+            parents,
             batch["source"].to_pylist(),
             batch["split"].to_pylist(),
             characters,
@@ -64,6 +70,11 @@ class QualityFacts:
             if q is None:
                 continue
             self.records += 1
+            if q.get("tokens") is not None:
+                self.tokens.setdefault((split, character), []).append(q["tokens"])
+                self.tokens_hashes.add(q.get("tokens_hash") or "")
+            if parent is not None:
+                continue  # a variant repeats its original's findings: counted once
             for flag in q.get("flags") or []:
                 self.flags.setdefault(flag, Counter())[(source, character)] += 1
             for note in q.get("notes") or []:
@@ -77,9 +88,6 @@ class QualityFacts:
                     self.pairs.add((a, b, m.group(2), float(m.group(3))))
             if q.get("near_dup_cluster"):
                 self.clusters.setdefault(q["near_dup_cluster"], []).append(rid)
-            if q.get("tokens") is not None:
-                self.tokens.setdefault((split, character), []).append(q["tokens"])
-                self.tokens_hashes.add(q.get("tokens_hash") or "")
             if q.get("language"):
                 self.languages[q["language"]] += 1
 

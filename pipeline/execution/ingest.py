@@ -1,4 +1,5 @@
-"""`roleforge ingest`: read and validate every source, quarantine what is broken, count it all."""
+"""`roleforge ingest`: read and validate every source, quarantine what is broken, count it all
+(with the recipe's `quality:`, the quality checks too: `ingest_quality.IngestQuality`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline.execution.ingest_quality import CHUNK_ROWS, IngestQuality
 from pipeline.readers import SourceReadStats, check_source_paths, read_source
 from pipeline.recipe import Recipe
 from pipeline.record.ids import new_run_id
@@ -55,6 +57,8 @@ class IngestReport:
     quarantine_reasons: dict[str, int]
     quarantine_path: str
     sources: list[dict[str, Any]] = field(default_factory=list)
+    # The quality checks' counts (`IngestQuality.counts`); None: the recipe has no `quality:`.
+    quality: dict[str, dict[str, int]] | None = None
 
     def top_reasons(self, n: int = TOP_REASONS) -> list[tuple[str, int]]:
         """Return the `n` most frequent quarantine reasons with their counts."""
@@ -68,6 +72,7 @@ class IngestReport:
             "quarantine_reasons": dict(self.quarantine_reasons),
             "quarantine_path": self.quarantine_path,
             "sources": [dict(s) for s in self.sources],
+            **({"quality": self.quality} if self.quality is not None else {}),
         }
 
     def print_table(self) -> None:
@@ -104,6 +109,15 @@ class IngestReport:
             for reason, count in self.top_reasons(len(self.quarantine_reasons)):
                 per_reason.add_row(reason, str(count), REASONS.get(reason, ""))
             console.print(per_reason)
+        if self.quality is not None:
+            checks = Table(title="quality checks")
+            for column in ("check", "in", "quarantined", "found"):
+                checks.add_column(column, justify="left" if column != "in" else "right")
+            for name, counts in self.quality.items():
+                found = {k: v for k, v in counts.items() if k not in ("in", "out", "quarantined")}
+                shown = ", ".join(f"{k} {v}" for k, v in found.items() if v)
+                checks.add_row(name, str(counts["in"]), str(counts["quarantined"]), shown or "-")
+            console.print(checks)
         console.print(f"quarantine: {self.quarantine_path}", soft_wrap=True)
 
 
@@ -120,18 +134,35 @@ def run_ingest(recipe: Recipe, run_id: str | None = None) -> IngestReport:
     store = Store(store_path, recipe.name, fs)
     path = store.quarantine_path(run_id)
     counts = [SourceCounts(s.name) for s in recipe.sources]
+    quality = IngestQuality(recipe) if recipe.quality is not None else None
     # The lease keeps `gc` off the quarantine file while this ingest writes it.
     with RunLease(store, run_id), QuarantineWriter(path, store.fs) as writer:
+
+        def rejected_by_quality(entries: list[QuarantineEntry]) -> None:
+            by_name = {c.name: c for c in counts}
+            for entry in entries:
+                by_name[entry.source].valid -= 1
+                by_name[entry.source].quarantined += 1
+                writer.write(entry)
+
         for source, count in zip(recipe.sources, counts, strict=True):
+            valid: list[dict[str, Any]] = []
             for item in read_source(source, recipe, count.read):
                 # Unusable characters-file lines arrive as entries too, and count as input.
                 count.records_in += 1
                 entry = item if isinstance(item, QuarantineEntry) else validate.rejection(item)
                 if entry is None:
                     count.valid += 1
+                    if quality is not None:
+                        valid.append(item)
+                        if len(valid) >= CHUNK_ROWS:
+                            rejected_by_quality(quality.check(valid))
+                            valid = []
                 else:
                     count.quarantined += 1
                     writer.write(entry)
+            if quality is not None:
+                rejected_by_quality(quality.check(valid))
             log.info(
                 "source %s: %d in, %d valid, %d quarantined",
                 source.name,
@@ -139,6 +170,8 @@ def run_ingest(recipe: Recipe, run_id: str | None = None) -> IngestReport:
                 count.valid,
                 count.quarantined,
             )
+        if quality is not None:
+            rejected_by_quality(quality.finish())
         reasons = dict(writer.counts.most_common())
     if not store.fs.exists(path):
         # The report always names a file that exists, empty when nothing was rejected.
@@ -149,6 +182,7 @@ def run_ingest(recipe: Recipe, run_id: str | None = None) -> IngestReport:
         quarantine_reasons=reasons,
         quarantine_path=path,
         sources=[c.to_dict() for c in counts],
+        quality=quality.counts() if quality is not None else None,
     )
     if report.valid + report.quarantined == 0:
         log.warning("recipe %s: the sources hold no records", recipe.name)

@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipeline.execution.cached_quality import cached_quality_tallies
 from pipeline.execution.cached_records import CachedRecords
 from pipeline.execution.cluster import (
     StageResources,
@@ -38,6 +39,7 @@ from pipeline.execution.passes import (
     IngestTask,
     PassContext,
     PassTask,
+    StageTally,
     build_stages,
     ingest_source,
     record_pass,
@@ -58,6 +60,7 @@ from pipeline.record.ids import new_run_id
 from pipeline.record.rejection import QuarantineEntry, check_something_to_publish
 from pipeline.record.schema import RECORD_SCHEMA, SPLITS
 from pipeline.stages.quality.cache_key import quality_key_part
+from pipeline.stages.quality.near_dup import NearDupStage
 from pipeline.stages.split import SplitStage
 from pipeline.store.cache import RecordCache
 from pipeline.store.commit import (
@@ -192,12 +195,12 @@ class DataJob:
 
         resources = StageResources.for_stage(self.recipe.execution, "augment", "validate")
         self.progress.start("records", todo.num_rows)
+        stages = build_stages(self.recipe, plan.split, plan.near_dup, self.held_out, self.counter)
+        self.ledger.pass_order = [stage.name for stage in stages]
         context = ray.put(
             PassContext(
                 fs=self.fs,
-                stages=build_stages(
-                    self.recipe, plan.split, plan.near_dup, self.held_out, self.counter
-                ),
+                stages=stages,
                 skip_ids=skip_ids,
                 batch_size=resources.batch_size,
                 quality_column=self.recipe.quality is not None,
@@ -252,11 +255,26 @@ class DataJob:
         skip = pa.concat_arrays([duplicate_ids, hit_ids.combine_chunks().cast(pa.string())])
         rows, entries = self._record_pass(misses, skip, plan)
         reused, rebased, reused_entries = cached.reused(hits, stale)
+        if self.recipe.quality is not None:
+            self.ledger.cached_quality = self._cached_quality(
+                pa.concat_tables([reused, rebased]), reused_entries, plan
+            )
         cached.remember(todo, pa.concat_tables([rows, rebased]), entries)
         self.ledger.reuse = RecordReuse(
             reused=todo.num_rows - misses.num_rows, computed=misses.num_rows, basis="record cache"
         )
         return pa.concat_tables([rows, reused, rebased]), entries + reused_entries
+
+    def _cached_quality(
+        self, rows: pa.Table, entries: list[QuarantineEntry], plan: RecordPlan
+    ) -> dict[str, StageTally]:
+        """Return what the quality stages would have counted over the cache's rows and
+        rejections (`cached_quality_tallies`), with this run's near-duplicate plan."""
+        near = None
+        quality = self.recipe.quality
+        if plan.near_dup is not None and quality is not None and quality.near_dup.enabled:
+            near = NearDupStage(plan.near_dup, quality.near_dup.group_media)
+        return cached_quality_tallies(self.ledger.pass_order, rows, entries, self.fs, near)
 
     def _quality_key_parts(self, todo: pa.Table, plan: RecordPlan) -> list[str | None] | None:
         """Return per record of `todo` the quality part of its cache key (None: quality off):

@@ -81,6 +81,10 @@ class RunLedger:
         self.nodes: dict[str, Counter[str]] = {}
         # The record pass's stages as its tasks counted them, in the order they ran.
         self.pass_stages: dict[str, StageTally] = {}
+        # The record pass's stage names in run order, and what its quality stages would
+        # have counted over the records taken from the cache (`cached_quality`).
+        self.pass_order: list[str] = []
+        self.cached_quality: dict[str, StageTally] = {}
         # Set by the record pass (from the cache when it runs); None: every original that
         # entered the record pass was computed.
         self.reuse: RecordReuse | None = None
@@ -182,20 +186,24 @@ class RunLedger:
 
     def quality_counts(self) -> dict[str, dict[str, int]]:
         """Return the record pass's quality stages (quality.<check>, quality.near_duplicate,
-        quality.tokens) as counted: in, out, quarantined and their stats. Their quarantined
-        records are counted under validate in the stage table: like validation's, they
-        are originals the record pass rejected, and the table's chain stays the one the
-        commit check knows."""
-        return {
-            name: {
+        quality.tokens) as counted, over computed and cached records alike: in, out,
+        quarantined and their stats. Their quarantined records are counted under validate
+        in the stage table: like validation's, they are originals the record pass
+        rejected, and the table's chain stays the one the commit check knows."""
+        names = [n for n in self.pass_order or self.pass_stages if n.startswith("quality.")]
+        out = {}
+        for name in names:
+            t = StageTally()
+            for part in (self.pass_stages.get(name), self.cached_quality.get(name)):
+                if part is not None:
+                    t.merge(part)
+            out[name] = {
                 "in": t.records_in,
                 "out": t.out,
                 "quarantined": t.quarantined,
                 **dict(sorted(t.stats.items())),
             }
-            for name, t in self.pass_stages.items()
-            if name.startswith("quality.")
-        }
+        return out
 
     def counts_dict(self) -> dict[str, dict[str, int]]:
         return {name: c.to_dict() for name, c in self.counts.items()}

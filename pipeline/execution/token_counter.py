@@ -37,3 +37,6 @@ class WorkerTokenCounter:
 
     def count(self, record: dict[str, Any]) -> int:
         return self._built().count(record)
+
+    def count_many(self, records: list[dict[str, Any]]) -> list[int]:
+        return self._built().count_many(records)

@@ -442,13 +442,22 @@ def _to_8bit(im):
     return Image.fromarray(scaled.astype(np.uint8), mode="L")
 
 
-def open_image(data: bytes, keep_alpha: bool = True):
+def open_image(
+    data: bytes, keep_alpha: bool = True, draft: tuple[str, tuple[int, int]] | None = None
+):
     """Return a decoded PIL image as viewers show it: EXIF orientation applied, RGB, or RGBA
     when `keep_alpha` and the image has alpha (palette transparency included); 16-bit and
-    float grayscale scaled to 8 bits, palette, grayscale and CMYK expanded to RGB."""
+    float grayscale scaled to 8 bits, palette, grayscale and CMYK expanded to RGB.
+
+    `draft` (mode, size) is Pillow's `Image.draft`: a JPEG is decoded at the smallest DCT
+    scale (1/2 to 1/8) no smaller than `size`, in `mode` where the decoder can (`"L"`: the
+    luma plane only), several times faster; other formats ignore it. For readers that
+    need a small picture (a perceptual hash), never for pixels a record keeps."""
     from PIL import Image, ImageOps
 
     with Image.open(io.BytesIO(data)) as raw:
+        if draft is not None:
+            raw.draft(*draft)
         raw.load()
         im = ImageOps.exif_transpose(raw)
     if im.mode in ("I", "F") or im.mode.startswith("I;"):

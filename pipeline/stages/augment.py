@@ -19,6 +19,7 @@ from pipeline.record.schema import (
     records_to_table,
 )
 from pipeline.stages.base import BatchContext, StageOutput
+from pipeline.stages.quality.column import inherited
 from pipeline.stages.validate import ValidateStage
 
 log = logging.getLogger(__name__)
@@ -139,6 +140,12 @@ class AugmentStage:
                 stats.merge(record_stats)
                 ctx.facts[(rid, self.name)] = record_stats
         if variants:
+            if "quality" in batch.column_names:
+                # The rows were converted before the quality stages wrote their findings.
+                ids, found = batch["id"].to_pylist(), batch["quality"].to_pylist()
+                found_of = dict(zip(ids, found, strict=True))
+                for variant in variants:
+                    variant["quality"] = inherited(found_of.get(variant["parent_id"]))
             out.table = pa.concat_tables([batch, records_to_table(variants, batch.schema)])
             out.stats["variants"] = len(variants)
         return out

@@ -87,6 +87,20 @@ def test_label_mask_decodes_to_the_characters_text_for_a_text_only_tokenizer(cau
     assert set(item) == {"input_ids", "attention_mask", "labels"}
 
 
+def test_length_is_the_unlimited_plans_length_from_one_rendering(omni_processor, causal_tokenizer):
+    # The token ledger counts with `length`; the trainer trusts those counts as its plan's.
+    record = make_record(4, "train", images=1, audios=1, turns=3)
+    record["messages"].append({"role": "user", "name": "Mira", "content": "Bye (no reply)"})
+    for processor, multimodal, keep in (
+        (omni_processor, True, frozenset({"image", "audio"})),
+        (causal_tokenizer, False, frozenset()),
+    ):
+        encoder = ConversationEncoder(processor, multimodal=multimodal, max_length=1 << 30)
+        for r in (record, chinese_record()):
+            sample = ChatFormatter(SYSTEM, keep=keep).format(r)
+            assert encoder.length(sample) == encoder.plan(sample).length > 0
+
+
 def test_long_conversations_lose_whole_earliest_turns_and_keep_the_system_prompt(omni_processor):
     record = make_record(5, "train", images=1, audios=1, turns=4)
     sample = ChatFormatter(SYSTEM).format(record)

@@ -49,6 +49,15 @@ def set_fields(table: pa.Table, field: str, by_row: Mapping[int, Any]) -> pa.Tab
     return with_quality(table, values)
 
 
+def inherited(parent: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """Return a variant's quality struct: its parent's findings (flags, notes, near-duplicate
+    cluster, language), without the parent's token count (the ledger counts the variant's
+    own tokens); None when the parent has none (quality off)."""
+    if parent is None:
+        return None
+    return {**_blank(), **parent, "tokens": None, "tokens_hash": None}
+
+
 def _blank() -> dict[str, Any]:
     return {f.name: [] if pa.types.is_list(f.type) else None for f in QUALITY_TYPE}
 

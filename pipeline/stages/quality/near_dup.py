@@ -36,21 +36,24 @@ class NearDupStage:
             self._partners.setdefault(a, []).append((b, m, s))
             self._partners.setdefault(b, []).append((a, m, s))
 
+    def found(self, record_id: str) -> list[tuple[str, str]]:
+        """Return the (code, note) flags the plan gives `record_id`."""
+        found = []
+        for other, modality, sim in sorted(self._partners.get(record_id, [])):
+            code = "near_duplicate" if modality in self.grouped else f"near_duplicate_{modality}"
+            found.append((code, f"{modality} {sim:.2f} with {other}"))
+        shared = self.plan.greetings.get(record_id)
+        if shared:
+            found.append(("repeated_greeting", f"opening turn shared by {shared} records"))
+        return found
+
     def process(self, batch: pa.Table, ctx: BatchContext) -> StageOutput:
         stats: Counter[str] = Counter()
         ids = batch["id"].to_pylist()
         flags: dict[int, list[tuple[str, str]]] = {}
         clusters: dict[int, str] = {}
         for row, record_id in enumerate(ids):
-            found = []
-            for other, modality, sim in sorted(self._partners.get(record_id, [])):
-                code = (
-                    "near_duplicate" if modality in self.grouped else f"near_duplicate_{modality}"
-                )
-                found.append((code, f"{modality} {sim:.2f} with {other}"))
-            shared = self.plan.greetings.get(record_id)
-            if shared:
-                found.append(("repeated_greeting", f"opening turn shared by {shared} records"))
+            found = self.found(record_id)
             if record_id in self.plan.clusters:
                 clusters[row] = self.plan.clusters[record_id]
             if found:

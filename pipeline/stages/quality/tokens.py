@@ -31,6 +31,10 @@ class TokenCounter(Protocol):
 
     def count(self, record: dict[str, Any]) -> int: ...
 
+    def count_many(self, records: list[dict[str, Any]]) -> list[int]:
+        """Return `count` of each record (one call per batch: a tokenizer batches)."""
+        ...
+
 
 def truncated(record: dict[str, Any], keep: int) -> dict[str, Any]:
     """Return `record` with only its first `keep` messages and the media they reference."""
@@ -66,7 +70,7 @@ class TokenLedgerStage:
     def process(self, batch: pa.Table, ctx: BatchContext) -> StageOutput:
         limit = self.max_tokens
         records = batch.to_pylist()
-        counts = [self.counter.count(r) for r in records]
+        counts = self.counter.count_many(records)
         stats: Counter[str] = Counter(records=len(records), tokens=sum(counts))
         flags: dict[int, list[tuple[str, str]]] = {}
         rejects, drop, changed = [], set(), False

@@ -17,6 +17,7 @@ from pipeline.store.read import Store
 from tests.fixtures.corpus import write_jsonl
 from tests.pipeline.execution.datajob_corpus import (
     AUGMENT,
+    make_recipe,
     published_rows,
     run_job,
     write_corpus,
@@ -102,6 +103,23 @@ def test_near_copies_share_one_cluster_and_one_split(serial: RunResult) -> None:
     assert len({r["split"] for r in copies}) == 1
 
 
+def test_variants_carry_their_parents_findings_and_count_their_own_tokens(
+    serial: RunResult,
+) -> None:
+    rows = published_rows(serial)
+    parents = {r["id"]: r for r in rows if r["parent_id"] is None}
+    variants = [r for r in rows if r["parent_id"] is not None]
+    assert any("near_duplicate" in v["quality"]["flags"] for v in variants)
+    for variant in variants:
+        q, parent = variant["quality"], parents[variant["parent_id"]]["quality"]
+        for field in ("flags", "notes", "near_dup_cluster", "language"):
+            assert q[field] == parent[field], field
+        assert q["tokens"] and q["tokens_hash"] == parent["tokens_hash"]
+    assert any(
+        v["quality"]["tokens"] != parents[v["parent_id"]]["quality"]["tokens"] for v in variants
+    )
+
+
 def test_quality_counts_reach_the_manifest_and_run_json(serial: RunResult) -> None:
     manifest = Store(str(Path(serial.path).parents[2]), serial.name).manifest(serial.version)
     assert manifest.quality is not None
@@ -116,6 +134,22 @@ def test_quality_counts_reach_the_manifest_and_run_json(serial: RunResult) -> No
     assert manifest.quarantine.reasons.get("ai_exposure") == 1
     assert serial.to_dict()["quality"] == manifest.quality
     assert not [i for i in manifest.inputs if i.kind == "held_out"]
+
+
+def test_ingest_reports_the_quality_counts_run_reports(corpus: Path, serial: RunResult) -> None:
+    from pipeline.execution.ingest import run_ingest
+
+    recipe = make_recipe(corpus, store="ingest", sources=SOURCES, quality=QUALITY)
+    report = run_ingest(recipe)
+    counts = report.to_dict()["quality"]
+    clusters = counts["quality.near_duplicate"].pop("clusters")
+    ran = {k: v for k, v in serial.quality.items() if k != "quality.tokens"}  # run's alone
+    assert counts == ran
+    published = published_rows(serial)
+    assert clusters == len({r["quality"]["near_dup_cluster"] for r in published} - {None})
+    assert report.quarantine_reasons.get("ai_exposure") == 1
+    by_source = {s["name"]: s for s in report.sources}
+    assert by_source["copies"]["quarantined"] == 1 and by_source["copies"]["valid"] == 3
 
 
 def test_content_id_with_quality_is_the_same_with_one_or_two_workers(
@@ -140,6 +174,20 @@ def test_a_changed_quality_setting_recomputes_and_an_unrelated_change_does_not(
     changed = _run(corpus, "cached", quality=stricter, augment=audio)
     assert changed.reuse.computed == first.reuse.computed
     assert changed.reuse.reused == 0
+
+
+def test_a_rerun_through_the_cache_counts_the_quality_stages_as_the_first_run(
+    tmp_path: Path,
+) -> None:
+    write_corpus(tmp_path)
+    write_jsonl(tmp_path / "copies.jsonl", _near_copies())
+    first = _run(tmp_path, "recount")
+    with (tmp_path / "copies.jsonl").open("a", encoding="utf-8") as f:
+        f.write("\n")  # the file re-saved: a new input, the same records
+    rerun = _run(tmp_path, "recount")
+    assert rerun.reuse.computed == 0 and rerun.reuse.reused == first.reuse.computed
+    assert rerun.quality == first.quality
+    assert rerun.quality["quality.ai_exposure"]["quarantined"] == 1
 
 
 def test_held_out_files_are_pinned_inputs_and_contaminated_records_leave(corpus: Path) -> None:

@@ -31,14 +31,15 @@ LINT = {
 @pytest.fixture(scope="module")
 def result():
     recipe = load_recipe(RECIPE, check_ops=False)
-    records = []
+    records, invalid = [], []
     for source in recipe.sources:
         for r in read_source(source, recipe):
             if isinstance(r, dict):
                 try:
                     validate_record(r, recipe.limits)
-                except RecordRejected:
-                    continue  # the demo's one deliberately broken record
+                except RecordRejected as exc:
+                    invalid.append((exc.reason, r["source_ref"]))
+                    continue
                 records.append(r)
     table = records_to_table(records)
     config = recipe.quality
@@ -47,11 +48,17 @@ def result():
     for stage in quality_stages(config, plan):
         out = stage.process(table, BatchContext())
         table, rejects = out.table, rejects + out.rejects
-    return table, rejects, plan
+    return table, rejects, plan, invalid
 
 
 def test_each_planted_defect_is_caught(result):
-    table, rejects, plan = result
+    table, rejects, plan, invalid = result
+    # The empty character turn is validation's (no training target): quarantined before
+    # the quality stages, beside the demo's one deliberately broken record.
+    assert sorted(invalid) == [
+        ("empty_turn", "corpus/quality_defects.jsonl:7"),
+        ("placeholder_mismatch", "corpus/dialogues.jsonl:33"),
+    ]
     assert sorted((r.reason, r.source_ref) for r in rejects) == [
         ("ai_exposure", "corpus/quality_defects.jsonl:5"),
         ("unresolved_macro", "corpus/quality_defects.jsonl:6"),
@@ -63,7 +70,7 @@ def test_each_planted_defect_is_caught(result):
 
 
 def test_the_demo_records_get_no_lint_flag_and_no_text_near_duplicate(result):
-    table, rejects, plan = result
+    table, rejects, plan, _ = result
     clean = [
         (ref, q)
         for ref, q in zip(

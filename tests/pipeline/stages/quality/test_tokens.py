@@ -23,6 +23,9 @@ class WordCounter:
         words = sum(len(m["content"].split()) for m in r["messages"])
         return words + 100 * len(r.get("images") or [])
 
+    def count_many(self, records):
+        return [self.count(r) for r in records]
+
 
 def _quality(out):
     return out.table["quality"].to_pylist()
@@ -125,3 +128,39 @@ def test_a_from_scratch_preset_counts_offline_like_tiny_random(tiny_counter):
     scratch = counter_for(TrainConfig(model="scratch-small"), None)
     record = clean_pippa("s")
     assert scratch.count(record) == tiny_counter.count(record)
+
+
+def _whole_counts(tokenizer, texts):
+    return [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
+
+
+def test_counting_piece_by_piece_between_added_tokens_equals_tokenizing_whole_texts(
+    tiny_counter,
+):
+    # The ledger counts each piece between two added tokens once: a character's system
+    # prompt, a variant's turns augmentation left alone.
+    pieces = tiny_counter.text
+    assert pieces.splitter is not None
+    records = [clean_pippa("a"), clean_pippa("b"), _long()]
+    records[1]["messages"][0]["content"] = "A changed line, 你好 <|not special|>"
+    encoder = tiny_counter.encoder
+    texts = [encoder.length_parts(tiny_counter.formatter.format(r))[0] for r in records]
+    expected = _whole_counts(encoder.tokenizer, texts)
+    assert pieces.counts(texts) == expected
+    remembered = len(pieces.pieces)
+    assert pieces.counts(texts[::-1]) == expected[::-1] and len(pieces.pieces) == remembered
+    assert tiny_counter.count_many(records) == [tiny_counter.count(r) for r in records]
+
+
+def test_a_tokenizer_that_strips_around_its_added_tokens_is_counted_whole():
+    from tokenizers import AddedToken
+
+    from trainers.tiny import train_tokenizer
+    from trainers.token_ledger import SegmentTokenCounter
+
+    tokenizer = train_tokenizer(["plain words here"], vocab_size=300)
+    tokenizer.add_tokens([AddedToken("<sep>", lstrip=True, rstrip=True)])
+    counter = SegmentTokenCounter(tokenizer)
+    assert counter.splitter is None  # the probe found pieces do not count independently
+    texts = ["plain <sep> words", "here  <sep>  here <sep>"]
+    assert counter.counts(texts) == _whole_counts(tokenizer, texts)
