@@ -242,17 +242,21 @@ def _open_within_limit(data: bytes, max_pixels: int):
     return im
 
 
-def probe_image(data: bytes, max_pixels: int) -> ImageInfo:
+def probe_image(data: bytes, max_pixels: int, payload: bool = True) -> ImageInfo:
     """Return the format and size of an image after proving its pixels decode within the limit.
 
     The pixel count is read from the header and refused before any pixel is decoded. The
-    format comes from the bytes, not a file name.
+    format comes from the bytes, not a file name. `payload=False` stops after the header:
+    for bytes this process's own encoder just wrote from pixels (`encode_image`), which
+    decode by construction.
     """
     from PIL import Image
 
     with _open_within_limit(data, max_pixels) as im:
         width, height = im.size
         fmt = im.format or "unknown"
+        if not payload:
+            return ImageInfo(format=fmt, width=width, height=height)
         try:
             if fmt == "JPEG":
                 # DCT scaling still entropy-decodes the whole scan (so truncation is caught)
@@ -285,11 +289,14 @@ def decode_checked_image(data: bytes, max_pixels: int):
         raise RecordRejected("corrupt_image", f"{fmt} image does not decode: {_say(exc)}") from None
 
 
-def probe_audio(data: bytes, max_seconds: float) -> AudioInfo:
+def probe_audio(data: bytes, max_seconds: float, payload: bool = True) -> AudioInfo:
     """Return the format and length of an audio clip after proving it decodes within the limit.
 
     The duration comes from the header and is refused before decoding. Compressed formats
-    (flac, mp3, ogg) are then decoded block by block, since only decoding proves their payload.
+    (flac, mp3, ogg) are then decoded block by block, since only decoding proves their
+    payload. `payload=False` stops after the header: for bytes this process's own encoder
+    just wrote from samples (`augmenters.audio.encode_flac`, whose header holds the exact
+    frame count), which decode by construction.
     """
     import soundfile as sf
 
@@ -307,7 +314,9 @@ def probe_audio(data: bytes, max_seconds: float) -> AudioInfo:
             "audio_too_long",
             f"{probed.seconds:.2f} s of audio, over the limit of {max_seconds:g} s",
         )
-    if probed.format in _PCM_CONTAINERS and info.subtype.startswith(("PCM", "FLOAT", "DOUBLE")):
+    if not payload:
+        decoded = probed.frames
+    elif probed.format in _PCM_CONTAINERS and info.subtype.startswith(("PCM", "FLOAT", "DOUBLE")):
         # libsndfile quietly shortens a truncated file's frame count to what is there, so
         # the count the header declares is what proves the whole clip is present.
         declared = _declared_pcm_frames(data)
