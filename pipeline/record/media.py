@@ -273,15 +273,18 @@ def probe_image(data: bytes, max_pixels: int, payload: bool = True) -> ImageInfo
 
 
 def decode_checked_image(data: bytes, max_pixels: int):
-    """Return the pixels of an image (as `decode_image` gives them) after the same checks as
-    `probe_image`: the one decode of a record that is validated and then augmented."""
+    """Return the pixels of an image (as `decode_image` gives them, but read-only) after the
+    same checks as `probe_image`: the one decode of a record that is validated and then
+    augmented (the augmenter copies them per variant, so a copy here would be a second)."""
+    import numpy as np
     from PIL import Image
 
-    _open_within_limit(data, max_pixels).close()
+    # The image whose header passed the limit is the one decoded (one header parse).
+    im = _open_within_limit(data, max_pixels)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            return decode_image(data)
+            return np.asarray(_as_viewed(im, keep_alpha=True))
     except Image.DecompressionBombError as exc:
         raise RecordRejected("image_too_large", f"decompression bomb refused: {exc}") from None
     except _DECODE_ERRORS as exc:
@@ -455,11 +458,19 @@ def open_image(data: bytes, keep_alpha: bool = True):
     """Return a decoded PIL image as viewers show it: EXIF orientation applied, RGB, or RGBA
     when `keep_alpha` and the image has alpha (palette transparency included); 16-bit and
     float grayscale scaled to 8 bits, palette, grayscale and CMYK expanded to RGB."""
-    from PIL import Image, ImageOps
+    from PIL import Image
 
-    with Image.open(io.BytesIO(data)) as raw:
-        raw.load()
-        im = ImageOps.exif_transpose(raw)
+    return _as_viewed(Image.open(io.BytesIO(data)), keep_alpha)
+
+
+def _as_viewed(im, keep_alpha: bool):
+    """Return an opened PIL image loaded, as `open_image` describes it (in place when it can)."""
+    from PIL import ImageOps
+
+    im.load()
+    # In place: without an orientation to apply, the default returns a copy of every pixel
+    # (as long as the decode itself). The file is in memory, so nothing is left open.
+    ImageOps.exif_transpose(im, in_place=True)
     if im.mode in ("I", "F") or im.mode.startswith("I;"):
         im = _to_8bit(im)
     has_alpha = im.mode in ("RGBA", "LA", "La", "PA", "RGBa") or (
