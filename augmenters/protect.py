@@ -98,6 +98,8 @@ def segment_text(text: str, pattern: re.Pattern[str] | None) -> list[Segment]:
 
 def is_latin_script(text: str) -> bool:
     """Return True when every letter of `text` is Latin (ASCII or accented); digits and symbols don't count."""
+    if text.isascii():  # most turns: one C-level scan instead of a Python loop per character
+        return True
     for ch in text:
         if ch.isalpha() and ord(ch) > 0x7F:
             if not unicodedata.name(ch, "").startswith("LATIN"):

@@ -82,10 +82,12 @@ ROWS_SCHEMA = pa.schema(
 )
 
 
-def content_hashes(table: pa.Table) -> list[str]:
-    """Return per WORK row the sha256 of every field, media by the sha256 of their bytes."""
-    images = media_digests(table["images"])
-    audios = media_digests(table["audios"])
+def content_hashes(
+    table: pa.Table, digests: tuple[list[list[str]], list[list[str]]] | None = None
+) -> list[str]:
+    """Return per WORK row the sha256 of every field, media by the sha256 of their bytes
+    (`digests`: the (images, audios) `media_digests` of `table`, when already known)."""
+    images, audios = digests or (media_digests(table["images"]), media_digests(table["audios"]))
     paths = {c: _media_paths(table[c]) for c in ("images", "audios")}
     light = table.drop_columns(["images", "audios"]).to_pylist()
     out = []
@@ -150,12 +152,14 @@ def ingest_keys(table: pa.Table, splitter: SplitStage, part: str, first_row: int
     import pyarrow.compute as pc
 
     n = table.num_rows
+    # Both keys name the media by their sha256: each media byte is hashed once for both.
+    digests = (media_digests(table["images"]), media_digests(table["audios"]))
     return pa.table(
         {
             "id": table["id"],
-            "key": pa.array(DedupStage().keys(table), pa.string()),
+            "key": pa.array(DedupStage().keys(table, digests), pa.string()),
             "group": pa.array(splitter.group_keys(table), pa.string()),
-            "content": pa.array(content_hashes(table), pa.string()),
+            "content": pa.array(content_hashes(table, digests), pa.string()),
             "images": pc.list_value_length(table["images"]).cast(pa.int32()),
             "audios": pc.list_value_length(table["audios"]).cast(pa.int32()),
             "source": table["source"],

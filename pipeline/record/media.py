@@ -242,17 +242,21 @@ def _open_within_limit(data: bytes, max_pixels: int):
     return im
 
 
-def probe_image(data: bytes, max_pixels: int) -> ImageInfo:
+def probe_image(data: bytes, max_pixels: int, payload: bool = True) -> ImageInfo:
     """Return the format and size of an image after proving its pixels decode within the limit.
 
     The pixel count is read from the header and refused before any pixel is decoded. The
-    format comes from the bytes, not a file name.
+    format comes from the bytes, not a file name. `payload=False` stops after the header:
+    for bytes this process's own encoder just wrote from pixels (`encode_image`), which
+    decode by construction.
     """
     from PIL import Image
 
     with _open_within_limit(data, max_pixels) as im:
         width, height = im.size
         fmt = im.format or "unknown"
+        if not payload:
+            return ImageInfo(format=fmt, width=width, height=height)
         try:
             if fmt == "JPEG":
                 # DCT scaling still entropy-decodes the whole scan (so truncation is caught)
@@ -269,15 +273,18 @@ def probe_image(data: bytes, max_pixels: int) -> ImageInfo:
 
 
 def decode_checked_image(data: bytes, max_pixels: int):
-    """Return the pixels of an image (as `decode_image` gives them) after the same checks as
-    `probe_image`: the one decode of a record that is validated and then augmented."""
+    """Return the pixels of an image (as `decode_image` gives them, but read-only) after the
+    same checks as `probe_image`: the one decode of a record that is validated and then
+    augmented (the augmenter copies them per variant, so a copy here would be a second)."""
+    import numpy as np
     from PIL import Image
 
-    _open_within_limit(data, max_pixels).close()
+    # The image whose header passed the limit is the one decoded (one header parse).
+    im = _open_within_limit(data, max_pixels)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            return decode_image(data)
+            return np.asarray(_as_viewed(im, keep_alpha=True))
     except Image.DecompressionBombError as exc:
         raise RecordRejected("image_too_large", f"decompression bomb refused: {exc}") from None
     except _DECODE_ERRORS as exc:
@@ -285,11 +292,14 @@ def decode_checked_image(data: bytes, max_pixels: int):
         raise RecordRejected("corrupt_image", f"{fmt} image does not decode: {_say(exc)}") from None
 
 
-def probe_audio(data: bytes, max_seconds: float) -> AudioInfo:
+def probe_audio(data: bytes, max_seconds: float, payload: bool = True) -> AudioInfo:
     """Return the format and length of an audio clip after proving it decodes within the limit.
 
     The duration comes from the header and is refused before decoding. Compressed formats
-    (flac, mp3, ogg) are then decoded block by block, since only decoding proves their payload.
+    (flac, mp3, ogg) are then decoded block by block, since only decoding proves their
+    payload. `payload=False` stops after the header: for bytes this process's own encoder
+    just wrote from samples (`augmenters.audio.encode_flac`, whose header holds the exact
+    frame count), which decode by construction.
     """
     import soundfile as sf
 
@@ -307,7 +317,9 @@ def probe_audio(data: bytes, max_seconds: float) -> AudioInfo:
             "audio_too_long",
             f"{probed.seconds:.2f} s of audio, over the limit of {max_seconds:g} s",
         )
-    if probed.format in _PCM_CONTAINERS and info.subtype.startswith(("PCM", "FLOAT", "DOUBLE")):
+    if not payload:
+        decoded = probed.frames
+    elif probed.format in _PCM_CONTAINERS and info.subtype.startswith(("PCM", "FLOAT", "DOUBLE")):
         # libsndfile quietly shortens a truncated file's frame count to what is there, so
         # the count the header declares is what proves the whole clip is present.
         declared = _declared_pcm_frames(data)
@@ -453,13 +465,22 @@ def open_image(
     scale (1/2 to 1/8) no smaller than `size`, in `mode` where the decoder can (`"L"`: the
     luma plane only), several times faster; other formats ignore it. For readers that
     need a small picture (a perceptual hash), never for pixels a record keeps."""
-    from PIL import Image, ImageOps
+    from PIL import Image
 
-    with Image.open(io.BytesIO(data)) as raw:
-        if draft is not None:
-            raw.draft(*draft)
-        raw.load()
-        im = ImageOps.exif_transpose(raw)
+    raw = Image.open(io.BytesIO(data))
+    if draft is not None:
+        raw.draft(*draft)
+    return _as_viewed(raw, keep_alpha)
+
+
+def _as_viewed(im, keep_alpha: bool):
+    """Return an opened PIL image loaded, as `open_image` describes it (in place when it can)."""
+    from PIL import ImageOps
+
+    im.load()
+    # In place: without an orientation to apply, the default returns a copy of every pixel
+    # (as long as the decode itself). The file is in memory, so nothing is left open.
+    ImageOps.exif_transpose(im, in_place=True)
     if im.mode in ("I", "F") or im.mode.startswith("I;"):
         im = _to_8bit(im)
     has_alpha = im.mode in ("RGBA", "LA", "La", "PA", "RGBa") or (

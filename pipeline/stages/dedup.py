@@ -21,10 +21,15 @@ class DedupStage:
 
     name = "dedup"
 
-    def keys(self, table: pa.Table) -> list[str]:
-        """Return one key per row; rows with equal keys are exact duplicates."""
-        images = media_digests(table["images"])
-        audios = media_digests(table["audios"])
+    def keys(
+        self, table: pa.Table, digests: tuple[list[list[str]], list[list[str]]] | None = None
+    ) -> list[str]:
+        """Return one key per row; rows with equal keys are exact duplicates. `digests`:
+        the (images, audios) `media_digests` of `table`, when the caller has them already."""
+        images, audios = digests or (
+            media_digests(table["images"]),
+            media_digests(table["audios"]),
+        )
         keys = []
         for row, messages in enumerate(table["messages"].to_pylist()):
             normalized = [

@@ -22,13 +22,18 @@ log = logging.getLogger(__name__)
 
 
 def validate_record(
-    record: dict[str, Any], limits: MediaLimits, decoded: dict[int, Any] | None = None
+    record: dict[str, Any],
+    limits: MediaLimits,
+    decoded: dict[int, Any] | None = None,
+    headers_only: bool = False,
 ) -> None:
     """Return None if the record holds every invariant; else raise RecordRejected with the reason.
 
     With `decoded`, images are decoded in full and their pixels kept there by image index:
     the decode that proves an image is the one its augmentation uses. Without it a cheaper
-    probe proves it.
+    probe proves it. `headers_only` holds the media to their limits from their headers
+    without decoding their payloads: for an augmented variant, whose media are its
+    validated original's bytes or what our own encoders just wrote.
 
     Checks, in order: well-typed messages, known roles, at least one message, system turns only
     before the dialogue, at least one assistant turn, no empty assistant turn, references (if any) a list of
@@ -67,7 +72,7 @@ def validate_record(
     for i, item in enumerate(images):
         try:
             if decoded is None:
-                probe_image(item["bytes"], limits.max_image_pixels)
+                probe_image(item["bytes"], limits.max_image_pixels, payload=not headers_only)
             else:
                 pixels = decode_checked_image(item["bytes"], limits.max_image_pixels)
                 decoded[i] = pixels
@@ -75,7 +80,7 @@ def validate_record(
             raise RecordRejected(exc.reason, f"images[{i}] {_label(item)}: {exc.message}") from None
     for i, item in enumerate(audios):
         try:
-            probe_audio(item["bytes"], limits.max_audio_seconds)
+            probe_audio(item["bytes"], limits.max_audio_seconds, payload=not headers_only)
         except RecordRejected as exc:
             raise RecordRejected(exc.reason, f"audios[{i}] {_label(item)}: {exc.message}") from None
 
@@ -147,12 +152,15 @@ class ValidateStage:
         self.keep_pixels_of = keep_pixels_of
 
     def rejection(
-        self, record: dict[str, Any], decoded: dict[int, Any] | None = None
+        self,
+        record: dict[str, Any],
+        decoded: dict[int, Any] | None = None,
+        headers_only: bool = False,
     ) -> QuarantineEntry | None:
         """Return None for a valid record, else its quarantine entry (never raises);
-        `decoded` as in `validate_record`."""
+        `decoded` and `headers_only` as in `validate_record`."""
         try:
-            validate_record(record, self.limits, decoded)
+            validate_record(record, self.limits, decoded, headers_only)
         except RecordRejected as exc:
             return quarantine_entry(self.name, record, exc.reason, exc.message)
         except Exception as exc:  # a bug or a library error on one record: quarantine it

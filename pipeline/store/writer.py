@@ -234,7 +234,8 @@ class ShardWriter:
         raw = self.fs.open_output(path)
         try:
             sink = HashingSink(raw)
-            self._write_shard(sink, self._digested(plan.rows, parts, ids, digests))
+            batches = self._digested(plan.rows, parts, ids, digests)
+            self._write_shard(sink, self._written_back(batches, raw, sink))
         finally:
             raw.close()
         self.fs.fsync_file(path)
@@ -259,6 +260,18 @@ class ShardWriter:
             ids.extend(table["id"].to_pylist())
             digests.extend(row_digests(table))
             yield table
+
+    def _written_back(
+        self, batches: Iterator[pa.Table], raw: Any, sink: HashingSink
+    ) -> Iterator[pa.Table]:
+        """Yield `batches`; each time the next one is asked for (the previous one is in
+        the file), start the disk writing what is there, so the shard's one fsync waits
+        for its last batch only."""
+        started = 0
+        for table in batches:
+            yield table
+            self.fs.start_writeback(raw, started, sink.bytes)
+            started = sink.bytes
 
     def _batches(self, rows: pa.Table, parts: PartSet) -> Iterator[pa.Table]:
         nbytes = rows["nbytes"].to_numpy(zero_copy_only=False)

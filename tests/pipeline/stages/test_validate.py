@@ -272,6 +272,27 @@ def test_truncated_compressed_audio_is_corrupt(fmt: str) -> None:
     assert exc.value.reason == "corrupt_audio"
 
 
+def test_a_header_only_check_holds_the_limits_without_decoding_the_payload() -> None:
+    # How the augment stage checks a variant's media (its original's validated bytes, or
+    # what our encoders just wrote): the limits come from the headers, nothing is decoded.
+    clip = audio_bytes("FLAC", 0.5)
+    assert probe_audio(truncated(clip, 0.6), max_seconds=5, payload=False).frames > 0
+    with pytest.raises(RecordRejected) as exc:
+        probe_audio(clip, max_seconds=0.25, payload=False)
+    assert exc.value.reason == "audio_too_long"
+    image = image_bytes("JPEG", size=64)
+    assert probe_image(truncated(image, 0.6), max_pixels=5_000, payload=False).width == 64
+    variant = _record(
+        messages=_turns("<image> <audio>"),
+        images=[{"bytes": image, "path": None}],
+        audios=[{"bytes": clip, "path": None}],
+    )
+    headers = MediaLimits(max_image_pixels=4_095, max_audio_seconds=1.0)
+    with pytest.raises(RecordRejected) as exc:
+        validate_record(variant, headers, headers_only=True)
+    assert exc.value.reason == "image_too_large"
+
+
 def test_real_decompression_bomb_is_refused_even_above_our_own_limit() -> None:
     # With our limit out of the way PIL's own bomb guard fires in Image.open; it must map, not crash.
     with pytest.raises(RecordRejected) as exc:

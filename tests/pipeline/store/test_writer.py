@@ -71,6 +71,40 @@ def test_shards_hold_each_split_sorted_by_id_and_are_cut_by_size(tmp_path: Path)
     assert ids == sorted(r["id"] for r in records if r["split"] == "train")
 
 
+class _RecordingFS(LocalFS):
+    """LocalFS that notes, in order, every writeback it is asked to start and every fsync."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def start_writeback(self, stream, start: int, stop: int) -> None:
+        self.calls.append(("writeback", start, stop))
+        super().start_writeback(stream, start, stop)
+
+    def fsync_file(self, path: str) -> None:
+        self.calls.append(("fsync", os.path.basename(path)))
+        super().fsync_file(path)
+
+
+@pytest.mark.parametrize("fmt", ["arrow", "parquet"])
+def test_a_shard_is_written_back_batch_by_batch_then_fsynced_once(
+    tmp_path: Path, fmt: str, monkeypatch
+) -> None:
+    # The disk writes each batch while the next is gathered and hashed; the one fsync per
+    # file comes last and waits only for the tail.
+    monkeypatch.setattr("pipeline.store.writer.BATCH_MAX_ROWS", 4)
+    records = [work_record(i, split="train") for i in range(10)]
+    parts, index = stage_records(tmp_path / "parts", records, 5)
+    fs = _RecordingFS()
+    (shard,) = ShardWriter(str(tmp_path / "out"), fmt, 1 << 30, fs).write(index, parts)
+    shard_calls = fs.calls[: fs.calls.index(("fsync", shard.path)) + 1]
+    ranges = [(c[1], c[2]) for c in shard_calls if c[0] == "writeback"]
+    assert len(ranges) == 3  # 10 rows in batches of 4
+    assert ranges[0][0] == 0 and all(a[1] == b[0] for a, b in zip(ranges, ranges[1:], strict=False))
+    assert 0 < ranges[-1][1] <= shard.bytes  # what follows is the footer, left to the fsync
+    assert [c for c in fs.calls if c[0] == "fsync"].count(("fsync", shard.path)) == 1
+
+
 def test_plan_cuts_never_exceeds_the_limit_unless_one_row_alone_does() -> None:
     assert plan_cuts(np.array([4, 4, 4, 9, 1]), 8) == [(0, 2), (2, 3), (3, 4), (4, 5)]
     assert plan_cuts(np.array([1] * 5), 100, max_rows=2) == [(0, 2), (2, 4), (4, 5)]

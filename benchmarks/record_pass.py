@@ -1,0 +1,152 @@
+"""CPU per record of the record pass, in this process, beside the plain loop's.
+
+The efficiency figure of `run_all.py` runs the pass in Ray tasks and splits its CPU by
+process; this one calls `passes.record_pass` directly (no Ray, no scheduling), on the
+same corpus, recipe and stages, so what it measures is the pass's own work per record,
+and `--profile` shows where that goes. Both sides run on exactly the ingested records
+(media bytes read from the staged parts); the loop is `baselines.plain_loop`. CPU is
+process CPU (user + system, every thread) on both sides.
+
+    python -m benchmarks.record_pass [--records 200] [--reps 3] [--profile out.prof]
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+WARM_RECORDS = 16
+
+
+class InProcessPass:
+    """The benchmark recipe's record pass over one ingested corpus, run in this process."""
+
+    def __init__(self, jsonl: Path, folder: Path) -> None:
+        from benchmarks.ours import make_recipe
+        from benchmarks.workload import recipe_dict
+        from pipeline.execution.passes import IngestShared, IngestTask, build_stages, ingest_source
+        from pipeline.readers import source_files
+        from pipeline.readers.source_fs import SourceFS
+        from pipeline.stages.split import SplitStage
+        from pipeline.store.fs import LocalFS
+
+        self.folder = folder
+        self.recipe = make_recipe(recipe_dict(jsonl, folder / "store"))
+        self.fs = LocalFS()
+        splitter = SplitStage(self.recipe.split, self.recipe.seed)
+        source = self.recipe.sources[0]
+        task = IngestTask(
+            index=0,
+            source=source,
+            files=source_files(source, self.recipe),
+            book_entries=False,
+            folder=str(folder / "ingest"),
+            quarantine_path=str(folder / "ingest-quarantine.jsonl"),
+        )
+        shared = IngestShared(self.recipe, splitter, self.fs, SourceFS.of(self.recipe))
+        self.keys = ingest_source(task, shared).keys
+        self.stages = build_stages(self.recipe, splitter.planned(self.keys["group"].to_pylist()))
+        self._runs = 0
+
+    def table(self) -> pa.Table:
+        """Return the ingested records as one memory-mapped table, in part order."""
+        from pipeline.store.staging import read_part
+
+        parts = sorted(set(self.keys["part"].to_pylist()))
+        return pa.concat_tables([read_part(p) for p in parts])
+
+    def run(self, records: int | None = None) -> tuple[int, float]:
+        """Return (records in, process CPU seconds) of one record pass over the first
+        `records` ingested records (default all), written to a fresh output part."""
+        from pipeline.execution.passes import PassContext, PassTask, Slice, record_pass
+
+        self._runs += 1
+        slices, left = [], records if records is not None else self.keys.num_rows
+        counts = self.keys.group_by("part", use_threads=False).aggregate([("row", "count")])
+        for part, rows in sorted(
+            zip(counts["part"].to_pylist(), counts["row_count"].to_pylist(), strict=True)
+        ):
+            if left <= 0:
+                break
+            slices.append(Slice(part, 0, min(rows, left)))
+            left -= rows
+        ctx = PassContext(
+            fs=self.fs,
+            stages=self.stages,
+            skip_ids=pa.array([], pa.string()),
+            batch_size=self.recipe.execution.batch_size,
+        )
+        task = PassTask(
+            slices=slices,
+            output=str(self.folder / "records" / f"run-{self._runs}.arrow"),
+            quarantine_path=str(self.folder / "records" / f"run-{self._runs}.jsonl"),
+        )
+        started = time.process_time()
+        outcome = record_pass(task, ctx)
+        cpu = time.process_time() - started
+        os.remove(task.output)
+        return outcome.records_in, cpu
+
+
+def measure(records: int, reps: int, profile: str | None = None) -> dict[str, Any]:
+    """Return the pass's and the loop's CPU ms per record (medians of `reps`) and their ratio."""
+    from benchmarks.baselines import PlainChain, media_records_from_table
+    from benchmarks.corpus import build_corpus
+    from benchmarks.workload import AUGMENT
+
+    corpus = build_corpus(records)
+    with tempfile.TemporaryDirectory(prefix="roleforge-record-pass-") as tmp:
+        bench = InProcessPass(corpus.jsonl, Path(tmp))
+        loop_records = media_records_from_table(bench.table())
+        chain = PlainChain(AUGMENT)
+        bench.run(WARM_RECORDS)  # builds the ops, imports the libraries
+        for record in loop_records[:WARM_RECORDS]:
+            chain.variants(record)
+        ours, loop = [], []
+        for _ in range(reps):
+            started = time.process_time()
+            for record in loop_records:
+                chain.variants(record)
+            loop.append((time.process_time() - started) / len(loop_records) * 1e3)
+            n, cpu = bench.run()
+            ours.append(cpu / n * 1e3)
+        if profile:
+            import cProfile
+
+            profiler = cProfile.Profile()
+            profiler.enable()
+            bench.run()
+            profiler.disable()
+            profiler.dump_stats(profile)
+    pass_ms, loop_ms = statistics.median(ours), statistics.median(loop)
+    return {
+        "records": len(loop_records),
+        "pass_ms_per_record": round(pass_ms, 2),
+        "loop_ms_per_record": round(loop_ms, 2),
+        "efficiency": round(loop_ms / pass_ms, 3),
+        "pass_samples": [round(x, 2) for x in ours],
+        "loop_samples": [round(x, 2) for x in loop],
+        "load_average": os.getloadavg(),
+    }
+
+
+def main() -> None:
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=200)
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--profile", help="write a cProfile of one more pass to this file")
+    args = parser.parse_args()
+    print(json.dumps(measure(args.records, args.reps, args.profile), indent=2))
+
+
+if __name__ == "__main__":
+    main()
