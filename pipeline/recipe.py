@@ -186,8 +186,10 @@ class Recipe(StrictModel):
 
     @model_validator(mode="after")
     def _judge_score_has_a_judge(self) -> Recipe:
-        if self.train and "judge_score" in self.train.promote_if and not (
-            self.eval and self.eval.judge
+        if (
+            self.train
+            and "judge_score" in self.train.promote_if
+            and not (self.eval and self.eval.judge)
         ):
             raise ValueError("train.promote_if judge_score needs eval.judge (an LLM judge)")
         return self

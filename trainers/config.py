@@ -83,7 +83,9 @@ HIGHER_IS_BETTER = (
     "judge_score",
 )
 # Metrics of the generated replies: measured on `eval_prompts` test conversations only.
-REPLY_METRICS = tuple(m for m in LOWER_IS_BETTER + HIGHER_IS_BETTER if m not in ("eval_loss", "perplexity"))
+REPLY_METRICS = tuple(
+    m for m in LOWER_IS_BETTER + HIGHER_IS_BETTER if m not in ("eval_loss", "perplexity")
+)
 
 
 class SignificanceRule(StrictModel):

@@ -9,8 +9,8 @@
    dataset's first model) on the same test split under the same protocol, re-evaluating
    the baseline when its numbers came from other rows;
 4. promote by compare-and-swap on the registry pointer when the new model passes every rule
-   of `train.promote_if` (tolerances, paired significance); if another run promoted meanwhile, compare again
-   against that model; otherwise keep the old one (the CLI exits 4);
+   of `train.promote_if` (tolerances, paired significance); if another run promoted
+   meanwhile, compare again against that model; otherwise keep the old one (the CLI exits 4);
 5. write report.json and report.md (with the training curve) into the new model's folder.
 
 On an object store the model folders are worked on and loaded in local folders and
