@@ -15,9 +15,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from pipeline.store.manifest import Manifest
-from trainers.config import LOWER_IS_BETTER, SignificanceRule, TrainConfig
+from trainers.config import LOWER_IS_BETTER, MIN_PAIRS, SignificanceRule, TrainConfig
 from trainers.metrics import REFERENCE_SCORES, Reply, reply_values
-from trainers.paired import MIN_PAIRS, PairedDifference, paired_bootstrap
+from trainers.paired import PairedDifference, paired_bootstrap
 
 # The confidence of the first model's "significantly better than the untrained base" test
 # when promote_if gives eval_loss a tolerance rather than a significance rule.

@@ -82,6 +82,8 @@ HIGHER_IS_BETTER = (
     "chrf",
     "judge_score",
 )
+# Fewer paired test conversations than this never count as evidence either way (trainers.paired).
+MIN_PAIRS = 3
 # Metrics of the generated replies: measured on `eval_prompts` test conversations only.
 REPLY_METRICS = tuple(
     m for m in LOWER_IS_BETTER + HIGHER_IS_BETTER if m not in ("eval_loss", "perplexity")
@@ -143,7 +145,8 @@ class TrainConfig(StrictModel):
     lr_scheduler: str = "cosine"
     warmup_ratio: float = Field(default=0.0, ge=0, lt=1)
     weight_decay: float = Field(default=0.0, ge=0)
-    optim: str = "adamw_torch"  # any transformers OptimizerNames value
+    # any transformers OptimizerNames value; the default is the Trainer's own (torch >= 2.8)
+    optim: str = "adamw_torch_fused"
     batch_size: int = Field(default=4, ge=1)
     grad_accum: int = Field(default=1, ge=1)
     max_length: int = Field(default=1024, ge=16)
@@ -236,8 +239,8 @@ class TrainConfig(StrictModel):
     @field_validator("optim")
     @classmethod
     def _known_optimizer(cls, v: str) -> str:
-        if v == "adamw_torch":
-            return v  # the default: skip importing transformers for the common case
+        if v in ("adamw_torch_fused", "adamw_torch"):
+            return v  # the common cases: skip importing transformers
         from transformers.training_args import OptimizerNames
 
         names = [o.value for o in OptimizerNames]
@@ -266,8 +269,6 @@ class TrainConfig(StrictModel):
     def _replies_to_pair(self) -> TrainConfig:
         # A reply metric is paired over the eval_prompts conversations that get replies;
         # fewer than MIN_PAIRS are never evidence, so such a rule could only refuse.
-        from trainers.paired import MIN_PAIRS
-
         unpaired = sorted(
             m
             for m, rule in self.promote_if.items()

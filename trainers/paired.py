@@ -17,11 +17,12 @@ from dataclasses import asdict, dataclass
 from statistics import NormalDist
 from typing import Any, Literal
 
+from trainers.config import MIN_PAIRS
+
 Case = Literal["significantly better", "no detectable difference", "significantly worse"]
 
 RESAMPLES = 2000
 POWER = 0.8
-MIN_PAIRS = 3  # fewer paired conversations than this never count as evidence either way
 
 
 @dataclass(frozen=True)
