@@ -16,7 +16,7 @@ from trainers.comparison import (
     Scored,
     compare,
 )
-from trainers.config import SignificanceRule, TrainConfig
+from trainers.config import REPLY_METRICS, SignificanceRule, TrainConfig
 from trainers.paired import paired_bootstrap
 
 
@@ -379,19 +379,7 @@ def test_reply_metrics_have_a_value_per_test_conversation() -> None:
     assert with_replies("m", []).per_conversation("distinct_2") == {}
 
 
-@pytest.mark.parametrize(
-    "metric",
-    [
-        "ai_exposure_rate",
-        "speaker_leakage_rate",
-        "catchphrase_hit_rate",
-        "distinct_1",
-        "distinct_2",
-        "rouge_l",
-        "chrf",
-        "judge_score",
-    ],
-)
+@pytest.mark.parametrize("metric", REPLY_METRICS)
 def test_the_bootstrap_on_a_reply_metric_is_deterministic(metric) -> None:
     judge_new, judge_old = [4, 5, 3, 4, 5, 4, 3, 5], [2, 3, 3, 2, 4, 2, 3, 3]
     rules = {metric: SignificanceRule(better=False)}
