@@ -8,11 +8,17 @@ version (28x28 images + 1 s clips), with the same batch size, steps and seed:
   collator, our Trainer subclass);
 - plain: `transformers.Trainer` over the records in memory with a minimal collator that calls
   `processor.apply_chat_template(..., return_assistant_tokens_mask=True)` on each batch.
-Both process media on the fly in the main process (dataloader workers 0). Throughput is
-non-padding tokens / seconds from train start to the last optimizer step (final checkpoint
-excluded), measured by the same callback on both sides; runs alternate ours/plain and the
-figures are medians of `--reps` pairs. The data-wait share is the share of our step time
-spent fetching batches.
+Both process media on the fly in the main process (dataloader workers 0). The
+TrainingArguments that decide what a step does (batch, steps, optimizer, schedule, logging
+every step, no evaluation, loader workers, integrations off: no TensorBoard on either side)
+are checked equal after each pair, or the run stops. Throughput is non-padding tokens /
+seconds from train start to the last optimizer step (our final checkpoint, written after
+it, excluded), measured by the same callback on both sides; runs alternate ours/plain and
+the figures are medians of `--reps` pairs. The data-wait share is the share of our step
+time spent fetching batches. Per step, the same clock splits each side's time into data
+(fetching and collating the batch) and compute (forward, backward, optimizer, callbacks,
+logging), in wall and process-CPU seconds (medians over steps): on a shared machine these
+say more than the ratio. `--profile DIR` writes cProfile stats of the first pair.
 
 Generation: the evaluation's replies (greedy, `--gen-tokens` new tokens each) for
 `--replies` conversations, generated `--batch` at a time with left padding (what
