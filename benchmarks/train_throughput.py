@@ -12,14 +12,14 @@ Both process media on the fly in the main process (dataloader workers 0). The
 TrainingArguments that decide what a step does (batch, steps, optimizer, schedule, logging
 every step, no evaluation, loader workers, integrations off: no TensorBoard on either side)
 are checked equal after each pair, or the run stops. Throughput is non-padding tokens /
-seconds from train start to the last optimizer step (our final checkpoint, written after
-it, excluded), measured by the same callback on both sides; after one untimed 2-step run of each side
-(`--no-warmup` skips it), pairs alternate which side runs first, and the figures are
-medians of `--reps` pairs. The data-wait share is the share of our step
-time spent fetching batches. Per step, the same clock splits each side's time into data
-(fetching and collating the batch) and compute (forward, backward, optimizer, callbacks,
-logging), in wall and process-CPU seconds (medians over steps): on a shared machine these
-say more than the ratio. `--profile DIR` writes cProfile stats of the first pair.
+seconds from train start to the last optimizer step (our final checkpoint, written after it,
+excluded), measured by the same callback on both sides; after one untimed 2-step run of each
+side (`--no-warmup` skips it), pairs alternate which side runs first, and the figures are
+medians of `--reps` pairs. The data-wait share is the share of our step time spent fetching
+batches. Per step, the same clock splits each side's time into data (fetching and collating
+the batch) and compute (forward, backward, optimizer, callbacks, logging), in wall and
+process-CPU seconds (medians over steps): on a shared machine these say more than the ratio.
+`--profile DIR` writes cProfile stats of the first pair.
 
 Generation: the evaluation's replies (greedy, `--gen-tokens` new tokens each) for
 `--replies` conversations, generated `--batch` at a time with left padding (what
