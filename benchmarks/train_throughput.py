@@ -8,11 +8,18 @@ version (28x28 images + 1 s clips), with the same batch size, steps and seed:
   collator, our Trainer subclass);
 - plain: `transformers.Trainer` over the records in memory with a minimal collator that calls
   `processor.apply_chat_template(..., return_assistant_tokens_mask=True)` on each batch.
-Both process media on the fly in the main process (dataloader workers 0). Throughput is
-non-padding tokens / seconds from train start to the last optimizer step (final checkpoint
-excluded), measured by the same callback on both sides; runs alternate ours/plain and the
-figures are medians of `--reps` pairs. The data-wait share is the share of our step time
-spent fetching batches.
+Both process media on the fly in the main process (dataloader workers 0). The
+TrainingArguments that decide what a step does (batch, steps, optimizer, schedule, logging
+every step, no evaluation, loader workers, integrations off: no TensorBoard on either side)
+are checked equal after each pair, or the run stops. Throughput is non-padding tokens /
+seconds from train start to the last optimizer step (our final checkpoint, written after it,
+excluded), measured by the same callback on both sides; after one untimed 2-step run of each
+side (`--no-warmup` skips it), pairs alternate which side runs first, and the figures are
+medians of `--reps` pairs. The data-wait share is the share of our step time spent fetching
+batches. Per step, the same clock splits each side's time into data (fetching and collating
+the batch) and compute (forward, backward, optimizer, callbacks, logging), in wall and
+process-CPU seconds (medians over steps): on a shared machine these say more than the ratio.
+`--profile DIR` writes cProfile stats of the first pair.
 
 Generation: the evaluation's replies (greedy, `--gen-tokens` new tokens each) for
 `--replies` conversations, generated `--batch` at a time with left padding (what
@@ -31,6 +38,7 @@ import statistics
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -111,25 +119,117 @@ def write_shard(records: list[dict[str, Any]], folder: Path) -> str:
     return str(path)
 
 
-def _step_clock():
-    """Return a callback that records when training began and when the last step ended."""
+# TrainingArguments that decide what a step does; both sides must agree on every one.
+LIKE_FOR_LIKE = (
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "max_steps",
+    "learning_rate",
+    "lr_scheduler_type",
+    "warmup_steps",
+    "weight_decay",
+    "max_grad_norm",
+    "optim",
+    "logging_steps",
+    "eval_strategy",
+    "dataloader_num_workers",
+    "report_to",
+    "bf16",
+    "fp16",
+    "activation_checkpointing",
+    "torch_compile",
+    "use_cpu",
+)
+
+
+def _like_for_like(trainer) -> dict[str, Any]:
+    return {k: json.loads(json.dumps(getattr(trainer.args, k), default=str)) for k in LIKE_FOR_LIKE}
+
+
+def check_like_for_like(ours: dict[str, Any], plain: dict[str, Any]) -> None:
+    """Raise if the two sides' TrainingArguments differ in what decides a step's work."""
+    differ = {k: (ours[k], plain[k]) for k in LIKE_FOR_LIKE if ours[k] != plain[k]}
+    if differ:
+        raise SystemExit(f"the two sides do not train alike (ours, plain): {differ}")
+
+
+def _step_clock(trainer):
+    """Add to `trainer` a callback that records when training began and when the last step
+    ended, and per step the wall and CPU seconds spent fetching its batch (data) and the
+    rest of the step (compute: forward, backward, optimizer, callbacks, logging). The same
+    clock on both sides: it wraps the instance's `get_batch_samples`."""
     from transformers import TrainerCallback
 
     class StepClock(TrainerCallback):
         def __init__(self):
             self.begin = self.end = None
+            self.steps: list[dict[str, float]] = []
+            self._fetched: tuple[float, float, float, float] | None = None
+
+        def timed_fetch(self, fetch):
+            def get_batch_samples(*args, **kwargs):
+                wall, cpu = time.perf_counter(), time.process_time()
+                out = fetch(*args, **kwargs)
+                self._fetched = (wall, cpu, time.perf_counter(), time.process_time())
+                return out
+
+            return get_batch_samples
 
         def on_train_begin(self, args, state, control, **kwargs):
             self.begin = time.perf_counter()
 
         def on_step_end(self, args, state, control, **kwargs):
             self.end = time.perf_counter()
+            if self._fetched is not None:
+                wall, cpu, fetched_wall, fetched_cpu = self._fetched
+                self.steps.append(
+                    {
+                        "data_wall": fetched_wall - wall,
+                        "data_cpu": fetched_cpu - cpu,
+                        "compute_wall": self.end - fetched_wall,
+                        "compute_cpu": time.process_time() - fetched_cpu,
+                    }
+                )
+                self._fetched = None
 
-    return StepClock()
+        def per_step(self) -> dict[str, float]:
+            """Median seconds per step of each part (the median shrugs off a busy moment)."""
+            return {k: statistics.median(s[k] for s in self.steps) for k in self.steps[0]}
+
+    clock = StepClock()
+    trainer.get_batch_samples = clock.timed_fetch(trainer.get_batch_samples)
+    trainer.add_callback(clock)
+    return clock
+
+
+def _train_timed(trainer, profile: str | None) -> tuple[Any, float]:
+    """Train with the step clock (under cProfile into `profile` when given); return the
+    clock and the process CPU seconds the training took."""
+    clock = _step_clock(trainer)
+    profiler = None
+    if profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+    cpu = time.process_time()
+    trainer.train()
+    cpu = time.process_time() - cpu
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(profile)
+    return clock, cpu
 
 
 def run_ours(
-    base: str, shard: str, run_dir: str, steps: int, batch: int, seed: int, workers: int = 0
+    base: str,
+    shard: str,
+    run_dir: str,
+    steps: int,
+    batch: int,
+    seed: int,
+    workers: int = 0,
+    profile: str | None = None,
 ) -> dict:
     from trainers.loop import TrainJob, TrainLoop
 
@@ -140,6 +240,7 @@ def run_ours(
         "learning_rate": 1e-3,
         "max_length": 512,
         "use_gpu": False,
+        "report_to": [],  # as the plain side: no TensorBoard events
     }
     job = TrainJob(
         run_dir=run_dir,
@@ -154,11 +255,7 @@ def run_ours(
     session = TrainLoop(job)
     setup_s = time.perf_counter() - planned
     trainer = session.trainer()
-    clock = _step_clock()
-    trainer.add_callback(clock)
-    cpu = time.process_time()
-    trainer.train()
-    cpu = time.process_time() - cpu
+    clock, cpu = _train_timed(trainer, profile)
     times = trainer.step_times
     seconds = clock.end - clock.begin
     return {
@@ -168,6 +265,8 @@ def run_ours(
         "tokens_per_cpu_s": times.tokens / cpu,
         "data_wait_share": times.data_wait_seconds / times.step_seconds,
         "setup_s": setup_s,
+        "per_step": clock.per_step(),
+        "args": _like_for_like(trainer),
     }
 
 
@@ -201,7 +300,13 @@ def _plain_conversation(record: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def run_plain(
-    base: str, records: list[dict], out_dir: str, steps: int, batch: int, seed: int
+    base: str,
+    records: list[dict],
+    out_dir: str,
+    steps: int,
+    batch: int,
+    seed: int,
+    profile: str | None = None,
 ) -> dict:
     import torch
     from peft import LoraConfig, get_peft_model
@@ -259,11 +364,7 @@ def run_plain(
         data_seed=seed,
     )
     trainer = Trainer(model=model, args=args, train_dataset=records, data_collator=collate)
-    clock = _step_clock()
-    trainer.add_callback(clock)
-    cpu = time.process_time()
-    trainer.train()
-    cpu = time.process_time() - cpu
+    clock, cpu = _train_timed(trainer, profile)
     seconds = clock.end - clock.begin
     # accelerate's loader collates one batch ahead; count only the batches trained on.
     tokens = sum(batch_tokens[:steps])
@@ -272,6 +373,8 @@ def run_plain(
         "seconds": seconds,
         "tokens_per_s": tokens / seconds,
         "tokens_per_cpu_s": tokens / cpu,
+        "per_step": clock.per_step(),
+        "args": _like_for_like(trainer),
     }
 
 
@@ -328,6 +431,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--replies", type=int, default=16, help="replies per generation run")
     parser.add_argument("--gen-tokens", type=int, default=16, help="new tokens per reply")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 6 steps, 1 pair")
+    parser.add_argument(
+        "--no-warmup",
+        dest="warmup",
+        action="store_false",
+        help="skip the untimed 2-step run of each side before the timed pairs",
+    )
+    parser.add_argument(
+        "--profile", help="write cProfile stats of the first pair here (ours.prof, plain.prof)"
+    )
     parser.add_argument("--json", dest="json_path", help="write the results here")
     args = parser.parse_args(argv)
     if args.quick:
@@ -352,16 +464,40 @@ def main(argv: list[str] | None = None) -> int:
         ]
         base = build_tiny_omni(texts, str(root / "base"), seed=0)
         ours, plain, overlapped, generation = [], [], [], []
+        if args.warmup:
+            # One short untimed run of each side first: the process's one-time costs (kernel
+            # and allocator set-up, lazy imports) are nobody's throughput.
+            run_ours(base, shard, str(root / "warm-ours"), 2, args.batch, 0)
+            run_plain(base, records, str(root / "warm-plain"), 2, args.batch, 0)
         for rep in range(args.reps):
             generation.append(
                 run_generation(base, shard, args.replies, args.batch, args.gen_tokens)
             )
-            ours.append(
-                run_ours(base, shard, str(root / f"ours{rep}"), args.steps, args.batch, rep)
+            profile = (
+                {s: os.path.join(args.profile, f"{s}.prof") for s in ("ours", "plain")}
+                if args.profile and rep == 0
+                else {}
             )
-            plain.append(
-                run_plain(base, records, str(root / f"plain{rep}"), args.steps, args.batch, rep)
-            )
+            if profile:
+                os.makedirs(args.profile, exist_ok=True)
+            sides = {
+                "ours": partial(
+                    run_ours, base, shard, str(root / f"ours{rep}"), profile=profile.get("ours")
+                ),
+                "plain": partial(
+                    run_plain,
+                    base,
+                    records,
+                    str(root / f"plain{rep}"),
+                    profile=profile.get("plain"),
+                ),
+            }
+            # Which side runs first alternates, so neither always meets a cold process.
+            order = ("ours", "plain") if rep % 2 == 0 else ("plain", "ours")
+            done = {side: sides[side](args.steps, args.batch, rep) for side in order}
+            ours.append(done["ours"])
+            plain.append(done["plain"])
+            check_like_for_like(ours[-1]["args"], plain[-1]["args"])
             if args.loader_workers:
                 overlapped.append(
                     run_ours(
@@ -374,14 +510,25 @@ def main(argv: list[str] | None = None) -> int:
                         args.loader_workers,
                     )
                 )
+            o, p = ours[-1]["per_step"], plain[-1]["per_step"]
             log.info(
-                "rep %d: ours %.0f tok/s (wait %.0f%%, %.0f tok/cpu-s), plain %.0f tok/s (%.0f tok/cpu-s)",
+                "rep %d: ours %.0f tok/s (wait %.0f%%, %.0f tok/cpu-s), plain %.0f tok/s "
+                "(%.0f tok/cpu-s); per step, data/compute wall s: ours %.3f/%.3f, plain "
+                "%.3f/%.3f; CPU s: ours %.3f/%.3f, plain %.3f/%.3f",
                 rep,
                 ours[-1]["tokens_per_s"],
                 100 * ours[-1]["data_wait_share"],
                 ours[-1]["tokens_per_cpu_s"],
                 plain[-1]["tokens_per_s"],
                 plain[-1]["tokens_per_cpu_s"],
+                o["data_wall"],
+                o["compute_wall"],
+                p["data_wall"],
+                p["compute_wall"],
+                o["data_cpu"],
+                o["compute_cpu"],
+                p["data_cpu"],
+                p["compute_cpu"],
             )
     ratios = [o["tokens_per_s"] / p["tokens_per_s"] for o, p in zip(ours, plain, strict=True)]
     cpu_ratios = [
@@ -411,7 +558,15 @@ def main(argv: list[str] | None = None) -> int:
             "one_at_a_time": _summary([g["one_at_a_time"] for g in generation]),
             "speedup": _summary([g["batched"] / g["one_at_a_time"] for g in generation]),
         },
+        "per_step_seconds": {
+            side: {
+                part: _summary([r["per_step"][part] for r in runs])
+                for part in ("data_wall", "compute_wall", "data_cpu", "compute_cpu")
+            }
+            for side, runs in (("ours", ours), ("hf_trainer", plain))
+        },
         "tokens_per_run": {"ours": ours[0]["tokens"], "hf_trainer": plain[0]["tokens"]},
+        "like_for_like": ours[0]["args"],
         "settings": {
             "steps": args.steps,
             "batch": args.batch,
@@ -420,6 +575,7 @@ def main(argv: list[str] | None = None) -> int:
             "loader_workers": args.loader_workers,
             "replies": args.replies,
             "gen_tokens": args.gen_tokens,
+            "warmup": args.warmup,
             "threads": torch.get_num_threads(),
             "load_average": os.getloadavg(),
         },
@@ -430,6 +586,20 @@ def main(argv: list[str] | None = None) -> int:
         f"{report['trainer_vs_hf_trainer']['median']:.3f} (target >= 0.95), per CPU second "
         f"{report['cpu_time_ratio']['median']:.3f}; data-wait share "
         f"{report['data_wait_share']['median']:.1%}"
+    )
+    steps = report["per_step_seconds"]
+    print(
+        "median seconds per step, data + compute: wall ours "
+        + " + ".join(f"{steps['ours'][k]['median']:.3f}" for k in ("data_wall", "compute_wall"))
+        + ", plain "
+        + " + ".join(
+            f"{steps['hf_trainer'][k]['median']:.3f}" for k in ("data_wall", "compute_wall")
+        )
+        + "; CPU ours "
+        + " + ".join(f"{steps['ours'][k]['median']:.3f}" for k in ("data_cpu", "compute_cpu"))
+        + ", plain "
+        + " + ".join(f"{steps['hf_trainer'][k]['median']:.3f}" for k in ("data_cpu", "compute_cpu"))
+        + f"; load average {os.getloadavg()[0]:.1f}"
     )
     gen = report["generation_replies_per_s"]
     print(

@@ -186,6 +186,16 @@ class Recipe(StrictModel):
         return v
 
     @model_validator(mode="after")
+    def _judge_score_has_a_judge(self) -> Recipe:
+        if (
+            self.train
+            and "judge_score" in self.train.promote_if
+            and not (self.eval and self.eval.judge)
+        ):
+            raise ValueError("train.promote_if judge_score needs eval.judge (an LLM judge)")
+        return self
+
+    @model_validator(mode="after")
     def _other_license_is_named(self) -> Recipe:
         if (self.license or "").strip().lower() == "other":
             missing = [k for k in ("license_name", "license_link") if not getattr(self, k)]

@@ -12,10 +12,11 @@ import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from pipeline.store.manifest import Manifest
-from trainers.config import LOWER_IS_BETTER, SignificanceRule, TrainConfig
+from trainers.config import LOWER_IS_BETTER, MIN_PAIRS, SignificanceRule, TrainConfig
+from trainers.metrics import REFERENCE_SCORES, Reply, reply_values
 from trainers.paired import PairedDifference, paired_bootstrap
 
 # The confidence of the first model's "significantly better than the untrained base" test
@@ -101,12 +102,31 @@ class Scored:
         return (self.evaluation.get("generation") or {}).get(name)
 
     def per_conversation(self, name: str) -> dict[str, float]:
-        """Return a paired metric per test conversation (record id -> value); {} if absent."""
-        per_sample = self.evaluation.get("per_sample") or {}
-        losses = {rid: row["loss"] for rid, row in per_sample.items()}
-        if name == "perplexity":
-            return {rid: math.exp(min(loss, 50.0)) for rid, loss in losses.items()}
-        return losses if name == "eval_loss" else {}
+        """Return a promote_if metric per test conversation (record id -> value); {} if absent.
+
+        eval_loss and perplexity come from each conversation's own loss; the reply metrics
+        from its greedy reply (trainers.metrics.reply_values: 1/0 for the rates, the reply's
+        own distinct-n, its ROUGE-L and chrF); judge_score from the judge's score of it.
+        Conversations where a metric does not apply (no catchphrases, no n-gram) are left out.
+        """
+        if name in ("eval_loss", "perplexity"):
+            per_sample = self.evaluation.get("per_sample") or {}
+            losses = {rid: row["loss"] for rid, row in per_sample.items()}
+            if name == "perplexity":
+                return {rid: math.exp(min(loss, 50.0)) for rid, loss in losses.items()}
+            return losses
+        if name == "judge_score":
+            scores = (self.evaluation.get("judge") or {}).get("scores") or {}
+            return {rid: float(score) for rid, score in scores.items()}
+        out = {}
+        for r in self.replies:
+            if name in REFERENCE_SCORES:
+                value = r.get(name)
+            else:
+                value = reply_values(Reply(r["reply"], r["speakers"], r["catchphrases"]))[name]
+            if value is not None:
+                out[r["id"]] = float(value)
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -117,6 +137,18 @@ class Scored:
             "reevaluated": self.reevaluated,
             "eval": self.evaluation,
         }
+
+
+# What one gated metric shows: a paired case (trainers.paired) under a significance rule;
+# under a tolerance, whether the change stays within it.
+MetricCase = Literal[
+    "significantly better",
+    "no detectable difference",
+    "significantly worse",
+    "within tolerance",
+    "beyond tolerance",
+    "not measured",
+]
 
 
 @dataclass(frozen=True)
@@ -131,6 +163,7 @@ class MetricDelta:
     passed: bool
     paired: PairedDifference | None = None
     better: bool = False  # the significance rule asks for significantly better
+    confidence: float | None = None  # the significance rule's level
 
     @property
     def delta(self) -> float | None:
@@ -141,14 +174,24 @@ class MetricDelta:
     @property
     def rule(self) -> str:
         """Return the rule in words, e.g. "tolerance 0.0" or "not significantly worse (95%)"."""
-        if self.paired is None and self.tolerance is not None:
+        if self.tolerance is not None:
             return f"tolerance {self.tolerance}"
         want = "significantly better" if self.better else "not significantly worse"
-        confidence = self.paired.confidence if self.paired else FIRST_MODEL_CONFIDENCE
-        return f"{want} ({confidence:.0%})"
+        return f"{want} ({self.confidence or FIRST_MODEL_CONFIDENCE:.0%})"
+
+    @property
+    def case(self) -> MetricCase:
+        """Return what this metric shows under its rule (see MetricCase)."""
+        if self.tolerance is None:
+            if self.paired is None or self.paired.pairs == 0:
+                return "not measured"
+            return self.paired.case
+        if self.delta is None:
+            return "not measured"
+        return "within tolerance" if self.passed else "beyond tolerance"
 
     def to_dict(self) -> dict[str, Any]:
-        out = {**asdict(self), "delta": self.delta, "rule": self.rule}
+        out = {**asdict(self), "delta": self.delta, "rule": self.rule, "case": self.case}
         out["paired"] = self.paired.to_dict() if self.paired else None
         return out
 
@@ -157,21 +200,20 @@ class MetricDelta:
 class Decision:
     """Whether the new model is promoted, and why, with every delta behind it.
 
-    `case` is what the paired eval_loss interval says (significantly better, no detectable
-    difference, significantly worse); `evidence` is that interval (None when either model
-    has no per-conversation losses)."""
+    `case` is the case that decided (MetricCase): of the first metric that failed its rule,
+    of eval_loss's interval when a first model is not significantly better than the base,
+    else of the leading gated metric (eval_loss when gated); the reason begins with it.
+    `evidence` is the paired eval_loss interval, reported whatever the rules (None when
+    either model has no per-conversation losses)."""
 
     promote: bool
     reason: str
+    case: MetricCase
     against: str  # "promoted" or "base"
     eval_set: EvalSet
     deltas: tuple[MetricDelta, ...]
     per_character: dict[str, dict[str, float | None]] = field(default_factory=dict)
     evidence: PairedDifference | None = None
-
-    @property
-    def case(self) -> str | None:
-        return self.evidence.case if self.evidence else None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -257,7 +299,7 @@ def _judge(
             passed = paired.case == "significantly better"
         else:
             passed = paired.case != "significantly worse"
-        return MetricDelta(metric, b, a, None, lower, passed, paired, rule.better)
+        return MetricDelta(metric, b, a, None, lower, passed, paired, rule.better, rule.confidence)
     if a is None or b is None:
         passed = False
     elif lower:
@@ -290,23 +332,28 @@ def compare(
         loss_rule.confidence if isinstance(loss_rule, SignificanceRule) else FIRST_MODEL_CONFIDENCE
     )
     evidence = paired_difference(new, baseline, "eval_loss", confidence)
-    failed = [d for d in deltas if not d.passed]
     who = "the untrained base model" if against == "base" else f"promoted {baseline.model_id}"
+    failed = [d for d in deltas if not d.passed]
+    first_not_better = against == "base" and (
+        evidence is None or evidence.case != "significantly better"
+    )
     if failed:
-        reason = "; ".join(_failure(d) for d in failed) + f" (against {who})"
-        promote = False
-    elif against == "base" and (evidence is None or evidence.case != "significantly better"):
-        what = evidence.describe() if evidence else "no per-conversation test losses to pair"
-        reason = f"a first model must be significantly better than the untrained base: {what}"
-        promote = False
+        case, reason = failed[0].case, _reason(failed, who, refused=True)
+    elif first_not_better:
+        case = evidence.case if evidence else "not measured"
+        what = evidence.interval() if evidence else "no per-conversation test losses to pair"
+        reason = (
+            f"{_headline(case, who, evidence)}, but a first model must be significantly better "
+            f"than the untrained base: {what}"
+        )
     else:
-        gated = ", ".join(_passing(d) for d in deltas)
-        verdict = "beats" if against == "base" else "is not worse than"
-        reason = f"{verdict} {who}: {gated}"
-        promote = True
+        lead = sorted(deltas, key=lambda d: d.metric != "eval_loss")
+        case = "significantly better" if against == "base" else lead[0].case
+        reason = _reason(lead, who, refused=False, case=case, evidence=evidence)
     return Decision(
-        promote=promote,
+        promote=not failed and not first_not_better,
         reason=reason,
+        case=case,
         against=against,
         eval_set=new.eval_set,
         deltas=tuple(deltas),
@@ -315,23 +362,65 @@ def compare(
     )
 
 
-def _passing(d: MetricDelta) -> str:
-    if d.paired is not None:
-        return d.paired.describe()
-    return f"{d.metric} {fmt_metric(d.new)} vs {fmt_metric(d.baseline)} ({d.rule})"
+def _headline(case: MetricCase, who: str, paired: PairedDifference | None = None) -> str:
+    """Return how a reason begins for `case`, e.g. "significantly better than promoted X"."""
+    if case == "no detectable difference":
+        needed = paired.conversations_needed() if paired else None
+        if paired and paired.pairs < MIN_PAIRS:
+            size = f" (fewer than {MIN_PAIRS} paired conversations are no evidence)"
+        elif needed is not None:
+            size = f" (about {needed} test conversations would show a difference of this size)"
+        else:
+            size = ""
+        return f"no detectable difference from {who}{size}"
+    return {
+        "significantly better": f"significantly better than {who}",
+        "significantly worse": f"significantly worse than {who}",
+        "within tolerance": f"within tolerance of {who}",
+        "beyond tolerance": f"worse than {who} beyond tolerance",
+        "not measured": f"not measured against {who}",
+    }[case]
 
 
-def _failure(d: MetricDelta) -> str:
+def _reason(
+    deltas: list[MetricDelta],
+    who: str,
+    *,
+    refused: bool,
+    case: MetricCase | None = None,
+    evidence: PairedDifference | None = None,
+) -> str:
+    """Return a decision's reason: the leading delta's case as its headline, then each
+    delta's numbers (the cases of the others named too)."""
+    lead = deltas[0]
+    case = case or lead.case
+    details = [_detail(lead, with_case=lead.case != case)]
+    details += [_detail(d, with_case=True) for d in deltas[1:]]
+    reason = f"{_headline(case, who, lead.paired)}: " + "; ".join(details)
+    if not refused and lead.tolerance is not None and evidence is not None:
+        # A tolerance decided; the paired interval is still said, whatever it shows.
+        reason += f"; paired, {evidence.describe()}"
+    return reason
+
+
+def _detail(d: MetricDelta, with_case: bool) -> str:
+    """Return one gated metric's numbers and rule, e.g. for a decision's reason."""
     if d.tolerance is None:
         if d.paired is None or d.paired.pairs == 0:
             return f"{d.metric} has no per-conversation values to pair (re-evaluate both)"
-        return f"{d.paired.describe()}, the rule asks {d.rule}"
+        text = d.paired.describe() if with_case else d.paired.interval()
+        return f"{text}, rule: {d.rule}" if d.passed else f"{text}, the rule asks {d.rule}"
     if d.new is None or d.baseline is None:
         return f"{d.metric} was not measured (eval_prompts: 0, or no replies)"
+    if d.passed:
+        return (
+            f"{d.metric} {fmt_metric(d.new)} vs {fmt_metric(d.baseline)} "
+            f"({d.delta:+.4f}, within tolerance {d.tolerance})"
+        )
     way = "higher" if d.lower_is_better else "lower"
     return (
-        f"{d.metric} {fmt_metric(d.new)} is {abs(d.delta or 0):.4f} {way} than {fmt_metric(d.baseline)}, "
-        f"over the tolerance {d.tolerance}"
+        f"{d.metric} {fmt_metric(d.new)} is {abs(d.delta or 0):.4f} {way} than "
+        f"{fmt_metric(d.baseline)}, over the tolerance {d.tolerance}"
     )
 
 

@@ -70,11 +70,24 @@ OWN_TRAINER_FIELDS: dict[str, str] = {
 }
 
 # Metrics a recipe may gate promotion on (`promote_if`), by which way is better. They are
-# the names of eval.json: loss/perplexity on character tokens, rates over greedy replies.
+# the names of eval.json: loss/perplexity on character tokens, rates and scores over greedy
+# replies. Each also has a value per test conversation (trainers.comparison), so a
+# significance rule pairs any of them.
 LOWER_IS_BETTER = ("eval_loss", "perplexity", "ai_exposure_rate", "speaker_leakage_rate")
-HIGHER_IS_BETTER = ("catchphrase_hit_rate", "distinct_1", "distinct_2", "judge_score")
-# Metrics measured per test conversation, so a significance rule can pair them.
-PAIRED_METRICS = ("eval_loss", "perplexity")
+HIGHER_IS_BETTER = (
+    "catchphrase_hit_rate",
+    "distinct_1",
+    "distinct_2",
+    "rouge_l",
+    "chrf",
+    "judge_score",
+)
+# Fewer paired test conversations than this never count as evidence either way (trainers.paired).
+MIN_PAIRS = 3
+# Metrics of the generated replies: measured on `eval_prompts` test conversations only.
+REPLY_METRICS = tuple(
+    m for m in LOWER_IS_BETTER + HIGHER_IS_BETTER if m not in ("eval_loss", "perplexity")
+)
 
 
 class SignificanceRule(StrictModel):
@@ -132,7 +145,8 @@ class TrainConfig(StrictModel):
     lr_scheduler: str = "cosine"
     warmup_ratio: float = Field(default=0.0, ge=0, lt=1)
     weight_decay: float = Field(default=0.0, ge=0)
-    optim: str = "adamw_torch"  # any transformers OptimizerNames value
+    # any transformers OptimizerNames value; the default is the Trainer's own (torch >= 2.8)
+    optim: str = "adamw_torch_fused"
     batch_size: int = Field(default=4, ge=1)
     grad_accum: int = Field(default=1, ge=1)
     max_length: int = Field(default=1024, ge=16)
@@ -181,14 +195,6 @@ class TrainConfig(StrictModel):
         )
         if negative:
             raise ValueError(f"tolerances must be >= 0: {', '.join(negative)}")
-        unpaired = sorted(
-            k for k, r in v.items() if isinstance(r, SignificanceRule) and k not in PAIRED_METRICS
-        )
-        if unpaired:
-            raise ValueError(
-                f"{', '.join(unpaired)}: a significance rule needs a per-conversation metric "
-                f"({', '.join(PAIRED_METRICS)}); give a tolerance instead"
-            )
         if not v:
             raise ValueError("name at least one metric, e.g. {eval_loss: 0.0}")
         return v
@@ -233,8 +239,8 @@ class TrainConfig(StrictModel):
     @field_validator("optim")
     @classmethod
     def _known_optimizer(cls, v: str) -> str:
-        if v == "adamw_torch":
-            return v  # the default: skip importing transformers for the common case
+        if v in ("adamw_torch_fused", "adamw_torch"):
+            return v  # the common cases: skip importing transformers
         from transformers.training_args import OptimizerNames
 
         names = [o.value for o in OptimizerNames]
@@ -258,6 +264,24 @@ class TrainConfig(StrictModel):
             if key not in known:
                 raise ValueError(f"trainer_args.{key} is not a TrainingArguments field")
         return v
+
+    @model_validator(mode="after")
+    def _replies_to_pair(self) -> TrainConfig:
+        # A reply metric is paired over the eval_prompts conversations that get replies;
+        # fewer than MIN_PAIRS are never evidence, so such a rule could only refuse.
+        unpaired = sorted(
+            m
+            for m, rule in self.promote_if.items()
+            if isinstance(rule, SignificanceRule) and m in REPLY_METRICS
+        )
+        if unpaired and self.eval_prompts < MIN_PAIRS:
+            raise ValueError(
+                f"promote_if {', '.join(unpaired)}: a significance rule on a reply metric pairs "
+                f"the replies to eval_prompts test conversations, and eval_prompts "
+                f"{self.eval_prompts} gives fewer than the {MIN_PAIRS} it needs; raise "
+                f"eval_prompts or give a tolerance"
+            )
+        return self
 
     @model_validator(mode="after")
     def _quantization_needs_lora(self) -> TrainConfig:

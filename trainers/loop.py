@@ -65,8 +65,20 @@ class StepTimes:
     steps: int = 0
     step_seconds: float = 0.0
     data_wait_seconds: float = 0.0
-    tokens: int = 0  # non-padding tokens fed to the model
     _fetch_start: float | None = field(default=None, repr=False)
+    # Non-padding tokens fed to the model, summed where the batches are (a GPU tensor there):
+    # reading a device number every step would make each step wait for the GPU.
+    _tokens: Any = field(default=0, repr=False)
+
+    def count(self, batches: list[dict[str, Any]]) -> None:
+        """Add the non-padding tokens of `batches`, without reading them back from a device."""
+        for b in batches:
+            self._tokens = self._tokens + b["attention_mask"].sum()
+
+    @property
+    def tokens(self) -> int:
+        """Return the non-padding tokens so far (waits for the device once, when read)."""
+        return int(self._tokens)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -133,7 +145,7 @@ def _trainer_class():
             batches, num_items = super().get_batch_samples(epoch_iterator, num_batches, device)
             self.step_times.data_wait_seconds += time.perf_counter() - start
             self.step_times._fetch_start = start
-            self.step_times.tokens += sum(int(b["attention_mask"].sum()) for b in batches)
+            self.step_times.count(batches)
             return batches, num_items
 
     return RoleForgeTrainer

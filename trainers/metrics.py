@@ -62,22 +62,38 @@ def distinct_n(texts: Sequence[str], n: int) -> float | None:
     return len(set(grams)) / len(grams) if grams else None
 
 
+def reply_values(reply: Reply) -> dict[str, float | None]:
+    """Return one reply's own value of each rule-based reply metric, named as in
+    reply_metrics: 1.0 or 0.0 for the rates (catchphrase_hit_rate None when the character
+    has no catchphrase), the reply's own distinct-n (None without an n-gram). Two models'
+    replies to the same test conversation are paired on these (trainers.comparison)."""
+    has_phrases = any(c.strip() for c in reply.catchphrases)
+    return {
+        "ai_exposure_rate": float(ai_exposure(reply.text)),
+        "speaker_leakage_rate": float(speaker_leakage(reply.text, reply.speakers)),
+        "catchphrase_hit_rate": (
+            float(catchphrase_hit(reply.text, reply.catchphrases)) if has_phrases else None
+        ),
+        "distinct_1": distinct_n([reply.text], 1),
+        "distinct_2": distinct_n([reply.text], 2),
+    }
+
+
 def reply_metrics(replies: Sequence[Reply]) -> dict[str, float | int | None]:
-    """Return the role-play metrics of `replies`; rates are shares of replies."""
+    """Return the role-play metrics of `replies`: each rate is the mean of the replies' own
+    values (reply_values) where they apply; distinct-n is over all replies' n-grams."""
     n = len(replies)
     if not n:
         return {"replies": 0}
-    with_phrases = [r for r in replies if any(c.strip() for c in r.catchphrases)]
+    values = [reply_values(r) for r in replies]
     texts = [r.text for r in replies]
+    rates = {}
+    for rate in ("ai_exposure_rate", "speaker_leakage_rate", "catchphrase_hit_rate"):
+        applies = [v[rate] for v in values if v[rate] is not None]
+        rates[rate] = sum(applies) / len(applies) if applies else None
     return {
         "replies": n,
-        "ai_exposure_rate": sum(ai_exposure(r.text) for r in replies) / n,
-        "speaker_leakage_rate": sum(speaker_leakage(r.text, r.speakers) for r in replies) / n,
-        "catchphrase_hit_rate": (
-            sum(catchphrase_hit(r.text, r.catchphrases) for r in with_phrases) / len(with_phrases)
-            if with_phrases
-            else None
-        ),
+        **rates,
         "distinct_1": distinct_n(texts, 1),
         "distinct_2": distinct_n(texts, 2),
         "mean_reply_words": sum(len(words(t)) for t in texts) / n,
@@ -127,6 +143,10 @@ def chrf(candidate: str, reference: str, order: int = 6, beta: float = 2.0) -> f
     return (1 + beta**2) * p * r / (beta**2 * p + r)
 
 
+# The reference-based scores each reply carries (reference_scores' keys).
+REFERENCE_SCORES = ("rouge_l", "chrf")
+
+
 def reference_scores(reply: str, references: Sequence[str]) -> dict[str, float]:
     """Return the reply's reference-based scores against the held-out character turn and the
     record's further references: each metric's best over them, as multi-reference ROUGE-L
@@ -141,7 +161,7 @@ def reference_scores(reply: str, references: Sequence[str]) -> dict[str, float]:
 def mean_reference_scores(replies: Sequence[dict]) -> dict[str, float | None]:
     """Return the mean ROUGE-L and chrF of replies that carry them (None for none)."""
     out: dict[str, float | None] = {}
-    for key in ("rouge_l", "chrf"):
+    for key in REFERENCE_SCORES:
         values = [r[key] for r in replies if key in r]
         out[key] = sum(values) / len(values) if values else None
     return out

@@ -17,11 +17,12 @@ from dataclasses import asdict, dataclass
 from statistics import NormalDist
 from typing import Any, Literal
 
+from trainers.config import MIN_PAIRS
+
 Case = Literal["significantly better", "no detectable difference", "significantly worse"]
 
 RESAMPLES = 2000
 POWER = 0.8
-MIN_PAIRS = 3  # fewer paired conversations than this never count as evidence either way
 
 
 @dataclass(frozen=True)
@@ -59,13 +60,16 @@ class PairedDifference:
         z = NormalDist().inv_cdf(1 - (1 - self.confidence) / 2) + NormalDist().inv_cdf(POWER)
         return max(MIN_PAIRS, math.ceil((z * self.sd / abs(self.mean)) ** 2))
 
+    def interval(self) -> str:
+        """Return the mean difference and its interval in one phrase (no case)."""
+        return (
+            f"{self.metric} {self.mean:+.4f} per conversation ({self.confidence:.0%} CI "
+            f"{self.low:+.4f} to {self.high:+.4f}, {self.pairs} test conversations)"
+        )
+
     def describe(self) -> str:
         """Return the difference and case in one phrase, e.g. for a decision's reason."""
-        pct = f"{self.confidence:.0%}"
-        text = (
-            f"{self.metric} {self.mean:+.4f} per conversation ({pct} CI {self.low:+.4f} to "
-            f"{self.high:+.4f}, {self.pairs} test conversations): {self.case}"
-        )
+        text = f"{self.interval()}: {self.case}"
         if self.pairs < MIN_PAIRS:
             return text + f" (fewer than {MIN_PAIRS} paired conversations)"
         if self.case == "no detectable difference":

@@ -78,9 +78,15 @@ def _print_retrain(report: dict[str, Any], path: str) -> None:
     typer.echo(f"compared with {who} on {es['dataset']}@v{es['version']} test ({es['rows']} rows):")
     for m in decision["deltas"]:
         delta = "n/a" if m["delta"] is None else f"{m['delta']:+.4f}"
+        paired = m["paired"]
+        per_conversation = (
+            f"; per conversation {paired['mean']:+.4f} [{paired['low']:+.4f}, {paired['high']:+.4f}]"
+            if paired and m["metric"] != "eval_loss"  # eval_loss's interval has its own line
+            else ""
+        )
         typer.echo(
             f"  {m['metric']}: {_num(m['baseline'])} -> {_num(m['new'])} ({delta}, "
-            f"{m['rule']}) {'ok' if m['passed'] else 'FAILS'}"
+            f"{m['rule']}: {m['case']}{per_conversation}) {'ok' if m['passed'] else 'FAILS'}"
         )
     ev = decision.get("evidence")
     if ev:

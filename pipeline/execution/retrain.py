@@ -8,9 +8,9 @@
 3. score the new model and the baseline (the promoted model, or the untrained base for a
    dataset's first model) on the same test split under the same protocol, re-evaluating
    the baseline when its numbers came from other rows;
-4. promote by compare-and-swap on the registry pointer when the new model is not worse than
-   the baseline beyond `train.promote_if`; if another run promoted meanwhile, compare again
-   against that model; otherwise keep the old one (the CLI exits 4);
+4. promote by compare-and-swap on the registry pointer when the new model passes every rule
+   of `train.promote_if` (tolerances, paired significance); if another run promoted
+   meanwhile, compare again against that model; otherwise keep the old one (the CLI exits 4);
 5. write report.json and report.md (with the training curve) into the new model's folder.
 
 On an object store the model folders are worked on and loaded in local folders and

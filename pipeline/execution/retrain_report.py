@@ -140,14 +140,16 @@ def _comparison_lines(report: dict[str, Any]) -> list[str]:
         f"{es['rows']} rows, shards sha256 `{es['sha256'][:16]}`; never numbers from two "
         f"test sets. Baseline: {who}.",
         "",
-        "| metric | baseline | new | delta | rule | passes |",
-        "|---|---:|---:|---:|---|---|",
+        "| metric | baseline | new | delta | per conversation (CI) | rule | case | passes |",
+        "|---|---:|---:|---:|---|---|---|---|",
     ]
     for d in decision["deltas"]:
+        p = d["paired"]
+        paired = f"{p['mean']:+.4f} [{p['low']:+.4f}, {p['high']:+.4f}]" if p else ""
         lines.append(
             f"| {d['metric']} ({'lower' if d['lower_is_better'] else 'higher'} is better) | "
-            f"{_num(d['baseline'])} | {_num(d['new'])} | {_delta(d['delta'])} | "
-            f"{d['rule']} | {'yes' if d['passed'] else '**no**'} |"
+            f"{_num(d['baseline'])} | {_num(d['new'])} | {_delta(d['delta'])} | {paired} | "
+            f"{d['rule']} | {d['case']} | {'yes' if d['passed'] else '**no**'} |"
         )
     lines += ["", *_evidence_lines(decision.get("evidence"))]
     lines += _judge_lines(report["model"]["eval"].get("judge"), base["eval"].get("judge"))

@@ -283,6 +283,8 @@ def test_progress_is_a_bar_with_loss_lr_and_tokens_per_second_on_a_terminal():
     import io
     from types import SimpleNamespace
 
+    import torch
+
     from trainers.loop import StepTimes
     from trainers.progress import progress_callback
 
@@ -296,7 +298,8 @@ def test_progress_is_a_bar_with_loss_lr_and_tokens_per_second_on_a_terminal():
     bar.on_train_begin(None, state, None)
     for step in (1, 2):
         state.global_step = step
-        times.tokens, times.step_seconds = 100 * step, 0.5 * step
+        times.count([{"attention_mask": torch.ones(2, 50, dtype=torch.long)}])  # 100 tokens
+        times.step_seconds = 0.5 * step
         bar.on_step_end(None, state, None)
         bar.on_log(None, state, None, logs={"loss": 1.5, "learning_rate": 1e-4})
     bar.on_train_end(None, state, None)

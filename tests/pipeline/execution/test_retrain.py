@@ -100,7 +100,8 @@ def test_the_first_retrain_promotes_a_model_that_beats_the_untrained_base(runs) 
     assert first["model"]["eval"]["loss"] < first["baseline"]["eval"]["loss"]
     assert first["dataset"]["version"] == 1
     assert first["dataset"]["reused"] == 0 and first["dataset"]["computed"] > 0
-    assert "beats the untrained base model" in first["reason"]
+    assert first["reason"].startswith("significantly better than the untrained base model")
+    assert first["case"] == "significantly better"
 
 
 def test_a_second_retrain_on_more_data_continues_and_compares_on_the_new_test_split(
