@@ -152,6 +152,8 @@ def reference_scores(reply: str, references: Sequence[str]) -> dict[str, float]:
     record's further references: each metric's best over them, as multi-reference ROUGE-L
     (rouge-score's `score_multi`, RoleBench's several `generated` replies) and sacrebleu's
     multi-reference chrF count the closest reference."""
+    if isinstance(references, str):  # a str is a Sequence[str]: its characters would score
+        raise TypeError("reference_scores takes a list of references, not one string")
     return {
         "rouge_l": max((rouge_l(reply, r) for r in references), default=0.0),
         "chrf": max((chrf(reply, r) for r in references), default=0.0),

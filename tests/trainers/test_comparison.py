@@ -337,7 +337,7 @@ def reply(i: int, text: str, reference: str = "the sky is red tonight") -> dict:
         "sampled": text,
         "speakers": ["Mira"],
         "catchphrases": ["By the four winds!"] if i % 2 else [],
-        **reference_scores(text, reference),
+        **reference_scores(text, [reference]),
     }
 
 
