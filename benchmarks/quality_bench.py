@@ -10,8 +10,8 @@ the driver's peak RSS (the workers' memory is theirs) and the recall of the plan
 Targets: under 2 minutes and a driver under 1 GB at 100,000 records on 2 cores.
 
 quality_overhead_stages: the same batches through validation alone and through validation
-plus the default lint and near-duplicate stages, as milliseconds per record (the token ledger is timed apart: it
-depends on the model).
+plus the default lint and near-duplicate stages, as milliseconds per record (the token
+ledger is timed apart: it depends on the model).
 
 record_pass_overhead (`make bench`'s `quality_overhead`): the data job's own record pass
 (`passes.record_pass`, in this process, no Ray) over the same ingested records of the

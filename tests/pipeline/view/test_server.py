@@ -66,7 +66,7 @@ def test_a_turn_holding_a_script_is_shown_as_text_never_run(view_server, demo_st
 def test_a_record_shows_its_further_reference_replies_escaped(view_server, demo_store):
     html = page(view_server, f"/d/{NAME}/v1/r/{demo_store.records[0]['id']}")
     assert "2 further accepted replies to the last character turn" in html
-    assert "<li class=\"text\">I shall not &lt;b&gt;run&lt;/b&gt; it.</li>" in html
+    assert '<li class="text">I shall not &lt;b&gt;run&lt;/b&gt; it.</li>' in html
     other = page(view_server, f"/d/{NAME}/v1/r/{demo_store.records[1]['id']}")
     assert "further accepted" not in other
 
