@@ -4,7 +4,9 @@ A clustered record gets its cluster id in `quality.near_dup_cluster` and the fla
 `near_duplicate`; under `keep_one` the others of its cluster leave as `near_duplicate`
 naming the kept id. A record that shares only an image or a clip with another (not grouped
 unless `group_media`) is flagged `near_duplicate_image` / `near_duplicate_audio`; one whose
-opening turn many records share is flagged `repeated_greeting`.
+opening turn many records share is flagged `repeated_greeting`. Clips that have no audio
+hash (shorter than 288 ms, or silent) are counted as `audio_without_hash`: they were not
+compared.
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ class NearDupStage:
         flags: dict[int, list[tuple[str, str]]] = {}
         clusters: dict[int, str] = {}
         for row, record_id in enumerate(ids):
+            if record_id in self.plan.unhashed:
+                stats["audio_without_hash"] += self.plan.unhashed[record_id]
             found = self.found(record_id)
             if record_id in self.plan.clusters:
                 clusters[row] = self.plan.clusters[record_id]
