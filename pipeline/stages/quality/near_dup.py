@@ -49,20 +49,26 @@ class NearDupStage:
             found.append(("repeated_greeting", f"opening turn shared by {shared} records"))
         return found
 
+    def counted(self, record_id: str) -> Counter[str]:
+        """Return what the stage counts for `record_id`: each flag code it gets once, and
+        its clips without an audio hash (the record cache's tallies count the same)."""
+        stats = Counter({code for code, _ in self.found(record_id)})
+        if record_id in self.plan.unhashed:
+            stats["audio_without_hash"] = self.plan.unhashed[record_id]
+        return stats
+
     def process(self, batch: pa.Table, ctx: BatchContext) -> StageOutput:
         stats: Counter[str] = Counter()
         ids = batch["id"].to_pylist()
         flags: dict[int, list[tuple[str, str]]] = {}
         clusters: dict[int, str] = {}
         for row, record_id in enumerate(ids):
-            if record_id in self.plan.unhashed:
-                stats["audio_without_hash"] += self.plan.unhashed[record_id]
             found = self.found(record_id)
             if record_id in self.plan.clusters:
                 clusters[row] = self.plan.clusters[record_id]
             if found:
                 flags[row] = found
-                stats.update({code for code, _ in found})
+            stats.update(self.counted(record_id))
         table = set_fields(add_flags(batch, flags), "near_dup_cluster", clusters)
         drop = [row for row, record_id in enumerate(ids) if record_id in self.plan.drop]
         if not drop:
