@@ -11,6 +11,7 @@ from typing import Any
 
 from trainers.chat import ChatFormatter, ChatSample
 from trainers.encoding import ConversationEncoder, SamplePlan
+from trainers.token_ledger import processor_hash
 
 logger = logging.getLogger(__name__)
 
@@ -98,9 +99,80 @@ class SplitStats:
     skip_reasons: dict[str, int] = field(default_factory=dict)
     media_dropped_samples: int = 0  # samples whose media the model cannot take (drop_media)
     tokens: int = 0  # planned tokens over used samples
+    planned_from_ledger: int = 0  # samples whose length the token ledger's count gave
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+class LedgerPlanner:
+    """Plans a split's samples from the token ledger's counts (`quality.tokens`) where they
+    hold for this trainer, so the length plan does not render and tokenize them again.
+
+    A count holds where the row's `quality.tokens_hash` is the hash of the encoder's
+    processor and chat template with the formatter's system template, and the formatter
+    dropped none of the row's media (the ledger counts every medium). A sample that does
+    not fit max_length is left to `ConversationEncoder.plan`, which finds the turns to drop.
+    The first sample of each media kind (text only, images, audio, both) the ledger plans
+    is planned by tokenizing too: if the two differ (code that changed between ingest and
+    training, which no hash sees) the counts are not used for the rest of the split.
+    """
+
+    def __init__(self, reader: SplitReader, formatter: ChatFormatter, encoder: ConversationEncoder):
+        self.encoder = encoder
+        self.counts = ledger_counts(reader.table)
+        self.kinds: list[tuple[bool, bool]] = []
+        self.checked: set[tuple[bool, bool]] = set()
+        if any(h is not None for _, h in self.counts):
+            expected = processor_hash(
+                encoder.processor, formatter.system_template, encoder.chat_template
+            )
+            self.counts = [(n, h) if h == expected else (None, None) for n, h in self.counts]
+            images, audios = (_has_media(reader.table, c) for c in ("images", "audios"))
+            self.kinds = list(zip(images, audios, strict=True))
+
+    def plan(self, row: int, sample: ChatSample) -> SamplePlan | None:
+        """Return the plan of split row `row` from its ledger count, or None when the
+        count does not hold for it (the caller then plans by tokenizing)."""
+        count = self.counts[row][0] if self.counts else None
+        if count is None or sample.dropped_media:
+            return None
+        plan = self.encoder.counted_plan(sample, count)
+        kind = self.kinds[row]
+        if plan is None or kind in self.checked:
+            return plan
+        self.checked.add(kind)
+        measured = self.encoder.plan(sample)
+        if measured != plan:
+            logger.warning(
+                "the token ledger's count of %s gives plan %s, tokenizing gives %s: the "
+                "split's counts are not used",
+                sample.record_id,
+                plan,
+                measured,
+            )
+            self.counts = []
+            return None
+        return plan
+
+
+def ledger_counts(table: Any) -> list[tuple[int | None, str | None]]:
+    """Return each row's (`quality.tokens`, `quality.tokens_hash`); (None, None) for every
+    row of a version without a quality column."""
+    import pyarrow.compute as pc
+
+    if "quality" not in table.column_names:
+        return [(None, None)] * table.num_rows
+    quality = table.column("quality")
+    tokens = pc.struct_field(quality, "tokens").to_pylist()
+    hashes = pc.struct_field(quality, "tokens_hash").to_pylist()
+    return list(zip(tokens, hashes, strict=True))
+
+
+def _has_media(table: Any, column: str) -> list[bool]:
+    import pyarrow.compute as pc
+
+    return pc.greater(pc.list_value_length(table.column(column)), 0).fill_null(False).to_pylist()
 
 
 class RolePlayDataset:
@@ -125,9 +197,14 @@ class RolePlayDataset:
         self.plans: list[SamplePlan] = []
         self.rows: list[int] = []
         reasons: Counter[str] = Counter()
+        ledger = LedgerPlanner(reader, formatter, encoder)
         for i in range(len(reader)):
             sample = self.sample(i)
-            plan = encoder.plan(sample)
+            plan = ledger.plan(i, sample)
+            if plan is None:
+                plan = encoder.plan(sample)
+            else:
+                self.stats.planned_from_ledger += 1
             self.stats.media_dropped_samples += bool(sample.dropped_media)
             if plan.status == "skipped":
                 self.stats.skipped += 1

@@ -331,6 +331,15 @@ class ConversationEncoder:
                 first += 1
         return SamplePlan(first, last, total, "truncated" if first > head else "ok")
 
+    def counted_plan(self, sample: ChatSample, count: int) -> SamplePlan | None:
+        """Return `plan(sample)` for a sample known to be `count` tokens long (the token
+        ledger's `length`), without rendering or tokenizing: the whole sample when it fits
+        max_length; None when `plan` must find the turns to drop, or that there are none."""
+        assistants = [i for i, t in enumerate(sample.turns) if t.role == "assistant"]
+        if not assistants or count > self.max_length:
+            return None
+        return SamplePlan(1 if sample.has_system else 0, assistants[-1], count, "ok")
+
     def encode(self, sample: ChatSample, plan: SamplePlan) -> dict[str, Any]:
         """Return input_ids, attention_mask, labels (1D) and media features of a planned sample."""
         import torch

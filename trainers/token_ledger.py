@@ -8,8 +8,10 @@ processor the counts hold for, so a count is reused only where it still holds.
 
 A built model (`tiny-random`, `scratch-small`) has no processor before a training run builds one from the dataset's text;
 the ledger then counts with a byte-level tokenizer (the tiny tokenizer with an empty
-vocabulary: one token per UTF-8 byte) inside the same Omni processor. Its hash differs
-from any run's, so the trainer never mistakes those counts for its own.
+vocabulary: one token per UTF-8 byte) inside the same Omni processor. A run's tokenizer is
+trained on the dataset's text, so its hash differs and the trainer tokenizes again; the
+ledger's counts still serve the card, and `quality.tokenizer` naming the saved base
+model a run trains from makes them the trainer's.
 """
 
 from __future__ import annotations
@@ -132,15 +134,21 @@ def _processor(model: str, trust_remote_code: bool) -> tuple[Any, bool]:
     return load_processor(spec, trust_remote_code), spec.multimodal
 
 
-def processor_hash(processor: Any, system_template: str) -> str:
-    """Return sha256 over what decides a count: vocabulary, template, media settings."""
+def processor_hash(processor: Any, system_template: str, chat_template: str | None = None) -> str:
+    """Return sha256 over what decides a count: how the tokenizer splits text, the chat
+    template (`chat_template` where the encoder overrides the processor's own), the system
+    template, and the media settings (image processor, feature extractor).
+
+    Equal hashes mean equal inputs to the count, so a built model's processor (its
+    tokenizer trained on the dataset) matches the ledger's byte-level one only where the
+    two tokenizers are the same. What the hash cannot see (the code of transformers or of
+    roleforge's formatter changing between ingest and training) the trainer checks by
+    planning one sample of each media kind both ways (trainers.data.RolePlayDataset)."""
     tokenizer = getattr(processor, "tokenizer", processor)
     parts = {
         "class": type(processor).__name__,
-        "vocab": tokenizer.backend_tokenizer.to_str()
-        if hasattr(tokenizer, "backend_tokenizer")
-        else json.dumps(tokenizer.get_vocab(), sort_keys=True),
-        "chat_template": getattr(processor, "chat_template", None),
+        "vocab": _splitting(tokenizer),
+        "chat_template": chat_template or getattr(processor, "chat_template", None),
         "system_template": system_template,
         "media": [
             getattr(processor, name).to_json_string()
@@ -149,3 +157,20 @@ def processor_hash(processor: Any, system_template: str) -> str:
         ],
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def _splitting(tokenizer: Any) -> str:
+    """Return what decides how `tokenizer` splits text: a fast tokenizer's whole serialized
+    pipeline (normalizer, pre-tokenizer, model, added tokens); for a Python one its vocabulary
+    plus the SentencePiece model or BPE merges it splits by (a vocabulary alone does not
+    fix how a text is split)."""
+    if hasattr(tokenizer, "backend_tokenizer"):
+        return tokenizer.backend_tokenizer.to_str()
+    text = json.dumps(tokenizer.get_vocab(), sort_keys=True)
+    model = getattr(tokenizer, "sp_model", None)
+    if hasattr(model, "serialized_model_proto"):
+        text += hashlib.sha256(model.serialized_model_proto()).hexdigest()
+    ranks = getattr(tokenizer, "bpe_ranks", None)
+    if ranks:
+        text += json.dumps(sorted((list(pair), rank) for pair, rank in ranks.items()))
+    return text

@@ -97,7 +97,7 @@ def _passed(
     tally.out += 1
     if name == NearDupStage.name:
         if near_dup is not None and record_id:
-            tally.stats.update({code for code, _ in near_dup.found(record_id)})
+            tally.stats.update(near_dup.counted(record_id))
     elif quality is not None and name[len(PREFIX) :] in (quality.get("flags") or []):
         tally.stats[name[len(PREFIX) :]] += 1
 
@@ -107,7 +107,7 @@ def _rejected(tally: StageTally, entry: QuarantineEntry, near_dup: NearDupStage 
     tally.quarantined += 1
     if entry.stage == NearDupStage.name:
         if near_dup is not None and entry.record_id:
-            tally.stats.update({code for code, _ in near_dup.found(entry.record_id)})
+            tally.stats.update(near_dup.counted(entry.record_id))
         tally.stats["quarantined"] += 1
     elif entry.stage == TokenLedgerStage.name:
         tally.stats["records"] += 1

@@ -4,7 +4,9 @@ A clustered record gets its cluster id in `quality.near_dup_cluster` and the fla
 `near_duplicate`; under `keep_one` the others of its cluster leave as `near_duplicate`
 naming the kept id. A record that shares only an image or a clip with another (not grouped
 unless `group_media`) is flagged `near_duplicate_image` / `near_duplicate_audio`; one whose
-opening turn many records share is flagged `repeated_greeting`.
+opening turn many records share is flagged `repeated_greeting`. Clips that have no audio
+hash (shorter than 288 ms, or silent) are counted as `audio_without_hash`: they were not
+compared.
 """
 
 from __future__ import annotations
@@ -47,6 +49,14 @@ class NearDupStage:
             found.append(("repeated_greeting", f"opening turn shared by {shared} records"))
         return found
 
+    def counted(self, record_id: str) -> Counter[str]:
+        """Return what the stage counts for `record_id`: each flag code it gets once, and
+        its clips without an audio hash (the record cache's tallies count the same)."""
+        stats = Counter({code for code, _ in self.found(record_id)})
+        if record_id in self.plan.unhashed:
+            stats["audio_without_hash"] = self.plan.unhashed[record_id]
+        return stats
+
     def process(self, batch: pa.Table, ctx: BatchContext) -> StageOutput:
         stats: Counter[str] = Counter()
         ids = batch["id"].to_pylist()
@@ -58,7 +68,7 @@ class NearDupStage:
                 clusters[row] = self.plan.clusters[record_id]
             if found:
                 flags[row] = found
-                stats.update({code for code, _ in found})
+            stats.update(self.counted(record_id))
         table = set_fields(add_flags(batch, flags), "near_dup_cluster", clusters)
         drop = [row for row, record_id in enumerate(ids) if record_id in self.plan.drop]
         if not drop:

@@ -19,6 +19,7 @@ signature (estimated Jaccard for text, Hamming distance for hashes) before it co
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,13 +47,15 @@ class NearDupPlan:
     `clusters`: record id -> cluster id (the cluster's smallest id), for every record in a
     cluster of two or more; `drop`: record id -> the kept id (keep_one only); `pairs`: every
     verified pair (a < b) with its modality and similarity, cross-modality ones included;
-    `greetings`: record id -> how many records share its opening character turn.
+    `greetings`: record id -> how many records share its opening character turn;
+    `unhashed`: record id -> how many of its clips have no audio hash (too short, silent).
     """
 
     clusters: dict[str, str] = field(default_factory=dict)
     drop: dict[str, str] = field(default_factory=dict)
     pairs: pa.Table = field(default_factory=PAIR_SCHEMA.empty_table)
     greetings: dict[str, int] = field(default_factory=dict)
+    unhashed: dict[str, int] = field(default_factory=dict)
 
     def group_key(self, record_id: str) -> str | None:
         """Return the split group of a clustered record (None: its own conversation)."""
@@ -256,7 +259,9 @@ def plan_near_duplicates(signatures: pa.Table, config: NearDupConfig) -> NearDup
     drop = {}
     if config.action == "keep_one":
         drop = {rid: cluster for rid, cluster in clusters.items() if rid != cluster}
-    return NearDupPlan(clusters, drop, pairs, _greetings(signatures, config))
+    unhashed = signatures.filter(pc.equal(signatures["modality"], "audio_unhashed"))
+    counts = Counter(unhashed["id"].to_pylist())
+    return NearDupPlan(clusters, drop, pairs, _greetings(signatures, config), dict(counts))
 
 
 def _greetings(signatures: pa.Table, config: NearDupConfig) -> dict[str, int]:

@@ -11,7 +11,9 @@ and the signature it verifies candidate pairs with:
 - image: imagehash's 64-bit pHash (DCT of the 32x32 grey image), robust to re-encoding,
   resizing and light crops; cut into `image_distance // 2 + 1` bands, so by the pigeonhole
   principle two hashes within that Hamming distance agree on some band up to one bit.
-- audio: a 64-bit spectral hash of our own (`audio_hash`), banded like images. Chromaprint
+- audio: a 64-bit spectral hash of our own (`audio_hash`), banded like images. A clip too
+  short for one analysis frame per time segment, or silent, has no hash: its row has
+  modality `audio_unhashed` and no bands, so it meets no other clip and is counted. Chromaprint
   (pyacoustid + fpcalc) is not used: fpcalc is a system binary outside the wheel (not
   installed here), and its fingerprints are variable-length sequences compared by
   alignment, which do not fit fixed-width LSH bands.
@@ -37,7 +39,7 @@ log = logging.getLogger(__name__)
 SIGNATURE_SCHEMA = pa.schema(
     [
         pa.field("id", pa.string()),
-        pa.field("modality", pa.string()),  # text, image, audio or greeting
+        pa.field("modality", pa.string()),  # text, image, audio, greeting or audio_unhashed
         pa.field("item", pa.int32()),  # which image / clip of the record (0 for text)
         pa.field("bands", pa.list_(pa.uint64())),  # LSH band keys, band i at position i
         pa.field("signature", pa.binary()),  # MinHash values (uint32 LE) or a 64-bit hash
@@ -52,6 +54,10 @@ IMAGE_DRAFT = ("L", (128, 128))
 AUDIO_RATE = 8000
 AUDIO_SEGMENTS, AUDIO_BANDS = 8, 9
 AUDIO_FFT, AUDIO_HOP = 512, 256
+# The shortest clip with a frame in each time segment: 2304 samples, 288 ms at 8 kHz. A
+# shorter one would average empty segments, and padding or repeating frames would give
+# hashes whose repeated bits make unrelated short clips (a "mm", a click) look alike.
+AUDIO_MIN_SAMPLES = AUDIO_FFT + (AUDIO_SEGMENTS - 1) * AUDIO_HOP
 
 
 @functools.lru_cache(maxsize=16)
@@ -125,7 +131,8 @@ def image_hash(data: bytes) -> int:
 
 
 def audio_hash(data: bytes) -> int | None:
-    """Return a 64-bit spectral hash of encoded audio, or None for a silent clip.
+    """Return a 64-bit spectral hash of encoded audio; None for a silent clip or one shorter
+    than AUDIO_MIN_SAMPLES at 8 kHz (288 ms).
 
     The clip is mixed to mono, resampled to 8 kHz, and its power spectrum averaged over 8
     equal time segments and 9 log-spaced bands (100 Hz - 4 kHz). Each bit says whether a
@@ -139,7 +146,7 @@ def audio_hash(data: bytes) -> int | None:
     mono = samples[:, 0] if samples.shape[1] == 1 else samples.mean(axis=1)
     if rate != AUDIO_RATE:
         mono = soxr.resample(mono, rate, AUDIO_RATE)
-    if len(mono) < AUDIO_FFT or float(np.abs(mono).max()) < 1e-4:
+    if len(mono) < AUDIO_MIN_SAMPLES or float(np.abs(mono).max()) < 1e-4:
         return None
     window, bands = _audio_analysis()
     frames = np.lib.stride_tricks.sliding_window_view(mono, AUDIO_FFT)[::AUDIO_HOP] * window
@@ -199,7 +206,9 @@ def near_dup_signatures(table: pa.Table, config: NearDupConfig) -> pa.Table:
                 except Exception as exc:  # noqa: BLE001 - validation names the real error
                     log.debug("no %s hash for %s[%d]: %s", modality, record_id, item, exc)
                     continue
-                if value is not None:
+                if value is None:
+                    add(record_id, f"{modality}_unhashed", item, [], b"")
+                else:
                     add(
                         record_id,
                         modality,

@@ -17,6 +17,7 @@ from pipeline.stages.quality.config import NearDupConfig
 from pipeline.stages.quality.near_dup import NearDupStage
 from pipeline.stages.quality.planner import clusters_of, plan_near_duplicates
 from pipeline.stages.quality.signatures import (
+    AUDIO_MIN_SAMPLES,
     audio_hash,
     image_hash,
     lsh_bands,
@@ -227,3 +228,38 @@ def test_every_hash_pair_within_the_distance_is_found_among_thousands_of_random_
     found = {(p["a"], p["b"], p["modality"]) for p in verified_pairs(table, cfg).to_pylist()}
     assert planted <= found
     assert len(found - planted) <= 2  # random 64-bit hashes are rarely that close
+
+
+def _tone(samples: int, rate: int = 8000) -> bytes:
+    t = np.arange(samples) / rate
+    ramp = np.linspace(0, 1, samples)
+    wave = 0.3 * np.sin(2 * np.pi * 440 * t) + 0.2 * np.sin(2 * np.pi * 1250 * t) * ramp
+    buf = io.BytesIO()
+    sf.write(buf, wave.astype(np.float32), rate, format="WAV")
+    return buf.getvalue()
+
+
+def test_a_clip_shorter_than_one_frame_per_segment_has_no_hash_and_is_counted(recwarn):
+    short = _tone(AUDIO_MIN_SAMPLES - 1)  # 7 analysis frames for 8 segments
+    assert audio_hash(short) is None
+    r = record("short", [("user", "<audio>Hm?"), ("assistant", "Speak up, sailor.")])
+    r["audios"] = [{"bytes": short, "path": "hm.wav"}]
+    twin = dict(r, id="twin")
+    batch, plan = _plan([r, twin])
+    assert plan.unhashed == {"short": 1, "twin": 1}
+    assert "audio" not in plan.pairs["modality"].to_pylist()  # not compared: no hash
+    out = NearDupStage(plan).process(batch, BatchContext())
+    assert out.stats["audio_without_hash"] == 2
+    # Before, its empty segments were averaged: numpy warned "Mean of empty slice".
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+
+
+def test_clips_of_eight_frames_or_more_keep_their_hash_bits():
+    # The hashes these clips had before clips under eight frames lost theirs.
+    assert audio_hash(_tone(AUDIO_MIN_SAMPLES)) == 0x1A1A1A1A1A1A1A1A
+    for name, bits in (
+        ("guzheng_pluck.wav", 0x232B3D13D5150ECF),
+        ("owl_hoot.wav", 0x1E1E1C1C1C1E1C1C),
+        ("major_chord.flac", 0x3F3E3E3E363E3E3E),
+    ):
+        assert audio_hash(_media(f"audio/{name}")["bytes"]) == bits
