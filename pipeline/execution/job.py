@@ -22,13 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.execution.cached_records import CachedRecords
-from pipeline.execution.cluster import (
-    StageResources,
-    cluster_cpus,
-    ensure_ray,
-    run_tasks,
-    slice_rows,
-)
+from pipeline.execution.cluster import StageResources, TaskRunner, slice_rows
 from pipeline.execution.ledger import RecordReuse, RunLedger
 from pipeline.execution.passes import (
     KEYS_SCHEMA,
@@ -88,6 +82,9 @@ log = logging.getLogger(__name__)
 
 # Ingest tasks per CPU for a source of many files (each reads a group of them).
 INGEST_TASKS_PER_CPU = 2
+# What an ingest is reckoned to read per record when it decides where to run (the
+# benchmark corpus's jsonl holds 1.4 KB per record): bytes to parse / this = records.
+INGEST_BYTES_PER_RECORD = 1024
 
 
 class DataJob:
@@ -117,6 +114,8 @@ class DataJob:
         if quality is not None and quality.count_tokens:
             self.counter = WorkerTokenCounter(recipe.train, quality.tokenizer)
         self.cache = RecordCache(self.store.root, self.fs) if recipe.execution.cache else None
+        # In this process until a pass is too big for it (`TaskRunner`): Ray starts then.
+        self.tasks = TaskRunner(recipe.execution.in_process_records)
 
     # ---- stages ----
 
@@ -132,10 +131,12 @@ class DataJob:
         shared = IngestShared(self.recipe, self.splitter, self.fs, source_fs)
         calls = []
         names = []
+        files_of = [source_files(source, self.recipe) for source in self.recipe.sources]
+        to_parse = sum(source_fs.size(f) or 0 for files in files_of for f in files)
+        self.tasks.choose(to_parse // INGEST_BYTES_PER_RECORD)
         # A source of many files is read by several tasks (a group of files each).
-        tasks_per_source = max(1, cluster_cpus() * INGEST_TASKS_PER_CPU)
-        for i, source in enumerate(self.recipe.sources):
-            files = source_files(source, self.recipe)
+        tasks_per_source = max(1, self.tasks.cpus() * INGEST_TASKS_PER_CPU)
+        for i, (source, files) in enumerate(zip(self.recipe.sources, files_of, strict=True)):
             per_task = max(1, -(-len(files) // tasks_per_source))
             groups = [files[j : j + per_task] for j in range(0, len(files), per_task)] or [[]]
             for g, group in enumerate(groups):
@@ -152,7 +153,7 @@ class DataJob:
         self.progress.start("ingest", len(calls))
         resources = StageResources.for_stage(self.recipe.execution, "ingest")
         outcomes: list[IngestOutcome | None] = [None] * len(calls)
-        for i, outcome in run_tasks(ingest_source, calls, resources):
+        for i, outcome in self.tasks.run(ingest_source, calls, resources):
             outcomes[i] = outcome
             self.ledger.ran_on("ingest", outcome.node)
             self.progress.advance("ingest", 1)
@@ -188,11 +189,10 @@ class DataJob:
         of `todo` (KEYS_SCHEMA, plus `ckey` when the cache is on; rows of their parts in
         `skip_ids` are left alone); return the ROWS_SCHEMA rows of what the tasks wrote and
         their quarantine entries, in task order."""
-        import ray
-
         resources = StageResources.for_stage(self.recipe.execution, "augment", "validate")
         self.progress.start("records", todo.num_rows)
-        context = ray.put(
+        self.tasks.choose(todo.num_rows)
+        context = self.tasks.share(
             PassContext(
                 fs=self.fs,
                 stages=build_stages(
@@ -203,7 +203,7 @@ class DataJob:
                 quality_column=self.recipe.quality is not None,
             )
         )
-        per_task = slice_rows(todo.num_rows, cluster_cpus(), resources.batch_size)
+        per_task = slice_rows(todo.num_rows, self.tasks.cpus(), resources.batch_size)
         folder = (
             self.cache.parts_dir
             if self.cache is not None
@@ -222,7 +222,7 @@ class DataJob:
         ]
         rows: list[pa.Table] = []
         parts: list[tuple[int, QuarantinePart | None]] = []
-        for i, outcome in run_tasks(record_pass, calls, resources):
+        for i, outcome in self.tasks.run(record_pass, calls, resources):
             self.ledger.ran_on("records", outcome.node)
             rows.append(outcome.rows)
             parts.append((i, outcome.quarantine))
@@ -245,7 +245,7 @@ class DataJob:
             rows, entries = self._record_pass(todo, duplicate_ids, plan)
             self.ledger.reuse = RecordReuse(reused=0, computed=todo.num_rows, basis="no cache")
             return rows, entries
-        cached = CachedRecords(self.recipe, self.cache, self.run_id, self.ledger)
+        cached = CachedRecords(self.recipe, self.cache, self.run_id, self.ledger, self.tasks)
         todo = cached.keyed(todo, plan.split, self._quality_key_parts(todo, plan))
         misses, hits, stale = self.cache.lookup(todo, self.recipe.recipe_hash)
         hit_ids = todo["id"].filter(pc.invert(pc.is_in(todo["id"], value_set=misses["id"])))
@@ -283,8 +283,6 @@ class DataJob:
 
     def _write(self, rows: pa.Table) -> list[WrittenShard]:
         """Plan the shards from the rows' facts; write each in its own task."""
-        import ray
-
         counts = self.ledger.counts["write"]
         counts.records_in = rows.num_rows
         index, paths = writer_index(rows)
@@ -297,11 +295,12 @@ class DataJob:
         plans = plan_shards(index, writer.fmt, writer.shard_size)
         self.progress.start("write", rows.num_rows)
         self.fs.makedirs(writer.folder)
-        shared = ray.put(writer)
+        self.tasks.choose(rows.num_rows)
+        shared = self.tasks.share(writer)
         calls = [(*localized(plan, paths), shared) for plan in plans]
         resources = StageResources.for_stage(self.recipe.execution, "write")
         shards: list[WrittenShard | None] = [None] * len(plans)
-        for i, outcome in run_tasks(write_shard, calls, resources):
+        for i, outcome in self.tasks.run(write_shard, calls, resources):
             shards[i] = outcome.written
             self.ledger.ran_on("write", outcome.node)
             self.progress.advance("write", outcome.written.entry.rows)
@@ -361,13 +360,16 @@ class DataJob:
         started = time.perf_counter()
         check_source_paths(self.recipe)
         self._check_writable()
-        unchanged = self._unchanged_version()
+        latest = self._latest_manifest()
+        unchanged = self._unchanged_version(latest)
         if unchanged is not None:
             unchanged.seconds = time.perf_counter() - started
             return unchanged
-        # Only now the op libraries: the version found above was made from this very recipe
-        # and code, which passed this check then (`roleforge run` loads without it).
-        check_recipe_ops(self.recipe)
+        # Only now the op libraries (`roleforge run` loads without them), and not when the
+        # latest version was made under this recipe hash and code: its ops passed then, and
+        # a rerun with a few misses then imports only what those records need.
+        if not self._same_recipe_and_code(latest):
+            check_recipe_ops(self.recipe)
         # The lease, taken before the run's first file, tells `gc` this run is alive.
         with RunLease(self.store, self.run_id):
             try:
@@ -381,18 +383,26 @@ class DataJob:
         result.seconds = time.perf_counter() - started
         return result
 
-    def _unchanged_version(self) -> RunResult | None:
+    def _latest_manifest(self) -> Manifest | None:
+        try:
+            return self.store.manifest()
+        except VersionNotFound:
+            return None
+
+    def _same_recipe_and_code(self, latest: Manifest | None) -> bool:
+        """Return whether `latest` was made under this recipe hash and code identity."""
+        return (
+            latest is not None
+            and latest.recipe_hash == self.recipe.recipe_hash
+            and latest.code_version.identity() == code_version().identity()
+        )
+
+    def _unchanged_version(self, latest: Manifest | None) -> RunResult | None:
         """Return the latest version as unchanged when it was built from exactly these inputs
         (sha256, media included), recipe hash, card metadata and code identity, found from
         hashes alone: nothing is read, no Ray starts, no stage runs. Else None."""
-        try:
-            latest = self.store.manifest()
-        except VersionNotFound:
-            return None
-        if latest.reuse is None or latest.recipe_hash != self.recipe.recipe_hash:
+        if latest is None or latest.reuse is None or not self._same_recipe_and_code(latest):
             return None  # no reuse counts: its inputs may lack media pins to compare
-        if latest.code_version.identity() != code_version().identity():
-            return None
         # A licence is outside the recipe hash but on the card: its change is a new version.
         if card_metadata(latest.recipe) != card_metadata(self.recipe.model_dump(mode="json")):
             return None
@@ -436,7 +446,6 @@ class DataJob:
         shards; return the staged manifest."""
         ledger = self.ledger
         try:
-            ensure_ray()
             keys = self._ingest()
             inputs = pinned_inputs(self.recipe, self.media_inputs)
             ledger.check_bad_fraction(self.recipe.max_bad_fraction)

@@ -121,7 +121,9 @@ def test_quality_counts_reach_the_manifest_and_run_json(serial: RunResult) -> No
 def test_content_id_with_quality_is_the_same_with_one_or_two_workers(
     corpus: Path, serial: RunResult
 ) -> None:
-    parallel = _run(corpus, "parallel", execution={"batch_size": 5, "concurrency": 2})
+    parallel = _run(
+        corpus, "parallel", execution={"batch_size": 5, "concurrency": 2, "in_process_records": 0}
+    )
     assert parallel.content_id == serial.content_id
     assert parallel.splits == serial.splits
 
