@@ -101,6 +101,7 @@ class CachedRecords:
                 "row": cached["row"],
                 "nbytes": cached["nbytes"],
                 "stats": cached["stats"],
+                "row_sha256": cached["row_sha256"],
             },
             schema=ROWS_SCHEMA,
         )

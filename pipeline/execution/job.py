@@ -74,8 +74,15 @@ from pipeline.store.manifest import (
 )
 from pipeline.store.quarantine import QuarantinePart, QuarantineWriter, read_quarantine_part
 from pipeline.store.read import Store, VersionNotFound
+from pipeline.store.reuse import link_shard, numbered, reusable_shards
 from pipeline.store.store_fs import store_fs
-from pipeline.store.writer import ShardWriter, WrittenShard, localized, plan_shards
+from pipeline.store.writer import (
+    ShardWriter,
+    WrittenShard,
+    check_unique_ids,
+    localized,
+    plan_shards,
+)
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +123,9 @@ class DataJob:
         self.cache = RecordCache(self.store.root, self.fs) if recipe.execution.cache else None
         # In this process until a pass is too big for it (`TaskRunner`): Ray starts then.
         self.tasks = TaskRunner(recipe.execution.in_process_records)
+        self.parent: Manifest | None = None  # the latest version when the run began
+        # What the record pass made, for the cache once its rows' digests are known.
+        self._made: tuple[CachedRecords, pa.Table, pa.Table, list[QuarantineEntry]] | None = None
 
     # ---- stages ----
 
@@ -252,7 +262,7 @@ class DataJob:
         skip = pa.concat_arrays([duplicate_ids, hit_ids.combine_chunks().cast(pa.string())])
         rows, entries = self._record_pass(misses, skip, plan)
         reused, rebased, reused_entries = cached.reused(hits, stale)
-        cached.remember(todo, pa.concat_tables([rows, rebased]), entries)
+        self._made = (cached, todo, pa.concat_tables([rows, rebased]), entries)
         self.ledger.reuse = RecordReuse(
             reused=todo.num_rows - misses.num_rows, computed=misses.num_rows, basis="record cache"
         )
@@ -282,20 +292,41 @@ class DataJob:
         return [part(i) if i in named else alone for i in todo["id"].to_pylist()]
 
     def _write(self, rows: pa.Table) -> list[WrittenShard]:
-        """Plan the shards from the rows' facts; write each in its own task."""
+        """Take the parent's shards whose rows are all unchanged (`store/reuse.py`); plan
+        new shards from the other rows' facts and write each in its own task."""
         counts = self.ledger.counts["write"]
         counts.records_in = rows.num_rows
         index, paths = writer_index(rows)
+        check_unique_ids(index)
         writer = ShardWriter(
             os.path.join(self.staging, "version"),
             self.recipe.output.format,
             parse_size(self.recipe.output.shard_size),  # defaults skip the validator
             self.fs,
         )
-        plans = plan_shards(index, writer.fmt, writer.shard_size)
+        parent_dir = self.store.version_dir(self.parent.number) if self.parent else ""
+        reusable = reusable_shards(
+            self.parent,
+            parent_dir,
+            rows.select(["id", "row_sha256"]),
+            writer.fmt,
+            schema_sha256(RECORD_SCHEMA),
+            self.fs,
+        )
+        if reusable:
+            taken = pa.concat_tables([r.rows for r in reusable])["id"]
+            index = index.filter(pc.invert(pc.is_in(index["id"], value_set=taken)))
+        names, plans = numbered(
+            reusable, plan_shards(index, writer.fmt, writer.shard_size), writer.fmt
+        )
         self.progress.start("write", rows.num_rows)
         self.fs.makedirs(writer.folder)
-        self.tasks.choose(rows.num_rows)
+        linked = [
+            WrittenShard(link_shard(r, name, parent_dir, writer.folder, self.fs), r.rows)
+            for r, name in zip(reusable, names, strict=True)
+        ]
+        self.progress.advance("write", sum(s.entry.rows for s in linked))
+        self.tasks.choose(index.num_rows)
         shared = self.tasks.share(writer)
         calls = [(*localized(plan, paths), shared) for plan in plans]
         resources = StageResources.for_stage(self.recipe.execution, "write")
@@ -305,9 +336,22 @@ class DataJob:
             self.ledger.ran_on("write", outcome.node)
             self.progress.advance("write", outcome.written.entry.rows)
         self.fs.fsync_dir(writer.folder)
-        counts.out = sum(s.entry.rows for s in shards if s is not None)
+        written = linked + [s for s in shards if s is not None]
+        counts.out = sum(s.entry.rows for s in written)
         self.progress.finish("write")
-        return [s for s in shards if s is not None]
+        return written
+
+    def _remember(self, shards: list[WrittenShard]) -> None:
+        """Add what the record pass made to the cache, each row with its digest where a
+        shard of this run holds it (a rerun then reuses the shards of such rows)."""
+        if self._made is None:
+            return
+        cached, todo, made, entries = self._made
+        self._made = None
+        digests = pa.concat_tables([s.rows for s in shards]) if shards else None
+        if digests is not None and made.num_rows:
+            made = made.drop_columns(["row_sha256"]).join(digests, "id", join_type="left outer")
+        cached.remember(todo, made, entries)
 
     # ---- the job ----
 
@@ -360,7 +404,7 @@ class DataJob:
         started = time.perf_counter()
         check_source_paths(self.recipe)
         self._check_writable()
-        latest = self._latest_manifest()
+        latest = self.parent = self._latest_manifest()
         unchanged = self._unchanged_version(latest)
         if unchanged is not None:
             unchanged.seconds = time.perf_counter() - started
@@ -457,17 +501,22 @@ class DataJob:
                 quality.near_dup if quality is not None else None,
             )
             rows, entries = self._records(plan)
-            for entry in entries:
-                ledger.quarantine("validate", entry)
-            ledger.settle(plan, rows, {e.record_id: e.reason for e in entries if e.record_id})
-            ledger.check_bad_fraction(self.recipe.max_bad_fraction)
-            check_something_to_publish(
-                rows.num_rows,
-                ledger.counts["ingest"].records_in,
-                ledger.reasons,
-                self.quarantine.path,
-            )
-            shards = self._write(rows)
+            shards: list[WrittenShard] = []
+            try:
+                for entry in entries:
+                    ledger.quarantine("validate", entry)
+                ledger.settle(plan, rows, {e.record_id: e.reason for e in entries if e.record_id})
+                ledger.check_bad_fraction(self.recipe.max_bad_fraction)
+                check_something_to_publish(
+                    rows.num_rows,
+                    ledger.counts["ingest"].records_in,
+                    ledger.reasons,
+                    self.quarantine.path,
+                )
+                shards = self._write(rows)
+            finally:
+                # What the pass made is kept whether or not this version is published.
+                self._remember(shards)
         except BaseException:
             # The first error is the one to report: closing the quarantine file on a full
             # disk would raise a second one and mask it.

@@ -78,6 +78,9 @@ ROWS_SCHEMA = pa.schema(
         ("row", pa.int64()),
         ("nbytes", pa.int64()),
         ("stats", pa.string()),  # an augmented original's AugmentStats JSON (for the cache)
+        # The row's digest as a shard holds it, when known before writing (a cache hit's,
+        # from the run that wrote it): a parent's shard of such rows is reused, not rewritten.
+        ("row_sha256", pa.string()),
     ]
 )
 
@@ -412,6 +415,7 @@ def _rows_of(
             "row": pa.array(np.arange(first_row, first_row + n), pa.int64()),
             "nbytes": pa.array(row_nbytes(table), pa.int64()),
             "stats": pa.array(stats if stats is not None else [None] * n, pa.string()),
+            "row_sha256": pa.nulls(n, pa.string()),
         },
         schema=ROWS_SCHEMA,
     )

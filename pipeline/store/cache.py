@@ -42,6 +42,9 @@ CACHE_INDEX_SCHEMA = pa.schema(
         ("nbytes", pa.int64()),
         ("stats", pa.string()),  # AugmentStats.to_dict() JSON, on an augmented original
         ("rejection", pa.string()),  # QuarantineEntry.to_dict() JSON, for a rejected record
+        # The row's digest (store/row_digest.py) as the run's shard writer computed it;
+        # null in index files written before it was kept.
+        ("row_sha256", pa.string()),
     ]
 )
 
@@ -78,7 +81,7 @@ class RecordCache:
             path = os.path.join(self.index_dir, name)
             try:
                 table = pq.read_table(io.BytesIO(self.fs.read_bytes(path)))
-                out.append((path, table.select(CACHE_INDEX_SCHEMA.names).cast(CACHE_INDEX_SCHEMA)))
+                out.append((path, _with_every_column(table)))
             except FileNotFoundError:
                 continue  # removed by a prune since it was listed
             except (OSError, KeyError, ValueError, pa.ArrowException) as exc:
@@ -203,6 +206,14 @@ class CachePrune:
 
     removable: list[str] = field(default_factory=list)
     kept_rows: int = 0
+
+
+def _with_every_column(table: pa.Table) -> pa.Table:
+    """Return index rows as CACHE_INDEX_SCHEMA, a column a file was written without null."""
+    for f in CACHE_INDEX_SCHEMA:
+        if f.name not in table.column_names:
+            table = table.append_column(f, pa.nulls(table.num_rows, f.type))
+    return table.select(CACHE_INDEX_SCHEMA.names).cast(CACHE_INDEX_SCHEMA)
 
 
 def _unique_rows(table: pa.Table) -> pa.Table:
