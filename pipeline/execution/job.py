@@ -17,12 +17,14 @@ from __future__ import annotations
 import logging
 import os
 from datetime import datetime, timezone
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.execution.cached_records import CachedRecords
 from pipeline.execution.cluster import StageResources, TaskRunner, slice_rows
+from pipeline.execution.ingest_memo import load_memo, memo_key, memo_size
 from pipeline.execution.ledger import RecordReuse, RunLedger
 from pipeline.execution.passes import (
     KEYS_SCHEMA,
@@ -42,12 +44,14 @@ from pipeline.execution.provenance import (
     augmentation_summary,
     code_version,
     held_out_sha256,
+    pinned_file,
     pinned_inputs,
     unchanged_inputs,
 )
 from pipeline.execution.run_result import NoProgress, RunProgress, RunResult
 from pipeline.execution.token_counter import WorkerTokenCounter
-from pipeline.recipe import Recipe, check_recipe_ops, parse_size
+from pipeline.readers import LinesFrom
+from pipeline.recipe import Recipe, SourceConfig, check_recipe_ops, parse_size
 from pipeline.record.ids import new_run_id
 from pipeline.record.rejection import QuarantineEntry, check_something_to_publish
 from pipeline.record.schema import RECORD_SCHEMA, SPLITS
@@ -124,6 +128,8 @@ class DataJob:
         # In this process until a pass is too big for it (`TaskRunner`): Ray starts then.
         self.tasks = TaskRunner(recipe.execution.in_process_records)
         self.parent: Manifest | None = None  # the latest version when the run began
+        self.memos: list[str | None] = []  # per source, its ingest memo (`_memo_of`)
+        self._source_files: list[list[str]] = []
         # What the record pass made, for the cache once its rows' digests are known.
         self._made: tuple[CachedRecords, pa.Table, pa.Table, list[QuarantineEntry]] | None = None
 
@@ -138,11 +144,20 @@ class DataJob:
         # Made here, so every task reads the sources with the driver's endpoint and keys.
         source_fs = SourceFS.of(self.recipe)
         counts = self.ledger.counts["ingest"]
-        shared = IngestShared(self.recipe, self.splitter, self.fs, source_fs)
+        shared = self._ingest_shared = IngestShared(self.recipe, self.splitter, self.fs, source_fs)
         calls = []
         names = []
-        files_of = [source_files(source, self.recipe) for source in self.recipe.sources]
-        to_parse = sum(source_fs.size(f) or 0 for files in files_of for f in files)
+        files_of = self._source_files = [source_files(s, self.recipe) for s in self.recipe.sources]
+        sources = self.recipe.sources
+        self.memos = [
+            self._memo_of(s, f, source_fs) for s, f in zip(sources, files_of, strict=True)
+        ]
+        to_parse = 0
+        for files, memo in zip(files_of, self.memos, strict=True):
+            sizes = [source_fs.size(f) or 0 for f in files]
+            # A memo stands for the first bytes of a file that only grew (the task checks).
+            known = (memo_size(memo, self.fs) or 0) if memo is not None else 0
+            to_parse += sum(sizes) - (known if known <= sum(sizes) else 0)
         self.tasks.choose(to_parse // INGEST_BYTES_PER_RECORD)
         # A source of many files is read by several tasks (a group of files each).
         tasks_per_source = max(1, self.tasks.cpus() * INGEST_TASKS_PER_CPU)
@@ -157,6 +172,7 @@ class DataJob:
                     book_entries=g == 0,
                     folder=os.path.join(self.staging, "ingest", f"s{i}-{g}"),
                     quarantine_path=self._quarantine_part_path(f"ingest-s{i}-{g}"),
+                    memo=self.memos[i],
                 )
                 calls.append((task, shared))
                 names.append(source.name)
@@ -183,6 +199,70 @@ class DataJob:
         counts.out = table.num_rows
         self.progress.finish("ingest")
         return table
+
+    def _memo_of(self, source: SourceConfig, files: list[str], source_fs: Any) -> str | None:
+        """Return where the ingest memo of a source that is one file lies (`ingest_memo`),
+        None when there is none to keep (the cache is off, or the source has many files)."""
+        if self.cache is None or len(files) != 1:
+            return None
+        recipe = self.recipe
+        quality = recipe.quality
+        book = [*source.characters_files, *([source.persona] if source.persona else [])]
+        parts = {
+            "file": files[0],
+            "base_dir": recipe.base_dir,
+            "source": source.model_dump(mode="json"),
+            "limits": recipe.limits.model_dump(mode="json"),
+            "split": recipe.split.model_dump(mode="json"),
+            "near_dup": (
+                quality.near_dup.model_dump(mode="json")
+                if quality is not None and quality.near_dup.enabled
+                else None
+            ),
+            "code": code_version().identity(),
+            "characters": [pinned_file(recipe.resolve(p), source_fs)[0] for p in book],
+        }
+        return os.path.join(self.cache.memo_dir, f"{memo_key(parts)}.parquet")
+
+    def _located(self, misses: pa.Table) -> pa.Table:
+        """Return `misses` with every record an ingest memo stood for (part null: only its
+        keys were kept) read back alone, by its line, into a part of this run."""
+        lost = misses.filter(pc.is_null(misses["part"]))
+        if lost.num_rows == 0:
+            return misses
+        calls = []
+        for i, source in enumerate(self.recipe.sources):
+            refs = lost.filter(pc.equal(lost["source"], source.name))["source_ref"].to_pylist()
+            memo = load_memo(self.memos[i], self.fs) if refs and self.memos[i] else None
+            if memo is None:
+                continue
+            file = self._source_files[i][0]
+            lines = frozenset(int(r.rsplit(":", 1)[1].split(".")[0]) for r in refs)
+            task = IngestTask(
+                index=len(calls),
+                source=source,
+                files=[file],
+                book_entries=False,
+                folder=os.path.join(self.staging, "ingest", f"s{i}-lines"),
+                quarantine_path=self._quarantine_part_path(f"ingest-s{i}-lines"),
+                lines_from={file: LinesFrom(detected=memo.detected, only=lines)},
+            )
+            calls.append((task, self._ingest_shared))
+        self.tasks.choose(lost.num_rows)
+        resources = StageResources.for_stage(self.recipe.execution, "ingest")
+        found = [KEYS_SCHEMA.empty_table()]
+        for _, outcome in self.tasks.run(ingest_source, calls, resources):
+            self.ledger.ran_on("ingest", outcome.node)
+            found.append(outcome.keys)
+        where = pa.concat_tables(found).select(["id", "part", "row"])
+        located = lost.drop_columns(["part", "row"]).join(where, "id", join_type="inner")
+        if located.num_rows != lost.num_rows:
+            raise CommitCheckFailed(
+                f"{lost.num_rows - located.num_rows} record(s) of an ingest memo were not "
+                "found again in their source; delete the cache's ingest/ folder and rerun"
+            )
+        kept = misses.filter(pc.is_valid(misses["part"]))
+        return pa.concat_tables([kept, located.select(misses.column_names).cast(misses.schema)])
 
     def _quarantine_part_path(self, name: str) -> str:
         return os.path.join(self.staging, "quarantine", f"{name}.jsonl")
@@ -258,6 +338,7 @@ class DataJob:
         cached = CachedRecords(self.recipe, self.cache, self.run_id, self.ledger, self.tasks)
         todo = cached.keyed(todo, plan.split, self._quality_key_parts(todo, plan))
         misses, hits, stale = self.cache.lookup(todo, self.recipe.recipe_hash)
+        misses = self._located(misses)
         hit_ids = todo["id"].filter(pc.invert(pc.is_in(todo["id"], value_set=misses["id"])))
         skip = pa.concat_arrays([duplicate_ids, hit_ids.combine_chunks().cast(pa.string())])
         rows, entries = self._record_pass(misses, skip, plan)

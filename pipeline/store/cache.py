@@ -57,6 +57,8 @@ class RecordCache:
         self.fs = fs
         self.parts_dir = os.path.join(self.folder, "parts")
         self.index_dir = os.path.join(self.folder, "index")
+        # Ingest memos: what a source that is one JSON lines file held when last read.
+        self.memo_dir = os.path.join(self.folder, "ingest")
 
     def part_path(self, name: str) -> str:
         return os.path.join(self.parts_dir, name)
@@ -169,6 +171,7 @@ class RecordCache:
             if kept.num_rows and not dry_run:
                 self._write_index(_compacted_name([p for p, _ in old]), kept)
             result.removable.extend(p for p, _ in old)
+        result.removable.extend(self._dead_memos(live_ids, min_age_s, now))
         referenced = set(kept["part"].drop_null().to_pylist())
         for t in young:
             referenced.update(t["part"].drop_null().to_pylist())
@@ -178,6 +181,25 @@ class RecordCache:
                 result.removable.append(path)
         result.kept_rows = kept.num_rows + sum(t.num_rows for t in young)
         return result
+
+    def _dead_memos(self, live_ids: pa.Array, min_age_s: float, now: float) -> list[str]:
+        """Return the ingest memos (`ingest/`, pipeline/execution/ingest_memo.py) that
+        hold none of `live_ids` and changed at least `min_age_s` ago."""
+        import pyarrow.parquet as pq
+
+        dead = []
+        for name in self.fs.listdir(self.memo_dir):
+            path = os.path.join(self.memo_dir, name)
+            if not name.endswith(".parquet") or now - self._mtime(path) < min_age_s:
+                continue
+            try:
+                ids = pq.read_table(io.BytesIO(self.fs.read_bytes(path)), columns=["id"])["id"]
+            except (OSError, KeyError, pa.ArrowException):
+                dead.append(path)  # unreadable: the next run reads its file whole anyway
+                continue
+            if not pc.any(pc.is_in(ids, value_set=live_ids)).as_py():
+                dead.append(path)
+        return dead
 
     def _mtime(self, path: str) -> float:
         try:
