@@ -30,14 +30,16 @@ from typing import Any
 import pyarrow as pa
 
 from pipeline.readers import LinesFrom
+from pipeline.readers.encoding import UTF8, sniff_encoding
+from pipeline.readers.files import sniff_kind
 from pipeline.record.ids import canonical_json
 from pipeline.record.rejection import QuarantineEntry
 
 log = logging.getLogger(__name__)
 
 _META_KEY = b"roleforge.ingest_memo"
-# Columns of the near-duplicate signatures are kept beside the keys under this prefix.
-_SIGNATURE_PREFIX = "signature:"
+# The near-duplicate signatures (several rows per record), as an Arrow IPC stream.
+_SIGNATURES_KEY = b"roleforge.signatures"
 _CHUNK = 1 << 20
 
 
@@ -69,13 +71,6 @@ class IngestMemo:
     def to_bytes(self) -> bytes:
         import pyarrow.parquet as pq
 
-        table = self.keys
-        if self.signatures is not None:
-            for f in self.signatures.schema:
-                if f.name != "id":
-                    table = table.append_column(
-                        pa.field(_SIGNATURE_PREFIX + f.name, f.type), self.signatures[f.name]
-                    )
         meta = {
             "size": self.size,
             "sha256": self.sha256,
@@ -85,9 +80,14 @@ class IngestMemo:
             "quarantine": [e.to_dict() for e in self.quarantine],
             "unmapped": self.unmapped,
             "media": self.media,
-            "signatures": self.signatures is not None,
         }
-        table = table.replace_schema_metadata({_META_KEY: json.dumps(meta).encode("utf-8")})
+        metadata = {_META_KEY: json.dumps(meta).encode("utf-8")}
+        if self.signatures is not None:
+            sink = pa.BufferOutputStream()
+            with pa.ipc.new_stream(sink, self.signatures.schema) as writer:
+                writer.write_table(self.signatures)
+            metadata[_SIGNATURES_KEY] = sink.getvalue().to_pybytes()
+        table = self.keys.replace_schema_metadata(metadata)
         buffer = io.BytesIO()
         pq.write_table(table, buffer)
         return buffer.getvalue()
@@ -97,16 +97,11 @@ class IngestMemo:
         import pyarrow.parquet as pq
 
         table = pq.read_table(io.BytesIO(data))
-        meta = json.loads((table.schema.metadata or {})[_META_KEY])
-        signature_columns = [n for n in table.column_names if n.startswith(_SIGNATURE_PREFIX)]
+        metadata = table.schema.metadata or {}
+        meta = json.loads(metadata[_META_KEY])
         signatures = None
-        if meta["signatures"]:
-            signatures = pa.table(
-                {
-                    "id": table["id"],
-                    **{n.removeprefix(_SIGNATURE_PREFIX): table[n] for n in signature_columns},
-                }
-            )
+        if _SIGNATURES_KEY in metadata:
+            signatures = pa.ipc.open_stream(metadata[_SIGNATURES_KEY]).read_all()
         return cls(
             size=meta["size"],
             sha256=meta["sha256"],
@@ -116,7 +111,7 @@ class IngestMemo:
             quarantine=[QuarantineEntry(**e) for e in meta["quarantine"]],
             unmapped=dict(meta["unmapped"]),
             media=list(meta["media"]),
-            keys=table.drop_columns(signature_columns).replace_schema_metadata(None),
+            keys=table.replace_schema_metadata(None),
             signatures=signatures,
         )
 
@@ -196,8 +191,6 @@ def usable_memo(
     """Return `memo` when the file at `location` (hashed as `now`) only grew since: its
     first `memo.size` bytes have the memo's sha256 and end a line, it is still read as
     UTF-8 JSON lines, and `media_hold(pins)` says every media pin holds; else None."""
-    from pipeline.readers.files import sniff_kind
-
     if memo is None:
         return None
     if now.prefix_sha256 != memo.sha256 or not now.prefix_ends_line:
@@ -209,8 +202,6 @@ def usable_memo(
 
 def is_json_lines(location: str, source_fs: Any) -> bool:
     """Return whether the file is UTF-8 text (what byte offsets into its lines assume)."""
-    from pipeline.readers.encoding import UTF8, sniff_encoding
-
     with source_fs.open(location) as f:
         return sniff_encoding(f.read(8)) == UTF8
 
@@ -241,8 +232,6 @@ class MemoRead:
         read from a byte offset again (its last line is not ended, it is no UTF-8 JSON
         lines, its format reads the file as one record) or it changed while it was read.
         A memo that cannot be written costs the next run a whole read, not this run."""
-        from pipeline.readers.files import sniff_kind
-
         if not self.now.ends_line or memo.detected == "sillytavern":
             return
         if source_fs.size(self.location) != self.now.size:

@@ -281,6 +281,10 @@ class DataJob:
         their quarantine entries, in task order."""
         resources = StageResources.for_stage(self.recipe.execution, "augment", "validate")
         self.progress.start("records", todo.num_rows)
+        if todo.num_rows == 0:
+            # Nothing to compute: no stage is built (an augmenter's ops import libraries).
+            self.progress.finish("records")
+            return ROWS_SCHEMA.empty_table(), []
         self.tasks.choose(todo.num_rows)
         context = self.tasks.share(
             PassContext(
