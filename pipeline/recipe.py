@@ -123,8 +123,8 @@ class StageExecution(StrictModel):
 # settings"): a cold run of 50 / 200 / 400 records took 31 / 34 / 37 s in-process and
 # 101 / 57 / 70 s on Ray (a loaded machine: load 5-11). Ray's start, its workers' imports
 # and its shutdown cost ~10 s on an idle one, which the second CPU wins back at ~8 ms per
-# record (the benchmark's ops: ~17 ms per record on one CPU) after ~1,400 records, after
-# ~500 for ops three times as slow (TimeStretch, PitchShift): the lower is the default.
+# record (the benchmark's ops: ~17 ms per record on one CPU) after ~1,200 records, and
+# after ~400 for ops three times as slow (TimeStretch, PitchShift).
 IN_PROCESS_RECORDS = 500
 
 
