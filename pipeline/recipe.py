@@ -120,6 +120,15 @@ class StageExecution(StrictModel):
     concurrency: int | None = Field(default=None, ge=1)
 
 
+# Measured on 2 CPUs with the benchmark's recipe (docs/ARCHITECTURE.md, "Execution
+# settings"): a cold run of 50 / 200 / 400 records took 31 / 34 / 37 s in-process and
+# 101 / 57 / 70 s on Ray (a loaded machine: load 5-11). Ray's start, its workers' imports
+# and its shutdown cost ~10 s on an idle one, which the second CPU wins back at ~8 ms per
+# record (the benchmark's ops: ~17 ms per record on one CPU) after ~1,200 records, and
+# after ~400 for ops three times as slow (TimeStretch, PitchShift).
+IN_PROCESS_RECORDS = 500
+
+
 class ExecutionConfig(StrictModel):
     batch_size: int = Field(default=16, ge=1)  # records per Ray Data batch in media stages
     num_cpus: float = Field(default=1.0, gt=0)  # CPUs per augment/validate task
@@ -132,6 +141,10 @@ class ExecutionConfig(StrictModel):
     # The per-record cache in <store>/<name>/cache/: a rerun computes only records whose key
     # it has not seen. Off: every record is computed and nothing is kept.
     cache: bool = True
+    # A pass over at most this many records (misses of the cache, an ingest of about as
+    # many) runs in the driver's process: below it, starting Ray and its workers' imports
+    # cost more than the second CPU saves (benchmarks/rerun.py). 0: every pass on Ray.
+    in_process_records: int = Field(default=IN_PROCESS_RECORDS, ge=0)
 
 
 class StoreOptions(StrictModel):

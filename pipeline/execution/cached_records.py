@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 
 from augmenters.stats import AugmentStats
 from pipeline.execution.cache_keys import CacheKeys
-from pipeline.execution.cluster import StageResources, run_tasks
+from pipeline.execution.cluster import StageResources, TaskRunner
 from pipeline.execution.ledger import RunLedger
 from pipeline.execution.passes import ROWS_SCHEMA, RebaseTask, rebase_rows
 from pipeline.execution.provenance import code_version
@@ -32,8 +32,16 @@ log = logging.getLogger(__name__)
 class CachedRecords:
     """One run's use of the record cache: keys, hits, rebased hits, and what it adds."""
 
-    def __init__(self, recipe: Recipe, cache: RecordCache, run_id: str, ledger: RunLedger):
+    def __init__(
+        self,
+        recipe: Recipe,
+        cache: RecordCache,
+        run_id: str,
+        ledger: RunLedger,
+        tasks: TaskRunner,
+    ):
         self.recipe = recipe
+        self.tasks = tasks
         self.cache = cache
         self.fs = cache.fs
         self.run_id = run_id
@@ -93,6 +101,7 @@ class CachedRecords:
                 "row": cached["row"],
                 "nbytes": cached["nbytes"],
                 "stats": cached["stats"],
+                "row_sha256": cached["row_sha256"],
             },
             schema=ROWS_SCHEMA,
         )
@@ -117,7 +126,8 @@ class CachedRecords:
             )
             calls.append((task, self.fs))
         out = []
-        for _, outcome in run_tasks(rebase_rows, calls, resources):
+        self.tasks.choose(stale.num_rows)
+        for _, outcome in self.tasks.run(rebase_rows, calls, resources):
             self.ledger.ran_on("rebase", outcome.node)
             out.append(outcome.rows)
         return pa.concat_tables(out) if out else ROWS_SCHEMA.empty_table()

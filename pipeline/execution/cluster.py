@@ -164,6 +164,60 @@ def slice_rows(rows: int, cpus: int, max_rows: int) -> int:
     return max(1, min(max_rows, math.ceil(rows / (cpus * TASKS_PER_CPU))))
 
 
+# What the ledger counts in-process tasks under, in place of a Ray node id.
+IN_PROCESS_NODE = "in-process"
+
+
+class TaskRunner:
+    """Where one job's passes run: in this process while every pass so far was small, on
+    Ray from the first pass over more than `in_process_records` records on (Ray is started
+    then and kept for the passes after it).
+
+    Measured on 2 CPUs (docs/ARCHITECTURE.md, "Execution settings"): starting Ray and
+    its workers' imports cost seconds before the first record, so a rerun with a few
+    cache misses finishes sooner in the driver's process. Tasks are the same functions
+    with the same inputs either way, so they write the same files.
+    """
+
+    def __init__(self, in_process_records: int):
+        self.in_process_records = in_process_records
+        self.on_ray = False
+        self.ray_tasks = 0  # tasks this job submitted to Ray
+
+    def choose(self, records: int) -> None:
+        """Move to Ray (starting it) when a pass of `records` records is too big for this
+        process; once on Ray, stay."""
+        if not self.on_ray and records > self.in_process_records:
+            ensure_ray()
+            self.on_ray = True
+
+    def cpus(self) -> int:
+        """Return the CPUs the next pass's tasks spread over (1 in this process)."""
+        return cluster_cpus() if self.on_ray else 1
+
+    def share(self, value: Any) -> Any:
+        """Return `value` as the tasks receive what they all share (once in Ray's store)."""
+        if not self.on_ray:
+            return value
+        import ray
+
+        return ray.put(value)
+
+    def run(
+        self, fn: Callable[..., Any], calls: list[tuple[Any, ...]], resources: StageResources
+    ) -> Iterator[tuple[int, Any]]:
+        """Yield (i, fn(*calls[i])): as Ray tasks finish them (`run_tasks`), or one after
+        the other in this process, each outcome's `node` then `IN_PROCESS_NODE`."""
+        if self.on_ray:
+            self.ray_tasks += len(calls)
+            yield from run_tasks(fn, calls, resources)
+            return
+        for i, call in enumerate(calls):
+            outcome = fn(*call)
+            outcome.node = IN_PROCESS_NODE
+            yield i, outcome
+
+
 def run_tasks(
     fn: Callable[..., Any], calls: list[tuple[Any, ...]], resources: StageResources
 ) -> Iterator[tuple[int, Any]]:

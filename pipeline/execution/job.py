@@ -17,19 +17,15 @@ from __future__ import annotations
 import logging
 import os
 from datetime import datetime, timezone
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.execution.cached_quality import cached_quality_tallies
 from pipeline.execution.cached_records import CachedRecords
-from pipeline.execution.cluster import (
-    StageResources,
-    cluster_cpus,
-    ensure_ray,
-    run_tasks,
-    slice_rows,
-)
+from pipeline.execution.cluster import StageResources, TaskRunner, slice_rows
+from pipeline.execution.ingest_memo import load_memo, memo_key, memo_size
 from pipeline.execution.ledger import RecordReuse, RunLedger
 from pipeline.execution.passes import (
     KEYS_SCHEMA,
@@ -42,6 +38,7 @@ from pipeline.execution.passes import (
     StageTally,
     build_stages,
     ingest_source,
+    quality_stage_names,
     record_pass,
     write_shard,
 )
@@ -50,12 +47,14 @@ from pipeline.execution.provenance import (
     augmentation_summary,
     code_version,
     held_out_sha256,
+    pinned_file,
     pinned_inputs,
     unchanged_inputs,
 )
 from pipeline.execution.run_result import NoProgress, RunProgress, RunResult
 from pipeline.execution.token_counter import WorkerTokenCounter
-from pipeline.recipe import Recipe, check_recipe_ops, parse_size
+from pipeline.readers import LinesFrom
+from pipeline.recipe import Recipe, SourceConfig, check_recipe_ops, parse_size
 from pipeline.record.ids import new_run_id
 from pipeline.record.rejection import QuarantineEntry, check_something_to_publish
 from pipeline.record.schema import RECORD_SCHEMA, SPLITS
@@ -83,14 +82,24 @@ from pipeline.store.manifest import (
 )
 from pipeline.store.quarantine import QuarantinePart, QuarantineWriter, read_quarantine_part
 from pipeline.store.read import Store, VersionNotFound
+from pipeline.store.reuse import link_shard, numbered, reusable_shards
 from pipeline.store.store_fs import store_fs
-from pipeline.store.writer import ShardWriter, WrittenShard, localized, plan_shards
+from pipeline.store.writer import (
+    ShardWriter,
+    WrittenShard,
+    check_unique_ids,
+    localized,
+    plan_shards,
+)
 
 log = logging.getLogger(__name__)
 
 
 # Ingest tasks per CPU for a source of many files (each reads a group of them).
 INGEST_TASKS_PER_CPU = 2
+# What an ingest is reckoned to read per record when it decides where to run (the
+# benchmark corpus's jsonl holds 1.4 KB per record): bytes to parse / this = records.
+INGEST_BYTES_PER_RECORD = 1024
 
 
 class DataJob:
@@ -120,6 +129,13 @@ class DataJob:
         if quality is not None and quality.count_tokens:
             self.counter = WorkerTokenCounter(recipe.train, quality.tokenizer)
         self.cache = RecordCache(self.store.root, self.fs) if recipe.execution.cache else None
+        # In this process until a pass is too big for it (`TaskRunner`): Ray starts then.
+        self.tasks = TaskRunner(recipe.execution.in_process_records)
+        self.parent: Manifest | None = None  # the latest version when the run began
+        self.memos: list[str | None] = []  # per source, its ingest memo (`_memo_of`)
+        self._source_files: list[list[str]] = []
+        # What the record pass made, for the cache once its rows' digests are known.
+        self._made: tuple[CachedRecords, pa.Table, pa.Table, list[QuarantineEntry]] | None = None
 
     # ---- stages ----
 
@@ -132,13 +148,24 @@ class DataJob:
         # Made here, so every task reads the sources with the driver's endpoint and keys.
         source_fs = SourceFS.of(self.recipe)
         counts = self.ledger.counts["ingest"]
-        shared = IngestShared(self.recipe, self.splitter, self.fs, source_fs)
+        shared = self._ingest_shared = IngestShared(self.recipe, self.splitter, self.fs, source_fs)
         calls = []
         names = []
+        files_of = self._source_files = [source_files(s, self.recipe) for s in self.recipe.sources]
+        sources = self.recipe.sources
+        self.memos = [
+            self._memo_of(s, f, source_fs) for s, f in zip(sources, files_of, strict=True)
+        ]
+        to_parse = 0
+        for files, memo in zip(files_of, self.memos, strict=True):
+            sizes = [source_fs.size(f) or 0 for f in files]
+            # A memo stands for the first bytes of a file that only grew (the task checks).
+            known = (memo_size(memo, self.fs) or 0) if memo is not None else 0
+            to_parse += sum(sizes) - (known if known <= sum(sizes) else 0)
+        self.tasks.choose(to_parse // INGEST_BYTES_PER_RECORD)
         # A source of many files is read by several tasks (a group of files each).
-        tasks_per_source = max(1, cluster_cpus() * INGEST_TASKS_PER_CPU)
-        for i, source in enumerate(self.recipe.sources):
-            files = source_files(source, self.recipe)
+        tasks_per_source = max(1, self.tasks.cpus() * INGEST_TASKS_PER_CPU)
+        for i, (source, files) in enumerate(zip(self.recipe.sources, files_of, strict=True)):
             per_task = max(1, -(-len(files) // tasks_per_source))
             groups = [files[j : j + per_task] for j in range(0, len(files), per_task)] or [[]]
             for g, group in enumerate(groups):
@@ -149,13 +176,14 @@ class DataJob:
                     book_entries=g == 0,
                     folder=os.path.join(self.staging, "ingest", f"s{i}-{g}"),
                     quarantine_path=self._quarantine_part_path(f"ingest-s{i}-{g}"),
+                    memo=self.memos[i],
                 )
                 calls.append((task, shared))
                 names.append(source.name)
         self.progress.start("ingest", len(calls))
         resources = StageResources.for_stage(self.recipe.execution, "ingest")
         outcomes: list[IngestOutcome | None] = [None] * len(calls)
-        for i, outcome in run_tasks(ingest_source, calls, resources):
+        for i, outcome in self.tasks.run(ingest_source, calls, resources):
             outcomes[i] = outcome
             self.ledger.ran_on("ingest", outcome.node)
             self.progress.advance("ingest", 1)
@@ -176,6 +204,70 @@ class DataJob:
         self.progress.finish("ingest")
         return table
 
+    def _memo_of(self, source: SourceConfig, files: list[str], source_fs: Any) -> str | None:
+        """Return where the ingest memo of a source that is one file lies (`ingest_memo`),
+        None when there is none to keep (the cache is off, or the source has many files)."""
+        if self.cache is None or len(files) != 1:
+            return None
+        recipe = self.recipe
+        quality = recipe.quality
+        book = [*source.characters_files, *([source.persona] if source.persona else [])]
+        parts = {
+            "file": files[0],
+            "base_dir": recipe.base_dir,
+            "source": source.model_dump(mode="json"),
+            "limits": recipe.limits.model_dump(mode="json"),
+            "split": recipe.split.model_dump(mode="json"),
+            "near_dup": (
+                quality.near_dup.model_dump(mode="json")
+                if quality is not None and quality.near_dup.enabled
+                else None
+            ),
+            "code": code_version().identity(),
+            "characters": [pinned_file(recipe.resolve(p), source_fs)[0] for p in book],
+        }
+        return os.path.join(self.cache.memo_dir, f"{memo_key(parts)}.parquet")
+
+    def _located(self, misses: pa.Table) -> pa.Table:
+        """Return `misses` with every record an ingest memo stood for (part null: only its
+        keys were kept) read back alone, by its line, into a part of this run."""
+        lost = misses.filter(pc.is_null(misses["part"]))
+        if lost.num_rows == 0:
+            return misses
+        calls = []
+        for i, source in enumerate(self.recipe.sources):
+            refs = lost.filter(pc.equal(lost["source"], source.name))["source_ref"].to_pylist()
+            memo = load_memo(self.memos[i], self.fs) if refs and self.memos[i] else None
+            if memo is None:
+                continue
+            file = self._source_files[i][0]
+            lines = frozenset(int(r.rsplit(":", 1)[1].split(".")[0]) for r in refs)
+            task = IngestTask(
+                index=len(calls),
+                source=source,
+                files=[file],
+                book_entries=False,
+                folder=os.path.join(self.staging, "ingest", f"s{i}-lines"),
+                quarantine_path=self._quarantine_part_path(f"ingest-s{i}-lines"),
+                lines_from={file: LinesFrom(detected=memo.detected, only=lines)},
+            )
+            calls.append((task, self._ingest_shared))
+        self.tasks.choose(lost.num_rows)
+        resources = StageResources.for_stage(self.recipe.execution, "ingest")
+        found = [KEYS_SCHEMA.empty_table()]
+        for _, outcome in self.tasks.run(ingest_source, calls, resources):
+            self.ledger.ran_on("ingest", outcome.node)
+            found.append(outcome.keys)
+        where = pa.concat_tables(found).select(["id", "part", "row"])
+        located = lost.drop_columns(["part", "row"]).join(where, "id", join_type="inner")
+        if located.num_rows != lost.num_rows:
+            raise CommitCheckFailed(
+                f"{lost.num_rows - located.num_rows} record(s) of an ingest memo were not "
+                "found again in their source; delete the cache's ingest/ folder and rerun"
+            )
+        kept = misses.filter(pc.is_valid(misses["part"]))
+        return pa.concat_tables([kept, located.select(misses.column_names).cast(misses.schema)])
+
     def _quarantine_part_path(self, name: str) -> str:
         return os.path.join(self.staging, "quarantine", f"{name}.jsonl")
 
@@ -191,13 +283,20 @@ class DataJob:
         of `todo` (KEYS_SCHEMA, plus `ckey` when the cache is on; rows of their parts in
         `skip_ids` are left alone); return the ROWS_SCHEMA rows of what the tasks wrote and
         their quarantine entries, in task order."""
-        import ray
-
         resources = StageResources.for_stage(self.recipe.execution, "augment", "validate")
         self.progress.start("records", todo.num_rows)
+        if todo.num_rows == 0:
+            # Nothing to compute: no stage is built (an augmenter's ops import libraries);
+            # the ledger still needs the quality stages' order to count the cache hits.
+            self.ledger.pass_order = quality_stage_names(
+                self.recipe, plan.near_dup, self.held_out, self.counter
+            )
+            self.progress.finish("records")
+            return ROWS_SCHEMA.empty_table(), []
         stages = build_stages(self.recipe, plan.split, plan.near_dup, self.held_out, self.counter)
         self.ledger.pass_order = [stage.name for stage in stages]
-        context = ray.put(
+        self.tasks.choose(todo.num_rows)
+        context = self.tasks.share(
             PassContext(
                 fs=self.fs,
                 stages=stages,
@@ -206,7 +305,7 @@ class DataJob:
                 quality_column=self.recipe.quality is not None,
             )
         )
-        per_task = slice_rows(todo.num_rows, cluster_cpus(), resources.batch_size)
+        per_task = slice_rows(todo.num_rows, self.tasks.cpus(), resources.batch_size)
         folder = (
             self.cache.parts_dir
             if self.cache is not None
@@ -225,7 +324,7 @@ class DataJob:
         ]
         rows: list[pa.Table] = []
         parts: list[tuple[int, QuarantinePart | None]] = []
-        for i, outcome in run_tasks(record_pass, calls, resources):
+        for i, outcome in self.tasks.run(record_pass, calls, resources):
             self.ledger.ran_on("records", outcome.node)
             rows.append(outcome.rows)
             parts.append((i, outcome.quarantine))
@@ -248,9 +347,10 @@ class DataJob:
             rows, entries = self._record_pass(todo, duplicate_ids, plan)
             self.ledger.reuse = RecordReuse(reused=0, computed=todo.num_rows, basis="no cache")
             return rows, entries
-        cached = CachedRecords(self.recipe, self.cache, self.run_id, self.ledger)
+        cached = CachedRecords(self.recipe, self.cache, self.run_id, self.ledger, self.tasks)
         todo = cached.keyed(todo, plan.split, self._quality_key_parts(todo, plan))
         misses, hits, stale = self.cache.lookup(todo, self.recipe.recipe_hash)
+        misses = self._located(misses)
         hit_ids = todo["id"].filter(pc.invert(pc.is_in(todo["id"], value_set=misses["id"])))
         skip = pa.concat_arrays([duplicate_ids, hit_ids.combine_chunks().cast(pa.string())])
         rows, entries = self._record_pass(misses, skip, plan)
@@ -259,7 +359,7 @@ class DataJob:
             self.ledger.cached_quality = self._cached_quality(
                 pa.concat_tables([reused, rebased]), reused_entries, plan
             )
-        cached.remember(todo, pa.concat_tables([rows, rebased]), entries)
+        self._made = (cached, todo, pa.concat_tables([rows, rebased]), entries)
         self.ledger.reuse = RecordReuse(
             reused=todo.num_rows - misses.num_rows, computed=misses.num_rows, basis="record cache"
         )
@@ -300,33 +400,66 @@ class DataJob:
         return [part(i) if i in named else alone for i in todo["id"].to_pylist()]
 
     def _write(self, rows: pa.Table) -> list[WrittenShard]:
-        """Plan the shards from the rows' facts; write each in its own task."""
-        import ray
-
+        """Take the parent's shards whose rows are all unchanged (`store/reuse.py`); plan
+        new shards from the other rows' facts and write each in its own task."""
         counts = self.ledger.counts["write"]
         counts.records_in = rows.num_rows
         index, paths = writer_index(rows)
+        check_unique_ids(index)
         writer = ShardWriter(
             os.path.join(self.staging, "version"),
             self.recipe.output.format,
             parse_size(self.recipe.output.shard_size),  # defaults skip the validator
             self.fs,
         )
-        plans = plan_shards(index, writer.fmt, writer.shard_size)
+        parent_dir = self.store.version_dir(self.parent.number) if self.parent else ""
+        reusable = reusable_shards(
+            self.parent,
+            parent_dir,
+            rows.select(["id", "row_sha256"]),
+            writer.fmt,
+            schema_sha256(RECORD_SCHEMA),
+            self.fs,
+        )
+        if reusable:
+            taken = pa.concat_tables([r.rows for r in reusable])["id"]
+            index = index.filter(pc.invert(pc.is_in(index["id"], value_set=taken)))
+        names, plans = numbered(
+            reusable, plan_shards(index, writer.fmt, writer.shard_size), writer.fmt
+        )
         self.progress.start("write", rows.num_rows)
         self.fs.makedirs(writer.folder)
-        shared = ray.put(writer)
+        linked = [
+            WrittenShard(link_shard(r, name, parent_dir, writer.folder, self.fs), r.rows)
+            for r, name in zip(reusable, names, strict=True)
+        ]
+        self.progress.advance("write", sum(s.entry.rows for s in linked))
+        self.tasks.choose(index.num_rows)
+        shared = self.tasks.share(writer)
         calls = [(*localized(plan, paths), shared) for plan in plans]
         resources = StageResources.for_stage(self.recipe.execution, "write")
         shards: list[WrittenShard | None] = [None] * len(plans)
-        for i, outcome in run_tasks(write_shard, calls, resources):
+        for i, outcome in self.tasks.run(write_shard, calls, resources):
             shards[i] = outcome.written
             self.ledger.ran_on("write", outcome.node)
             self.progress.advance("write", outcome.written.entry.rows)
         self.fs.fsync_dir(writer.folder)
-        counts.out = sum(s.entry.rows for s in shards if s is not None)
+        written = linked + [s for s in shards if s is not None]
+        counts.out = sum(s.entry.rows for s in written)
         self.progress.finish("write")
-        return [s for s in shards if s is not None]
+        return written
+
+    def _remember(self, shards: list[WrittenShard]) -> None:
+        """Add what the record pass made to the cache, each row with its digest where a
+        shard of this run holds it (a rerun then reuses the shards of such rows)."""
+        if self._made is None:
+            return
+        cached, todo, made, entries = self._made
+        self._made = None
+        digests = pa.concat_tables([s.rows for s in shards]) if shards else None
+        if digests is not None and made.num_rows:
+            made = made.drop_columns(["row_sha256"]).join(digests, "id", join_type="left outer")
+        cached.remember(todo, made, entries)
 
     # ---- the job ----
 
@@ -379,13 +512,16 @@ class DataJob:
         started = time.perf_counter()
         check_source_paths(self.recipe)
         self._check_writable()
-        unchanged = self._unchanged_version()
+        latest = self.parent = self._latest_manifest()
+        unchanged = self._unchanged_version(latest)
         if unchanged is not None:
             unchanged.seconds = time.perf_counter() - started
             return unchanged
-        # Only now the op libraries: the version found above was made from this very recipe
-        # and code, which passed this check then (`roleforge run` loads without it).
-        check_recipe_ops(self.recipe)
+        # Only now the op libraries (`roleforge run` loads without them), and not when the
+        # latest version was made under this recipe hash and code: its ops passed then, and
+        # a rerun with a few misses then imports only what those records need.
+        if not self._same_recipe_and_code(latest):
+            check_recipe_ops(self.recipe)
         # The lease, taken before the run's first file, tells `gc` this run is alive.
         with RunLease(self.store, self.run_id):
             try:
@@ -399,18 +535,26 @@ class DataJob:
         result.seconds = time.perf_counter() - started
         return result
 
-    def _unchanged_version(self) -> RunResult | None:
+    def _latest_manifest(self) -> Manifest | None:
+        try:
+            return self.store.manifest()
+        except VersionNotFound:
+            return None
+
+    def _same_recipe_and_code(self, latest: Manifest | None) -> bool:
+        """Return whether `latest` was made under this recipe hash and code identity."""
+        return (
+            latest is not None
+            and latest.recipe_hash == self.recipe.recipe_hash
+            and latest.code_version.identity() == code_version().identity()
+        )
+
+    def _unchanged_version(self, latest: Manifest | None) -> RunResult | None:
         """Return the latest version as unchanged when it was built from exactly these inputs
         (sha256, media included), recipe hash, card metadata and code identity, found from
         hashes alone: nothing is read, no Ray starts, no stage runs. Else None."""
-        try:
-            latest = self.store.manifest()
-        except VersionNotFound:
-            return None
-        if latest.reuse is None or latest.recipe_hash != self.recipe.recipe_hash:
+        if latest is None or latest.reuse is None or not self._same_recipe_and_code(latest):
             return None  # no reuse counts: its inputs may lack media pins to compare
-        if latest.code_version.identity() != code_version().identity():
-            return None
         # A licence is outside the recipe hash but on the card: its change is a new version.
         if card_metadata(latest.recipe) != card_metadata(self.recipe.model_dump(mode="json")):
             return None
@@ -454,7 +598,6 @@ class DataJob:
         shards; return the staged manifest."""
         ledger = self.ledger
         try:
-            ensure_ray()
             keys = self._ingest()
             inputs = pinned_inputs(self.recipe, self.media_inputs)
             ledger.check_bad_fraction(self.recipe.max_bad_fraction)
@@ -466,17 +609,22 @@ class DataJob:
                 quality.near_dup if quality is not None else None,
             )
             rows, entries = self._records(plan)
-            for entry in entries:
-                ledger.quarantine("validate", entry)
-            ledger.settle(plan, rows, {e.record_id: e.reason for e in entries if e.record_id})
-            ledger.check_bad_fraction(self.recipe.max_bad_fraction)
-            check_something_to_publish(
-                rows.num_rows,
-                ledger.counts["ingest"].records_in,
-                ledger.reasons,
-                self.quarantine.path,
-            )
-            shards = self._write(rows)
+            shards: list[WrittenShard] = []
+            try:
+                for entry in entries:
+                    ledger.quarantine("validate", entry)
+                ledger.settle(plan, rows, {e.record_id: e.reason for e in entries if e.record_id})
+                ledger.check_bad_fraction(self.recipe.max_bad_fraction)
+                check_something_to_publish(
+                    rows.num_rows,
+                    ledger.counts["ingest"].records_in,
+                    ledger.reasons,
+                    self.quarantine.path,
+                )
+                shards = self._write(rows)
+            finally:
+                # What the pass made is kept whether or not this version is published.
+                self._remember(shards)
         except BaseException:
             # The first error is the one to report: closing the quarantine file on a full
             # disk would raise a second one and mask it.

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,7 +27,8 @@ import numpy as np
 import pyarrow as pa
 
 from augmenters.stats import AugmentStats
-from pipeline.execution.provenance import media_entries
+from pipeline.execution.ingest_memo import IngestMemo, MemoRead
+from pipeline.execution.provenance import media_entries, media_pins_hold
 from pipeline.recipe import Recipe, SourceConfig
 from pipeline.record.ids import canonical_json, media_digests
 from pipeline.record.rejection import QuarantineEntry
@@ -39,6 +41,7 @@ from pipeline.stages.quality.signatures import SIGNATURE_SCHEMA, near_dup_signat
 from pipeline.stages.quality.stages import quality_stages, token_ledger_stage
 from pipeline.stages.split import SplitStage
 from pipeline.stages.validate import ValidateStage
+from pipeline.store.manifest import InputFile
 from pipeline.store.quarantine import QuarantinePart, write_quarantine_part
 from pipeline.store.staging import PartSet, PartWriter, read_part, row_nbytes
 from pipeline.store.writer import ShardPlan, ShardWriter, WrittenShard
@@ -78,6 +81,9 @@ ROWS_SCHEMA = pa.schema(
         ("row", pa.int64()),
         ("nbytes", pa.int64()),
         ("stats", pa.string()),  # an augmented original's AugmentStats JSON (for the cache)
+        # The row's digest as a shard holds it, when known before writing (a cache hit's,
+        # from the run that wrote it): a parent's shard of such rows is reused, not rewritten.
+        ("row_sha256", pa.string()),
     ]
 )
 
@@ -130,6 +136,11 @@ class IngestTask:
     book_entries: bool
     folder: str
     quarantine_path: str
+    # The memo of a source that is one JSON lines file (`ingest_memo`): read only what
+    # was appended since, and kept for the next run. None: the files are read whole.
+    memo: str | None = None
+    # file -> where to read it from (`LinesFrom`): lines of a memo read back alone.
+    lines_from: dict[str, Any] | None = None
 
 
 @dataclass
@@ -183,6 +194,19 @@ def ingest_source(task: IngestTask, shared: IngestShared) -> IngestOutcome:
     near_dup = _near_dup_config(shared.recipe)
     signatures: list[pa.Table] = []
     records_in = 0
+    memo = None
+    if task.memo is not None and task.files:
+        memo = MemoRead.open(
+            task.memo,
+            task.files[0],
+            shared.fs,
+            shared.source_fs,
+            lambda pins: media_pins_hold(
+                shared.recipe, [InputFile(**p) for p in pins], shared.source_fs
+            ),
+        )
+    file_stats = SourceReadStats()
+    file_rejected: list[QuarantineEntry] = []
     with PartWriter(
         task.folder, WORK_SCHEMA, PART_TARGET_BYTES, PART_MAX_ROWS, fs=shared.fs
     ) as parts:
@@ -199,35 +223,128 @@ def ingest_source(task: IngestTask, shared: IngestShared) -> IngestOutcome:
 
         chunk: list[dict[str, Any]] = []
         chunk_bytes = 0
-        records = read_source(
-            task.source,
-            shared.recipe,
-            stats,
-            files=task.files,
-            book_entries=task.book_entries,
-            fs=shared.source_fs,
-        )
-        for item in records:
-            records_in += 1
-            if isinstance(item, QuarantineEntry):
-                rejected.append(item)
-                continue
-            chunk.append(item)
-            chunk_bytes += sum(len(m["bytes"] or b"") for m in item["images"] + item["audios"])
-            if len(chunk) >= INGEST_CHUNK_ROWS or chunk_bytes >= INGEST_CHUNK_BYTES:
-                flush(chunk)
-                chunk, chunk_bytes = [], 0
+
+        def read(items: Any, into: list[QuarantineEntry]) -> int:
+            nonlocal chunk, chunk_bytes
+            count = 0
+            for item in items:
+                count += 1
+                if isinstance(item, QuarantineEntry):
+                    into.append(item)
+                    continue
+                chunk.append(item)
+                chunk_bytes += sum(len(m["bytes"] or b"") for m in item["images"] + item["audios"])
+                if len(chunk) >= INGEST_CHUNK_ROWS or chunk_bytes >= INGEST_CHUNK_BYTES:
+                    flush(chunk)
+                    chunk, chunk_bytes = [], 0
+            return count
+
+        source, recipe, source_fs = task.source, shared.recipe, shared.source_fs
+        if memo is None:
+            records_in = read(
+                read_source(
+                    source,
+                    recipe,
+                    stats,
+                    files=task.files,
+                    book_entries=task.book_entries,
+                    fs=source_fs,
+                    lines_from=task.lines_from,
+                ),
+                rejected,
+            )
+        else:
+            # The characters files' entries first, as a whole read yields them; then the
+            # file's lines (all of them, or those after its memo).
+            records_in = read(read_source(source, recipe, stats, [], fs=source_fs), rejected)
+            file_in = read(
+                read_source(
+                    source,
+                    recipe,
+                    file_stats,
+                    task.files,
+                    book_entries=False,
+                    fs=source_fs,
+                    lines_from=memo.lines_from(),
+                ),
+                file_rejected,
+            )
         flush(chunk)
     table = pa.concat_tables(keys) if keys else KEYS_SCHEMA.empty_table()
-    # The manifest pins every media file by its sha256: hashed here, beside the reading,
-    # so the driver never reads a media byte (one task per source does it).
-    media = media_entries(task.source, shared.recipe, shared.source_fs) if task.book_entries else []
-    quarantine = write_quarantine_part(task.quarantine_path, rejected, shared.fs)
     sigs = None
     if near_dup is not None:
         sigs = pa.concat_tables(signatures) if signatures else SIGNATURE_SCHEMA.empty_table()
+    # The manifest pins every media file by its sha256: hashed here, beside the reading,
+    # so the driver never reads a media byte (one task per source does it).
+    lines_from = memo.lines_from() if memo is not None else task.lines_from
+    media = media_entries(source, recipe, source_fs, lines_from) if task.book_entries else []
+    if memo is not None:
+        kept = _file_memo(memo, task, file_in, file_stats, file_rejected, table, sigs, media)
+        memo.keep(kept, shared.fs, source_fs)
+        records_in += kept.records_in
+        rejected += kept.quarantine
+        unmapped.update(kept.unmapped)
+        if memo.old is not None:
+            table = pa.concat_tables([_lying_nowhere(memo.old.keys), table])
+        sigs = kept.signatures
+        media = [InputFile(**p) for p in kept.media]
+    quarantine = write_quarantine_part(task.quarantine_path, rejected, shared.fs)
     return IngestOutcome(
         task.index, table, records_in, quarantine, dict(unmapped), node_id(), media, sigs
+    )
+
+
+def _lying_nowhere(keys: pa.Table) -> pa.Table:
+    """Return a memo's keys as KEYS_SCHEMA rows (part and row null: their parts are gone)."""
+    n = keys.num_rows
+    return pa.table(
+        {
+            f.name: keys[f.name] if f.name in keys.column_names else pa.nulls(n, f.type)
+            for f in KEYS_SCHEMA
+        },
+        schema=KEYS_SCHEMA,
+    )
+
+
+def _file_memo(
+    memo: MemoRead,
+    task: IngestTask,
+    file_in: int,
+    file_stats: Any,
+    file_rejected: list[QuarantineEntry],
+    keys: pa.Table,
+    signatures: pa.Table | None,
+    media: list[Any],
+) -> IngestMemo:
+    """Return the memo of the source file as it is now: the old memo (the file only grew)
+    followed by what this task read of it."""
+    old = memo.old
+    if old is not None:
+        detected = old.detected
+    elif task.source.format == "auto":
+        detected = next(iter(file_stats.detected.values()), None)
+    else:
+        detected = task.source.format
+    pins = {p["path"]: p for p in (old.media if old is not None else [])}
+    pins.update((m.path, m.model_dump()) for m in media)
+    new_keys = keys.drop_columns(["part", "row"])
+    if signatures is not None and old is not None and old.signatures is not None:
+        signatures = pa.concat_tables([old.signatures.cast(signatures.schema), signatures])
+    return IngestMemo(
+        size=memo.now.size,
+        sha256=memo.now.sha256,
+        lines=memo.now.lines,
+        detected=detected,
+        records_in=(old.records_in if old is not None else 0) + file_in,
+        quarantine=(old.quarantine if old is not None else []) + file_rejected,
+        unmapped=dict(
+            Counter(old.unmapped if old is not None else {}) + file_stats.unmapped_fields
+        ),
+        media=[pins[p] for p in sorted(pins)],
+        keys=pa.concat_tables([old.keys.cast(new_keys.schema), new_keys])
+        if old is not None
+        else new_keys,
+        signatures=signatures,
     )
 
 
@@ -266,16 +383,30 @@ def build_stages(
         augmenter = RecordAugmenter(recipe.augment, recipe.seed, recipe.recipe_hash)
     augment = AugmentStage(augmenter, recipe.limits)
     keep_pixels = frozenset({"train"}) if augment.decodes_images else frozenset()
-    stages: list[Stage] = [split, ValidateStage(recipe.limits, keep_pixels)]
+    checks, ledger = _quality_part(recipe, near_dup, held_out, counter)
+    return [split, ValidateStage(recipe.limits, keep_pixels), *checks, augment, *ledger]
+
+
+def quality_stage_names(
+    recipe: Recipe, near_dup: Any = None, held_out: list[str] | None = None, counter: Any = None
+) -> list[str]:
+    """Return the names of the quality stages `build_stages` would build, in run order,
+    without building the augmenter (whose ops import their libraries): what the ledger
+    needs to count cache hits when nothing misses and no stage is built."""
+    checks, ledger = _quality_part(recipe, near_dup, held_out, counter)
+    return [stage.name for stage in (*checks, *ledger)]
+
+
+def _quality_part(
+    recipe: Recipe, near_dup: Any, held_out: list[str] | None, counter: Any
+) -> tuple[list[Stage], list[Stage]]:
+    """Return the quality checks (before augment) and the token ledger (after it, [] or one)."""
     quality = recipe.quality
-    if quality is not None:
-        stages.extend(quality_stages(quality, near_dup, held_out=held_out))
-    stages.append(augment)
-    if quality is not None and counter is not None:
-        ledger = token_ledger_stage(quality, counter)
-        if ledger is not None:
-            stages.append(ledger)
-    return stages
+    if quality is None:
+        return [], []
+    checks = quality_stages(quality, near_dup, held_out=held_out)
+    ledger = token_ledger_stage(quality, counter) if counter is not None else None
+    return checks, [ledger] if ledger is not None else []
 
 
 @dataclass(frozen=True)
@@ -352,9 +483,12 @@ class PassOutcome:
 
 def node_id() -> str:
     """Return the Ray node this runs on ("" outside Ray: tests call tasks directly)."""
+    # Not imported, not running: a task in the driver's process (`TaskRunner`) must not
+    # pay Ray's import (~0.8 s) to learn that.
+    ray = sys.modules.get("ray")
+    if ray is None:
+        return ""
     try:
-        import ray
-
         return ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
     except Exception:
         return ""
@@ -416,6 +550,7 @@ def _rows_of(
             "row": pa.array(np.arange(first_row, first_row + n), pa.int64()),
             "nbytes": pa.array(row_nbytes(table), pa.int64()),
             "stats": pa.array(stats if stats is not None else [None] * n, pa.string()),
+            "row_sha256": pa.nulls(n, pa.string()),
         },
         schema=ROWS_SCHEMA,
     )

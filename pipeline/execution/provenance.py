@@ -241,15 +241,19 @@ def input_entries(recipe: Recipe) -> list[InputFile]:
 
 
 def media_entries(
-    source: SourceConfig, recipe: Recipe, fs: SourceFS | None = None
+    source: SourceConfig,
+    recipe: Recipe,
+    fs: SourceFS | None = None,
+    lines_from: dict[str, Any] | None = None,
 ) -> list[InputFile]:
     """Return the media files one source's records name, each pinned with sha256 and size:
     the per-record part of `input_entries`, which the data job's ingest tasks compute so
-    the driver reads no media byte."""
+    the driver reads no media byte. `lines_from` (file -> LinesFrom) reads those files
+    from there on (a grown file's new lines)."""
     from pipeline.readers import referenced_media
 
     fs = fs or SourceFS.of(recipe)
-    paths = referenced_media(source, recipe, fs)
+    paths = referenced_media(source, recipe, fs, lines_from)
     fs.prefetch_stamps(paths)  # objects on a store: one listing per folder, not per object
     return [_input_file(source.name, "media", path, recipe.base_dir, fs) for path in paths]
 
@@ -278,13 +282,24 @@ def unchanged_inputs(recipe: Recipe, recorded: list[InputFile]) -> bool:
     now = _file_entries(recipe, fs, by_path)
     if [_pin(e) for e in _sorted(now)] != [_pin(e) for e in _sorted(files)]:
         return False
-    for e in recorded:
-        if e.kind == "media":
-            # A media file on an object store is recorded by its URI, which resolve keeps.
-            path = recipe.resolve(e.path)
-            pinned = _input_file(e.source, "media", path, recipe.base_dir, fs, by_path)
-            if _pin(pinned) != _pin(e):
-                return False
+    return media_pins_hold(recipe, [e for e in recorded if e.kind == "media"], fs, by_path)
+
+
+def media_pins_hold(
+    recipe: Recipe,
+    pins: list[InputFile],
+    fs: SourceFS | None = None,
+    recorded: dict[str, InputFile] | None = None,
+) -> bool:
+    """Return whether every media file of `pins` still has the bytes (or the absence) it
+    was pinned with."""
+    fs = fs or SourceFS.of(recipe)
+    for e in pins:
+        # A media file on an object store is recorded by its URI, which resolve keeps.
+        path = recipe.resolve(e.path)
+        pinned = _input_file(e.source, "media", path, recipe.base_dir, fs, recorded)
+        if _pin(pinned) != _pin(e):
+            return False
     return True
 
 

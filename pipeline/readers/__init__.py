@@ -30,7 +30,7 @@ from pipeline.readers.characterllm import parse_characterllm
 from pipeline.readers.chatharuhi import parse_chatharuhi
 from pipeline.readers.detect import SHAPES, Detection, detect, detect_format, fits_format
 from pipeline.readers.encoding import decode_text
-from pipeline.readers.files import RawItem, corpus_files, iter_raw_items
+from pipeline.readers.files import LinesFrom, RawItem, corpus_files, iter_raw_items, json_lines_from
 from pipeline.readers.llamafactory import (
     parse_llamafactory,
     parse_sharegpt,
@@ -54,6 +54,7 @@ from pipeline.record.rejection import QuarantineEntry, RecordRejected
 
 __all__ = [
     "PARSERS",
+    "LinesFrom",
     "SourceReadStats",
     "check_source_paths",
     "detect_format",
@@ -101,6 +102,9 @@ class SourceReadStats:
     # How each file of the source was read when its format was detected, e.g.
     # {"formats/mmrole.json": "mmrole (also fits: sharegpt)"}.
     formats: dict[str, str] = field(default_factory=dict)
+    # The format detected per file (its `formats` line's first word; None: none fits),
+    # which a later read of the same file from its old end (`LinesFrom`) is given.
+    detected: dict[str, str | None] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"unmapped_fields": dict(sorted(self.unmapped_fields.items()))}
@@ -202,6 +206,7 @@ def read_source(
     files: list[str] | None = None,
     book_entries: bool = True,
     fs: SourceFS | None = None,
+    lines_from: dict[str, LinesFrom] | None = None,
 ) -> Iterator[dict[str, Any] | QuarantineEntry]:
     """Yield canonical WORK records of one source, or a QuarantineEntry for each that fails to read.
 
@@ -213,7 +218,8 @@ def read_source(
     `files` reads only those of `source_files` (a parallel ingest gives each task some);
     `book_entries=False` loads the characters files without yielding or counting what they
     hold, for every task of a source but one. `fs` opens the files (default: the recipe's
-    SourceFS; a Ray task gets the driver's).
+    SourceFS; a Ray task gets the driver's). `lines_from` reads the JSON lines files it
+    names from a place other than their start (`LinesFrom`: a grown file's old end).
     """
     stats = stats if stats is not None else SourceReadStats()
     fs = fs or SourceFS.of(recipe)
@@ -239,7 +245,7 @@ def read_source(
             file_key=relative_to(file, source_folder),
             media_root=MediaRoot(media_dir or dirname(file), source.allow_outside_root, fs),
         )
-        yield from _read_file(file, ctx, stats, fs)
+        yield from _read_file(file, ctx, stats, fs, (lines_from or {}).get(file))
 
 
 def _characters_paths(source: SourceConfig, recipe: Recipe) -> list[str]:
@@ -279,9 +285,14 @@ def _load_book(
 
 
 def _read_file(
-    file: str, ctx: FileContext, stats: SourceReadStats, fs: SourceFS
+    file: str,
+    ctx: FileContext,
+    stats: SourceReadStats,
+    fs: SourceFS,
+    lines_from: LinesFrom | None = None,
 ) -> Iterator[dict[str, Any] | QuarantineEntry]:
-    for item, parsed in _parsed_items(file, ctx.source.format, fs, stats, ctx.file_ref):
+    items = _parsed_items(file, ctx.source.format, fs, stats, ctx.file_ref, lines_from)
+    for item, parsed in items:
         if isinstance(parsed, RecordRejected):
             yield _entry(ctx, item, parsed)
             continue
@@ -309,18 +320,26 @@ def _parsed_items(
     fs: SourceFS,
     stats: SourceReadStats | None = None,
     file_ref: str | None = None,
+    lines_from: LinesFrom | None = None,
 ) -> Iterator[tuple[RawItem, ParsedRecord | list[ParsedRecord] | Exception]]:
     """Yield each raw item of a corpus file with what its format's parser made of it, or the
-    error (RecordRejected: the record's fault; any other: an unforeseen one)."""
-    items: Iterator[RawItem] = iter_raw_items(file, fs)
+    error (RecordRejected: the record's fault; any other: an unforeseen one). With
+    `lines_from`, a JSON lines file is read from there, in the format its whole read
+    detected."""
     auto = source_format == "auto"
     fmt: str | None = source_format
-    if auto:
+    if lines_from is not None:
+        items: Iterator[RawItem] = json_lines_from(file, lines_from, fs)
+        fmt = lines_from.detected if auto else fmt
+    else:
+        items = iter_raw_items(file, fs)
+    if auto and lines_from is None:
         detection, items = _detect_file_format(file, items)
         fmt = detection.format
         log.debug("%s: format %s", file, detection.summary())
         if stats is not None and file_ref is not None:
             stats.formats[file_ref] = detection.summary()
+            stats.detected[file_ref] = fmt
     if fmt == "sillytavern":
         yield from _chat_log_items(items)
         return
@@ -371,12 +390,17 @@ def _chat_log_items(
     yield first, parsed
 
 
-def referenced_media(source: SourceConfig, recipe: Recipe, fs: SourceFS | None = None) -> list[str]:
+def referenced_media(
+    source: SourceConfig,
+    recipe: Recipe,
+    fs: SourceFS | None = None,
+    lines_from: dict[str, LinesFrom] | None = None,
+) -> list[str]:
     """Return the absolute locations (symlinks kept) of the media files a source's records
     name, sorted, missing ones included; found by parsing the records, no media read.
 
     Paths that `read_source` would refuse (outside the corpus folder, remote) are left
-    out: no file of theirs is ever read.
+    out: no file of theirs is ever read. `lines_from` reads the files it names from there.
     """
     fs = fs or SourceFS.of(recipe)
     path = recipe.resolve(source.path)
@@ -384,7 +408,9 @@ def referenced_media(source: SourceConfig, recipe: Recipe, fs: SourceFS | None =
     found: set[str] = set()
     for file in corpus_files(path, set(_characters_paths(source, recipe)), fs):
         root = MediaRoot(media_dir or dirname(file), source.allow_outside_root, fs)
-        for _item, parsed in _parsed_items(file, source.format, fs):
+        for _item, parsed in _parsed_items(
+            file, source.format, fs, lines_from=(lines_from or {}).get(file)
+        ):
             if isinstance(parsed, Exception):
                 continue
             for one in parsed if isinstance(parsed, list) else [parsed]:

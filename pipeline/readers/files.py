@@ -37,6 +37,30 @@ class RawItem:
     excerpt: str | None = None
 
 
+@dataclass(frozen=True)
+class LinesFrom:
+    """Where to read a UTF-8 JSON lines file from instead of its start: byte `offset` (a
+    line's first byte), numbering lines from `line` + 1 as a whole read would; `only`
+    (line numbers) yields those lines alone. `detected` is the format the whole read
+    detected from the file's first records (for a source of format `auto`)."""
+
+    offset: int = 0
+    line: int = 0
+    detected: str | None = None
+    only: frozenset[int] | None = None
+
+
+def json_lines_from(path: str, at: LinesFrom, fs: SourceFS = LOCAL) -> Iterator[RawItem]:
+    """Yield the raw items of a JSON lines file from `at` on (see `LinesFrom`)."""
+    with fs.open(path) as f:
+        f.seek(at.offset)
+        for lineno, raw in enumerate(f, start=at.line + 1):
+            if at.only is not None and lineno not in at.only:
+                continue
+            if raw.strip():
+                yield _parse_line(str(lineno), raw)
+
+
 def corpus_files(path: str, exclude: set[str] | None = None, fs: SourceFS = LOCAL) -> list[str]:
     """Return the corpus files of a source location, sorted: the file itself, or a folder's
     files (local or on an object store).

@@ -42,6 +42,9 @@ CACHE_INDEX_SCHEMA = pa.schema(
         ("nbytes", pa.int64()),
         ("stats", pa.string()),  # AugmentStats.to_dict() JSON, on an augmented original
         ("rejection", pa.string()),  # QuarantineEntry.to_dict() JSON, for a rejected record
+        # The row's digest (store/row_digest.py) as the run's shard writer computed it;
+        # null in index files written before it was kept.
+        ("row_sha256", pa.string()),
     ]
 )
 
@@ -54,6 +57,8 @@ class RecordCache:
         self.fs = fs
         self.parts_dir = os.path.join(self.folder, "parts")
         self.index_dir = os.path.join(self.folder, "index")
+        # Ingest memos: what a source that is one JSON lines file held when last read.
+        self.memo_dir = os.path.join(self.folder, "ingest")
 
     def part_path(self, name: str) -> str:
         return os.path.join(self.parts_dir, name)
@@ -78,7 +83,7 @@ class RecordCache:
             path = os.path.join(self.index_dir, name)
             try:
                 table = pq.read_table(io.BytesIO(self.fs.read_bytes(path)))
-                out.append((path, table.select(CACHE_INDEX_SCHEMA.names).cast(CACHE_INDEX_SCHEMA)))
+                out.append((path, _with_every_column(table)))
             except FileNotFoundError:
                 continue  # removed by a prune since it was listed
             except (OSError, KeyError, ValueError, pa.ArrowException) as exc:
@@ -166,6 +171,7 @@ class RecordCache:
             if kept.num_rows and not dry_run:
                 self._write_index(_compacted_name([p for p, _ in old]), kept)
             result.removable.extend(p for p, _ in old)
+        result.removable.extend(self._dead_memos(live_ids, min_age_s, now))
         referenced = set(kept["part"].drop_null().to_pylist())
         for t in young:
             referenced.update(t["part"].drop_null().to_pylist())
@@ -175,6 +181,25 @@ class RecordCache:
                 result.removable.append(path)
         result.kept_rows = kept.num_rows + sum(t.num_rows for t in young)
         return result
+
+    def _dead_memos(self, live_ids: pa.Array, min_age_s: float, now: float) -> list[str]:
+        """Return the ingest memos (`ingest/`, pipeline/execution/ingest_memo.py) that
+        hold none of `live_ids` and changed at least `min_age_s` ago."""
+        import pyarrow.parquet as pq
+
+        dead = []
+        for name in self.fs.listdir(self.memo_dir):
+            path = os.path.join(self.memo_dir, name)
+            if not name.endswith(".parquet") or now - self._mtime(path) < min_age_s:
+                continue
+            try:
+                ids = pq.read_table(io.BytesIO(self.fs.read_bytes(path)), columns=["id"])["id"]
+            except (OSError, KeyError, pa.ArrowException):
+                dead.append(path)  # unreadable: the next run reads its file whole anyway
+                continue
+            if not pc.any(pc.is_in(ids, value_set=live_ids)).as_py():
+                dead.append(path)
+        return dead
 
     def _mtime(self, path: str) -> float:
         try:
@@ -203,6 +228,14 @@ class CachePrune:
 
     removable: list[str] = field(default_factory=list)
     kept_rows: int = 0
+
+
+def _with_every_column(table: pa.Table) -> pa.Table:
+    """Return index rows as CACHE_INDEX_SCHEMA, a column a file was written without null."""
+    for f in CACHE_INDEX_SCHEMA:
+        if f.name not in table.column_names:
+            table = table.append_column(f, pa.nulls(table.num_rows, f.type))
+    return table.select(CACHE_INDEX_SCHEMA.names).cast(CACHE_INDEX_SCHEMA)
 
 
 def _unique_rows(table: pa.Table) -> pa.Table:

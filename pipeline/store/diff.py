@@ -34,11 +34,20 @@ class VersionContent:
     stats: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @classmethod
-    def read(cls, manifest: Manifest, version_dir: str, fs: Any = None) -> VersionContent:
+    def read(
+        cls,
+        manifest: Manifest,
+        version_dir: str,
+        fs: Any = None,
+        skip: frozenset[str] = frozenset(),
+    ) -> VersionContent:
         """Return the content of a version by streaming its shards one batch at a time
-        (from store filesystem `fs`, local when None)."""
+        (from store filesystem `fs`, local when None), but the shards whose sha256 is in
+        `skip`."""
         content = cls(stats={s: dict.fromkeys(STAT_NAMES, 0) for s in SPLITS})
         for shard in manifest.shards:
+            if shard.sha256 in skip:
+                continue
             path = os.path.join(version_dir, shard.path)
             for batch in read_shard_batches(path, fs=fs):
                 table = pa.Table.from_batches([batch])
@@ -147,7 +156,17 @@ def summarize_against_parent(
     parent: Manifest, parent_dir: str, manifest: Manifest, version_dir: str, fs: Any = None
 ) -> dict[str, Any]:
     """Return the card's diff summary of a version (not yet committed) against its parent,
-    both folders on store filesystem `fs` (local when None)."""
-    a = VersionContent.read(parent, parent_dir, fs)
-    b = VersionContent.read(manifest, version_dir, fs)
-    return diff_contents(manifest.name, parent.number, a, manifest.number, b).summary()
+    both folders on store filesystem `fs` (local when None).
+
+    A shard both versions hold (the same bytes: one the new version reused) adds, removes
+    and changes no record, and ids are unique within a version, so only the other shards
+    are read; the rows per split come from the manifests."""
+    shared = frozenset(s.sha256 for s in parent.shards) & {s.sha256 for s in manifest.shards}
+    a = VersionContent.read(parent, parent_dir, fs, skip=shared)
+    b = VersionContent.read(manifest, version_dir, fs, skip=shared)
+    summary = diff_contents(manifest.name, parent.number, a, manifest.number, b).summary()
+    summary["splits"] = {
+        split: {"before": parent.splits.get(split, 0), "after": manifest.splits.get(split, 0)}
+        for split in SPLITS
+    }
+    return summary

@@ -221,6 +221,18 @@ class LocalFS:
         os.makedirs(os.path.dirname(dst) or ".", exist_ok=True)
         shutil.copyfile(src, dst)
 
+    def link_file(self, src: str, dst: str) -> None:
+        """Give the immutable file `src` the second name `dst`: a hard link (no byte
+        copied), or a copy where the filesystem refuses one (another device, no links).
+        Nothing may write into either name afterwards: the two are one file."""
+        os.makedirs(os.path.dirname(dst) or ".", exist_ok=True)
+        try:
+            os.link(src, dst)
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.EOPNOTSUPP):
+                raise
+            shutil.copyfile(src, dst)
+
     def remove_tree(self, path: str) -> None:
         if os.path.isdir(path) and not os.path.islink(path):
             shutil.rmtree(path)
@@ -373,6 +385,7 @@ class StoreFS(Protocol):
     def rename_dir(self, src: str, dst: str) -> None: ...
     def create_exclusive(self, path: str, data: bytes) -> None: ...
     def copy_file(self, src: str, dst: str) -> None: ...
+    def link_file(self, src: str, dst: str) -> None: ...
     def remove_tree(self, path: str) -> None: ...
     def size(self, path: str) -> int: ...
     def sha256(self, path: str) -> str: ...
@@ -622,6 +635,10 @@ class ObjectStoreFS:
             return False
 
     def copy_file(self, src: str, dst: str) -> None:
+        self.arrow.copy_file(src, dst)
+
+    def link_file(self, src: str, dst: str) -> None:
+        """Copy object `src` to `dst` server-side (no byte passes through this process)."""
         self.arrow.copy_file(src, dst)
 
     def remove_tree(self, path: str) -> None:

@@ -104,6 +104,8 @@ def test_a_two_node_cluster_run_commits_the_embedded_runs_version_with_work_on_b
                 cards_dir=str(tmp_path / "cards-c"),
                 augment=augment,
                 sources=sources,
+                # Every pass on the cluster: this corpus is small enough to run in-process.
+                execution={"batch_size": 4, "in_process_records": 0},
             )
         ),
         encoding="utf-8",

@@ -11,9 +11,23 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.reliability.conftest import all_versions_intact, cli_process, store_of, wait_for
+from tests.pipeline.execution.datajob_corpus import write_corpus
+from tests.reliability.conftest import (
+    all_versions_intact,
+    cli_process,
+    store_of,
+    wait_for,
+    write_recipe,
+)
 
 pytestmark = pytest.mark.usefixtures("ray_session")
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    """The tiny corpus with a recipe that runs every pass on Ray (it would run in-process)."""
+    write_corpus(tmp_path)
+    return write_recipe(tmp_path, execution={"batch_size": 4, "in_process_records": 0})
 
 
 def _reaper(driver: psutil.Process) -> psutil.Process | None:

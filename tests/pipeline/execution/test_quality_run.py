@@ -155,7 +155,9 @@ def test_ingest_reports_the_quality_counts_run_reports(corpus: Path, serial: Run
 def test_content_id_with_quality_is_the_same_with_one_or_two_workers(
     corpus: Path, serial: RunResult
 ) -> None:
-    parallel = _run(corpus, "parallel", execution={"batch_size": 5, "concurrency": 2})
+    parallel = _run(
+        corpus, "parallel", execution={"batch_size": 5, "concurrency": 2, "in_process_records": 0}
+    )
     assert parallel.content_id == serial.content_id
     assert parallel.splits == serial.splits
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from pipeline.execution.cluster import IN_PROCESS_NODE
 from pipeline.execution.job import DataJob, RunResult
 from pipeline.store.cache import RecordCache
 from pipeline.store.fs import LocalFS
@@ -54,14 +55,20 @@ def test_an_unchanged_rerun_runs_no_record_task(corpus: Path, first) -> None:
     assert again.counts == first.counts
 
 
-def test_a_rerun_after_adding_records_reuses_the_rest_and_equals_a_run_from_scratch(
+def test_a_rerun_after_adding_records_reuses_the_rest_in_process_and_equals_a_ray_run_from_scratch(
     tmp_path: Path,
 ) -> None:
     write_corpus(tmp_path)
     before = _run(tmp_path, "store")
     write_corpus(tmp_path, extra=3)
-    after = _run(tmp_path, "store")
-    scratch = _run(tmp_path, "scratch")
+    job = DataJob(make_recipe(tmp_path, store="store", cards_dir="store-cards"))
+    after = job.run()
+    # A few misses: every pass ran in this process, and Ray was given no task.
+    assert not job.tasks.on_ray and job.tasks.ray_tasks == 0
+    assert {n for counts in after.nodes.values() for n in counts} == {IN_PROCESS_NODE}
+    on_ray = {"batch_size": 4, "in_process_records": 0}
+    scratch = _run(tmp_path, "scratch", execution=on_ray)
+    assert set(scratch.nodes["records"]) != {IN_PROCESS_NODE}
     assert after.content_id == scratch.content_id != before.content_id
     assert after.counts == scratch.counts
     assert after.reuse is not None and scratch.reuse is not None
@@ -163,13 +170,16 @@ def test_gc_prunes_the_cache_to_the_newest_version_and_the_next_run_reuses_as_mu
     from pipeline.store.read import Store
 
     write_corpus(tmp_path)
-    _run(tmp_path, "store")
+    # On Ray's two CPUs: record-pass tasks of two records each, so some cache part holds
+    # only records that moved split (one task of four, in-process, rarely does).
+    on_ray = {"batch_size": 4, "in_process_records": 0}
+    _run(tmp_path, "store", execution=on_ray)
     if change == "seed":  # the seed is in every key: v2 is made of new rows only
         seed = 8
     else:  # v2 reuses v1's rows but for the new records and those that moved split
         seed = 7
         write_corpus(tmp_path, extra=3)
-    _run(tmp_path, "store", seed=seed)
+    _run(tmp_path, "store", seed=seed, execution=on_ray)
     store = Store(str(tmp_path / "store"), "tiny")
     root = tmp_path / "store" / "tiny"
     shutil.copytree(tmp_path / "store", tmp_path / "kept")  # the same store, never pruned

@@ -51,7 +51,9 @@ def _shard_hashes(result: RunResult) -> list[str]:
 def test_content_id_is_the_same_with_one_or_two_workers_any_shard_size_and_another_seed_changes_it(
     corpus: Path, serial: RunResult
 ) -> None:
-    parallel = _run(corpus, "parallel", execution={"batch_size": 5, "concurrency": 2})
+    parallel = _run(
+        corpus, "parallel", execution={"batch_size": 5, "concurrency": 2, "in_process_records": 0}
+    )
     assert not parallel.unchanged and not serial.unchanged
     assert parallel.content_id == serial.content_id
     assert parallel.splits == serial.splits
