@@ -229,7 +229,9 @@ def test_the_record_pass_writes_its_part_and_quarantine_and_counts_each_stage_in
         "row",
         "nbytes",
         "stats",
+        "row_sha256",  # null here: the shard writer fills it, for the cache (shard reuse)
     }
+    assert outcome.rows["row_sha256"].null_count == outcome.rows.num_rows
     written = read_part(out_path)
     assert written.take(outcome.rows["row"])["id"].to_pylist() == outcome.rows["id"].to_pylist()
 
