@@ -236,7 +236,7 @@ class Suite:
         log.info("start-up: help/python %.2f", fig.median)
 
     def start_ray(self) -> None:
-        from pipeline.execution.cluster import configure_data_context, ensure_ray
+        from pipeline.execution.cluster import ensure_ray
 
         # Ray workers import `benchmarks.baselines` for the naive Ray Data chain.
         os.environ["PYTHONPATH"] = os.pathsep.join(
@@ -245,7 +245,7 @@ class Suite:
         started = time.perf_counter()
         ensure_ray()
         self.ray_init_s = time.perf_counter() - started
-        configure_data_context()
+        configure_ray_data()
         self._ray_startup().samples.append(self.ray_init_s)
         log.info("ray.init: %.1f s", self.ray_init_s)
 
