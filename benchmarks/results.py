@@ -97,6 +97,24 @@ def _verdict(met: bool | None) -> str:
     return {True: "yes", False: "**no**", None: "-"}[met]
 
 
+def _machine_lines(meta: dict[str, Any]) -> list[str]:
+    """Return the header's line on the machine and how busy it was (the load average at the
+    start and the end of the run: other work on the machine shows there)."""
+    machine = meta.get("machine") or {}
+    load = meta.get("load_average") or {}
+    if not machine and not load:
+        return []
+    parts = [f"Machine: {machine.get('platform', '?')}, Python {machine.get('python', '?')}"]
+    if load:
+        parts.append(
+            "load average (1, 5, 15 min) at the start "
+            + ", ".join(f"{x:.2f}" for x in load.get("start", ()))
+            + "; at the end "
+            + ", ".join(f"{x:.2f}" for x in load.get("end", ()))
+        )
+    return ["; ".join(parts) + ".", ""]
+
+
 def write_results(
     figures: dict[str, Figure],
     meta: dict[str, Any],
@@ -125,6 +143,7 @@ def write_results(
         f"run wall time {meta.get('wall_s', 0):.0f} s. Every figure is a ratio of two "
         "timings taken side by side in this run; see `benchmarks/README.md` for how to read it.",
         "",
+        *_machine_lines(meta),
         "| figure | key | median | min | max | target | met? |",
         "|---|---|---|---|---|---|---|",
     ]

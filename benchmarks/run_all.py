@@ -739,6 +739,7 @@ class Suite:
 
     def run(self) -> None:
         started = time.perf_counter()
+        load_at_start = os.getloadavg()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         try:
             self.corpus()
@@ -770,6 +771,9 @@ class Suite:
             "platform": platform.platform(),
             "python": platform.python_version(),
         }
+        # What else ran shows in the load average: a quiet 2-core machine stays near the
+        # benchmark's own 1-2.
+        self.meta["load_average"] = {"start": load_at_start, "end": os.getloadavg()}
         self.meta["settings"] = {k: v for k, v in vars(self.s).items() if k != "train_args"}
         self.meta.update(self.details)
         from benchmarks.notes import result_sections
