@@ -79,19 +79,20 @@ comparison uses Ray Data's stock settings for the naive chain (operator resource
 reservation on); with the pipeline's settings it would be faster still.
 """,
     "writer_vs_pyarrow": """
-py-spy of `ShardWriter.write` (1,800 rows, 292 MB, parts freshly mapped): 46% in
-`pyarrow.compute.take`, 25% in `file_sha256`, 8% writing, ~4% fsync. The gather copies every
-byte twice: `pipeline/store/staging.py: PartSet.take` takes per record batch, then takes again to
-restore id order (lines with `mapped.batches[...].take` and `combined.take(order)`); and
-`pipeline/store/writer.py: ShardWriter._write_split` re-reads each finished shard to hash it.
-The bare write is one sequential write of an already-built table (~0.5-1 GB/s with fsync).
-
-What to change: hash while writing (a sink that updates sha256 as the IPC writer emits
-buffers; saves the re-read, ~25%); overlap gather, write and hash in threads (take, write
-and hashlib release the GIL), so the wall time approaches the slowest of the three instead
-of their sum; on many cores write shards in parallel, one task per shard. Sorting by id is
-what makes shards deterministic, so one gather copy stays; ~0.5 of a bare write is the
-realistic ceiling for this design, 0.8 needs the overlap.
+Per 131 MB of shards (2,000 one-image rows, `python -m benchmarks.writer`), CPU seconds
+on this 2-core machine: bare `pq.write_table` ~0.09; ours gathers rows in id order (one
+copy out of the mapped parts, ~0.09-0.12), encodes and writes (~0.11, plus ~0.02 for
+passing pages through the Python sink that hashes them), hashes the file (sha256, ~0.10)
+and every row (sha256 of each media item ~0.11, canonical JSON of the rest ~0.05). The
+two hashing passes cover the same bytes in two different shapes (file pages, media
+items), so one cannot give the other. They now run on one worker thread beside
+the encoding (`ShardWriter.write_shard`: hashlib and pyarrow release the GIL): the main
+thread's CPU per 131 MB fell from ~0.69 s to ~0.45 s, the worker's is ~0.3 s, 10% more CPU
+in all. On two free cores the writer's wall is then about its main thread's, and the disk
+writes each batch while the next is encoded (`fs.start_writeback`). Gathering on the
+worker too was tried: the worker became the longer thread (~0.5 s) and the total rose.
+What is left is the gather copy (the Parquet writer given one-row chunks writes other
+pages, so the bytes would change) and the record pass's parts themselves: issue 25 item 1.
 """,
     "memory_ratio_10x": """
 The growth is in file-backed pages, not in heap: anonymous RSS (resident minus shared and

@@ -75,6 +75,7 @@ def writer_vs_pyarrow(
                 pass
     folder.mkdir(parents=True, exist_ok=True)
     ratios, ours_rates, bare_rates, nofsync_rates = [], [], [], []
+    ours_cpu, bare_cpu = [], []
     rows = 0
     for rep in range(reps):
         out = folder / f"ours-{rep}"
@@ -86,12 +87,15 @@ def writer_vs_pyarrow(
             shards = writer.write(index, PartSet(paths))
             return time.perf_counter() - started, sum(s.bytes for s in shards)
 
+        def bare(bare_path: Path = bare_path) -> tuple[float, int]:
+            return _timed_bare(paths, bare_path, True, fmt)
+
         if rep % 2 == 0:
-            ours_s, ours_bytes = ours()
-            bare_s, rows = _timed_bare(paths, bare_path, True, fmt)
+            ours_s, ours_bytes = _cpu_timed(ours, ours_cpu)
+            bare_s, rows = _cpu_timed(bare, bare_cpu)
         else:
-            bare_s, rows = _timed_bare(paths, bare_path, True, fmt)
-            ours_s, ours_bytes = ours()
+            bare_s, rows = _cpu_timed(bare, bare_cpu)
+            ours_s, ours_bytes = _cpu_timed(ours, ours_cpu)
         bare_bytes = bare_path.stat().st_size
         bare_path.unlink()
         nofsync_s, _ = _timed_bare(paths, bare_path, False, fmt)
@@ -111,6 +115,10 @@ def writer_vs_pyarrow(
         "vs_bare_without_fsync": _median(
             [o / n for o, n in zip(ours_rates, nofsync_rates, strict=True)]
         ),
+        # CPU seconds of the whole process (every thread), user + system: what a loaded
+        # machine distorts less than wall time.
+        "ours_cpu_s": _median(ours_cpu),
+        "bare_cpu_s": _median(bare_cpu),
     }
     return ratios, detail
 
@@ -121,6 +129,21 @@ def _timed_bare(paths: list[str], path: Path, fsync: bool, fmt: str) -> tuple[fl
     table = _bare_table(paths)
     bare_write(table, path, fsync, fmt)
     return time.perf_counter() - started, table.num_rows
+
+
+def _cpu_timed(side: Any, cpu: list[float]) -> tuple[float, int]:
+    """Return what `side()` returns; append the CPU seconds it took (every thread of this
+    process, user + system) to `cpu`."""
+    import resource
+
+    def used() -> float:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+
+    before = used()
+    result = side()
+    cpu.append(used() - before)
+    return result
 
 
 def _median(values: list[float]) -> float:

@@ -13,7 +13,9 @@ matches no data, and an empty file says nothing a missing one does not.
 from __future__ import annotations
 
 import os
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -122,22 +124,45 @@ class HashingSink:
     """A write-only file object that hashes and counts what passes through it.
 
     Hashing on the way out saves reading every finished shard back (a quarter of the
-    writer's time when it re-read them).
+    writer's time when it re-read them). With a `hasher` (one worker thread) the sha256
+    runs there, beside the encoding of the next pages: hashlib and pyarrow's writers both
+    release the GIL, so on two cores the hash costs the writer little wall time. What
+    pyarrow hands `write` is immutable (a bytes copy, or an Arrow buffer of the table), so
+    the thread may read it after `write` returns; the one worker keeps the updates in order.
     """
 
-    def __init__(self, raw: Any):
+    # Bytes handed to the hasher and not yet hashed, at most: past it `write` waits, so
+    # memory stays bounded when the disk outruns the hash.
+    PENDING_LIMIT = 128 * 1024 * 1024
+
+    def __init__(self, raw: Any, hasher: Executor | None = None):
         import hashlib
 
         self._raw = raw
         self._hash = hashlib.sha256()
+        self._hasher = hasher
+        self._pending: deque[tuple[Future[None], int]] = deque()
+        self._pending_bytes = 0
         self.bytes = 0
         self.closed = False
 
     def write(self, data: Any) -> int:
         view = memoryview(data)
-        self._hash.update(view)
+        written = self._raw.write(view)
         self.bytes += view.nbytes
-        return self._raw.write(view)
+        if self._hasher is None:
+            self._hash.update(view)
+            return written
+        self._pending.append((self._hasher.submit(self._hash.update, view), view.nbytes))
+        self._pending_bytes += view.nbytes
+        while self._pending_bytes > self.PENDING_LIMIT:
+            self._settle_oldest()
+        return written
+
+    def _settle_oldest(self) -> None:
+        future, size = self._pending.popleft()
+        future.result()
+        self._pending_bytes -= size
 
     def writable(self) -> bool:
         return True
@@ -154,6 +179,9 @@ class HashingSink:
         self.closed = True
 
     def hexdigest(self) -> str:
+        """Return the sha256 of every byte written (waiting for the hasher to catch up)."""
+        while self._pending:
+            self._settle_oldest()
         return self._hash.hexdigest()
 
 
@@ -202,6 +230,10 @@ class WrittenShard:
     rows: pa.Table
 
 
+def _ids_and_digests(table: pa.Table) -> tuple[list[str], list[str]]:
+    return table["id"].to_pylist(), row_digests(table)
+
+
 @dataclass(frozen=True)
 class ShardWriter:
     """Writes staged records into sorted, size-cut shards, hashed while written (the file
@@ -227,17 +259,24 @@ class ShardWriter:
 
     def write_shard(self, plan: ShardPlan, parts: PartSet) -> WrittenShard:
         """Write one planned shard and its sidecar (durable when this returns); return its
-        manifest entry and row digests."""
+        manifest entry and row digests.
+
+        The main thread gathers and encodes; one worker thread hashes (each batch's row
+        digests, then the file's bytes as they are written), so the two hashing passes
+        overlap the encoding instead of following it."""
         path = os.path.join(self.folder, plan.name)
-        ids: list[str] = []
-        digests: list[str] = []
-        raw = self.fs.open_output(path)
-        try:
-            sink = HashingSink(raw)
-            batches = self._digested(plan.rows, parts, ids, digests)
-            self._write_shard(sink, self._written_back(batches, raw, sink))
-        finally:
-            raw.close()
+        facts: list[Future[tuple[list[str], list[str]]]] = []
+        with ThreadPoolExecutor(1, thread_name_prefix="shard-hash") as hasher:
+            raw = self.fs.open_output(path)
+            try:
+                sink = HashingSink(raw, hasher)
+                batches = self._digested(plan.rows, parts, hasher, facts)
+                self._write_shard(sink, self._written_back(batches, raw, sink))
+            finally:
+                raw.close()
+            sha256 = sink.hexdigest()
+            ids = [i for f in facts for i in f.result()[0]]
+            digests = [d for f in facts for d in f.result()[1]]
         self.fs.fsync_file(path)
         rows = digest_table(ids, digests)
         sidecar, sidecar_sha256 = write_row_digests(self.folder, plan.name, rows, self.fs)
@@ -246,19 +285,23 @@ class ShardWriter:
             split=plan.split,
             rows=plan.rows.num_rows,
             bytes=sink.bytes,
-            sha256=sink.hexdigest(),
+            sha256=sha256,
             row_digests=sidecar,
             row_digests_sha256=sidecar_sha256,
         )
         return WrittenShard(entry, rows)
 
     def _digested(
-        self, rows: pa.Table, parts: PartSet, ids: list[str], digests: list[str]
+        self,
+        rows: pa.Table,
+        parts: PartSet,
+        hasher: Executor,
+        facts: list[Future[tuple[list[str], list[str]]]],
     ) -> Iterator[pa.Table]:
-        """Yield the shard's batches, appending each row's id and digest on the way."""
+        """Yield the shard's batches, handing each to `hasher` for its rows' ids and digests
+        (appended to `facts` in batch order)."""
         for table in self._batches(rows, parts):
-            ids.extend(table["id"].to_pylist())
-            digests.extend(row_digests(table))
+            facts.append(hasher.submit(_ids_and_digests, table))
             yield table
 
     def _written_back(

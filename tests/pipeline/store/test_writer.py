@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -103,6 +104,25 @@ def test_a_shard_is_written_back_batch_by_batch_then_fsynced_once(
     assert ranges[0][0] == 0 and all(a[1] == b[0] for a, b in zip(ranges, ranges[1:], strict=False))
     assert 0 < ranges[-1][1] <= shard.bytes  # what follows is the footer, left to the fsync
     assert [c for c in fs.calls if c[0] == "fsync"].count(("fsync", shard.path)) == 1
+
+
+@pytest.mark.parametrize("fmt", ["arrow", "parquet"])
+def test_the_hashes_made_beside_the_encoding_are_those_of_the_file_and_rows_on_disk(
+    tmp_path: Path, fmt: str, monkeypatch
+) -> None:
+    # The hasher thread falls behind and the writer waits for it (a tiny pending limit),
+    # over several batches: the digests still cover every byte and every row, in order.
+    monkeypatch.setattr("pipeline.store.writer.BATCH_MAX_ROWS", 3)
+    monkeypatch.setattr("pipeline.store.writer.HashingSink.PENDING_LIMIT", 1)
+    records = _records(12)
+    (shard, *_) = _write(tmp_path, [r for r in records if r["split"] == "train"], 5, fmt=fmt)
+    path = tmp_path / "out" / shard.path
+    assert shard.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert shard.bytes == path.stat().st_size
+    sidecar = read_row_digests(str(tmp_path / "out" / shard.row_digests), LocalFS())
+    table = read_shard(str(path))
+    assert sidecar["id"].to_pylist() == table["id"].to_pylist()
+    assert sidecar["row_sha256"].to_pylist() == row_digests(table)
 
 
 def test_plan_cuts_never_exceeds_the_limit_unless_one_row_alone_does() -> None:
