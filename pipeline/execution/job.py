@@ -37,6 +37,7 @@ from pipeline.execution.passes import (
     PassTask,
     StageTally,
     build_stages,
+    check_ops,
     ingest_source,
     quality_stage_names,
     record_pass,
@@ -134,6 +135,7 @@ class DataJob:
         self.parent: Manifest | None = None  # the latest version when the run began
         self.memos: list[str | None] = []  # per source, its ingest memo (`_memo_of`)
         self._source_files: list[list[str]] = []
+        self._source_fs: Any = None  # set with the files and memos (`_plan_sources`)
         # What the record pass made, for the cache once its rows' digests are known.
         self._made: tuple[CachedRecords, pa.Table, pa.Table, list[QuarantineEntry]] | None = None
 
@@ -142,27 +144,12 @@ class DataJob:
     def _ingest(self) -> pa.Table:
         """Read every source in tasks (several for a source of many files); return the
         KEYS_SCHEMA rows of every record."""
-        from pipeline.readers import source_files
-        from pipeline.readers.source_fs import SourceFS
-
-        # Made here, so every task reads the sources with the driver's endpoint and keys.
-        source_fs = SourceFS.of(self.recipe)
+        source_fs = self._plan_sources()
         counts = self.ledger.counts["ingest"]
         shared = self._ingest_shared = IngestShared(self.recipe, self.splitter, self.fs, source_fs)
         calls = []
         names = []
-        files_of = self._source_files = [source_files(s, self.recipe) for s in self.recipe.sources]
-        sources = self.recipe.sources
-        self.memos = [
-            self._memo_of(s, f, source_fs) for s, f in zip(sources, files_of, strict=True)
-        ]
-        to_parse = 0
-        for files, memo in zip(files_of, self.memos, strict=True):
-            sizes = [source_fs.size(f) or 0 for f in files]
-            # A memo stands for the first bytes of a file that only grew (the task checks).
-            known = (memo_size(memo, self.fs) or 0) if memo is not None else 0
-            to_parse += sum(sizes) - (known if known <= sum(sizes) else 0)
-        self.tasks.choose(to_parse // INGEST_BYTES_PER_RECORD)
+        files_of = self._source_files
         # A source of many files is read by several tasks (a group of files each).
         tasks_per_source = max(1, self.tasks.cpus() * INGEST_TASKS_PER_CPU)
         for i, (source, files) in enumerate(zip(self.recipe.sources, files_of, strict=True)):
@@ -203,6 +190,42 @@ class DataJob:
         counts.out = table.num_rows
         self.progress.finish("ingest")
         return table
+
+    def _plan_sources(self) -> Any:
+        """List every source's files and find their ingest memos (once per job); choose
+        where the ingest runs from the bytes it must parse; return the sources' filesystem."""
+        from pipeline.readers import source_files
+        from pipeline.readers.source_fs import SourceFS
+
+        if self._source_fs is not None:
+            return self._source_fs
+        # Made here, so every task reads the sources with the driver's endpoint and keys.
+        source_fs = self._source_fs = SourceFS.of(self.recipe)
+        files_of = self._source_files = [source_files(s, self.recipe) for s in self.recipe.sources]
+        sources = self.recipe.sources
+        self.memos = [
+            self._memo_of(s, f, source_fs) for s, f in zip(sources, files_of, strict=True)
+        ]
+        to_parse = 0
+        for files, memo in zip(files_of, self.memos, strict=True):
+            sizes = [source_fs.size(f) or 0 for f in files]
+            # A memo stands for the first bytes of a file that only grew (the task checks).
+            known = (memo_size(memo, self.fs) or 0) if memo is not None else 0
+            to_parse += sum(sizes) - (known if known <= sum(sizes) else 0)
+        self.tasks.choose(to_parse // INGEST_BYTES_PER_RECORD)
+        return source_fs
+
+    def _check_ops(self) -> None:
+        """Check the recipe's augment ops (`check_recipe_ops`) where the record pass will
+        run them: in a Ray task when the job runs on Ray, so the driver never imports the
+        op libraries (seconds of CPU: torch, scipy), in this process otherwise."""
+        self._plan_sources()
+        if self.recipe._ops_checked or not self.tasks.on_ray:
+            check_recipe_ops(self.recipe)
+            return
+        resources = StageResources.for_stage(self.recipe.execution, "augment", "validate")
+        for _ in self.tasks.run(check_ops, [(self.recipe,)], resources):
+            self.recipe._ops_checked = True
 
     def _memo_of(self, source: SourceConfig, files: list[str], source_fs: Any) -> str | None:
         """Return where the ingest memo of a source that is one file lies (`ingest_memo`),
@@ -521,7 +544,7 @@ class DataJob:
         # latest version was made under this recipe hash and code: its ops passed then, and
         # a rerun with a few misses then imports only what those records need.
         if not self._same_recipe_and_code(latest):
-            check_recipe_ops(self.recipe)
+            self._check_ops()
         # The lease, taken before the run's first file, tells `gc` this run is alive.
         with RunLease(self.store, self.run_id):
             try:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -103,11 +104,26 @@ def plan_records(
             merged = near_dup_groups(todo, near)
             splitter = splitter.merging(merged)
             if merged:
-                regrouped = [merged.get(g, g) for g in todo["group"].to_pylist()]
-                column = todo.schema.get_field_index("group")
-                todo = todo.set_column(column, "group", pa.array(regrouped, pa.string()))
-    split = splitter.planned(todo["group"].to_pylist())
+                todo = regrouped(todo, merged, splitter)
+    split = splitter.planned_at(todo["point"])
     return RecordPlan(keys, duplicates, todo, split, near)
+
+
+def regrouped(todo: pa.Table, merged: dict[str, str], splitter: SplitStage) -> pa.Table:
+    """Return `todo` with every group of `merged` replaced by the one it is held out with,
+    and that group's point (only the merged groups are hashed, not every record's)."""
+    into = sorted(set(merged.values()))
+    sources = pa.array(list(merged), pa.string())
+    targets = pa.array([merged[g] for g in sources.to_pylist()], pa.string())
+    target_points = pa.array([splitter.point(g) for g in into], pa.uint64())
+    at = pc.index_in(todo["group"], value_set=sources)
+    group = pc.coalesce(pc.take(targets, at), todo["group"])
+    point = pc.coalesce(
+        pc.take(target_points, pc.index_in(group, value_set=pa.array(into, pa.string()))),
+        todo["point"],
+    )
+    todo = todo.set_column(todo.schema.get_field_index("group"), "group", group)
+    return todo.set_column(todo.schema.get_field_index("point"), "point", point)
 
 
 def pass_slices(todo: pa.Table, per_task: int) -> list[tuple[Slice, str]]:
@@ -119,18 +135,22 @@ def pass_slices(todo: pa.Table, per_task: int) -> list[tuple[Slice, str]]:
     if todo.num_rows == 0:
         return out
     ordered = todo.sort_by([("part", "ascending"), ("row", "ascending")])
-    parts = ordered["part"].to_pylist()
-    rows = ordered["row"].to_pylist()
+    part_of = pc.dictionary_encode(ordered["part"]).combine_chunks()
+    codes = part_of.indices.to_numpy(zero_copy_only=False)
+    rows = ordered["row"].to_numpy()
+    # A slice starts where a part starts, and every `per_task` records within a part.
+    n = len(rows)
+    part_starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+    run_start = np.repeat(part_starts, np.diff(np.r_[part_starts, n]))
+    starts = np.flatnonzero((np.arange(n) - run_start) % per_task == 0)
+    stops = np.r_[starts[1:], n]
+    parts = part_of.dictionary.to_pylist()
     keys = ordered["ckey"].to_pylist() if "ckey" in todo.column_names else None
-    start = 0
-    while start < len(rows):
-        stop = start + 1
-        while stop < len(rows) and stop - start < per_task and parts[stop] == parts[start]:
-            stop += 1
-        piece = Slice(parts[start], rows[start], rows[stop - 1] + 1 - rows[start])
+    for start, stop in zip(starts.tolist(), stops.tolist(), strict=True):
+        first = int(rows[start])
+        piece = Slice(parts[codes[start]], first, int(rows[stop - 1]) + 1 - first)
         what = keys[start:stop] if keys is not None else [piece.part, piece.offset]
         out.append((piece, hashlib.sha256(canonical_json(what).encode()).hexdigest()))
-        start = stop
     return out
 
 
