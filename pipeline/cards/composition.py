@@ -34,6 +34,8 @@ _PARQUET_COLUMNS = [
     "audios.list.element.path",
 ]
 
+# Rows counted at once (`compute_composition`): light columns only, a few MB of text.
+COUNT_ROWS = 16384
 TURN_BUCKETS = (2, 4, 8, 16, 32)  # messages per conversation: <=2, 3-4, 5-8, ..., >32
 TURN_CHAR_BUCKETS = (16, 64, 256, 1024)  # characters per message
 MODALITIES = ("text only", "image", "audio", "image + audio")
@@ -101,7 +103,18 @@ def _max(a: int | None, b: int) -> int:
 
 
 def _list_lengths(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    if pa.types.is_integer(column.type):  # counted already (`_media_counted`)
+        return column.to_numpy(zero_copy_only=False)
     return pc.fill_null(pc.list_value_length(column), 0).to_numpy(zero_copy_only=False)
+
+
+def _media_counted(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """Return `batch` with its media columns replaced by how many items each row holds."""
+    for name in ("images", "audios"):
+        at = batch.schema.get_field_index(name)
+        lengths = pc.fill_null(pc.list_value_length(batch.column(at)), 0)
+        batch = batch.set_column(at, name, lengths)
+    return batch
 
 
 class CompositionCounter:
@@ -188,9 +201,17 @@ def compute_composition(version_dir: str, shards: list[ShardEntry], fs: Any = No
     counter = CompositionCounter()
     for shard in shards:
         rows = 0
+        # Counted a few big batches at a time: every sum is additive, and the counter's cost
+        # is mostly per batch (a shard's own batches are ~250 rows).
+        pending: list[pa.RecordBatch] = []
         for batch in iter_shard_batches(os.path.join(version_dir, shard.path), fs):
             rows += batch.num_rows
-            counter.add(batch)
+            pending.append(_media_counted(batch))  # no media byte is copied
+            if rows % COUNT_ROWS < batch.num_rows:
+                counter.add(pa.concat_batches(pending))
+                pending = []
+        if pending:
+            counter.add(pa.concat_batches(pending))
         if rows != shard.rows:
             raise ValueError(f"shard {shard.path} holds {rows} rows, manifest says {shard.rows}")
     return counter.composition

@@ -21,27 +21,41 @@ import pyarrow.compute as pc
 
 from pipeline.execution.passes import Slice
 from pipeline.record.ids import canonical_json
-from pipeline.stages.base import BatchContext
-from pipeline.stages.dedup import DedupStage
 from pipeline.stages.quality.config import NearDupConfig
 from pipeline.stages.quality.planner import NearDupPlan, clusters_of, plan_near_duplicates
 from pipeline.stages.split import SplitStage
 from pipeline.store.writer import INDEX_SCHEMA
 
 
-def duplicates_of(keys: pa.Table) -> pa.Table:
-    """Return (id, representative, source, source_ref) of every exact duplicate in `keys`:
-    the record with the smallest id of each dedup key represents it, the rest are duplicates."""
-    duplicate_ids = DedupStage.duplicate_ids(keys.select(["id", "key"]))
-    if len(duplicate_ids) == 0:
-        empty = pa.array([], pa.string())
-        return pa.table({c: empty for c in ("id", "representative", "source", "source_ref")})
-    ordered = keys.sort_by([("key", "ascending"), ("id", "ascending")])
-    first = ordered.group_by("key", use_threads=False).aggregate([("id", "first")])
-    of_key = pa.table({"key": first["key"], "representative": first["id_first"]})
-    dups = ordered.filter(pc.is_in(ordered["id"], value_set=duplicate_ids))
-    joined = dups.select(["id", "key", "source", "source_ref"]).join(of_key, "key")
-    return joined.select(["id", "representative", "source", "source_ref"]).sort_by("id")
+def exact_duplicates(keys: pa.Table) -> tuple[pa.Table, pa.Table]:
+    """Return (the records of `keys` that stay, in their order; (id, representative,
+    source, source_ref) of every exact duplicate, by id): the record with the smallest id
+    of each dedup key represents it (the dedup stage's rule), the rest are duplicates.
+
+    One sort by (key, id) for both, in Arrow and numpy: the driver's cost per record is a
+    few microseconds (at 100,000 records, ~0.1 s)."""
+    n = keys.num_rows
+    order = pc.sort_indices(keys, sort_keys=[("key", "ascending"), ("id", "ascending")])
+    ordered = keys.select(["id", "key", "source", "source_ref"]).take(order)
+    sorted_keys = ordered["key"].combine_chunks()
+    repeat = np.zeros(n, bool)
+    if n > 1:
+        same = pc.equal(sorted_keys.slice(1), sorted_keys.slice(0, n - 1))
+        repeat[1:] = pc.fill_null(same, False).to_numpy(zero_copy_only=False)
+    # Each row's representative is the first row of its run of equal keys.
+    first = np.maximum.accumulate(np.where(repeat, 0, np.arange(n)))
+    at = np.flatnonzero(repeat)
+    duplicates = pa.table(
+        {
+            "id": ordered["id"].take(at),
+            "representative": ordered["id"].take(first[at]),
+            "source": ordered["source"].take(at),
+            "source_ref": ordered["source_ref"].take(at),
+        }
+    ).sort_by("id")
+    dropped = np.zeros(n, bool)
+    dropped[order.to_numpy()[at]] = True
+    return keys.filter(pa.array(~dropped)), duplicates
 
 
 @dataclass(frozen=True)
@@ -94,8 +108,7 @@ def plan_records(
     `signatures` (the ingest tasks' SIGNATURE_SCHEMA rows) and `near_dup` on, the
     near-duplicate plan over the records that survive exact dedup, whose clusters (with
     `action: group`) join split groups."""
-    todo = DedupStage().process(keys, BatchContext()).table
-    duplicates = duplicates_of(keys)
+    todo, duplicates = exact_duplicates(keys)
     near = None
     if signatures is not None and near_dup is not None and near_dup.enabled:
         surviving = signatures.filter(pc.is_in(signatures["id"], value_set=todo["id"]))
