@@ -93,6 +93,31 @@ class Composition:
     def split(self, name: str) -> SplitComposition:
         return self.splits.setdefault(name, SplitComposition())
 
+    def merge(self, other: Composition) -> None:
+        """Add `other` (the rows after this one's): merged in shard order, every counter
+        keeps the order one pass over the shards gives it."""
+        for name, theirs in other.splits.items():
+            s = self.split(name)
+            for count in ("rows", "originals", "variants", "images", "audios", "messages"):
+                setattr(s, count, getattr(s, count) + getattr(theirs, count))
+            if theirs.min_messages is not None:
+                s.min_messages = _min(s.min_messages, theirs.min_messages)
+            if theirs.max_messages is not None:
+                s.max_messages = _max(s.max_messages, theirs.max_messages)
+            s.modalities.update(theirs.modalities)
+            s.turn_buckets.update(theirs.turn_buckets)
+        self.characters.update(other.characters)
+        for role, theirs_role in other.roles.items():
+            r = self.roles.setdefault(role, RoleLength())
+            r.messages += theirs_role.messages
+            r.chars += theirs_role.chars
+            if theirs_role.min_chars is not None:
+                r.min_chars = _min(r.min_chars, theirs_role.min_chars)
+            if theirs_role.max_chars is not None:
+                r.max_chars = _max(r.max_chars, theirs_role.max_chars)
+        self.turn_char_buckets.update(other.turn_char_buckets)
+        self.scripts.update(other.scripts)
+
 
 def _min(a: int | None, b: int) -> int:
     return b if a is None else min(a, b)
@@ -198,22 +223,30 @@ def iter_shard_batches(path: str, fs: Any = None) -> Iterator[pa.RecordBatch]:
 def compute_composition(version_dir: str, shards: list[ShardEntry], fs: Any = None) -> Composition:
     """Return the composition statistics of the shards listed in a manifest (read from
     store filesystem `fs`, local when None)."""
-    counter = CompositionCounter()
+    composition = Composition()
     for shard in shards:
-        rows = 0
-        # Counted a few big batches at a time: every sum is additive, and the counter's cost
-        # is mostly per batch (a shard's own batches are ~250 rows).
-        pending: list[pa.RecordBatch] = []
-        for batch in iter_shard_batches(os.path.join(version_dir, shard.path), fs):
-            rows += batch.num_rows
-            pending.append(_media_counted(batch))  # no media byte is copied
-            if rows % COUNT_ROWS < batch.num_rows:
-                counter.add(pa.concat_batches(pending))
-                pending = []
-        if pending:
+        composition.merge(shard_composition(version_dir, shard, fs))
+    return composition
+
+
+def shard_composition(version_dir: str, shard: ShardEntry, fs: Any = None) -> Composition:
+    """Return the composition statistics of one shard (`Composition.merge` adds them up:
+    the data job counts its shards in tasks, `roleforge` commands here)."""
+    counter = CompositionCounter()
+    rows = 0
+    # Counted a few big batches at a time: every sum is additive, and the counter's cost
+    # is mostly per batch (a shard's own batches are ~250 rows).
+    pending: list[pa.RecordBatch] = []
+    for batch in iter_shard_batches(os.path.join(version_dir, shard.path), fs):
+        rows += batch.num_rows
+        pending.append(_media_counted(batch))  # no media byte is copied
+        if rows % COUNT_ROWS < batch.num_rows:
             counter.add(pa.concat_batches(pending))
-        if rows != shard.rows:
-            raise ValueError(f"shard {shard.path} holds {rows} rows, manifest says {shard.rows}")
+            pending = []
+    if pending:
+        counter.add(pa.concat_batches(pending))
+    if rows != shard.rows:
+        raise ValueError(f"shard {shard.path} holds {rows} rows, manifest says {shard.rows}")
     return counter.composition
 
 

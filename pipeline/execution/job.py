@@ -14,6 +14,7 @@ Counts, reasons and nodes go to one `RunLedger`.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from datetime import datetime, timezone
@@ -22,6 +23,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipeline.cards.composition import Composition
 from pipeline.execution.cached_quality import cached_quality_tallies
 from pipeline.execution.cached_records import CachedRecords
 from pipeline.execution.cluster import StageResources, TaskRunner, slice_rows
@@ -38,6 +40,7 @@ from pipeline.execution.passes import (
     StageTally,
     build_stages,
     check_ops,
+    count_shard,
     ingest_source,
     quality_stage_names,
     record_pass,
@@ -136,6 +139,9 @@ class DataJob:
         self.memos: list[str | None] = []  # per source, its ingest memo (`_memo_of`)
         self._source_files: list[list[str]] = []
         self._source_fs: Any = None  # set with the files and memos (`_plan_sources`)
+        self.composition: Composition | None = (
+            None  # the staged shards' card statistics (`_count_shards`)
+        )
         # What the record pass made, for the cache once its rows' digests are known.
         self._made: tuple[CachedRecords, pa.Table, pa.Table, list[QuarantineEntry]] | None = None
 
@@ -654,10 +660,25 @@ class DataJob:
             self.quarantine.close(quiet=True)
             raise
         self.quarantine.close()
+        self.composition = self._count_shards(shards)
         check_counts(ledger.counts_dict())
         if sum(ledger.rows.values()) != ledger.counts["write"].out:
             raise CommitCheckFailed("rows per split do not add up to the rows written")
         return self._manifest(inputs, shards, plan)
+
+    def _count_shards(self, shards: list[WrittenShard]) -> Composition:
+        """Return the cards' composition statistics of the staged shards, counted by one
+        task per shard and merged in shard order (the driver reads no row for its cards)."""
+        folder = os.path.join(self.staging, "version")
+        calls = [(folder, s.entry, self.fs) for s in shards]
+        counted: list[Any] = [None] * len(calls)
+        resources = StageResources.for_stage(self.recipe.execution, "write")
+        for i, outcome in self.tasks.run(count_shard, calls, resources):
+            counted[i] = outcome.composition
+        composition = Composition()
+        for part in counted:
+            composition.merge(part)
+        return composition
 
     def _commit(self, manifest: Manifest) -> RunResult:
         from pipeline.cards.write import write_cards
@@ -666,7 +687,7 @@ class DataJob:
         committer = VersionCommitter(
             self.store,
             self.fs,
-            write_cards=write_cards,
+            write_cards=functools.partial(write_cards, composition=self.composition),
             summarize_diff=summarize_against_parent,
             cards_copy_dir=self.recipe.resolve(self.recipe.cards_dir),
         )

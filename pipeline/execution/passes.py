@@ -27,9 +27,10 @@ import numpy as np
 import pyarrow as pa
 
 from augmenters.stats import AugmentStats
+from pipeline.cards.composition import shard_composition
 from pipeline.execution.ingest_memo import IngestMemo, MemoRead
 from pipeline.execution.provenance import media_entries, media_pins_hold
-from pipeline.recipe import Recipe, SourceConfig
+from pipeline.recipe import Recipe, SourceConfig, check_recipe_ops
 from pipeline.record.ids import canonical_json, media_digests
 from pipeline.record.rejection import QuarantineEntry
 from pipeline.record.schema import WORK_SCHEMA, records_to_table
@@ -369,8 +370,6 @@ def check_ops(recipe: Recipe) -> OpsChecked:
     """Check the recipe's augment ops where they will run (`check_recipe_ops`: it imports
     their libraries, which that worker then keeps for the record pass); raise RecipeError
     naming the op and key of any op its library refuses."""
-    from pipeline.recipe import check_recipe_ops
-
     check_recipe_ops(recipe)
     return OpsChecked(node_id())
 
@@ -635,6 +634,20 @@ def rebase_rows(task: RebaseTask, fs: Any) -> RebaseOutcome:
 
 
 # ---- shards: one task per shard ----
+
+
+@dataclass
+class CountedShard:
+    """The card's statistics of one written shard (`pipeline.cards.composition`)."""
+
+    composition: Any
+    node: str = ""
+
+
+def count_shard(version_dir: str, shard: Any, fs: Any) -> CountedShard:
+    """Return the composition statistics of one written shard (its ShardEntry under
+    `version_dir`), for the version's cards: counted here, not in the driver."""
+    return CountedShard(shard_composition(version_dir, shard, fs), node_id())
 
 
 @dataclass
