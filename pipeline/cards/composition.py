@@ -100,10 +100,9 @@ class Composition:
             s = self.split(name)
             for count in ("rows", "originals", "variants", "images", "audios", "messages"):
                 setattr(s, count, getattr(s, count) + getattr(theirs, count))
-            if theirs.min_messages is not None:
-                s.min_messages = _min(s.min_messages, theirs.min_messages)
-            if theirs.max_messages is not None:
-                s.max_messages = _max(s.max_messages, theirs.max_messages)
+            s.min_messages, s.max_messages = _span(
+                (s.min_messages, s.max_messages), (theirs.min_messages, theirs.max_messages)
+            )
             s.modalities.update(theirs.modalities)
             s.turn_buckets.update(theirs.turn_buckets)
         self.characters.update(other.characters)
@@ -111,10 +110,9 @@ class Composition:
             r = self.roles.setdefault(role, RoleLength())
             r.messages += theirs_role.messages
             r.chars += theirs_role.chars
-            if theirs_role.min_chars is not None:
-                r.min_chars = _min(r.min_chars, theirs_role.min_chars)
-            if theirs_role.max_chars is not None:
-                r.max_chars = _max(r.max_chars, theirs_role.max_chars)
+            r.min_chars, r.max_chars = _span(
+                (r.min_chars, r.max_chars), (theirs_role.min_chars, theirs_role.max_chars)
+            )
         self.turn_char_buckets.update(other.turn_char_buckets)
         self.scripts.update(other.scripts)
 
@@ -125,6 +123,18 @@ def _min(a: int | None, b: int) -> int:
 
 def _max(a: int | None, b: int) -> int:
     return b if a is None else max(a, b)
+
+
+def _span(
+    ours: tuple[int | None, int | None], theirs: tuple[int | None, int | None]
+) -> tuple[int | None, int | None]:
+    """Return the (min, max) covering both; None is an empty side."""
+    lo, hi = ours
+    if theirs[0] is not None:
+        lo = _min(lo, theirs[0])
+    if theirs[1] is not None:
+        hi = _max(hi, theirs[1])
+    return lo, hi
 
 
 def _list_lengths(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
