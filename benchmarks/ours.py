@@ -35,7 +35,9 @@ def make_recipe(recipe: dict[str, Any], concurrency: int | None = None):
         stages["augment"] = {**stages.get("augment", {}), "concurrency": concurrency}
         execution["stages"] = stages
         data["execution"] = execution
-    return parse_recipe(data, base_dir=str(Path.cwd()))
+    # The job checks the ops itself, as `roleforge run` has it do (on Ray: in a task, so
+    # the driver's CPU figures do not count importing the op libraries).
+    return parse_recipe(data, base_dir=str(Path.cwd()), check_ops=False)
 
 
 @dataclass

@@ -34,6 +34,8 @@ _PARQUET_COLUMNS = [
     "audios.list.element.path",
 ]
 
+# Rows counted at once (`compute_composition`): light columns only, a few MB of text.
+COUNT_ROWS = 16384
 TURN_BUCKETS = (2, 4, 8, 16, 32)  # messages per conversation: <=2, 3-4, 5-8, ..., >32
 TURN_CHAR_BUCKETS = (16, 64, 256, 1024)  # characters per message
 MODALITIES = ("text only", "image", "audio", "image + audio")
@@ -91,6 +93,29 @@ class Composition:
     def split(self, name: str) -> SplitComposition:
         return self.splits.setdefault(name, SplitComposition())
 
+    def merge(self, other: Composition) -> None:
+        """Add `other` (the rows after this one's): merged in shard order, every counter
+        keeps the order one pass over the shards gives it."""
+        for name, theirs in other.splits.items():
+            s = self.split(name)
+            for count in ("rows", "originals", "variants", "images", "audios", "messages"):
+                setattr(s, count, getattr(s, count) + getattr(theirs, count))
+            s.min_messages, s.max_messages = _span(
+                (s.min_messages, s.max_messages), (theirs.min_messages, theirs.max_messages)
+            )
+            s.modalities.update(theirs.modalities)
+            s.turn_buckets.update(theirs.turn_buckets)
+        self.characters.update(other.characters)
+        for role, theirs_role in other.roles.items():
+            r = self.roles.setdefault(role, RoleLength())
+            r.messages += theirs_role.messages
+            r.chars += theirs_role.chars
+            r.min_chars, r.max_chars = _span(
+                (r.min_chars, r.max_chars), (theirs_role.min_chars, theirs_role.max_chars)
+            )
+        self.turn_char_buckets.update(other.turn_char_buckets)
+        self.scripts.update(other.scripts)
+
 
 def _min(a: int | None, b: int) -> int:
     return b if a is None else min(a, b)
@@ -100,8 +125,31 @@ def _max(a: int | None, b: int) -> int:
     return b if a is None else max(a, b)
 
 
+def _span(
+    ours: tuple[int | None, int | None], theirs: tuple[int | None, int | None]
+) -> tuple[int | None, int | None]:
+    """Return the (min, max) covering both; None is an empty side."""
+    lo, hi = ours
+    if theirs[0] is not None:
+        lo = _min(lo, theirs[0])
+    if theirs[1] is not None:
+        hi = _max(hi, theirs[1])
+    return lo, hi
+
+
 def _list_lengths(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    if pa.types.is_integer(column.type):  # counted already (`_media_counted`)
+        return column.to_numpy(zero_copy_only=False)
     return pc.fill_null(pc.list_value_length(column), 0).to_numpy(zero_copy_only=False)
+
+
+def _media_counted(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """Return `batch` with its media columns replaced by how many items each row holds."""
+    for name in ("images", "audios"):
+        at = batch.schema.get_field_index(name)
+        lengths = pc.fill_null(pc.list_value_length(batch.column(at)), 0)
+        batch = batch.set_column(at, name, lengths)
+    return batch
 
 
 class CompositionCounter:
@@ -185,14 +233,30 @@ def iter_shard_batches(path: str, fs: Any = None) -> Iterator[pa.RecordBatch]:
 def compute_composition(version_dir: str, shards: list[ShardEntry], fs: Any = None) -> Composition:
     """Return the composition statistics of the shards listed in a manifest (read from
     store filesystem `fs`, local when None)."""
-    counter = CompositionCounter()
+    composition = Composition()
     for shard in shards:
-        rows = 0
-        for batch in iter_shard_batches(os.path.join(version_dir, shard.path), fs):
-            rows += batch.num_rows
-            counter.add(batch)
-        if rows != shard.rows:
-            raise ValueError(f"shard {shard.path} holds {rows} rows, manifest says {shard.rows}")
+        composition.merge(shard_composition(version_dir, shard, fs))
+    return composition
+
+
+def shard_composition(version_dir: str, shard: ShardEntry, fs: Any = None) -> Composition:
+    """Return the composition statistics of one shard (`Composition.merge` adds them up:
+    the data job counts its shards in tasks, `roleforge` commands here)."""
+    counter = CompositionCounter()
+    rows = 0
+    # Counted a few big batches at a time: every sum is additive, and the counter's cost
+    # is mostly per batch (a shard's own batches are ~250 rows).
+    pending: list[pa.RecordBatch] = []
+    for batch in iter_shard_batches(os.path.join(version_dir, shard.path), fs):
+        rows += batch.num_rows
+        pending.append(_media_counted(batch))  # no media byte is copied
+        if rows % COUNT_ROWS < batch.num_rows:
+            counter.add(pa.concat_batches(pending))
+            pending = []
+    if pending:
+        counter.add(pa.concat_batches(pending))
+    if rows != shard.rows:
+        raise ValueError(f"shard {shard.path} holds {rows} rows, manifest says {shard.rows}")
     return counter.composition
 
 

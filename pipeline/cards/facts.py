@@ -272,10 +272,13 @@ def gather_facts(
     parent_manifest: Manifest | None,
     diff_summary: dict | None,
     fs: Any = None,
+    composition: Composition | None = None,
 ) -> CardFacts:
     """Return what the cards say about a version: manifest facts plus shard statistics
-    (shards read from store filesystem `fs`, local when None)."""
-    composition = compute_composition(version_dir, manifest.shards, fs)
+    (shards read from store filesystem `fs`, local when None; `composition`: theirs, when
+    the caller counted them already)."""
+    if composition is None:
+        composition = compute_composition(version_dir, manifest.shards, fs)
     declared = manifest.splits
     for split, n in declared.items():
         actual = composition.splits[split].rows if split in composition.splits else 0

@@ -7,6 +7,7 @@ names its usual language. The card says exactly that.
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 
 import numpy as np
@@ -62,6 +63,16 @@ def _script_table() -> np.ndarray:
     return _bmp_table
 
 
+@functools.cache
+def _ascii_ranges() -> dict[str, list[tuple[int, int]]]:
+    """Return, per script with ASCII letters, its code point ranges within ASCII."""
+    clipped = {
+        script: [(lo, min(hi, 0x7F)) for lo, hi in ranges if lo <= 0x7F]
+        for script, ranges in _SCRIPT_RANGES.items()
+    }
+    return {script: ranges for script, ranges in clipped.items() if ranges}
+
+
 def _string_bytes(text: pa.Array) -> bytes:
     """Return the UTF-8 bytes of all strings of `text` back to back (no copy of offsets)."""
     if len(text) == 0:
@@ -82,8 +93,18 @@ def count_scripts(text: pa.Array) -> Counter[str]:
     """Return how many letters of each script the strings hold, by code point table lookup."""
     data = _string_bytes(text)
     if data.isascii():
+        # Counted by range compares on the bytes (~1 ns a byte), not a table lookup per
+        # byte (~8 ns: the cards of 100,000 conversations cost the driver seconds).
         codes = np.frombuffer(data, dtype=np.uint8)
-        script_ids = _script_table()[codes]
+        found: Counter[str] = Counter()
+        for script, ranges in _ascii_ranges().items():
+            n = sum(
+                int(np.count_nonzero((codes - np.uint8(lo)) <= np.uint8(hi - lo)))
+                for lo, hi in ranges
+            )
+            if n:
+                found[script] = n
+        return found
     else:
         codes = np.frombuffer(data.decode("utf-8", "replace").encode("utf-32-le"), dtype=np.uint32)
         script_ids = _script_table()[np.minimum(codes, 0xFFFF)]

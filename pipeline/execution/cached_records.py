@@ -52,7 +52,7 @@ class CachedRecords:
     ) -> pa.Table:
         """Return `todo` with each record's cache key (`ckey`) and assigned split; `quality`
         holds per record the quality part of its key (`quality_key_part`; None: off)."""
-        splits = [split.split_of(g) for g in todo["group"].to_pylist()]
+        splits = split.splits_at(todo["point"]).to_pylist()
         keyer = CacheKeys(self.recipe, code_version().identity())
         ckeys = [
             keyer.key(c, s, i, a, q)

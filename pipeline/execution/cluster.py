@@ -35,6 +35,10 @@ NOISY_LOGGERS = (
 )
 # Each CPU gets several tasks of a pass, so stragglers are evened out.
 TASKS_PER_CPU = 8
+# ... and at most this many: the driver spends ~5 ms submitting, awaiting and folding in
+# each task's outcome, so a big pass takes bigger tasks, not more of them (at 100,000
+# records on 2 CPUs: 64 tasks, ~0.003 ms of driver CPU per record).
+MAX_TASKS_PER_CPU = 32
 
 
 @dataclass(frozen=True)
@@ -158,10 +162,12 @@ _REAPER: Any = None  # the embedded cluster's reaper (pipeline/execution/ray_rea
 
 def slice_rows(rows: int, cpus: int, max_rows: int) -> int:
     """Return how many records one task takes: several tasks per CPU (stragglers even out),
-    at most `max_rows` (one slow task cannot hold the tail)."""
+    at most `max_rows` (one slow task cannot hold the tail) unless that would give a CPU
+    more than `MAX_TASKS_PER_CPU` tasks (the driver's cost is per task)."""
     if rows <= 0:
         return 1
-    return max(1, min(max_rows, math.ceil(rows / (cpus * TASKS_PER_CPU))))
+    fair = min(max_rows, math.ceil(rows / (cpus * TASKS_PER_CPU)))
+    return max(1, fair, math.ceil(rows / (cpus * MAX_TASKS_PER_CPU)))
 
 
 # What the ledger counts in-process tasks under, in place of a Ray node id.

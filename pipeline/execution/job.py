@@ -14,6 +14,7 @@ Counts, reasons and nodes go to one `RunLedger`.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from datetime import datetime, timezone
@@ -22,6 +23,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipeline.cards.composition import Composition
 from pipeline.execution.cached_quality import cached_quality_tallies
 from pipeline.execution.cached_records import CachedRecords
 from pipeline.execution.cluster import StageResources, TaskRunner, slice_rows
@@ -37,6 +39,8 @@ from pipeline.execution.passes import (
     PassTask,
     StageTally,
     build_stages,
+    check_ops,
+    count_shard,
     ingest_source,
     quality_stage_names,
     record_pass,
@@ -134,6 +138,10 @@ class DataJob:
         self.parent: Manifest | None = None  # the latest version when the run began
         self.memos: list[str | None] = []  # per source, its ingest memo (`_memo_of`)
         self._source_files: list[list[str]] = []
+        self._source_fs: Any = None  # set with the files and memos (`_plan_sources`)
+        self.composition: Composition | None = (
+            None  # the staged shards' card statistics (`_count_shards`)
+        )
         # What the record pass made, for the cache once its rows' digests are known.
         self._made: tuple[CachedRecords, pa.Table, pa.Table, list[QuarantineEntry]] | None = None
 
@@ -142,27 +150,12 @@ class DataJob:
     def _ingest(self) -> pa.Table:
         """Read every source in tasks (several for a source of many files); return the
         KEYS_SCHEMA rows of every record."""
-        from pipeline.readers import source_files
-        from pipeline.readers.source_fs import SourceFS
-
-        # Made here, so every task reads the sources with the driver's endpoint and keys.
-        source_fs = SourceFS.of(self.recipe)
+        source_fs = self._plan_sources()
         counts = self.ledger.counts["ingest"]
         shared = self._ingest_shared = IngestShared(self.recipe, self.splitter, self.fs, source_fs)
         calls = []
         names = []
-        files_of = self._source_files = [source_files(s, self.recipe) for s in self.recipe.sources]
-        sources = self.recipe.sources
-        self.memos = [
-            self._memo_of(s, f, source_fs) for s, f in zip(sources, files_of, strict=True)
-        ]
-        to_parse = 0
-        for files, memo in zip(files_of, self.memos, strict=True):
-            sizes = [source_fs.size(f) or 0 for f in files]
-            # A memo stands for the first bytes of a file that only grew (the task checks).
-            known = (memo_size(memo, self.fs) or 0) if memo is not None else 0
-            to_parse += sum(sizes) - (known if known <= sum(sizes) else 0)
-        self.tasks.choose(to_parse // INGEST_BYTES_PER_RECORD)
+        files_of = self._source_files
         # A source of many files is read by several tasks (a group of files each).
         tasks_per_source = max(1, self.tasks.cpus() * INGEST_TASKS_PER_CPU)
         for i, (source, files) in enumerate(zip(self.recipe.sources, files_of, strict=True)):
@@ -203,6 +196,42 @@ class DataJob:
         counts.out = table.num_rows
         self.progress.finish("ingest")
         return table
+
+    def _plan_sources(self) -> Any:
+        """List every source's files and find their ingest memos (once per job); choose
+        where the ingest runs from the bytes it must parse; return the sources' filesystem."""
+        from pipeline.readers import source_files
+        from pipeline.readers.source_fs import SourceFS
+
+        if self._source_fs is not None:
+            return self._source_fs
+        # Made here, so every task reads the sources with the driver's endpoint and keys.
+        source_fs = self._source_fs = SourceFS.of(self.recipe)
+        files_of = self._source_files = [source_files(s, self.recipe) for s in self.recipe.sources]
+        sources = self.recipe.sources
+        self.memos = [
+            self._memo_of(s, f, source_fs) for s, f in zip(sources, files_of, strict=True)
+        ]
+        to_parse = 0
+        for files, memo in zip(files_of, self.memos, strict=True):
+            sizes = [source_fs.size(f) or 0 for f in files]
+            # A memo stands for the first bytes of a file that only grew (the task checks).
+            known = (memo_size(memo, self.fs) or 0) if memo is not None else 0
+            to_parse += sum(sizes) - (known if known <= sum(sizes) else 0)
+        self.tasks.choose(to_parse // INGEST_BYTES_PER_RECORD)
+        return source_fs
+
+    def _check_ops(self) -> None:
+        """Check the recipe's augment ops (`check_recipe_ops`) where the record pass will
+        run them: in a Ray task when the job runs on Ray, so the driver never imports the
+        op libraries (seconds of CPU: torch, scipy), in this process otherwise."""
+        self._plan_sources()
+        if self.recipe._ops_checked or not self.tasks.on_ray:
+            check_recipe_ops(self.recipe)
+            return
+        resources = StageResources.for_stage(self.recipe.execution, "augment", "validate")
+        for _ in self.tasks.run(check_ops, [(self.recipe,)], resources):
+            self.recipe._ops_checked = True
 
     def _memo_of(self, source: SourceConfig, files: list[str], source_fs: Any) -> str | None:
         """Return where the ingest memo of a source that is one file lies (`ingest_memo`),
@@ -521,7 +550,7 @@ class DataJob:
         # latest version was made under this recipe hash and code: its ops passed then, and
         # a rerun with a few misses then imports only what those records need.
         if not self._same_recipe_and_code(latest):
-            check_recipe_ops(self.recipe)
+            self._check_ops()
         # The lease, taken before the run's first file, tells `gc` this run is alive.
         with RunLease(self.store, self.run_id):
             try:
@@ -631,10 +660,25 @@ class DataJob:
             self.quarantine.close(quiet=True)
             raise
         self.quarantine.close()
+        self.composition = self._count_shards(shards)
         check_counts(ledger.counts_dict())
         if sum(ledger.rows.values()) != ledger.counts["write"].out:
             raise CommitCheckFailed("rows per split do not add up to the rows written")
         return self._manifest(inputs, shards, plan)
+
+    def _count_shards(self, shards: list[WrittenShard]) -> Composition:
+        """Return the cards' composition statistics of the staged shards, counted by one
+        task per shard and merged in shard order (the driver reads no row for its cards)."""
+        folder = os.path.join(self.staging, "version")
+        calls = [(folder, s.entry, self.fs) for s in shards]
+        counted: list[Any] = [None] * len(calls)
+        resources = StageResources.for_stage(self.recipe.execution, "write")
+        for i, outcome in self.tasks.run(count_shard, calls, resources):
+            counted[i] = outcome.composition
+        composition = Composition()
+        for part in counted:
+            composition.merge(part)
+        return composition
 
     def _commit(self, manifest: Manifest) -> RunResult:
         from pipeline.cards.write import write_cards
@@ -643,7 +687,7 @@ class DataJob:
         committer = VersionCommitter(
             self.store,
             self.fs,
-            write_cards=write_cards,
+            write_cards=functools.partial(write_cards, composition=self.composition),
             summarize_diff=summarize_against_parent,
             cards_copy_dir=self.recipe.resolve(self.recipe.cards_dir),
         )

@@ -27,9 +27,10 @@ import numpy as np
 import pyarrow as pa
 
 from augmenters.stats import AugmentStats
+from pipeline.cards.composition import shard_composition
 from pipeline.execution.ingest_memo import IngestMemo, MemoRead
 from pipeline.execution.provenance import media_entries, media_pins_hold
-from pipeline.recipe import Recipe, SourceConfig
+from pipeline.recipe import Recipe, SourceConfig, check_recipe_ops
 from pipeline.record.ids import canonical_json, media_digests
 from pipeline.record.rejection import QuarantineEntry
 from pipeline.record.schema import WORK_SCHEMA, records_to_table
@@ -62,6 +63,7 @@ KEYS_SCHEMA = pa.schema(
         ("id", pa.string()),
         ("key", pa.string()),  # exact-duplicate key (normalized turns + media bytes)
         ("group", pa.string()),  # split group
+        ("point", pa.uint64()),  # the group's point on the split line (`SplitStage.point`)
         ("content", pa.string()),  # sha256 of the whole record as read, media included
         ("images", pa.int32()),
         ("audios", pa.int32()),
@@ -165,11 +167,14 @@ def ingest_keys(table: pa.Table, splitter: SplitStage, part: str, first_row: int
     n = table.num_rows
     # Both keys name the media by their sha256: each media byte is hashed once for both.
     digests = (media_digests(table["images"]), media_digests(table["audios"]))
+    groups = splitter.group_keys(table)
     return pa.table(
         {
             "id": table["id"],
             "key": pa.array(DedupStage().keys(table, digests), pa.string()),
-            "group": pa.array(splitter.group_keys(table), pa.string()),
+            "group": pa.array(groups, pa.string()),
+            # Hashed here, beside the reading: the driver's split plan only sorts them.
+            "point": splitter.points(groups),
             "content": pa.array(content_hashes(table, digests), pa.string()),
             "images": pc.list_value_length(table["images"]).cast(pa.int32()),
             "audios": pc.list_value_length(table["audios"]).cast(pa.int32()),
@@ -352,6 +357,21 @@ def _near_dup_config(recipe: Recipe) -> Any:
     """Return the recipe's NearDupConfig when near-duplicates are on, else None."""
     quality = recipe.quality
     return quality.near_dup if quality is not None and quality.near_dup.enabled else None
+
+
+@dataclass
+class OpsChecked:
+    """A recipe whose augment ops passed `check_recipe_ops` (in the task that said so)."""
+
+    node: str = ""
+
+
+def check_ops(recipe: Recipe) -> OpsChecked:
+    """Check the recipe's augment ops where they will run (`check_recipe_ops`: it imports
+    their libraries, which that worker then keeps for the record pass); raise RecipeError
+    naming the op and key of any op its library refuses."""
+    check_recipe_ops(recipe)
+    return OpsChecked(node_id())
 
 
 # ---- the record pass: the recipe's stages over each batch, one decode, per slice ----
@@ -614,6 +634,20 @@ def rebase_rows(task: RebaseTask, fs: Any) -> RebaseOutcome:
 
 
 # ---- shards: one task per shard ----
+
+
+@dataclass
+class CountedShard:
+    """The card's statistics of one written shard (`pipeline.cards.composition`)."""
+
+    composition: Any
+    node: str = ""
+
+
+def count_shard(version_dir: str, shard: Any, fs: Any) -> CountedShard:
+    """Return the composition statistics of one written shard (its ShardEntry under
+    `version_dir`), for the version's cards: counted here, not in the driver."""
+    return CountedShard(shard_composition(version_dir, shard, fs), node_id())
 
 
 @dataclass

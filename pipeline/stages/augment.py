@@ -62,6 +62,11 @@ class AugmentStage:
     @property
     def decodes_images(self) -> bool:
         """True when the augmenter works on image pixels (so validation should keep them)."""
+        # From the recipe's ops, not the built ones: building them imports their libraries,
+        # and the driver asks this when it builds the stages it sends to the tasks.
+        config = getattr(self.augmenter, "augment", None)
+        if config is not None:
+            return bool(config.image)
         ops = getattr(self.augmenter, "ops", None) or {}
         return bool(ops.get("image"))
 

@@ -20,6 +20,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -116,27 +117,52 @@ class SplitStage:
         names = pc.struct_field(table["character"], "name").to_pylist()
         return [self.group_key(i, n) for i, n in zip(ids, names, strict=True)]
 
+    def points(self, group_keys: list[str]) -> pa.Array:
+        """Return the point of every group key (uint64), in order."""
+        return pa.array([self.point(k) for k in group_keys], pa.uint64())
+
     def planned(self, group_keys: Iterable[str]) -> SplitStage:
         """Return this stage with the cut points for exactly these groups (repeats count once)."""
         known = {k: self.point(k) for k in group_keys}
-        points = sorted(set(known.values()))
-        n_val, n_test = split_counts(len(points), self.config.validation, self.config.test)
+        stage = self.planned_at(pa.array(list(known.values()), pa.uint64()))
+        stage._points = known
+        return stage
+
+    def planned_at(self, points: pa.Array | pa.ChunkedArray) -> SplitStage:
+        """Return this stage with the cut points for the groups at exactly these `points`
+        (uint64, one per record: repeats count once), e.g. the ingest keys' `point` column,
+        which the ingest tasks hashed: the driver hashes no group again."""
+        line = np.unique(np.asarray(points.to_numpy(zero_copy_only=False), np.uint64))
+        n_val, n_test = split_counts(len(line), self.config.validation, self.config.test)
 
         def cut(rank: int) -> int:
-            return points[rank] if rank < len(points) else _LINE_END
+            return int(line[rank]) if rank < len(line) else _LINE_END
 
         plan = SplitPlan(
-            validation_below=cut(n_val) if points else 0,
-            test_below=cut(n_val + n_test) if points else 0,
+            validation_below=cut(n_val) if len(line) else 0,
+            test_below=cut(n_val + n_test) if len(line) else 0,
             groups={
-                "train": len(points) - n_val - n_test,
+                "train": len(line) - n_val - n_test,
                 "validation": n_val,
                 "test": n_test,
             },
         )
-        stage = SplitStage(self.config, self.seed, plan, self.merged)
-        stage._points = known
-        return stage
+        return SplitStage(self.config, self.seed, plan, self.merged)
+
+    def splits_at(self, points: pa.Array | pa.ChunkedArray) -> pa.Array:
+        """Return the split of every group point (uint64) under this stage's plan."""
+        if self.plan is None:
+            raise RuntimeError("the split has no plan: call planned(group_keys) first")
+        at = np.asarray(points.to_numpy(zero_copy_only=False), np.uint64)
+
+        def below(cut: int) -> np.ndarray:
+            return np.ones(len(at), bool) if cut >= _LINE_END else at < np.uint64(cut)
+
+        names = np.array(["train", "test", "validation"], object)
+        index = below(self.plan.test_below).astype(np.int8) + below(
+            self.plan.validation_below
+        ).astype(np.int8)
+        return pa.array(names[index], pa.string())
 
     def split_of(self, group_key: str) -> str:
         """Return the split of a group key under this stage's plan."""
