@@ -115,7 +115,9 @@ class SegmentTokenCounter:
             return self._whole(texts)
         split = [self.splitter.split(t) for t in texts]
         if self.bytewise:
-            return [len(pieces) // 2 + sum(len(p.encode()) for p in pieces[::2]) for pieces in split]
+            return [
+                len(pieces) // 2 + sum(len(p.encode()) for p in pieces[::2]) for pieces in split
+            ]
         needed = {p for pieces in split for p in pieces[::2] if p}
         if len(self.pieces) + len(needed) > self.CACHE_ENTRIES:
             self.pieces.clear()
