@@ -69,6 +69,10 @@ class SegmentTokenCounter:
     before it. A tokenizer whose pieces do not count independently (a slow one, one that
     strips around added tokens, a pre-tokenizer that treats the text's start apart) fails
     the check on a probe and is asked for whole texts.
+
+    A byte-level BPE without merges (the ledger's tokenizer for a built model) gives one
+    token per UTF-8 byte of a piece: its pieces are counted by their length, not tokenized
+    (`_bytewise`, checked on the same probe).
     """
 
     CACHE_ENTRIES = 1 << 16
@@ -77,6 +81,7 @@ class SegmentTokenCounter:
         self.tokenizer = tokenizer
         self.backend = getattr(tokenizer, "backend_tokenizer", None)
         self.pieces: dict[str, int] = {}
+        self.bytewise = False
         self.splitter = self._splitter()
 
     def _whole(self, texts: list[str]) -> list[int]:
@@ -94,16 +99,25 @@ class SegmentTokenCounter:
         splitter = re.compile(
             "(" + "|".join(re.escape(a) for a in sorted(added, key=len, reverse=True)) + ")"
         )
-        probe = "".join(f" Ab, 猫 ok\n {a}\n  x{a} y" for a in added) + " end. "
+        probe = "".join(f" Ab, 猫 ok\n {a}\n  x{a} y" for a in added) + " end. 🙂"
         pieces = splitter.split(probe)
+        whole = self._whole([probe])[0]
         by_piece = len(pieces) // 2 + sum(self._pieces([p for p in pieces[::2] if p]))
-        return splitter if by_piece == self._whole([probe])[0] else None
+        if by_piece != whole:
+            return None
+        by_bytes = len(pieces) // 2 + sum(len(p.encode()) for p in pieces[::2])
+        self.bytewise = _without_merges(self.backend) and by_bytes == whole
+        return splitter
 
     def counts(self, texts: list[str]) -> list[int]:
         """Return the token count of each text (no special tokens added around it)."""
         if self.splitter is None:
             return self._whole(texts)
         split = [self.splitter.split(t) for t in texts]
+        if self.bytewise:
+            return [
+                len(pieces) // 2 + sum(len(p.encode()) for p in pieces[::2]) for pieces in split
+            ]
         needed = {p for pieces in split for p in pieces[::2] if p}
         if len(self.pieces) + len(needed) > self.CACHE_ENTRIES:
             self.pieces.clear()
@@ -113,6 +127,30 @@ class SegmentTokenCounter:
         return [
             len(pieces) // 2 + sum(self.pieces[p] for p in pieces[::2] if p) for pieces in split
         ]
+
+
+def _without_merges(backend: Any) -> bool:
+    """Return whether `backend` (a tokenizers.Tokenizer) is a byte-level BPE without merges
+    whose vocabulary holds every byte symbol, and nothing adds to or drops from a piece's
+    symbols: then a piece between two added tokens is one token per UTF-8 byte."""
+    from tokenizers.pre_tokenizers import ByteLevel
+
+    spec = json.loads(backend.to_str())
+    model, pre = spec.get("model") or {}, spec.get("pre_tokenizer") or {}
+    plain_bpe = (
+        model.get("type") == "BPE"
+        and not model.get("merges")
+        and not model.get("dropout")
+        and not model.get("continuing_subword_prefix")
+        and not model.get("end_of_word_suffix")
+    )
+    byte_level = pre.get("type") == "ByteLevel" and not pre.get("add_prefix_space")
+    return (
+        plain_bpe
+        and byte_level
+        and spec.get("normalizer") is None
+        and set(ByteLevel.alphabet()) <= set(model.get("vocab") or {})
+    )
 
 
 def counter_for(config: TrainConfig | None, tokenizer: str | None) -> ChatTokenCounter:

@@ -463,18 +463,20 @@ def open_image(
 
     `draft` (mode, size) is Pillow's `Image.draft`: a JPEG is decoded at the smallest DCT
     scale (1/2 to 1/8) no smaller than `size`, in `mode` where the decoder can (`"L"`: the
-    luma plane only), several times faster; other formats ignore it. For readers that
-    need a small picture (a perceptual hash), never for pixels a record keeps."""
+    luma plane only, returned as it is, grey), several times faster; other formats ignore
+    it. For readers that need a small picture (a perceptual hash), never for pixels a
+    record keeps."""
     from PIL import Image
 
     raw = Image.open(io.BytesIO(data))
     if draft is not None:
         raw.draft(*draft)
-    return _as_viewed(raw, keep_alpha)
+    return _as_viewed(raw, keep_alpha, grey=draft is not None and draft[0] == "L")
 
 
-def _as_viewed(im, keep_alpha: bool):
-    """Return an opened PIL image loaded, as `open_image` describes it (in place when it can)."""
+def _as_viewed(im, keep_alpha: bool, grey: bool = False):
+    """Return an opened PIL image loaded, as `open_image` describes it (in place when it can);
+    with `grey`, an image that loaded as plain L stays L (RGB of it would only repeat it)."""
     from PIL import ImageOps
 
     im.load()
@@ -483,6 +485,8 @@ def _as_viewed(im, keep_alpha: bool):
     ImageOps.exif_transpose(im, in_place=True)
     if im.mode in ("I", "F") or im.mode.startswith("I;"):
         im = _to_8bit(im)
+    if grey and im.mode == "L":
+        return im
     has_alpha = im.mode in ("RGBA", "LA", "La", "PA", "RGBa") or (
         im.mode in ("P", "L", "RGB") and "transparency" in im.info
     )

@@ -226,3 +226,28 @@ def test_a_template_without_generation_markers_still_masks_the_characters_turns(
     item = encoder.encode(sample, encoder.plan(sample))
     decoded = [causal_tokenizer.decode(r) for r in labelled_runs(item["labels"])]
     assert decoded == [line + "<|im_end|>" for line in character_lines(record)]
+
+
+def test_rendering_with_the_compiled_template_equals_apply_chat_template(omni_processor, tiny_vl):
+    # The encoder renders with the processor's compiled template directly once its first
+    # rendering agreed with apply_chat_template's; every rendering must still agree.
+    from transformers import AutoProcessor
+
+    cases = [(omni_processor, frozenset({"image", "audio"}), None)]
+    other = omni_processor.chat_template.replace("<|im_start|>", "<|im_start|> ")
+    cases.append((omni_processor, frozenset({"image", "audio"}), other))
+    cases.append((AutoProcessor.from_pretrained(tiny_vl), frozenset({"image"}), None))
+    records = [chinese_record(), make_record(6, "train", images=2, audios=1, turns=4)]
+    for processor, keep, template in cases:
+        encoder = ConversationEncoder(
+            processor, multimodal=True, max_length=1024, chat_template=template
+        )
+        for record in records:
+            turns = ChatFormatter(SYSTEM, keep=keep).format(record).turns
+            for cut, prompt in ((len(turns), False), (1, True), (len(turns) - 1, True)):
+                messages = [{"role": t.role, "content": t.parts()} for t in turns[:cut]]
+                expected = processor.apply_chat_template(
+                    messages, chat_template=template, tokenize=False, add_generation_prompt=prompt
+                )
+                assert encoder.render(turns[:cut], add_generation_prompt=prompt) == expected
+        assert encoder._direct is True

@@ -152,6 +152,25 @@ def test_counting_piece_by_piece_between_added_tokens_equals_tokenizing_whole_te
     assert tiny_counter.count_many(records) == [tiny_counter.count(r) for r in records]
 
 
+def test_a_byte_level_tokenizer_without_merges_counts_bytes_as_tokenizing_would(tiny_counter):
+    # The built model's ledger tokenizer has no merges: a piece is one token per UTF-8 byte,
+    # counted without tokenizing; one with merges is tokenized piece by piece.
+    from trainers.tiny import train_tokenizer
+    from trainers.token_ledger import SegmentTokenCounter
+
+    texts = [
+        "<|im_start|>user\nplain words, 你好 🙂 é<|im_end|>\n<|im_start|>assistant\n",
+        "  leading spaces\n\n<|IMAGE|><|AUDIO|>tail\t",
+        "",
+    ]
+    assert tiny_counter.text.bytewise
+    assert tiny_counter.text.counts(texts) == _whole_counts(tiny_counter.encoder.tokenizer, texts)
+    merged = train_tokenizer(["plain words here, plain words"] * 20, vocab_size=300)
+    counter = SegmentTokenCounter(merged)
+    assert counter.splitter is not None and not counter.bytewise
+    assert counter.counts(texts) == _whole_counts(merged, texts)
+
+
 def test_a_tokenizer_that_strips_around_its_added_tokens_is_counted_whole():
     from tokenizers import AddedToken
 
