@@ -20,6 +20,7 @@ from augmenters.image import (
     image_format,
     mentions_sides,
     swap_sides,
+    variant_image_format,
     variant_image_path,
 )
 from augmenters.protect import PLACEHOLDERS, protected_terms, protection_pattern
@@ -27,6 +28,7 @@ from augmenters.randomness import global_random_scope, record_generator
 from augmenters.registry import build_ops
 from augmenters.stats import AugmentStats
 from pipeline.record.ids import canonical_json, record_seed, variant_id
+from pipeline.record.media import AudioInfo, ImageInfo
 from pipeline.record.schema import IMAGE_PLACEHOLDER
 
 
@@ -131,21 +133,31 @@ class _VariantBuilder:
             self.changed_audios.add(k)
         self.record_op(op, params)
 
-    def changed_media(self) -> None:
-        """Encode the media an op changed back into the variant (originals stay byte-identical)."""
+    def changed_media(self, encoded: dict[int, ImageInfo | AudioInfo] | None = None) -> None:
+        """Encode the media an op changed back into the variant (originals stay byte-identical);
+        into `encoded`, what each new item holds, by the id of its bytes object."""
         for k in sorted(self.changed_images):
-            original = self.state.images[k]
+            original, pixels = self.state.images[k], self.images[k]
             fmt = image_format(original["bytes"])
+            data = encode_image(pixels, fmt)
             self.state.images[k] = {
-                "bytes": encode_image(self.images[k], fmt),
+                "bytes": data,
                 "path": variant_image_path(original.get("path"), fmt),
             }
+            if encoded is not None:
+                height, width = pixels.shape[:2]
+                encoded[id(data)] = ImageInfo(variant_image_format(fmt).upper(), width, height)
         for k in sorted(self.changed_audios):
-            original = self.state.audios[k]
+            original, clip = self.state.audios[k], self.audios[k]
+            data = encode_flac(clip)
             self.state.audios[k] = {
-                "bytes": encode_flac(self.audios[k]),
+                "bytes": data,
                 "path": variant_audio_path(original.get("path")),
             }
+            if encoded is not None:
+                samples = clip.samples
+                channels = 1 if samples.ndim == 1 else samples.shape[0]
+                encoded[id(data)] = AudioInfo("FLAC", clip.sample_rate, channels, samples.shape[-1])
         self.images.clear()
         self.audios.clear()
         self.changed_images.clear()
@@ -307,11 +319,17 @@ class RecordAugmenter:
         return record_generator(record_seed(self.seed, record_id, copy, modality))
 
     def variants(
-        self, record: dict[str, Any], decoded: dict[tuple[str, int], Any] | None = None
+        self,
+        record: dict[str, Any],
+        decoded: dict[tuple[str, int], Any] | None = None,
+        encoded: dict[int, ImageInfo | AudioInfo] | None = None,
     ) -> tuple[list[dict[str, Any]], AugmentStats]:
         """Return (variants, stats) for one canonical record; variants in which no op applied
         are counted, not returned. `decoded` may hold the record's media already decoded
-        (validation's pixels, keyed ("image", id(bytes))); they are never written into."""
+        (validation's pixels, keyed ("image", id(bytes))); they are never written into.
+        `encoded`, when given, receives the size or length of every media item the variants'
+        encoders wrote, keyed by the id of its bytes (validation holds them to the limits
+        from that, instead of parsing what was just written)."""
         stats = AugmentStats()
         out: list[dict[str, Any]] = []
         if not self.active:
@@ -323,7 +341,7 @@ class RecordAugmenter:
                 if not builder.log:
                     stats.empty_variants += 1
                     continue
-                builder.changed_media()
+                builder.changed_media(encoded)
                 out.append(self._assemble(record, copy, builder))
                 stats.variants += 1
         return out, stats

@@ -31,7 +31,8 @@ class AugmentStage:
     name = "augment"
 
     def __init__(self, augmenter: Any | None, limits: MediaLimits | None = None):
-        # `augmenter` has .variants(record) -> (variants, stats); None when copies is 0.
+        # `augmenter` has .variants(record, decoded, encoded) -> (variants, stats), as
+        # `augmenters.RecordAugmenter`; None when copies is 0.
         self.augmenter = augmenter
         # Variants are held to the originals' limits and invariants, checked after
         # augmentation: an op can change a clip's length (SpeedPerturb 0.9 makes 587 s into
@@ -79,23 +80,22 @@ class AugmentStage:
         A valid original is never lost to an op that fails on it: its variants are skipped
         and counted (`failed_variants`), and its neighbours carry on.
         """
+        # What the variants' encoders wrote, by the id of its bytes: held to the limits as is.
+        encoded: dict[int, Any] = {}
         try:
-            if pixels:
-                # The augmenter finds a decoded image by the identity of its bytes object.
-                decoded = {
-                    ("image", id(record["images"][i]["bytes"])): p for i, p in pixels.items()
-                }
-                produced, stats = self.augmenter.variants(record, decoded)
-            else:
-                produced, stats = self.augmenter.variants(record)
+            # The augmenter finds a decoded image by the identity of its bytes object.
+            decoded = {
+                ("image", id(record["images"][i]["bytes"])): p for i, p in (pixels or {}).items()
+            }
+            produced, stats = self.augmenter.variants(record, decoded, encoded)
             checked = self._checked_variants(record, produced)
         except Exception as exc:
             log.warning("augment: no variants of %s: %s: %s", record["id"], type(exc).__name__, exc)
             return [], AugmentStats(failed_variants=1)
-        return self._within_limits(checked, stats), stats
+        return self._within_limits(checked, stats, encoded), stats
 
     def _within_limits(
-        self, variants: list[dict[str, Any]], stats: AugmentStats
+        self, variants: list[dict[str, Any]], stats: AugmentStats, encoded: dict[int, Any]
     ) -> list[dict[str, Any]]:
         """Return the variants that hold every invariant and limit; a variant that fails is
         dropped and counted (`dropped_variants`), its original and siblings stay."""
@@ -104,9 +104,11 @@ class AugmentStage:
         kept = []
         for variant in variants:
             # Its media are the original's validated bytes or what our encoders just wrote
-            # from pixels and samples: their headers carry the limits, decoding them again
-            # proves nothing new (it cost ~20% of the pass: a FLAC decode per variant clip).
-            entry = self.check.rejection(variant, headers_only=True)
+            # from pixels and samples: decoding them again proves nothing new (it cost ~20%
+            # of the pass: a FLAC decode per variant clip), and what was written is held to
+            # the limits from the arrays it was written from (parsing its header cost ~1 ms
+            # a record).
+            entry = self.check.rejection(variant, headers_only=True, known=encoded)
             if entry is None:
                 kept.append(variant)
                 continue

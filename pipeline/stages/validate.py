@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import pyarrow as pa
 
 from pipeline.recipe import MediaLimits
-from pipeline.record.media import decode_checked_image, probe_audio, probe_image
+from pipeline.record.media import (
+    AudioInfo,
+    ImageInfo,
+    check_audio_length,
+    check_image_size,
+    decode_checked_image,
+    probe_audio,
+    probe_image,
+)
 from pipeline.record.rejection import QuarantineEntry, RecordRejected, quarantine_entry
 from pipeline.record.schema import (
     AUDIO_PLACEHOLDER,
@@ -26,6 +35,7 @@ def validate_record(
     limits: MediaLimits,
     decoded: dict[int, Any] | None = None,
     headers_only: bool = False,
+    known: Mapping[int, ImageInfo | AudioInfo] | None = None,
 ) -> None:
     """Return None if the record holds every invariant; else raise RecordRejected with the reason.
 
@@ -33,7 +43,9 @@ def validate_record(
     the decode that proves an image is the one its augmentation uses. Without it a cheaper
     probe proves it. `headers_only` holds the media to their limits from their headers
     without decoding their payloads: for an augmented variant, whose media are its
-    validated original's bytes or what our own encoders just wrote.
+    validated original's bytes or what our own encoders just wrote. `known` holds, by the
+    id of a media item's bytes object, what its encoder wrote (its size or length): such
+    an item is held to the limits from that, without parsing its header again.
 
     Checks, in order: well-typed messages, known roles, at least one message, system turns only
     before the dialogue, at least one assistant turn, no empty assistant turn, references (if any) a list of
@@ -69,9 +81,13 @@ def validate_record(
                 f"{found} {placeholder} placeholder(s) but {len(media)} {what}",
             )
     # Decoding is the expensive part, so it runs last, once the cheap invariants hold.
+    known = known or {}
     for i, item in enumerate(images):
         try:
-            if decoded is None:
+            info = known.get(id(item["bytes"]))
+            if isinstance(info, ImageInfo):
+                check_image_size(info.width, info.height, limits.max_image_pixels)
+            elif decoded is None:
                 probe_image(item["bytes"], limits.max_image_pixels, payload=not headers_only)
             else:
                 pixels = decode_checked_image(item["bytes"], limits.max_image_pixels)
@@ -80,7 +96,11 @@ def validate_record(
             raise RecordRejected(exc.reason, f"images[{i}] {_label(item)}: {exc.message}") from None
     for i, item in enumerate(audios):
         try:
-            probe_audio(item["bytes"], limits.max_audio_seconds, payload=not headers_only)
+            info = known.get(id(item["bytes"]))
+            if isinstance(info, AudioInfo):
+                check_audio_length(info, limits.max_audio_seconds)
+            else:
+                probe_audio(item["bytes"], limits.max_audio_seconds, payload=not headers_only)
         except RecordRejected as exc:
             raise RecordRejected(exc.reason, f"audios[{i}] {_label(item)}: {exc.message}") from None
 
@@ -156,11 +176,12 @@ class ValidateStage:
         record: dict[str, Any],
         decoded: dict[int, Any] | None = None,
         headers_only: bool = False,
+        known: Mapping[int, ImageInfo | AudioInfo] | None = None,
     ) -> QuarantineEntry | None:
         """Return None for a valid record, else its quarantine entry (never raises);
-        `decoded` and `headers_only` as in `validate_record`."""
+        `decoded`, `headers_only` and `known` as in `validate_record`."""
         try:
-            validate_record(record, self.limits, decoded, headers_only)
+            validate_record(record, self.limits, decoded, headers_only, known)
         except RecordRejected as exc:
             return quarantine_entry(self.name, record, exc.reason, exc.message)
         except Exception as exc:  # a bug or a library error on one record: quarantine it

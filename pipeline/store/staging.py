@@ -36,7 +36,15 @@ def read_part(path: str, fs: Any | None = None) -> pa.Table:
 
 
 def _list_bytes_per_row(column: pa.ChunkedArray, child: str, measure) -> np.ndarray:
-    array = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    if column.num_chunks != 1:
+        # Chunk by chunk: combining them would copy every media byte (a record pass batch is
+        # its originals' chunk and its variants' chunk).
+        parts = [_list_bytes_of(chunk, child, measure) for chunk in column.chunks]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+    return _list_bytes_of(column.chunk(0), child, measure)
+
+
+def _list_bytes_of(array: pa.Array, child: str, measure) -> np.ndarray:
     n = len(array)
     values = array.flatten()
     if len(values) == 0:

@@ -18,7 +18,7 @@ class _HostileAugmenter:
     """One variant per record: for id-0001 a variant whose speaker names are numbers (an op
     bug that Arrow cannot store), for id-0002 an op that raises; the others are fine."""
 
-    def variants(self, record: dict[str, Any], decoded: Any = None):
+    def variants(self, record: dict[str, Any], decoded: Any = None, encoded: Any = None):
         if record["id"] == "id-0002":
             raise RuntimeError("op exploded")
         variant = {

@@ -19,7 +19,7 @@ from pipeline.stages.split import SplitStage, split_counts
 from pipeline.stages.validate import ValidateStage
 from pipeline.store.fs import LocalFS
 from pipeline.store.staging import PartWriter
-from tests.fixtures.media import image_bytes
+from tests.fixtures.media import audio_bytes, image_bytes
 from tests.pipeline.execution.datajob_corpus import work_record, work_table
 
 
@@ -151,7 +151,9 @@ def test_split_by_character_holds_out_whole_characters() -> None:
 class _FakeAugmenter:
     """Two variants per record; raises on records whose id ends in 'boom'."""
 
-    def variants(self, record: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    def variants(
+        self, record: dict[str, Any], decoded: Any = None, encoded: Any = None
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         if record["id"].endswith("boom"):
             raise RuntimeError("op exploded")
         out = []
@@ -186,6 +188,37 @@ def test_augment_adds_variants_to_train_only_and_a_failing_augmenter_keeps_the_o
     assert result.rejects == [] and result.stats == {"variants": 2}
     assert result.detail.variants == 2 and result.detail.failed_variants == 1
     assert ctx.facts[("id-0000", "augment")].variants == 2
+
+
+@pytest.mark.parametrize(("limit", "kept"), [(1.05, 0), (1.2, 1)])
+def test_a_variant_is_held_to_the_limits_by_what_its_encoder_wrote(limit: float, kept: int) -> None:
+    from augmenters import RecordAugmenter
+    from augmenters.config import AugmentConfig
+
+    # A 1.0 s clip; SpeedPerturb 0.9 writes a 1.11 s one.
+    clip = {"bytes": audio_bytes("WAV", 1.0, 8000), "path": "a.wav"}
+    record = work_record(
+        0,
+        split="train",
+        images=[],
+        audios=[clip],
+        messages=[
+            {"role": "user", "name": None, "content": "<audio> listen"},
+            {"role": "assistant", "name": None, "content": "I hear it"},
+        ],
+    )
+    augment = AugmentConfig(copies=1, audio=[{"op": "SpeedPerturb", "factors": [0.9]}])
+    stage = AugmentStage(RecordAugmenter(augment, 3, "h"), MediaLimits(max_audio_seconds=limit))
+    encoded: dict[int, Any] = {}
+    variants, _ = stage.augmenter.variants(record, None, encoded)
+    [info] = encoded.values()
+    assert (info.format, info.samplerate, info.frames) == ("FLAC", 8000, 8889)
+    assert id(variants[0]["audios"][0]["bytes"]) in encoded
+
+    result = stage.process(work_table([record]), BatchContext())
+
+    assert result.table.num_rows == 1 + kept
+    assert result.detail.dropped_variants == 1 - kept
 
 
 def test_the_record_pass_writes_its_part_and_quarantine_and_counts_each_stage_in_run_order(

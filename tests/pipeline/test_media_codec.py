@@ -1,0 +1,114 @@
+"""The one image codec: OpenCV decodes plain JPEGs, and gives exactly Pillow's pixels."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pipeline.record.media import (
+    _as_viewed,
+    _plain_jpeg_pixels,
+    decode_checked_image,
+    decode_image,
+)
+from pipeline.record.rejection import RecordRejected
+from tests.fixtures.media import truncated
+
+
+def _picture(width: int = 37, height: int = 23) -> Image.Image:
+    rng = np.random.default_rng(7)
+    small = rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)
+    smooth = np.asarray(Image.fromarray(small).resize((width, height), Image.BICUBIC))
+    noise = rng.integers(-20, 21, (height, width, 3))
+    return Image.fromarray(np.clip(smooth + noise, 0, 255).astype(np.uint8))
+
+
+def _jpeg(**options) -> bytes:
+    buf = io.BytesIO()
+    _picture().save(buf, "JPEG", **options)
+    return buf.getvalue()
+
+
+def _cv2_jpeg(sampling: str, progressive: bool) -> bytes:
+    import cv2
+
+    factor = getattr(cv2, f"IMWRITE_JPEG_SAMPLING_FACTOR_{sampling}")
+    bgr = np.ascontiguousarray(np.asarray(_picture())[:, :, ::-1])
+    ok, buf = cv2.imencode(
+        ".jpg",
+        bgr,
+        [
+            cv2.IMWRITE_JPEG_QUALITY, 90,
+            cv2.IMWRITE_JPEG_SAMPLING_FACTOR, factor,
+            cv2.IMWRITE_JPEG_RST_INTERVAL, 2,
+            cv2.IMWRITE_JPEG_PROGRESSIVE, int(progressive),
+        ],
+    )  # fmt: skip
+    assert ok
+    return buf.tobytes()
+
+
+# quality, chroma subsampling (4:4:4, 4:2:2, 4:2:0), progressive
+PLAIN_JPEGS = {
+    f"pillow-q{q}-sub{sub}{'-progressive' if prog else ''}": (q, sub, prog)
+    for q in (50, 95)
+    for sub in (0, 1, 2)
+    for prog in (False, True)
+}
+
+
+@pytest.mark.parametrize("name", sorted(PLAIN_JPEGS))
+def test_opencv_decodes_a_pillow_jpeg_to_exactly_pillows_pixels(name: str) -> None:
+    quality, subsampling, progressive = PLAIN_JPEGS[name]
+    data = _jpeg(quality=quality, subsampling=subsampling, progressive=progressive)
+    fast = _plain_jpeg_pixels(data, Image.open(io.BytesIO(data)))
+    assert fast is not None, "a plain JPEG takes the OpenCV path"
+    pillow = np.asarray(_as_viewed(Image.open(io.BytesIO(data)), keep_alpha=True))
+    assert fast.shape == pillow.shape and np.array_equal(fast, pillow)
+
+
+@pytest.mark.parametrize("sampling", ["411", "440", "422", "444"])
+@pytest.mark.parametrize("progressive", [False, True])
+def test_opencv_decodes_restart_marked_jpegs_to_exactly_pillows_pixels(
+    sampling: str, progressive: bool
+) -> None:
+    data = _cv2_jpeg(sampling, progressive)
+    fast = _plain_jpeg_pixels(data, Image.open(io.BytesIO(data)))
+    assert fast is not None
+    assert np.array_equal(fast, np.asarray(_as_viewed(Image.open(io.BytesIO(data)), True)))
+
+
+def test_a_jpeg_with_an_exif_rotation_is_decoded_by_pillow_and_turned_upright() -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to view
+    buf = io.BytesIO()
+    _picture(37, 23).save(buf, "JPEG", exif=exif)
+    data = buf.getvalue()
+    assert _plain_jpeg_pixels(data, Image.open(io.BytesIO(data))) is None
+    assert decode_image(data).shape == (37, 23, 3)
+    assert decode_checked_image(data, 10_000).shape == (37, 23, 3)
+
+
+def test_a_grayscale_jpeg_is_left_to_pillow_and_comes_out_rgb() -> None:
+    buf = io.BytesIO()
+    _picture().convert("L").save(buf, "JPEG")
+    data = buf.getvalue()
+    assert _plain_jpeg_pixels(data, Image.open(io.BytesIO(data))) is None
+    assert decode_image(data).shape == (23, 37, 3)
+
+
+def test_a_truncated_jpeg_is_still_refused_by_the_checked_decode() -> None:
+    data = truncated(_jpeg(quality=95), 0.6)
+    assert _plain_jpeg_pixels(data, Image.open(io.BytesIO(data))) is None
+    with pytest.raises(RecordRejected) as caught:
+        decode_checked_image(data, 10_000)
+    assert caught.value.reason == "corrupt_image"
+
+
+def test_checked_pixels_are_read_only_and_decoded_pixels_writable() -> None:
+    data = _jpeg(quality=90)
+    assert not decode_checked_image(data, 10_000).flags.writeable
+    assert decode_image(data).flags.writeable
