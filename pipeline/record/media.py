@@ -531,7 +531,7 @@ def _plain_jpeg_pixels(data: bytes, im):
     by OpenCV, else None (`im`: the opened, not yet loaded PIL image of `data`).
 
     OpenCV's libjpeg-turbo gives the same pixels as Pillow's (both decode with the integer
-    IDCT and fancy upsampling; tests/pipeline/record/test_media_decode.py holds them to it)
+    IDCT and fancy upsampling; tests/pipeline/test_media_codec.py holds them to it)
     in ~60% of Pillow's time, which adds an RGBX unpacking pass and a copy. Anything else,
     a file that does not end in its EOI marker (truncated: OpenCV would fill it in grey
     where Pillow refuses it) included, goes to Pillow.
