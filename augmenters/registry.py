@@ -33,9 +33,12 @@ def _image_op(name: str) -> Any:
 
 def _audio_op(name: str) -> Any:
     from augmenters.audio import AudiomentationsOp, SpeedPerturb, transform_class
+    from augmenters.waveform import WAVEFORM_OPS
 
     if name == "SpeedPerturb":
         return SpeedPerturb
+    if name in WAVEFORM_OPS:  # ported: audiomentations is imported only for the others
+        return WAVEFORM_OPS[name]
     return AudiomentationsOp if transform_class(name) is not None else None
 
 
