@@ -13,7 +13,7 @@ still runs through `audio.AudiomentationsOp`.
 from __future__ import annotations
 
 import random
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -71,6 +71,16 @@ def _check_shape(samples: np.ndarray) -> None:
         )
 
 
+P = TypeVar("P", bound=OpParams)
+
+
+def _in_order(params: P, low: str, high: str) -> P:
+    """Return `params` when its `low` bound is not above its `high` one (the libraries' check)."""
+    if getattr(params, low) > getattr(params, high):
+        raise OpConfigError(f"{low} cannot be greater than {high}", key=low)
+    return params
+
+
 class Gain(PortedWaveformOp):
     """Multiply the clip by a gain drawn uniformly in decibels (audiomentations' `Gain`)."""
 
@@ -81,11 +91,7 @@ class Gain(PortedWaveformOp):
 
         @model_validator(mode="after")
         def _ordered(self) -> Gain.Params:
-            if self.min_gain_db > self.max_gain_db:
-                raise OpConfigError(
-                    "min_gain_db cannot be greater than max_gain_db", key="min_gain_db"
-                )
-            return self
+            return _in_order(self, "min_gain_db", "max_gain_db")
 
     params: Params
 
@@ -109,11 +115,7 @@ class AddGaussianNoise(PortedWaveformOp):
 
         @model_validator(mode="after")
         def _ordered(self) -> AddGaussianNoise.Params:
-            if self.min_amplitude > self.max_amplitude:
-                raise OpConfigError(
-                    "min_amplitude cannot be greater than max_amplitude", key="min_amplitude"
-                )
-            return self
+            return _in_order(self, "min_amplitude", "max_amplitude")
 
     params: Params
 
