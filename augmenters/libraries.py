@@ -1,8 +1,9 @@
 """The op libraries, imported without the optional extras none of our ops reach.
 
-nlpaug and albumentations each import torch when it is installed, and nlpaug also
-librosa and matplotlib, all behind `try: import ... except ImportError`: nlpaug for its
-model augmenters' sampling helpers and an audio plot, albumentations for `ToTensorV2`.
+nlpaug and albumentations each import torch when it is installed, nlpaug also librosa
+and matplotlib, albumentations also huggingface_hub, all behind `try: import ... except
+ImportError`: nlpaug for its model augmenters' sampling helpers and an audio plot,
+albumentations for `ToTensorV2` and for sharing pipelines on the Hub.
 Our ops use nlpaug's character augmenters and albumentations' image transforms only, so
 those imports buy nothing, and torch alone costs seconds in every fresh process (a
 worker, or a rerun with a few misses: docs/ARCHITECTURE.md, "Execution settings").
@@ -25,7 +26,7 @@ from types import ModuleType
 # The extras each library imports only for code our ops never run.
 OPTIONAL_EXTRAS: dict[str, tuple[str, ...]] = {
     "nlpaug": ("torch", "librosa", "matplotlib"),
-    "albumentations": ("torch",),
+    "albumentations": ("torch", "huggingface_hub"),
 }
 
 # Another thread importing an extra while it is marked absent would get an ImportError.
