@@ -9,7 +9,6 @@ the transform's `__call__` does, minus its bookkeeping. The recorded params hold
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import re
 import warnings
@@ -18,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from augmenters.base import Op, OpConfigError, library_args, plain
+from augmenters.libraries import import_op_library
 from augmenters.randomness import SeededStreams, draw_seed
 from pipeline.record.media import (  # noqa: F401 - decode/encode/image_format re-exported
     IMAGE_EXTENSIONS,
@@ -32,8 +32,8 @@ _CONFIG_PARAMS = {"shape", "interpolation", "fill", "fill_mask", "mask_interpola
 
 
 def _albumentations() -> Any:
-    # Imported on first use: albumentations imports torch (~4 s per fresh process).
-    return importlib.import_module("albumentations")
+    # Imported on first use, without torch (libraries.py): with it, ~4 s per fresh process.
+    return import_op_library("albumentations")
 
 
 def transform_class(name: str) -> type | None:

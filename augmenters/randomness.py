@@ -74,9 +74,20 @@ _GLOBAL_LOCK = threading.RLock()
 _scope = threading.local()
 
 
+def _legacy_numpy_seed(seed: int) -> int:
+    return (seed ^ (seed >> 32)) & 0xFFFFFFFF
+
+
 def _seed_globals(seed: int) -> None:
     random.seed(seed)
-    np.random.seed((seed ^ (seed >> 32)) & 0xFFFFFFFF)
+    np.random.seed(_legacy_numpy_seed(seed))
+
+
+def seeded_global_streams(seed: int) -> tuple[random.Random, np.random.RandomState]:
+    """Return a `random.Random` and a legacy `RandomState` in the states `seeded_globals(seed)`
+    gives `random` and `numpy.random`: code ported from a library that draws from them
+    draws the same numbers, without the global lock."""
+    return random.Random(seed), np.random.RandomState(_legacy_numpy_seed(seed))
 
 
 @contextlib.contextmanager

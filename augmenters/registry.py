@@ -5,8 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+# Light (numpy and pydantic, which the ops need anyway): the libraries are imported per op.
+from augmenters.audio import AudiomentationsOp, SpeedPerturb
+from augmenters.audio import transform_class as audio_transform_class
 from augmenters.base import Op, OpConfigError
 from augmenters.config import AugmentConfig
+from augmenters.waveform import WAVEFORM_OPS
 from pipeline.record.config import RecipeError
 
 MODALITIES = ("dialogue", "text", "image", "audio")
@@ -32,11 +36,11 @@ def _image_op(name: str) -> Any:
 
 
 def _audio_op(name: str) -> Any:
-    from augmenters.audio import AudiomentationsOp, SpeedPerturb, transform_class
-
     if name == "SpeedPerturb":
         return SpeedPerturb
-    return AudiomentationsOp if transform_class(name) is not None else None
+    if name in WAVEFORM_OPS:  # ported: audiomentations is imported only for the others
+        return WAVEFORM_OPS[name]
+    return AudiomentationsOp if audio_transform_class(name) is not None else None
 
 
 # Named tables for dialogue and text; any class of the image/audio library is an op.

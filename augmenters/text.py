@@ -7,7 +7,6 @@ the rewritten text itself: replaying it needs no library and no model.
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
 import inspect
 import math
@@ -20,6 +19,7 @@ from pydantic import AfterValidator, BeforeValidator, Field
 
 from augmenters.base import SKIPPED, OpConfigError, ParamsOp, parse_params
 from augmenters.config import NonNegativeInt, OpParams, Probability
+from augmenters.libraries import import_op_library
 from augmenters.protect import PLACEHOLDERS, has_letters, is_latin_script, segment_text
 from augmenters.randomness import draw_seed, seeded_globals
 from pipeline.record.schema import ROLES
@@ -116,8 +116,8 @@ class NlpaugOp(TextOp):
 
     @classmethod
     def library_class(cls, name: str) -> type:
-        """Return the nlpaug class implementing `name` (the first import of nlpaug.augmenter.char takes ~3 s)."""
-        return getattr(importlib.import_module(cls.MODULES[name]), name)
+        """Return the nlpaug class implementing `name` (imported without torch: libraries.py)."""
+        return getattr(import_op_library(cls.MODULES[name]), name)
 
     @classmethod
     def from_spec(cls, name: str, step: int, args: dict[str, Any]) -> NlpaugOp:
