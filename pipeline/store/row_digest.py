@@ -73,8 +73,9 @@ def row_digests_path(shard_path: str) -> str:
 
 
 def write_row_digests(folder: str, shard_path: str, rows: pa.Table, fs: Any) -> tuple[str, str]:
-    """Write the sidecar of shard `shard_path` (relative to `folder`), durable when this
-    returns; return its relative path and sha256."""
+    """Write the sidecar of shard `shard_path` (relative to `folder`), not yet fsynced (the
+    commit's `fs.sync_tree` makes it durable with the shards); return its relative path
+    and sha256."""
     import pyarrow.parquet as pq
 
     relative = row_digests_path(shard_path)
@@ -86,8 +87,6 @@ def write_row_digests(folder: str, shard_path: str, rows: pa.Table, fs: Any) -> 
         pq.write_table(rows, raw, compression="none", use_dictionary=False)
     finally:
         raw.close()
-    fs.fsync_file(path)
-    fs.fsync_dir(os.path.dirname(path))
     return relative, fs.sha256(path)
 
 
