@@ -28,7 +28,6 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-
 # Threads of `LocalFS.sync_tree`: enough to keep a disk's queue fed with fsyncs.
 SYNC_THREADS = 8
 

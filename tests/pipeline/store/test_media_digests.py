@@ -56,7 +56,11 @@ def test_media_digests_from_buffers_equal_those_of_each_items_bytes() -> None:
 
 def test_row_digests_hash_media_items_by_path_and_the_sha256_of_their_bytes() -> None:
     table = pa.table(
-        {"id": [str(i) for i in range(len(ROWS))], "images": _column(0)[:6], "audios": _column(1)[:6]}
+        {
+            "id": [str(i) for i in range(len(ROWS))],
+            "images": _column(0)[:6],
+            "audios": _column(1)[:6],
+        }
     )
     expected = []
     for row in table.to_pylist():
