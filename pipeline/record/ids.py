@@ -70,12 +70,15 @@ def media_digests(column: pa.ChunkedArray) -> list[list[str]]:
 
     The items are hashed straight from the binary child's offsets and data buffers
     (zero-copy memoryview slices): no scalar or bytes object per item."""
-    array = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
-    # List offsets index the list's values; `field` applies the struct's own offset.
-    offsets = array.offsets.to_numpy(zero_copy_only=False)
-    binary = array.values.field("bytes")
-    digests = [hashlib.sha256(item).hexdigest() for item in _binary_items(binary)]
-    return [digests[offsets[row] : offsets[row + 1]] for row in range(len(array))]
+    rows: list[list[str]] = []
+    # Chunk by chunk: combining them would copy every media byte once more.
+    for array in column.chunks:
+        # List offsets index the list's values; `field` applies the struct's own offset.
+        offsets = array.offsets.to_numpy(zero_copy_only=False).tolist()
+        binary = array.values.field("bytes")
+        digests = [hashlib.sha256(item).hexdigest() for item in _binary_items(binary)]
+        rows.extend(digests[a:b] for a, b in zip(offsets[:-1], offsets[1:], strict=True))
+    return rows
 
 
 def _binary_items(binary: pa.Array) -> list[memoryview]:

@@ -35,10 +35,13 @@ ROW_DIGEST_SCHEMA = pa.schema([("id", pa.string()), ("row_sha256", pa.string())]
 def _media_items(column: pa.ChunkedArray) -> list[list[dict[str, Any]]]:
     """Return, per row of a media list column, its items as {"path", "sha256"}."""
     digests = media_digests(column)
-    array = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
-    paths = pa.ListArray.from_arrays(
-        array.offsets, pc.struct_field(array.values, "path")
-    ).to_pylist()
+    paths = [
+        path
+        for array in column.chunks  # combining the chunks would copy the media bytes
+        for path in pa.ListArray.from_arrays(
+            array.offsets, pc.struct_field(array.values, "path")
+        ).to_pylist()
+    ]
     return [
         [{"path": p, "sha256": d} for p, d in zip(row_paths or [], row_digests, strict=True)]
         for row_paths, row_digests in zip(paths, digests, strict=True)
