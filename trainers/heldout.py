@@ -4,20 +4,26 @@ The retrain job compares the new model with the promoted one (or the untrained b
 new version's test split. The new model's own eval.json was computed there by training; any
 other model is evaluated here, and the result is kept in its folder under
 `evals/<test split hash>-<protocol key>.json`, so a second comparison on the same rows
-reuses it. Model files are read and written through the store's filesystem; on an object
+reuses it. The test split's hash is over its rows (`held_out_set`: the sorted (id, row
+digest) pairs of the version's row-digest sidecars), so the same rows cut into other shards
+are the same eval set. Model files are read and written through the store's filesystem; on an object
 store a model's weights are downloaded to a local folder first (trainers.mirror).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from pipeline.store.manifest import Manifest
+import pyarrow as pa
+
+from pipeline.store.manifest import Manifest, content_id
 from pipeline.store.read import Store, VersionNotFound
+from pipeline.store.row_digest import ROW_DIGEST_SCHEMA
 from trainers.comparison import EvalProtocol, EvalSet, Scored
 from trainers.config import TrainConfig
 from trainers.mirror import ModelMirror
@@ -106,6 +112,41 @@ def evaluate_loaded(
     return evaluator.run()
 
 
+class HeldOutRowsUnreadable(RuntimeError):
+    """A version's row-digest sidecar does not match its manifest (run `roleforge verify`)."""
+
+
+def held_out_set(store: Store, manifest: Manifest, split: str = "test") -> EvalSet:
+    """Return the eval set of `split` of a committed version, its identity a digest over the
+    schema and the split's (id, row digest) pairs sorted by id: the layout (shard size, shard
+    count, reused shards) does not change it, a changed row does.
+
+    The pairs are read from the version's sidecars (checked against the manifest's sha256
+    of each), never recomputed from the media. A version without sidecars (manifest format
+    1) keeps the identity over its shard files' hashes (`EvalSet.of`): its rows' digests are
+    nowhere to read, and an identity can only tell fewer sets apart, never call two
+    different sets the same."""
+    files = EvalSet.of(manifest, split)
+    shards = [s for s in manifest.shards if s.split == split]
+    if any(s.row_digests is None for s in shards):
+        return files
+    import pyarrow.parquet as pq
+
+    folder = store.version_dir(manifest.number)
+    tables = []
+    for shard in shards:
+        path = os.path.join(folder, shard.row_digests)
+        data = store.fs.read_bytes(path)
+        if hashlib.sha256(data).hexdigest() != shard.row_digests_sha256:
+            raise HeldOutRowsUnreadable(
+                f"{store.fs.uri(path)}: row digests of {manifest.name}@v{manifest.number} "
+                "do not match its manifest; run `roleforge verify`"
+            )
+        table = pq.read_table(pa.BufferReader(data))
+        tables.append(table.select(ROW_DIGEST_SCHEMA.names))
+    return replace(files, sha256=content_id(manifest.schema_sha256, tables))
+
+
 def _brief(evaluation: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in evaluation.items() if k != "replies"}
 
@@ -120,7 +161,10 @@ class HeldOutScorer:
         cfg: TrainConfig,
         keep_media: list[str] | tuple[str, ...],
     ):
-        self.eval_set = EvalSet.of(manifest, "test")
+        self.eval_set = held_out_set(store, manifest, "test")
+        # The identity evaluations cached before it was taken over rows: over these very
+        # shard files, so a cache under it holds an evaluation on these rows.
+        self.file_eval_set = EvalSet.of(manifest, "test")
         self.protocol = EvalProtocol.of(cfg, keep_media)
         self.shards = store.shard_paths(manifest, "test")
         self.store = store
@@ -133,15 +177,15 @@ class HeldOutScorer:
             trained_on = self.store.manifest(int(entry.dataset["version"]))
         except VersionNotFound:
             return False
-        same = EvalSet.of(trained_on, "test")
+        same = held_out_set(self.store, trained_on, "test")
         return (
             same.sha256 == self.eval_set.sha256
             and trained_on.content_id == entry.dataset["content_id"]
         )
 
-    def _cache_path(self, entry: ModelEntry) -> str:
-        name = f"{self.eval_set.sha256[:16]}-{self.protocol.key()}.json"
-        return os.path.join(entry.path, EVALS_DIR, name)
+    def _cache_path(self, entry: ModelEntry, eval_set: EvalSet | None = None) -> str:
+        sha256 = (eval_set or self.eval_set).sha256
+        return os.path.join(entry.path, EVALS_DIR, f"{sha256[:16]}-{self.protocol.key()}.json")
 
     def trained(self, entry: ModelEntry) -> Scored:
         """Return the model's score from its own eval.json when training measured it on these
@@ -210,11 +254,21 @@ class HeldOutScorer:
         )
 
     def _read_cache(self, entry: ModelEntry) -> dict[str, Any] | None:
+        """Return the cached evaluation of `entry` on these rows under this protocol: one
+        cached under the rows' identity, else one cached under the older identity over
+        shard files when it names these very files."""
+        for eval_set in (self.eval_set, self.file_eval_set):
+            cached = self._cached(entry, eval_set)
+            if cached is not None:
+                return cached
+        return None
+
+    def _cached(self, entry: ModelEntry, eval_set: EvalSet) -> dict[str, Any] | None:
         try:
-            body = json.loads(self.store.fs.read_bytes(self._cache_path(entry)))
+            body = json.loads(self.store.fs.read_bytes(self._cache_path(entry, eval_set)))
         except FileNotFoundError:
             return None
-        if body.get("eval_set", {}).get("sha256") != self.eval_set.sha256:
+        if body.get("eval_set", {}).get("sha256") != eval_set.sha256:
             return None
         if "per_sample" not in body["evaluation"]:
             return None  # written before per-conversation losses were kept

@@ -472,7 +472,7 @@ class DataJob:
             shards[i] = outcome.written
             self.ledger.ran_on("write", outcome.node)
             self.progress.advance("write", outcome.written.entry.rows)
-        self.fs.fsync_dir(writer.folder)
+        # Durable at the commit, in one pass over the staged files (`fs.sync_tree`).
         written = linked + [s for s in shards if s is not None]
         counts.out = sum(s.entry.rows for s in written)
         self.progress.finish("write")

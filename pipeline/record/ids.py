@@ -8,6 +8,7 @@ import secrets
 from datetime import datetime, timezone
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 
@@ -68,17 +69,36 @@ def file_sha256(path: str, chunk_size: int = 1 << 20) -> str:
 
 
 def media_digests(column: pa.ChunkedArray) -> list[list[str]]:
-    """Return, per row of a media list column, the sha256 of each item's bytes."""
-    array = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
-    values = array.flatten().field("bytes")
-    offsets = array.offsets.to_numpy(zero_copy_only=False) - array.offsets[0].as_py()
-    digests = []
-    for row in range(len(array)):
-        items = []
-        for j in range(offsets[row], offsets[row + 1]):
-            scalar = values[int(j)]
-            # as_buffer() is a zero-copy view of the media bytes.
-            data = scalar.as_buffer() if scalar.is_valid else b""
-            items.append(hashlib.sha256(data).hexdigest())
-        digests.append(items)
-    return digests
+    """Return, per row of a media list column, the sha256 of each item's bytes (a null
+    item's bytes hash as b"").
+
+    The items are hashed straight from the binary child's offsets and data buffers
+    (zero-copy memoryview slices): no scalar or bytes object per item."""
+    rows: list[list[str]] = []
+    # Chunk by chunk: combining them would copy every media byte once more.
+    for array in column.chunks:
+        # List offsets index the list's values; `field` applies the struct's own offset.
+        offsets = array.offsets.to_numpy(zero_copy_only=False).tolist()
+        binary = array.values.field("bytes")
+        digests = [hashlib.sha256(item).hexdigest() for item in _binary_items(binary)]
+        rows.extend(digests[a:b] for a, b in zip(offsets[:-1], offsets[1:], strict=True))
+    return rows
+
+
+def _binary_items(binary: pa.Array) -> list[memoryview]:
+    """Return each value of a binary array as a zero-copy view of its data buffer (a null
+    as an empty view)."""
+    n = len(binary)
+    if n == 0:
+        return []
+    _, offsets_buffer, data_buffer = binary.buffers()
+    width = np.int64 if pa.types.is_large_binary(binary.type) else np.int32
+    ends = np.frombuffer(offsets_buffer, dtype=width)[binary.offset : binary.offset + n + 1]
+    data = memoryview(data_buffer if data_buffer is not None else b"")
+    starts, stops = ends[:-1].tolist(), ends[1:].tolist()
+    items = [data[a:b] for a, b in zip(starts, stops, strict=True)]
+    if binary.null_count:
+        empty = data[0:0]
+        valid = binary.is_valid().to_numpy(zero_copy_only=False)
+        items = [item if ok else empty for item, ok in zip(items, valid.tolist(), strict=True)]
+    return items

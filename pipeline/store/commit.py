@@ -154,9 +154,17 @@ class VersionCommitter:
         return number
 
     def commit(self, staged: str, manifest: Manifest) -> CommitResult:
-        """Publish the staged folder (shards written, fsynced, hashed) with `manifest`
+        """Publish the staged folder (shards written and hashed) with `manifest`
         (everything but version, parent_version and cards); return the committed version,
         or the latest one with `unchanged=True` when it already holds this content."""
+        # Every staged file is fsynced here, once, and not by the tasks that wrote it: the
+        # disk flushed each shard while the next was encoded, so this pass waits for
+        # little. The order keeps a crash safe: all shards, sidecars and their folder
+        # entries are durable before the folder is renamed into versions/ and before the
+        # manifest (the commit point) is created, so a manifest never survives a crash that
+        # its files did not; a crash before the manifest leaves a folder no reader trusts.
+        # On an object store a PUT is durable when it returns: nothing to do.
+        self.fs.sync_tree(staged)
         fault_point("after_staging")
         self.fs.makedirs(self.store.versions_dir)
         # Choosing N and the parent, moving the folder and creating the manifest happen

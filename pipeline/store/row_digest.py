@@ -35,10 +35,13 @@ ROW_DIGEST_SCHEMA = pa.schema([("id", pa.string()), ("row_sha256", pa.string())]
 def _media_items(column: pa.ChunkedArray) -> list[list[dict[str, Any]]]:
     """Return, per row of a media list column, its items as {"path", "sha256"}."""
     digests = media_digests(column)
-    array = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
-    paths = pa.ListArray.from_arrays(
-        array.offsets, pc.struct_field(array.values, "path")
-    ).to_pylist()
+    paths = [
+        path
+        for array in column.chunks  # combining the chunks would copy the media bytes
+        for path in pa.ListArray.from_arrays(
+            array.offsets, pc.struct_field(array.values, "path")
+        ).to_pylist()
+    ]
     return [
         [{"path": p, "sha256": d} for p, d in zip(row_paths or [], row_digests, strict=True)]
         for row_paths, row_digests in zip(paths, digests, strict=True)
@@ -73,8 +76,9 @@ def row_digests_path(shard_path: str) -> str:
 
 
 def write_row_digests(folder: str, shard_path: str, rows: pa.Table, fs: Any) -> tuple[str, str]:
-    """Write the sidecar of shard `shard_path` (relative to `folder`), durable when this
-    returns; return its relative path and sha256."""
+    """Write the sidecar of shard `shard_path` (relative to `folder`), not yet fsynced (the
+    commit's `fs.sync_tree` makes it durable with the shards); return its relative path
+    and sha256."""
     import pyarrow.parquet as pq
 
     relative = row_digests_path(shard_path)
@@ -86,8 +90,6 @@ def write_row_digests(folder: str, shard_path: str, rows: pa.Table, fs: Any) -> 
         pq.write_table(rows, raw, compression="none", use_dictionary=False)
     finally:
         raw.close()
-    fs.fsync_file(path)
-    fs.fsync_dir(os.path.dirname(path))
     return relative, fs.sha256(path)
 
 

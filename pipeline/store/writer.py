@@ -175,7 +175,7 @@ class HashingSink:
             self._raw.flush()
 
     def close(self) -> None:
-        # The caller owns the real file (it fsyncs it after the writer closes this sink).
+        # The caller owns the real file (it closes it; the commit fsyncs it).
         self.closed = True
 
     def hexdigest(self) -> str:
@@ -237,7 +237,8 @@ def _ids_and_digests(table: pa.Table) -> tuple[list[str], list[str]]:
 @dataclass(frozen=True)
 class ShardWriter:
     """Writes staged records into sorted, size-cut shards, hashed while written (the file
-    and each row), fsynced, each with its row-digest sidecar."""
+    and each row), each with its row-digest sidecar. `write_shard` leaves them to the
+    commit's one fsync pass (`fs.sync_tree`); `write` makes them durable itself."""
 
     folder: str
     fmt: str
@@ -247,19 +248,21 @@ class ShardWriter:
 
     def write(self, index: pa.Table, parts: PartSet) -> list[ShardEntry]:
         """Write every split of `index` (INDEX_SCHEMA rows pointing into `parts`) in this
-        process; return the manifest's shard entries. A split without records gets no shard."""
+        process, durable when this returns; return the manifest's shard entries. A split
+        without records gets no shard."""
         self.fs.makedirs(self.folder)
         shards = []
         for plan in plan_shards(index, self.fmt, self.shard_size):
             shards.append(self.write_shard(plan, parts).entry)
             # Memory stays bounded by one shard's rows, whatever the size of the split.
             parts.release()
-        self.fs.fsync_dir(self.folder)
+        self.fs.sync_tree(self.folder)
         return shards
 
     def write_shard(self, plan: ShardPlan, parts: PartSet) -> WrittenShard:
-        """Write one planned shard and its sidecar (durable when this returns); return its
-        manifest entry and row digests.
+        """Write one planned shard and its sidecar, not yet fsynced (the commit makes every
+        staged file durable in one pass before it publishes, `VersionCommitter.commit`);
+        return its manifest entry and row digests.
 
         The main thread gathers and encodes; one worker thread hashes (each batch's row
         digests, then the file's bytes as they are written), so the two hashing passes
@@ -277,7 +280,6 @@ class ShardWriter:
             sha256 = sink.hexdigest()
             ids = [i for f in facts for i in f.result()[0]]
             digests = [d for f in facts for d in f.result()[1]]
-        self.fs.fsync_file(path)
         rows = digest_table(ids, digests)
         sidecar, sidecar_sha256 = write_row_digests(self.folder, plan.name, rows, self.fs)
         entry = ShardEntry(
@@ -308,8 +310,8 @@ class ShardWriter:
         self, batches: Iterator[pa.Table], raw: Any, sink: HashingSink
     ) -> Iterator[pa.Table]:
         """Yield `batches`; each time the next one is asked for (the previous one is in
-        the file), start the disk writing what is there, so the shard's one fsync waits
-        for its last batch only."""
+        the file), start the disk writing what is there, so the disk flushes this shard
+        while the task goes on, and the commit's one fsync of it waits for little."""
         started = 0
         for table in batches:
             yield table

@@ -80,6 +80,49 @@ def test_commit_moves_the_staged_folder_and_creates_the_manifest_last(tmp_path: 
     assert verify_version(store, 1).ok
 
 
+class _OrderFS(LocalFS):
+    """LocalFS that notes, in order, every fsync, rename and exclusive create."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+
+    def fsync_file(self, path: str) -> None:
+        self.calls.append(("fsync", path))
+        super().fsync_file(path)
+
+    def fsync_dir(self, path: str) -> None:
+        self.calls.append(("fsync_dir", path))
+        super().fsync_dir(path)
+
+    def rename_dir(self, src: str, dst: str) -> None:
+        self.calls.append(("rename", src))
+        super().rename_dir(src, dst)
+
+    def create_exclusive(self, path: str, data: bytes) -> None:
+        self.calls.append(("create", path))
+        super().create_exclusive(path, data)
+
+
+def test_every_staged_file_and_folder_is_fsynced_once_before_the_move_and_the_manifest(
+    tmp_path: Path,
+) -> None:
+    staged, manifest = _stage(tmp_path, "r1")
+    files = sorted(str(p) for p in Path(staged).rglob("*") if p.is_file())
+    folders = {staged, os.path.join(staged, "_rows")}
+    fs = _OrderFS()
+    store = Store(str(tmp_path / "store"), "ds")
+    VersionCommitter(store, fs, write_cards=_cards).commit(staged, manifest)
+    moved = fs.calls.index(("rename", staged))
+    before = fs.calls[:moved]
+    assert sorted(p for kind, p in before if kind == "fsync") == files
+    assert {p for kind, p in before if kind == "fsync_dir"} == folders
+    # The deepest folder first: a folder's entry for a subfolder follows the subfolder.
+    assert before.index(("fsync_dir", os.path.join(staged, "_rows"))) < before.index(
+        ("fsync_dir", staged)
+    )
+    assert fs.calls.index(("create", store.manifest_path(1))) > moved
+
+
 def test_the_same_content_is_not_published_twice(tmp_path: Path) -> None:
     committer = _committer(tmp_path)
     first = committer.commit(*_stage(tmp_path, "r1"))

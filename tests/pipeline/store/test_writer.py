@@ -17,7 +17,7 @@ from pipeline.store.fs import LocalFS
 from pipeline.store.manifest import schema_sha256
 from pipeline.store.row_digest import read_row_digests, row_digests
 from pipeline.store.shards import read_shard, read_shard_batches
-from pipeline.store.writer import ShardIntegrityError, ShardWriter, plan_cuts
+from pipeline.store.writer import ShardIntegrityError, ShardWriter, plan_cuts, plan_shards
 from tests.fixtures.manifest import staged_content_id
 from tests.fixtures.media import audio_bytes
 from tests.pipeline.execution.datajob_corpus import stage_records, work_record
@@ -88,11 +88,11 @@ class _RecordingFS(LocalFS):
 
 
 @pytest.mark.parametrize("fmt", ["arrow", "parquet"])
-def test_a_shard_is_written_back_batch_by_batch_then_fsynced_once(
+def test_a_shard_is_written_back_batch_by_batch_then_fsynced_once_at_the_end(
     tmp_path: Path, fmt: str, monkeypatch
 ) -> None:
     # The disk writes each batch while the next is gathered and hashed; the one fsync per
-    # file comes last and waits only for the tail.
+    # file comes after every shard is written (`write` makes its shards durable itself).
     monkeypatch.setattr("pipeline.store.writer.BATCH_MAX_ROWS", 4)
     records = [work_record(i, split="train") for i in range(10)]
     parts, index = stage_records(tmp_path / "parts", records, 5)
@@ -104,6 +104,21 @@ def test_a_shard_is_written_back_batch_by_batch_then_fsynced_once(
     assert ranges[0][0] == 0 and all(a[1] == b[0] for a, b in zip(ranges, ranges[1:], strict=False))
     assert 0 < ranges[-1][1] <= shard.bytes  # what follows is the footer, left to the fsync
     assert [c for c in fs.calls if c[0] == "fsync"].count(("fsync", shard.path)) == 1
+
+
+def test_a_shard_task_writes_its_shard_and_sidecar_without_an_fsync(tmp_path: Path) -> None:
+    # The commit fsyncs every staged file once (`sync_tree`), so the disk flushes one shard
+    # while the next is encoded instead of each task waiting for its own.
+    records = [work_record(i, split="train") for i in range(6)]
+    parts, index = stage_records(tmp_path / "parts", records, 3)
+    fs = _RecordingFS()
+    writer = ShardWriter(str(tmp_path / "out"), "arrow", 1 << 30, fs)
+    (plan,) = plan_shards(index, "arrow", 1 << 30)
+    written = writer.write_shard(plan, parts)
+    assert [c for c in fs.calls if c[0] == "fsync"] == []
+    assert any(c[0] == "writeback" for c in fs.calls)
+    assert (tmp_path / "out" / written.entry.path).stat().st_size == written.entry.bytes
+    assert (tmp_path / "out" / written.entry.row_digests).exists()
 
 
 @pytest.mark.parametrize("fmt", ["arrow", "parquet"])
