@@ -295,9 +295,11 @@ class ConversationEncoder:
 
         tokens: list[_Tokens | None] = [None] * len(layouts)
         features: dict[str, Any] = {}
-        rich = [i for i, m in enumerate(media) if m]
-        if rich:
-            out = self._process([layouts[i].text for i in rich], [media[i] for i in rich])
+        with_media = [i for i, m in enumerate(media) if m]
+        if with_media:
+            out = self._process(
+                [layouts[i].text for i in with_media], [media[i] for i in with_media]
+            )
             if "text_replacement_offsets" not in out:
                 raise TemplateError(
                     f"{type(self.processor).__name__} does not report where it expands media "
@@ -305,7 +307,7 @@ class ConversationEncoder:
                 )
             lengths = out["attention_mask"].sum(dim=1).tolist()  # padded on the right
             offsets = np.asarray(out["offset_mapping"])
-            for j, i in enumerate(rich):
+            for j, i in enumerate(with_media):
                 n = lengths[j]
                 shifts = [
                     (r["span"][1], r["new_span"][1] - r["span"][1])
@@ -321,14 +323,14 @@ class ConversationEncoder:
                 for k, v in out.items()
                 if k not in (*_NOT_INPUTS, *PER_TOKEN_KEYS, "input_ids", "attention_mask")
             }
-        lean = [i for i, m in enumerate(media) if not m]
-        if lean:
+        text_only = [i for i, m in enumerate(media) if not m]
+        if text_only:
             enc = self.tokenizer(
-                [layouts[i].text for i in lean],
+                [layouts[i].text for i in text_only],
                 add_special_tokens=False,
                 return_offsets_mapping=True,
             )
-            for j, i in enumerate(lean):
+            for j, i in enumerate(text_only):
                 ids = torch.tensor(enc["input_ids"][j], dtype=torch.long)
                 offsets = np.asarray(enc["offset_mapping"][j]).reshape(-1, 2)
                 tokens[i] = self._labelled(ids, offsets, [], layouts[i], turn_counts[i])
