@@ -4,8 +4,10 @@
 
 Both sides train the same tiny-random Qwen2.5-Omni thinker (LoRA r=8) on the same committed
 version (28x28 images + 1 s clips), with the same batch size, steps and seed:
-- ours: `trainers.loop.TrainLoop` (memory-mapped shards, length plan, our encoder and
-  collator, our Trainer subclass);
+- ours: `trainers.loop.TrainLoop` (memory-mapped shards, length plan, our Trainer
+  subclass; the DataLoader fetches planned samples and our collator encodes each batch in
+  one processor call, with Whisper features computed over the clips only, the same
+  features: trainers/audio_features.py);
 - plain: `transformers.Trainer` over the records in memory with a minimal collator that calls
   `processor.apply_chat_template(..., return_assistant_tokens_mask=True)` on each batch.
 Both process media on the fly in the main process (dataloader workers 0). The

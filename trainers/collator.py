@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from trainers.encoding import IGNORE_INDEX
+from trainers.encoding import IGNORE_INDEX, ConversationEncoder, PlannedSample
 
 # Per-token keys, padded along the sequence; everything else is a media feature.
 SEQUENCE_KEYS = {
@@ -13,6 +13,7 @@ SEQUENCE_KEYS = {
     "attention_mask": 0,
     "labels": IGNORE_INDEX,
     "mm_token_type_ids": 0,
+    "token_type_ids": 0,
 }
 
 
@@ -25,6 +26,11 @@ class RolePlayCollator:
     LLaVA images); trailing dimensions that differ are zero-padded (Idefics-style
     per-sample image stacks, whose all-zero images the model ignores). Keys the model's
     forward does not take (`accepted`) are dropped.
+
+    Given `PlannedSample`s (what `RolePlayDataset.__getitems__` hands the DataLoader) it
+    encodes them first with `encoder`, the whole batch in one processor call, as a plain
+    `transformers` collator calls `processor.apply_chat_template` on a batch; the batch is
+    the one the encoded samples would give.
     """
 
     def __init__(
@@ -33,14 +39,33 @@ class RolePlayCollator:
         accepted: set[str] | None = None,
         pad_to_multiple_of: int | None = None,
         padding_side: str = "right",
+        encoder: ConversationEncoder | None = None,
     ):
         self.pad_token_id = pad_token_id
         self.accepted = accepted
         self.pad_to_multiple_of = pad_to_multiple_of
         # "left" for generation: every prompt then ends where the new tokens start.
         self.padding_side = padding_side
+        self.encoder = encoder
 
-    def __call__(self, samples: list[dict[str, Any]]) -> dict[str, Any]:
+    def __call__(self, samples: list[dict[str, Any]] | list[PlannedSample]) -> dict[str, Any]:
+        features = None
+        if samples and isinstance(samples[0], PlannedSample):
+            if self.encoder is None:
+                raise ValueError("the collator needs the encoder to batch planned samples")
+            encoded = self.encoder.encode_batch(samples)
+            samples, features = encoded.rows, encoded.features
+        batch = self._pad(samples)
+        if features is None:
+            media_keys = sorted({k for s in samples for k in s if k not in SEQUENCE_KEYS})
+            features = {k: _concat([s[k] for s in samples if k in s]) for k in media_keys}
+        batch.update(features)
+        if self.accepted is not None:
+            batch = {k: v for k, v in batch.items() if k in self.accepted}
+        return batch
+
+    def _pad(self, samples: list[dict[str, Any]]) -> dict[str, Any]:
+        """Return the per-token keys of `samples` padded into (batch, longest) tensors."""
         import torch
 
         longest = max(len(s["input_ids"]) for s in samples)
@@ -63,12 +88,6 @@ class RolePlayCollator:
                     else:
                         out[i, : len(s[key])] = s[key]
             batch[key] = out
-        media_keys = sorted({k for s in samples for k in s if k not in SEQUENCE_KEYS})
-        for key in media_keys:
-            parts = [s[key] for s in samples if key in s]
-            batch[key] = _concat(parts)
-        if self.accepted is not None:
-            batch = {k: v for k, v in batch.items() if k in self.accepted}
         return batch
 
 

@@ -4,38 +4,14 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from trainers.chat import ChatFormatter, ChatSample
-from trainers.encoding import ConversationEncoder, SamplePlan
+from trainers.encoding import ConversationEncoder, PlannedSample, SamplePlan, one_intra_op_thread
 from trainers.token_ledger import processor_hash
 
 logger = logging.getLogger(__name__)
-
-
-@contextmanager
-def one_intra_op_thread() -> Iterator[None]:
-    """Run torch on one intra-op thread inside the block, as DataLoader workers always do.
-
-    One sample's media features (a Whisper filterbank, image patches) are many small
-    tensor ops; spread over every core they mostly wait on each other. Encoding in the
-    training process itself (no loader workers, the CPU default) this way, the batches of
-    benchmarks/train_throughput.py took 0.12 instead of 0.32 CPU seconds per step on a
-    shared 2-core machine."""
-    import torch
-
-    threads = torch.get_num_threads()
-    if threads == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 class SplitReader:
@@ -72,6 +48,11 @@ class SplitReader:
     def row(self, index: int) -> dict[str, Any]:
         """Return row `index` as a canonical record dict."""
         return self.table.slice(index, 1).to_pylist()[0]
+
+    def rows(self, indices: list[int]) -> list[dict[str, Any]]:
+        """Return rows `indices` (repeats allowed) as canonical record dicts, converted to
+        Python together."""
+        return self.table.take(indices).to_pylist()
 
     def media_counts(self) -> dict[str, int]:
         """Return how many rows carry at least one image, and one audio clip (no media read)."""
@@ -179,7 +160,9 @@ class RolePlayDataset:
     """Encoded samples of one split; each item is a dict of 1D token tensors and media features.
 
     The length plan (which turns fit) is made once when the dataset is built, from
-    media headers and text only; items are encoded on access, in DataLoader workers.
+    media headers and text only; items are encoded on access, in DataLoader workers. A
+    DataLoader fetches a batch through `__getitems__`: the planned samples, which the
+    collator encodes together.
     """
 
     def __init__(
@@ -236,6 +219,15 @@ class RolePlayDataset:
     def __getitem__(self, index: int) -> dict[str, Any]:
         with one_intra_op_thread():
             return self.encoder.encode(self.sample(self.rows[index]), self.plans[index])
+
+    def __getitems__(self, indices: list[int]) -> list[PlannedSample]:
+        """Return the items at `indices` planned but not encoded: how a DataLoader fetches a
+        batch, which the collator (given the encoder) then encodes in one processor call."""
+        records = self.reader.rows([self.rows[i] for i in indices])
+        return [
+            PlannedSample(self.formatter.format(r), self.plans[i])
+            for r, i in zip(records, indices, strict=True)
+        ]
 
     def lengths(self) -> list[int]:
         """Return the planned token length of each item."""

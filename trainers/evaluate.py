@@ -76,7 +76,7 @@ class TestEvaluator:
         with torch.no_grad():
             for start in range(0, len(self.dataset), self.batch_size):
                 idx = list(range(start, min(start + self.batch_size, len(self.dataset))))
-                batch = self.collator([self.dataset[i] for i in idx])
+                batch = self.collator(self._items(idx))
                 labels = batch.pop("labels").to(self.device)
                 batch = {k: v.to(self.device) if hasattr(v, "to") else v for k, v in batch.items()}
                 logits = self.model(**batch).logits.float()
@@ -107,6 +107,13 @@ class TestEvaluator:
         }
         overall["per_sample"] = dict(sorted(per_sample.items()))
         return overall
+
+    def _items(self, idx: list[int]) -> list[Any]:
+        """Return the dataset's items at `idx` for the collator: planned samples, which it
+        encodes together, when it has the encoder; else each encoded alone."""
+        if self.collator.encoder is not None:
+            return self.dataset.__getitems__(idx)
+        return [self.dataset[i] for i in idx]
 
     def prompts_to_answer(self) -> list[tuple[Any, dict[str, Any], list[str]]]:
         """Return (sample, prompt inputs, references) for up to `prompts` test conversations,

@@ -105,7 +105,9 @@ def evaluate_loaded(
     encoder = ConversationEncoder(processor, multimodal=spec.multimodal, max_length=cfg.max_length)
     formatter = ChatFormatter(cfg.system_template, keep=frozenset(keep_media))
     data = RolePlayDataset(split, SplitReader(shards, fs), formatter, encoder)
-    collator = RolePlayCollator(encoder.tokenizer.pad_token_id, accepted=_forward_inputs(model))
+    collator = RolePlayCollator(
+        encoder.tokenizer.pad_token_id, accepted=_forward_inputs(model), encoder=encoder
+    )
     evaluator = TestEvaluator(
         model, data, collator, cfg.batch_size, cfg.eval_prompts, cfg.max_new_tokens
     )

@@ -188,7 +188,9 @@ class TrainLoop:
         self.model = self._model()
         self.tokenizer = self.encoder.tokenizer
         self.collator = RolePlayCollator(
-            pad_token_id=self.tokenizer.pad_token_id, accepted=_forward_inputs(self.model)
+            pad_token_id=self.tokenizer.pad_token_id,
+            accepted=_forward_inputs(self.model),
+            encoder=self.encoder,
         )
 
     def dataset(self, split: str) -> RolePlayDataset:

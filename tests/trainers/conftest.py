@@ -221,6 +221,22 @@ _VL_TEMPLATE = (
 )
 
 
+@pytest.fixture(scope="module")
+def omni_processor(tiny_omni):
+    """The tiny Omni model's processor, as training loads it."""
+    from transformers import AutoProcessor
+
+    return AutoProcessor.from_pretrained(tiny_omni)
+
+
+@pytest.fixture(scope="module")
+def causal_tokenizer(tiny_causal):
+    """The tiny causal LM's tokenizer, as training loads it."""
+    from trainers.models import load_processor, resolve_model
+
+    return load_processor(resolve_model(tiny_causal))
+
+
 @pytest.fixture(scope="session")
 def tiny_vl(tmp_path_factory) -> str:
     """A tiny random Qwen2.5-VL (image-text-to-text) with a real processor, no chat markers."""

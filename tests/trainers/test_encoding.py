@@ -11,23 +11,9 @@ from tests.trainers.conftest import make_record
 from trainers.chat import ChatFormatter
 from trainers.collator import RolePlayCollator
 from trainers.data import RolePlayDataset, SplitReader
-from trainers.encoding import IGNORE_INDEX, ConversationEncoder
+from trainers.encoding import IGNORE_INDEX, ConversationEncoder, PlannedSample, SamplePlan
 
 SYSTEM = "You are {name}. {profile}"
-
-
-@pytest.fixture(scope="module")
-def omni_processor(tiny_omni):
-    from transformers import AutoProcessor
-
-    return AutoProcessor.from_pretrained(tiny_omni)
-
-
-@pytest.fixture(scope="module")
-def causal_tokenizer(tiny_causal):
-    from trainers.models import load_processor, resolve_model
-
-    return load_processor(resolve_model(tiny_causal))
 
 
 def labelled_runs(labels) -> list[list[int]]:
@@ -168,6 +154,76 @@ def test_collator_pads_tokens_right_and_stacks_media(omni_processor):
     assert batch["input_features"].shape == (1, 20, 3000)
     filtered = RolePlayCollator(0, accepted={"input_ids", "labels"})(items)
     assert set(filtered) == {"input_ids", "labels"}
+
+
+def assert_same_batch(got: dict, want: dict) -> None:
+    import torch
+
+    assert list(sorted(got)) == list(sorted(want))
+    for key, value in want.items():
+        assert torch.equal(got[key], value), key
+
+
+def _batched_and_one_by_one(encoder: ConversationEncoder, planned: list[PlannedSample]):
+    collator = RolePlayCollator(encoder.tokenizer.pad_token_id, encoder=encoder)
+    return collator(planned), collator([encoder.encode(p.sample, p.plan) for p in planned])
+
+
+@pytest.mark.parametrize("model", ["omni", "image-text", "text-only"])
+def test_a_batch_encoded_together_equals_its_samples_encoded_one_by_one(
+    model, omni_processor, causal_tokenizer, tiny_vl
+):
+    from transformers import AutoProcessor
+
+    processor, keep = {
+        "omni": (omni_processor, {"image", "audio"}),
+        "image-text": (AutoProcessor.from_pretrained(tiny_vl), {"image"}),
+        "text-only": (causal_tokenizer, set()),
+    }[model]
+    encoder = ConversationEncoder(processor, multimodal=bool(keep), max_length=1024)
+    formatter = ChatFormatter(SYSTEM, keep=frozenset(keep))
+    records = [
+        make_record(0, "train", images=2, audios=1),
+        make_record(1, "train", images=0, audios=0, turns=3),  # no media, longest
+        make_record(2, "train", images=0, audios=1),
+        chinese_record(),
+    ]
+    planned = [PlannedSample(s, encoder.plan(s)) for s in map(formatter.format, records)]
+    batched, one_by_one = _batched_and_one_by_one(encoder, planned)
+    assert_same_batch(batched, one_by_one)
+
+
+def test_a_batch_sample_over_max_length_is_encoded_alone_and_loses_turns(omni_processor):
+    encoder = ConversationEncoder(omni_processor, multimodal=True, max_length=1024)
+    formatter = ChatFormatter(SYSTEM)
+    short = formatter.format(make_record(0, "train", images=0, audios=0))
+    long = formatter.format(make_record(5, "train", images=1, audios=1, turns=4))
+    full = encoder.plan(long)
+    encoder.max_length = full.length - 20
+    # A plan that underestimated the sample (templates are not always additive).
+    planned = [
+        PlannedSample(short, encoder.plan(short)),
+        PlannedSample(long, SamplePlan(full.first, full.last, full.length - 20, "ok")),
+    ]
+    batched, one_by_one = _batched_and_one_by_one(encoder, planned)
+    assert_same_batch(batched, one_by_one)
+    assert int(batched["attention_mask"][1].sum()) <= encoder.max_length
+
+
+def test_a_dataloader_fetches_planned_samples_that_the_collator_encodes_as_one_batch(
+    mm_store, omni_processor
+):
+    from torch.utils.data import DataLoader
+
+    store = Store(str(mm_store), "mm")
+    reader = SplitReader(store.shard_paths(store.manifest(1), "train"))
+    encoder = ConversationEncoder(omni_processor, multimodal=True, max_length=4096)
+    data = RolePlayDataset("train", reader, ChatFormatter(SYSTEM), encoder)
+    collator = RolePlayCollator(encoder.tokenizer.pad_token_id, encoder=encoder)
+    planned = data.__getitems__([2, 0, 2])  # repeats: an oversampled mixture
+    assert [p.sample.record_id for p in planned] == [data.record_ids()[i] for i in (2, 0, 2)]
+    loader = DataLoader(data, batch_size=3, collate_fn=collator)
+    assert_same_batch(next(iter(loader)), collator([data[i] for i in range(3)]))
 
 
 def test_label_mask_decodes_to_the_characters_text_for_an_image_text_processor(tiny_vl):
