@@ -301,6 +301,36 @@ class LocalFS:
 _SYNC_FILE_RANGE_WRITE = 2  # <linux/fs.h>: start writeback of dirty pages, do not wait
 
 
+_MADV_DONTNEED = 4  # <sys/mman.h>
+
+
+@functools.cache
+def _madvise() -> Any:
+    """Return libc's `madvise` (Linux), or None where there is none."""
+    import ctypes
+    import ctypes.util
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        call = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True).madvise
+    except (OSError, AttributeError):
+        return None
+    call.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    call.restype = ctypes.c_int
+    return call
+
+
+def drop_mapped_pages(address: int, length: int) -> None:
+    """Unmap from this process the pages of a read-only file mapping at `address` (they stay
+    in the page cache, and a later read maps them again): what a mapping touched stops
+    counting as this process's memory. A no-op where `madvise` is missing."""
+    call = _madvise()
+    if call is not None and length > 0:
+        call(address, length, _MADV_DONTNEED)
+
+
 @functools.cache
 def _sync_file_range() -> Any:
     """Return libc's `sync_file_range` (Linux), or None where there is none."""

@@ -34,6 +34,11 @@ from pipeline.store.staging import PartSet, PartSlice, row_nbytes
 # so batch boundaries (and with them the shard bytes) depend on the records alone.
 BATCH_MAX_ROWS = 256
 BATCH_MAX_BYTES = 64 * 1024 * 1024
+# A shard task copies its rows out of the parts this many bytes of batches at a time: the
+# memory it holds for them. Each window maps the parts again (the kernel maps cached pages
+# by whole folios, so a window costs page faults over most of the parts' bytes when rows
+# are scattered across them): fewer, larger windows cost less CPU and more memory.
+COPY_WINDOW_BYTES = 64 * 1024 * 1024
 # The staged index the writer consumes: one row per record to publish.
 INDEX_SCHEMA = pa.schema(
     [
@@ -64,6 +69,24 @@ def part_index(split: pa.Array, ids: pa.Array, where: PartSlice, nbytes: list[in
 def table_index(table: pa.Table, where: PartSlice) -> pa.Table:
     """Return the INDEX_SCHEMA rows of the records of `table`, just written to `where`."""
     return part_index(table["split"], table["id"], where, row_nbytes(table))
+
+
+def _windows(
+    batches: list[tuple[int, int]], nbytes: np.ndarray, limit: int
+) -> Iterator[list[tuple[int, int]]]:
+    """Yield runs of consecutive `batches` ([start, stop) row ranges) of at most `limit`
+    bytes together (at least one batch each)."""
+    run: list[tuple[int, int]] = []
+    total = 0
+    for start, stop in batches:
+        size = int(nbytes[start:stop].sum())
+        if run and total + size > limit:
+            yield run
+            run, total = [], 0
+        run.append((start, stop))
+        total += size
+    if run:
+        yield run
 
 
 class ShardIntegrityError(RuntimeError):
@@ -252,8 +275,7 @@ class ShardWriter:
         shards = []
         for plan in plan_shards(index, self.fmt, self.shard_size):
             shards.append(self.write_shard(plan, parts).entry)
-            # Memory stays bounded by one shard's rows, whatever the size of the split.
-            parts.release()
+            parts.release()  # one shard's parts open at a time
         self.fs.fsync_dir(self.folder)
         return shards
 
@@ -278,6 +300,9 @@ class ShardWriter:
             ids = [i for f in facts for i in f.result()[0]]
             digests = [d for f in facts for d in f.result()[1]]
         self.fs.fsync_file(path)
+        # The shard's copied rows are freed: hand their pages back to the system (the
+        # allocator keeps them otherwise), so a worker between shards holds none of them.
+        pa.default_memory_pool().release_unused()
         rows = digest_table(ids, digests)
         sidecar, sidecar_sha256 = write_row_digests(self.folder, plan.name, rows, self.fs)
         entry = ShardEntry(
@@ -320,12 +345,19 @@ class ShardWriter:
         nbytes = rows["nbytes"].to_numpy(zero_copy_only=False)
         part = rows["part"].to_numpy(zero_copy_only=False)
         row = rows["row"].to_numpy(zero_copy_only=False)
-        for start, stop in plan_cuts(nbytes, BATCH_MAX_BYTES, BATCH_MAX_ROWS):
-            taken = parts.take(part[start:stop], row[start:stop])
-            table = taken.select(self.schema.names)
-            table = pa.Table.from_arrays(table.columns, schema=self.schema)
-            check_invariants(table)
-            yield table
+        batches = plan_cuts(nbytes, BATCH_MAX_BYTES, BATCH_MAX_ROWS)
+        for window in _windows(batches, nbytes, COPY_WINDOW_BYTES):
+            # The window's rows copied out of the parts, one part mapped at a time
+            # (`PartSet.copy_out`): the task holds a window's bytes, never the parts' pages.
+            first = window[0][0]
+            copied = parts.copy_out(part[first : window[-1][1]], row[first : window[-1][1]])
+            for start, stop in window:
+                taken = copied.take(start - first, stop - first)
+                table = taken.select(self.schema.names)
+                table = pa.Table.from_arrays(table.columns, schema=self.schema)
+                check_invariants(table)
+                yield table
+            del copied, taken, table
 
     def _write_shard(self, sink: HashingSink, batches: Iterator[pa.Table]) -> None:
         if self.fmt == "parquet":
