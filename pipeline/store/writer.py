@@ -353,11 +353,18 @@ class ShardWriter:
             copied = parts.copy_out(part[first : window[-1][1]], row[first : window[-1][1]])
             for start, stop in window:
                 taken = copied.take(start - first, stop - first)
+                if stop == window[-1][1]:
+                    # The window's last batch is built: its copies can go before it is
+                    # written (a window of one batch holds the batch once, not twice).
+                    del copied
                 table = taken.select(self.schema.names)
+                del taken
                 table = pa.Table.from_arrays(table.columns, schema=self.schema)
                 check_invariants(table)
                 yield table
-            del copied, taken, table
+                del table
+                # mimalloc keeps freed pages for reuse; hand the batch's back now.
+                pa.default_memory_pool().release_unused()
 
     def _write_shard(self, sink: HashingSink, batches: Iterator[pa.Table]) -> None:
         if self.fmt == "parquet":

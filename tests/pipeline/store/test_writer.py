@@ -265,9 +265,10 @@ def test_rows_are_copied_out_with_one_part_resident_at_a_time(tmp_path: Path) ->
     assert _resident(parts.paths) == {}
     taken = pa.concat_tables([copied.take(0, 10), copied.take(10, 24)])
     assert taken["id"].to_pylist() == ordered["id"].to_pylist()
-    assert taken.to_pylist() == records_to_table(records).select(taken.column_names).sort_by(
-        "id"
-    ).to_pylist()
+    assert (
+        taken.to_pylist()
+        == records_to_table(records).select(taken.column_names).sort_by("id").to_pylist()
+    )
 
 
 def test_shards_are_the_same_whatever_the_copy_window(
