@@ -35,9 +35,10 @@ from pipeline.store.staging import PartSet, PartSlice, row_nbytes
 BATCH_MAX_ROWS = 256
 BATCH_MAX_BYTES = 64 * 1024 * 1024
 # A shard task copies its rows out of the parts this many bytes of batches at a time: the
-# memory it holds for them. Each window maps the parts again (the kernel maps cached pages
-# by whole folios, so a window costs page faults over most of the parts' bytes when rows
-# are scattered across them): fewer, larger windows cost less CPU and more memory.
+# memory it holds for them. Each window faults in again the pages of the parts its rows lie
+# in (dropped after each part's copy, `PartSet.copy_out`): fewer, larger windows cost a
+# little less CPU and more memory (measured on a 270 MB shard of scattered rows: 64 MB,
+# +175 MB resident; the whole shard per window, +430 MB and ~10% less writer CPU).
 COPY_WINDOW_BYTES = 64 * 1024 * 1024
 # The staged index the writer consumes: one row per record to publish.
 INDEX_SCHEMA = pa.schema(
@@ -347,8 +348,8 @@ class ShardWriter:
         row = rows["row"].to_numpy(zero_copy_only=False)
         batches = plan_cuts(nbytes, BATCH_MAX_BYTES, BATCH_MAX_ROWS)
         for window in _windows(batches, nbytes, COPY_WINDOW_BYTES):
-            # The window's rows copied out of the parts, one part mapped at a time
-            # (`PartSet.copy_out`): the task holds a window's bytes, never the parts' pages.
+            # The window's rows copied out of the parts, one part's pages resident at a
+            # time (`PartSet.copy_out`): the task holds a window's bytes, not the parts'.
             first = window[0][0]
             copied = parts.copy_out(part[first : window[-1][1]], row[first : window[-1][1]])
             for start, stop in window:
