@@ -203,7 +203,7 @@ class LocalFS:
         the tail (RocksDB's and PostgreSQL's `sync_file_range` pacing). Linux only; a
         no-op elsewhere.
         """
-        call = _sync_file_range()
+        call = _linux_libc("sync_file_range")
         if call is not None and stop > start:
             call(stream.fileno(), start, stop - start, _SYNC_FILE_RANGE_WRITE)
 
@@ -325,9 +325,12 @@ class LocalFS:
 _SYNC_FILE_RANGE_WRITE = 2  # <linux/fs.h>: start writeback of dirty pages, do not wait
 
 
+_MADV_DONTNEED = 4  # <sys/mman.h>
+
+
 @functools.cache
-def _sync_file_range() -> Any:
-    """Return libc's `sync_file_range` (Linux), or None where there is none."""
+def _linux_libc(name: str) -> Any:
+    """Return libc's function `name` (Linux), typed, or None where there is none."""
     import ctypes
     import ctypes.util
     import sys
@@ -335,12 +338,25 @@ def _sync_file_range() -> Any:
     if not sys.platform.startswith("linux"):
         return None
     try:
-        call = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True).sync_file_range
+        call = getattr(ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True), name)
     except (OSError, AttributeError):
         return None
-    call.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    signatures = {
+        "madvise": [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int],
+        "sync_file_range": [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint],
+    }
+    call.argtypes = signatures[name]
     call.restype = ctypes.c_int
     return call
+
+
+def drop_mapped_pages(address: int, length: int) -> None:
+    """Unmap from this process the pages of a read-only file mapping at `address` (they stay
+    in the page cache, and a later read maps them again): what a mapping touched stops
+    counting as this process's memory. A no-op where `madvise` is missing."""
+    call = _linux_libc("madvise")
+    if call is not None and length > 0:
+        call(address, length, _MADV_DONTNEED)
 
 
 def _tree_files(local_dir: str, skip: frozenset[str]) -> list[str]:

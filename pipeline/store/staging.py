@@ -16,6 +16,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipeline.store.fs import drop_mapped_pages
+
 # Per-row overhead for ids, offsets and small struct fields, so text-only rows still
 # count towards a shard's size.
 ROW_OVERHEAD_BYTES = 256
@@ -179,11 +181,30 @@ class _MappedPart:
         with fs.open_input(path) as source:
             reader = pa.ipc.open_file(source)
             self.batches = [reader.get_batch(i) for i in range(reader.num_record_batches)]
+            # Where the map lies (a local file): its touched pages can be dropped.
+            self.mapping: tuple[int, int] | None = None
+            if isinstance(source, pa.MemoryMappedFile) and source.size() > 0:
+                source.seek(0)
+                self.mapping = (source.read_buffer(1).address, source.size())
         self.starts = np.cumsum([0] + [b.num_rows for b in self.batches])
+
+    def drop_pages(self) -> None:
+        """Stop counting the pages read so far as this process's (they stay cached)."""
+        if self.mapping is not None:
+            drop_mapped_pages(*self.mapping)
 
 
 class PartSet:
-    """Memory-mapped part files, opened on first use, for taking rows by (part, row)."""
+    """Part files to take rows from by (part, row), each memory-mapped (on a local disk) and
+    opened once.
+
+    A mapping holds every page it touched until they are dropped, and the kernel maps a
+    file's cached pages by whole folios (ext4's large folios, up to megabytes): reading one
+    170 KB row made most of its part resident. Shard rows are in id order and lie in every
+    part, so a shard task kept ~3.5x the shard's bytes resident (measured,
+    `benchmarks/memory.py`). So `copy_out` copies the rows asked of one part and drops that
+    part's pages before the next: a task holds the rows it copied and one part's pages.
+    """
 
     def __init__(self, paths: list[str], fs: Any | None = None):
         self.paths = paths
@@ -195,26 +216,65 @@ class PartSet:
             self._parts[part] = _MappedPart(self.paths[part], self.fs)
         return self._parts[part]
 
-    def release(self) -> None:
-        """Drop the open maps, so pages read so far stop counting towards this process."""
-        self._parts.clear()
+    def _copied(self, part: int, rows: np.ndarray) -> pa.RecordBatch:
+        """Return `rows` of one part, in that order, copied out of its map."""
+        mapped = self._part(part)
+        batch_of = np.searchsorted(mapped.starts, rows, side="right") - 1
+        local = rows - mapped.starts[batch_of]
+        views = [
+            mapped.batches[b].slice(row, 1)
+            for b, row in zip(batch_of.tolist(), local.tolist(), strict=True)
+        ]
+        # Zero-copy one-row views concatenated once (a take on these nested columns is 3-5x
+        # slower than the copy); `concat_batches` copies even a single view, so nothing
+        # returned refers to the map, whose pages can go.
+        copied = pa.concat_batches(views)
+        mapped.drop_pages()
+        return copied
+
+    def copy_out(self, parts: np.ndarray, rows: np.ndarray) -> CopiedRows:
+        """Return the rows at (parts[i], rows[i]) copied into memory, one part's pages
+        resident at a time."""
+        if len(parts) == 0:
+            return CopiedRows([self._part(0).batches[0].slice(0, 0)], [], [])
+        copies = []
+        source = np.empty(len(parts), dtype=np.int64)
+        offset = np.empty(len(parts), dtype=np.int64)
+        for i, part in enumerate(np.unique(parts).tolist()):
+            selected = np.nonzero(parts == part)[0]
+            copies.append(self._copied(part, rows[selected]))
+            source[selected] = i
+            offset[selected] = np.arange(len(selected))
+        return CopiedRows(copies, source.tolist(), offset.tolist())
 
     def take(self, parts: np.ndarray, rows: np.ndarray) -> pa.Table:
         """Return the rows at (parts[i], rows[i]), in that order, as one table (one chunk)."""
-        slices = []
-        for part in np.unique(parts):
-            mapped = self._part(int(part))
-            selected = np.nonzero(parts == part)[0]
-            batch_of = np.searchsorted(mapped.starts, rows[selected], side="right") - 1
-            local = rows[selected] - mapped.starts[batch_of]
-            for position, b, row in zip(
-                selected.tolist(), batch_of.tolist(), local.tolist(), strict=True
-            ):
-                slices.append((position, mapped.batches[b].slice(row, 1)))
-        slices.sort(key=lambda item: item[0])
-        if not slices:
-            return self._part(0).batches[0].schema.empty_table()
-        # Zero-copy one-row views of the mapped batches, concatenated once: the media bytes
-        # are copied a single time (a take per batch, then a take to restore the asked-for
-        # order, copied them twice and made the writer 3-5x slower than a bare write).
-        return pa.Table.from_batches([view for _, view in slices]).combine_chunks()
+        return self.copy_out(parts, rows).take(0, len(parts))
+
+    def release(self) -> None:
+        """Close every part (the maps go when nothing refers to their rows any more)."""
+        self._parts.clear()
+
+
+@dataclass(frozen=True)
+class CopiedRows:
+    """Rows copied out of part files (`PartSet.copy_out`): row i is row `offset[i]` of
+    `batches[source[i]]`."""
+
+    batches: list[pa.RecordBatch]
+    source: list[int]
+    offset: list[int]
+
+    def take(self, start: int, stop: int) -> pa.Table:
+        """Return rows [start, stop) in order as one table (one chunk)."""
+        sources, offsets = self.source[start:stop], self.offset[start:stop]
+        if not sources:
+            return pa.Table.from_batches([], schema=self.batches[0].schema)
+        first = offsets[0]
+        if sources.count(sources[0]) == len(sources) and offsets == list(
+            range(first, first + len(offsets))
+        ):
+            # Consecutive rows of one copy (rows staged in id order): a view is enough.
+            return pa.Table.from_batches([self.batches[sources[0]].slice(first, len(offsets))])
+        views = [self.batches[s].slice(o, 1) for s, o in zip(sources, offsets, strict=True)]
+        return pa.Table.from_batches([pa.concat_batches(views)])

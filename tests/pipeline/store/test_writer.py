@@ -239,3 +239,63 @@ def test_duplicate_ids_or_placeholder_mismatches_are_refused(tmp_path: Path) -> 
     broken = [work_record(0, split="train", images=[])]
     with pytest.raises(ShardIntegrityError, match="<image>"):
         _write(tmp_path, broken, rows_per_part=1, name="broken")
+
+
+def _resident(paths: list[str]) -> dict[str, int]:
+    """Return the kB of each of `paths` this process holds mapped and resident."""
+    resident: dict[str, int] = {}
+    current = None
+    with open("/proc/self/smaps") as smaps:
+        for line in smaps:
+            fields = line.split()
+            if "-" in fields[0] and len(fields) >= 5:  # a mapping's header line
+                current = fields[5] if len(fields) > 5 and fields[5] in paths else None
+            elif current is not None and fields[0] == "Rss:":
+                resident[current] = resident.get(current, 0) + int(fields[1])
+    return {path: kb for path, kb in resident.items() if kb}
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="needs Linux's /proc")
+def test_rows_are_copied_out_with_one_part_resident_at_a_time(tmp_path: Path) -> None:
+    # The kernel maps a file's cached pages by whole folios: a shard task that kept every
+    # part's touched pages held ~3.5x the shard's bytes. Only the part being read may be.
+    records = _records(24)
+    shuffled = list(records)
+    random.Random(2).shuffle(shuffled)
+    parts, index = stage_records(tmp_path / "parts", shuffled, rows_per_part=5)
+    seen: list[dict[str, int]] = []
+    open_input = parts.fs.open_input
+
+    def spy(path: str):
+        seen.append(_resident(parts.paths))
+        return open_input(path)
+
+    parts.fs.open_input = spy
+    ordered = index.sort_by("id")
+    copied = parts.copy_out(
+        ordered["part"].to_numpy(zero_copy_only=False), ordered["row"].to_numpy()
+    )
+    assert len(seen) == len(parts.paths)  # each part opened once
+    assert seen == [{}] * len(parts.paths)
+    assert _resident(parts.paths) == {}
+    taken = pa.concat_tables([copied.take(0, 10), copied.take(10, 24)])
+    assert taken["id"].to_pylist() == ordered["id"].to_pylist()
+    assert (
+        taken.to_pylist()
+        == records_to_table(records).select(taken.column_names).sort_by("id").to_pylist()
+    )
+
+
+def test_shards_are_the_same_whatever_the_copy_window(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pipeline.store.writer as writer_module
+
+    records = _records()
+    random.Random(3).shuffle(records)
+    monkeypatch.setattr(writer_module, "BATCH_MAX_ROWS", 4)
+    whole = _write(tmp_path, records, rows_per_part=7, name="whole")
+    monkeypatch.setattr(writer_module, "COPY_WINDOW_BYTES", 1)  # one batch per window
+    windowed = _write(tmp_path, records, rows_per_part=7, name="windowed")
+    assert [s.sha256 for s in windowed] == [s.sha256 for s in whole]
+    assert [s.row_digests_sha256 for s in windowed] == [s.row_digests_sha256 for s in whole]
