@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -42,16 +43,8 @@ class DedupStage:
     @staticmethod
     def duplicate_ids(index: pa.Table) -> pa.Array:
         """Return the ids to drop from an (id, key) table: all but the smallest id per key."""
-        if index.num_rows == 0:
-            return pa.array([], pa.string())
-        order = pc.sort_indices(index, sort_keys=[("key", "ascending"), ("id", "ascending")])
-        ordered = index.take(order)
-        keys = ordered["key"].combine_chunks()
-        # After sorting, a row whose key equals the previous row's is a duplicate of a
-        # record with a smaller id.
-        same_as_previous = pc.equal(keys.slice(1), keys.slice(0, len(keys) - 1))
-        mask = pa.concat_arrays([pa.array([False]), same_as_previous])
-        return ordered["id"].combine_chunks().filter(mask)
+        order, repeat, _ = key_runs(index)
+        return index["id"].take(order).combine_chunks().filter(pa.array(repeat))
 
     def process(self, batch: pa.Table, ctx: BatchContext) -> StageOutput:
         """Return `batch` without its exact duplicates (all but the smallest id per key),
@@ -67,3 +60,19 @@ class DedupStage:
             out.table = batch.filter(pc.invert(pc.is_in(batch["id"], value_set=duplicates)))
             out.stats["duplicates"] = len(duplicates)
         return out
+
+
+def key_runs(index: pa.Table) -> tuple[pa.Array, np.ndarray, np.ndarray]:
+    """Return how the rows of an (id, key) table fall into runs of equal keys, the dedup
+    rule's one sort: `order`, the indices that sort it by (key, id); per sorted row,
+    `repeat` (its key equals the previous row's: a duplicate of a smaller id) and `first`
+    (the sorted position of its key's first row, the record that represents it)."""
+    n = index.num_rows
+    order = pc.sort_indices(index, sort_keys=[("key", "ascending"), ("id", "ascending")])
+    repeat = np.zeros(n, bool)
+    if n > 1:
+        keys = index["key"].take(order).combine_chunks()
+        same = pc.equal(keys.slice(1), keys.slice(0, n - 1))
+        repeat[1:] = pc.fill_null(same, False).to_numpy(zero_copy_only=False)
+    first = np.maximum.accumulate(np.where(repeat, 0, np.arange(n)))
+    return order, repeat, first
