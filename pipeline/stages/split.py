@@ -64,6 +64,16 @@ class SplitPlan:
             return "test"
         return "train"
 
+    def splits_of_points(self, points: np.ndarray) -> np.ndarray:
+        """Return `split_of_point` of every point of a uint64 array, vectorised."""
+
+        def below(cut: int) -> np.ndarray:
+            # A cut at the line's end (past every uint64) holds every point.
+            return np.ones(len(points), bool) if cut >= _LINE_END else points < np.uint64(cut)
+
+        names = np.array(["train", "test", "validation"], object)
+        return names[below(self.test_below).astype(np.int8) + below(self.validation_below)]
+
 
 class SplitStage:
     """Assigns train/validation/test to records by their group's rank under a seeded hash."""
@@ -154,15 +164,7 @@ class SplitStage:
         if self.plan is None:
             raise RuntimeError("the split has no plan: call planned(group_keys) first")
         at = np.asarray(points.to_numpy(zero_copy_only=False), np.uint64)
-
-        def below(cut: int) -> np.ndarray:
-            return np.ones(len(at), bool) if cut >= _LINE_END else at < np.uint64(cut)
-
-        names = np.array(["train", "test", "validation"], object)
-        index = below(self.plan.test_below).astype(np.int8) + below(
-            self.plan.validation_below
-        ).astype(np.int8)
-        return pa.array(names[index], pa.string())
+        return pa.array(self.plan.splits_of_points(at), pa.string())
 
     def split_of(self, group_key: str) -> str:
         """Return the split of a group key under this stage's plan."""
