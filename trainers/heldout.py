@@ -12,18 +12,19 @@ store a model's weights are downloaded to a local folder first (trainers.mirror)
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-import pyarrow as pa
-
 from pipeline.store.manifest import Manifest, content_id
 from pipeline.store.read import Store, VersionNotFound
-from pipeline.store.row_digest import ROW_DIGEST_SCHEMA
+from pipeline.store.row_digest import (
+    ROW_DIGEST_SCHEMA,
+    RowDigestsMismatch,
+    read_checked_row_digests,
+)
 from trainers.comparison import EvalProtocol, EvalSet, Scored
 from trainers.config import TrainConfig
 from trainers.mirror import ModelMirror
@@ -132,19 +133,17 @@ def held_out_set(store: Store, manifest: Manifest, split: str = "test") -> EvalS
     shards = [s for s in manifest.shards if s.split == split]
     if any(s.row_digests is None for s in shards):
         return files
-    import pyarrow.parquet as pq
-
     folder = store.version_dir(manifest.number)
     tables = []
     for shard in shards:
         path = os.path.join(folder, shard.row_digests)
-        data = store.fs.read_bytes(path)
-        if hashlib.sha256(data).hexdigest() != shard.row_digests_sha256:
+        try:
+            table = read_checked_row_digests(path, shard.row_digests_sha256, store.fs)
+        except RowDigestsMismatch:
             raise HeldOutRowsUnreadable(
                 f"{store.fs.uri(path)}: row digests of {manifest.name}@v{manifest.number} "
                 "do not match its manifest; run `roleforge verify`"
-            )
-        table = pq.read_table(pa.BufferReader(data))
+            ) from None
         tables.append(table.select(ROW_DIGEST_SCHEMA.names))
     return replace(files, sha256=content_id(manifest.schema_sha256, tables))
 

@@ -21,7 +21,11 @@ import pyarrow as pa
 
 from pipeline.record.schema import SPLITS
 from pipeline.store.manifest import MANIFEST_FORMAT, Manifest, ShardEntry
-from pipeline.store.row_digest import read_row_digests, row_digests_path
+from pipeline.store.row_digest import (
+    RowDigestsMismatch,
+    read_checked_row_digests,
+    row_digests_path,
+)
 from pipeline.store.shards import shard_format, shard_name
 from pipeline.store.writer import ShardPlan
 
@@ -64,10 +68,8 @@ def reusable_shards(
             # sha256 (a small file), the shard by its size (its sha256 is `verify`'s job).
             if fs.size(os.path.join(parent_dir, shard.path)) != shard.bytes:
                 continue
-            if fs.sha256(sidecar) != shard.row_digests_sha256:
-                continue
-            rows = read_row_digests(sidecar, fs)
-        except (OSError, pa.ArrowException) as exc:
+            rows = read_checked_row_digests(sidecar, shard.row_digests_sha256, fs)
+        except (OSError, pa.ArrowException, RowDigestsMismatch) as exc:
             log.info("parent shard %s is not reused: %s", shard.path, exc)
             continue
         ids, shas = rows["id"].to_pylist(), rows["row_sha256"].to_pylist()

@@ -101,6 +101,21 @@ def read_row_digests(path: str, fs: Any) -> pa.Table:
         return pq.read_table(source)
 
 
+class RowDigestsMismatch(ValueError):
+    """A row-digest sidecar's bytes do not have the sha256 its manifest entry names."""
+
+
+def read_checked_row_digests(path: str, sha256: str, fs: Any) -> pa.Table:
+    """Return a sidecar's (id, row_sha256) rows, read once and checked against `sha256` (its
+    manifest entry's); raise RowDigestsMismatch where they differ."""
+    import pyarrow.parquet as pq
+
+    data = fs.read_bytes(path)
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise RowDigestsMismatch(f"{path}: row digests do not match the manifest")
+    return pq.read_table(pa.BufferReader(data))
+
+
 def shard_row_digests(path: str, fs: Any) -> pa.Table:
     """Return the (id, row_sha256) rows of the shard at `path`, recomputed from its rows."""
     ids: list[str] = []
