@@ -37,10 +37,13 @@ class EvalSet:
     content_id: str
     split: str
     rows: int
-    sha256: str  # over the split's shard hashes: equal rows, equal hash, whatever the version
+    # The split's identity: over its (id, row digest) pairs (`trainers.heldout.held_out_set`),
+    # or, by `of`, over its shard files' hashes (format-1 versions, which keep no row digests).
+    sha256: str
 
     @classmethod
     def of(cls, manifest: Manifest, split: str = "test") -> EvalSet:
+        """Return the eval set of `split` identified by its shard files' hashes."""
         shards = sorted(s.sha256 for s in manifest.shards if s.split == split)
         return cls(
             dataset=manifest.name,
