@@ -105,8 +105,7 @@ class SegmentTokenCounter:
         by_piece = len(pieces) // 2 + sum(self._pieces([p for p in pieces[::2] if p]))
         if by_piece != whole:
             return None
-        by_bytes = len(pieces) // 2 + sum(len(p.encode()) for p in pieces[::2])
-        self.bytewise = _without_merges(self.backend) and by_bytes == whole
+        self.bytewise = _without_merges(self.backend) and _bytewise_count(pieces) == whole
         return splitter
 
     def counts(self, texts: list[str]) -> list[int]:
@@ -115,9 +114,7 @@ class SegmentTokenCounter:
             return self._whole(texts)
         split = [self.splitter.split(t) for t in texts]
         if self.bytewise:
-            return [
-                len(pieces) // 2 + sum(len(p.encode()) for p in pieces[::2]) for pieces in split
-            ]
+            return [_bytewise_count(pieces) for pieces in split]
         needed = {p for pieces in split for p in pieces[::2] if p}
         if len(self.pieces) + len(needed) > self.CACHE_ENTRIES:
             self.pieces.clear()
@@ -127,6 +124,12 @@ class SegmentTokenCounter:
         return [
             len(pieces) // 2 + sum(self.pieces[p] for p in pieces[::2] if p) for pieces in split
         ]
+
+
+def _bytewise_count(pieces: list[str]) -> int:
+    """Return the tokens of a text split at its added tokens (`pieces`: text, added token,
+    text, ...) under a tokenizer that gives one token per UTF-8 byte of text."""
+    return len(pieces) // 2 + sum(len(p.encode()) for p in pieces[::2])
 
 
 def _without_merges(backend: Any) -> bool:
