@@ -94,7 +94,10 @@ def code_files() -> tuple[tuple[str, str, str], ...]:
     return tuple(out)
 
 
+@functools.cache
 def _git_commit() -> str | None:
+    # Once per process: a run asks for its code version several times (the unchanged
+    # check, each ingest memo's key, the manifest), and each ask forked git.
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     try:
         done = subprocess.run(
