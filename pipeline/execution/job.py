@@ -28,7 +28,7 @@ from pipeline.execution.cached_quality import cached_quality_tallies
 from pipeline.execution.cached_records import CachedRecords
 from pipeline.execution.cluster import StageResources, TaskRunner, slice_rows
 from pipeline.execution.ingest_memo import load_memo, memo_key, memo_size
-from pipeline.execution.ledger import RecordReuse, RunLedger
+from pipeline.execution.ledger import RunLedger
 from pipeline.execution.passes import (
     KEYS_SCHEMA,
     ROWS_SCHEMA,
@@ -51,13 +51,22 @@ from pipeline.execution.provenance import (
     augmentation_summary,
     code_version,
     held_out_sha256,
+    pin_locations,
     pinned_file,
     pinned_inputs,
-    unchanged_inputs,
+    remember_pins,
+    stamped_pins,
 )
-from pipeline.execution.run_result import NoProgress, RunProgress, RunResult
+from pipeline.execution.run_result import NoProgress, RecordReuse, RunProgress, RunResult
 from pipeline.execution.token_counter import WorkerTokenCounter
-from pipeline.readers import LinesFrom
+from pipeline.execution.unchanged import (
+    check_writable,
+    find_unchanged,
+    latest_manifest,
+    pin_cache,
+    same_recipe_and_code,
+)
+from pipeline.readers import LinesFrom, check_source_paths, source_files
 from pipeline.recipe import Recipe, SourceConfig, check_recipe_ops, parse_size
 from pipeline.record.ids import new_run_id
 from pipeline.record.rejection import QuarantineEntry, check_something_to_publish
@@ -69,10 +78,8 @@ from pipeline.store.cache import RecordCache
 from pipeline.store.commit import (
     CommitCheckFailed,
     VersionCommitter,
-    card_metadata,
     check_counts,
 )
-from pipeline.store.fs import LocalFS
 from pipeline.store.lock import RunLease
 from pipeline.store.manifest import (
     DedupSummary,
@@ -85,7 +92,7 @@ from pipeline.store.manifest import (
     schema_sha256,
 )
 from pipeline.store.quarantine import QuarantinePart, QuarantineWriter, read_quarantine_part
-from pipeline.store.read import Store, VersionNotFound
+from pipeline.store.read import Store
 from pipeline.store.reuse import link_shard, numbered, reusable_shards
 from pipeline.store.store_fs import store_fs
 from pipeline.store.writer import (
@@ -110,7 +117,12 @@ class DataJob:
     """One run of a recipe's data job; `run()` returns the committed (or unchanged) version."""
 
     def __init__(
-        self, recipe: Recipe, progress: RunProgress | None = None, run_id: str | None = None
+        self,
+        recipe: Recipe,
+        progress: RunProgress | None = None,
+        run_id: str | None = None,
+        rehash: bool = False,
+        checked: bool = False,
     ):
         self.recipe = recipe
         self.progress = progress or NoProgress()
@@ -133,6 +145,12 @@ class DataJob:
         if quality is not None and quality.count_tokens:
             self.counter = WorkerTokenCounter(recipe.train, quality.tokenizer)
         self.cache = RecordCache(self.store.root, self.fs) if recipe.execution.cache else None
+        # Input files' sha256 by their stat, from earlier runs (`PinCache`); `rehash`: every
+        # input and code file is read again (and the pins kept anew).
+        self.pins = pin_cache(recipe, self.store, self.fs)
+        self.rehash = rehash
+        # The caller found the latest version not unchanged (`unchanged.unchanged_run`).
+        self.checked = checked
         # In this process until a pass is too big for it (`TaskRunner`): Ray starts then.
         self.tasks = TaskRunner(recipe.execution.in_process_records)
         self.parent: Manifest | None = None  # the latest version when the run began
@@ -152,7 +170,13 @@ class DataJob:
         KEYS_SCHEMA rows of every record."""
         source_fs = self._plan_sources()
         counts = self.ledger.counts["ingest"]
-        shared = self._ingest_shared = IngestShared(self.recipe, self.splitter, self.fs, source_fs)
+        # Tasks on Ray pin the media in their own processes: they get the pins known here.
+        known = {}
+        if self.tasks.on_ray and self.parent is not None:
+            known = stamped_pins(pin_locations(self.recipe, self.parent.inputs))
+        shared = self._ingest_shared = IngestShared(
+            self.recipe, self.splitter, self.fs, source_fs, known
+        )
         calls = []
         names = []
         files_of = self._source_files
@@ -189,6 +213,7 @@ class DataJob:
                 self.ledger.quarantine("ingest", entry)
             self.ledger.unmapped_fields[name].update(outcome.unmapped_fields)
             self.media_inputs.extend(outcome.media)
+            remember_pins(outcome.pins)
             keys.append(outcome.keys)
             if outcome.signatures is not None:
                 self.signatures.append(outcome.signatures)
@@ -200,7 +225,6 @@ class DataJob:
     def _plan_sources(self) -> Any:
         """List every source's files and find their ingest memos (once per job); choose
         where the ingest runs from the bytes it must parse; return the sources' filesystem."""
-        from pipeline.readers import source_files
         from pipeline.readers.source_fs import SourceFS
 
         if self._source_fs is not None:
@@ -536,20 +560,23 @@ class DataJob:
         RecipeError (missing sources) or InjectedFault (tests) without publishing."""
         import time
 
-        from pipeline.readers import check_source_paths
-
         started = time.perf_counter()
         check_source_paths(self.recipe)
-        self._check_writable()
-        latest = self.parent = self._latest_manifest()
-        unchanged = self._unchanged_version(latest)
-        if unchanged is not None:
-            unchanged.seconds = time.perf_counter() - started
-            return unchanged
+        check_writable(self.recipe, self.store, self.fs)
+        if self.checked:
+            latest = latest_manifest(self.store)
+        else:
+            latest, unchanged = find_unchanged(
+                self.recipe, self.store, self.fs, self.run_id, self.rehash
+            )
+            if unchanged is not None:
+                unchanged.seconds = time.perf_counter() - started
+                return unchanged
+        self.parent = latest
         # Only now the op libraries (`roleforge run` loads without them), and not when the
         # latest version was made under this recipe hash and code: its ops passed then, and
         # a rerun with a few misses then imports only what those records need.
-        if not self._same_recipe_and_code(latest):
+        if not same_recipe_and_code(self.recipe, latest):
             self._check_ops()
         # The lease, taken before the run's first file, tells `gc` this run is alive.
         with RunLease(self.store, self.run_id):
@@ -561,66 +588,10 @@ class DataJob:
                 self.fs.remove_tree(self.staging)
                 raise
             result = self._commit(manifest)
+        if self.pins is not None:
+            self.pins.save(pin_locations(self.recipe, manifest.inputs))
         result.seconds = time.perf_counter() - started
         return result
-
-    def _latest_manifest(self) -> Manifest | None:
-        try:
-            return self.store.manifest()
-        except VersionNotFound:
-            return None
-
-    def _same_recipe_and_code(self, latest: Manifest | None) -> bool:
-        """Return whether `latest` was made under this recipe hash and code identity."""
-        return (
-            latest is not None
-            and latest.recipe_hash == self.recipe.recipe_hash
-            and latest.code_version.identity() == code_version().identity()
-        )
-
-    def _unchanged_version(self, latest: Manifest | None) -> RunResult | None:
-        """Return the latest version as unchanged when it was built from exactly these inputs
-        (sha256, media included), recipe hash, card metadata and code identity, found from
-        hashes alone: nothing is read, no Ray starts, no stage runs. Else None."""
-        if latest is None or latest.reuse is None or not self._same_recipe_and_code(latest):
-            return None  # no reuse counts: its inputs may lack media pins to compare
-        # A licence is outside the recipe hash but on the card: its change is a new version.
-        if card_metadata(latest.recipe) != card_metadata(self.recipe.model_dump(mode="json")):
-            return None
-        if not unchanged_inputs(self.recipe, latest.inputs):
-            return None
-        version = latest.number
-        log.info("%s: inputs, recipe and code equal v%d's; nothing to do", latest.name, version)
-        originals = latest.reuse.reused + latest.reuse.computed  # its run's, all reused now
-        return RunResult(
-            name=self.recipe.name,
-            version=version,
-            content_id=latest.content_id,
-            path=self.store.version_dir(version),
-            unchanged=True,
-            splits=dict(latest.splits),
-            counts={name: c.model_dump(by_alias=True) for name, c in latest.counts.items()},
-            split_groups=latest.split_groups,
-            run_id=self.run_id,
-            manifest_path=self.store.manifest_path(version),
-            quarantine_path=None,
-            reuse=RecordReuse(originals, 0, f"inputs, recipe and code equal v{version}'s"),
-            stages_skipped=True,
-            unmapped_fields=latest.unmapped_fields,
-            quality=latest.quality,
-        )
-
-    def _check_writable(self) -> None:
-        """Raise StoreNotWritable before any work when the store or cards folder is not ours
-        to write."""
-        self.fs.check_writable(self.store.root)
-        for sub in ("versions", "_staging", "quarantine"):
-            if self.fs.exists(os.path.join(self.store.root, sub)):
-                self.fs.check_writable(os.path.join(self.store.root, sub))
-        # The cards' git copy is always a local folder, whatever the store.
-        LocalFS().check_writable(
-            os.path.join(self.recipe.resolve(self.recipe.cards_dir), self.recipe.name)
-        )
 
     def _stages(self) -> Manifest:
         """Run the data job into staging, room by room: ingest -> plan -> record pass ->
@@ -716,9 +687,16 @@ class DataJob:
         )
 
 
-def run_recipe(recipe: Recipe, progress: RunProgress | None = None) -> RunResult:
-    """Return the result of running a recipe's data job (training is `train_result`'s job)."""
-    return DataJob(recipe, progress).run()
+def run_recipe(
+    recipe: Recipe,
+    progress: RunProgress | None = None,
+    rehash: bool = False,
+    checked: bool = False,
+) -> RunResult:
+    """Return the result of running a recipe's data job (training is `train_result`'s job);
+    `rehash`: read every input file again instead of trusting pins by their stat;
+    `checked`: the caller found the latest version not unchanged (`unchanged_run`)."""
+    return DataJob(recipe, progress, rehash=rehash, checked=checked).run()
 
 
 def train_result(recipe: Recipe, result: RunResult) -> RunResult:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -20,6 +19,7 @@ import pyarrow.compute as pc
 from augmenters.stats import AugmentStats
 from pipeline.execution.passes import StageTally
 from pipeline.execution.plan import RecordPlan
+from pipeline.execution.run_result import RecordReuse
 from pipeline.record.rejection import QuarantineEntry, TooManyBadRecords, check_bad_fraction
 from pipeline.store.commit import STAGES, CommitCheckFailed
 from pipeline.store.quarantine import QuarantineWriter
@@ -43,23 +43,6 @@ class StageCounts:
             "quarantined": self.quarantined,
             **self.extra,
         }
-
-
-@dataclass(frozen=True)
-class RecordReuse:
-    """Original records a run took from earlier work (`reused`) vs processed anew (`computed`).
-
-    Both count original records of the record pass, as the cache counts them; an unchanged
-    rerun found before any work reuses all of its version's (that run's reused + computed).
-    `basis` says how the two were counted.
-    """
-
-    reused: int
-    computed: int
-    basis: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"reused": self.reused, "computed": self.computed, "basis": self.basis}
 
 
 def _value_counts(column: pa.ChunkedArray) -> dict[str, int]:

@@ -29,9 +29,15 @@ import pyarrow as pa
 from augmenters.stats import AugmentStats
 from pipeline.cards.composition import shard_composition
 from pipeline.execution.ingest_memo import IngestMemo, MemoRead
-from pipeline.execution.provenance import media_entries, media_pins_hold
+from pipeline.execution.provenance import (
+    media_entries,
+    media_pins_hold,
+    remember_pins,
+    stamped_pins,
+)
 from pipeline.recipe import Recipe, SourceConfig, check_recipe_ops
 from pipeline.record.ids import canonical_json, media_digests
+from pipeline.record.location import abspath
 from pipeline.record.rejection import QuarantineEntry
 from pipeline.record.schema import WORK_SCHEMA, records_to_table
 from pipeline.stages.augment import AugmentStage
@@ -124,6 +130,8 @@ class IngestShared:
     splitter: SplitStage  # unplanned: only its group keys are used
     fs: Any  # the store's filesystem
     source_fs: Any  # opens the sources, with the driver's endpoint and keys
+    # location -> [stamp, sha256] of the files the driver knows (`provenance.stamped_pins`).
+    pins: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -158,6 +166,8 @@ class IngestOutcome:
     media: list[Any] = field(default_factory=list)  # InputFile pins of the source's media
     # SIGNATURE_SCHEMA rows of its records (pipeline.stages.quality); None: near-dup is off.
     signatures: pa.Table | None = None
+    # location -> [stamp, sha256] of its media, for the driver's PinCache.
+    pins: dict[str, Any] = field(default_factory=dict)
 
 
 def ingest_keys(table: pa.Table, splitter: SplitStage, part: str, first_row: int) -> pa.Table:
@@ -199,6 +209,7 @@ def ingest_source(task: IngestTask, shared: IngestShared) -> IngestOutcome:
     near_dup = _near_dup_config(shared.recipe)
     signatures: list[pa.Table] = []
     records_in = 0
+    remember_pins(shared.pins)
     memo = None
     if task.memo is not None and task.files:
         memo = MemoRead.open(
@@ -294,8 +305,9 @@ def ingest_source(task: IngestTask, shared: IngestShared) -> IngestOutcome:
         sigs = kept.signatures
         media = [InputFile(**p) for p in kept.media]
     quarantine = write_quarantine_part(task.quarantine_path, rejected, shared.fs)
+    pins = stamped_pins(abspath(recipe.resolve(m.path)) for m in media)
     return IngestOutcome(
-        task.index, table, records_in, quarantine, dict(unmapped), node_id(), media, sigs
+        task.index, table, records_in, quarantine, dict(unmapped), node_id(), media, sigs, pins
     )
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
+import logging
 import os
 import platform
 import subprocess
@@ -16,6 +18,7 @@ import time
 from importlib import metadata
 from typing import Any
 
+from pipeline.readers.files import source_input_files
 from pipeline.readers.source_fs import LOCAL, SourceFS
 from pipeline.recipe import Recipe, SourceConfig
 from pipeline.record.location import abspath, is_remote, relative_to
@@ -27,6 +30,8 @@ from pipeline.store.manifest import (
     InputFile,
     InputKind,
 )
+
+log = logging.getLogger(__name__)
 
 # Libraries whose version can change what a record becomes: the codecs, the op libraries
 # what they draw random numbers from, and the models an op may load. A version built under others is not "unchanged".
@@ -63,23 +68,36 @@ def source_sha256() -> str:
     The git commit is not enough: a wheel install has none, and it does not see uncommitted
     edits. Computed once per process (the code imported cannot change under it).
     """
-    from pipeline.record.ids import file_sha256
-
     h = hashlib.sha256()
+    for package, root, path in code_files():
+        rel = f"{package}/{os.path.relpath(path, root)}".replace(os.sep, "/").encode()
+        h.update(len(rel).to_bytes(8, "little") + rel)
+        # Through the pins (`pinned_file`): a file whose stat is unchanged is not read again.
+        digest = pinned_file(path)[0]
+        if digest is None:
+            raise FileNotFoundError(path)  # listed a moment ago: the checkout is changing
+        h.update(bytes.fromhex(digest))
+    return h.hexdigest()
+
+
+@functools.cache
+def code_files() -> tuple[tuple[str, str, str], ...]:
+    """Return (package, its folder, file) of every file of the data-path packages, sorted."""
+    out = []
     for package in DATA_PACKAGES:
         root = os.path.dirname(os.path.abspath(__import__(package).__file__))
         files = []
         for folder, dirs, names in os.walk(root):
             dirs[:] = sorted(d for d in dirs if d != "__pycache__")
             files.extend(os.path.join(folder, n) for n in names if not n.endswith(".pyc"))
-        for path in sorted(files):
-            rel = f"{package}/{os.path.relpath(path, root)}".replace(os.sep, "/").encode()
-            h.update(len(rel).to_bytes(8, "little") + rel)
-            h.update(bytes.fromhex(file_sha256(path)))
-    return h.hexdigest()
+        out.extend((package, root, path) for path in sorted(files))
+    return tuple(out)
 
 
+@functools.cache
 def _git_commit() -> str | None:
+    # Once per process: a run asks for its code version several times (the unchanged
+    # check, each ingest memo's key, the manifest), and each ask forked git.
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     try:
         done = subprocess.run(
@@ -118,8 +136,96 @@ def code_version() -> CodeVersion:
     )
 
 
-# (the file's stamp, its sha256) per absolute location, for this process.
+# (the file's stamp, its sha256) per absolute location: what this process hashed, and the
+# local pins a store kept from earlier runs (`PinCache`).
 _hashed: dict[str, tuple[tuple[int, ...], str]] = {}
+# The locations of `_hashed` this process read the bytes of (not taken from a PinCache).
+_fresh: set[str] = set()
+
+
+def remember_pins(pins: dict[str, Any]) -> None:
+    """Take `pins` (location -> [stamp, sha256], as `stamped_pins` returns them) as known;
+    an entry this process already has stays (both were checked against the same stat)."""
+    for location, (stamp, digest) in pins.items():
+        _hashed.setdefault(location, (tuple(stamp), digest))
+
+
+def stamped_pins(locations: Any) -> dict[str, Any]:
+    """Return location -> [stamp, sha256] of the local `locations` this process knows the
+    hash of at a stamp outside the racy window (what a `PinCache` may keep)."""
+    out = {}
+    for location in locations:
+        known = _hashed.get(location)
+        if known is not None and not is_remote(location):
+            out[location] = [list(known[0]), known[1]]
+    return out
+
+
+def forget_pins() -> None:
+    """Forget every pin this process holds: the next `pinned_file` of each file reads it."""
+    _hashed.clear()
+    _fresh.clear()
+
+
+def hashed_files() -> int:
+    """Return how many files this process read the bytes of to pin them."""
+    return len(_fresh)
+
+
+def pin_locations(recipe: Recipe, inputs: list[InputFile]) -> list[str]:
+    """Return the local locations a version's pins stand for: its input files and the
+    data-path code files (`source_sha256`)."""
+    files = [abspath(recipe.resolve(e.path)) for e in inputs]
+    return [f for f in files if not is_remote(f)] + [path for _, _, path in code_files()]
+
+
+class PinCache:
+    """The sha256 of local input files by their stat, kept across runs in one file of the
+    store's cache folder (`<store>/<name>/cache/pins.json`), so that a rerun reads only the
+    files whose stat changed, as git's index, make and rsync do.
+
+    A pin is taken as is when the file's stamp still equals the one it was hashed at:
+    size, mtime and ctime in ns, device and inode (`SourceFS.stamp`). Any write changes
+    mtime and ctime, and restoring the mtime (`touch -d`, `os.utime`) sets ctime to now,
+    which no user call can set back; a file replaced by another gets a new inode. A pin
+    hashed within `RACY_WINDOW_NS` of its mtime is never kept (a write in the same clock
+    tick would leave the stat as it was). What it cannot see: bytes changed under an
+    unchanged stat, i.e. a raw write to the block device, a clock set back to forge a
+    ctime, or a filesystem that keeps no ctime or coarse times the window does not
+    cover. `roleforge run --rehash` (or deleting cache/) reads every file again.
+    Objects on a store are pinned by their own size and time (`_object_input`), not here.
+    """
+
+    FORMAT = 1
+
+    def __init__(self, path: str, fs: Any):
+        self.path = path
+        self.fs = fs
+
+    def load(self) -> int:
+        """Take the kept pins as known (`remember_pins`); return how many. A file that does
+        not read is ignored: it costs hashing, never a wrong pin."""
+        try:
+            kept = json.loads(self.fs.read_bytes(self.path))
+            if kept.get("format") != self.FORMAT:
+                return 0
+            pins = kept["pins"]
+            remember_pins(pins)
+        except FileNotFoundError:
+            return 0
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            log.warning("pin cache %s is unreadable: %s", self.path, exc)
+            return 0
+        return len(pins)
+
+    def save(self, locations: Any) -> None:
+        """Keep the pins of `locations` (what the last version pinned) for the next run; a
+        cache that cannot be written costs the next run hashing, not this run."""
+        data = {"format": self.FORMAT, "pins": stamped_pins(sorted(set(locations)))}
+        try:
+            self.fs.write_bytes(self.path, json.dumps(data, separators=(",", ":")).encode())
+        except OSError as exc:
+            log.warning("pin cache %s not written: %s", self.path, exc)
 
 
 def pinned_file(
@@ -144,6 +250,7 @@ def pinned_file(
     # A file changed within the racy window may change again unseen by its stamp.
     if started - stamp[1] > RACY_WINDOW_NS:
         _hashed[path] = (stamp, digest)
+        _fresh.add(path)
     return digest, size
 
 
@@ -200,8 +307,6 @@ def _pin(entry: InputFile) -> tuple[Any, ...]:
 def _file_entries(
     recipe: Recipe, fs: SourceFS | None = None, recorded: dict[str, InputFile] | None = None
 ) -> list[InputFile]:
-    from pipeline.readers import source_input_files
-
     fs = fs or SourceFS.of(recipe)
     entries = []
     for source in recipe.sources:
@@ -297,6 +402,14 @@ def media_pins_hold(
     for e in pins:
         # A media file on an object store is recorded by its URI, which resolve keeps.
         path = recipe.resolve(e.path)
+        if not is_remote(path):
+            # `_pin` of a local file without building its InputFile (a rerun checks
+            # every media file): the same place, kind and (sha256, bytes).
+            if e.kind != "media" or relative_to(path, recipe.base_dir) != e.path:
+                return False
+            if pinned_file(path, fs) != (e.sha256, e.bytes):
+                return False
+            continue
         pinned = _input_file(e.source, "media", path, recipe.base_dir, fs, recorded)
         if _pin(pinned) != _pin(e):
             return False

@@ -6,7 +6,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from pipeline.execution.ledger import RecordReuse
+
+@dataclass(frozen=True)
+class RecordReuse:
+    """Original records a run took from earlier work (`reused`) vs processed anew (`computed`).
+
+    Both count original records of the record pass, as the cache counts them; an unchanged
+    rerun found before any work reuses all of its version's (that run's reused + computed).
+    `basis` says how the two were counted.
+    """
+
+    reused: int
+    computed: int
+    basis: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"reused": self.reused, "computed": self.computed, "basis": self.basis}
 
 
 class RunProgress(Protocol):

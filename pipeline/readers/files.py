@@ -12,13 +12,16 @@ import json
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.readers.encoding import UTF8, UTF8_BOM, sniff_encoding, strip_bom
 from pipeline.readers.png_card import MAX_CHUNK_BYTES, card_json_from_png
 from pipeline.readers.source_fs import LOCAL, SourceFS
 from pipeline.record.location import abspath, join, normpath, realpath
 from pipeline.record.rejection import RecordRejected
+
+if TYPE_CHECKING:
+    from pipeline.recipe import Recipe, SourceConfig
 
 JSON_LINES_EXTS = (".jsonl", ".ndjson")
 TABLE_EXTS = (".parquet", ".arrow")
@@ -546,3 +549,28 @@ def _arrow_items(path: str, fs: SourceFS) -> Iterator[RawItem]:
 def _excerpt(text: str) -> str:
     # Undecodable bytes arrive as lone surrogates; an excerpt must stay writable as UTF-8.
     return text[:EXCERPT_CHARS].encode("utf-8", "replace").decode("utf-8")
+
+
+# ---- a source's files (light: an unchanged rerun lists them without the readers) ----
+
+
+def source_input_files(source: SourceConfig, recipe: Recipe) -> list[str]:
+    """Return the absolute locations of a source's input files (dialogue, characters and
+    persona files), sorted."""
+    characters = characters_paths(source, recipe)
+    files = corpus_files(recipe.resolve(source.path), set(characters), SourceFS.of(recipe))
+    files += characters
+    if source.persona:
+        files.append(abspath(recipe.resolve(source.persona)))
+    return sorted(set(files))
+
+
+def source_files(source: SourceConfig, recipe: Recipe) -> list[str]:
+    """Return the corpus files of a source, in reading order (its characters files excluded)."""
+    path = recipe.resolve(source.path)
+    return corpus_files(path, set(characters_paths(source, recipe)), SourceFS.of(recipe))
+
+
+def characters_paths(source: SourceConfig, recipe: Recipe) -> list[str]:
+    """Return the absolute locations of a source's characters files."""
+    return [abspath(recipe.resolve(p)) for p in source.characters_files]

@@ -6,10 +6,10 @@ import hashlib
 import json
 import secrets
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pyarrow as pa
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 def _digest(*parts: Any) -> bytes:
@@ -88,6 +88,11 @@ def media_digests(column: pa.ChunkedArray) -> list[list[str]]:
 def _binary_items(binary: pa.Array) -> list[memoryview]:
     """Return each value of a binary array as a zero-copy view of its data buffer (a null
     as an empty view)."""
+    # Imported here: ids are needed where no Arrow data is (a recipe's name, an unchanged
+    # rerun's check), and numpy with pyarrow is a tenth of a second of start-up.
+    import numpy as np
+    import pyarrow as pa
+
     n = len(binary)
     if n == 0:
         return []

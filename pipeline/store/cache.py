@@ -8,6 +8,8 @@ record, kept so that a rerun computes only the records whose key it has not seen
   the recipe hash it was made under, the record's augmentation stats) or per rejected
   record (key and its quarantine entry), written once the run's parts are complete.
 
+- `pins.json`: the input files' sha256 by their stat (`provenance.PinCache`).
+
 A version's shards are written from these parts; nothing in a version refers to them, so
 deleting the folder is always safe (the next run recomputes every record once). `roleforge
 gc` prunes it to what the newest versions were made of (`prune`): index rows of other
@@ -179,6 +181,10 @@ class RecordCache:
             path = self.part_path(name)
             if name not in referenced and now - self._mtime(path) >= min_age_s:
                 result.removable.append(path)
+        # The pins go with the rest when the cache is emptied (no version's records live).
+        pins = os.path.join(self.folder, "pins.json")
+        if not len(live_ids) and self.fs.exists(pins) and now - self._mtime(pins) >= min_age_s:
+            result.removable.append(pins)
         result.kept_rows = kept.num_rows + sum(t.num_rows for t in young)
         return result
 

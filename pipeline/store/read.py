@@ -16,7 +16,6 @@ from pipeline.record.ids import DATASET_NAME_PATTERN
 from pipeline.store.fs import StoreFS
 from pipeline.store.manifest import Manifest
 from pipeline.store.store_fs import store_fs
-from pipeline.store.verify import verify_version
 
 _VERSION_FILE = re.compile(r"^v(\d+)\.json$")
 _REF = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*?)(?:@v?(?P<version>\d+))?$")
@@ -96,6 +95,11 @@ class Store:
     def staging_dir(self, run_id: str) -> str:
         return os.path.join(self.root, "_staging", run_id)
 
+    def pins_path(self) -> str:
+        """Return the dataset's pin cache: its input files' sha256 by their stat, under the
+        record cache's folder (pipeline/store/cache.py; provenance.PinCache)."""
+        return os.path.join(self.root, "cache", "pins.json")
+
     def quarantine_path(self, run_id: str) -> str:
         return os.path.join(self.root, "quarantine", f"{run_id}.jsonl")
 
@@ -143,6 +147,10 @@ class Store:
         key = (self.fs.uri(self.root), number, manifest.manifest_sha256, hash_shards)
         if key in _CHECKED:
             return manifest
+        # Here, not at the top: verify reads Arrow, and opening a store (an unchanged
+        # rerun's manifest) must not import it.
+        from pipeline.store.verify import verify_version
+
         # Matching file hashes already prove every row as written: no row is rehashed here.
         report = verify_version(
             self, number, hash_files=hash_shards, manifest=manifest, check_rows=False

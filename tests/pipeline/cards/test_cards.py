@@ -308,6 +308,46 @@ def test_card_features_are_the_libraries_own_serialisation(card):
     assert header["dataset_info"]["features"] == expected
 
 
+def test_card_dataset_info_is_what_datasets_writes_for_the_same_splits_and_sizes(card, version):
+    # The header writes `dataset_info` itself (importing datasets is slow): the library's
+    # own DatasetInfosDict, given the same features, splits and sizes, writes the same.
+    import datasets
+    from datasets.info import DatasetInfosDict
+    from huggingface_hub import DatasetCardData
+
+    from pipeline.record.schema import hf_features
+
+    header, _ = card
+    _, manifest, _ = version
+    splits = datasets.SplitDict()
+    for s in header["dataset_info"]["splits"]:
+        of_split = [x for x in manifest.shards if x.split == s["name"] and x.rows > 0]
+        splits.add(
+            datasets.SplitInfo(
+                name=s["name"],
+                num_bytes=sum(x.bytes for x in of_split),
+                num_examples=sum(x.rows for x in of_split),
+            )
+        )
+    size = sum(x.bytes for x in manifest.shards)
+    info = datasets.DatasetInfo(
+        features=datasets.Features.from_dict(hf_features()),
+        splits=splits,
+        download_size=size,
+        dataset_size=size,
+    )
+    card_data = DatasetCardData()
+    DatasetInfosDict({"default": info}).to_dataset_card_data(card_data)
+    assert header["dataset_info"] == card_data.to_dict()["dataset_info"]
+
+
+def test_a_feature_type_the_card_cannot_write_is_refused():
+    from pipeline.cards.hub_header import yaml_features
+
+    with pytest.raises(ValueError, match="no card serialisation"):
+        yaml_features({"label": {"names": ["a", "b"], "_type": "ClassLabel"}})
+
+
 def test_version_folder_loads_through_datasets_with_typed_media(version, tmp_path):
     import datasets
     from PIL import Image

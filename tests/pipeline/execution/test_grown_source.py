@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-import pipeline.readers as readers
+import pipeline.readers.sources as readers
 from pipeline.execution.job import DataJob, RunResult
 from pipeline.readers.files import LinesFrom
 from tests.fixtures.corpus import write_bytes

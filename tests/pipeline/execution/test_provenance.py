@@ -86,17 +86,6 @@ def test_a_changed_dialogue_file_is_a_change_and_older_manifests_never_match(
     assert not unchanged_inputs(recipe, recorded)
 
 
-@pytest.fixture
-def hashed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The paths file_sha256 reads, in order."""
-    import pipeline.record.ids as ids
-
-    calls: list[str] = []
-    real = ids.file_sha256
-    monkeypatch.setattr(ids, "file_sha256", lambda path: calls.append(path) or real(path))
-    return calls
-
-
 def test_each_file_is_hashed_once_while_its_stat_holds(tmp_path: Path, hashed: list[str]) -> None:
     old = tmp_path / "old.bin"
     old.write_bytes(b"a" * 100)
