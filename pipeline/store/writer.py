@@ -347,12 +347,16 @@ class ShardWriter:
         staged file durable in one pass before it publishes, `VersionCommitter.commit`);
         return its manifest entry and row digests.
 
-        The main thread gathers and encodes; one worker thread hashes (each batch's row
-        digests, then the file's bytes as they are written), so the two hashing passes
-        overlap the encoding instead of following it."""
+        The main thread gathers and encodes; one worker thread takes each batch's row
+        digests, another hashes the file's bytes as they are written, so the two hashing
+        passes overlap the encoding instead of following it. (One worker for both was the
+        longest of the two threads: the hashing costs more CPU than the encoding.)"""
         path = os.path.join(self.folder, plan.name)
         facts: list[Future[tuple[list[str], list[str]]]] = []
-        with ThreadPoolExecutor(1, thread_name_prefix="shard-hash") as hasher:
+        with (
+            ThreadPoolExecutor(1, thread_name_prefix="row-digest") as digester,
+            ThreadPoolExecutor(1, thread_name_prefix="shard-hash") as hasher,
+        ):
             raw = self.fs.open_output(path)
             try:
                 file_hash: HashingSink | ReadBackHash = (
@@ -360,7 +364,7 @@ class ShardWriter:
                     if self.fs.is_local
                     else HashingSink(raw, hasher)
                 )
-                batches = self._digested(plan.rows, parts, hasher, facts)
+                batches = self._digested(plan.rows, parts, digester, facts)
                 self._write_shard(file_hash.sink, self._written_back(batches, raw, file_hash))
                 file_hash.mark()  # the footer
             finally:
@@ -388,13 +392,13 @@ class ShardWriter:
         self,
         rows: pa.Table,
         parts: PartSet,
-        hasher: Executor,
+        digester: Executor,
         facts: list[Future[tuple[list[str], list[str]]]],
     ) -> Iterator[pa.Table]:
-        """Yield the shard's batches, handing each to `hasher` for its rows' ids and digests
-        (appended to `facts` in batch order)."""
+        """Yield the shard's batches, handing each to `digester` for its rows' ids and
+        digests (appended to `facts` in batch order)."""
         for table in self._batches(rows, parts):
-            facts.append(hasher.submit(_ids_and_digests, table))
+            facts.append(digester.submit(_ids_and_digests, table))
             yield table
 
     def _written_back(
