@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import random
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,13 @@ from pipeline.store.fs import LocalFS
 from pipeline.store.manifest import schema_sha256
 from pipeline.store.row_digest import read_row_digests, row_digests
 from pipeline.store.shards import read_shard, read_shard_batches
-from pipeline.store.writer import ShardIntegrityError, ShardWriter, plan_cuts, plan_shards
+from pipeline.store.writer import (
+    ShardIntegrityError,
+    ShardWriter,
+    _made_ahead,
+    plan_cuts,
+    plan_shards,
+)
 from tests.fixtures.manifest import staged_content_id
 from tests.fixtures.media import audio_bytes
 from tests.pipeline.execution.datajob_corpus import stage_records, work_record
@@ -156,6 +163,24 @@ def test_the_hashes_made_beside_the_encoding_are_those_of_the_file_and_rows_on_d
     table = read_shard(str(path))
     assert sidecar["id"].to_pylist() == table["id"].to_pylist()
     assert sidecar["row_sha256"].to_pylist() == row_digests(table)
+
+
+def test_the_gather_thread_makes_every_batch_in_order_and_only_one_ahead() -> None:
+    # The gather runs beside the encoding, one batch ahead: never more, so the memory
+    # it holds grows by one batch at most.
+    made: list[int] = []
+
+    def batches():
+        for i in range(6):
+            made.append(i)
+            yield i
+
+    seen = []
+    with ThreadPoolExecutor(1) as maker:
+        for item in _made_ahead(batches(), maker):
+            assert len(made) <= item + 2
+            seen.append(item)
+    assert seen == list(range(6))
 
 
 def test_plan_cuts_never_exceeds_the_limit_unless_one_row_alone_does() -> None:
