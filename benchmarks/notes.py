@@ -79,20 +79,22 @@ comparison uses Ray Data's stock settings for the naive chain (operator resource
 reservation on); with the pipeline's settings it would be faster still.
 """,
     "writer_vs_pyarrow": """
-Per 131 MB of shards (2,000 one-image rows, `python -m benchmarks.writer`), CPU seconds
-on this 2-core machine: bare `pq.write_table` ~0.09; ours gathers rows in id order (one
-copy out of the mapped parts, ~0.09-0.12), encodes and writes (~0.11, plus ~0.02 for
-passing pages through the Python sink that hashes them), hashes the file (sha256, ~0.10)
-and every row (sha256 of each media item ~0.11, canonical JSON of the rest ~0.05). The
-two hashing passes cover the same bytes in two different shapes (file pages, media
-items), so one cannot give the other. They now run on one worker thread beside
-the encoding (`ShardWriter.write_shard`: hashlib and pyarrow release the GIL): the main
-thread's CPU per 131 MB fell from ~0.69 s to ~0.45 s, the worker's is ~0.3 s, 10% more CPU
-in all. On two free cores the writer's wall is then about its main thread's, and the disk
-writes each batch while the next is encoded (`fs.start_writeback`). Gathering on the
-worker too was tried: the worker became the longer thread (~0.5 s) and the total rose.
-What is left is the gather copy (the Parquet writer given one-row chunks writes other
-pages, so the bytes would change) and the record pass's parts themselves: issue 25 item 1.
+Ours does what bare `pq.write_table` does (encode, write) plus: gathers rows in id order
+out of the mapped parts (a copy per part, then one into id order), hashes the file
+(sha256) and every row (sha256 of each media item, canonical JSON of the rest). The two
+hashing passes cover the same bytes in two shapes (file pages, media items), so one
+cannot give the other; at ~1 GB/s per pass (hashlib, SHA-NI) they alone cost more than twice
+the bare write's CPU. The writer spreads the work over four threads
+(`ShardWriter.write_shard`): the main thread encodes straight to the file; one worker
+gathers the next batch, one takes the row digests, one hashes the file read back from
+the page cache (pyarrow's copies and writers and hashlib release the GIL). Per 984 MB
+(6,000 rows of 160 KB, loaded 2-core machine, thread CPU): main ~2 s, gather ~2 s, each
+hash ~1 s; before, the main thread gathered and encoded (~4-4.5 s) and pages went
+through a Python sink (a bytes copy of every page). On two cores the wall is then bound
+by the total CPU (~3x the bare write's), not by one thread. What is left: the two gather
+copies and the zeroed pages the allocator hands them (mimalloc purges freed pages after
+10 ms; `MIMALLOC_PURGE_DELAY=-1` cut the gather's CPU ~25%, a process-wide setting), and
+the record pass's parts themselves (issue 25 item 1).
 """,
     "memory_ratio_10x": """
 The growth is in file-backed pages, not in heap: anonymous RSS (resident minus shared and

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import random
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,13 @@ from pipeline.store.fs import LocalFS
 from pipeline.store.manifest import schema_sha256
 from pipeline.store.row_digest import read_row_digests, row_digests
 from pipeline.store.shards import read_shard, read_shard_batches
-from pipeline.store.writer import ShardIntegrityError, ShardWriter, plan_cuts, plan_shards
+from pipeline.store.writer import (
+    ShardIntegrityError,
+    ShardWriter,
+    _made_ahead,
+    plan_cuts,
+    plan_shards,
+)
 from tests.fixtures.manifest import staged_content_id
 from tests.fixtures.media import audio_bytes
 from tests.pipeline.execution.datajob_corpus import stage_records, work_record
@@ -33,10 +40,16 @@ def _records(n: int = 30) -> list[dict]:
 
 
 def _write(
-    tmp_path: Path, records, rows_per_part: int, fmt="arrow", shard_size=1 << 30, name="out"
+    tmp_path: Path,
+    records,
+    rows_per_part: int,
+    fmt="arrow",
+    shard_size=1 << 30,
+    name="out",
+    fs: LocalFS | None = None,
 ):
     parts, index = stage_records(tmp_path / f"parts-{name}", records, rows_per_part)
-    writer = ShardWriter(str(tmp_path / name), fmt, shard_size, LocalFS())
+    writer = ShardWriter(str(tmp_path / name), fmt, shard_size, fs or LocalFS())
     return writer.write(index, parts)
 
 
@@ -121,16 +134,28 @@ def test_a_shard_task_writes_its_shard_and_sidecar_without_an_fsync(tmp_path: Pa
     assert (tmp_path / "out" / written.entry.row_digests).exists()
 
 
+class _UnreadableFS(LocalFS):
+    """LocalFS posing as a store whose output streams cannot be read back (an upload)."""
+
+    @property
+    def is_local(self) -> bool:
+        return False
+
+
+@pytest.mark.parametrize("fs", [LocalFS(), _UnreadableFS()], ids=["read-back", "on-the-way"])
 @pytest.mark.parametrize("fmt", ["arrow", "parquet"])
 def test_the_hashes_made_beside_the_encoding_are_those_of_the_file_and_rows_on_disk(
-    tmp_path: Path, fmt: str, monkeypatch
+    tmp_path: Path, fmt: str, fs: LocalFS, monkeypatch
 ) -> None:
-    # The hasher thread falls behind and the writer waits for it (a tiny pending limit),
-    # over several batches: the digests still cover every byte and every row, in order.
+    # Over several batches, with the file read back a few bytes at a time (a local file)
+    # or the hasher falling behind so the writer waits for it (a tiny pending limit): the
+    # digests still cover every byte and every row, in order.
     monkeypatch.setattr("pipeline.store.writer.BATCH_MAX_ROWS", 3)
     monkeypatch.setattr("pipeline.store.writer.HashingSink.PENDING_LIMIT", 1)
+    monkeypatch.setattr("pipeline.store.writer.ReadBackHash.CHUNK_BYTES", 7)
     records = _records(12)
-    (shard, *_) = _write(tmp_path, [r for r in records if r["split"] == "train"], 5, fmt=fmt)
+    train = [r for r in records if r["split"] == "train"]
+    (shard, *_) = _write(tmp_path, train, 5, fmt=fmt, fs=fs)
     path = tmp_path / "out" / shard.path
     assert shard.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
     assert shard.bytes == path.stat().st_size
@@ -138,6 +163,24 @@ def test_the_hashes_made_beside_the_encoding_are_those_of_the_file_and_rows_on_d
     table = read_shard(str(path))
     assert sidecar["id"].to_pylist() == table["id"].to_pylist()
     assert sidecar["row_sha256"].to_pylist() == row_digests(table)
+
+
+def test_the_gather_thread_makes_every_batch_in_order_and_only_one_ahead() -> None:
+    # The gather runs beside the encoding, one batch ahead: never more, so the memory
+    # it holds grows by one batch at most.
+    made: list[int] = []
+
+    def batches():
+        for i in range(6):
+            made.append(i)
+            yield i
+
+    seen = []
+    with ThreadPoolExecutor(1) as maker:
+        for item in _made_ahead(batches(), maker):
+            assert len(made) <= item + 2
+            seen.append(item)
+    assert seen == list(range(6))
 
 
 def test_plan_cuts_never_exceeds_the_limit_unless_one_row_alone_does() -> None:
