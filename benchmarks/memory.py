@@ -8,6 +8,32 @@ from dataclasses import dataclass
 
 import psutil
 
+_PEAK_FIELD = "VmHWM:"
+
+
+def reset_own_peak_rss() -> None:
+    """Restart this process's peak RSS (VmHWM) from its current RSS (Linux >= 4.0).
+
+    Why not `ru_maxrss`: at exec, Linux folds the outgoing address space's high-water mark
+    into the process's `ru_maxrss` (fs/exec.c: setmax_mm_hiwater_rss), and a child that
+    `subprocess` starts (vfork or fork, then exec) leaves its parent's address space there:
+    a child of a 2 GB parent reports at least 2 GB whatever it does. VmHWM belongs to the
+    address space that exec replaced, so it starts at the child's own size, and writing 5
+    to clear_refs sets it to the current RSS, so a window (a job after Ray's start-up) gets
+    its own peak.
+    """
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+def own_peak_rss_bytes() -> int:
+    """Return this process's peak RSS (VmHWM) since it started or since `reset_own_peak_rss`."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(_PEAK_FIELD):
+                return int(line.split()[1]) * 1024  # the kernel writes kB (KiB)
+    raise RuntimeError(f"/proc/self/status has no {_PEAK_FIELD} line (not Linux?)")
+
 
 @dataclass(frozen=True)
 class TreePeak:
