@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import psutil
 
@@ -41,7 +42,8 @@ class TreePeak:
 
     `rss` is resident memory; `anon` is resident memory minus file-backed and shared pages
     (statm's resident - shared): heap and stacks, what cannot be dropped under pressure;
-    `pss` splits each shared page among the processes sharing it.
+    `pss` splits each shared page among the processes sharing it. `at_peak` says where the
+    peak RSS was: per role (`role_of`), its processes, RSS and anonymous RSS at that sample.
     """
 
     rss_bytes: int
@@ -49,6 +51,28 @@ class TreePeak:
     pss_bytes: int
     processes: int
     samples: int
+    at_peak: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+def role_of(proc: psutil.Process, root: psutil.Process) -> str:
+    """Return what a process of the tree is: the driver (the root), a Ray worker (Ray titles
+    them `ray::IDLE` or `ray::<task>`), a Ray agent (`ray::DashboardAgent`, ...), or the
+    name of its executable or Python script (raylet, gcs_server, monitor.py, ...)."""
+    if proc.pid == root.pid:
+        return "driver"
+    try:
+        cmdline = proc.cmdline()
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return "gone"
+    if not cmdline:
+        return "?"
+    head = cmdline[0]
+    if head.startswith("ray::"):
+        return "ray agent" if head.endswith("Agent") else "ray worker"
+    if any("default_worker.py" in arg for arg in cmdline):
+        return "ray worker"
+    script = next((a for a in cmdline[1:] if a.endswith(".py") or a.startswith("pipeline.")), "")
+    return os.path.basename(script or head.split()[0])
 
 
 class TreeMemorySampler:
@@ -70,6 +94,7 @@ class TreeMemorySampler:
         self._interval = interval_s
         self._pss_interval = pss_interval_s
         self._last_pss = float("-inf")
+        self._roles: dict[int, str] = {}  # pid -> role_of, asked once per process
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="tree-memory", daemon=True)
@@ -77,6 +102,7 @@ class TreeMemorySampler:
 
     def _reset(self) -> None:
         self._peak_rss = self._peak_anon = self._peak_pss = self._peak_procs = self._samples = 0
+        self._at_peak: dict[str, dict[str, int]] = {}
 
     def __enter__(self) -> TreeMemorySampler:
         self._thread.start()
@@ -90,17 +116,23 @@ class TreeMemorySampler:
     def peak(self) -> TreePeak:
         """Return the peaks of the current window."""
         with self._lock:
-            return TreePeak(
-                self._peak_rss, self._peak_anon, self._peak_pss, self._peak_procs, self._samples
-            )
+            return self._window()
+
+    def _window(self) -> TreePeak:
+        return TreePeak(
+            self._peak_rss,
+            self._peak_anon,
+            self._peak_pss,
+            self._peak_procs,
+            self._samples,
+            self._at_peak,
+        )
 
     def mark(self) -> TreePeak:
         """Return the peaks of the window that ends now, and start a new window."""
         self.sample(force_pss=True)
         with self._lock:
-            peak = TreePeak(
-                self._peak_rss, self._peak_anon, self._peak_pss, self._peak_procs, self._samples
-            )
+            peak = self._window()
             self._reset()
         return peak
 
@@ -117,6 +149,7 @@ class TreeMemorySampler:
         if with_pss:
             self._last_pss = now
         rss = anon = pss = 0
+        roles: dict[str, dict[str, int]] = {}
         for proc in procs:
             try:
                 info = proc.memory_full_info() if with_pss else proc.memory_info()
@@ -125,7 +158,16 @@ class TreeMemorySampler:
             rss += info.rss
             anon += max(0, info.rss - info.shared)
             pss += getattr(info, "pss", 0)
+            if proc.pid not in self._roles:
+                self._roles[proc.pid] = role_of(proc, self._root)
+            role = self._roles[proc.pid]
+            mine = roles.setdefault(role, {"processes": 0, "rss": 0, "anon": 0})
+            mine["processes"] += 1
+            mine["rss"] += info.rss
+            mine["anon"] += max(0, info.rss - info.shared)
         with self._lock:
+            if rss > self._peak_rss:
+                self._at_peak = roles
             self._peak_rss = max(self._peak_rss, rss)
             self._peak_anon = max(self._peak_anon, anon)
             self._peak_pss = max(self._peak_pss, pss)
