@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,3 +50,57 @@ def test_an_extra_already_imported_is_left_for_the_library_to_see(fake_library):
 
     assert libraries.import_op_library("rf_fake_lib").HAS_EXTRA is True
     assert sys.modules["rf_heavy_extra"] is not None
+
+
+UNCONDITIONAL = """
+import rf_heavy_dep
+
+def returned_as_it_came(value):
+    return isinstance(value, rf_heavy_dep.Frame)
+"""
+
+
+@pytest.fixture
+def library_with_a_heavy_import(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A library `rf_eager_lib` that imports `rf_heavy_dep` unconditionally."""
+    (tmp_path / "rf_eager_lib").mkdir()
+    (tmp_path / "rf_eager_lib" / "__init__.py").write_text(UNCONDITIONAL, encoding="utf-8")
+    (tmp_path / "rf_heavy_dep.py").write_text("class Frame: ...\nREAL = True\n", encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(libraries.STAND_INS, "rf_eager_lib", {"rf_heavy_dep": ("Frame",)})
+    yield
+    for name in ("rf_eager_lib", "rf_heavy_dep"):
+        sys.modules.pop(name, None)
+
+
+def test_an_unconditional_import_gets_a_stand_in_and_the_real_module_imports_afterwards(
+    library_with_a_heavy_import,
+):
+    lib = libraries.import_op_library("rf_eager_lib")
+    assert "rf_heavy_dep" not in sys.modules
+    assert lib.returned_as_it_came("text") is False
+    with pytest.raises(AttributeError, match="stand-in for rf_heavy_dep"):
+        lib.rf_heavy_dep.REAL  # noqa: B018
+    import rf_heavy_dep
+
+    assert rf_heavy_dep.REAL
+    assert libraries.import_op_library("rf_eager_lib").rf_heavy_dep is not rf_heavy_dep
+
+
+def test_nlpaugs_character_ops_run_without_importing_pandas_or_gdown():
+    code = (
+        "import sys; from augmenters.libraries import import_op_library; "
+        "char = import_op_library('nlpaug.augmenter.char'); "
+        "out = char.KeyboardAug(aug_char_p=1.0).augment('hello there'); "
+        "print(type(out[0]).__name__, 'pandas' in sys.modules, 'gdown' in sys.modules)"
+    )
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.split() == ["str", "False", "False"]
