@@ -69,10 +69,13 @@ def role_of(proc: psutil.Process, root: psutil.Process) -> str:
     head = cmdline[0]
     if head.startswith("ray::"):
         return "ray agent" if head.endswith("Agent") else "ray worker"
+    executable = os.path.basename(head.split()[0])
+    if not executable.startswith("python"):
+        return executable  # raylet, gcs_server (the raylet's flags name default_worker.py)
     if any("default_worker.py" in arg for arg in cmdline):
         return "ray worker"
     script = next((a for a in cmdline[1:] if a.endswith(".py") or a.startswith("pipeline.")), "")
-    return os.path.basename(script or head.split()[0])
+    return os.path.basename(script or executable)
 
 
 class TreeMemorySampler:
