@@ -13,6 +13,17 @@ worker, or a rerun with a few misses: docs/ARCHITECTURE.md, "Execution settings"
 libraries catch) and unmarks them afterwards, so a later `import torch` anywhere in the
 process works as usual. An extra already imported is left alone: the library then sees
 it, as it would without us.
+
+Two of nlpaug's imports are not optional: its base augmenter imports pandas (to hand a
+DataFrame back as it came; our ops pass strings) and its file helpers import gdown (with
+BeautifulSoup, to download models; character ops download nothing). Measured in a fresh
+process, importing nlpaug's character augmenters took 145 MB resident and 1.8 s with
+them, 47 MB and 0.5 s without: in every Ray worker and in-process run that runs a text op.
+For those, `STAND_INS` puts a small module in their place while the library imports: the
+names the library reads at run time answer as they would for our inputs (no value is an
+instance of the stand-in's DataFrame), anything else raises an AttributeError that says
+why. The stand-ins leave `sys.modules` after the import, like the marks above, so a later
+`import pandas` gets pandas.
 """
 
 from __future__ import annotations
@@ -22,6 +33,7 @@ import os
 import sys
 import threading
 from types import ModuleType
+from typing import Any
 
 # The extras each library imports only for code our ops never run.
 OPTIONAL_EXTRAS: dict[str, tuple[str, ...]] = {
@@ -29,14 +41,14 @@ OPTIONAL_EXTRAS: dict[str, tuple[str, ...]] = {
     "albumentations": ("torch", "huggingface_hub"),
 }
 
-# Modules a library imports unconditionally, only for code our ops never run: an empty
-# module stands in for each while the library is imported, and is taken out of
-# sys.modules afterwards (a later `import gdown` anywhere gets the real one). nlpaug's util
-# package, which every augmenter imports, imports gdown (Google Drive downloads of
-# word-vector models) and with it bs4, soupsieve, filelock: ~0.15 s of CPU per process;
-# its character augmenters never download.
-STAND_INS: dict[str, tuple[str, ...]] = {
-    "nlpaug": ("gdown",),
+# Modules a library imports unconditionally for code our ops never run, with the names
+# its reachable code reads from them at run time: a stand-in (`_stand_in`) is imported in
+# their place, and taken out of sys.modules afterwards (a later `import pandas` anywhere
+# gets the real one). nlpaug: `isinstance(result, pd.DataFrame)` in every `augment`; its
+# util package imports gdown (Google Drive downloads of word-vector models, with bs4,
+# soupsieve, filelock: ~0.15 s of CPU per process); its character augmenters never download.
+STAND_INS: dict[str, dict[str, tuple[str, ...]]] = {
+    "nlpaug": {"pandas": ("DataFrame",), "gdown": ()},
 }
 
 # Another thread importing an extra while it is marked absent would get an ImportError.
@@ -58,8 +70,8 @@ def import_op_library(module: str) -> ModuleType:
         for name in marked:
             sys.modules[name] = None  # type: ignore[assignment]
         stand_ins = {
-            name: ModuleType(name, f"stands in for {name} while {library} is imported")
-            for name in STAND_INS.get(library, ())
+            name: _stand_in(name, library, names)
+            for name, names in STAND_INS.get(library, {}).items()
             if name not in sys.modules
         }
         sys.modules.update(stand_ins)
@@ -72,3 +84,22 @@ def import_op_library(module: str) -> ModuleType:
             for name, stand_in in stand_ins.items():
                 if sys.modules.get(name) is stand_in:
                     del sys.modules[name]
+
+
+def _stand_in(name: str, library: str, names: tuple[str, ...]) -> ModuleType:
+    """Return a module `name` whose `names` are classes nothing is an instance of, and
+    whose other attributes raise an AttributeError naming why the real module is absent."""
+    module = ModuleType(
+        name, f"Stand-in for {name} while {library} imports (augmenters.libraries)."
+    )
+    for attr in names:
+        setattr(module, attr, type(attr, (), {"__module__": name}))
+
+    def missing(attr: str) -> Any:
+        raise AttributeError(
+            f"{library} was imported with a stand-in for {name} (augmenters/libraries.py): "
+            f"{name}.{attr} belongs to {library} code that roleforge's ops do not run"
+        )
+
+    module.__getattr__ = missing  # type: ignore[method-assign]
+    return module

@@ -70,6 +70,14 @@ def measure_jobs_memory(
             "peak_pss_mb": round(peak.pss_bytes / 1e6, 1),
             "processes": peak.processes,
             "samples": peak.samples,
+            "at_peak_mb": {
+                role: {
+                    "processes": v["processes"],
+                    "rss": round(v["rss"] / 1e6, 1),
+                    "anon": round(v["anon"] / 1e6, 1),
+                }
+                for role, v in sorted(peak.at_peak.items())
+            },
             **job,
         }
         for peak, job in zip(peaks, jobs, strict=True)

@@ -97,13 +97,19 @@ copies and the zeroed pages the allocator hands them (mimalloc purges freed page
 the record pass's parts themselves (issue 25 item 1).
 """,
     "memory_ratio_10x": """
-The growth is in file-backed pages, not in heap: anonymous RSS (resident minus shared and
-file-backed, see the memory table) grows ~1.1x from 1x to 10x while RSS and PSS grow ~1.5x.
-The driver memory-maps the staged part files (`pipeline/store/staging.py: PartSet`, `read_part`)
-and the writer gathers every row from them, so every page of the augmented output becomes
-resident in the driver while shards are written; the kernel can drop those pages under
-pressure, but RSS counts them. `PartSet.release()` after each split (or shard), or reading
-the gathered batches with `pa.input_stream` instead of keeping maps open, keeps RSS flat.
+Where the peak is (the memory table's per-role line, sampled with the tree's peak): both
+peaks fall while shards are written. At 1x the record pass runs in the driver (500 records
+or fewer, `execution.in_process_records`) and only the one shard's task runs on Ray, in a
+fresh worker; at 10x the record pass and the shards run in two Ray workers that have
+imported the op libraries. Ray's daemons (~700 MB RSS here: GCS, raylet, dashboard, its
+agents, the monitors) and the driver (~410-460 MB) are the same at both sizes; the growth
+is one more worker holding a shard's batch. A shard task holds its window of rows copied
+out of the parts and the batch gathered from them in id order (2 x 64 MB,
+`BATCH_MAX_BYTES`); it lets each written batch go before copying the next, and hands its
+allocators' free pages back at its start and end. Each MB off a write task's peak takes
+2 MB off the 10x and 1 MB off the 1x: reaching 1.2 from here needs a gather that copies
+once, straight into the batch, or smaller batches (16 MB: -50 MB per task measured, but
+every shard's bytes change).
 """,
     "driver_ms_per_record": """
 The driver does per-record work in four places (from the profiles behind the efficiency and
@@ -302,7 +308,24 @@ def result_sections(figures: dict[str, Figure], meta: dict[str, Any]) -> list[tu
                 row[f"{n}: PSS MB"] = job["peak_pss_mb"]
                 row[f"{n}: job s"] = job["job_s"]
             rows.append(row)
-        sections.append(("Memory, per repetition", _rep_table(rows)))
+        last = mem["reps"][-1]
+        where = [
+            f"- {n} records: "
+            + ", ".join(
+                f"{role} {v['rss']:.0f} MB"
+                + (f" ({v['processes']} processes)" if v["processes"] > 1 else "")
+                for role, v in last[str(n)].get("at_peak_mb", {}).items()
+            )
+            for n in (mem["base"], mem["big"])
+        ]
+        sections.append(
+            (
+                "Memory, per repetition",
+                _rep_table(rows)
+                + "\n\nRSS by role at the peak (last repetition):\n\n"
+                + "\n".join(where),
+            )
+        )
     for key, fig in figures.items():
         if fig.met is False and key in ANALYSIS:
             sections.append((f"Missed: `{key}`", ANALYSIS[key]))

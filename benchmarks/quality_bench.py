@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import random
-import resource
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -96,6 +95,7 @@ def _signatures(chunk: list[dict]):
 def near_dup(n: int, workers: int, batch: int = 2000) -> dict:
     import pyarrow as pa
 
+    from benchmarks.memory import own_peak_rss_bytes
     from pipeline.stages.quality.config import NearDupConfig
     from pipeline.stages.quality.planner import plan_near_duplicates
 
@@ -120,7 +120,8 @@ def near_dup(n: int, workers: int, batch: int = 2000) -> dict:
         "wall_s": round(wall, 1),
         "signatures_s": round(signed - start, 1),
         "plan_s": round(wall - (signed - start), 1),
-        "driver_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        # VmHWM, not ru_maxrss: the latter starts at a parent's peak (benchmarks.memory).
+        "driver_peak_rss_mb": round(own_peak_rss_bytes() / 2**20),
         "planted_copies": len(planted),
         "planted_copies_clustered": same_cluster,
         "pairs": len(found),

@@ -666,7 +666,9 @@ class Suite:
         note = (
             "One `DataJob.run` per size (the benchmark recipe: everything train, two augmented "
             "copies), each in a fresh process that starts Ray first; wall and CPU cover the job "
-            "only; driver = that process (Ray's workers and daemons not counted); one repetition."
+            "only; driver = that process (Ray's workers and daemons not counted), its peak RSS "
+            "is VmHWM reset after Ray's start-up (`ru_maxrss` would be the bench's own peak, "
+            "inherited at exec); one repetition."
         )
         self._scaling_section = markdown(points, png.name, note)
 

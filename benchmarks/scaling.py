@@ -2,9 +2,11 @@
 
 The child starts Ray, then runs one recipe and reports the job's wall time, the driver's
 CPU time over the job (`time.process_time`: this process only, not Ray's workers or
-daemons) and the driver's peak RSS (`ru_maxrss`, this process only, Ray's start-up in the
-driver included; its RSS just before the job is reported beside it). A fresh process per
-size, so one size's peak never hides the next one's.
+daemons) and the driver's peak RSS during the job (VmHWM, this process only, reset after
+Ray's start-up; its RSS just before the job is reported beside it). Not `ru_maxrss`: a child
+inherits its parent's peak there at exec (see `benchmarks.memory.reset_own_peak_rss`), which
+reported the bench driver's 2.2 GB at every size. A fresh process per size, so one size's
+peak never hides the next one's.
 
     python -m benchmarks.scaling RESULT.json RECIPE.json    # the child
 """
@@ -139,18 +141,19 @@ def _rss_kb() -> int:
 
 def _child(result_path: str, recipe_path: str) -> None:
     import logging
-    import resource
 
     logging.basicConfig(level=logging.WARNING)
+    from benchmarks.memory import own_peak_rss_bytes, reset_own_peak_rss
     from benchmarks.ours import run_job
     from pipeline.execution.cluster import ensure_ray
 
     ensure_ray()
+    reset_own_peak_rss()
     rss_before = _rss_kb()
     cpu = time.process_time()
     wall_s, result, _ = run_job(json.loads(Path(recipe_path).read_text()))
     driver_cpu_s = time.process_time() - cpu
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    peak_kb = own_peak_rss_bytes() // 1024
     Path(result_path).write_text(
         json.dumps(
             {

@@ -343,6 +343,7 @@ def _linux_libc(name: str) -> Any:
         return None
     signatures = {
         "madvise": [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int],
+        "malloc_trim": [ctypes.c_size_t],
         "sync_file_range": [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint],
     }
     call.argtypes = signatures[name]
@@ -357,6 +358,20 @@ def drop_mapped_pages(address: int, length: int) -> None:
     call = _linux_libc("madvise")
     if call is not None and length > 0:
         call(address, length, _MADV_DONTNEED)
+
+
+def release_free_memory() -> None:
+    """Hand back to the system the pages this process's allocators keep after frees: Arrow's
+    pool (mimalloc keeps them for reuse) and glibc's heaps, every arena (`malloc_trim`;
+    `cluster.WORKER_ENV` has glibc keep up to 256 MB at a heap's top, so a worker that ran
+    media tasks holds what they freed). The next allocations fault pages in again, so call
+    it where a task's memory peaks, not per batch."""
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
+    call = _linux_libc("malloc_trim")
+    if call is not None:
+        call(0)
 
 
 def _tree_files(local_dir: str, skip: frozenset[str]) -> list[str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +13,6 @@ import pytest
 from augmenters import libraries
 
 LIBRARY = """
-import rf_downloads
 try:
     import rf_heavy_extra
     HAS_EXTRA = True
@@ -26,12 +27,10 @@ def fake_library(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[No
     (tmp_path / "rf_fake_lib").mkdir()
     (tmp_path / "rf_fake_lib" / "__init__.py").write_text(LIBRARY, encoding="utf-8")
     (tmp_path / "rf_heavy_extra.py").write_text("LOADED = True\n", encoding="utf-8")
-    (tmp_path / "rf_downloads.py").write_text("LOADED = True\n", encoding="utf-8")
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setitem(libraries.OPTIONAL_EXTRAS, "rf_fake_lib", ("rf_heavy_extra",))
-    monkeypatch.setitem(libraries.STAND_INS, "rf_fake_lib", ("rf_downloads",))
     yield
-    for name in ("rf_fake_lib", "rf_heavy_extra", "rf_downloads"):
+    for name in ("rf_fake_lib", "rf_heavy_extra"):
         sys.modules.pop(name, None)
 
 
@@ -53,20 +52,55 @@ def test_an_extra_already_imported_is_left_for_the_library_to_see(fake_library):
     assert sys.modules["rf_heavy_extra"] is not None
 
 
-def test_a_stand_in_replaces_an_unconditional_import_only_while_the_library_loads(
-    fake_library,
+UNCONDITIONAL = """
+import rf_heavy_dep
+
+def returned_as_it_came(value):
+    return isinstance(value, rf_heavy_dep.Frame)
+"""
+
+
+@pytest.fixture
+def library_with_a_heavy_import(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A library `rf_eager_lib` that imports `rf_heavy_dep` unconditionally."""
+    (tmp_path / "rf_eager_lib").mkdir()
+    (tmp_path / "rf_eager_lib" / "__init__.py").write_text(UNCONDITIONAL, encoding="utf-8")
+    (tmp_path / "rf_heavy_dep.py").write_text("class Frame: ...\nREAL = True\n", encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(libraries.STAND_INS, "rf_eager_lib", {"rf_heavy_dep": ("Frame",)})
+    yield
+    for name in ("rf_eager_lib", "rf_heavy_dep"):
+        sys.modules.pop(name, None)
+
+
+def test_an_unconditional_import_gets_a_stand_in_and_the_real_module_imports_afterwards(
+    library_with_a_heavy_import,
 ):
-    lib = libraries.import_op_library("rf_fake_lib")
-    assert not hasattr(lib.rf_downloads, "LOADED")  # the library got the empty stand-in
-    assert "rf_downloads" not in sys.modules  # and nobody else will
-    import rf_downloads
+    lib = libraries.import_op_library("rf_eager_lib")
+    assert "rf_heavy_dep" not in sys.modules
+    assert lib.returned_as_it_came("text") is False
+    with pytest.raises(AttributeError, match="stand-in for rf_heavy_dep"):
+        lib.rf_heavy_dep.REAL  # noqa: B018
+    import rf_heavy_dep
 
-    assert rf_downloads.LOADED
+    assert rf_heavy_dep.REAL
+    assert libraries.import_op_library("rf_eager_lib").rf_heavy_dep is not rf_heavy_dep
 
 
-def test_nlpaug_loads_without_gdown_and_its_character_augmenter_works() -> None:
-    if "gdown" in sys.modules or "nlpaug" in sys.modules:
-        pytest.skip("imported earlier in this session: the stand-in is not used")
-    keyboard = libraries.import_op_library("nlpaug.augmenter.char").KeyboardAug
-    assert "gdown" not in sys.modules
-    assert keyboard(aug_char_p=0.5, aug_word_p=0.5).augment("hello there friend")
+def test_nlpaugs_character_ops_run_without_importing_pandas_or_gdown():
+    code = (
+        "import sys; from augmenters.libraries import import_op_library; "
+        "char = import_op_library('nlpaug.augmenter.char'); "
+        "out = char.KeyboardAug(aug_char_p=1.0).augment('hello there'); "
+        "print(type(out[0]).__name__, 'pandas' in sys.modules, 'gdown' in sys.modules)"
+    )
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.split() == ["str", "False", "False"]

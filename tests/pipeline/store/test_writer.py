@@ -342,3 +342,34 @@ def test_shards_are_the_same_whatever_the_copy_window(
     windowed = _write(tmp_path, records, rows_per_part=7, name="windowed")
     assert [s.sha256 for s in windowed] == [s.sha256 for s in whole]
     assert [s.row_digests_sha256 for s in windowed] == [s.row_digests_sha256 for s in whole]
+
+
+def test_a_shard_task_holds_only_the_batch_being_written_while_it_copies_the_next(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pipeline.store.writer as writer_module
+    from pipeline.store.staging import PartSet
+
+    mb = 1 << 20
+    records = [work_record(i, split="train") for i in range(12)]
+    for i, record in enumerate(records):  # 1 MB of media per row: a batch of 4 is 4 MB
+        record["images"][0]["bytes"] = np.random.default_rng(i).bytes(mb)
+    random.Random(5).shuffle(records)
+    monkeypatch.setattr(writer_module, "BATCH_MAX_ROWS", 4)
+    monkeypatch.setattr(writer_module, "COPY_WINDOW_BYTES", 1)  # one batch per window
+    held: list[int] = []
+    copy_out = PartSet.copy_out
+
+    def counted(self, parts, rows):
+        held.append(pa.total_allocated_bytes())  # Arrow memory alive as a window is copied
+        return copy_out(self, parts, rows)
+
+    monkeypatch.setattr(PartSet, "copy_out", counted)
+    baseline = pa.total_allocated_bytes()
+    shards = _write(tmp_path, records, rows_per_part=5)
+    assert [s.rows for s in shards] == [12]
+    assert len(held) == 3
+    # The next batch is gathered while this one is encoded (`_made_ahead`), so one batch
+    # (4 MB) is alive at each copy; the batch written before it is not (the loops around
+    # the batches, the digester and the hasher let it go): that would be 8 MB.
+    assert max(held) - baseline < 6 * mb
