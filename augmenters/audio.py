@@ -149,6 +149,7 @@ class SpeedPerturb(AudioOp, ParamsOp):
         )
 
     params: Params
+    keeps_input = True  # soxr writes the resampled clip into a new array
 
     def draw(self, rng: np.random.Generator, clip: Clip) -> dict[str, Any] | None:
         factors = self.params.factors

@@ -30,6 +30,8 @@ class PortedWaveformOp(AudioOp, ParamsOp):
     """A port of one audiomentations waveform transform, run as `AudiomentationsOp` runs
     the library's: the op's `p` decides, the transform (built with p=1) always applies."""
 
+    keeps_input = True  # `transform` computes new samples
+
     def drawn(self, py: random.Random) -> dict[str, float]:
         """Return the transform's parameters, drawn as its `randomize_parameters` draws them."""
         raise NotImplementedError
