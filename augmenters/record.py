@@ -175,7 +175,9 @@ class _VariantBuilder:
                 encoded[id(data)] = ImageInfo(variant_image_format(fmt).upper(), width, height)
         for k in sorted(self.changed_audios):
             original, clip = self.state.audios[k], self.audios[k]
-            data = encode_flac(clip)
+            # The variant's own samples (no sibling or original shares them) end here.
+            owned = ("audio", k) not in self._shared and clip.samples.flags.writeable
+            data = encode_flac(clip, scratch=owned)
             self.state.audios[k] = {
                 "bytes": data,
                 "path": variant_audio_path(original.get("path")),

@@ -131,7 +131,9 @@ class AddGaussianNoise(PortedWaveformOp):
         self, samples: np.ndarray, drawn: dict[str, float], legacy: np.random.RandomState
     ) -> np.ndarray:
         noise = legacy.randn(*samples.shape).astype(np.float32)
-        return samples + drawn["amplitude"] * noise
+        # samples + amplitude * noise, in the one new array (the same float32 arithmetic).
+        np.multiply(noise, drawn["amplitude"], out=noise)
+        return np.add(samples, noise, out=noise)
 
 
 WAVEFORM_OPS: dict[str, type[PortedWaveformOp]] = {
