@@ -149,6 +149,7 @@ class SpeedPerturb(AudioOp, ParamsOp):
         )
 
     params: Params
+    keeps_input = True  # soxr writes the resampled clip into a new array
 
     def draw(self, rng: np.random.Generator, clip: Clip) -> dict[str, Any] | None:
         factors = self.params.factors
@@ -182,12 +183,16 @@ def decode_clip(data: bytes, mono: bool = False) -> Clip:
     return Clip(np.ascontiguousarray(samples), int(rate))
 
 
-def encode_flac(clip: Clip) -> bytes:
-    """Return the clip as 16-bit FLAC at its own sample rate (clipped to [-1, 1] first)."""
+def encode_flac(clip: Clip, scratch: bool = False) -> bytes:
+    """Return the clip as 16-bit FLAC at its own sample rate (clipped to [-1, 1] first).
+
+    `scratch`: the caller owns the samples and drops them after, so they are clipped in
+    place (a variant's last use of its clip; saves a copy of it)."""
     import soundfile as sf
 
     # libsndfile wraps out-of-range floats around when converting to PCM; clip instead.
-    samples = np.clip(clip.samples, -1.0, 1.0)
+    samples = clip.samples
+    samples = np.clip(samples, -1.0, 1.0, out=samples if scratch else None)
     buf = io.BytesIO()
     sf.write(
         buf,

@@ -30,6 +30,14 @@ from pipeline.record.media import (  # noqa: F401 - decode/encode/image_format r
 # Params albumentations adds from the transform's own configuration, not from the draw.
 _CONFIG_PARAMS = {"shape", "interpolation", "fill", "fill_mask", "mask_interpolation"}
 
+# Transforms that only read their input image (crops take a view, resizes and flips write
+# a new array), so a variant may give them its record's decoded original without copying
+# it (tests/augmenters/test_media_ops.py runs each on a read-only image). Any other
+# transform gets a copy of its own: albumentations does not promise to leave its input be.
+_READ_ONLY_TRANSFORMS = frozenset(
+    {"RandomResizedCrop", "RandomCrop", "CenterCrop", "Resize", "HorizontalFlip", "VerticalFlip"}
+)
+
 
 def _albumentations() -> Any:
     # Imported on first use, without torch (libraries.py): with it, ~4 s per fresh process.
@@ -56,6 +64,10 @@ class AlbumentationsOp(Op):
     def __init__(self, name: str, step: int, p: float, kwargs: dict[str, Any]) -> None:
         super().__init__(name, step, p)
         self.kwargs = kwargs
+
+    @property
+    def keeps_input(self) -> bool:  # type: ignore[override]
+        return self.name in _READ_ONLY_TRANSFORMS
 
     @property
     def is_horizontal_flip(self) -> bool:

@@ -77,6 +77,9 @@ class _VariantBuilder:
         self.audios: dict[int, Clip] = {}
         self.changed_images: set[int] = set()
         self.changed_audios: set[int] = set()
+        # Items whose array above is (a view of) the record's decoded original, shared by
+        # its copies: read by ops that keep their input, copied before any other op runs.
+        self._shared: set[tuple[str, int]] = set()
         self.log: list[dict[str, Any]] = []
         # Originals decoded once per record and shared by its copies (decoding again per
         # copy cost ~2 ms a record); keyed by the identity of the original's bytes object.
@@ -91,22 +94,41 @@ class _VariantBuilder:
     def record_op(self, op: Op, params: dict[str, Any]) -> None:
         self.log.append({"modality": op.modality, "op": op.name, "params": canonical_json(params)})
 
-    def image(self, k: int) -> np.ndarray:
+    def image(self, k: int, op: Op | None = None) -> np.ndarray:
+        """Return image k's pixels as the variant has them, for `op` to read (or write into,
+        unless it keeps its input)."""
         if k not in self.images:
-            pixels = self._original("image", self.state.images[k]["bytes"], decode_image)
-            # A copy: ops may write into their input, and the original serves every copy.
-            self.images[k] = pixels.copy()
+            self.images[k] = self._original("image", self.state.images[k]["bytes"], decode_image)
+            self._shared.add(("image", k))
+        if ("image", k) in self._shared and not (op is not None and op.keeps_input):
+            # A copy: the op may write into its input, and the original serves every copy.
+            self.images[k] = self.images[k].copy()
+            self._shared.discard(("image", k))
         return self.images[k]
 
-    def clip(self, k: int) -> Clip:
+    def clip(self, k: int, op: Op | None = None) -> Clip:
+        """Return clip k as the variant has it; `op` as for `image`."""
         if k not in self.audios:
-            clip = self._original(
-                "audio",
-                self.state.audios[k]["bytes"],
-                lambda data: decode_clip(data, mono=self.mono_audio),
+            self.audios[k] = self._original(
+                "audio", self.state.audios[k]["bytes"], self._decode_clip
             )
+            self._shared.add(("audio", k))
+        if ("audio", k) in self._shared and not (op is not None and op.keeps_input):
+            clip = self.audios[k]
             self.audios[k] = dataclasses.replace(clip, samples=clip.samples.copy())
+            self._shared.discard(("audio", k))
         return self.audios[k]
+
+    def _decode_clip(self, data: bytes) -> Clip:
+        clip = decode_clip(data, mono=self.mono_audio)
+        # Shared by the record's copies: an op that wrote into it would raise, not leak.
+        clip.samples.flags.writeable = False
+        return clip
+
+    def _owned(self, kind: str, k: int, before: np.ndarray, after: np.ndarray) -> None:
+        """Note whether an op's output `after` still shares memory with a shared input."""
+        if (kind, k) in self._shared and not np.may_share_memory(before, after):
+            self._shared.discard((kind, k))
 
     # The apply half, shared by variants() and replay() so both produce the same bytes.
     def apply(self, op: Op, params: dict[str, Any]) -> None:
@@ -120,7 +142,9 @@ class _VariantBuilder:
                 }
         elif op.modality == "image":
             k = params["image"]
-            self.images[k] = op.apply(self.image(k), params)
+            before = self.image(k, op)
+            self.images[k] = op.apply(before, params)
+            self._owned("image", k, before, self.images[k])
             self.changed_images.add(k)
             for i in params.get("swap_turns", ()):
                 self.state.messages[i] = {
@@ -129,7 +153,9 @@ class _VariantBuilder:
                 }
         else:
             k = params["clip"]
-            self.audios[k] = op.apply(self.clip(k), params)
+            before = self.clip(k, op)
+            self.audios[k] = op.apply(before, params)
+            self._owned("audio", k, before.samples, self.audios[k].samples)
             self.changed_audios.add(k)
         self.record_op(op, params)
 
@@ -149,7 +175,9 @@ class _VariantBuilder:
                 encoded[id(data)] = ImageInfo(variant_image_format(fmt).upper(), width, height)
         for k in sorted(self.changed_audios):
             original, clip = self.state.audios[k], self.audios[k]
-            data = encode_flac(clip)
+            # The variant's own samples (no sibling or original shares them) end here.
+            owned = ("audio", k) not in self._shared and clip.samples.flags.writeable
+            data = encode_flac(clip, scratch=owned)
             self.state.audios[k] = {
                 "bytes": data,
                 "path": variant_audio_path(original.get("path")),
@@ -162,6 +190,7 @@ class _VariantBuilder:
         self.audios.clear()
         self.changed_images.clear()
         self.changed_audios.clear()
+        self._shared.clear()
 
 
 class _Lane:
@@ -223,7 +252,7 @@ class _ImageLane(_MediaLane):
         guard = self._flip_guard(target) if op.is_horizontal_flip else {}
         if guard.get("skip"):
             return SKIPPED
-        return {**op.draw(rng, self.builder.image(target)), **guard}
+        return {**op.draw(rng, self.builder.image(target, op)), **guard}
 
     def _flip_guard(self, k: int) -> dict[str, Any]:
         """Return {} to flip freely, {"skip": True}, or {"swap_turns": [...]} when left/right are mentioned."""
@@ -264,7 +293,7 @@ class _AudioLane(_MediaLane):
     media, target_key = "audios", "clip"
 
     def draw(self, op: Any, target: int, rng: np.random.Generator) -> Any:
-        return op.draw(rng, self.builder.clip(target))
+        return op.draw(rng, self.builder.clip(target, op))
 
 
 # The draw order: each modality's generator is used up before the next one's is made.

@@ -4,7 +4,7 @@ Importing any audiomentations transform imports all of them, and with them scipy
 (~1.5 s per fresh process on 2 cores, most of it scipy rewriting docstrings): more than
 a rerun with a few misses spends on the rest of its work. These two ops draw what
 audiomentations 0.43's `Gain` and `AddGaussianNoise` draw, in the same order, from the
-streams `seeded_globals` would give it (`seeded_global_streams`), do the same float32
+streams `seeded_globals` would give it (`GlobalStreams`), do the same float32
 arithmetic and record the same params, so a variant is the same bytes under either
 (tests/augmenters/test_waveform.py compares them). Every other audiomentations transform
 still runs through `audio.AudiomentationsOp`.
@@ -21,7 +21,7 @@ from pydantic import Field, model_validator
 from augmenters.audio import AudioOp, Clip
 from augmenters.base import OpConfigError, ParamsOp
 from augmenters.config import OpParams, Probability
-from augmenters.randomness import draw_seed, seeded_global_streams
+from augmenters.randomness import GlobalStreams, draw_seed
 
 Positive = Annotated[float, Field(gt=0, description="a number above 0")]
 
@@ -29,6 +29,8 @@ Positive = Annotated[float, Field(gt=0, description="a number above 0")]
 class PortedWaveformOp(AudioOp, ParamsOp):
     """A port of one audiomentations waveform transform, run as `AudiomentationsOp` runs
     the library's: the op's `p` decides, the transform (built with p=1) always applies."""
+
+    keeps_input = True  # `transform` computes new samples
 
     def drawn(self, py: random.Random) -> dict[str, float]:
         """Return the transform's parameters, drawn as its `randomize_parameters` draws them."""
@@ -41,7 +43,10 @@ class PortedWaveformOp(AudioOp, ParamsOp):
         raise NotImplementedError
 
     def _drawn_under(self, seed: int) -> tuple[dict[str, float], np.random.RandomState]:
-        py, legacy = seeded_global_streams(seed)
+        streams = getattr(self, "_lazy_streams", None)
+        if streams is None:
+            streams = self._lazy_streams = GlobalStreams()
+        py, legacy = streams.reset(seed)
         py.random()  # BaseWaveformTransform's `should_apply` draw (always true at p=1)
         return self.drawn(py), legacy
 
@@ -126,7 +131,9 @@ class AddGaussianNoise(PortedWaveformOp):
         self, samples: np.ndarray, drawn: dict[str, float], legacy: np.random.RandomState
     ) -> np.ndarray:
         noise = legacy.randn(*samples.shape).astype(np.float32)
-        return samples + drawn["amplitude"] * noise
+        # samples + amplitude * noise, in the one new array (the same float32 arithmetic).
+        np.multiply(noise, drawn["amplitude"], out=noise)
+        return np.add(samples, noise, out=noise)
 
 
 WAVEFORM_OPS: dict[str, type[PortedWaveformOp]] = {

@@ -543,14 +543,17 @@ def _plain_jpeg_pixels(data: bytes, im):
     import cv2
     import numpy as np
 
-    flags = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+    # OpenCV >= 4.11 has libjpeg-turbo write RGB itself (the same values, in the other
+    # order): that saves the BGR->RGB pass, ~20% of the decode.
+    rgb_flag = getattr(cv2, "IMREAD_COLOR_RGB", None)
+    flags = (cv2.IMREAD_COLOR if rgb_flag is None else rgb_flag) | cv2.IMREAD_IGNORE_ORIENTATION
     try:
-        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+        pixels = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     except cv2.error:
         return None
-    if bgr is None or bgr.shape != (im.height, im.width, 3):
+    if pixels is None or pixels.shape != (im.height, im.width, 3):
         return None
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return pixels if rgb_flag is not None else cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
 
 
 def variant_image_format(fmt: str) -> str:

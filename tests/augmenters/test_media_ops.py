@@ -151,3 +151,67 @@ def test_every_audio_op_of_the_table_writes_flac_at_the_input_rate_and_channels(
     for v in variants:
         samples, rate, container = _read(v["audios"][0]["bytes"])
         assert (container, rate, samples.shape[1]) == ("FLAC", 22050, 2)
+
+
+# Ops that keep their input read the record's decoded original itself, not a copy.
+KEEPERS = [
+    ("image", {"op": "RandomResizedCrop", "size": [24, 24], "p": 1.0}),
+    ("image", {"op": "RandomCrop", "height": 20, "width": 30, "p": 1.0}),
+    ("image", {"op": "CenterCrop", "height": 20, "width": 30, "p": 1.0}),
+    ("image", {"op": "Resize", "height": 20, "width": 30, "p": 1.0}),
+    ("image", {"op": "HorizontalFlip", "p": 1.0}),
+    ("image", {"op": "VerticalFlip", "p": 1.0}),
+    ("audio", {"op": "Gain", "p": 1.0}),
+    ("audio", {"op": "AddGaussianNoise", "p": 1.0}),
+    ("audio", {"op": "SpeedPerturb", "factors": [0.9, 1.1]}),
+]
+
+
+@pytest.mark.parametrize("modality,spec", KEEPERS, ids=lambda v: v if isinstance(v, str) else v["op"])
+def test_an_op_that_keeps_its_input_runs_on_a_read_only_original(modality, spec):
+    from augmenters.audio import Clip
+    from augmenters.image import _READ_ONLY_TRANSFORMS
+    from augmenters.registry import build_op
+
+    op = build_op(modality, 0, spec)
+    assert op.keeps_input
+    if modality == "image":
+        assert set(_READ_ONLY_TRANSFORMS) == {s["op"] for m, s in KEEPERS if m == "image"}
+        target = decode_image(jpeg_bytes())
+        target.flags.writeable = False  # a write into it raises
+    else:
+        samples = np.sin(np.arange(4000, dtype=np.float32) / 10)
+        samples.flags.writeable = False
+        target = Clip(samples, 16000)
+    for seed in range(3):
+        params = op.draw(np.random.default_rng(seed), target)
+        if params is not None:
+            op.apply(target, params)
+
+
+def test_an_op_that_may_write_its_input_is_given_a_copy():
+    from augmenters.registry import build_op
+
+    assert not build_op("image", 0, {"op": "ColorJitter", "p": 1.0}).keeps_input
+    assert not build_op("audio", 0, {"op": "Shift", "p": 1.0}).keeps_input
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        # A crop hands the next op a view of the shared original: that op gets a copy.
+        [{"op": "RandomCrop", "height": 20, "width": 30, "p": 1.0}, {"op": "ColorJitter", "p": 1.0}],
+        [{"op": "HorizontalFlip", "p": 1.0}, {"op": "GaussNoise", "p": 1.0}],
+    ],
+    ids=["crop-then-jitter", "flip-then-noise"],
+)
+def test_copies_sharing_a_decoded_original_are_what_replay_makes_from_the_bytes(image):
+    record = make_record()
+    augmenter = make_augmenter(copies=4, image=image, audio=[{"op": "Gain", "p": 1.0}])
+    pixels = decode_image(record["images"][0]["bytes"])
+    pixels.flags.writeable = False  # as validation hands them over
+    decoded = {("image", id(record["images"][0]["bytes"])): pixels}
+    variants, _ = augmenter.variants(record, decoded)
+    assert len(variants) == 4
+    for v in variants:
+        assert augmenter.replay(record, v["augmentation"]) == v
