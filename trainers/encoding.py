@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from trainers.audio_features import lean_audio_processor
 from trainers.chat import ChatSample, ChatTurn
-from trainers.media import MediaTokenCounter, model_audio, model_image
+from trainers.media import MediaHeaders, MediaTokenCounter, model_audio, model_image
 
 logger = logging.getLogger(__name__)
 
@@ -469,15 +469,18 @@ class ConversationEncoder:
         text, extra = parts
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"]) + extra
 
-    def length_parts(self, sample: ChatSample) -> tuple[str, int] | None:
+    def length_parts(
+        self, sample: ChatSample, headers: MediaHeaders | None = None
+    ) -> tuple[str, int] | None:
         """Return what `length` adds up: the rendered text of the turns up to the last
         character turn, and the tokens its media add beyond their one placeholder token
         each; None when a medium's tokens cannot be counted from its header
-        (`measured_length` then processes the sample)."""
+        (`measured_length` then processes the sample). `headers`: what the caller already
+        read of the media (`MediaTokenCounter.count`)."""
         turns = self._counted_turns(sample)
         extra = 0
         for kind, data in (m for t in turns for m in t.media):
-            n = self.counter.count(kind, data) if self.counter else None
+            n = self.counter.count(kind, data, headers) if self.counter else None
             if n is None:
                 return None
             extra += n - 1  # the rendered placeholder is one token of these

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -49,7 +50,18 @@ def audio_length(data: bytes, sampling_rate: int) -> int:
     import soundfile as sf
 
     info = sf.info(io.BytesIO(data))
-    return int(round(info.frames * sampling_rate / info.samplerate))
+    return _length_at(info.frames, info.samplerate, sampling_rate)
+
+
+def _length_at(frames: int, samplerate: int, sampling_rate: int) -> int:
+    return int(round(frames * sampling_rate / samplerate))
+
+
+# What a caller already read of media items, by the id of each item's bytes object: the
+# bytes themselves (so a reused id never matches another item) and the header facts a
+# count needs, (height, width) of an image as viewed (EXIF orientation applied) or
+# (frames, sample rate) of a clip: what `image_size` and `sf.info` would read again.
+MediaHeaders = Mapping[int, tuple[bytes, tuple[int, int]]]
 
 
 class MediaTokenCounter:
@@ -68,12 +80,14 @@ class MediaTokenCounter:
         # the processor's kwargs machinery costs ~1 ms a call, a corpus repeats few sizes.
         self._by_size: dict[tuple[str, Any], int] = {}
 
-    def count(self, kind: str, data: bytes) -> int | None:
-        """Return the tokens one `kind` item takes in the model input, or None if unknown."""
+    def count(self, kind: str, data: bytes, headers: MediaHeaders | None = None) -> int | None:
+        """Return the tokens one `kind` item takes in the model input, or None if unknown;
+        `headers` may hold the item's header facts, read by the caller (then not parsed
+        again)."""
         if not self._works[kind]:
             return None
         try:
-            size = image_size(data) if kind == "image" else audio_length(data, self.sampling_rate)
+            size = self._size(kind, data, headers)
             known = self._by_size.get((kind, size))
             if known is not None:
                 return known
@@ -91,3 +105,11 @@ class MediaTokenCounter:
             )
             self._works[kind] = False
             return None
+
+    def _size(self, kind: str, data: bytes, headers: MediaHeaders | None) -> Any:
+        known = headers.get(id(data)) if headers else None
+        if known is not None and known[0] is data:
+            if kind == "image":
+                return known[1]
+            return _length_at(*known[1], self.sampling_rate)
+        return image_size(data) if kind == "image" else audio_length(data, self.sampling_rate)

@@ -22,6 +22,7 @@ import re
 from typing import Any
 
 from trainers.config import TrainConfig
+from trainers.media import MediaHeaders
 from trainers.presets import built_model
 
 UNLIMITED = 1 << 40
@@ -46,10 +47,13 @@ class ChatTokenCounter:
         (`ConversationEncoder.length`)."""
         return self.count_many([record])[0]
 
-    def count_many(self, records: list[dict[str, Any]]) -> list[int]:
-        """Return `count` of each record, their texts tokenized together."""
+    def count_many(
+        self, records: list[dict[str, Any]], headers: MediaHeaders | None = None
+    ) -> list[int]:
+        """Return `count` of each record, their texts tokenized together; `headers`: what
+        the caller already read of their media's headers (`trainers.media.MediaHeaders`)."""
         samples = [self.formatter.format(r) for r in records]
-        parts = [self.encoder.length_parts(s) for s in samples]
+        parts = [self.encoder.length_parts(s, headers) for s in samples]
         texts = [p[0] for p in parts if p is not None]
         counted = iter(self.text.counts(texts))
         return [

@@ -12,6 +12,7 @@ import functools
 from typing import Any
 
 from trainers.config import TrainConfig
+from trainers.media import MediaHeaders
 from trainers.token_ledger import counter_for
 
 
@@ -38,5 +39,7 @@ class WorkerTokenCounter:
     def count(self, record: dict[str, Any]) -> int:
         return self._built().count(record)
 
-    def count_many(self, records: list[dict[str, Any]]) -> list[int]:
-        return self._built().count_many(records)
+    def count_many(
+        self, records: list[dict[str, Any]], headers: MediaHeaders | None = None
+    ) -> list[int]:
+        return self._built().count_many(records, headers)

@@ -72,10 +72,14 @@ class AugmentStage:
         return bool(ops.get("image"))
 
     def record_variants(
-        self, record: dict[str, Any], pixels: dict[int, Any] | None = None
+        self,
+        record: dict[str, Any],
+        pixels: dict[int, Any] | None = None,
+        headers: BatchContext | None = None,
     ) -> tuple[list[dict[str, Any]], AugmentStats]:
         """Return the checked variants of one train record and their stats; `pixels` holds
-        its images already decoded, by index (validation's decode).
+        its images already decoded, by index (validation's decode); `headers` keeps the
+        header facts of the variants' media (`validate_record`).
 
         A valid original is never lost to an op that fails on it: its variants are skipped
         and counted (`failed_variants`), and its neighbours carry on.
@@ -92,10 +96,14 @@ class AugmentStage:
         except Exception as exc:
             log.warning("augment: no variants of %s: %s: %s", record["id"], type(exc).__name__, exc)
             return [], AugmentStats(failed_variants=1)
-        return self._within_limits(checked, stats, encoded), stats
+        return self._within_limits(checked, stats, encoded, headers), stats
 
     def _within_limits(
-        self, variants: list[dict[str, Any]], stats: AugmentStats, encoded: dict[int, Any]
+        self,
+        variants: list[dict[str, Any]],
+        stats: AugmentStats,
+        encoded: dict[int, Any],
+        headers: BatchContext | None = None,
     ) -> list[dict[str, Any]]:
         """Return the variants that hold every invariant and limit; a variant that fails is
         dropped and counted (`dropped_variants`), its original and siblings stay."""
@@ -108,7 +116,7 @@ class AugmentStage:
             # of the pass: a FLAC decode per variant clip), and what was written is held to
             # the limits from the arrays it was written from (parsing its header cost ~1 ms
             # a record).
-            entry = self.check.rejection(variant, headers_only=True, known=encoded)
+            entry = self.check.rejection(variant, headers_only=True, known=encoded, headers=headers)
             if entry is None:
                 kept.append(variant)
                 continue
@@ -145,7 +153,7 @@ class AugmentStage:
                     for i in range(len(record.get("images") or []))
                     if (rid, "images", i) in ctx.decoded
                 }
-                produced, record_stats = self.record_variants(record, pixels)
+                produced, record_stats = self.record_variants(record, pixels, ctx)
                 variants.extend(produced)
                 stats.merge(record_stats)
                 ctx.facts[(rid, self.name)] = record_stats
@@ -158,4 +166,8 @@ class AugmentStage:
                     variant["quality"] = inherited(found_of.get(variant["parent_id"]))
             out.table = pa.concat_tables([batch, records_to_table(variants, batch.schema)])
             out.stats["variants"] = len(variants)
+            # A later stage of the batch (the token ledger) reads the variants as written,
+            # without converting their media bytes back out of Arrow.
+            for variant in variants:
+                ctx.records[variant["id"]] = variant
         return out

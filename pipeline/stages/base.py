@@ -34,6 +34,16 @@ class BatchContext:
     # The Python form of rows a stage already converted, by record id: a later stage of the
     # same batch reuses it instead of converting the media bytes out of Arrow again.
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # What a stage read of a media item's header, by the id of its bytes object: the bytes
+    # (held, so the id is not reused within the batch, and compared, so an entry never
+    # answers for other bytes) and (height, width) of an image as viewed (EXIF orientation
+    # applied) or (frames, sample rate) of a clip. The token ledger counts media tokens
+    # from these instead of parsing each header again (`trainers.media.MediaHeaders`).
+    media_headers: dict[int, tuple[bytes, tuple[int, int]]] = field(default_factory=dict)
+
+    def note_media(self, data: bytes, header: tuple[int, int]) -> None:
+        """Keep what was read of the header of the media item `data` (`media_headers`)."""
+        self.media_headers[id(data)] = (data, header)
 
     def forget(self, record_ids: set[str]) -> None:
         """Drop what is held for records that left the batch (rejected ones)."""

@@ -36,6 +36,7 @@ def validate_record(
     decoded: dict[int, Any] | None = None,
     headers_only: bool = False,
     known: Mapping[int, ImageInfo | AudioInfo] | None = None,
+    headers: BatchContext | None = None,
 ) -> None:
     """Return None if the record holds every invariant; else raise RecordRejected with the reason.
 
@@ -45,7 +46,10 @@ def validate_record(
     without decoding their payloads: for an augmented variant, whose media are its
     validated original's bytes or what our own encoders just wrote. `known` holds, by the
     id of a media item's bytes object, what its encoder wrote (its size or length): such
-    an item is held to the limits from that, without parsing its header again.
+    an item is held to the limits from that, without parsing its header again. `headers`,
+    when given, keeps what was learnt of each media item's header (`BatchContext.note_media`):
+    the size of an image our encoder wrote (no orientation tag), the frames and rate of
+    every clip.
 
     Checks, in order: well-typed messages, known roles, at least one message, system turns only
     before the dialogue, at least one assistant turn, no empty assistant turn, references (if any) a list of
@@ -87,6 +91,11 @@ def validate_record(
             info = known.get(id(item["bytes"]))
             if isinstance(info, ImageInfo):
                 check_image_size(info.width, info.height, limits.max_image_pixels)
+                if headers is not None:
+                    # Written by our encoder from pixels of this size, with no orientation
+                    # tag. An original's size is not noted: OpenCV's decode ignores an
+                    # XMP-only orientation that a header read applies, and that read is cheap.
+                    headers.note_media(item["bytes"], (info.height, info.width))
             elif decoded is None:
                 probe_image(item["bytes"], limits.max_image_pixels, payload=not headers_only)
             else:
@@ -100,7 +109,11 @@ def validate_record(
             if isinstance(info, AudioInfo):
                 check_audio_length(info, limits.max_audio_seconds)
             else:
-                probe_audio(item["bytes"], limits.max_audio_seconds, payload=not headers_only)
+                info = probe_audio(
+                    item["bytes"], limits.max_audio_seconds, payload=not headers_only
+                )
+            if headers is not None:
+                headers.note_media(item["bytes"], (info.frames, info.samplerate))
         except RecordRejected as exc:
             raise RecordRejected(exc.reason, f"audios[{i}] {_label(item)}: {exc.message}") from None
 
@@ -177,11 +190,12 @@ class ValidateStage:
         decoded: dict[int, Any] | None = None,
         headers_only: bool = False,
         known: Mapping[int, ImageInfo | AudioInfo] | None = None,
+        headers: BatchContext | None = None,
     ) -> QuarantineEntry | None:
         """Return None for a valid record, else its quarantine entry (never raises);
-        `decoded`, `headers_only` and `known` as in `validate_record`."""
+        `decoded`, `headers_only`, `known` and `headers` as in `validate_record`."""
         try:
-            validate_record(record, self.limits, decoded, headers_only, known)
+            validate_record(record, self.limits, decoded, headers_only, known, headers)
         except RecordRejected as exc:
             return quarantine_entry(self.name, record, exc.reason, exc.message)
         except Exception as exc:  # a bug or a library error on one record: quarantine it
@@ -200,7 +214,7 @@ class ValidateStage:
             decoded: dict[int, Any] | None = (
                 {} if record.get("split") in self.keep_pixels_of else None
             )
-            entry = self.rejection(record, decoded)
+            entry = self.rejection(record, decoded, headers=ctx)
             if entry is not None:
                 out.rejects.append(entry)
                 out.stats[entry.reason] += 1

@@ -1,4 +1,5 @@
-"""The one image codec: OpenCV decodes plain JPEGs, and gives exactly Pillow's pixels."""
+"""The one image codec: OpenCV decodes plain JPEGs, and gives exactly Pillow's pixels; 16-bit
+PCM audio decodes to exactly libsndfile's float samples."""
 
 from __future__ import annotations
 
@@ -112,3 +113,38 @@ def test_checked_pixels_are_read_only_and_decoded_pixels_writable() -> None:
     data = _jpeg(quality=90)
     assert not decode_checked_image(data, 10_000).flags.writeable
     assert decode_image(data).flags.writeable
+
+
+@pytest.mark.parametrize(("container", "channels"), [("WAV", 1), ("WAV", 2), ("AIFF", 1)])
+def test_16_bit_pcm_decodes_to_exactly_libsndfiles_own_float_samples(
+    container: str, channels: int
+) -> None:
+    import soundfile as sf
+
+    from pipeline.record.media import decode_audio
+
+    every = np.arange(-32768, 32768, dtype=np.int16)  # every 16-bit value, each channel
+    pcm = np.stack([np.roll(every, c * 101) for c in range(channels)], axis=1)
+    buf = io.BytesIO()
+    sf.write(buf, pcm, 16000, format=container, subtype="PCM_16")
+    expected, rate = sf.read(io.BytesIO(buf.getvalue()), dtype="float32", always_2d=True)
+    samples, got_rate = decode_audio(buf.getvalue())
+    assert samples.dtype == np.float32 and samples.shape == (len(every), channels)
+    assert np.array_equal(samples, expected) and got_rate == rate == 16000
+
+
+@pytest.mark.parametrize("name", ["stream.mp3", "birdsong.ogg", "kettle_whistle.flac"])
+def test_a_compressed_demo_clip_decodes_to_exactly_what_soundfile_reads(name: str) -> None:
+    # An MP3 read without seeking to its start first gives other samples.
+    from pathlib import Path
+
+    import soundfile as sf
+
+    from pipeline.record.media import decode_audio
+
+    data = (
+        Path(__file__).resolve().parents[2] / "examples" / "corpus" / "audio" / name
+    ).read_bytes()
+    expected, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    samples, got_rate = decode_audio(data)
+    assert np.array_equal(samples, expected) and got_rate == rate

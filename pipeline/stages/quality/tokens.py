@@ -14,6 +14,7 @@ stages do not import the trainers, and a processor loads once per worker, not pe
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 import pyarrow as pa
@@ -31,8 +32,11 @@ class TokenCounter(Protocol):
 
     def count(self, record: dict[str, Any]) -> int: ...
 
-    def count_many(self, records: list[dict[str, Any]]) -> list[int]:
-        """Return `count` of each record (one call per batch: a tokenizer batches)."""
+    def count_many(
+        self, records: list[dict[str, Any]], headers: Mapping[int, Any] | None = None
+    ) -> list[int]:
+        """Return `count` of each record (one call per batch: a tokenizer batches);
+        `headers`: what earlier stages read of media headers (`BatchContext.media_headers`)."""
         ...
 
 
@@ -69,11 +73,13 @@ class TokenLedgerStage:
 
     def process(self, batch: pa.Table, ctx: BatchContext) -> StageOutput:
         limit = self.max_tokens
-        records = batch.to_pylist()
-        counts = self.counter.count_many(records)
+        # The rows earlier stages converted (validation's originals, augment's variants),
+        # read only: an original's quality column there predates the checks' findings.
+        records = ctx.rows(batch)
+        counts = self.counter.count_many(records, ctx.media_headers)
         stats: Counter[str] = Counter(records=len(records), tokens=sum(counts))
         flags: dict[int, list[tuple[str, str]]] = {}
-        rejects, drop, changed = [], set(), False
+        rejects, drop, cut = [], set(), {}
         for row, (record, tokens) in enumerate(zip(records, counts, strict=True)):
             ctx.facts[(record["id"], self.name)] = tokens
             if limit is None or tokens <= limit:
@@ -84,14 +90,18 @@ class TokenLedgerStage:
             if self.policy == "flag":
                 flags[row] = [("too_many_tokens", note)]
             elif fitted is not None:
-                records[row], counts[row] = fitted
+                cut[row], counts[row] = fitted
                 flags[row] = [("truncated", f"{note}; cut to {fitted[1]} at a turn boundary")]
                 stats["truncated"] += 1
-                changed = True
             else:
                 rejects.append(quarantine_entry(self.name, record, "too_many_tokens", note))
                 drop.add(row)
-        table = pa.Table.from_pylist(records, schema=batch.schema) if changed else batch
+        table = batch
+        if cut:
+            rows = batch.to_pylist()  # with the checks' quality findings
+            for row, shorter in cut.items():
+                rows[row].update({k: shorter[k] for k in ("messages", "images", "audios")})
+            table = pa.Table.from_pylist(rows, schema=batch.schema)
         values = quality_values(table)
         for row, tokens in enumerate(counts):
             values[row]["tokens"] = tokens

@@ -23,7 +23,7 @@ class WordCounter:
         words = sum(len(m["content"].split()) for m in r["messages"])
         return words + 100 * len(r.get("images") or [])
 
-    def count_many(self, records):
+    def count_many(self, records, headers=None):
         return [self.count(r) for r in records]
 
 
@@ -183,3 +183,54 @@ def test_a_tokenizer_that_strips_around_its_added_tokens_is_counted_whole():
     assert counter.splitter is None  # the probe found pieces do not count independently
     texts = ["plain <sep> words", "here  <sep>  here <sep>"]
     assert counter.counts(texts) == _whole_counts(tokenizer, texts)
+
+
+def test_media_headers_read_by_validate_and_augment_count_as_a_header_read_would(tiny_counter):
+    # The ledger takes a clip's frames and rate (and a variant image's size) from what
+    # validation probed and augment's encoders wrote, and its rows from the batch context:
+    # the counts must be those of the written rows read back, headers parsed again.
+    from augmenters import RecordAugmenter
+    from augmenters.config import AugmentConfig
+    from pipeline.recipe import MediaLimits
+    from pipeline.stages.augment import AugmentStage
+    from pipeline.stages.validate import ValidateStage
+    from tests.fixtures.media import audio_bytes
+
+    r = _long()
+    r["split"] = "train"
+    r["messages"][2]["content"] += " <audio>"
+    r["audios"] = [{"bytes": audio_bytes("WAV", 1.0, 8000), "path": "a.wav"}]
+    augment = AugmentConfig(
+        copies=2,
+        image=[{"op": "HorizontalFlip", "p": 1.0}],
+        audio=[{"op": "SpeedPerturb", "factors": [0.9]}],
+    )
+    ctx = BatchContext()
+    batch = table(r, clean_pippa("t"))
+    for stage in (
+        ValidateStage(MediaLimits(), frozenset({"train"})),
+        AugmentStage(RecordAugmenter(augment, 3, "h"), MediaLimits()),
+        TokenLedgerStage(tiny_counter),
+    ):
+        batch = stage.process(batch, ctx).table
+    assert batch.num_rows == 4
+    noted = {id(data) for data, _ in ctx.media_headers.values()}
+    variants = [row for row in ctx.rows(batch) if row["parent_id"]]
+    assert all(id(m["bytes"]) in noted for v in variants for m in v["images"] + v["audios"])
+    assert [q["tokens"] for q in _quality_of(batch)] == tiny_counter.count_many(batch.to_pylist())
+
+
+def test_a_media_header_is_taken_for_its_own_bytes_object_only(tiny_counter):
+    with_image = _long()
+    data = with_image["images"][0]["bytes"]
+    read = tiny_counter.count(with_image)
+    # A 1x1 size noted for these very bytes is believed (so the count changes)...
+    assert tiny_counter.count_many([with_image], {id(data): (data, (1, 1))}) != [read]
+    # ... but never under another object's id, nor for equal bytes in another object.
+    other = bytes(bytearray(data))
+    wrong = {id(other): (other, (1, 1)), id(data): (other, (1, 1))}
+    assert tiny_counter.count_many([with_image], wrong) == [read]
+
+
+def _quality_of(batch):
+    return batch["quality"].to_pylist()
