@@ -424,6 +424,10 @@ class ShardWriter:
             facts.append(digester.submit(_ids_and_digests, table))
             yield table
             del table  # not held while the next batch is copied (nor in the loops around)
+            # Written: once the digester is done with it too (it ran beside the encoding),
+            # it is gone before the batch after the next is gathered, so a task holds the
+            # batch being written and the one gathered ahead, never a third.
+            facts[-1].result()
 
     def _written_back(
         self, batches: Iterator[pa.Table], raw: Any, file_hash: HashingSink | ReadBackHash
