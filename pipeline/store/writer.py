@@ -219,11 +219,15 @@ class ShardPlan:
     rows: pa.Table
 
 
-def plan_shards(index: pa.Table, fmt: str, shard_size: int) -> list[ShardPlan]:
+def plan_shards(
+    index: pa.Table, fmt: str, shard_size: int, ids_checked: bool = False
+) -> list[ShardPlan]:
     """Return the shards of `index`: per split, rows sorted by id and cut by size. Raise
-    ShardIntegrityError for a repeated id or an unknown split. A split without records
-    gets no shard."""
-    check_unique_ids(index)
+    ShardIntegrityError for a repeated id (unless the caller has `check_unique_ids` over
+    these rows or more already: `ids_checked`) or an unknown split. A split without
+    records gets no shard."""
+    if not ids_checked:
+        check_unique_ids(index)
     unknown = set(index["split"].unique().to_pylist()) - set(SPLITS)
     if unknown:
         raise ShardIntegrityError(f"records with unknown split(s): {sorted(map(str, unknown))}")
