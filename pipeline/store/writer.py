@@ -233,7 +233,10 @@ def plan_shards(
         raise ShardIntegrityError(f"records with unknown split(s): {sorted(map(str, unknown))}")
     plans = []
     for split in SPLITS:
-        rows = index.filter(pc.equal(index["split"], split)).sort_by("id")
+        # A split that holds every row (the benchmark's) is sorted without a filtered copy.
+        same = pc.equal(index["split"], split)
+        whole = index.num_rows and pc.all(same, skip_nulls=False).as_py()
+        rows = (index if whole else index.filter(same)).sort_by("id")
         cuts = plan_cuts(rows["nbytes"].to_numpy(zero_copy_only=False), shard_size)
         for i, (start, stop) in enumerate(cuts):
             name = shard_name(split, i, len(cuts), fmt)
