@@ -61,8 +61,6 @@ class CardFacts:
     languages: list[str]
     license: License
     quality: QualityFacts | None = None  # the `quality` column's counts (cards/quality.py)
-    # The Hub header's `dataset_info` when the caller built it (`hub_header.dataset_info`).
-    dataset_info: dict | None = None
 
     @property
     def license_id(self) -> str:
@@ -275,7 +273,6 @@ def gather_facts(
     diff_summary: dict | None,
     fs: Any = None,
     composition: Composition | None = None,
-    dataset_info: dict | None = None,
 ) -> CardFacts:
     """Return what the cards say about a version: manifest facts plus shard statistics
     (shards read from store filesystem `fs`, local when None; `composition`: theirs, when
@@ -296,5 +293,4 @@ def gather_facts(
         languages=detect_languages(composition.scripts),
         license=resolve_license(manifest.recipe),
         quality=read_quality_facts(version_dir, manifest.shards, fs),
-        dataset_info=dataset_info,
     )

@@ -34,36 +34,6 @@ def size_category(rows: int) -> str:
     return "n>1B"
 
 
-def dataset_info(shards: list[Any]) -> dict[str, Any]:
-    """Return the header's `dataset_info` of a version's shards (ShardEntry, those with rows)
-    as `datasets` writes it (features, splits, sizes). It imports `datasets` (0.4 s of CPU
-    in a fresh process): the data job has a task build it (`passes.hub_dataset_info`)."""
-    import datasets
-    from datasets.info import DatasetInfosDict
-    from huggingface_hub import DatasetCardData
-
-    splits = datasets.SplitDict()
-    for split in ordered_splits({s.split for s in shards}):
-        of_split = [s for s in shards if s.split == split]
-        splits.add(
-            datasets.SplitInfo(
-                name=split,
-                num_bytes=sum(s.bytes for s in of_split),
-                num_examples=sum(s.rows for s in of_split),
-            )
-        )
-    size = sum(s.bytes for s in shards)
-    info = datasets.DatasetInfo(
-        features=datasets.Features.from_dict(hf_features()),
-        splits=splits,
-        download_size=size,
-        dataset_size=size,
-    )
-    card_data = DatasetCardData()
-    DatasetInfosDict({"default": info}).to_dataset_card_data(card_data)
-    return card_data["dataset_info"]
-
-
 class HubCardHeader:
     """Builds the YAML header of the Hub card from the facts of a version."""
 
@@ -91,10 +61,28 @@ class HubCardHeader:
         return out
 
     def _dataset_info(self, card_data: Any) -> None:
-        """Add `dataset_info` to `card_data`: the facts' (counted in a task by the data
-        job), else `dataset_info(self.shards)`."""
-        info = self.facts.dataset_info
-        card_data["dataset_info"] = info if info is not None else dataset_info(self.shards)
+        """Add `dataset_info` to `card_data` as `datasets` writes it (features, splits, sizes)."""
+        import datasets
+        from datasets.info import DatasetInfosDict
+
+        splits = datasets.SplitDict()
+        for split in self.splits():
+            of_split = [s for s in self.shards if s.split == split]
+            splits.add(
+                datasets.SplitInfo(
+                    name=split,
+                    num_bytes=sum(s.bytes for s in of_split),
+                    num_examples=sum(s.rows for s in of_split),
+                )
+            )
+        size = sum(s.bytes for s in self.shards)
+        info = datasets.DatasetInfo(
+            features=datasets.Features.from_dict(hf_features()),
+            splits=splits,
+            download_size=size,
+            dataset_size=size,
+        )
+        DatasetInfosDict({"default": info}).to_dataset_card_data(card_data)
 
     def build(self) -> dict[str, Any]:
         """Return the header as a dict, in the Hub dataset card's field names."""

@@ -46,21 +46,17 @@ def write_cards(
     diff_summary: dict[str, Any] | None,
     fs: Any = None,
     composition: Any = None,
-    dataset_info: dict[str, Any] | None = None,
 ) -> list[str]:
     """Write README.md and croissant.json into `version_dir` (on store filesystem `fs`,
     local when None); return their file names.
 
     `manifest` is the version's manifest before its cards are listed; shard paths in it are
     relative to `version_dir`, and so is every path the cards mention. `composition`: the
-    shards' `Composition`, when the caller counted them already (the data job, in tasks);
-    `dataset_info`: the Hub header's, likewise (`hub_header.dataset_info`).
+    shards' `Composition`, when the caller counted them already (the data job, in tasks).
     """
     if not manifest.shards:
         raise ValueError("a version without shards has nothing to describe")
-    facts = gather_facts(
-        version_dir, manifest, parent_manifest, diff_summary, fs, composition, dataset_info
-    )
+    facts = gather_facts(version_dir, manifest, parent_manifest, diff_summary, fs, composition)
     _write_text(os.path.join(version_dir, README), render_readme(facts), fs)
     croissant = CroissantBuilder(
         manifest,

@@ -41,7 +41,6 @@ from pipeline.execution.passes import (
     build_stages,
     check_ops,
     count_shard,
-    hub_dataset_info,
     ingest_source,
     quality_stage_names,
     record_pass,
@@ -143,7 +142,6 @@ class DataJob:
         self.composition: Composition | None = (
             None  # the staged shards' card statistics (`_count_shards`)
         )
-        self.dataset_info: dict[str, Any] | None = None  # their card header's, likewise
         # What the record pass made, for the cache once its rows' digests are known.
         self._made: tuple[CachedRecords, pa.Table, pa.Table, list[QuarantineEntry]] | None = None
 
@@ -680,10 +678,6 @@ class DataJob:
         resources = StageResources.for_stage(self.recipe.execution, "write")
         for i, outcome in self.tasks.run(count_shard, calls, resources):
             counted[i] = outcome.composition
-        # The card header's dataset_info too: `datasets` is imported there, not here.
-        with_rows = [s.entry for s in shards if s.entry.rows > 0]
-        for _, info in self.tasks.run(hub_dataset_info, [(with_rows,)], resources):
-            self.dataset_info = info.dataset_info
         composition = Composition()
         for part in counted:
             composition.merge(part)
@@ -696,9 +690,7 @@ class DataJob:
         committer = VersionCommitter(
             self.store,
             self.fs,
-            write_cards=functools.partial(
-                write_cards, composition=self.composition, dataset_info=self.dataset_info
-            ),
+            write_cards=functools.partial(write_cards, composition=self.composition),
             summarize_diff=summarize_against_parent,
             cards_copy_dir=self.recipe.resolve(self.recipe.cards_dir),
         )

@@ -647,22 +647,6 @@ class CountedShard:
     node: str = ""
 
 
-@dataclass
-class HubInfo:
-    """The Hub card header's `dataset_info` of a version's shards."""
-
-    dataset_info: dict[str, Any]
-    node: str = ""
-
-
-def hub_dataset_info(shards: list[Any]) -> HubInfo:
-    """Return the card header's `dataset_info` of the written shards (ShardEntry, those
-    with rows): built here, so the driver does not import `datasets` for it."""
-    from pipeline.cards.hub_header import dataset_info
-
-    return HubInfo(dataset_info(shards), node_id())
-
-
 def count_shard(version_dir: str, shard: Any, fs: Any) -> CountedShard:
     """Return the composition statistics of one written shard (its ShardEntry under
     `version_dir`), for the version's cards: counted here, not in the driver."""

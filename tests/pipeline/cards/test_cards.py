@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import os
 import re
-import shutil
 import subprocess
 import sys
 import wave
@@ -262,19 +261,6 @@ def test_write_cards_returns_the_two_file_names_and_writes_no_absolute_paths(ver
         text = open(os.path.join(folder, name), encoding="utf-8").read()
         assert folder not in text
         assert "/home/someone" not in text and "/abs/store" not in text
-
-
-def test_a_card_given_its_dataset_info_reads_as_one_that_builds_it(version, tmp_path):
-    from pipeline.cards.hub_header import dataset_info
-
-    folder, manifest, _ = version
-    built = open(os.path.join(folder, README), encoding="utf-8").read()
-    given = dataset_info([s for s in manifest.shards if s.rows > 0])
-    copy = str(tmp_path / "v2")
-    shutil.copytree(folder, copy)
-    write_cards(copy, manifest, PARENT, DIFF, dataset_info=given)
-    assert open(os.path.join(copy, README), encoding="utf-8").read() == built
-    assert _front_matter(built)[0]["dataset_info"] == given
 
 
 def test_card_header_carries_hub_metadata(card, version):
