@@ -52,6 +52,14 @@ class QualityFacts:
 
     def add(self, batch: pa.Table) -> None:
         """Count one batch of the COLUMNS."""
+        import pyarrow.compute as pc
+
+        # Only rows with a quality value count: the others (all of them when the recipe
+        # has no quality stage) are never turned into Python objects.
+        if batch["quality"].null_count:
+            batch = batch.filter(pc.is_valid(batch["quality"]))
+        if batch.num_rows == 0:
+            return
         characters = [(c or {}).get("name") or "–" for c in batch["character"].to_pylist()]
         parents = (
             batch["parent_id"].to_pylist()

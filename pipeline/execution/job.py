@@ -478,7 +478,10 @@ class DataJob:
             taken = pa.concat_tables([r.rows for r in reusable])["id"]
             index = index.filter(pc.invert(pc.is_in(index["id"], value_set=taken)))
         names, plans = numbered(
-            reusable, plan_shards(index, writer.fmt, writer.shard_size), writer.fmt
+            # `index` is a subset of the rows whose ids were checked above.
+            reusable,
+            plan_shards(index, writer.fmt, writer.shard_size, ids_checked=True),
+            writer.fmt,
         )
         self.progress.start("write", rows.num_rows)
         self.fs.makedirs(writer.folder)

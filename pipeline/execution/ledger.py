@@ -155,8 +155,8 @@ class RunLedger:
         variants = int(pc.sum(is_variant).as_py() or 0)
         augment.out = rows.num_rows - variants
         augment.extra = {"variants": variants, "empty_variants": self.stats.empty_variants}
-        originals = rows.filter(pc.invert(is_variant))
-        self.originals.update(_value_counts(originals["split"]))
+        # Only the split column is filtered: the rows' other strings are not copied.
+        self.originals.update(_value_counts(rows["split"].filter(pc.invert(is_variant))))
         self.rows.update(_value_counts(rows["split"]))
 
     def record_reuse(self) -> RecordReuse:

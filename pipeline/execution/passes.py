@@ -554,7 +554,10 @@ def record_pass(task: PassTask, ctx: PassContext) -> PassOutcome:
                 index.append(
                     _rows_of(table, task.output, where.first_row, _row_stats(table, shared))
                 )
-    rows = pa.concat_tables(index) if index else ROWS_SCHEMA.empty_table()
+    # One chunk per column, not one per batch: Ray rebuilds a returned table array by
+    # array, so 6,000 batch chunks cost the driver ~30 us each to receive (at 100,000
+    # text records, 2 of its 7.7 s); combined here, in the task, they cost it nothing.
+    rows = pa.concat_tables(index).combine_chunks() if index else ROWS_SCHEMA.empty_table()
     quarantine = write_quarantine_part(task.quarantine_path, rejected, ctx.fs)
     return PassOutcome(rows, tallies, stats, quarantine, node_id())
 

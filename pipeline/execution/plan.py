@@ -142,7 +142,10 @@ def pass_slices(todo: pa.Table, per_task: int) -> list[tuple[Slice, str]]:
     out: list[tuple[Slice, str]] = []
     if todo.num_rows == 0:
         return out
-    ordered = todo.sort_by([("part", "ascending"), ("row", "ascending")])
+    # Only the columns a slice needs are reordered (the keys' other strings cost the driver
+    # ~0.5 s to take at 100,000 records).
+    needed = [c for c in ("part", "row", "ckey") if c in todo.column_names]
+    ordered = todo.select(needed).sort_by([("part", "ascending"), ("row", "ascending")])
     part_of = pc.dictionary_encode(ordered["part"]).combine_chunks()
     codes = part_of.indices.to_numpy(zero_copy_only=False)
     rows = ordered["row"].to_numpy()

@@ -283,22 +283,58 @@ def schema_sha256(schema: pa.Schema) -> str:
     return hashlib.sha256(schema.serialize().to_pybytes()).hexdigest()
 
 
+# Rows of one slice when `content_id` joins its (id, digest) pairs into text.
+CONTENT_ID_SLICE = 1 << 20
+
+
 def content_id(schema_hash: str, rows: list[pa.Table]) -> str:
     """Return the content id (manifest format 2): sha256 over the schema hash and every
     (id, row digest) pair sorted by id, from the (id, row_sha256) tables of the shards in
     any order. How rows fall into shards, how many shards there are and which of them
-    were reused do not change it."""
+    were reused do not change it.
+
+    The hashed bytes are `canonical_json({"schema": ..., "rows": [[id, digest], ...]})`;
+    they are built in Arrow, not as a Python list of pairs (~0.6 s of the driver at
+    300,000 rows), whenever no id or digest needs a JSON escape (`_plain`)."""
+    import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
     table = pa.concat_tables(rows) if rows else None
-    pairs: list[list[str]] = []
-    if table is not None and table.num_rows:
-        table = table.take(pc.sort_indices(table["id"]))
-        ids, digests = table["id"].to_pylist(), table["row_sha256"].to_pylist()
-        pairs = [[i, d] for i, d in zip(ids, digests, strict=True)]
-    payload = canonical_json({"schema": schema_hash, "rows": pairs})
-    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+    if table is None or table.num_rows == 0:
+        payload = canonical_json({"schema": schema_hash, "rows": []})
+        return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+    table = table.take(pc.sort_indices(table["id"]))
+    ids, digests = table["id"].combine_chunks(), table["row_sha256"].combine_chunks()
+    if not (_plain(ids) and _plain(digests)):
+        pairs = [list(p) for p in zip(ids.to_pylist(), digests.to_pylist(), strict=True)]
+        payload = canonical_json({"schema": schema_hash, "rows": pairs})
+        return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+    digest = hashlib.sha256(b'{"rows":[')
+    # In slices, so a slice's joined text stays far below a string array's 2 GiB; every
+    # pair ends in "," but the last.
+    step = CONTENT_ID_SLICE
+    for start in range(0, len(ids), step):
+        joined = pc.binary_join_element_wise(
+            '["', ids.slice(start, step), '","', digests.slice(start, step), '"],', ""
+        )
+        width = "<i8" if pa.types.is_large_string(joined.type) else "<i4"
+        offsets = np.frombuffer(joined.buffers()[1], width)[joined.offset :]
+        first, end = int(offsets[0]), int(offsets[len(joined)])
+        last = start + step >= len(ids)
+        digest.update(memoryview(joined.buffers()[2])[first : end - 1 if last else end])
+    digest.update(('],"schema":' + canonical_json(schema_hash) + "}").encode("utf-8"))
+    return digest.hexdigest()
+
+
+def _plain(strings: pa.Array) -> bool:
+    """Return whether every value is non-null and JSON-encodes as itself in quotes (no
+    quote, backslash or control character: `canonical_json` keeps non-ASCII as is)."""
+    import pyarrow.compute as pc
+
+    if strings.null_count:
+        return False
+    return not pc.any(pc.match_substring_regex(strings, r'["\\\x00-\x1f]')).as_py()
 
 
 def shard_content_id(schema_hash: str, shard_hashes: list[str]) -> str:

@@ -204,6 +204,31 @@ def test_content_id_depends_on_row_digests_and_schema_not_on_how_rows_fall_into_
     assert a != content_id("t", [one])
 
 
+@pytest.mark.parametrize("pairs_per_slice", [1 << 20, 7])
+def test_content_id_is_the_sha256_of_the_canonical_json_of_schema_and_sorted_pairs(
+    pairs_per_slice: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hashlib
+
+    from pipeline.store import manifest
+
+    monkeypatch.setattr(manifest, "CONTENT_ID_SLICE", pairs_per_slice)
+
+    from pipeline.record.ids import canonical_json
+
+    def spec(ids: list[str], digests: list[str]) -> str:
+        pairs = sorted([i, d] for i, d in zip(ids, digests, strict=True))
+        payload = canonical_json({"schema": "s", "rows": pairs})
+        return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+    plain = ([f"{i:04x}" for i in range(50)][::-1], [f"d{i}" for i in range(50)])
+    # Values JSON must escape (a quote, a backslash, a control character) and non-ASCII.
+    escaped = (['q"uote', "back\\slash", "new\nline", "é"], ["\x01", "d2", "d3", "ü"])
+    for ids, digests in (plain, escaped, (["only"], ["d"]), ([], [])):
+        assert content_id("s", [digest_table(ids, digests)]) == spec(ids, digests)
+    assert content_id("s", []) == spec([], [])
+
+
 def test_a_format_1_content_id_depends_on_shard_hashes_and_schema_not_on_their_order() -> None:
     a = shard_content_id("s", ["h1", "h2"])
     assert a == shard_content_id("s", ["h2", "h1"])
