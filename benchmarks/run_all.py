@@ -12,6 +12,7 @@ corpus -> start-up -> [one Ray session: efficiency, writer, alternatives] -> mem
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import logging
 import os
@@ -874,6 +875,13 @@ def main(argv: list[str] | None = None) -> None:
         level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S"
     )
     log.setLevel(logging.INFO)
+    # A run that stops making progress (seen twice in the alternatives phase, the driver
+    # waiting on Ray) can be asked where every thread is: `kill -USR1 <pid>` prints the
+    # stacks to stderr and the run goes on.
+    if hasattr(faulthandler, "register"):
+        import signal
+
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
     Suite(parse_args(argv)).run()
 
 
