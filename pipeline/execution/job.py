@@ -62,7 +62,6 @@ from pipeline.execution.token_counter import WorkerTokenCounter
 from pipeline.execution.unchanged import (
     check_writable,
     find_unchanged,
-    latest_manifest,
     pin_cache,
     same_recipe_and_code,
 )
@@ -567,7 +566,7 @@ class DataJob:
         check_source_paths(self.recipe)
         check_writable(self.recipe, self.store, self.fs)
         if self.checked:
-            latest = latest_manifest(self.store)
+            latest = self.store.latest_manifest()
         else:
             latest, unchanged = find_unchanged(
                 self.recipe, self.store, self.fs, self.run_id, self.rehash

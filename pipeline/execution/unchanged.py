@@ -29,7 +29,7 @@ from pipeline.record.ids import new_run_id
 from pipeline.store.commit import card_metadata
 from pipeline.store.fs import LocalFS, StoreFS, StoreNotWritable
 from pipeline.store.manifest import Manifest
-from pipeline.store.read import Store, VersionNotFound
+from pipeline.store.read import Store
 from pipeline.store.store_fs import store_fs
 
 log = logging.getLogger(__name__)
@@ -54,14 +54,6 @@ def check_writable(recipe: Recipe, store: Store, fs: StoreFS) -> None:
     LocalFS().check_writable(os.path.join(recipe.resolve(recipe.cards_dir), recipe.name))
 
 
-def latest_manifest(store: Store) -> Manifest | None:
-    """Return the latest version's manifest, None when none is committed."""
-    try:
-        return store.manifest()
-    except VersionNotFound:
-        return None
-
-
 def same_recipe_and_code(recipe: Recipe, latest: Manifest | None) -> bool:
     """Return whether `latest` was made under this recipe hash and code identity."""
     return (
@@ -82,7 +74,7 @@ def find_unchanged(
         forget_pins()
     elif pins is not None:
         pins.load()
-    latest = latest_manifest(store)
+    latest = store.latest_manifest()
     result = _unchanged_result(recipe, store, latest, run_id)
     if result is not None and latest is not None and pins is not None and hashed_files():
         pins.save(pin_locations(recipe, latest.inputs))

@@ -23,7 +23,7 @@ from pipeline.store.atomic import fault_point
 from pipeline.store.fs import CLAIM_FILE, LocalFS, StoreFS
 from pipeline.store.lock import commit_lock
 from pipeline.store.manifest import CardEntry, Manifest
-from pipeline.store.read import Store, VersionNotFound
+from pipeline.store.read import Store
 
 log = logging.getLogger(__name__)
 
@@ -130,12 +130,6 @@ class VersionCommitter:
         self.summarize_diff = summarize_diff
         self.cards_copy_dir = cards_copy_dir
 
-    def _latest_manifest(self) -> Manifest | None:
-        try:
-            return self.store.manifest()
-        except VersionNotFound:
-            return None
-
     def _free_number(self, latest: Manifest | None) -> int:
         """Return the first number after the latest version whose v<N>/ is free.
 
@@ -171,7 +165,7 @@ class VersionCommitter:
         # under one lock: racing writers then publish a linear chain, and the same content
         # from several of them ends as one version and the rest `unchanged`.
         with commit_lock(self.store):
-            parent = self._latest_manifest()
+            parent = self.store.latest_manifest()
             if parent is not None and same_publication(parent, manifest):
                 return self._unchanged(parent)
             for _ in range(MAX_NUMBER_TRIES):
@@ -186,7 +180,7 @@ class VersionCommitter:
                     log.info(
                         "v%d of %s was taken meanwhile; trying the next", number, self.store.name
                     )
-                    parent = self._latest_manifest()
+                    parent = self.store.latest_manifest()
                     if parent is not None and same_publication(parent, manifest):
                         return self._unchanged(parent)
             else:

@@ -122,6 +122,13 @@ class Store:
         versions = self.versions()
         return versions[-1] if versions else None
 
+    def latest_manifest(self) -> Manifest | None:
+        """Return the latest version's manifest, None when none is committed."""
+        try:
+            return self.manifest()
+        except VersionNotFound:
+            return None
+
     def manifest(self, version: int | None = None) -> Manifest:
         """Return the manifest of `version` (the latest when None)."""
         if version is None:
