@@ -21,17 +21,27 @@ except ImportError:
 """
 
 
+def _on_sys_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, package: str, code: str, module: str, body: str
+) -> Iterator[None]:
+    """Put package `package` (its __init__ is `code`) and module `module` (`body`) on
+    sys.path for one test; both leave sys.modules afterwards."""
+    (tmp_path / package).mkdir()
+    (tmp_path / package / "__init__.py").write_text(code, encoding="utf-8")
+    (tmp_path / f"{module}.py").write_text(body, encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield
+    for name in (package, module):
+        sys.modules.pop(name, None)
+
+
 @pytest.fixture
 def fake_library(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """A library `rf_fake_lib` that imports `rf_heavy_extra` when it can, both on sys.path."""
-    (tmp_path / "rf_fake_lib").mkdir()
-    (tmp_path / "rf_fake_lib" / "__init__.py").write_text(LIBRARY, encoding="utf-8")
-    (tmp_path / "rf_heavy_extra.py").write_text("LOADED = True\n", encoding="utf-8")
-    monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setitem(libraries.OPTIONAL_EXTRAS, "rf_fake_lib", ("rf_heavy_extra",))
-    yield
-    for name in ("rf_fake_lib", "rf_heavy_extra"):
-        sys.modules.pop(name, None)
+    yield from _on_sys_path(
+        tmp_path, monkeypatch, "rf_fake_lib", LIBRARY, "rf_heavy_extra", "LOADED = True\n"
+    )
 
 
 def test_a_library_is_imported_without_its_extras_and_they_import_normally_afterwards(
@@ -63,14 +73,15 @@ def returned_as_it_came(value):
 @pytest.fixture
 def library_with_a_heavy_import(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """A library `rf_eager_lib` that imports `rf_heavy_dep` unconditionally."""
-    (tmp_path / "rf_eager_lib").mkdir()
-    (tmp_path / "rf_eager_lib" / "__init__.py").write_text(UNCONDITIONAL, encoding="utf-8")
-    (tmp_path / "rf_heavy_dep.py").write_text("class Frame: ...\nREAL = True\n", encoding="utf-8")
-    monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setitem(libraries.STAND_INS, "rf_eager_lib", {"rf_heavy_dep": ("Frame",)})
-    yield
-    for name in ("rf_eager_lib", "rf_heavy_dep"):
-        sys.modules.pop(name, None)
+    yield from _on_sys_path(
+        tmp_path,
+        monkeypatch,
+        "rf_eager_lib",
+        UNCONDITIONAL,
+        "rf_heavy_dep",
+        "class Frame: ...\nREAL = True\n",
+    )
 
 
 def test_an_unconditional_import_gets_a_stand_in_and_the_real_module_imports_afterwards(
