@@ -317,6 +317,24 @@ def main() -> None:
         reason = exc.strerror or str(exc) or type(exc).__name__
         print(f"error: {reason}{where}", file=sys.stderr)
         sys.exit(EXIT_FAILED)
+    finally:
+        _exit_without_collecting()
+
+
+def _exit_without_collecting() -> None:
+    """Leave every object alive now out of the interpreter's collections at exit.
+
+    The command is done; what is left is the interpreter's teardown, whose garbage
+    collections walk every object of every module imported (Arrow, pandas, pydantic's
+    schemas, the op libraries): ~0.13 s of CPU per process, 10% of a rerun with 20 misses.
+    `gc.freeze` moves them to the permanent generation, which those collections skip;
+    the rest of the exit is as usual (threads joined, atexit handlers, streams flushed,
+    objects freed as their modules are cleared). Only cyclic garbage is left to the OS,
+    whose `__del__` Python never promises to run at exit.
+    """
+    import gc
+
+    gc.freeze()
 
 
 if __name__ == "__main__":  # pragma: no cover
