@@ -1,5 +1,5 @@
-"""The command line's process ends without the interpreter's teardown collections
-(`app._exit_without_collecting`), and keeps its exit status and output."""
+"""The command line runs with its own collector thresholds, ends without the interpreter's
+teardown collections (`app._exit_without_collecting`), and keeps its exit status and output."""
 
 from __future__ import annotations
 
@@ -8,12 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+from pipeline.cli.app import GC_THRESHOLDS
+
 ROOT = Path(__file__).resolve().parents[3]
 
 # An atexit handler registered before main() runs after it: it sees what main left.
 CODE = """
 import atexit, gc, sys
-atexit.register(lambda: print("frozen", gc.get_freeze_count() > 0))
+atexit.register(lambda: print("frozen", gc.get_freeze_count() > 0, *gc.get_threshold()))
 sys.argv = ["roleforge", *sys.argv[1:]]
 from pipeline.cli.app import main
 main()
@@ -35,11 +37,11 @@ def test_a_command_that_succeeds_exits_0_with_its_objects_frozen():
     done = _roleforge("--version")
     assert done.returncode == 0
     assert done.stdout.splitlines()[0].startswith("roleforge ")
-    assert done.stdout.splitlines()[-1] == "frozen True"
+    assert done.stdout.splitlines()[-1] == " ".join(["frozen", "True", *map(str, GC_THRESHOLDS)])
 
 
 def test_a_command_that_fails_keeps_its_exit_status_and_message(tmp_path: Path):
     done = _roleforge("run", str(tmp_path / "missing.yaml"))
     assert done.returncode == 2  # EXIT_RECIPE
     assert "missing.yaml" in done.stderr
-    assert done.stdout.splitlines()[-1] == "frozen True"
+    assert done.stdout.splitlines()[-1].startswith("frozen True")
