@@ -24,6 +24,16 @@ names the library reads at run time answer as they would for our inputs (no valu
 instance of the stand-in's DataFrame), anything else raises an AttributeError that says
 why. The stand-ins leave `sys.modules` after the import, like the marks above, so a later
 `import pandas` gets pandas.
+
+Two more are imported unconditionally for code an op may reach, but rarely: albumentations'
+pixel transforms import scipy.special for one function of one transform (`j1` in
+RingingOvershoot), nlpaug's file helpers import requests to download models. Together
+~0.3 s of CPU (scipy.special pulls in scipy's array API layer) in a rerun that computes
+20 records in-process. `DEFERRED` gives the library a module in their place that
+imports the real one on its first attribute read and answers from it (the standard
+library's `importlib.util.LazyLoader` does the same, but is not thread-safe before
+Python 3.12 and leaves a half-loaded module in sys.modules); it leaves sys.modules after
+the import, so a later `import requests` anywhere is the usual import.
 """
 
 from __future__ import annotations
@@ -51,6 +61,13 @@ STAND_INS: dict[str, dict[str, tuple[str, ...]]] = {
     "nlpaug": {"pandas": ("DataFrame",), "gdown": ()},
 }
 
+# Modules a library imports unconditionally for code an op reaches rarely: a `_Deferred`
+# module stands in while the library imports and imports the real one when first read.
+DEFERRED: dict[str, tuple[str, ...]] = {
+    "albumentations": ("scipy.special",),
+    "nlpaug": ("requests",),
+}
+
 # Another thread importing an extra while it is marked absent would get an ImportError.
 _LOCK = threading.Lock()
 
@@ -74,6 +91,9 @@ def import_op_library(module: str) -> ModuleType:
             for name, names in STAND_INS.get(library, {}).items()
             if name not in sys.modules
         }
+        stand_ins.update(
+            (name, _Deferred(name)) for name in DEFERRED.get(library, ()) if name not in sys.modules
+        )
         sys.modules.update(stand_ins)
         try:
             return importlib.import_module(module)
@@ -84,6 +104,19 @@ def import_op_library(module: str) -> ModuleType:
             for name, stand_in in stand_ins.items():
                 if sys.modules.get(name) is stand_in:
                     del sys.modules[name]
+
+
+class _Deferred(ModuleType):
+    """A module that imports the real module of its name when an attribute it lacks is
+    first read, and answers every such read from it (`DEFERRED`)."""
+
+    def __getattr__(self, attr: str) -> Any:
+        name = self.__name__
+        if sys.modules.get(name) is self:
+            # Read while the library still imports: the real module replaces this one.
+            del sys.modules[name]
+        real = importlib.import_module(name)
+        return getattr(real, attr)
 
 
 def _stand_in(name: str, library: str, names: tuple[str, ...]) -> ModuleType:

@@ -302,6 +302,10 @@ _register_view(app)
 _register_inspect(app)
 
 
+# The collector's generation thresholds for a command (`main`).
+GC_THRESHOLDS = (50_000, 20, 20)
+
+
 def main() -> None:
     """Run the command line; an OS-level failure (full disk, unwritable or special store,
     unreadable model folder) ends with one line on stderr and exit 1, not a traceback."""
@@ -310,6 +314,14 @@ def main() -> None:
     # and huggingface_hub are first imported, which the commands do lazily, after this.
     # HF_HUB_DISABLE_PROGRESS_BARS=0 brings them back.
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    import gc  # here: `gc` in this module is the `roleforge gc` command
+
+    # A command imports ~110k long-lived objects (Arrow, pandas, pydantic's schemas, the op
+    # libraries) and then builds many small ones; at the default (700, 10, 10) the collector
+    # ran ~340 times in a rerun with 20 misses, scanning those imports in its older
+    # generations: 0.11 s of 1.3 s of CPU, 0.05 s at these thresholds (mypy's main does
+    # the same for its start-up).
+    gc.set_threshold(*GC_THRESHOLDS)
     try:
         app(standalone_mode=True)
     except OSError as exc:
@@ -317,6 +329,24 @@ def main() -> None:
         reason = exc.strerror or str(exc) or type(exc).__name__
         print(f"error: {reason}{where}", file=sys.stderr)
         sys.exit(EXIT_FAILED)
+    finally:
+        _exit_without_collecting()
+
+
+def _exit_without_collecting() -> None:
+    """Leave every object alive now out of the interpreter's collections at exit.
+
+    The command is done; what is left is the interpreter's teardown, whose garbage
+    collections walk every object of every module imported (Arrow, pandas, pydantic's
+    schemas, the op libraries): ~0.13 s of CPU per process, 10% of a rerun with 20 misses.
+    `gc.freeze` moves them to the permanent generation, which those collections skip;
+    the rest of the exit is as usual (threads joined, atexit handlers, streams flushed,
+    objects freed as their modules are cleared). Only cyclic garbage is left to the OS,
+    whose `__del__` Python never promises to run at exit.
+    """
+    import gc  # here: `gc` in this module is the `roleforge gc` command
+
+    gc.freeze()
 
 
 if __name__ == "__main__":  # pragma: no cover

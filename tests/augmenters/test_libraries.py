@@ -98,13 +98,47 @@ def test_an_unconditional_import_gets_a_stand_in_and_the_real_module_imports_aft
     assert libraries.import_op_library("rf_eager_lib").rf_heavy_dep is not rf_heavy_dep
 
 
-def test_nlpaugs_character_ops_run_without_importing_pandas_or_gdown():
-    code = (
-        "import sys; from augmenters.libraries import import_op_library; "
-        "char = import_op_library('nlpaug.augmenter.char'); "
-        "out = char.KeyboardAug(aug_char_p=1.0).augment('hello there'); "
-        "print(type(out[0]).__name__, 'pandas' in sys.modules, 'gdown' in sys.modules)"
+DEFERRING = """
+import rf_rare_dep
+
+def rarely(value):
+    return rf_rare_dep.double(value)
+"""
+
+
+@pytest.fixture
+def library_with_a_rare_import(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A library `rf_lazy_lib` that imports `rf_rare_dep` unconditionally, for one function."""
+    monkeypatch.setitem(libraries.DEFERRED, "rf_lazy_lib", ("rf_rare_dep",))
+    yield from _on_sys_path(
+        tmp_path,
+        monkeypatch,
+        "rf_lazy_lib",
+        DEFERRING,
+        "rf_rare_dep",
+        "import sys\nsys.rf_rare_dep_imports = getattr(sys, 'rf_rare_dep_imports', 0) + 1\n"
+        "def double(value):\n    return 2 * value\n",
     )
+    if hasattr(sys, "rf_rare_dep_imports"):
+        del sys.rf_rare_dep_imports
+
+
+def test_a_deferred_import_loads_the_real_module_on_first_use_and_only_once(
+    library_with_a_rare_import,
+):
+    lib = libraries.import_op_library("rf_lazy_lib")
+    assert "rf_rare_dep" not in sys.modules
+    assert not hasattr(sys, "rf_rare_dep_imports")
+    assert lib.rarely(21) == 42  # the first read imports it
+    import rf_rare_dep
+
+    assert rf_rare_dep.double(2) == 4
+    assert lib.rarely(1) == 2
+    assert sys.rf_rare_dep_imports == 1  # the library's name and `import` share one module
+
+
+def _fresh_python(code: str) -> list[str]:
+    """Return the words `code` prints in a fresh interpreter run from the repository."""
     root = Path(__file__).resolve().parents[2]
     done = subprocess.run(
         [sys.executable, "-c", code],
@@ -114,4 +148,28 @@ def test_nlpaugs_character_ops_run_without_importing_pandas_or_gdown():
         text=True,
         check=True,
     )
-    assert done.stdout.split() == ["str", "False", "False"]
+    return done.stdout.split()
+
+
+def test_nlpaugs_character_ops_run_without_importing_pandas_gdown_or_requests():
+    code = (
+        "import sys; from augmenters.libraries import import_op_library; "
+        "char = import_op_library('nlpaug.augmenter.char'); "
+        "out = char.KeyboardAug(aug_char_p=1.0).augment('hello there'); "
+        "print(type(out[0]).__name__, 'pandas' in sys.modules, 'gdown' in sys.modules, "
+        "'requests' in sys.modules)"
+    )
+    assert _fresh_python(code) == ["str", "False", "False", "False"]
+
+
+def test_albumentations_imports_scipy_special_only_for_the_transform_that_uses_it():
+    code = (
+        "import sys; import numpy as np; from augmenters.libraries import import_op_library; "
+        "A = import_op_library('albumentations'); "
+        "image = np.full((32, 32, 3), 128, dtype=np.uint8); "
+        "A.HorizontalFlip(p=1.0)(image=image); "
+        "print('scipy.special' in sys.modules); "
+        "out = A.RingingOvershoot(p=1.0)(image=image)['image']; "
+        "print(out.shape == image.shape, 'scipy.special' in sys.modules)"
+    )
+    assert _fresh_python(code) == ["False", "True", "True"]
