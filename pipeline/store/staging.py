@@ -382,11 +382,15 @@ class PartSet:
         if n == 0 or not hasattr(os, "preadv") or not all(self._readable(p) for p in unique):
             return self.take(parts, rows)
         table = self._light_rows(parts, rows)
+        batch_of = np.empty(n, dtype=np.int64)
+        local = np.empty(n, dtype=np.int64)
+        for part in unique:
+            selected = np.nonzero(parts == part)[0]
+            batch_of[selected], local[selected] = self._part(part).locate(rows[selected])
+        where = list(zip(parts.tolist(), batch_of.tolist(), local.tolist(), strict=True))
         for i, field in enumerate(table.schema):
             if field.type == MEDIA_LIST:
-                column = _with_bytes(
-                    table.column(i).chunk(0), self._read_media(field.name, parts, rows)
-                )
+                column = _with_bytes(table.column(i).chunk(0), self._read_media(field.name, where))
                 table = table.set_column(i, field, column)
         for part in unique:
             self._part(part).drop_pages()
@@ -413,24 +417,22 @@ class PartSet:
         return all(mapped.stripped(b) is not None for b in range(len(mapped.batches)))
 
     def _read_media(
-        self, column: str, parts: np.ndarray, rows: np.ndarray
+        self, column: str, where: list[tuple[int, int, int]]
     ) -> tuple[pa.Buffer, np.ndarray]:
-        """Return the media bytes of `column` of the rows, in row and item order, read from
-        the part files into one buffer, and their value offsets in it."""
+        """Return the media bytes of `column` of the rows at `where` ((part, batch, row in
+        batch) each), in row and item order, read from the part files into one buffer, and
+        their value offsets in it."""
         reads: list[tuple[int, int, int]] = []  # (fd, file position, length) per item
-        for part, row in zip(parts.tolist(), rows.tolist(), strict=True):
-            mapped = self._part(part)
-            (b,), (local,) = mapped.locate(np.array([row]))
-            media = mapped.media_bytes(int(b), column)
+        for part, b, row in where:
+            mapped = self._parts[part]
+            media = mapped.media_bytes(b, column)
             assert media is not None  # `_readable`
-            first, last = media.list_offsets[local], media.list_offsets[local + 1]
-            starts = media.value_offsets[first:last]
-            ends = media.value_offsets[first + 1 : last + 1]
-            fd = mapped.fd()
-            reads.extend(
-                (fd, media.position + a, z - a)
-                for a, z in zip(starts.tolist(), ends.tolist(), strict=True)
-            )
+            first, last = media.list_offsets[row], media.list_offsets[row + 1]
+            if first == last:
+                continue
+            fd, at = mapped.fd(), media.position
+            ends = media.value_offsets[first : last + 1].tolist()
+            reads.extend((fd, at + a, z - a) for a, z in zip(ends, ends[1:], strict=False))
         lengths = np.array([r[2] for r in reads], np.int64)
         offsets = np.zeros(len(reads) + 1, np.int64)
         np.cumsum(lengths, out=offsets[1:])
