@@ -193,7 +193,6 @@ class _MappedPart:
         self.starts = np.cumsum([0] + [b.num_rows for b in self.batches])
         self._stripped: dict[int, pa.RecordBatch | None] = {}
         self._media: dict[tuple[int, str], _MediaBytes] = {}
-        self._stripped_table: pa.Table | None = None
         self._fd: tuple[int, weakref.finalize] | None = None
 
     def locate(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -226,14 +225,6 @@ class _MappedPart:
                 else pa.RecordBatch.from_arrays(columns, schema=batch.schema)
             )
         return self._stripped[b]
-
-    def stripped_table(self) -> pa.Table:
-        """Return every batch `stripped` (each can be: `PartSet._readable`), as one table."""
-        if self._stripped_table is None:
-            self._stripped_table = pa.Table.from_batches(
-                [self.stripped(b) for b in range(len(self.batches))], schema=self.schema
-            )
-        return self._stripped_table
 
     def media_bytes(self, b: int, column: str) -> _MediaBytes | None:
         """Return where the bytes of batch `b`'s media items of `column` lie in the file,
@@ -331,12 +322,14 @@ class PartSet:
             self._parts[part] = _MappedPart(self.paths[part], self.fs)
         return self._parts[part]
 
-    def _copied(self, part: int, rows: np.ndarray) -> pa.RecordBatch:
-        """Return `rows` of one part, in that order, copied out of its map."""
+    def _copied(self, part: int, rows: np.ndarray, stripped: bool = False) -> pa.RecordBatch:
+        """Return `rows` of one part, in that order, copied out of its map (`stripped`: with
+        their media items' bytes left empty, `_MappedPart.stripped`)."""
         mapped = self._part(part)
         batch_of, local = mapped.locate(rows)
+        batches = [mapped.stripped(b) for b in range(len(mapped.batches))] if stripped else None
         views = [
-            mapped.batches[b].slice(row, 1)
+            (batches[b] if batches else mapped.batches[b]).slice(row, 1)
             for b, row in zip(batch_of.tolist(), local.tolist(), strict=True)
         ]
         # Zero-copy one-row views concatenated once (a take on these nested columns is 3-5x
@@ -346,9 +339,9 @@ class PartSet:
         mapped.drop_pages()
         return copied
 
-    def copy_out(self, parts: np.ndarray, rows: np.ndarray) -> CopiedRows:
+    def copy_out(self, parts: np.ndarray, rows: np.ndarray, stripped: bool = False) -> CopiedRows:
         """Return the rows at (parts[i], rows[i]) copied into memory, one part's pages
-        resident at a time."""
+        resident at a time (`stripped`: see `_copied`)."""
         if len(parts) == 0:
             return CopiedRows([self._part(0).batches[0].slice(0, 0)], [], [])
         copies = []
@@ -356,7 +349,7 @@ class PartSet:
         offset = np.empty(len(parts), dtype=np.int64)
         for i, part in enumerate(np.unique(parts).tolist()):
             selected = np.nonzero(parts == part)[0]
-            copies.append(self._copied(part, rows[selected]))
+            copies.append(self._copied(part, rows[selected], stripped))
             source[selected] = i
             offset[selected] = np.arange(len(selected))
         return CopiedRows(copies, source.tolist(), offset.tolist())
@@ -371,17 +364,18 @@ class PartSet:
 
         `copy_out` copies rows out of the maps part by part, then `take` copies them again
         into their order: two copies of every byte, most of them media. Here only the rest
-        of each row (ids, text, media paths, small) goes that way; the media bytes are read
+        of each row (ids, text, media paths: small) goes that way (a vectorized `take` per
+        part instead cost more on the bench's rows, ~30 against ~14 ms a batch: Arrow's
+        take of nested columns across a part's batches); the media bytes are read
         from the part files (`preadv`, page cache to memory: the one copy) straight into
-        their place in one buffer per media column, and never mapped. On a 32 MB batch of
-        160 KB rows: ~9 ms of CPU against 15-22 ms for `take` (same process, alternated).
+        their place in one buffer per media column, and never mapped.
         Where a part is not mapped (an object store's) or its media cannot be read by
         position, the rows are copied out as `take` does; the table is the same either way."""
         n = len(parts)
         unique = np.unique(parts).tolist()
         if n == 0 or not hasattr(os, "preadv") or not all(self._readable(p) for p in unique):
             return self.take(parts, rows)
-        table = self._light_rows(parts, rows)
+        table = self.copy_out(parts, rows, stripped=True).take(0, n)
         batch_of = np.empty(n, dtype=np.int64)
         local = np.empty(n, dtype=np.int64)
         for part in unique:
@@ -395,22 +389,6 @@ class PartSet:
         for part in unique:
             self._part(part).drop_pages()
         return table
-
-    def _light_rows(self, parts: np.ndarray, rows: np.ndarray) -> pa.Table:
-        """Return the rows, in order, with their media items' bytes left empty: each part's
-        rows taken at once (`take`, vectorized: the rows are light now), then put in order.
-        Each part's mapped pages are dropped once its rows are taken."""
-        pieces = []
-        order = np.empty(len(parts), dtype=np.int64)
-        done = 0
-        for part in np.unique(parts).tolist():
-            selected = np.nonzero(parts == part)[0]
-            mapped = self._part(part)
-            pieces.append(mapped.stripped_table().take(rows[selected]))
-            mapped.drop_pages()
-            order[selected] = np.arange(done, done + len(selected))
-            done += len(selected)
-        return pa.concat_tables(pieces).take(order).combine_chunks()
 
     def _readable(self, part: int) -> bool:
         mapped = self._part(part)
