@@ -37,14 +37,6 @@ from pipeline.store.staging import PartSet, PartSlice, row_nbytes
 # figure (peak RSS 1820 -> 1889 MB with two write tasks). Row groups of 32 MB read as well.
 BATCH_MAX_ROWS = 256
 BATCH_MAX_BYTES = 32 * 1024 * 1024
-# A shard task copies its rows out of the parts this many bytes of batches at a time: the
-# memory it holds for them. Each window faults in again the pages of the parts its rows lie
-# in (dropped after each part's copy, `PartSet.copy_out`): fewer, larger windows cost a
-# little less CPU and more memory (measured on a 270 MB shard of scattered rows: 64 MB,
-# +175 MB resident; the whole shard per window, +430 MB and ~10% less writer CPU). One
-# batch's bytes: a batch is a slice of its window's copy, so a batch gathered ahead from a
-# new window would keep two windows alive, not two batches.
-COPY_WINDOW_BYTES = 32 * 1024 * 1024
 # The staged index the writer consumes: one row per record to publish.
 INDEX_SCHEMA = pa.schema(
     [
@@ -75,24 +67,6 @@ def part_index(split: pa.Array, ids: pa.Array, where: PartSlice, nbytes: list[in
 def table_index(table: pa.Table, where: PartSlice) -> pa.Table:
     """Return the INDEX_SCHEMA rows of the records of `table`, just written to `where`."""
     return part_index(table["split"], table["id"], where, row_nbytes(table))
-
-
-def _windows(
-    batches: list[tuple[int, int]], nbytes: np.ndarray, limit: int
-) -> Iterator[list[tuple[int, int]]]:
-    """Yield runs of consecutive `batches` ([start, stop) row ranges) of at most `limit`
-    bytes together (at least one batch each)."""
-    run: list[tuple[int, int]] = []
-    total = 0
-    for start, stop in batches:
-        size = int(nbytes[start:stop].sum())
-        if run and total + size > limit:
-            yield run
-            run, total = [], 0
-        run.append((start, stop))
-        total += size
-    if run:
-        yield run
 
 
 class ShardIntegrityError(RuntimeError):
@@ -461,28 +435,20 @@ class ShardWriter:
         nbytes = rows["nbytes"].to_numpy(zero_copy_only=False)
         part = rows["part"].to_numpy(zero_copy_only=False)
         row = rows["row"].to_numpy(zero_copy_only=False)
-        batches = plan_cuts(nbytes, BATCH_MAX_BYTES, BATCH_MAX_ROWS)
-        for window in _windows(batches, nbytes, COPY_WINDOW_BYTES):
-            # The window's rows copied out of the parts, one part's pages resident at a
-            # time (`PartSet.copy_out`): the task holds a window's bytes, not the parts'.
-            first = window[0][0]
-            copied = parts.copy_out(part[first : window[-1][1]], row[first : window[-1][1]])
-            for start, stop in window:
-                taken = copied.take(start - first, stop - first)
-                if stop == window[-1][1]:
-                    # The window's last batch is built: its copies can go before it is
-                    # written (a window of one batch holds the batch once, not twice).
-                    del copied
-                table = taken.select(self.schema.names)
-                del taken
-                table = pa.Table.from_arrays(table.columns, schema=self.schema)
-                check_invariants(table)
-                # The batch's memory stays in the pool when it is freed: the next window
-                # reuses it. Handed back per batch, every window faulted in fresh pages the
-                # kernel zeroes first, which cost the gather more than its copy (~35% of its
-                # CPU); the shard's are handed back once, at its end (`write_shard`).
-                yield table
-                del table
+        for start, stop in plan_cuts(nbytes, BATCH_MAX_BYTES, BATCH_MAX_ROWS):
+            # The batch's rows in id order, their media bytes read from the parts into
+            # place (`PartSet.gather`: one copy; the parts' pages are not kept mapped).
+            gathered = parts.gather(part[start:stop], row[start:stop])
+            table = gathered.select(self.schema.names)
+            del gathered
+            table = pa.Table.from_arrays(table.columns, schema=self.schema)
+            check_invariants(table)
+            # The batch's memory stays in the pool when it is freed: the next batch
+            # reuses it. Handed back per batch, every batch faulted in fresh pages the
+            # kernel zeroes first, which cost the gather more than its copy (~35% of its
+            # CPU); the shard's are handed back once, at its end (`write_shard`).
+            yield table
+            del table
 
     def _write_shard(self, sink: Any, batches: Iterator[pa.Table]) -> None:
         if self.fmt == "parquet":

@@ -329,19 +329,73 @@ def test_rows_are_copied_out_with_one_part_resident_at_a_time(tmp_path: Path) ->
     )
 
 
-def test_shards_are_the_same_whatever_the_copy_window(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import pipeline.store.writer as writer_module
+@pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="needs Linux's /proc")
+def test_gathered_rows_leave_no_part_page_mapped(tmp_path: Path) -> None:
+    # The media bytes are read from the files, never mapped; the rest of each part's rows
+    # is copied out of its map, whose pages are dropped then.
+    records = _records(24)
+    random.Random(2).shuffle(records)
+    parts, index = stage_records(tmp_path / "parts", records, rows_per_part=5)
+    ordered = index.sort_by("id")
+    gathered = parts.gather(
+        ordered["part"].to_numpy(zero_copy_only=False), ordered["row"].to_numpy()
+    )
+    assert _resident(parts.paths) == {}
+    assert gathered["id"].to_pylist() == ordered["id"].to_pylist()
 
-    records = _records()
+
+def _varied_records() -> list[dict]:
+    """Records whose media lists are null, empty, of two items, hold a null item or an item
+    with null bytes, or an audio: every shape the gather puts media bytes back into."""
+    records = _records(20)
+    records[1]["images"] = None
+    records[2]["images"] = []
+    records[3]["images"].append({"bytes": b"second", "path": "b.png"})
+    records[5]["images"].append(None)
+    records[6]["images"].append({"bytes": None, "path": "none.png"})
+    records[7]["images"].append({"bytes": b"", "path": None})
+    for record in records:  # one placeholder per item, as the writer checks
+        images, audios = len(record["images"] or []), len(record["audios"])
+        record["messages"][0]["content"] = "<image> " * images + "<audio> " * audios + "look"
     random.Random(3).shuffle(records)
-    monkeypatch.setattr(writer_module, "BATCH_MAX_ROWS", 4)
-    whole = _write(tmp_path, records, rows_per_part=7, name="whole")
-    monkeypatch.setattr(writer_module, "COPY_WINDOW_BYTES", 1)  # one batch per window
-    windowed = _write(tmp_path, records, rows_per_part=7, name="windowed")
-    assert [s.sha256 for s in windowed] == [s.sha256 for s in whole]
-    assert [s.row_digests_sha256 for s in windowed] == [s.row_digests_sha256 for s in whole]
+    return records
+
+
+@pytest.mark.parametrize("fmt", ["arrow", "parquet"])
+def test_rows_gathered_with_their_media_read_from_the_parts_are_those_copied_out(
+    tmp_path: Path, fmt: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `PartSet.gather` reads media bytes from the part files into place instead of copying
+    # rows out of the maps twice: the same table, so the same shard bytes.
+    from pipeline.store.staging import PartSet
+
+    records = _varied_records()
+    parts, index = stage_records(tmp_path / "parts", records, rows_per_part=3)
+    ordered = index.sort_by("id")
+    where = (ordered["part"].to_numpy(zero_copy_only=False), ordered["row"].to_numpy())
+    read = []
+    read_media = PartSet._read_media
+    monkeypatch.setattr(
+        PartSet, "_read_media", lambda self, *a: read.append(a[0]) or read_media(self, *a)
+    )
+    gathered = parts.gather(*where)
+    assert read == ["images", "audios"]  # the media came from the files, not the maps
+    assert gathered.equals(parts.take(*where))
+    assert gathered["images"].num_chunks == 1
+
+    def without_media_reads(name: str) -> list:
+        monkeypatch.setattr(PartSet, "_readable", lambda self, part: False)  # copied out
+        return _write(tmp_path, records, rows_per_part=3, fmt=fmt, name=name)
+
+    for record in records:  # the writer refuses a null media list
+        record["images"] = record["images"] or []
+    monkeypatch.setattr("pipeline.store.writer.BATCH_MAX_ROWS", 4)
+    read.clear()
+    read_back = _write(tmp_path, records, rows_per_part=3, fmt=fmt, name="read")
+    assert len(read) > 2  # batch by batch
+    copied = without_media_reads("copied")
+    assert [s.sha256 for s in read_back] == [s.sha256 for s in copied]
+    assert [s.row_digests_sha256 for s in read_back] == [s.row_digests_sha256 for s in copied]
 
 
 def test_a_shard_task_holds_only_the_batch_being_written_while_it_copies_the_next(
@@ -356,15 +410,14 @@ def test_a_shard_task_holds_only_the_batch_being_written_while_it_copies_the_nex
         record["images"][0]["bytes"] = np.random.default_rng(i).bytes(mb)
     random.Random(5).shuffle(records)
     monkeypatch.setattr(writer_module, "BATCH_MAX_ROWS", 4)
-    monkeypatch.setattr(writer_module, "COPY_WINDOW_BYTES", 1)  # one batch per window
     held: list[int] = []
-    copy_out = PartSet.copy_out
+    gather = PartSet.gather
 
     def counted(self, parts, rows):
-        held.append(pa.total_allocated_bytes())  # Arrow memory alive as a window is copied
-        return copy_out(self, parts, rows)
+        held.append(pa.total_allocated_bytes())  # Arrow memory alive as a batch is gathered
+        return gather(self, parts, rows)
 
-    monkeypatch.setattr(PartSet, "copy_out", counted)
+    monkeypatch.setattr(PartSet, "gather", counted)
     baseline = pa.total_allocated_bytes()
     shards = _write(tmp_path, records, rows_per_part=5)
     assert [s.rows for s in shards] == [12]
