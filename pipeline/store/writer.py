@@ -100,7 +100,8 @@ def check_invariants(table: pa.Table) -> None:
     for placeholder, column in ((IMAGE_PLACEHOLDER, "images"), (AUDIO_PLACEHOLDER, "audios")):
         found = pc.count_substring(contents, placeholder).to_numpy(zero_copy_only=False)
         per_row = np.bincount(parents, weights=found, minlength=table.num_rows)
-        media = pc.list_value_length(table[column]).to_numpy(zero_copy_only=False)
+        # A null list holds no media (its length is null, which numpy would read as NaN).
+        media = pc.fill_null(pc.list_value_length(table[column]), 0).to_numpy(zero_copy_only=False)
         bad = np.nonzero(per_row != media)[0]
         if len(bad):
             record_id = table["id"][int(bad[0])].as_py()

@@ -22,6 +22,7 @@ from pipeline.store.writer import (
     ShardIntegrityError,
     ShardWriter,
     _made_ahead,
+    check_invariants,
     plan_cuts,
     plan_shards,
 )
@@ -282,6 +283,17 @@ def test_duplicate_ids_or_placeholder_mismatches_are_refused(tmp_path: Path) -> 
     broken = [work_record(0, split="train", images=[])]
     with pytest.raises(ShardIntegrityError, match="<image>"):
         _write(tmp_path, broken, rows_per_part=1, name="broken")
+
+
+def test_a_null_media_list_counts_as_no_media_in_the_placeholder_check() -> None:
+    plain = work_record(0, split="train", images=[])
+    plain["messages"] = [{"role": "user", "content": "hi"}]
+    plain["images"] = None
+    check_invariants(records_to_table([plain], RECORD_SCHEMA))  # no placeholder, no media
+    wanting = work_record(1, split="train")
+    wanting["images"] = None
+    with pytest.raises(ShardIntegrityError, match="1 <image> but 0 images"):
+        check_invariants(records_to_table([wanting], RECORD_SCHEMA))
 
 
 def _resident(paths: list[str]) -> dict[str, int]:
