@@ -145,6 +145,10 @@ class ExecutionConfig(StrictModel):
     # many) runs in the driver's process: below it, starting Ray and its workers' imports
     # cost more than the second CPU saves (benchmarks/rerun.py). 0: every pass on Ray.
     in_process_records: int = Field(default=IN_PROCESS_RECORDS, ge=0)
+    # After a record pass on Ray, its workers exit and the shard tasks get fresh ones
+    # (`cluster.retire_idle_workers`): less memory at the write (~120 MB per worker), for
+    # ~3-5 s of worker exits and starts per job and, in a long session, op imports again.
+    fresh_write_workers: bool = True
 
 
 class StoreOptions(StrictModel):

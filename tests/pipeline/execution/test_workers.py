@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
+
+import pytest
 
 from pipeline.execution.cluster import _alive, retire_idle_workers
+from pipeline.execution.job import DataJob
+from tests.pipeline.execution.datajob_corpus import make_recipe, write_corpus
 
 
 def _pid() -> int:
@@ -37,3 +42,22 @@ def test_a_process_that_ended_is_not_alive() -> None:
     assert _alive(os.getpid())
     child.wait()
     assert not _alive(child.pid)
+
+
+@pytest.mark.parametrize("fresh", [True, False])
+def test_a_record_pass_on_ray_retires_its_workers_unless_the_recipe_keeps_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ray_session, fresh: bool
+) -> None:
+    import pipeline.execution.cluster as cluster
+
+    retired: list[list[tuple[str, int]]] = []
+    retire = cluster.retire_idle_workers
+    monkeypatch.setattr(cluster, "retire_idle_workers", lambda: retired.append(retire()))
+    write_corpus(tmp_path)
+    execution = {"in_process_records": 0, "fresh_write_workers": fresh}
+    recipe = make_recipe(tmp_path, store="store", cards_dir="store-cards", execution=execution)
+    result = DataJob(recipe).run()
+    assert result.counts["write"]["out"] > 0
+    assert len(retired) == (1 if fresh else 0)
+    if fresh:
+        assert len(retired[0]) == 2  # both CPUs' workers
