@@ -61,3 +61,29 @@ def test_a_record_pass_on_ray_retires_its_workers_unless_the_recipe_keeps_them(
     assert len(retired) == (1 if fresh else 0)
     if fresh:
         assert len(retired[0]) == 2  # both CPUs' workers
+
+
+def _hold_cpu(marker: str, seconds: float) -> int:
+    open(marker, "w").close()
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def test_a_cpu_held_by_other_work_is_not_waited_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ray_session
+) -> None:
+    import pipeline.execution.cluster as cluster
+
+    ray = ray_session
+    monkeypatch.setattr(cluster, "RETIRE_WAIT_S", 1.0)
+    marker = tmp_path / "started"
+    busy = ray.remote(num_cpus=1)(_hold_cpu).remote(str(marker), 8.0)
+    deadline = time.monotonic() + 60
+    while not marker.exists():  # the busy task holds its CPU before the retire starts
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    started = time.monotonic()
+    retired = retire_idle_workers()
+    assert time.monotonic() - started < 5  # not the 8 s the busy task holds its CPU
+    assert len(retired) == 1
+    assert ray.get(busy) not in {pid for _, pid in retired}
