@@ -145,6 +145,12 @@ class ExecutionConfig(StrictModel):
     # many) runs in the driver's process: below it, starting Ray and its workers' imports
     # cost more than the second CPU saves (benchmarks/rerun.py). 0: every pass on Ray.
     in_process_records: int = Field(default=IN_PROCESS_RECORDS, ge=0)
+    # True: after a record pass on Ray, its workers exit and the shard tasks get fresh ones
+    # (`cluster.retire_idle_workers`): less memory at the write (~120 MB per worker; the
+    # memory bench's 10x/1x peak 1.33 -> 1.21), for ~3-5 s of worker exits and starts per
+    # job on 2 CPUs (a 2,000-record job takes ~21 s) and, in a long session, op imports
+    # again. Off by default: the time is the dearer of the two for most runs.
+    fresh_write_workers: bool = False
 
 
 class StoreOptions(StrictModel):

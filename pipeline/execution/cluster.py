@@ -11,6 +11,7 @@ import contextlib
 import logging
 import math
 import os
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -201,6 +202,12 @@ class TaskRunner:
         """Return the CPUs the next pass's tasks spread over (1 in this process)."""
         return cluster_cpus() if self.on_ray else 1
 
+    def retire_workers(self) -> None:
+        """On Ray, have its idle workers exit (`retire_idle_workers`): after the record
+        pass, whose op libraries and leftovers they hold; nothing in this process."""
+        if self.on_ray:
+            retire_idle_workers()
+
     def share(self, value: Any) -> Any:
         """Return `value` as the tasks receive what they all share (once in Ray's store)."""
         if not self.on_ray:
@@ -222,6 +229,69 @@ class TaskRunner:
             outcome = fn(*call)
             outcome.node = IN_PROCESS_NODE
             yield i, outcome
+
+
+def _retired() -> tuple[str, int]:
+    """Say where this worker runs (node, pid); it exits after this task (`max_calls=1`)."""
+    import ray
+
+    return ray.get_runtime_context().get_node_id(), os.getpid()
+
+
+_RETIRE: Any = None
+# How long the driver waits for the retire tasks to run and the retired workers of its own
+# node to be gone: exiting, a worker that ran a record pass took ~2 s (Ray's shutdown and
+# the interpreter's).
+RETIRE_WAIT_S = 10.0
+
+
+def retire_idle_workers() -> list[tuple[str, int]]:
+    """Have the cluster's idle workers exit; Ray starts fresh ones for the next tasks.
+
+    A worker keeps what a record pass put in it: the op libraries it imported (cv2, scipy,
+    nlpaug: their modules and touched library pages) and heap that `malloc_trim` cannot
+    return, ~120 MB per worker measured (260 MB resident after `release_free_memory` where
+    a worker that only imported the pipeline holds 142). The shard tasks that come next
+    need none of it, and they peak beside it on every CPU at once: on the 2,000-record
+    memory figure that was the whole job's peak. One task per CPU, each of a function a
+    worker runs once (Ray's `max_calls`, meant for memory a library will not give back),
+    takes every idle worker on a node that has as many as CPUs. This waits until those on
+    the driver's node are gone: Ray starts the next tasks' workers at once, and old and new
+    together held more than the old ones with the shard tasks in them; a CPU that other
+    work holds past `RETIRE_WAIT_S` is let be (its retire task cancelled). The cost: a
+    worker exit and a fresh start per CPU, in parallel (3.5-9 s measured between the
+    record pass and the first shard task on 2 loaded CPUs, 0.1-0.4 s before), and a later
+    job in this session imports its op libraries again; so a job retires them only where
+    its recipe asks (`execution.fresh_write_workers`, default false). Return the (node, pid)
+    of each worker retired.
+    """
+    import ray
+
+    global _RETIRE
+    if _RETIRE is None:
+        _RETIRE = ray.remote(max_calls=1, num_cpus=1, scheduling_strategy="SPREAD")(_retired)
+    here = ray.get_runtime_context().get_node_id()
+    deadline = time.monotonic() + RETIRE_WAIT_S
+    refs = [_RETIRE.remote() for _ in range(cluster_cpus())]
+    # On a cluster busy with other work a CPU may not free up soon: those are not waited for.
+    done, waiting = ray.wait(refs, num_returns=len(refs), timeout=RETIRE_WAIT_S)
+    for ref in waiting:
+        ray.cancel(ref)
+    retired = [tuple(r) for r in ray.get(done)]
+    pids = [pid for node, pid in retired if node == here]
+    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return retired
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def run_tasks(

@@ -384,6 +384,9 @@ class DataJob:
             self.ledger.add_pass(outcome.tallies)
             self.progress.advance("records", outcome.records_in)
         self.progress.finish("records")
+        # The shard tasks need none of what the pass left in the workers: fresh ones.
+        if self.recipe.execution.fresh_write_workers:
+            self.tasks.retire_workers()
         # In task order, so the quarantine file reads the same whatever finished first.
         entries = [
             e for _, part in sorted(parts, key=lambda p: p[0]) for e in self._quarantined_by(part)

@@ -300,6 +300,17 @@ def _without_bytes(column: pa.Array) -> pa.Array:
     )
 
 
+def copy_pool() -> pa.MemoryPool:
+    """Return the pool that rows copied out of part files live in: the C allocator's.
+
+    A shard task copies ~32 MB of rows at a time and frees them as each batch is written.
+    Arrow's default pool (mimalloc) keeps freed pages for reuse until `release_unused`, so
+    a task held the pages of several copies (peak RSS of one 256 MB shard task, fresh
+    process: +135-158 MB); glibc gives a buffer over its mmap threshold (16 MB in the
+    workers, `cluster.WORKER_ENV`) back to the system as it is freed: +118 MB, same CPU."""
+    return pa.system_memory_pool()
+
+
 class PartSet:
     """Part files to take rows from by (part, row), each memory-mapped (on a local disk) and
     opened once.
@@ -335,7 +346,7 @@ class PartSet:
         # Zero-copy one-row views concatenated once (a take on these nested columns is 3-5x
         # slower than the copy); `concat_batches` copies even a single view, so nothing
         # returned refers to the map, whose pages can go.
-        copied = pa.concat_batches(views)
+        copied = pa.concat_batches(views, memory_pool=copy_pool())
         mapped.drop_pages()
         return copied
 
@@ -414,7 +425,7 @@ class PartSet:
         lengths = np.array([r[2] for r in reads], np.int64)
         offsets = np.zeros(len(reads) + 1, np.int64)
         np.cumsum(lengths, out=offsets[1:])
-        buffer = pa.allocate_buffer(int(offsets[-1]))
+        buffer = pa.allocate_buffer(int(offsets[-1]), memory_pool=copy_pool())
         view = memoryview(buffer).cast("B")
         for (fd, position, length), at in zip(reads, offsets.tolist(), strict=False):
             if length and os.preadv(fd, [view[at : at + length]], position) != length:
@@ -483,4 +494,4 @@ class CopiedRows:
             # Consecutive rows of one copy (rows staged in id order): a view is enough.
             return pa.Table.from_batches([self.batches[sources[0]].slice(first, len(offsets))])
         views = [self.batches[s].slice(o, 1) for s, o in zip(sources, offsets, strict=True)]
-        return pa.Table.from_batches([pa.concat_batches(views)])
+        return pa.Table.from_batches([pa.concat_batches(views, memory_pool=copy_pool())])

@@ -88,3 +88,24 @@ def test_a_run_whose_store_or_cards_folder_cannot_be_written_fails_in_one_line(
     assert len(lines) == 1 and "cannot write to" in lines[0]
     assert str(tmp_path / "plain-file" / "inside") in lines[0]
     assert not (tmp_path / "store" / "tiny" / "versions").exists()
+
+
+@pytest.mark.skipif(not os.uname().sysname == "Linux", reason="libc calls are Linux-only")
+def test_libc_calls_are_found_without_starting_a_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    # `ctypes.util.find_library` runs `ldconfig -p`: a fork of a worker of hundreds of MB.
+    import subprocess
+
+    import pipeline.store.fs as fs_module
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"a process was started: {args}")
+
+    monkeypatch.setattr(subprocess, "Popen", refuse)
+    monkeypatch.setattr(os, "posix_spawn", refuse, raising=False)
+    fs_module._linux_libc.cache_clear()
+    try:
+        for name in ("madvise", "malloc_trim", "sync_file_range"):
+            assert fs_module._linux_libc(name) is not None
+        fs_module.release_free_memory()
+    finally:
+        fs_module._linux_libc.cache_clear()

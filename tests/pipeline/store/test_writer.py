@@ -426,11 +426,14 @@ def test_a_shard_task_holds_only_the_batch_being_written_while_it_copies_the_nex
     gather = PartSet.gather
 
     def counted(self, parts, rows):
-        held.append(pa.total_allocated_bytes())  # Arrow memory alive as a batch is gathered
+        held.append(arrow_bytes())  # Arrow memory alive as a batch is gathered
         return gather(self, parts, rows)
 
+    def arrow_bytes() -> int:  # the copies live in the system pool (`copy_pool`)
+        return pa.total_allocated_bytes() + pa.system_memory_pool().bytes_allocated()
+
     monkeypatch.setattr(PartSet, "gather", counted)
-    baseline = pa.total_allocated_bytes()
+    baseline = arrow_bytes()
     shards = _write(tmp_path, records, rows_per_part=5)
     assert [s.rows for s in shards] == [12]
     assert len(held) == 3
@@ -438,3 +441,23 @@ def test_a_shard_task_holds_only_the_batch_being_written_while_it_copies_the_nex
     # (4 MB) is alive at each copy; the batch written before it is not (the loops around
     # the batches, the digester and the hasher let it go): that would be 8 MB.
     assert max(held) - baseline < 6 * mb
+
+
+def test_rows_copied_out_of_parts_live_in_the_system_pool(tmp_path: Path) -> None:
+    # Arrow's default pool (mimalloc) keeps freed pages; glibc returns big buffers at free.
+    from pipeline.store.staging import copy_pool
+
+    records = [work_record(i, split="train") for i in range(6)]
+    for i, record in enumerate(records):
+        record["images"][0]["bytes"] = np.random.default_rng(i).bytes(1 << 20)
+    parts, index = stage_records(tmp_path / "parts", records, rows_per_part=4)
+    ordered = index.sort_by("id")
+    default_before = pa.total_allocated_bytes()
+    system_before = copy_pool().bytes_allocated()
+    copied = parts.copy_out(
+        ordered["part"].to_numpy(zero_copy_only=False), ordered["row"].to_numpy()
+    )
+    table = copied.take(0, 6)
+    assert copy_pool().bytes_allocated() - system_before >= 6 << 20
+    assert pa.total_allocated_bytes() - default_before < 1 << 20
+    assert table.num_rows == 6
