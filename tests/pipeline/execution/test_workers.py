@@ -85,5 +85,7 @@ def test_a_cpu_held_by_other_work_is_not_waited_for(
     started = time.monotonic()
     retired = retire_idle_workers()
     assert time.monotonic() - started < 5  # not the 8 s the busy task holds its CPU
-    assert len(retired) == 1
+    # One worker retired; the second retire task may get the CPU the first freed within
+    # the wait (then it retires a fresh worker there), never the busy one's.
+    assert 1 <= len(retired) <= 2
     assert ray.get(busy) not in {pid for _, pid in retired}
