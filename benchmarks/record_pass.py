@@ -7,15 +7,27 @@ and `--profile` shows where that goes. Both sides run on exactly the ingested re
 (media bytes read from the staged parts); the loop is `baselines.plain_loop`. CPU is
 process CPU (user + system, every thread) on both sides.
 
-    python -m benchmarks.record_pass [--records 200] [--reps 3] [--profile out.prof]
+`--steps` adds the CPU of each step per record, side by side: the pass's stages, the
+augmenter's draw/apply and its encoders, the variants' conversion to Arrow and the part
+write; the loop's decodes and its per-modality augment + encode. Timing wrappers cost a
+few microseconds a call, so read the steps against each other, not against the totals
+of a run without them. cProfile's default clock is wall time: on a shared machine pass
+`time.process_time` to it (as `--profile` does) or its figures scale with the load.
+
+    python -m benchmarks.record_pass [--records 200] [--reps 3] [--steps] [--profile out.prof]
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
+import resource
 import statistics
 import tempfile
 import time
+from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +106,110 @@ class InProcessPass:
         return outcome.records_in, cpu
 
 
-def measure(records: int, reps: int, profile: str | None = None) -> dict[str, Any]:
+def _minor_faults() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+@contextlib.contextmanager
+def timed_steps(steps: list[tuple[Any, str, str]], into: Counter[str]) -> Iterator[None]:
+    """Add the process CPU seconds spent in each (owner, attribute, label) callable to
+    `into[label]` while the block runs; the originals are put back after it."""
+    # What each owner itself held (None: it inherited the callable, so the wrapper goes).
+    saved = [(owner, name, vars(owner).get(name)) for owner, name, _ in steps]
+
+    def timed(fn: Any, label: str) -> Any:
+        @functools.wraps(fn)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            started = time.process_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                into[label] += time.process_time() - started
+
+        return call
+
+    try:
+        for owner, name, label in steps:
+            setattr(owner, name, timed(getattr(owner, name), label))
+        yield
+    finally:
+        for owner, name, original in reversed(saved):
+            if original is None:
+                delattr(owner, name)
+            else:
+                setattr(owner, name, original)
+
+
+def _pass_steps(bench: InProcessPass) -> list[tuple[Any, str, str]]:
+    """The record pass's steps worth a line: each stage, and inside augment what the loop
+    does too (draw + apply, encode) apart from what it does not (Arrow rows, part write)."""
+    import augmenters.record as record
+    import pipeline.stages.augment as augment
+    from pipeline.stages.base import BatchContext
+    from pipeline.store.staging import PartWriter
+
+    # One wrapper per class: stages of one class (none so far) share a line.
+    classes = {type(stage): stage.name for stage in bench.stages}
+    steps: list[tuple[Any, str, str]] = [
+        (cls, "process", f"stage {name}") for cls, name in classes.items()
+    ]
+    return steps + [
+        (BatchContext, "rows", "  rows to Python (ctx.rows)"),
+        (record._VariantBuilder, "apply", "  augment: ops applied"),
+        (record._VariantBuilder, "changed_media", "  augment: encode changed media"),
+        (augment.AugmentStage, "_within_limits", "  augment: variants held to the limits"),
+        (augment, "records_to_table", "  augment: variants to Arrow"),
+        (PartWriter, "write", "part write"),
+    ]
+
+
+def _loop_steps() -> list[tuple[Any, str, str]]:
+    from benchmarks.baselines import PlainChain
+
+    return [
+        (PlainChain, name, f"loop {name}")
+        for name in (
+            "decode_image",
+            "decode_audio",
+            "augment_image",
+            "augment_audio",
+            "augment_messages",
+        )
+    ]
+
+
+def measure_steps(bench: InProcessPass, chain: Any, loop_records: list[Any]) -> dict[str, Any]:
+    """Return the CPU ms per record of each step of one pass and one loop over the same
+    records, and each side's minor page faults per record."""
+    spent: Counter[str] = Counter()
+    with timed_steps(_loop_steps(), spent):
+        faults = _minor_faults()
+        started = time.process_time()
+        for record in loop_records:
+            chain.variants(record)
+        loop_cpu = time.process_time() - started
+        loop_faults = _minor_faults() - faults
+    with timed_steps(_pass_steps(bench), spent):
+        faults = _minor_faults()
+        n, pass_cpu = bench.run()
+        pass_faults = _minor_faults() - faults
+    n_loop = len(loop_records)
+    pass_steps = [label for _, _, label in _pass_steps(bench)]
+    loop_steps = [label for _, _, label in _loop_steps()]
+    return {
+        "loop_ms_per_record": round(loop_cpu / n_loop * 1e3, 2),
+        "pass_ms_per_record": round(pass_cpu / n * 1e3, 2),
+        "loop_minor_faults_per_record": round(loop_faults / n_loop, 1),
+        "pass_minor_faults_per_record": round(pass_faults / n, 1),
+        "pass_steps_ms_per_record": {k: round(spent[k] / n * 1e3, 3) for k in pass_steps},
+        "loop_steps_ms_per_record": {k: round(spent[k] / n_loop * 1e3, 3) for k in loop_steps},
+        "load_average": os.getloadavg(),
+    }
+
+
+def measure(
+    records: int, reps: int, profile: str | None = None, steps: bool = False
+) -> dict[str, Any]:
     """Return the pass's and the loop's CPU ms per record (medians of `reps`) and their ratio."""
     from benchmarks.baselines import PlainChain, media_records_from_table
     from benchmarks.corpus import build_corpus
@@ -116,16 +231,19 @@ def measure(records: int, reps: int, profile: str | None = None) -> dict[str, An
             loop.append((time.process_time() - started) / len(loop_records) * 1e3)
             n, cpu = bench.run()
             ours.append(cpu / n * 1e3)
+        step_figures = measure_steps(bench, chain, loop_records) if steps else None
         if profile:
             import cProfile
 
-            profiler = cProfile.Profile()
+            # Process CPU, not cProfile's default wall clock: under load that scales every
+            # figure by how long the process waited for a core.
+            profiler = cProfile.Profile(time.process_time)
             profiler.enable()
             bench.run()
             profiler.disable()
             profiler.dump_stats(profile)
     pass_ms, loop_ms = statistics.median(ours), statistics.median(loop)
-    return {
+    figures = {
         "records": len(loop_records),
         "pass_ms_per_record": round(pass_ms, 2),
         "loop_ms_per_record": round(loop_ms, 2),
@@ -134,6 +252,9 @@ def measure(records: int, reps: int, profile: str | None = None) -> dict[str, An
         "loop_samples": [round(x, 2) for x in loop],
         "load_average": os.getloadavg(),
     }
+    if step_figures is not None:
+        figures["steps"] = step_figures
+    return figures
 
 
 def main() -> None:
@@ -144,8 +265,11 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=200)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--profile", help="write a cProfile of one more pass to this file")
+    parser.add_argument(
+        "--steps", action="store_true", help="also the CPU per record of each step, both sides"
+    )
     args = parser.parse_args()
-    print(json.dumps(measure(args.records, args.reps, args.profile), indent=2))
+    print(json.dumps(measure(args.records, args.reps, args.profile, args.steps), indent=2))
 
 
 if __name__ == "__main__":
