@@ -30,7 +30,7 @@ import logging
 import numpy as np
 import pyarrow as pa
 
-from pipeline.record.media import decode_audio, open_image
+from pipeline.record.media import decode_mono_audio, jpeg_luma, open_image
 from pipeline.stages.quality.config import NearDupConfig
 from pipeline.stages.quality.conversation import conversations, normalized
 
@@ -47,17 +47,21 @@ SIGNATURE_SCHEMA = pa.schema(
 )
 MINHASH_SEED = 1  # part of the signature: changing it changes every cluster id
 GREETING_MIN_CHARS = 16  # shorter openings ("Hi!") are not a pasted card greeting
-# A JPEG is decoded for its pHash at no less than 4x pHash's 32 px (larger scales give the
-# same bits on the demo images; 64 px moved 2 bits on three of them).
+# A JPEG is decoded for its pHash at the largest DCT scale-down (1/8, 1/4, 1/2) that leaves
+# its short side at least IMAGE_MIN_SIDE pixels, twice pHash's 32: a 512 px photo at 1/8.
+IMAGE_MIN_SIDE = 64
+# Other formats, and JPEGs OpenCV does not take (`jpeg_luma`), through Pillow's draft.
 IMAGE_DRAFT = ("L", (128, 128))
-# The audio hash's analysis: mono at 8 kHz, 8 time segments x 9 log-spaced bands.
-AUDIO_RATE = 8000
+# The audio hash's analysis: 8 time segments x 9 log-spaced bands (100 Hz - 4 kHz), from
+# AUDIO_FRAMES frames of ~64 ms per segment, evenly spaced, at the clip's own sample rate.
 AUDIO_SEGMENTS, AUDIO_BANDS = 8, 9
-AUDIO_FFT, AUDIO_HOP = 512, 256
-# The shortest clip with a frame in each time segment: 2304 samples, 288 ms at 8 kHz. A
-# shorter one would average empty segments, and padding or repeating frames would give
-# hashes whose repeated bits make unrelated short clips (a "mm", a click) look alike.
-AUDIO_MIN_SAMPLES = AUDIO_FFT + (AUDIO_SEGMENTS - 1) * AUDIO_HOP
+AUDIO_FRAMES = 6
+AUDIO_FRAME_SECONDS = 0.064
+AUDIO_LOW_HZ, AUDIO_HIGH_HZ = 100.0, 4000.0
+# The shortest clip hashed: 288 ms, four and a half frames (before, a frame in each of the 8
+# segments at half-frame hops). A shorter one gives segments of nearly the same frames,
+# whose repeated bits make unrelated short clips (a "mm", a click) look alike.
+AUDIO_MIN_SECONDS = 0.288
 
 
 @functools.lru_cache(maxsize=16)
@@ -123,43 +127,69 @@ def hash_bands(value: int, distance: int) -> list[int]:
 def image_hash(data: bytes) -> int:
     """Return the 64-bit pHash of encoded image bytes.
 
-    pHash reads a 32x32 grey image, so a JPEG is decoded at a reduced DCT scale, luma only
-    (`IMAGE_DRAFT`): ~3.5x faster than a full decode here, and the same hash bits on every
-    bundled demo image (0.1 bit of 64 apart on average on the benchmark's 512 px photos).
+    pHash reads a 32x32 grey image, so a JPEG is decoded small, luma only: by OpenCV at a
+    reduced DCT scale (`jpeg_luma`), ~1.5x faster than Pillow's draft at 128 px, whose
+    Python-side loading costs about as much as the 1/8 decode itself. Against the draft at
+    128 px it moves 0.2 bit of 64 on average on the benchmark's 512 px photos and up to 4 on
+    the demo's; a re-encoded, resized copy stays within a few bits (tests/pipeline/stages/
+    quality/test_near_dup.py). Other formats go through Pillow's `open_image` (`IMAGE_DRAFT`).
     The luma plane goes to pHash as it is: RGB of it converts back to the same grey.
     """
     import imagehash
+    from PIL import Image
 
-    return _bits_value(imagehash.phash(open_image(data, keep_alpha=False, draft=IMAGE_DRAFT)).hash)
+    luma = jpeg_luma(data, IMAGE_MIN_SIDE)
+    image = (
+        open_image(data, keep_alpha=False, draft=IMAGE_DRAFT)
+        if luma is None
+        else Image.fromarray(luma)
+    )
+    return _bits_value(imagehash.phash(image).hash)
 
 
 def audio_hash(data: bytes) -> int | None:
     """Return a 64-bit spectral hash of encoded audio; None for a silent clip or one shorter
-    than AUDIO_MIN_SAMPLES at 8 kHz (288 ms).
+    than AUDIO_MIN_SECONDS (288 ms).
 
-    The clip is mixed to mono, resampled to 8 kHz, and its power spectrum averaged over 8
-    equal time segments and 9 log-spaced bands (100 Hz - 4 kHz). Each bit says whether a
-    band is louder than the next band up in that segment: differences of log energies,
-    so a gain change cancels out, and coarse averages, so re-encoding and mild noise move
-    few bits. Time is relative (segments of the clip), so a small speed change moves little.
+    The clip is mixed to mono and its power spectrum averaged over 8 equal time segments
+    and 9 log-spaced bands (100 Hz - 4 kHz). Each bit says whether a band is louder than
+    the next band up in that segment: differences of log energies, so a gain change
+    cancels out, and coarse averages, so re-encoding and mild noise move few bits. Time is
+    relative (segments of the clip), so a small speed change moves little.
+
+    The spectrum is read at the clip's own rate, with the band edges in Hz: no resampling
+    (a third of the hash's time before), and a clip resampled to another rate keeps its
+    bands. Each segment averages AUDIO_FRAMES evenly spaced frames, not every half-frame hop
+    (a fifth of the frames on a 5 s clip): on the demo clips, re-encoded to Ogg at a third
+    of the gain, to MP3, with noise at 30 dB SNR, resampled or cut by 5 %, as many copies
+    stay within 4 bits as with every hop, at about half the time.
     """
     import scipy.fft
-    import soxr
 
-    samples, rate = decode_audio(data)
-    mono = samples[:, 0] if samples.shape[1] == 1 else samples.mean(axis=1)
-    if rate != AUDIO_RATE:
-        mono = soxr.resample(mono, rate, AUDIO_RATE)
-    if len(mono) < AUDIO_MIN_SAMPLES or float(np.abs(mono).max()) < 1e-4:
+    mono, rate, scale = decode_mono_audio(data)
+    frame = _audio_frame(rate)
+    if len(mono) < max(frame, round(AUDIO_MIN_SECONDS * rate)):
         return None
-    window, bands = _audio_analysis()
-    frames = np.lib.stride_tricks.sliding_window_view(mono, AUDIO_FFT)[::AUDIO_HOP] * window
+    if max(float(mono.max()), -float(mono.min())) * scale < 1e-4:
+        return None
+    window, bands = _audio_analysis(rate, frame, scale)
+    starts = np.linspace(0, len(mono) - frame, AUDIO_SEGMENTS * AUDIO_FRAMES).round()
+    # Rows of a strided view: whole-row copies, far cheaper than an index per sample.
+    frames = np.lib.stride_tricks.sliding_window_view(mono, frame)[starts.astype(np.intp)]
     # scipy's float32 FFT: ~10x numpy 2.4's here, which runs single precision slowly.
-    spectrum = scipy.fft.rfft(frames, axis=1)
+    spectrum = scipy.fft.rfft(frames * window, axis=1)
     band = (spectrum.real**2 + spectrum.imag**2) @ bands  # power summed per band
-    segments = np.array_split(band.astype(np.float64), AUDIO_SEGMENTS, axis=0)
-    energy = np.log(np.stack([s.mean(axis=0) for s in segments]) + 1e-10)
+    energy = band.astype(np.float64).reshape(AUDIO_SEGMENTS, AUDIO_FRAMES, AUDIO_BANDS)
+    energy = np.log(energy.mean(axis=1) + 1e-10)
     return _bits_value(energy[:, :-1] > energy[:, 1:])
+
+
+def _audio_frame(rate: int) -> int:
+    """Return the analysis frame length at `rate`: ~AUDIO_FRAME_SECONDS, a fast FFT size
+    (512 samples at 8 kHz, 1024 at 16 kHz)."""
+    import scipy.fft
+
+    return scipy.fft.next_fast_len(round(rate * AUDIO_FRAME_SECONDS), real=True)
 
 
 def _bits_value(bits: np.ndarray) -> int:
@@ -168,17 +198,18 @@ def _bits_value(bits: np.ndarray) -> int:
     return int.from_bytes(np.packbits(bits.ravel()).tobytes(), "big")
 
 
-@functools.lru_cache(maxsize=1)
-def _audio_analysis() -> tuple[np.ndarray, np.ndarray]:
-    """Return the audio hash's Hann window and its (bins x bands) 0/1 band matrix, float32:
-    single-precision FFTs are cheaper, and the bits they give equal float64's on the demo
-    clips and the benchmark's 100 clips."""
-    freqs = np.fft.rfftfreq(AUDIO_FFT, 1 / AUDIO_RATE)
-    edges = np.geomspace(100, AUDIO_RATE / 2, AUDIO_BANDS + 1)
+@functools.lru_cache(maxsize=32)
+def _audio_analysis(rate: int, frame: int, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """Return the audio hash's Hann window (times `scale`) and its (bins x bands) 0/1 band
+    matrix at `rate` for frames of `frame` samples, float32: single-precision FFTs are
+    cheaper, and the bits they give equal float64's on the demo clips and the benchmark's
+    100 clips."""
+    freqs = np.fft.rfftfreq(frame, 1 / rate)
+    edges = np.geomspace(AUDIO_LOW_HZ, AUDIO_HIGH_HZ, AUDIO_BANDS + 1)
     bands = np.stack(
         [(freqs >= lo) & (freqs < hi) for lo, hi in zip(edges, edges[1:], strict=False)], axis=1
     )
-    return np.hanning(AUDIO_FFT).astype(np.float32), bands.astype(np.float32)
+    return (np.hanning(frame) * scale).astype(np.float32), bands.astype(np.float32)
 
 
 def near_dup_signatures(table: pa.Table, config: NearDupConfig) -> pa.Table:
