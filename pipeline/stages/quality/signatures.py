@@ -80,24 +80,59 @@ def lsh_bands(threshold: float, num_perm: int) -> tuple[int, int]:
     return choice
 
 
-def text_shingles(text: str, k: int) -> list[str]:
-    """Return the character k-grams of normalised `text` (the text itself if shorter), in
-    order, repeats included: a MinHash takes the minimum of each hash over them, which
-    neither order nor repeats change, and building a set of them cost more than hashing
-    the repeats (~20% of the text signature)."""
-    norm = normalized(text)
-    if len(norm) <= k:
-        return [norm] if norm else []
-    return [norm[i : i + k] for i in range(len(norm) - k + 1)]
+def shingle_hashes(norms: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Return the 64-bit hashes of the character k-grams of each text in order (`norms`:
+    texts as `normalized` returns them),
+    repeats included (a text shorter than k is one gram, an empty one none), flat, with the
+    row offsets of each text's grams (len(texts) + 1 values).
+
+    Hashed in numpy over the batch's code points at once: a polynomial of each gram's code
+    points with fixed odd 64-bit multipliers, then splitmix64's finaliser to spread the
+    bits. Building a Python string per gram for rensa to hash cost ten times rensa's
+    MinHash itself (0.12 of 0.13 ms per record here). The texts are joined with k-1 NULs
+    (a normalised text holds none): a gram near a text's end reads zeros, never the next
+    text.
+    """
+    lengths = np.fromiter(map(len, norms), np.int64, len(norms))
+    counts = np.where(lengths == 0, 0, np.maximum(lengths - k + 1, 1))
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    points = np.frombuffer(("\0" * (k - 1)).join(norms + [""]).encode("utf-32-le"), np.uint32)
+    points = np.concatenate([points, np.zeros(k, np.uint32)]).astype(np.uint64)
+    n = len(points) - k
+    hashes = np.zeros(n, np.uint64)
+    for j, multiplier in enumerate(_shingle_multipliers(k)):
+        hashes += points[j : j + n] * multiplier  # wraps mod 2**64, as meant
+    starts = np.concatenate([[0], np.cumsum(lengths + k - 1)[:-1]])
+    grams = np.repeat(starts - offsets[:-1], counts) + np.arange(offsets[-1])
+    return _splitmix64(hashes[grams]), offsets.astype(np.uint64)
 
 
-def minhash(shingles: list[str], num_perm: int) -> np.ndarray:
-    """Return the MinHash of `shingles` as uint32 values (rensa, seed MINHASH_SEED)."""
+@functools.lru_cache(maxsize=8)
+def _shingle_multipliers(k: int) -> np.ndarray:
+    """Return k odd 64-bit multipliers, the same in every process (a fixed PCG64 seed)."""
+    rng = np.random.Generator(np.random.PCG64(MINHASH_SEED))
+    return rng.integers(0, 2**63, size=k, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    """Return splitmix64's finaliser of each uint64 (a bijection that spreads every bit)."""
+    x = x ^ (x >> np.uint64(30))
+    x = x * np.uint64(0xBF58476D1CE4E5B9)
+    x = x ^ (x >> np.uint64(27))
+    x = x * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def text_minhashes(norms: list[str], k: int, num_perm: int) -> np.ndarray:
+    """Return the MinHash of each normalised text's character k-grams (`shingle_hashes`)
+    as rows of `num_perm` uint32 values: rensa's RMinHash (seed MINHASH_SEED) of the gram
+    hashes, for the whole batch in one call. An empty text's row means nothing: callers
+    leave it out."""
     from rensa import RMinHash
 
-    m = RMinHash(num_perm=num_perm, seed=MINHASH_SEED)
-    m.update(shingles)
-    return np.asarray(m.digest(), dtype=np.uint32)
+    hashes, offsets = shingle_hashes(norms, k)
+    matrix = RMinHash.digest_matrix_from_flat_token_hashes(hashes, offsets, num_perm, MINHASH_SEED)
+    return np.asarray(matrix.to_rows(), dtype=np.uint32).reshape(len(norms), num_perm)
 
 
 def _band_keys(values: np.ndarray, bands: int, rows: int) -> list[int]:
@@ -224,11 +259,11 @@ def near_dup_signatures(table: pa.Table, config: NearDupConfig) -> pa.Table:
             rows[name].append(value)
 
     b, r = lsh_bands(config.threshold, config.num_perm)
-    for conv in conversations(table):
-        text = "\n".join(t.text for t in conv.turns if t.role != "system")
-        shingles = text_shingles(text, config.shingle)
-        if shingles:
-            values = minhash(shingles, config.num_perm)
+    convs = conversations(table)
+    norms = [normalized("\n".join(t.text for t in c.turns if t.role != "system")) for c in convs]
+    minhashes = text_minhashes(norms, config.shingle, config.num_perm)
+    for conv, norm, values in zip(convs, norms, minhashes, strict=True):
+        if norm:
             add(conv.id, "text", 0, _band_keys(values, b, r), values.astype("<u4").tobytes())
         opening = normalized(next((t.text for t in conv.turns if t.role == "assistant"), ""))
         if len(opening) >= GREETING_MIN_CHARS:
