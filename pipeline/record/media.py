@@ -649,24 +649,3 @@ def decode_audio(data: bytes):
             pcm = f.read(f.frames, dtype="int16", always_2d=True)
             return np.multiply(pcm, np.float32(1 / 0x8000), dtype=np.float32), rate
         return f.read(f.frames, dtype="float32", always_2d=True), rate
-
-
-def decode_mono_audio(data: bytes):
-    """Return (mono samples, sample rate, the factor that scales the samples to [-1, 1]) of
-    encoded audio, for readers that take a few frames of a clip (the audio near-dup hash).
-
-    A mono 16-bit PCM clip is returned as its int16 samples (factor 1/32768): a reader
-    converts only the frames it takes, to the values `decode_audio` gives (its int16 read
-    divided by 32768, exact in float32). Anything else is `decode_audio`'s float32 samples,
-    channels averaged (factor 1).
-    """
-    import soundfile as sf
-
-    with sf.SoundFile(io.BytesIO(data)) as f:
-        if f.channels == 1 and f.format in _PCM_CONTAINERS and f.subtype == "PCM_16":
-            if f.seekable():
-                f.seek(0)
-            pcm = f.read(f.frames, dtype="int16", always_2d=True)
-            return pcm[:, 0], int(f.samplerate), 1 / 0x8000
-    samples, rate = decode_audio(data)
-    return (samples[:, 0] if samples.shape[1] == 1 else samples.mean(axis=1)), rate, 1.0

@@ -30,7 +30,7 @@ import logging
 import numpy as np
 import pyarrow as pa
 
-from pipeline.record.media import decode_mono_audio, jpeg_luma, open_image
+from pipeline.record.media import decode_audio, jpeg_luma, open_image
 from pipeline.stages.quality.config import NearDupConfig
 from pipeline.stages.quality.conversation import conversations, normalized
 
@@ -52,16 +52,20 @@ GREETING_MIN_CHARS = 16  # shorter openings ("Hi!") are not a pasted card greeti
 IMAGE_MIN_SIDE = 64
 # Other formats, and JPEGs OpenCV does not take (`jpeg_luma`), through Pillow's draft.
 IMAGE_DRAFT = ("L", (128, 128))
-# The audio hash's analysis: 8 time segments x 9 log-spaced bands (100 Hz - 4 kHz), from
-# AUDIO_FRAMES frames of ~64 ms per segment, evenly spaced, at the clip's own sample rate.
+# The audio hash's analysis: mono at 8 kHz, 8 time segments x 9 log-spaced bands, each
+# segment the mean of AUDIO_FRAMES evenly spaced frames.
+AUDIO_RATE = 8000
 AUDIO_SEGMENTS, AUDIO_BANDS = 8, 9
+AUDIO_FFT, AUDIO_HOP = 512, 256
 AUDIO_FRAMES = 6
-AUDIO_FRAME_SECONDS = 0.064
-AUDIO_LOW_HZ, AUDIO_HIGH_HZ = 100.0, 4000.0
-# The shortest clip hashed: 288 ms, four and a half frames (before, a frame in each of the 8
-# segments at half-frame hops). A shorter one gives segments of nearly the same frames,
-# whose repeated bits make unrelated short clips (a "mm", a click) look alike.
-AUDIO_MIN_SECONDS = 0.288
+# soxr's medium quality, cheaper than its default HQ: the same bits on every demo clip and
+# the benchmark's first 100 clips (and on 62 of the 63 altered demo copies audio_hash names).
+AUDIO_RESAMPLE_QUALITY = "MQ"
+# The shortest clip with a frame in each time segment at half-frame hops: 2304 samples,
+# 288 ms at 8 kHz. A shorter one would average overlapping frames, and padding or repeating
+# frames would give hashes whose repeated bits make unrelated short clips (a "mm", a click)
+# look alike.
+AUDIO_MIN_SAMPLES = AUDIO_FFT + (AUDIO_SEGMENTS - 1) * AUDIO_HOP
 
 
 @functools.lru_cache(maxsize=16)
@@ -184,33 +188,35 @@ def image_hash(data: bytes) -> int:
 
 def audio_hash(data: bytes) -> int | None:
     """Return a 64-bit spectral hash of encoded audio; None for a silent clip or one shorter
-    than AUDIO_MIN_SECONDS (288 ms).
+    than AUDIO_MIN_SAMPLES at 8 kHz (288 ms).
 
-    The clip is mixed to mono and its power spectrum averaged over 8 equal time segments
-    and 9 log-spaced bands (100 Hz - 4 kHz). Each bit says whether a band is louder than
-    the next band up in that segment: differences of log energies, so a gain change
-    cancels out, and coarse averages, so re-encoding and mild noise move few bits. Time is
-    relative (segments of the clip), so a small speed change moves little.
+    The clip is mixed to mono, resampled to 8 kHz, and its power spectrum averaged over 8
+    equal time segments and 9 log-spaced bands (100 Hz - 4 kHz). Each bit says whether a
+    band is louder than the next band up in that segment: differences of log energies,
+    so a gain change cancels out, and coarse averages, so re-encoding and mild noise move
+    few bits. Time is relative (segments of the clip), so a small speed change moves little.
 
-    The spectrum is read at the clip's own rate, with the band edges in Hz: no resampling
-    (a third of the hash's time before), and a clip resampled to another rate keeps its
-    bands. Each segment averages AUDIO_FRAMES evenly spaced frames, not every half-frame hop
-    (a fifth of the frames on a 5 s clip): on the demo clips, re-encoded to Ogg at a third
-    of the gain, to MP3, with noise at 30 dB SNR, resampled or cut by 5 %, as many copies
-    stay within 4 bits as with every hop, at about half the time.
+    A segment averages AUDIO_FRAMES evenly spaced frames, not every half-frame hop (a
+    fifth of the frames of a 5 s clip, a third of the hash's time). On the demo clips
+    re-encoded to Ogg at a third of the gain, to MP3, with noise at 30 and 20 dB SNR,
+    resampled to 44.1 kHz, cut by 20 ms or by 5 %, 51 of 63 copies stay within 4 bits (52
+    with every hop), and the closest two different demo clips stay 5 bits apart. Reading the spectrum at the clip's
+    own rate instead, without resampling (cheaper still), brought the noise-like birdsong
+    and stream clips within 3 bits: a false near-duplicate on the demo.
     """
     import scipy.fft
+    import soxr
 
-    mono, rate, scale = decode_mono_audio(data)
-    frame = _audio_frame(rate)
-    if len(mono) < max(frame, round(AUDIO_MIN_SECONDS * rate)):
+    samples, rate = decode_audio(data)
+    mono = samples[:, 0] if samples.shape[1] == 1 else samples.mean(axis=1)
+    if rate != AUDIO_RATE:
+        mono = soxr.resample(mono, rate, AUDIO_RATE, quality=AUDIO_RESAMPLE_QUALITY)
+    if len(mono) < AUDIO_MIN_SAMPLES or float(np.abs(mono).max()) < 1e-4:
         return None
-    if max(float(mono.max()), -float(mono.min())) * scale < 1e-4:
-        return None
-    window, bands = _audio_analysis(rate, frame, scale)
-    starts = np.linspace(0, len(mono) - frame, AUDIO_SEGMENTS * AUDIO_FRAMES).round()
+    window, bands = _audio_analysis()
+    starts = np.linspace(0, len(mono) - AUDIO_FFT, AUDIO_SEGMENTS * AUDIO_FRAMES).round()
     # Rows of a strided view: whole-row copies, far cheaper than an index per sample.
-    frames = np.lib.stride_tricks.sliding_window_view(mono, frame)[starts.astype(np.intp)]
+    frames = np.lib.stride_tricks.sliding_window_view(mono, AUDIO_FFT)[starts.astype(np.intp)]
     # scipy's float32 FFT: ~10x numpy 2.4's here, which runs single precision slowly.
     spectrum = scipy.fft.rfft(frames * window, axis=1)
     band = (spectrum.real**2 + spectrum.imag**2) @ bands  # power summed per band
@@ -219,32 +225,23 @@ def audio_hash(data: bytes) -> int | None:
     return _bits_value(energy[:, :-1] > energy[:, 1:])
 
 
-def _audio_frame(rate: int) -> int:
-    """Return the analysis frame length at `rate`: ~AUDIO_FRAME_SECONDS, a fast FFT size
-    (512 samples at 8 kHz, 1024 at 16 kHz)."""
-    import scipy.fft
-
-    return scipy.fft.next_fast_len(round(rate * AUDIO_FRAME_SECONDS), real=True)
-
-
 def _bits_value(bits: np.ndarray) -> int:
     """Return boolean `bits` (row by row, the first one highest) as an integer: a whole
     number of bytes of them packed big-endian, as int("0101...", 2) reads them."""
     return int.from_bytes(np.packbits(bits.ravel()).tobytes(), "big")
 
 
-@functools.lru_cache(maxsize=32)
-def _audio_analysis(rate: int, frame: int, scale: float) -> tuple[np.ndarray, np.ndarray]:
-    """Return the audio hash's Hann window (times `scale`) and its (bins x bands) 0/1 band
-    matrix at `rate` for frames of `frame` samples, float32: single-precision FFTs are
-    cheaper, and the bits they give equal float64's on the demo clips and the benchmark's
-    100 clips."""
-    freqs = np.fft.rfftfreq(frame, 1 / rate)
-    edges = np.geomspace(AUDIO_LOW_HZ, AUDIO_HIGH_HZ, AUDIO_BANDS + 1)
+@functools.lru_cache(maxsize=1)
+def _audio_analysis() -> tuple[np.ndarray, np.ndarray]:
+    """Return the audio hash's Hann window and its (bins x bands) 0/1 band matrix, float32:
+    single-precision FFTs are cheaper, and the bits they give equal float64's on the demo
+    clips and the benchmark's 100 clips."""
+    freqs = np.fft.rfftfreq(AUDIO_FFT, 1 / AUDIO_RATE)
+    edges = np.geomspace(100, AUDIO_RATE / 2, AUDIO_BANDS + 1)
     bands = np.stack(
         [(freqs >= lo) & (freqs < hi) for lo, hi in zip(edges, edges[1:], strict=False)], axis=1
     )
-    return (np.hanning(frame) * scale).astype(np.float32), bands.astype(np.float32)
+    return np.hanning(AUDIO_FFT).astype(np.float32), bands.astype(np.float32)
 
 
 def near_dup_signatures(table: pa.Table, config: NearDupConfig) -> pa.Table:

@@ -18,7 +18,7 @@ from pipeline.stages.quality.conversation import normalized
 from pipeline.stages.quality.near_dup import NearDupStage
 from pipeline.stages.quality.planner import clusters_of, plan_near_duplicates
 from pipeline.stages.quality.signatures import (
-    AUDIO_MIN_SECONDS,
+    AUDIO_MIN_SAMPLES,
     audio_hash,
     image_hash,
     lsh_bands,
@@ -249,10 +249,6 @@ def test_every_hash_pair_within_the_distance_is_found_among_thousands_of_random_
     assert len(found - planted) <= 2  # random 64-bit hashes are rarely that close
 
 
-# The shortest clip hashed, in samples of the 8 kHz tones below.
-MIN_SAMPLES = round(AUDIO_MIN_SECONDS * 8000)
-
-
 def _tone(samples: int, rate: int = 8000) -> bytes:
     t = np.arange(samples) / rate
     ramp = np.linspace(0, 1, samples)
@@ -263,7 +259,7 @@ def _tone(samples: int, rate: int = 8000) -> bytes:
 
 
 def test_a_clip_shorter_than_one_frame_per_segment_has_no_hash_and_is_counted(recwarn):
-    short = _tone(MIN_SAMPLES - 1)  # under four and a half analysis frames
+    short = _tone(AUDIO_MIN_SAMPLES - 1)  # 7 analysis frames for 8 segments
     assert audio_hash(short) is None
     r = record("short", [("user", "<audio>Hm?"), ("assistant", "Speak up, sailor.")])
     r["audios"] = [{"bytes": short, "path": "hm.wav"}]
@@ -277,13 +273,13 @@ def test_a_clip_shorter_than_one_frame_per_segment_has_no_hash_and_is_counted(re
     assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
 
 
-def test_clips_of_the_shortest_hashed_length_or_more_keep_their_hash_bits():
-    # The bits of quality5's hash (frames at the clip's own rate, six per segment): guzheng
-    # and owl moved 2 bits from the resampling hash's, the 288 ms tone and the chord none.
-    assert audio_hash(_tone(MIN_SAMPLES)) == 0x1A1A1A1A1A1A1A1A
+def test_clips_of_eight_frames_or_more_keep_their_hash_bits():
+    # The hashes these clips had before clips under eight frames lost theirs; guzheng's moved
+    # 1 bit when a segment became the mean of six frames, not of every hop (quality5).
+    assert audio_hash(_tone(AUDIO_MIN_SAMPLES)) == 0x1A1A1A1A1A1A1A1A
     for name, bits in (
-        ("guzheng_pluck.wav", 0xA72B2D13D5150ECF),
-        ("owl_hoot.wav", 0x1C1E1C1C1C1E1C1C),
+        ("guzheng_pluck.wav", 0x232B2D13D5150ECF),
+        ("owl_hoot.wav", 0x1E1E1C1C1C1E1C1C),
         ("major_chord.flac", 0x3F3E3E3E363E3E3E),
     ):
         assert audio_hash(_media(f"audio/{name}")["bytes"]) == bits
@@ -291,20 +287,20 @@ def test_clips_of_the_shortest_hashed_length_or_more_keep_their_hash_bits():
 
 # Every demo clip's and image's hash, pinned so that a change of bits is deliberate: a
 # faster hash must give these bits, or the demo's clusters and content ids may move.
-# quality5 changed them on purpose (the record pass's quality overhead, issue 23): the
-# clips are read at their own rate from six frames per segment (birdsong, shanty and ship
-# bell moved 1 bit, guzheng and owl 2), JPEGs decoded by OpenCV at 1/4 scale, not 1/2
-# (forest path, tea house and the resaved storm moved 2 bits; the storm pair is now 0 bits
-# apart, was 2). The demo's near-duplicate pairs are the same.
+# quality5 changed them on purpose (the record pass's quality overhead, issue 23): a clip's
+# segments average six frames each, not every hop (birdsong moved 2 bits, guzheng, ocean
+# waves and shanty 1), and JPEGs are decoded by OpenCV at 1/4 scale, not 1/2 (forest path,
+# tea house and the resaved storm moved 2 bits; the storm pair is now 0 bits apart, was 2).
+# The demo's near-duplicate pairs are the same.
 DEMO_HASHES = {
-    "audio/birdsong.ogg": 0x10000000081,
-    "audio/guzheng_pluck.wav": 0xA72B2D13D5150ECF,
+    "audio/birdsong.ogg": 0x18000400081,
+    "audio/guzheng_pluck.wav": 0x232B2D13D5150ECF,
     "audio/kettle_whistle.flac": 0x1010101010101,
     "audio/major_chord.flac": 0x3F3E3E3E363E3E3E,
-    "audio/ocean_waves.flac": 0x303030303030303,
-    "audio/owl_hoot.wav": 0x1C1E1C1C1C1E1C1C,
+    "audio/ocean_waves.flac": 0x303030B03030303,
+    "audio/owl_hoot.wav": 0x1E1E1C1C1C1E1C1C,
     "audio/shanty_melody.mp3": 0x3F170B0B171F2F2F,
-    "audio/ship_bell.wav": 0xF0F0F0F0F0F0F0E,
+    "audio/ship_bell.wav": 0xF0F0F0F0F0F0F0F,
     "audio/stream.mp3": 0x0,
     "audio/wind_gust.ogg": 0x1B1B1B131B1B1B1B,
     "images/airship_sunset.jpg": 0xCACC34B27B45CB0B,
