@@ -6,7 +6,8 @@ and the signature it verifies candidate pairs with:
 - text: MinHash over the normalised conversation's character shingles (character n-grams
   work for Chinese and Japanese without word segmentation). rensa computes it: its Rust
   MinHash gave 0.22 ms per 800-character record here against datasketch's 1.1 ms (with
-  xxhash), and its digests are the same across processes for a seed. Bands of `r`
+  xxhash), and its digests are the same across processes for a seed; the grams are hashed
+  in numpy and a batch's MinHashes taken in one call (`shingle_hashes`). Bands of `r`
   values (b * r <= num_perm) chosen for the Jaccard threshold as datasketch's MinHashLSH does.
 - image: imagehash's 64-bit pHash (DCT of the 32x32 grey image), robust to re-encoding,
   resizing and light crops; cut into `image_distance // 2 + 1` bands, so by the pigeonhole
@@ -85,17 +86,17 @@ def lsh_bands(threshold: float, num_perm: int) -> tuple[int, int]:
 
 
 def shingle_hashes(norms: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Return the 64-bit hashes of the character k-grams of each text in order (`norms`:
-    texts as `normalized` returns them),
-    repeats included (a text shorter than k is one gram, an empty one none), flat, with the
-    row offsets of each text's grams (len(texts) + 1 values).
+    """Return the 64-bit hashes of the character k-grams of each text (`norms`: texts as
+    `normalized` returns them) in order, repeats included (a text shorter than k is one
+    gram, an empty one none), flat, with the row offsets of each text's grams
+    (len(norms) + 1 values).
 
     Hashed in numpy over the batch's code points at once: a polynomial of each gram's code
     points with fixed odd 64-bit multipliers, then splitmix64's finaliser to spread the
-    bits. Building a Python string per gram for rensa to hash cost ten times rensa's
-    MinHash itself (0.12 of 0.13 ms per record here). The texts are joined with k-1 NULs
-    (a normalised text holds none): a gram near a text's end reads zeros, never the next
-    text.
+    bits. Building a Python string per gram for rensa to hash cost ~0.09 ms of the text
+    signature's 0.13 ms per record here, rensa's MinHash 0.01 ms. The texts are joined with
+    k-1 NULs (a normalised text holds none): a gram near a text's end reads zeros, never
+    the next text.
     """
     lengths = np.fromiter(map(len, norms), np.int64, len(norms))
     counts = np.where(lengths == 0, 0, np.maximum(lengths - k + 1, 1))
@@ -167,11 +168,12 @@ def image_hash(data: bytes) -> int:
     """Return the 64-bit pHash of encoded image bytes.
 
     pHash reads a 32x32 grey image, so a JPEG is decoded small, luma only: by OpenCV at a
-    reduced DCT scale (`jpeg_luma`), ~1.5x faster than Pillow's draft at 128 px, whose
-    Python-side loading costs about as much as the 1/8 decode itself. Against the draft at
-    128 px it moves 0.2 bit of 64 on average on the benchmark's 512 px photos and up to 4 on
-    the demo's; a re-encoded, resized copy stays within a few bits (tests/pipeline/stages/
-    quality/test_near_dup.py). Other formats go through Pillow's `open_image` (`IMAGE_DRAFT`).
+    reduced DCT scale (`jpeg_luma`; 0.64 against 0.82 ms per benchmark photo with Pillow's
+    draft at 128 px, which decoded at 1/4 scale and loads through more Python). Against
+    that draft it moves 0.2 bit of 64 on average on the benchmark's 512 px photos and 2 on
+    three demo images; a re-encoded, resized or lightly cropped copy stays within a few bits
+    (tests/pipeline/stages/quality/test_near_dup.py). Other formats go through Pillow's
+    `open_image` (`IMAGE_DRAFT`).
     The luma plane goes to pHash as it is: RGB of it converts back to the same grey.
     """
     import imagehash
@@ -196,13 +198,14 @@ def audio_hash(data: bytes) -> int | None:
     so a gain change cancels out, and coarse averages, so re-encoding and mild noise move
     few bits. Time is relative (segments of the clip), so a small speed change moves little.
 
-    A segment averages AUDIO_FRAMES evenly spaced frames, not every half-frame hop (a
-    fifth of the frames of a 5 s clip, a third of the hash's time). On the demo clips
-    re-encoded to Ogg at a third of the gain, to MP3, with noise at 30 and 20 dB SNR,
-    resampled to 44.1 kHz, cut by 20 ms or by 5 %, 51 of 63 copies stay within 4 bits (52
-    with every hop), and the closest two different demo clips stay 5 bits apart. Reading the spectrum at the clip's
-    own rate instead, without resampling (cheaper still), brought the noise-like birdsong
-    and stream clips within 3 bits: a false near-duplicate on the demo.
+    A segment averages AUDIO_FRAMES evenly spaced frames, not every half-frame hop (48 of
+    the 155 frames of a 5 s clip: 0.50 against 0.72 ms per benchmark clip, with soxr's MQ).
+    On the demo clips re-encoded to Ogg at a third of the gain, to MP3, with noise at 30
+    and 20 dB SNR, resampled to 44.1 kHz, cut by 20 ms or by 5 %, 51 of 63 copies stay
+    within 4 bits (52 with every hop), and the closest two different demo clips stay 5
+    bits apart. Reading the spectrum at the clip's own rate instead, without resampling
+    (cheaper still), brought the noise-like birdsong and stream clips within 3 bits: a
+    false near-duplicate on the demo.
     """
     import scipy.fft
     import soxr
