@@ -526,6 +526,53 @@ def decode_image(data: bytes, keep_alpha: bool = True):
 _EXIF_ORIENTATION = 0x0112
 
 
+def _decodes_as_pillow(data: bytes, im, modes: tuple[str, ...]) -> bool:
+    """Return whether OpenCV decodes JPEG `data` (`im`: its opened, not yet loaded PIL
+    image) as `open_image` sees it: a JPEG in one of `modes`, complete (it ends in its EOI
+    marker: OpenCV would fill a truncated one in grey where Pillow refuses it), with no
+    EXIF orientation to apply."""
+    if im.format != "JPEG" or im.mode not in modes or not data.endswith(b"\xff\xd9"):
+        return False
+    return "exif" not in im.info or im.getexif().get(_EXIF_ORIENTATION, 1) == 1
+
+
+def jpeg_luma(data: bytes, min_side: int):
+    """Return the luma plane (HxW uint8) of a plain JPEG (colour or grey, complete, no EXIF
+    rotation), decoded by OpenCV at the largest DCT scale-down (1/8, 1/4, 1/2) that keeps
+    its short side at least `min_side` pixels; None for anything else (`open_image` reads it).
+
+    For readers that need a small grey picture (a perceptual hash), never for pixels a
+    record keeps. libjpeg-turbo decodes a colour JPEG to grey as its Y plane, as Pillow's
+    draft in mode L does; at 1/8 it takes each block's DC value alone, and nothing but the
+    entropy decoding is left of the decode's cost.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    if not data.startswith(b"\xff\xd8\xff"):
+        return None
+    try:
+        im = Image.open(io.BytesIO(data))
+    except (UnidentifiedImageError, OSError, ValueError):
+        return None
+    if not _decodes_as_pillow(data, im, ("RGB", "L")):
+        return None
+    import cv2
+    import numpy as np
+
+    scale = next((f for f in (8, 4, 2) if min(im.size) // f >= min_side), 1)
+    flag = {
+        8: cv2.IMREAD_REDUCED_GRAYSCALE_8,
+        4: cv2.IMREAD_REDUCED_GRAYSCALE_4,
+        2: cv2.IMREAD_REDUCED_GRAYSCALE_2,
+        1: cv2.IMREAD_GRAYSCALE,
+    }[scale]
+    try:
+        luma = cv2.imdecode(np.frombuffer(data, np.uint8), flag | cv2.IMREAD_IGNORE_ORIENTATION)
+    except cv2.error:
+        return None
+    return luma if luma is not None and luma.ndim == 2 else None
+
+
 def _plain_jpeg_pixels(data: bytes, im):
     """Return the RGB pixels of a plain JPEG (3-channel, complete, no EXIF rotation) decoded
     by OpenCV, else None (`im`: the opened, not yet loaded PIL image of `data`).
@@ -533,12 +580,9 @@ def _plain_jpeg_pixels(data: bytes, im):
     OpenCV's libjpeg-turbo gives the same pixels as Pillow's (both decode with the integer
     IDCT and fancy upsampling; tests/pipeline/test_media_codec.py holds them to it)
     in ~60% of Pillow's time, which adds an RGBX unpacking pass and a copy. Anything else,
-    a file that does not end in its EOI marker (truncated: OpenCV would fill it in grey
-    where Pillow refuses it) included, goes to Pillow.
+    a file that does not end in its EOI marker included (`_decodes_as_pillow`), goes to Pillow.
     """
-    if im.format != "JPEG" or im.mode != "RGB" or not data.endswith(b"\xff\xd9"):
-        return None
-    if "exif" in im.info and im.getexif().get(_EXIF_ORIENTATION, 1) != 1:
+    if not _decodes_as_pillow(data, im, ("RGB",)):
         return None
     import cv2
     import numpy as np

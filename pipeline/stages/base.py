@@ -40,6 +40,9 @@ class BatchContext:
     # applied) or (frames, sample rate) of a clip. The token ledger counts media tokens
     # from these instead of parsing each header again (`trainers.media.MediaHeaders`).
     media_headers: dict[int, tuple[bytes, tuple[int, int]]] = field(default_factory=dict)
+    # What the quality checks read of each record (a quality.conversation.Conversation), by
+    # record id: converted by the first check of the batch, read by the others.
+    conversations: dict[str, Any] = field(default_factory=dict)
 
     def note_media(self, data: bytes, header: tuple[int, int]) -> None:
         """Keep what was read of the header of the media item `data` (`media_headers`)."""
@@ -50,6 +53,7 @@ class BatchContext:
         self.decoded = {k: v for k, v in self.decoded.items() if k[0] not in record_ids}
         self.facts = {k: v for k, v in self.facts.items() if k[0] not in record_ids}
         self.records = {k: v for k, v in self.records.items() if k not in record_ids}
+        self.conversations = {k: v for k, v in self.conversations.items() if k not in record_ids}
 
     def rows(self, table: pa.Table) -> list[dict[str, Any]]:
         """Return the rows of `table` as Python dicts, converting only those not yet held

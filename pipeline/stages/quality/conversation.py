@@ -10,6 +10,7 @@ from typing import Any
 import pyarrow as pa
 
 from pipeline.record.schema import AUDIO_PLACEHOLDER, IMAGE_PLACEHOLDER
+from pipeline.stages.base import BatchContext
 
 _PLACEHOLDERS = re.compile(re.escape(IMAGE_PLACEHOLDER) + "|" + re.escape(AUDIO_PLACEHOLDER))
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -43,20 +44,41 @@ class Conversation:
         return (self.character or {}).get("name")
 
 
-def conversations(batch: pa.Table) -> list[Conversation]:
-    """Return one Conversation per row of `batch`, reading only id, character and messages."""
+def conversations(batch: pa.Table, ctx: BatchContext | None = None) -> list[Conversation]:
+    """Return one Conversation per row of `batch`, reading only id, character and messages.
+
+    With the batch's `ctx`, each record's Conversation is kept in `ctx.conversations` and
+    the next check of the batch takes it from there (the checks before augment change no
+    record's turns; a record that leaves the batch leaves it, `BatchContext.forget`), and a
+    row validation already converted (`ctx.records`) is read from there, not from Arrow.
+    """
+    if ctx is None:
+        return _converted(batch)
     ids = batch["id"].to_pylist()
-    characters = batch["character"].to_pylist()
-    out = []
-    for record_id, character, messages in zip(
-        ids, characters, batch["messages"].to_pylist(), strict=True
-    ):
-        turns = [
-            Turn(i, m["role"], m.get("name"), _PLACEHOLDERS.sub("", m.get("content") or ""))
-            for i, m in enumerate(messages or [])
-        ]
-        out.append(Conversation(record_id, character, turns))
-    return out
+    missing = [row for row, rid in enumerate(ids) if rid not in ctx.conversations]
+    held = [ctx.records[ids[row]] for row in missing if ids[row] in ctx.records]
+    if len(held) < len(missing):  # convert the rest out of Arrow
+        rows = [row for row in missing if ids[row] not in ctx.records]
+        taken = batch if len(rows) == len(ids) else batch.take(pa.array(rows, pa.int64()))
+        found = _converted(taken)
+    else:
+        found = []
+    for conv in found + [_conversation(r["id"], r["character"], r["messages"]) for r in held]:
+        ctx.conversations[conv.id] = conv
+    return [ctx.conversations[rid] for rid in ids]
+
+
+def _converted(batch: pa.Table) -> list[Conversation]:
+    columns = (batch[name].to_pylist() for name in ("id", "character", "messages"))
+    return [_conversation(*row) for row in zip(*columns, strict=True)]
+
+
+def _conversation(record_id: str, character: Any, messages: Any) -> Conversation:
+    turns = [
+        Turn(i, m["role"], m.get("name"), _PLACEHOLDERS.sub("", m.get("content") or ""))
+        for i, m in enumerate(messages or [])
+    ]
+    return Conversation(record_id, character, turns)
 
 
 def words(text: str) -> list[str]:

@@ -44,7 +44,7 @@ class LintStage:
         """Hook for checks that read the whole batch at once (the language identifier)."""
 
     def process(self, batch: pa.Table, ctx: BatchContext) -> StageOutput:
-        convs = conversations(batch)
+        convs = conversations(batch, ctx)
         self.prepare(batch, convs)
         stats: Counter[str] = Counter()
         findings: dict[int, str] = {}

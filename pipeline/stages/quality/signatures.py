@@ -6,7 +6,8 @@ and the signature it verifies candidate pairs with:
 - text: MinHash over the normalised conversation's character shingles (character n-grams
   work for Chinese and Japanese without word segmentation). rensa computes it: its Rust
   MinHash gave 0.22 ms per 800-character record here against datasketch's 1.1 ms (with
-  xxhash), and its digests are the same across processes for a seed. Bands of `r`
+  xxhash), and its digests are the same across processes for a seed; the grams are hashed
+  in numpy and a batch's MinHashes taken in one call (`shingle_hashes`). Bands of `r`
   values (b * r <= num_perm) chosen for the Jaccard threshold as datasketch's MinHashLSH does.
 - image: imagehash's 64-bit pHash (DCT of the 32x32 grey image), robust to re-encoding,
   resizing and light crops; cut into `image_distance // 2 + 1` bands, so by the pigeonhole
@@ -30,7 +31,7 @@ import logging
 import numpy as np
 import pyarrow as pa
 
-from pipeline.record.media import decode_audio, open_image
+from pipeline.record.media import decode_audio, jpeg_luma, open_image
 from pipeline.stages.quality.config import NearDupConfig
 from pipeline.stages.quality.conversation import conversations, normalized
 
@@ -47,16 +48,24 @@ SIGNATURE_SCHEMA = pa.schema(
 )
 MINHASH_SEED = 1  # part of the signature: changing it changes every cluster id
 GREETING_MIN_CHARS = 16  # shorter openings ("Hi!") are not a pasted card greeting
-# A JPEG is decoded for its pHash at no less than 4x pHash's 32 px (larger scales give the
-# same bits on the demo images; 64 px moved 2 bits on three of them).
+# A JPEG is decoded for its pHash at the largest DCT scale-down (1/8, 1/4, 1/2) that leaves
+# its short side at least IMAGE_MIN_SIDE pixels, twice pHash's 32: a 512 px photo at 1/8.
+IMAGE_MIN_SIDE = 64
+# Other formats, and JPEGs OpenCV does not take (`jpeg_luma`), through Pillow's draft.
 IMAGE_DRAFT = ("L", (128, 128))
-# The audio hash's analysis: mono at 8 kHz, 8 time segments x 9 log-spaced bands.
+# The audio hash's analysis: mono at 8 kHz, 8 time segments x 9 log-spaced bands, each
+# segment the mean of AUDIO_FRAMES evenly spaced frames.
 AUDIO_RATE = 8000
 AUDIO_SEGMENTS, AUDIO_BANDS = 8, 9
 AUDIO_FFT, AUDIO_HOP = 512, 256
-# The shortest clip with a frame in each time segment: 2304 samples, 288 ms at 8 kHz. A
-# shorter one would average empty segments, and padding or repeating frames would give
-# hashes whose repeated bits make unrelated short clips (a "mm", a click) look alike.
+AUDIO_FRAMES = 6
+# soxr's medium quality, cheaper than its default HQ: the same bits on every demo clip and
+# the benchmark's first 100 clips (and on 62 of the 63 altered demo copies audio_hash names).
+AUDIO_RESAMPLE_QUALITY = "MQ"
+# The shortest clip with a frame in each time segment at half-frame hops: 2304 samples,
+# 288 ms at 8 kHz. A shorter one would average overlapping frames, and padding or repeating
+# frames would give hashes whose repeated bits make unrelated short clips (a "mm", a click)
+# look alike.
 AUDIO_MIN_SAMPLES = AUDIO_FFT + (AUDIO_SEGMENTS - 1) * AUDIO_HOP
 
 
@@ -76,24 +85,59 @@ def lsh_bands(threshold: float, num_perm: int) -> tuple[int, int]:
     return choice
 
 
-def text_shingles(text: str, k: int) -> list[str]:
-    """Return the character k-grams of normalised `text` (the text itself if shorter), in
-    order, repeats included: a MinHash takes the minimum of each hash over them, which
-    neither order nor repeats change, and building a set of them cost more than hashing
-    the repeats (~20% of the text signature)."""
-    norm = normalized(text)
-    if len(norm) <= k:
-        return [norm] if norm else []
-    return [norm[i : i + k] for i in range(len(norm) - k + 1)]
+def shingle_hashes(norms: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Return the 64-bit hashes of the character k-grams of each text (`norms`: texts as
+    `normalized` returns them) in order, repeats included (a text shorter than k is one
+    gram, an empty one none), flat, with the row offsets of each text's grams
+    (len(norms) + 1 values).
+
+    Hashed in numpy over the batch's code points at once: a polynomial of each gram's code
+    points with fixed odd 64-bit multipliers, then splitmix64's finaliser to spread the
+    bits. Building a Python string per gram for rensa to hash cost ~0.09 ms of the text
+    signature's 0.13 ms per record here, rensa's MinHash 0.01 ms. The texts are joined with
+    k-1 NULs (a normalised text holds none): a gram near a text's end reads zeros, never
+    the next text.
+    """
+    lengths = np.fromiter(map(len, norms), np.int64, len(norms))
+    counts = np.where(lengths == 0, 0, np.maximum(lengths - k + 1, 1))
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    points = np.frombuffer(("\0" * (k - 1)).join(norms + [""]).encode("utf-32-le"), np.uint32)
+    points = np.concatenate([points, np.zeros(k, np.uint32)]).astype(np.uint64)
+    n = len(points) - k
+    hashes = np.zeros(n, np.uint64)
+    for j, multiplier in enumerate(_shingle_multipliers(k)):
+        hashes += points[j : j + n] * multiplier  # wraps mod 2**64, as meant
+    starts = np.concatenate([[0], np.cumsum(lengths + k - 1)[:-1]])
+    grams = np.repeat(starts - offsets[:-1], counts) + np.arange(offsets[-1])
+    return _splitmix64(hashes[grams]), offsets.astype(np.uint64)
 
 
-def minhash(shingles: list[str], num_perm: int) -> np.ndarray:
-    """Return the MinHash of `shingles` as uint32 values (rensa, seed MINHASH_SEED)."""
+@functools.lru_cache(maxsize=8)
+def _shingle_multipliers(k: int) -> np.ndarray:
+    """Return k odd 64-bit multipliers, the same in every process (a fixed PCG64 seed)."""
+    rng = np.random.Generator(np.random.PCG64(MINHASH_SEED))
+    return rng.integers(0, 2**63, size=k, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    """Return splitmix64's finaliser of each uint64 (a bijection that spreads every bit)."""
+    x = x ^ (x >> np.uint64(30))
+    x = x * np.uint64(0xBF58476D1CE4E5B9)
+    x = x ^ (x >> np.uint64(27))
+    x = x * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def text_minhashes(norms: list[str], k: int, num_perm: int) -> np.ndarray:
+    """Return the MinHash of each normalised text's character k-grams (`shingle_hashes`)
+    as rows of `num_perm` uint32 values: rensa's RMinHash (seed MINHASH_SEED) of the gram
+    hashes, for the whole batch in one call. An empty text's row means nothing: callers
+    leave it out."""
     from rensa import RMinHash
 
-    m = RMinHash(num_perm=num_perm, seed=MINHASH_SEED)
-    m.update(shingles)
-    return np.asarray(m.digest(), dtype=np.uint32)
+    hashes, offsets = shingle_hashes(norms, k)
+    matrix = RMinHash.digest_matrix_from_flat_token_hashes(hashes, offsets, num_perm, MINHASH_SEED)
+    return np.asarray(matrix.to_rows(), dtype=np.uint32).reshape(len(norms), num_perm)
 
 
 def _band_keys(values: np.ndarray, bands: int, rows: int) -> list[int]:
@@ -123,14 +167,25 @@ def hash_bands(value: int, distance: int) -> list[int]:
 def image_hash(data: bytes) -> int:
     """Return the 64-bit pHash of encoded image bytes.
 
-    pHash reads a 32x32 grey image, so a JPEG is decoded at a reduced DCT scale, luma only
-    (`IMAGE_DRAFT`): ~3.5x faster than a full decode here, and the same hash bits on every
-    bundled demo image (0.1 bit of 64 apart on average on the benchmark's 512 px photos).
+    pHash reads a 32x32 grey image, so a JPEG is decoded small, luma only: by OpenCV at a
+    reduced DCT scale (`jpeg_luma`; 0.64 against 0.82 ms per benchmark photo with Pillow's
+    draft at 128 px, which decoded at 1/4 scale and loads through more Python). Against
+    that draft it moves 0.2 bit of 64 on average on the benchmark's 512 px photos and 2 on
+    three demo images; a re-encoded, resized or lightly cropped copy stays within a few bits
+    (tests/pipeline/stages/quality/test_near_dup.py). Other formats go through Pillow's
+    `open_image` (`IMAGE_DRAFT`).
     The luma plane goes to pHash as it is: RGB of it converts back to the same grey.
     """
     import imagehash
+    from PIL import Image
 
-    return _bits_value(imagehash.phash(open_image(data, keep_alpha=False, draft=IMAGE_DRAFT)).hash)
+    luma = jpeg_luma(data, IMAGE_MIN_SIDE)
+    image = (
+        open_image(data, keep_alpha=False, draft=IMAGE_DRAFT)
+        if luma is None
+        else Image.fromarray(luma)
+    )
+    return _bits_value(imagehash.phash(image).hash)
 
 
 def audio_hash(data: bytes) -> int | None:
@@ -142,6 +197,15 @@ def audio_hash(data: bytes) -> int | None:
     band is louder than the next band up in that segment: differences of log energies,
     so a gain change cancels out, and coarse averages, so re-encoding and mild noise move
     few bits. Time is relative (segments of the clip), so a small speed change moves little.
+
+    A segment averages AUDIO_FRAMES evenly spaced frames, not every half-frame hop (48 of
+    the 155 frames of a 5 s clip: 0.50 against 0.72 ms per benchmark clip, with soxr's MQ).
+    On the demo clips re-encoded to Ogg at a third of the gain, to MP3, with noise at 30
+    and 20 dB SNR, resampled to 44.1 kHz, cut by 20 ms or by 5 %, 51 of 63 copies stay
+    within 4 bits (52 with every hop), and the closest two different demo clips stay 5
+    bits apart. Reading the spectrum at the clip's own rate instead, without resampling
+    (cheaper still), brought the noise-like birdsong and stream clips within 3 bits: a
+    false near-duplicate on the demo.
     """
     import scipy.fft
     import soxr
@@ -149,16 +213,18 @@ def audio_hash(data: bytes) -> int | None:
     samples, rate = decode_audio(data)
     mono = samples[:, 0] if samples.shape[1] == 1 else samples.mean(axis=1)
     if rate != AUDIO_RATE:
-        mono = soxr.resample(mono, rate, AUDIO_RATE)
+        mono = soxr.resample(mono, rate, AUDIO_RATE, quality=AUDIO_RESAMPLE_QUALITY)
     if len(mono) < AUDIO_MIN_SAMPLES or float(np.abs(mono).max()) < 1e-4:
         return None
     window, bands = _audio_analysis()
-    frames = np.lib.stride_tricks.sliding_window_view(mono, AUDIO_FFT)[::AUDIO_HOP] * window
+    starts = np.linspace(0, len(mono) - AUDIO_FFT, AUDIO_SEGMENTS * AUDIO_FRAMES).round()
+    # Rows of a strided view: whole-row copies, far cheaper than an index per sample.
+    frames = np.lib.stride_tricks.sliding_window_view(mono, AUDIO_FFT)[starts.astype(np.intp)]
     # scipy's float32 FFT: ~10x numpy 2.4's here, which runs single precision slowly.
-    spectrum = scipy.fft.rfft(frames, axis=1)
+    spectrum = scipy.fft.rfft(frames * window, axis=1)
     band = (spectrum.real**2 + spectrum.imag**2) @ bands  # power summed per band
-    segments = np.array_split(band.astype(np.float64), AUDIO_SEGMENTS, axis=0)
-    energy = np.log(np.stack([s.mean(axis=0) for s in segments]) + 1e-10)
+    energy = band.astype(np.float64).reshape(AUDIO_SEGMENTS, AUDIO_FRAMES, AUDIO_BANDS)
+    energy = np.log(energy.mean(axis=1) + 1e-10)
     return _bits_value(energy[:, :-1] > energy[:, 1:])
 
 
@@ -193,11 +259,11 @@ def near_dup_signatures(table: pa.Table, config: NearDupConfig) -> pa.Table:
             rows[name].append(value)
 
     b, r = lsh_bands(config.threshold, config.num_perm)
-    for conv in conversations(table):
-        text = "\n".join(t.text for t in conv.turns if t.role != "system")
-        shingles = text_shingles(text, config.shingle)
-        if shingles:
-            values = minhash(shingles, config.num_perm)
+    convs = conversations(table)
+    norms = [normalized("\n".join(t.text for t in c.turns if t.role != "system")) for c in convs]
+    minhashes = text_minhashes(norms, config.shingle, config.num_perm)
+    for conv, norm, values in zip(convs, norms, minhashes, strict=True):
+        if norm:
             add(conv.id, "text", 0, _band_keys(values, b, r), values.astype("<u4").tobytes())
         opening = normalized(next((t.text for t in conv.turns if t.role == "assistant"), ""))
         if len(opening) >= GREETING_MIN_CHARS:

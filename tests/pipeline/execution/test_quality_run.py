@@ -34,7 +34,9 @@ STORY = (
 
 def _near_copies() -> list[dict[str, Any]]:
     """Three chats telling one long story, each with one word changed (near, not exact,
-    copies), and one chat whose character says it is a language model."""
+    copies), and one chat whose character says it is a language model. The copies have two
+    exchanges, so augmentation's ContextWindow makes variants of them (which carry their
+    `near_duplicate` flag)."""
     chats = []
     for word in ("dusk", "sunset", "nightfall"):
         chats.append(
@@ -43,6 +45,8 @@ def _near_copies() -> list[dict[str, Any]]:
                 "messages": [
                     {"role": "user", "content": "What do you do all day, keeper?"},
                     {"role": "assistant", "content": STORY.replace("dusk", word)},
+                    {"role": "user", "content": "And on stormy nights?"},
+                    {"role": "assistant", "content": "Then the lamp burns until morning."},
                 ],
             }
         )
@@ -124,13 +128,16 @@ def test_quality_counts_reach_the_manifest_and_run_json(serial: RunResult) -> No
     manifest = Store(str(Path(serial.path).parents[2]), serial.name).manifest(serial.version)
     assert manifest.quality is not None
     assert manifest.quality["quality.ai_exposure"]["quarantined"] == 1
-    # The three copies, and two of the tiny corpus's templated chats that are near-copies too.
+    # The three copies, and any of the tiny corpus's templated chats the MinHash estimate
+    # takes: their true Jaccards (0.76 to 0.81) sit at the 0.8 threshold, so how many pass
+    # is the hash family's draw (two with rensa's own token hashing, none with quality5's).
     flagged = [
         r
         for r in published_rows(serial)
         if r["parent_id"] is None and "near_duplicate" in r["quality"]["flags"]
     ]
-    assert manifest.quality["quality.near_duplicate"]["near_duplicate"] == len(flagged) == 5
+    assert sum(r["source"] == "copies" for r in flagged) == 3
+    assert manifest.quality["quality.near_duplicate"]["near_duplicate"] == len(flagged)
     assert manifest.quarantine.reasons.get("ai_exposure") == 1
     assert serial.to_dict()["quality"] == manifest.quality
     assert not [i for i in manifest.inputs if i.kind == "held_out"]

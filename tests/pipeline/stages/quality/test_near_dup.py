@@ -14,6 +14,7 @@ from PIL import Image
 from pipeline.record.media import decode_audio
 from pipeline.stages.base import BatchContext
 from pipeline.stages.quality.config import NearDupConfig
+from pipeline.stages.quality.conversation import normalized
 from pipeline.stages.quality.near_dup import NearDupStage
 from pipeline.stages.quality.planner import clusters_of, plan_near_duplicates
 from pipeline.stages.quality.signatures import (
@@ -22,7 +23,7 @@ from pipeline.stages.quality.signatures import (
     image_hash,
     lsh_bands,
     near_dup_signatures,
-    text_shingles,
+    shingle_hashes,
 )
 
 from .corpus import clean_chinese, clean_pippa, record, table
@@ -59,7 +60,9 @@ def test_a_lightly_edited_conversation_is_a_text_near_duplicate_and_a_different_
 def test_chinese_text_is_shingled_by_characters_without_segmentation():
     a, b = clean_chinese("zh1"), clean_chinese("zh2")
     b["messages"][1]["content"] = b["messages"][1]["content"].replace("刚到", "刚刚到")
-    assert "明前龙井" in " ".join(text_shingles(a["messages"][1]["content"], 4))
+    grams, _ = shingle_hashes([normalized(a["messages"][1]["content"])], 4)
+    [tea], _ = shingle_hashes(["明前龙井"], 4)
+    assert tea in set(grams.tolist())  # four characters, no word boundaries needed
     _, plan = _plan([a, b])
     assert plan.clusters == {"zh1": "zh1", "zh2": "zh1"}
 
@@ -96,6 +99,22 @@ def test_a_reencoded_resized_copy_of_an_image_is_found_and_a_different_image_is_
     assert out.table["quality"].to_pylist()[0]["near_dup_cluster"] is None
     _, grouped = _plan(records, group_media=True)
     assert grouped.clusters["b"] == "a"
+
+
+def test_a_lightly_cropped_image_and_a_noisy_clip_stay_within_the_default_distances():
+    cfg = NearDupConfig()
+    original = _media("images/sea_storm.jpg")["bytes"]
+    im = Image.open(io.BytesIO(original)).convert("RGB")
+    edge = im.width // 40  # 2.5 % off each side
+    buf = io.BytesIO()
+    im.crop((edge, edge, im.width - edge, im.height - edge)).save(buf, "JPEG", quality=85)
+    assert bin(image_hash(original) ^ image_hash(buf.getvalue())).count("1") <= cfg.image_distance
+    clip = _media("audio/ocean_waves.flac")["bytes"]
+    samples, rate = decode_audio(clip)
+    noise = np.random.default_rng(0).normal(0, np.sqrt(np.mean(samples**2)) / 31.6, samples.shape)
+    buf = io.BytesIO()
+    sf.write(buf, (samples + noise).astype(np.float32), rate, format="WAV")  # 30 dB SNR
+    assert bin(audio_hash(clip) ^ audio_hash(buf.getvalue())).count("1") <= cfg.audio_distance
 
 
 def test_a_quieter_reencoded_clip_is_an_audio_near_duplicate_and_another_clip_is_not():
@@ -255,27 +274,32 @@ def test_a_clip_shorter_than_one_frame_per_segment_has_no_hash_and_is_counted(re
 
 
 def test_clips_of_eight_frames_or_more_keep_their_hash_bits():
-    # The hashes these clips had before clips under eight frames lost theirs.
+    # The hashes these clips had before clips under eight frames lost theirs; guzheng's moved
+    # 1 bit when a segment became the mean of six frames, not of every hop (quality5).
     assert audio_hash(_tone(AUDIO_MIN_SAMPLES)) == 0x1A1A1A1A1A1A1A1A
     for name, bits in (
-        ("guzheng_pluck.wav", 0x232B3D13D5150ECF),
+        ("guzheng_pluck.wav", 0x232B2D13D5150ECF),
         ("owl_hoot.wav", 0x1E1E1C1C1C1E1C1C),
         ("major_chord.flac", 0x3F3E3E3E363E3E3E),
     ):
         assert audio_hash(_media(f"audio/{name}")["bytes"]) == bits
 
 
-# Every demo clip's and image's hash as computed before their speed-ups (scipy's FFT for
-# the clips, the luma plane read as is for JPEGs): a faster hash must give the same bits,
-# or the demo's clusters and content ids move.
+# Every demo clip's and image's hash, pinned so that a change of bits is deliberate: a
+# faster hash must give these bits, or the demo's clusters and content ids may move.
+# quality5 changed them on purpose (the record pass's quality overhead, issue 23): a clip's
+# segments average six frames each, not every hop (birdsong moved 2 bits, guzheng, ocean
+# waves and shanty 1), and JPEGs are decoded by OpenCV at 1/4 scale, not 1/2 (forest path,
+# tea house and the resaved storm moved 2 bits; the storm pair is now 0 bits apart, was 2).
+# The demo's near-duplicate pairs are the same.
 DEMO_HASHES = {
-    "audio/birdsong.ogg": 0x10001400081,
-    "audio/guzheng_pluck.wav": 0x232B3D13D5150ECF,
+    "audio/birdsong.ogg": 0x18000400081,
+    "audio/guzheng_pluck.wav": 0x232B2D13D5150ECF,
     "audio/kettle_whistle.flac": 0x1010101010101,
     "audio/major_chord.flac": 0x3F3E3E3E363E3E3E,
-    "audio/ocean_waves.flac": 0x303030303030303,
+    "audio/ocean_waves.flac": 0x303030B03030303,
     "audio/owl_hoot.wav": 0x1E1E1C1C1C1E1C1C,
-    "audio/shanty_melody.mp3": 0x3F170B1B171F2F2F,
+    "audio/shanty_melody.mp3": 0x3F170B0B171F2F2F,
     "audio/ship_bell.wav": 0xF0F0F0F0F0F0F0F,
     "audio/stream.mp3": 0x0,
     "audio/wind_gust.ogg": 0x1B1B1B131B1B1B1B,
@@ -284,14 +308,14 @@ DEMO_HASHES = {
     "images/chalkboard_shapes.png": 0xEA9E1FE19034E127,
     "images/constellation.png": 0x852D2B178FADF046,
     "images/desk_lamp.jpg": 0x9AE6419626C9769D,
-    "images/forest_path.jpg": 0x9DF8A7C252525A2D,
+    "images/forest_path.jpg": 0x9DF9A7C252125A2D,
     "images/fraction_pies.jpg": 0xEF2491DA46A53D4A,
     "images/mooncakes.png": 0xC07A3FB072CD81CE,
     "images/night_harbor.jpg": 0xE0AD0F72725A5ACA,
     "images/old_oak.jpg": 0xBFBBCCCC822242CB,
     "images/sea_storm.jpg": 0xF0D01F1FDAD0493C,
-    "images/sea_storm_resaved.jpg": 0xF0D01F1FDAD049B8,
-    "images/tea_house.jpg": 0xE6599E86596629A6,
+    "images/sea_storm_resaved.jpg": 0xF0D01F1FDAD0493C,
+    "images/tea_house.jpg": 0xE6599F86196629A6,
     "images/tea_set.jpg": 0xBCCA4315BF66C489,
     "images/treasure_map.jpg": 0xCC0F97B678E0E1E0,
 }
