@@ -11,12 +11,15 @@ import contextlib
 import logging
 import math
 import os
+import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from pipeline.execution.ray_reaper import watch_driver
-from pipeline.recipe import ExecutionConfig
+from pipeline.recipe import TASK_TIMEOUT_S, ExecutionConfig
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +46,13 @@ MAX_TASKS_PER_CPU = 32
 
 @dataclass(frozen=True)
 class StageResources:
-    """How one Ray stage runs: records per batch, CPUs per task, most tasks at once."""
+    """How one Ray stage runs: records per batch, CPUs per task, most tasks at once, and
+    how long its tasks may all stand unstarted on an idle cluster (`run_tasks`)."""
 
     batch_size: int
     num_cpus: float
     concurrency: int | None
+    timeout_s: float = TASK_TIMEOUT_S
 
     @classmethod
     def for_stage(cls, execution: ExecutionConfig, *stages: str) -> StageResources:
@@ -61,6 +66,7 @@ class StageResources:
             batch_size=(override and override.batch_size) or execution.batch_size,
             num_cpus=(override and override.num_cpus) or execution.num_cpus,
             concurrency=(override and override.concurrency) or execution.concurrency,
+            timeout_s=execution.task_timeout_s,
         )
 
 
@@ -232,11 +238,16 @@ def run_tasks(
     Plain stateless tasks (docs/ARCHITECTURE.md, "Execution settings"): each returns small facts, so nothing streams
     through the object store but the arguments, and the driver bounds what is in flight.
     Arguments shared by every call should be `ray.put` once by the caller.
+
+    Never waits forever: when no task of the call finished for `resources.timeout_s` while
+    Ray reported every CPU idle each time it was asked (`StallWatch`), it raises
+    `TasksStalled` naming the task and what Ray said.
     """
     import ray
 
     if not calls:
         return
+    _warn_of_forks()
     key = (fn, resources.num_cpus)
     if key not in _REMOTES:
         # SPREAD: Ray's default policy keeps tasks on the driver's node while it has room
@@ -250,17 +261,25 @@ def run_tasks(
     limit = resources.concurrency or max(
         1, math.ceil(cpus / max(resources.num_cpus, 0.01)) * IN_FLIGHT_PER_CPU
     )
+    poll_s = min(STALL_POLL_S, resources.timeout_s)
     pending: dict[Any, int] = {}
     submitted = 0
+    watch = StallWatch(resources.timeout_s, time.monotonic())
     try:
         while submitted < len(calls) or pending:
             while submitted < len(calls) and len(pending) < limit:
                 pending[remote.remote(*calls[submitted])] = submitted
                 submitted += 1
-            (done,), _ = ray.wait(list(pending), num_returns=1)
-            index = pending.pop(done)
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=poll_s)
+            if not done:
+                idle, said = cpus_idle()
+                if watch.stalled(time.monotonic(), idle):
+                    raise TasksStalled(_stall_message(fn, pending, len(calls), watch, said))
+                continue
+            watch.progress(time.monotonic())
+            index = pending.pop(done[0])
             try:
-                result = ray.get(done)
+                result = ray.get(done[0])
             except ray.exceptions.RayTaskError as exc:
                 # The task's own exception, so the caller sees "No space left on device",
                 # not a remote traceback (the worker's log keeps that).
@@ -272,3 +291,124 @@ def run_tasks(
     finally:
         for ref in pending:  # a failure or an abandoned run: stop the rest
             ray.cancel(ref, force=True)
+
+
+# A pass with no task finished asks Ray whether anything runs this often (at most).
+STALL_POLL_S = 10.0
+# ... and waits this long for the answer: a driver whose connections to Ray broke may
+# never get one (see `_count_fork`), which must not hang the watch itself.
+ASK_RAY_TIMEOUT_S = 30.0
+
+
+class TasksStalled(RuntimeError):
+    """A pass's Ray tasks were submitted and never started: none finished for the recipe's
+    `execution.task_timeout_s` while every CPU of the cluster stood idle."""
+
+
+class StallWatch:
+    """Decides when a call's tasks have stalled: no task finished for `timeout_s` and Ray
+    said every CPU was idle each time it was asked meanwhile. A running task holds its
+    CPUs, so an idle cluster runs none of them; busy CPUs (a slow task of ours, another
+    job's on a shared cluster) restart the clock, since the tasks are waiting their turn.
+    """
+
+    def __init__(self, timeout_s: float, now: float):
+        self.timeout_s = timeout_s
+        self.idle_since = now  # since when no task finished and no CPU was seen busy
+
+    def progress(self, now: float) -> None:
+        """A task of the call finished at `now`."""
+        self.idle_since = now
+
+    def stalled(self, now: float, idle: bool) -> bool:
+        """Return whether the call has stalled, Ray having just said whether its CPUs
+        are all `idle` (False also when it could not say)."""
+        if not idle:
+            self.idle_since = now
+            return False
+        return now - self.idle_since >= self.timeout_s
+
+    def idle_for(self, now: float) -> float:
+        return now - self.idle_since
+
+
+def cpus_idle() -> tuple[bool, str]:
+    """Return whether Ray says every CPU of the cluster is free, and what it said.
+
+    Asked on a daemon thread with a deadline (`ASK_RAY_TIMEOUT_S`): no answer counts as
+    idle, since a cluster that cannot answer runs nothing for this driver either."""
+    import ray
+
+    answer: dict[str, float] = {}
+
+    def ask() -> None:
+        answer["total"] = float(ray.cluster_resources().get("CPU", 0.0))
+        answer["free"] = float(ray.available_resources().get("CPU", 0.0))
+
+    asking = threading.Thread(target=ask, name="roleforge-ask-ray", daemon=True)
+    asking.start()
+    asking.join(ASK_RAY_TIMEOUT_S)
+    if "free" not in answer:
+        return True, f"Ray did not answer how many CPUs are free within {ASK_RAY_TIMEOUT_S:g} s"
+    free, total = answer["free"], answer["total"]
+    return free >= total, f"Ray says {free:g} of {total:g} CPUs are free"
+
+
+def _stall_message(
+    fn: Callable[..., Any], pending: dict[Any, int], calls: int, watch: StallWatch, said: str
+) -> str:
+    name = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', fn)}"
+    first = next(iter(pending))
+    lines = [
+        f"Ray tasks of {name} never started: none of the {calls} finished for "
+        f"{watch.idle_for(time.monotonic()):.0f} s while every CPU stood idle "
+        f"({len(pending)} pending, the first task {first.task_id().hex()}; {said}).",
+    ]
+    if _FORKS:
+        lines.append(
+            f"This process forked {_FORKS} time(s) while Ray was running (e.g. a "
+            "multiprocessing pool with the 'fork' start method): forked children share the "
+            "driver's connections to Ray and can break them; Ray does not support it "
+            "(https://docs.ray.io/en/latest/ray-core/patterns/fork-new-processes.html). "
+            "Use the 'spawn' start method, or run that work in a subprocess."
+        )
+    lines.append(
+        "If the cluster needs longer to provide CPUs (nodes still starting), raise the "
+        "recipe's execution.task_timeout_s."
+    )
+    return " ".join(lines)
+
+
+# Forks of this process while Ray was running (`_count_fork`); run_tasks warns of new ones.
+_FORKS = 0
+_FORKS_WARNED = 0
+
+
+def _count_fork() -> None:
+    """Count a fork of this process while Ray runs (os.register_at_fork, in the parent).
+
+    Two bench runs hung so (benchmarks/README.md, "Ray and fork"): `datasets.map(num_proc)`
+    forked the driver, the children's garbage collector dropped a Ray actor handle, Ray's
+    core worker code ran in them on the sockets they share with the driver, and afterwards
+    the driver's lease requests never reached its raylet. subprocess does not call this
+    (it execs), nor does the 'spawn' start method."""
+    global _FORKS
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        _FORKS += 1
+
+
+def _warn_of_forks() -> None:
+    global _FORKS_WARNED
+    if _FORKS > _FORKS_WARNED:
+        _FORKS_WARNED = _FORKS
+        log.warning(
+            "this process forked %d time(s) while Ray was running; Ray does not support "
+            "forking a driver, and a task submitted after it may never start "
+            "(https://docs.ray.io/en/latest/ray-core/patterns/fork-new-processes.html)",
+            _FORKS,
+        )
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_count_fork)
