@@ -149,11 +149,15 @@ def _quiet(names: tuple[str, ...]) -> Iterator[None]:
             lg.setLevel(level)
 
 
-def cluster_cpus() -> int:
-    """Return the CPUs of the running Ray cluster (at least 1)."""
+def cluster_cpus(timeout_s: float = TASK_TIMEOUT_S) -> int:
+    """Return the CPUs of the running Ray cluster (at least 1); raise TasksStalled when
+    Ray does not answer within `timeout_s` (`answer_within`)."""
     import ray
 
-    return max(1, int(ray.cluster_resources().get("CPU", 1)))
+    cpus = answer_within(
+        timeout_s, "how many CPUs the cluster has", lambda: ray.cluster_resources().get("CPU", 1)
+    )
+    return max(1, int(cpus))
 
 
 # A worker that dies (OOM, a lost node, a kill) is retried this many times; its files are
@@ -257,15 +261,21 @@ def run_tasks(
             num_cpus=resources.num_cpus, max_retries=TASK_RETRIES, scheduling_strategy="SPREAD"
         )
     remote = _REMOTES[key]
-    cpus = cluster_cpus()
+    cpus = cluster_cpus(resources.timeout_s)
     limit = resources.concurrency or max(
         1, math.ceil(cpus / max(resources.num_cpus, 0.01)) * IN_FLIGHT_PER_CPU
     )
     poll_s = min(STALL_POLL_S, resources.timeout_s)
     pending: dict[Any, int] = {}
-    submitted = 0
     watch = StallWatch(resources.timeout_s, time.monotonic())
     try:
+        # The first submission of a session exports the function to Ray's GCS, a call that
+        # never returns when the driver's connection to it broke: it gets a deadline.
+        first = answer_within(
+            resources.timeout_s, f"the submission of {_name(fn)}", lambda: remote.remote(*calls[0])
+        )
+        pending[first] = 0
+        submitted = 1
         while submitted < len(calls) or pending:
             while submitted < len(calls) and len(pending) < limit:
                 pending[remote.remote(*calls[submitted])] = submitted
@@ -301,8 +311,34 @@ ASK_RAY_TIMEOUT_S = 30.0
 
 
 class TasksStalled(RuntimeError):
-    """A pass's Ray tasks were submitted and never started: none finished for the recipe's
-    `execution.task_timeout_s` while every CPU of the cluster stood idle."""
+    """A pass's Ray tasks were submitted and never started (none finished for the recipe's
+    `execution.task_timeout_s` while every CPU of the cluster stood idle), or Ray did not
+    answer the driver within it."""
+
+
+def answer_within(seconds: float, what: str, ask: Callable[[], Any]) -> Any:
+    """Return `ask()`, asked on a daemon thread; raise TasksStalled when Ray has not
+    answered `what` within `seconds`. A driver whose connection to Ray's GCS broke (see
+    `_count_fork`) waits forever in such calls; the thread is left waiting, a daemon, so
+    it does not hold the process at exit."""
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["value"] = ask()
+        except BaseException as exc:  # handed to the caller as is
+            box["error"] = exc
+
+    asking = threading.Thread(target=run, name="roleforge-ask-ray", daemon=True)
+    asking.start()
+    asking.join(seconds)
+    if "error" in box:
+        raise box["error"]
+    if "value" not in box:
+        raise TasksStalled(
+            f"Ray did not answer {what} within {seconds:g} s." + _fork_note() + _TIMEOUT_NOTE
+        )
+    return box["value"]
 
 
 class StallWatch:
@@ -333,50 +369,55 @@ class StallWatch:
 
 
 def cpus_idle() -> tuple[bool, str]:
-    """Return whether Ray says every CPU of the cluster is free, and what it said.
-
-    Asked on a daemon thread with a deadline (`ASK_RAY_TIMEOUT_S`): no answer counts as
-    idle, since a cluster that cannot answer runs nothing for this driver either."""
+    """Return whether Ray says every CPU of the cluster is free, and what it said; no
+    answer within `ASK_RAY_TIMEOUT_S` counts as idle, since a cluster that cannot answer
+    runs nothing for this driver either."""
     import ray
 
-    answer: dict[str, float] = {}
+    def ask() -> tuple[float, float]:
+        total = float(ray.cluster_resources().get("CPU", 0.0))
+        return float(ray.available_resources().get("CPU", 0.0)), total
 
-    def ask() -> None:
-        answer["total"] = float(ray.cluster_resources().get("CPU", 0.0))
-        answer["free"] = float(ray.available_resources().get("CPU", 0.0))
-
-    asking = threading.Thread(target=ask, name="roleforge-ask-ray", daemon=True)
-    asking.start()
-    asking.join(ASK_RAY_TIMEOUT_S)
-    if "free" not in answer:
+    try:
+        free, total = answer_within(ASK_RAY_TIMEOUT_S, "how many CPUs are free", ask)
+    except TasksStalled:
         return True, f"Ray did not answer how many CPUs are free within {ASK_RAY_TIMEOUT_S:g} s"
-    free, total = answer["free"], answer["total"]
     return free >= total, f"Ray says {free:g} of {total:g} CPUs are free"
+
+
+def _name(fn: Callable[..., Any]) -> str:
+    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', fn)}"
 
 
 def _stall_message(
     fn: Callable[..., Any], pending: dict[Any, int], calls: int, watch: StallWatch, said: str
 ) -> str:
-    name = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', fn)}"
     first = next(iter(pending))
-    lines = [
-        f"Ray tasks of {name} never started: none of the {calls} finished for "
+    return (
+        f"Ray tasks of {_name(fn)} never started: none of the {calls} finished for "
         f"{watch.idle_for(time.monotonic()):.0f} s while every CPU stood idle "
-        f"({len(pending)} pending, the first task {first.task_id().hex()}; {said}).",
-    ]
-    if _FORKS:
-        lines.append(
-            f"This process forked {_FORKS} time(s) while Ray was running (e.g. a "
-            "multiprocessing pool with the 'fork' start method): forked children share the "
-            "driver's connections to Ray and can break them; Ray does not support it "
-            "(https://docs.ray.io/en/latest/ray-core/patterns/fork-new-processes.html). "
-            "Use the 'spawn' start method, or run that work in a subprocess."
-        )
-    lines.append(
-        "If the cluster needs longer to provide CPUs (nodes still starting), raise the "
-        "recipe's execution.task_timeout_s."
+        f"({len(pending)} pending, the first task {first.task_id().hex()}; {said})."
+        + _fork_note()
+        + _TIMEOUT_NOTE
     )
-    return " ".join(lines)
+
+
+_TIMEOUT_NOTE = (
+    " If the cluster needs longer (nodes still starting), raise the recipe's "
+    "execution.task_timeout_s."
+)
+
+
+def _fork_note() -> str:
+    if not _FORKS:
+        return ""
+    return (
+        f" This process forked {_FORKS} time(s) while Ray was running (e.g. a "
+        "multiprocessing pool with the 'fork' start method): forked children share the "
+        "driver's connections to Ray and can break them; Ray does not support it "
+        "(https://docs.ray.io/en/latest/ray-core/patterns/fork-new-processes.html). "
+        "Use the 'spawn' start method, or run that work in a subprocess."
+    )
 
 
 # Forks of this process while Ray was running (`_count_fork`); run_tasks warns of new ones.

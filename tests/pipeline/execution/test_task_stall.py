@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 import pytest
 
 from pipeline.execution import cluster
-from pipeline.execution.cluster import StageResources, StallWatch, TasksStalled, run_tasks
+from pipeline.execution.cluster import (
+    StageResources,
+    StallWatch,
+    TasksStalled,
+    answer_within,
+    run_tasks,
+)
 from pipeline.recipe import ExecutionConfig
 
 
@@ -35,6 +42,25 @@ def test_a_finished_task_restarts_the_clock() -> None:
     watch.progress(now=50)
     assert not watch.stalled(now=109, idle=True)
     assert watch.stalled(now=110, idle=True)
+
+
+def test_a_call_ray_never_answers_fails_after_its_deadline_naming_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # As `ray.cluster_resources()` in a driver whose GCS connection a fork broke.
+    monkeypatch.setattr(cluster, "_FORKS", 2)
+    never = threading.Event()
+    with pytest.raises(TasksStalled) as stalled:
+        answer_within(0.05, "how many CPUs the cluster has", never.wait)
+    message = str(stalled.value)
+    assert "Ray did not answer how many CPUs the cluster has within 0.05 s" in message
+    assert "forked 2 time(s)" in message
+
+
+def test_an_answer_in_time_is_returned_and_an_error_raised_as_is() -> None:
+    assert answer_within(5, "a sum", lambda: 1 + 1) == 2
+    with pytest.raises(ZeroDivisionError):
+        answer_within(5, "a quotient", lambda: 1 / 0)
 
 
 def test_the_recipe_sets_the_task_timeout_of_every_pass() -> None:
