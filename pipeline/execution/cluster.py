@@ -357,8 +357,8 @@ class StallWatch:
         self.idle_since = now
 
     def stalled(self, now: float, idle: bool) -> bool:
-        """Return whether the call has stalled, Ray having just said whether its CPUs
-        are all `idle` (False also when it could not say)."""
+        """Return whether the call has stalled; `idle`: Ray just said every CPU is free,
+        or did not answer (`cpus_idle`)."""
         if not idle:
             self.idle_since = now
             return False
@@ -429,10 +429,10 @@ def _count_fork() -> None:
     """Count a fork of this process while Ray runs (os.register_at_fork, in the parent).
 
     Two bench runs hung so (benchmarks/README.md, "Ray and fork"): `datasets.map(num_proc)`
-    forked the driver, the children's garbage collector dropped a Ray actor handle, Ray's
-    core worker code ran in them on the sockets they share with the driver, and afterwards
-    the driver's lease requests never reached its raylet. subprocess does not call this
-    (it execs), nor does the 'spawn' start method."""
+    forked the driver, the children dropped a reference to a Ray actor handle, Ray's core
+    worker code ran in them on the sockets they share with the driver, and afterwards the
+    driver's lease requests never reached its raylet. subprocess (without preexec_fn) does
+    not call this, since its child execs at once, nor does the 'spawn' start method."""
     global _FORKS
     ray = sys.modules.get("ray")
     if ray is not None and ray.is_initialized():
