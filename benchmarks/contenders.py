@@ -120,7 +120,14 @@ def ensure_venv(name: str, timeout_s: float = 1800) -> Path:
 
 def run_contender(name: str, spec: JobSpec, folder: Path, timeout_s: float = 1800) -> ContenderRun:
     """Return the timing of one run of contender `name` on `spec` (its job module's input)."""
-    python = ensure_venv(name)
+    return run_job_module(name, JOBS[name], ensure_venv(name), spec, folder, timeout_s)
+
+
+def run_job_module(
+    name: str, module: str, python: Path | str, spec: JobSpec, folder: Path, timeout_s: float
+) -> ContenderRun:
+    """Return the timing of one run of job `module` (a `job_main` caller) under `python`,
+    in a fresh process: its own imports, and nothing of the bench's Ray session."""
     folder.mkdir(parents=True, exist_ok=True)
     spec_path, result_path = folder / "spec.json", folder / "result.json"
     result_path.unlink(missing_ok=True)
@@ -133,7 +140,7 @@ def run_contender(name: str, spec: JobSpec, folder: Path, timeout_s: float = 180
     log_path = folder / "job.log"
     with log_path.open("w") as log_file:
         done = subprocess.run(
-            [str(python), "-m", JOBS[name], str(spec_path)],
+            [str(python), "-m", module, str(spec_path)],
             cwd=REPO,
             env=env,
             stdout=log_file,

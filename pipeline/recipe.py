@@ -127,6 +127,7 @@ class StageExecution(StrictModel):
 # record (the benchmark's ops: ~17 ms per record on one CPU) after ~1,200 records, and
 # after ~400 for ops three times as slow (TimeStretch, PitchShift).
 IN_PROCESS_RECORDS = 500
+TASK_TIMEOUT_S = 600.0
 
 
 class ExecutionConfig(StrictModel):
@@ -151,6 +152,11 @@ class ExecutionConfig(StrictModel):
     # job on 2 CPUs (a 2,000-record job takes ~21 s) and, in a long session, op imports
     # again. Off by default: the time is the dearer of the two for most runs.
     fresh_write_workers: bool = False
+    # A pass on Ray fails (`cluster.TasksStalled`) when none of its tasks finished for this
+    # long while every CPU of the cluster stood idle: its tasks were submitted and never
+    # started, which waiting longer does not cure (`cluster.run_tasks`). Generous, so a
+    # cluster that is still adding nodes is not failed; a running task is never timed out.
+    task_timeout_s: float = Field(default=TASK_TIMEOUT_S, gt=0)
 
 
 class StoreOptions(StrictModel):

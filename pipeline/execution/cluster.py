@@ -11,13 +11,15 @@ import contextlib
 import logging
 import math
 import os
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from pipeline.execution.ray_reaper import watch_driver
-from pipeline.recipe import ExecutionConfig
+from pipeline.recipe import TASK_TIMEOUT_S, ExecutionConfig
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +46,13 @@ MAX_TASKS_PER_CPU = 32
 
 @dataclass(frozen=True)
 class StageResources:
-    """How one Ray stage runs: records per batch, CPUs per task, most tasks at once."""
+    """How one Ray stage runs: records per batch, CPUs per task, most tasks at once, and
+    how long its tasks may all stand unstarted on an idle cluster (`run_tasks`)."""
 
     batch_size: int
     num_cpus: float
     concurrency: int | None
+    timeout_s: float = TASK_TIMEOUT_S
 
     @classmethod
     def for_stage(cls, execution: ExecutionConfig, *stages: str) -> StageResources:
@@ -62,6 +66,7 @@ class StageResources:
             batch_size=(override and override.batch_size) or execution.batch_size,
             num_cpus=(override and override.num_cpus) or execution.num_cpus,
             concurrency=(override and override.concurrency) or execution.concurrency,
+            timeout_s=execution.task_timeout_s,
         )
 
 
@@ -144,11 +149,15 @@ def _quiet(names: tuple[str, ...]) -> Iterator[None]:
             lg.setLevel(level)
 
 
-def cluster_cpus() -> int:
-    """Return the CPUs of the running Ray cluster (at least 1)."""
+def cluster_cpus(timeout_s: float = TASK_TIMEOUT_S) -> int:
+    """Return the CPUs of the running Ray cluster (at least 1); raise TasksStalled when
+    Ray does not answer within `timeout_s` (`answer_within`)."""
     import ray
 
-    return max(1, int(ray.cluster_resources().get("CPU", 1)))
+    cpus = answer_within(
+        timeout_s, "how many CPUs the cluster has", lambda: ray.cluster_resources().get("CPU", 1)
+    )
+    return max(1, int(cpus))
 
 
 # A worker that dies (OOM, a lost node, a kill) is retried this many times; its files are
@@ -302,11 +311,16 @@ def run_tasks(
     Plain stateless tasks (docs/ARCHITECTURE.md, "Execution settings"): each returns small facts, so nothing streams
     through the object store but the arguments, and the driver bounds what is in flight.
     Arguments shared by every call should be `ray.put` once by the caller.
+
+    Never waits forever: when no task of the call finished for `resources.timeout_s` while
+    Ray reported every CPU idle each time it was asked (`StallWatch`), it raises
+    `TasksStalled` naming the task and what Ray said.
     """
     import ray
 
     if not calls:
         return
+    _warn_of_forks()
     key = (fn, resources.num_cpus)
     if key not in _REMOTES:
         # SPREAD: Ray's default policy keeps tasks on the driver's node while it has room
@@ -316,21 +330,35 @@ def run_tasks(
             num_cpus=resources.num_cpus, max_retries=TASK_RETRIES, scheduling_strategy="SPREAD"
         )
     remote = _REMOTES[key]
-    cpus = cluster_cpus()
+    cpus = cluster_cpus(resources.timeout_s)
     limit = resources.concurrency or max(
         1, math.ceil(cpus / max(resources.num_cpus, 0.01)) * IN_FLIGHT_PER_CPU
     )
+    poll_s = min(STALL_POLL_S, resources.timeout_s)
     pending: dict[Any, int] = {}
-    submitted = 0
+    watch = StallWatch(resources.timeout_s, time.monotonic())
     try:
+        # The first submission of a session exports the function to Ray's GCS, a call that
+        # never returns when the driver's connection to it broke: it gets a deadline.
+        first = answer_within(
+            resources.timeout_s, f"the submission of {_name(fn)}", lambda: remote.remote(*calls[0])
+        )
+        pending[first] = 0
+        submitted = 1
         while submitted < len(calls) or pending:
             while submitted < len(calls) and len(pending) < limit:
                 pending[remote.remote(*calls[submitted])] = submitted
                 submitted += 1
-            (done,), _ = ray.wait(list(pending), num_returns=1)
-            index = pending.pop(done)
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=poll_s)
+            if not done:
+                idle, said = cpus_idle()
+                if watch.stalled(time.monotonic(), idle):
+                    raise TasksStalled(_stall_message(fn, pending, len(calls), watch, said))
+                continue
+            watch.progress(time.monotonic())
+            index = pending.pop(done[0])
             try:
-                result = ray.get(done)
+                result = ray.get(done[0])
             except ray.exceptions.RayTaskError as exc:
                 # The task's own exception, so the caller sees "No space left on device",
                 # not a remote traceback (the worker's log keeps that).
@@ -342,3 +370,155 @@ def run_tasks(
     finally:
         for ref in pending:  # a failure or an abandoned run: stop the rest
             ray.cancel(ref, force=True)
+
+
+# A pass with no task finished asks Ray whether anything runs this often (at most).
+STALL_POLL_S = 10.0
+# ... and waits this long for the answer: a driver whose connections to Ray broke may
+# never get one (see `_count_fork`), which must not hang the watch itself.
+ASK_RAY_TIMEOUT_S = 30.0
+
+
+class TasksStalled(RuntimeError):
+    """A pass's Ray tasks were submitted and never started (none finished for the recipe's
+    `execution.task_timeout_s` while every CPU of the cluster stood idle), or Ray did not
+    answer the driver within it."""
+
+
+def answer_within(seconds: float, what: str, ask: Callable[[], Any]) -> Any:
+    """Return `ask()`, asked on a daemon thread; raise TasksStalled when Ray has not
+    answered `what` within `seconds`. A driver whose connection to Ray's GCS broke (see
+    `_count_fork`) waits forever in such calls; the thread is left waiting, a daemon, so
+    it does not hold the process at exit."""
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["value"] = ask()
+        except BaseException as exc:  # handed to the caller as is
+            box["error"] = exc
+
+    asking = threading.Thread(target=run, name="roleforge-ask-ray", daemon=True)
+    asking.start()
+    asking.join(seconds)
+    if "error" in box:
+        raise box["error"]
+    if "value" not in box:
+        raise TasksStalled(
+            f"Ray did not answer {what} within {seconds:g} s." + _fork_note() + _TIMEOUT_NOTE
+        )
+    return box["value"]
+
+
+class StallWatch:
+    """Decides when a call's tasks have stalled: no task finished for `timeout_s` and Ray
+    said every CPU was idle each time it was asked meanwhile. A running task holds its
+    CPUs, so an idle cluster runs none of them; busy CPUs (a slow task of ours, another
+    job's on a shared cluster) restart the clock, since the tasks are waiting their turn.
+    """
+
+    def __init__(self, timeout_s: float, now: float):
+        self.timeout_s = timeout_s
+        self.idle_since = now  # since when no task finished and no CPU was seen busy
+
+    def progress(self, now: float) -> None:
+        """A task of the call finished at `now`."""
+        self.idle_since = now
+
+    def stalled(self, now: float, idle: bool) -> bool:
+        """Return whether the call has stalled; `idle`: Ray just said every CPU is free,
+        or did not answer (`cpus_idle`)."""
+        if not idle:
+            self.idle_since = now
+            return False
+        return now - self.idle_since >= self.timeout_s
+
+    def idle_for(self, now: float) -> float:
+        return now - self.idle_since
+
+
+def cpus_idle() -> tuple[bool, str]:
+    """Return whether Ray says every CPU of the cluster is free, and what it said; no
+    answer within `ASK_RAY_TIMEOUT_S` counts as idle, since a cluster that cannot answer
+    runs nothing for this driver either."""
+    import ray
+
+    def ask() -> tuple[float, float]:
+        total = float(ray.cluster_resources().get("CPU", 0.0))
+        return float(ray.available_resources().get("CPU", 0.0)), total
+
+    try:
+        free, total = answer_within(ASK_RAY_TIMEOUT_S, "how many CPUs are free", ask)
+    except TasksStalled:
+        return True, f"Ray did not answer how many CPUs are free within {ASK_RAY_TIMEOUT_S:g} s"
+    return free >= total, f"Ray says {free:g} of {total:g} CPUs are free"
+
+
+def _name(fn: Callable[..., Any]) -> str:
+    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', fn)}"
+
+
+def _stall_message(
+    fn: Callable[..., Any], pending: dict[Any, int], calls: int, watch: StallWatch, said: str
+) -> str:
+    first = next(iter(pending))
+    return (
+        f"Ray tasks of {_name(fn)} never started: none of the {calls} finished for "
+        f"{watch.idle_for(time.monotonic()):.0f} s while every CPU stood idle "
+        f"({len(pending)} pending, the first task {first.task_id().hex()}; {said})."
+        + _fork_note()
+        + _TIMEOUT_NOTE
+    )
+
+
+_TIMEOUT_NOTE = (
+    " If the cluster needs longer (nodes still starting), raise the recipe's "
+    "execution.task_timeout_s."
+)
+
+
+def _fork_note() -> str:
+    if not _FORKS:
+        return ""
+    return (
+        f" This process forked {_FORKS} time(s) while Ray was running (e.g. a "
+        "multiprocessing pool with the 'fork' start method): forked children share the "
+        "driver's connections to Ray and can break them; Ray does not support it "
+        "(https://docs.ray.io/en/latest/ray-core/patterns/fork-new-processes.html). "
+        "Use the 'spawn' start method, or run that work in a subprocess."
+    )
+
+
+# Forks of this process while Ray was running (`_count_fork`); run_tasks warns of new ones.
+_FORKS = 0
+_FORKS_WARNED = 0
+
+
+def _count_fork() -> None:
+    """Count a fork of this process while Ray runs (os.register_at_fork, in the parent).
+
+    Two bench runs hung so (benchmarks/README.md, "Ray and fork"): `datasets.map(num_proc)`
+    forked the driver, the children dropped a reference to a Ray actor handle, Ray's core
+    worker code ran in them on the sockets they share with the driver, and afterwards the
+    driver's lease requests never reached its raylet. subprocess (without preexec_fn) does
+    not call this, since its child execs at once, nor does the 'spawn' start method."""
+    global _FORKS
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        _FORKS += 1
+
+
+def _warn_of_forks() -> None:
+    global _FORKS_WARNED
+    if _FORKS > _FORKS_WARNED:
+        _FORKS_WARNED = _FORKS
+        log.warning(
+            "this process forked %d time(s) while Ray was running; Ray does not support "
+            "forking a driver, and a task submitted after it may never start "
+            "(https://docs.ray.io/en/latest/ray-core/patterns/fork-new-processes.html)",
+            _FORKS,
+        )
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_count_fork)
