@@ -38,12 +38,16 @@ class ContenderUnavailable(RuntimeError):
 
 @dataclass(frozen=True)
 class ContenderRun:
-    """One timed contender run: wall seconds of the job alone, rows written, what ran."""
+    """One timed contender run: wall seconds of the job alone, rows written, what ran, and
+    the CPU seconds of the timed run: its own (process and pool) and everyone else's on the
+    machine meanwhile (a wall ratio taken under load shows there: issue 25)."""
 
     seconds: float
     warm_seconds: float
     rows: int
     engine: str
+    cpu_s: float | None = None
+    others_cpu_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -71,8 +75,19 @@ def job_main(spec_path: str, run_once: RunOnce, engine: str) -> None:
     warm_s = 0.0
     if spec.warm_jsonl:
         warm_s, _ = run_once(Path(spec.warm_jsonl), out / "warm", spec.augment, spec.cpus)
+    from benchmarks.cpu import machine_busy, own_cpu
+
+    cpu_before, busy_before = own_cpu(), machine_busy()
     seconds, rows = run_once(Path(spec.jsonl), out / "timed", spec.augment, spec.cpus)
-    result = {"seconds": seconds, "warm_seconds": warm_s, "rows": rows, "engine": engine}
+    cpu_s = own_cpu() - cpu_before
+    result = {
+        "seconds": seconds,
+        "warm_seconds": warm_s,
+        "rows": rows,
+        "engine": engine,
+        "cpu_s": cpu_s,
+        "others_cpu_s": max(0.0, machine_busy() - busy_before - cpu_s),
+    }
     Path(spec.result).write_text(json.dumps(result), encoding="utf-8")
 
 
@@ -158,4 +173,6 @@ def run_job_module(
         warm_seconds=float(data["warm_seconds"]),
         rows=int(data["rows"]),
         engine=str(data["engine"]),
+        cpu_s=data.get("cpu_s"),
+        others_cpu_s=data.get("others_cpu_s"),
     )

@@ -10,7 +10,6 @@ exactly the code a real run executes for that pass and nothing of the stages aro
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from benchmarks.cpu import cpu_delta, machine_busy, tree_cpu
+from benchmarks.cpu import CpuMeter
 
 
 def make_recipe(recipe: dict[str, Any], concurrency: int | None = None):
@@ -123,13 +122,11 @@ class AugmentStageBench:
             todo=todo,
             split=split,
         )
-        cpu_before, machine_before = tree_cpu(os.getpid()), machine_busy()
+        meter = CpuMeter()
         started = time.perf_counter()
         rows, rejected = job._record_pass(todo, pa.array([], pa.string()), plan)
         seconds = time.perf_counter() - started
-        cpu = cpu_delta(cpu_before, tree_cpu(os.getpid()))
-        # CPU that processes outside this tree took meanwhile: other users of the machine.
-        cpu["others"] = max(0.0, machine_busy() - machine_before - sum(cpu.values()))
+        cpu = meter.read()  # `others`: other users of the machine meanwhile
         job.quarantine.close()
         if rejected:
             raise RuntimeError(f"the record pass rejected {len(rejected)} records: {rejected[0]}")

@@ -31,7 +31,8 @@ REPO = BENCH_DIR.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from benchmarks.cpu import cpu_delta, tree_cpu  # noqa: E402
+from benchmarks.contenders import ContenderRun  # noqa: E402
+from benchmarks.cpu import CpuMeter, cpu_columns  # noqa: E402
 from benchmarks.results import Figure, write_results  # noqa: E402
 from benchmarks.workload import STORE_ENV, remove_store  # noqa: E402
 
@@ -390,24 +391,33 @@ class Suite:
         )
         rows = []
         for rep in range(self.s.reps):
-            cpu_before = tree_cpu(os.getpid())
+            # CPU seconds beside every wall time: each job's own, and what the rest of the
+            # machine used meanwhile ("others"). The jobs run one after another, so a wall
+            # ratio compares moments of different load; the CPU columns show when that
+            # happened (issue 25: benchmarks/README.md, Alternatives).
+            cpu = CpuMeter()
             ours_s, _, stages = run_job(recipe_dict(corpus.jsonl, out / f"store-{rep}"))
-            driver_cpu = cpu_delta(cpu_before, tree_cpu(os.getpid())).get("driver", 0.0)
-            driver.samples.append(1000 * driver_cpu / corpus.records)
+            ours_cpu = cpu.read()
+            driver.samples.append(1000 * ours_cpu.get("driver", 0.0) / corpus.records)
             row: dict[str, Any] = {"ours_s": round(ours_s, 2)}
+            cpu_cols = cpu.columns("ours", ours_cpu)
             if baselines:
+                cpu = CpuMeter()
                 naive_s = self._naive(corpus.jsonl, out / f"ray-{rep}", AUGMENT, encoders)
-                ds_s = self._datasets(corpus, warm, out / f"ds-{rep}", n_cpus)
-                vs_ds.samples.append(ds_s / ours_s)
+                cpu_cols |= cpu.columns("naive_ray", cpu.read())
+                ds = self._datasets(corpus, warm, out / f"ds-{rep}", n_cpus)
+                cpu_cols |= run_cpu_columns("datasets", ds)
+                vs_ds.samples.append(ds.seconds / ours_s)
                 vs_ray.samples.append(naive_s / ours_s)
-                row |= {"naive_ray_s": round(naive_s, 2), "datasets_s": round(ds_s, 2)}
+                row |= {"naive_ray_s": round(naive_s, 2), "datasets_s": round(ds.seconds, 2)}
             for name in contenders:
-                seconds = self._contender(name, corpus, warm, out / f"{name}-{rep}", n_cpus)
-                if seconds is not None:
-                    self.figures[CONTENDER_KEYS[name]].samples.append(seconds / ours_s)
-                    row[f"{name}_s"] = round(seconds, 2)
+                run = self._contender(name, corpus, warm, out / f"{name}-{rep}", n_cpus)
+                if run is not None:
+                    self.figures[CONTENDER_KEYS[name]].samples.append(run.seconds / ours_s)
+                    row[f"{name}_s"] = round(run.seconds, 2)
+                    cpu_cols |= run_cpu_columns(name, run)
             row["ours driver CPU ms/rec"] = round(driver.samples[-1], 2)
-            rows.append(row | {f"ours {k}": v for k, v in stages.items()})
+            rows.append(row | {f"ours {k}": v for k, v in stages.items()} | cpu_cols)
             log.info("alternatives rep %d: %s", rep + 1, row)
             remove_store(out / f"store-{rep}")
             for name in ("ray", "ds", *contenders):
@@ -443,8 +453,8 @@ class Suite:
 
     def _contender(
         self, name: str, corpus: Any, warm: Any, folder: Path, n_cpus: int
-    ) -> float | None:
-        """Return the wall seconds of one contender run, or None (and why) when it failed."""
+    ) -> ContenderRun | None:
+        """Return one contender run, or None (and why) when it failed."""
         from benchmarks.contenders import ContenderUnavailable, JobSpec, run_contender
         from benchmarks.workload import AUGMENT
 
@@ -471,7 +481,7 @@ class Suite:
             return None
         self.details.setdefault(name, {"engine": run.engine, "warm_seconds": []})
         self.details[name]["warm_seconds"].append(round(run.warm_seconds, 2))
-        return run.seconds
+        return run
 
     def _unmeasured(self, key: str, reason: str) -> None:
         fig = self.figures[key]
@@ -479,8 +489,8 @@ class Suite:
         fig.unmeasured = reason
         log.warning("%s not measured: %s", key, reason)
 
-    def _datasets(self, corpus: Any, warm: Any, folder: Path, n_cpus: int) -> float:
-        """Return the wall seconds of the `datasets` baseline's timed run, in a process of
+    def _datasets(self, corpus: Any, warm: Any, folder: Path, n_cpus: int) -> ContenderRun:
+        """Return the `datasets` baseline's timed run (wall and CPU seconds), in a process of
         its own (`benchmarks/datasets_job.py`): `map(num_proc)` forks its pool from the
         calling process, and a fork of this one, which runs Ray, can break Ray's
         connections (benchmarks/README.md, "Ray and fork")."""
@@ -500,7 +510,7 @@ class Suite:
         expected = corpus.records * (1 + int(AUGMENT["copies"]))
         if run.rows != expected:
             raise RuntimeError(f"datasets wrote {run.rows} rows, expected {expected}")
-        return run.seconds
+        return run
 
     def _naive(self, jsonl: Path, out: Path, augment: dict, encoders: Any) -> float:
         """Run the naive Ray chain under Ray Data's stock settings, as a new user would have them."""
@@ -851,6 +861,14 @@ def _efficiency_row(
     # Share of the machine other processes used during the stage: noise, not our overhead.
     row["others"] = round(runn.cpu.get("others", 0.0) / (n_cpus * runn.seconds), 3)
     return row
+
+
+def run_cpu_columns(name: str, run: ContenderRun) -> dict[str, float]:
+    """Return a results row's two CPU columns of a job run in its own process (none when
+    its result has no CPU figures)."""
+    if run.cpu_s is None or run.others_cpu_s is None:
+        return {}
+    return cpu_columns(name, run.cpu_s, run.others_cpu_s)
 
 
 def _median(values: list[float]) -> float:
