@@ -56,6 +56,10 @@ def image_scope(messages: list[dict[str, Any]], k: int) -> tuple[list[int], bool
     return list(range(start, stop)), owners.count(start) > 1
 
 
+def _character_protection(character: dict[str, Any] | None) -> Any:
+    return protection_pattern(protected_terms(character))
+
+
 class _VariantBuilder:
     """One variant under construction: the state, the decoded media it changed, and its op log."""
 
@@ -82,14 +86,21 @@ class _VariantBuilder:
         self._shared: set[tuple[str, int]] = set()
         self.log: list[dict[str, Any]] = []
         # Originals decoded once per record and shared by its copies (decoding again per
-        # copy cost ~2 ms a record); keyed by the identity of the original's bytes object.
+        # copy cost ~2 ms a record); keyed by the identity of the original's bytes object
+        # (and the character's protection pattern, by the identity of the character).
         self._decoded = {} if decoded is None else decoded
 
-    def _original(self, kind: str, data: bytes, decode: Any) -> Any:
+    def _original(self, kind: str, data: Any, decode: Any) -> Any:
         key = (kind, id(data))
         if key not in self._decoded:
             self._decoded[key] = decode(data)
         return self._decoded[key]
+
+    def protection(self) -> Any:
+        """Return the protection pattern of the variant's character (None when nothing is
+        protected), made once per record: its copies share the character, and the terms and
+        their regex cost ~25 us a variant."""
+        return self._original("protection", self.state.character, _character_protection)
 
     def record_op(self, op: Op, params: dict[str, Any]) -> None:
         self.log.append({"modality": op.modality, "op": op.name, "params": canonical_json(params)})
@@ -273,7 +284,7 @@ class _TextLane(_Lane):
     """Op by op, every turn of the op's roles; one op's rewritten turns are applied together."""
 
     def groups(self, ops: list[Op]) -> Iterator[tuple[Op, list[int]]]:
-        self.pattern = protection_pattern(protected_terms(self.builder.state.character))
+        self.pattern = self.builder.protection()
         for op in ops:
             messages = self.builder.state.messages
             yield op, [i for i, m in enumerate(messages) if m["role"] in op.roles]
