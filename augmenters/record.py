@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from augmenters.audio import Clip, decode_clip, encode_flac, variant_audio_path
+from augmenters.audio import Clip, clip_of, decode_clip, encode_flac, variant_audio_path
 from augmenters.base import SKIPPED, Op
 from augmenters.config import AugmentConfig
 from augmenters.dialogue import DialogueState
@@ -131,7 +131,11 @@ class _VariantBuilder:
         return self.audios[k]
 
     def _decode_clip(self, data: bytes) -> Clip:
-        clip = decode_clip(data, mono=self.mono_audio)
+        samples = self._decoded.get(("samples", id(data)))
+        if samples is None:
+            clip = decode_clip(data, mono=self.mono_audio)
+        else:  # validation read them from the file it read the header of
+            clip = clip_of(*samples, mono=self.mono_audio)
         # Shared by the record's copies: an op that wrote into it would raise, not leak.
         clip.samples.flags.writeable = False
         return clip
@@ -366,7 +370,8 @@ class RecordAugmenter:
     ) -> tuple[list[dict[str, Any]], AugmentStats]:
         """Return (variants, stats) for one canonical record; variants in which no op applied
         are counted, not returned. `decoded` may hold the record's media already decoded
-        (validation's pixels, keyed ("image", id(bytes))); they are never written into.
+        (validation's pixels, keyed ("image", id(bytes)), and a clip's (samples, rate) as
+        `decode_audio` gives them, keyed ("samples", id(bytes))); they are never written into.
         `encoded`, when given, receives the size or length of every media item the variants'
         encoders wrote, keyed by the id of its bytes (validation holds them to the limits
         from that, instead of parsing what was just written)."""

@@ -415,8 +415,10 @@ def build_stages(
         augmenter = RecordAugmenter(recipe.augment, recipe.seed, recipe.recipe_hash)
     augment = AugmentStage(augmenter, recipe.limits)
     keep_pixels = frozenset({"train"}) if augment.decodes_images else frozenset()
+    keep_samples = frozenset({"train"}) if augment.decodes_audio else frozenset()
     checks, ledger = _quality_part(recipe, near_dup, held_out, counter)
-    return [split, ValidateStage(recipe.limits, keep_pixels), *checks, augment, *ledger]
+    validate = ValidateStage(recipe.limits, keep_pixels, keep_samples)
+    return [split, validate, *checks, augment, *ledger]
 
 
 def quality_stage_names(
