@@ -175,7 +175,11 @@ def decode_clip(data: bytes, mono: bool = False) -> Clip:
     """Return the decoded clip (any format libsndfile reads), down-mixed to mono if asked."""
     from pipeline.record.media import decode_audio as decode
 
-    samples, rate = decode(data)  # (frames, channels)
+    return clip_of(*decode(data), mono=mono)
+
+
+def clip_of(samples: np.ndarray, rate: int, mono: bool = False) -> Clip:
+    """Return the clip of `decode_audio`'s (samples (frames, channels), rate), as `decode_clip`."""
     if mono or samples.shape[1] == 1:
         samples = samples.mean(axis=1, dtype=np.float32) if samples.shape[1] > 1 else samples[:, 0]
     else:

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from augmenters.audio import Clip, decode_clip, encode_flac, variant_audio_path
+from augmenters.audio import Clip, clip_of, decode_clip, encode_flac, variant_audio_path
 from augmenters.base import SKIPPED, Op
 from augmenters.config import AugmentConfig
 from augmenters.dialogue import DialogueState
@@ -56,6 +56,10 @@ def image_scope(messages: list[dict[str, Any]], k: int) -> tuple[list[int], bool
     return list(range(start, stop)), owners.count(start) > 1
 
 
+def _character_protection(character: dict[str, Any] | None) -> Any:
+    return protection_pattern(protected_terms(character))
+
+
 class _VariantBuilder:
     """One variant under construction: the state, the decoded media it changed, and its op log."""
 
@@ -82,14 +86,21 @@ class _VariantBuilder:
         self._shared: set[tuple[str, int]] = set()
         self.log: list[dict[str, Any]] = []
         # Originals decoded once per record and shared by its copies (decoding again per
-        # copy cost ~2 ms a record); keyed by the identity of the original's bytes object.
+        # copy cost ~2 ms a record); keyed by the identity of the original's bytes object
+        # (and the character's protection pattern, by the identity of the character).
         self._decoded = {} if decoded is None else decoded
 
-    def _original(self, kind: str, data: bytes, decode: Any) -> Any:
+    def _original(self, kind: str, data: Any, decode: Any) -> Any:
         key = (kind, id(data))
         if key not in self._decoded:
             self._decoded[key] = decode(data)
         return self._decoded[key]
+
+    def protection(self) -> Any:
+        """Return the protection pattern of the variant's character (None when nothing is
+        protected), made once per record: its copies share the character, and the terms and
+        their regex cost ~25 us a variant."""
+        return self._original("protection", self.state.character, _character_protection)
 
     def record_op(self, op: Op, params: dict[str, Any]) -> None:
         self.log.append({"modality": op.modality, "op": op.name, "params": canonical_json(params)})
@@ -120,7 +131,11 @@ class _VariantBuilder:
         return self.audios[k]
 
     def _decode_clip(self, data: bytes) -> Clip:
-        clip = decode_clip(data, mono=self.mono_audio)
+        samples = self._decoded.get(("samples", id(data)))
+        if samples is None:
+            clip = decode_clip(data, mono=self.mono_audio)
+        else:  # validation read them from the file it read the header of
+            clip = clip_of(*samples, mono=self.mono_audio)
         # Shared by the record's copies: an op that wrote into it would raise, not leak.
         clip.samples.flags.writeable = False
         return clip
@@ -273,7 +288,7 @@ class _TextLane(_Lane):
     """Op by op, every turn of the op's roles; one op's rewritten turns are applied together."""
 
     def groups(self, ops: list[Op]) -> Iterator[tuple[Op, list[int]]]:
-        self.pattern = protection_pattern(protected_terms(self.builder.state.character))
+        self.pattern = self.builder.protection()
         for op in ops:
             messages = self.builder.state.messages
             yield op, [i for i, m in enumerate(messages) if m["role"] in op.roles]
@@ -355,7 +370,8 @@ class RecordAugmenter:
     ) -> tuple[list[dict[str, Any]], AugmentStats]:
         """Return (variants, stats) for one canonical record; variants in which no op applied
         are counted, not returned. `decoded` may hold the record's media already decoded
-        (validation's pixels, keyed ("image", id(bytes))); they are never written into.
+        (validation's pixels, keyed ("image", id(bytes)), and a clip's (samples, rate) as
+        `decode_audio` gives them, keyed ("samples", id(bytes))); they are never written into.
         `encoded`, when given, receives the size or length of every media item the variants'
         encoders wrote, keyed by the id of its bytes (validation holds them to the limits
         from that, instead of parsing what was just written)."""

@@ -355,6 +355,7 @@ class DataJob:
                 skip_ids=skip_ids,
                 batch_size=resources.batch_size,
                 quality_column=self.recipe.quality is not None,
+                task_cpus=resources.num_cpus,
             )
         )
         per_task = slice_rows(todo.num_rows, self.tasks.cpus(), resources.batch_size)

@@ -318,13 +318,48 @@ def probe_audio(data: bytes, max_seconds: float, payload: bool = True) -> AudioI
         info = sf.info(io.BytesIO(data))
     except _DECODE_ERRORS as exc:
         raise RecordRejected("corrupt_audio", f"not a readable audio clip: {_say(exc)}") from None
+    return _checked_audio(data, info, max_seconds, payload)
+
+
+def decode_checked_audio(data: bytes, max_seconds: float) -> tuple[AudioInfo, Any]:
+    """Return (what `probe_audio` returns, the (samples, rate) `decode_audio` returns or
+    None) after the same checks: the one header read of a clip that is validated and then
+    augmented. The length limit is held on the header before any sample is read. A plain
+    PCM clip (proved by its header) is read from the same open file; any other is proved
+    as `probe_audio` proves it, and left to its user to decode (None)."""
+    import soundfile as sf
+
+    try:
+        f = sf.SoundFile(io.BytesIO(data))
+    except _DECODE_ERRORS as exc:
+        raise RecordRejected("corrupt_audio", f"not a readable audio clip: {_say(exc)}") from None
+    with f:
+        # A SoundFile has the attributes of sf.info's result that the checks read.
+        probed = _checked_audio(data, f, max_seconds, payload=True)
+        if not _plain_pcm(f):
+            return probed, None
+        try:
+            return probed, _read_samples(f)
+        except _DECODE_ERRORS as exc:
+            raise RecordRejected(
+                "corrupt_audio", f"{probed.format} clip does not decode: {_say(exc)}"
+            ) from None
+
+
+def _plain_pcm(info: Any) -> bool:
+    return info.format in _PCM_CONTAINERS and info.subtype.startswith(("PCM", "FLOAT", "DOUBLE"))
+
+
+def _checked_audio(data: bytes, info: Any, max_seconds: float, payload: bool) -> AudioInfo:
+    """`probe_audio`'s checks after its header read (`info`: sf.info's result or an open
+    SoundFile)."""
     probed = AudioInfo(
         format=info.format, samplerate=info.samplerate, channels=info.channels, frames=info.frames
     )
     check_audio_length(probed, max_seconds)
     if not payload:
         decoded = probed.frames
-    elif probed.format in _PCM_CONTAINERS and info.subtype.startswith(("PCM", "FLOAT", "DOUBLE")):
+    elif _plain_pcm(info):
         # libsndfile quietly shortens a truncated file's frame count to what is there, so
         # the count the header declares is what proves the whole clip is present.
         declared = _declared_pcm_frames(data)
@@ -634,18 +669,24 @@ def encode_image(pixels, fmt: str) -> bytes:
 
 def decode_audio(data: bytes):
     """Return (float32 samples shaped (frames, channels), sample rate) of encoded audio."""
-    import numpy as np
     import soundfile as sf
 
     with sf.SoundFile(io.BytesIO(data)) as f:
-        rate = int(f.samplerate)
-        # As `sf.read` reads: from a seek to the start (an MP3's samples differ without it).
-        if f.seekable():
-            f.seek(0)
-        if f.format in _PCM_CONTAINERS and f.subtype == "PCM_16":
-            # libsndfile reads 16-bit PCM as float by x * (1.0f / 0x8000) (its pcm.c),
-            # exact in float32 for every int16: the same samples from its int16 read
-            # scaled here, in ~55% of the time of its own conversion loop.
-            pcm = f.read(f.frames, dtype="int16", always_2d=True)
-            return np.multiply(pcm, np.float32(1 / 0x8000), dtype=np.float32), rate
-        return f.read(f.frames, dtype="float32", always_2d=True), rate
+        return _read_samples(f)
+
+
+def _read_samples(f: Any) -> tuple[Any, int]:
+    """Return `decode_audio`'s (samples, rate) of an open SoundFile."""
+    import numpy as np
+
+    rate = int(f.samplerate)
+    # As `sf.read` reads: from a seek to the start (an MP3's samples differ without it).
+    if f.seekable():
+        f.seek(0)
+    if f.format in _PCM_CONTAINERS and f.subtype == "PCM_16":
+        # libsndfile reads 16-bit PCM as float by x * (1.0f / 0x8000) (its pcm.c),
+        # exact in float32 for every int16: the same samples from its int16 read
+        # scaled here, in ~55% of the time of its own conversion loop.
+        pcm = f.read(f.frames, dtype="int16", always_2d=True)
+        return np.multiply(pcm, np.float32(1 / 0x8000), dtype=np.float32), rate
+    return f.read(f.frames, dtype="float32", always_2d=True), rate

@@ -24,6 +24,10 @@ from pipeline.stages.validate import ValidateStage
 
 log = logging.getLogger(__name__)
 
+# Validation's decoded media, by record field, go to the augmenter under these keys
+# (`RecordAugmenter.variants`): pixels as "image", a clip's (samples, rate) as "samples".
+_DECODED_KEYS = {"images": "image", "audios": "samples"}
+
 
 class AugmentStage:
     """Adds `copies` variants per train record; validation and test pass through untouched."""
@@ -63,23 +67,32 @@ class AugmentStage:
     @property
     def decodes_images(self) -> bool:
         """True when the augmenter works on image pixels (so validation should keep them)."""
+        return self._has_ops("image")
+
+    @property
+    def decodes_audio(self) -> bool:
+        """True when the augmenter works on audio samples (so validation should keep them)."""
+        return self._has_ops("audio")
+
+    def _has_ops(self, modality: str) -> bool:
         # From the recipe's ops, not the built ones: building them imports their libraries,
         # and the driver asks this when it builds the stages it sends to the tasks.
         config = getattr(self.augmenter, "augment", None)
         if config is not None:
-            return bool(config.image)
+            return bool(getattr(config, modality))
         ops = getattr(self.augmenter, "ops", None) or {}
-        return bool(ops.get("image"))
+        return bool(ops.get(modality))
 
     def record_variants(
         self,
         record: dict[str, Any],
-        pixels: dict[int, Any] | None = None,
+        media: dict[tuple[str, int], Any] | None = None,
         headers: BatchContext | None = None,
     ) -> tuple[list[dict[str, Any]], AugmentStats]:
-        """Return the checked variants of one train record and their stats; `pixels` holds
-        its images already decoded, by index (validation's decode); `headers` keeps the
-        header facts of the variants' media (`validate_record`).
+        """Return the checked variants of one train record and their stats; `media` holds
+        its images' pixels and its clips' (samples, rate) already decoded, by ("images" or
+        "audios", index) (validation's decode); `headers` keeps the header facts of the
+        variants' media (`validate_record`).
 
         A valid original is never lost to an op that fails on it: its variants are skipped
         and counted (`failed_variants`), and its neighbours carry on.
@@ -87,9 +100,10 @@ class AugmentStage:
         # What the variants' encoders wrote, by the id of its bytes: held to the limits as is.
         encoded: dict[int, Any] = {}
         try:
-            # The augmenter finds a decoded image by the identity of its bytes object.
+            # The augmenter finds a decoded item by the identity of its bytes object.
             decoded = {
-                ("image", id(record["images"][i]["bytes"])): p for i, p in (pixels or {}).items()
+                (_DECODED_KEYS[kind], id(record[kind][i]["bytes"])): value
+                for (kind, i), value in (media or {}).items()
             }
             produced, stats = self.augmenter.variants(record, decoded, encoded)
             checked = self._checked_variants(record, produced)
@@ -148,12 +162,13 @@ class AugmentStage:
         with batch_scope():
             for record in records:
                 rid = record["id"]
-                pixels = {
-                    i: ctx.decoded[(rid, "images", i)]
-                    for i in range(len(record.get("images") or []))
-                    if (rid, "images", i) in ctx.decoded
+                media = {
+                    (kind, i): ctx.decoded[(rid, kind, i)]
+                    for kind in _DECODED_KEYS
+                    for i in range(len(record.get(kind) or []))
+                    if (rid, kind, i) in ctx.decoded
                 }
-                produced, record_stats = self.record_variants(record, pixels, ctx)
+                produced, record_stats = self.record_variants(record, media, ctx)
                 variants.extend(produced)
                 stats.merge(record_stats)
                 ctx.facts[(rid, self.name)] = record_stats

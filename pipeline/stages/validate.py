@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import pyarrow as pa
@@ -14,6 +14,7 @@ from pipeline.record.media import (
     ImageInfo,
     check_audio_length,
     check_image_size,
+    decode_checked_audio,
     decode_checked_image,
     probe_audio,
     probe_image,
@@ -33,16 +34,19 @@ log = logging.getLogger(__name__)
 def validate_record(
     record: dict[str, Any],
     limits: MediaLimits,
-    decoded: dict[int, Any] | None = None,
+    decoded: dict[tuple[str, int], Any] | None = None,
     headers_only: bool = False,
     known: Mapping[int, ImageInfo | AudioInfo] | None = None,
     headers: BatchContext | None = None,
+    decode: Collection[str] = ("images",),
 ) -> None:
     """Return None if the record holds every invariant; else raise RecordRejected with the reason.
 
-    With `decoded`, images are decoded in full and their pixels kept there by image index:
-    the decode that proves an image is the one its augmentation uses. Without it a cheaper
-    probe proves it. `headers_only` holds the media to their limits from their headers
+    With `decoded`, the media kinds in `decode` are decoded and kept there by (kind,
+    index). "images": in full, the pixels: the decode that proves an image is the one its
+    augmentation uses (without it a cheaper probe proves it). "audios": plain PCM clips are
+    read from the file their header was read from, their (samples, rate) kept (for the
+    audio ops: a second open and header read cost ~0.1 ms a clip). `headers_only` holds the media to their limits from their headers
     without decoding their payloads: for an augmented variant, whose media are its
     validated original's bytes or what our own encoders just wrote. `known` holds, by the
     id of a media item's bytes object, what its encoder wrote (its size or length): such
@@ -96,11 +100,12 @@ def validate_record(
                     # tag. An original's size is not noted: OpenCV's decode ignores an
                     # XMP-only orientation that a header read applies, and that read is cheap.
                     headers.note_media(item["bytes"], (info.height, info.width))
-            elif decoded is None:
+            elif decoded is None or "images" not in decode:
                 probe_image(item["bytes"], limits.max_image_pixels, payload=not headers_only)
             else:
-                pixels = decode_checked_image(item["bytes"], limits.max_image_pixels)
-                decoded[i] = pixels
+                decoded[("images", i)] = decode_checked_image(
+                    item["bytes"], limits.max_image_pixels
+                )
         except RecordRejected as exc:
             raise RecordRejected(exc.reason, f"images[{i}] {_label(item)}: {exc.message}") from None
     for i, item in enumerate(audios):
@@ -108,6 +113,10 @@ def validate_record(
             info = known.get(id(item["bytes"]))
             if isinstance(info, AudioInfo):
                 check_audio_length(info, limits.max_audio_seconds)
+            elif decoded is not None and "audios" in decode:
+                info, samples = decode_checked_audio(item["bytes"], limits.max_audio_seconds)
+                if samples is not None:
+                    decoded[("audios", i)] = samples
             else:
                 info = probe_audio(
                     item["bytes"], limits.max_audio_seconds, payload=not headers_only
@@ -178,24 +187,34 @@ class ValidateStage:
 
     name = "validate"
 
-    def __init__(self, limits: MediaLimits, keep_pixels_of: frozenset[str] = frozenset()):
+    def __init__(
+        self,
+        limits: MediaLimits,
+        keep_pixels_of: frozenset[str] = frozenset(),
+        keep_samples_of: frozenset[str] = frozenset(),
+    ):
         self.limits = limits
-        # Splits whose records a later stage decodes (the image augmenters: train): their
-        # images are decoded in full here and the pixels left in the batch context.
+        # Splits whose records a later stage decodes (the augmenters: train): their images
+        # (image ops) are decoded in full here and the pixels left in the batch context;
+        # their plain PCM clips' samples (audio ops) likewise.
         self.keep_pixels_of = keep_pixels_of
+        self.keep_samples_of = keep_samples_of
 
     def rejection(
         self,
         record: dict[str, Any],
-        decoded: dict[int, Any] | None = None,
+        decoded: dict[tuple[str, int], Any] | None = None,
         headers_only: bool = False,
         known: Mapping[int, ImageInfo | AudioInfo] | None = None,
         headers: BatchContext | None = None,
+        decode: Collection[str] = ("images",),
     ) -> QuarantineEntry | None:
         """Return None for a valid record, else its quarantine entry (never raises);
-        `decoded`, `headers_only`, `known` and `headers` as in `validate_record`."""
+        `decoded`, `headers_only`, `known`, `headers` and `decode` as in `validate_record`."""
         try:
-            validate_record(record, self.limits, decoded, headers_only, known, headers)
+            validate_record(
+                record, self.limits, decoded, headers_only, known, headers, decode
+            )
         except RecordRejected as exc:
             return quarantine_entry(self.name, record, exc.reason, exc.message)
         except Exception as exc:  # a bug or a library error on one record: quarantine it
@@ -207,21 +226,28 @@ class ValidateStage:
 
     def process(self, batch: pa.Table, ctx: BatchContext) -> StageOutput:
         """Return the valid rows of `batch` and a quarantine entry per invalid one; the
-        pixels of kept records of `keep_pixels_of` splits go to `ctx.decoded`."""
+        pixels (and samples) of kept records of `keep_pixels_of` splits go to `ctx.decoded`."""
         keep: list[int] = []
         out = StageOutput(batch)
         for i, record in enumerate(ctx.rows(batch)):
-            decoded: dict[int, Any] | None = (
-                {} if record.get("split") in self.keep_pixels_of else None
-            )
-            entry = self.rejection(record, decoded, headers=ctx)
+            split = record.get("split")
+            decode = [
+                kind
+                for kind, splits in (
+                    ("images", self.keep_pixels_of),
+                    ("audios", self.keep_samples_of),
+                )
+                if split in splits
+            ]
+            decoded: dict[tuple[str, int], Any] | None = {} if decode else None
+            entry = self.rejection(record, decoded, headers=ctx, decode=decode)
             if entry is not None:
                 out.rejects.append(entry)
                 out.stats[entry.reason] += 1
                 continue
             keep.append(i)
-            for index, pixels in (decoded or {}).items():
-                ctx.decoded[(record["id"], "images", index)] = pixels
+            for (kind, index), media in (decoded or {}).items():
+                ctx.decoded[(record["id"], kind, index)] = media
         if out.rejects:
             # Rows are taken from the batch, so the kept media buffers are never re-built.
             out.table = batch.take(pa.array(keep, pa.int64()))

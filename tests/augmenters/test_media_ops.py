@@ -215,3 +215,26 @@ def test_copies_sharing_a_decoded_original_are_what_replay_makes_from_the_bytes(
     assert len(variants) == 4
     for v in variants:
         assert augmenter.replay(record, v["augmentation"]) == v
+
+
+@pytest.mark.parametrize("mono", [True, False])
+def test_variants_from_validations_samples_are_those_from_the_clips_bytes(mono):
+    from pipeline.record.media import decode_audio
+
+    import soundfile as sf
+
+    record = make_record()
+    stereo = io.BytesIO()  # two different channels: a down-mix differs from either
+    t = np.arange(4000) / 16000
+    wave = np.stack([np.sin(2 * np.pi * 440 * t), 0.5 * np.sin(2 * np.pi * 660 * t)], axis=1)
+    sf.write(stereo, (0.3 * wave).astype(np.float32), 16000, format="WAV", subtype="PCM_16")
+    record["audios"][0] = {**record["audios"][0], "bytes": stereo.getvalue()}
+    ops = [{"op": "Gain", "p": 1.0}, {"op": "Shift", "p": 1.0}]
+    channels = "mono" if mono else "keep"
+    augmenter = make_augmenter(copies=3, audio=ops, audio_channels=channels)
+    samples, rate = decode_audio(record["audios"][0]["bytes"])
+    samples.flags.writeable = False  # as validation hands them over
+    decoded = {("samples", id(record["audios"][0]["bytes"])): (samples, rate)}
+    shared, _ = augmenter.variants(record, decoded)
+    alone, _ = augmenter.variants(record)
+    assert len(shared) == 3 and shared == alone

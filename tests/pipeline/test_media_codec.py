@@ -148,3 +148,42 @@ def test_a_compressed_demo_clip_decodes_to_exactly_what_soundfile_reads(name: st
     expected, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
     samples, got_rate = decode_audio(data)
     assert np.array_equal(samples, expected) and got_rate == rate
+
+
+def test_a_checked_pcm_clip_comes_with_the_samples_decode_audio_reads() -> None:
+    from pipeline.record.media import decode_audio, decode_checked_audio, probe_audio
+    from tests.fixtures.media import audio_bytes
+
+    data = audio_bytes("WAV", seconds=0.2)
+    info, decoded = decode_checked_audio(data, 1.0)
+    assert info == probe_audio(data, 1.0)
+    samples, rate = decoded
+    expected, expected_rate = decode_audio(data)
+    assert np.array_equal(samples, expected) and rate == expected_rate
+    flac = audio_bytes("FLAC", seconds=0.2)  # proved as probe_audio proves it, not kept
+    assert decode_checked_audio(flac, 1.0) == (probe_audio(flac, 1.0), None)
+
+
+@pytest.mark.parametrize(
+    ("data", "limit", "reason"),
+    [
+        ("long", 0.1, "audio_too_long"),  # refused on its header, before any sample is read
+        ("truncated", 1.0, "corrupt_audio"),
+        ("garbage", 1.0, "corrupt_audio"),
+    ],
+)
+def test_the_checked_audio_decode_refuses_what_the_probe_refuses(
+    data: str, limit: float, reason: str
+) -> None:
+    from pipeline.record.media import decode_checked_audio, probe_audio
+    from tests.fixtures.media import audio_bytes
+
+    clip = {
+        "long": audio_bytes("WAV", seconds=0.2),
+        "truncated": truncated(audio_bytes("WAV", seconds=0.2), 0.6),
+        "garbage": b"RIFF not really a wave file",
+    }[data]
+    for check in (decode_checked_audio, probe_audio):
+        with pytest.raises(RecordRejected) as caught:
+            check(clip, limit)
+        assert caught.value.reason == reason

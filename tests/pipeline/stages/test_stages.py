@@ -45,6 +45,28 @@ def test_validate_leaves_the_pixels_of_the_splits_a_later_stage_decodes_in_the_c
     assert ctx.decoded[("id-0000", "images", 0)].ndim == 3
 
 
+def test_validate_leaves_the_samples_of_plain_pcm_clips_for_the_audio_ops() -> None:
+    from pipeline.record.media import decode_audio
+
+    wav = {"bytes": audio_bytes("WAV"), "path": "a.wav"}
+    messages = [
+        {"role": "user", "content": "<image> <audio> hello"},
+        {"role": "assistant", "name": None, "content": "answer"},
+    ]
+    records = [
+        work_record(0, split="train", audios=[wav], messages=messages),
+        work_record(1, split="test", audios=[wav], messages=messages),
+    ]
+    ctx = BatchContext()
+    ValidateStage(MediaLimits(), keep_samples_of=frozenset({"train"})).process(
+        work_table(records), ctx
+    )
+    assert set(ctx.decoded) == {("id-0000", "audios", 0)}  # no pixels: no image ops
+    samples, rate = ctx.decoded[("id-0000", "audios", 0)]
+    expected, expected_rate = decode_audio(wav["bytes"])
+    assert (samples == expected).all() and rate == expected_rate
+
+
 def test_dedup_key_ignores_surrounding_whitespace_but_not_media_bytes() -> None:
     base = work_record(0)
     spaced = work_record(

@@ -109,3 +109,20 @@ def test_libc_calls_are_found_without_starting_a_process(monkeypatch: pytest.Mon
         fs_module.release_free_memory()
     finally:
         fs_module._linux_libc.cache_clear()
+
+
+def test_an_output_written_whole_appears_only_on_close(tmp_path: Path) -> None:
+    import pyarrow as pa
+
+    path = tmp_path / "out" / "part.arrow"
+    path.parent.mkdir()
+    path.write_bytes(b"old")
+    table = pa.table({"a": [1, 2, 3]})
+    sink = LocalFS().open_output_whole(str(path))
+    with pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    assert path.read_bytes() == b"old"  # a reader meanwhile sees the old bytes
+    sink.close()
+    sink.close()  # a second close changes nothing
+    assert pa.ipc.open_file(str(path)).read_all().equals(table)
+    assert sorted(p.name for p in path.parent.iterdir()) == ["part.arrow"]
