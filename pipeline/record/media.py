@@ -565,10 +565,13 @@ def _decodes_as_pillow(data: bytes, im, modes: tuple[str, ...]) -> bool:
     """Return whether OpenCV decodes JPEG `data` (`im`: its opened, not yet loaded PIL
     image) as `open_image` sees it: a JPEG in one of `modes`, complete (it ends in its EOI
     marker: OpenCV would fill a truncated one in grey where Pillow refuses it), with no
-    EXIF orientation to apply."""
+    orientation to apply: Pillow's `getexif` (which `exif_transpose` reads) also takes it
+    from an XMP packet's tiff:Orientation, which OpenCV never reads."""
     if im.format != "JPEG" or im.mode not in modes or not data.endswith(b"\xff\xd9"):
         return False
-    return "exif" not in im.info or im.getexif().get(_EXIF_ORIENTATION, 1) == 1
+    if "exif" not in im.info and "xmp" not in im.info:
+        return True
+    return im.getexif().get(_EXIF_ORIENTATION, 1) == 1
 
 
 def jpeg_luma(data: bytes, min_side: int):

@@ -14,6 +14,7 @@ from pipeline.record.media import (
     _plain_jpeg_pixels,
     decode_checked_image,
     decode_image,
+    open_image,
 )
 from pipeline.record.rejection import RecordRejected
 from tests.fixtures.media import truncated
@@ -91,6 +92,23 @@ def test_a_jpeg_with_an_exif_rotation_is_decoded_by_pillow_and_turned_upright() 
     assert _plain_jpeg_pixels(data, Image.open(io.BytesIO(data))) is None
     assert decode_image(data).shape == (37, 23, 3)
     assert decode_checked_image(data, 10_000).shape == (37, 23, 3)
+
+
+def test_a_jpeg_rotated_only_by_its_xmp_packet_is_turned_upright_like_open_image() -> None:
+    xmp = (
+        b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/'
+        b'22-rdf-syntax-ns#"><rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/" '
+        b'tiff:Orientation="6"/></rdf:RDF></x:xmpmeta>'
+    )
+    buf = io.BytesIO()
+    _picture(37, 23).save(buf, "JPEG", xmp=xmp)  # no EXIF block at all
+    data = buf.getvalue()
+    assert "exif" not in Image.open(io.BytesIO(data)).info
+    assert _plain_jpeg_pixels(data, Image.open(io.BytesIO(data))) is None
+    upright = np.asarray(open_image(data))
+    assert upright.shape == (37, 23, 3)
+    assert np.array_equal(decode_image(data), upright)
+    assert np.array_equal(decode_checked_image(data, 10_000), upright)
 
 
 def test_a_grayscale_jpeg_is_left_to_pillow_and_comes_out_rgb() -> None:
