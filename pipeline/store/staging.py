@@ -288,15 +288,27 @@ def _without_bytes(column: pa.Array) -> pa.Array:
     empty = pa.Array.from_buffers(
         pa.binary(), len(binary), [binary.buffers()[0], zeros, pa.py_buffer(b"")], binary.null_count
     )
+    return _with_binary(column, empty)
+
+
+def _with_binary(column: pa.Array, binary: pa.Array) -> pa.Array:
+    """Return media list `column` with `binary` (one value per item) as its items' bytes;
+    validity, offsets and paths are the column's own buffers, not copies."""
+    values = column.values
     struct = pa.Array.from_buffers(
         values.type,
         len(values),
         [values.buffers()[0]],
         values.null_count,
-        children=[empty, values.field("path")],
+        children=[binary, values.field("path")],
     )
     return pa.Array.from_buffers(
-        column.type, len(column), column.buffers()[:2], column.null_count, children=[struct]
+        column.type,
+        len(column),
+        column.buffers()[:2],
+        column.null_count,
+        column.offset,
+        children=[struct],
     )
 
 
@@ -456,21 +468,7 @@ def _with_bytes(column: pa.Array, media: tuple[pa.Buffer, np.ndarray]) -> pa.Arr
         [binary.buffers()[0], pa.py_buffer(offsets.astype(np.int32)), data],
         binary.null_count,
     )
-    struct = pa.Array.from_buffers(
-        values.type,
-        len(values),
-        [values.buffers()[0]],
-        values.null_count,
-        children=[filled, values.field("path")],
-    )
-    return pa.Array.from_buffers(
-        column.type,
-        len(column),
-        column.buffers()[:2],
-        column.null_count,
-        column.offset,
-        children=[struct],
-    )
+    return _with_binary(column, filled)
 
 
 @dataclass(frozen=True)
