@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from augmenters import libraries
+from tests.fixtures.fresh_python import run_python
 
 LIBRARY = """
 try:
@@ -139,16 +138,7 @@ def test_a_deferred_import_loads_the_real_module_on_first_use_and_only_once(
 
 def _fresh_python(code: str) -> list[str]:
     """Return the words `code` prints in a fresh interpreter run from the repository."""
-    root = Path(__file__).resolve().parents[2]
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=root,
-        env={**os.environ, "PYTHONPATH": str(root)},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return done.stdout.split()
+    return run_python(code).stdout.split()
 
 
 def test_nlpaugs_character_ops_run_without_importing_pandas_gdown_or_requests():

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from benchmarks.memory import own_peak_rss_bytes, reset_own_peak_rss
+from tests.fixtures.fresh_python import run_python
 
-ROOT = Path(__file__).resolve().parents[2]
 MB = 2**20
 
 pytestmark = pytest.mark.skipif(
@@ -29,14 +26,7 @@ def test_a_child_reports_its_own_peak_not_its_parents():
         "import resource; from benchmarks.memory import own_peak_rss_bytes; "
         "print(own_peak_rss_bytes(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    out = run_python(code).stdout
     own, inherited = (int(v) for v in out.split())
     del held
     assert own < 200 * MB

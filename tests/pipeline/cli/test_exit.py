@@ -3,14 +3,11 @@ teardown collections (`app._exit_without_collecting`), and keeps its exit status
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 from pipeline.cli.app import GC_THRESHOLDS
-
-ROOT = Path(__file__).resolve().parents[3]
+from tests.fixtures.fresh_python import run_python
 
 # An atexit handler registered before main() runs after it: it sees what main left.
 CODE = """
@@ -23,14 +20,7 @@ main()
 
 
 def _roleforge(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", CODE, *args],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_python(CODE, *args, check=False, timeout=120)
 
 
 def test_a_command_that_succeeds_exits_0_with_its_objects_frozen():
