@@ -212,9 +212,7 @@ class ValidateStage:
         """Return None for a valid record, else its quarantine entry (never raises);
         `decoded`, `headers_only`, `known`, `headers` and `decode` as in `validate_record`."""
         try:
-            validate_record(
-                record, self.limits, decoded, headers_only, known, headers, decode
-            )
+            validate_record(record, self.limits, decoded, headers_only, known, headers, decode)
         except RecordRejected as exc:
             return quarantine_entry(self.name, record, exc.reason, exc.message)
         except Exception as exc:  # a bug or a library error on one record: quarantine it

@@ -167,7 +167,9 @@ KEEPERS = [
 ]
 
 
-@pytest.mark.parametrize("modality,spec", KEEPERS, ids=lambda v: v if isinstance(v, str) else v["op"])
+@pytest.mark.parametrize(
+    "modality,spec", KEEPERS, ids=lambda v: v if isinstance(v, str) else v["op"]
+)
 def test_an_op_that_keeps_its_input_runs_on_a_read_only_original(modality, spec):
     from augmenters.audio import Clip
     from augmenters.image import _READ_ONLY_TRANSFORMS
@@ -200,7 +202,10 @@ def test_an_op_that_may_write_its_input_is_given_a_copy():
     "image",
     [
         # A crop hands the next op a view of the shared original: that op gets a copy.
-        [{"op": "RandomCrop", "height": 20, "width": 30, "p": 1.0}, {"op": "ColorJitter", "p": 1.0}],
+        [
+            {"op": "RandomCrop", "height": 20, "width": 30, "p": 1.0},
+            {"op": "ColorJitter", "p": 1.0},
+        ],
         [{"op": "HorizontalFlip", "p": 1.0}, {"op": "GaussNoise", "p": 1.0}],
     ],
     ids=["crop-then-jitter", "flip-then-noise"],
@@ -219,9 +224,9 @@ def test_copies_sharing_a_decoded_original_are_what_replay_makes_from_the_bytes(
 
 @pytest.mark.parametrize("mono", [True, False])
 def test_variants_from_validations_samples_are_those_from_the_clips_bytes(mono):
-    from pipeline.record.media import decode_audio
-
     import soundfile as sf
+
+    from pipeline.record.media import decode_audio
 
     record = make_record()
     stereo = io.BytesIO()  # two different channels: a down-mix differs from either
