@@ -52,8 +52,8 @@ def validate_record(
     id of a media item's bytes object, what its encoder wrote (its size or length): such
     an item is held to the limits from that, without parsing its header again. `headers`,
     when given, keeps what was learnt of each media item's header (`BatchContext.note_media`):
-    the size of an image our encoder wrote (no orientation tag), the frames and rate of
-    every clip.
+    the size of an image our encoder wrote (no orientation tag) or that was decoded here
+    (as viewed), the frames and rate of every clip.
 
     Checks, in order: well-typed messages, known roles, at least one message, system turns only
     before the dialogue, at least one assistant turn, no empty assistant turn, references (if any) a list of
@@ -97,15 +97,18 @@ def validate_record(
                 check_image_size(info.width, info.height, limits.max_image_pixels)
                 if headers is not None:
                     # Written by our encoder from pixels of this size, with no orientation
-                    # tag. An original's size is not noted: OpenCV's decode ignores an
-                    # XMP-only orientation that a header read applies, and that read is cheap.
+                    # tag. An original's size is noted only from its decoded pixels: a
+                    # header alone does not say whether an orientation turns it.
                     headers.note_media(item["bytes"], (info.height, info.width))
             elif decoded is None or "images" not in decode:
                 probe_image(item["bytes"], limits.max_image_pixels, payload=not headers_only)
             else:
-                decoded[("images", i)] = decode_checked_image(
-                    item["bytes"], limits.max_image_pixels
-                )
+                pixels = decode_checked_image(item["bytes"], limits.max_image_pixels)
+                decoded[("images", i)] = pixels
+                if headers is not None:
+                    # Decoded as viewed (orientation applied, an XMP-only one included):
+                    # the size the token ledger would read from the header again.
+                    headers.note_media(item["bytes"], pixels.shape[:2])
         except RecordRejected as exc:
             raise RecordRejected(exc.reason, f"images[{i}] {_label(item)}: {exc.message}") from None
     for i, item in enumerate(audios):

@@ -151,6 +151,43 @@ def test_16_bit_pcm_decodes_to_exactly_libsndfiles_own_float_samples(
     assert np.array_equal(samples, expected) and got_rate == rate == 16000
 
 
+@pytest.mark.parametrize("channels", [1, 2])
+def test_a_16_bit_wav_read_by_the_standard_library_gives_decode_audios_samples(
+    channels: int,
+) -> None:
+    import soundfile as sf
+
+    from pipeline.record.media import decode_audio, wav_pcm16
+
+    every = np.arange(-32768, 32768, dtype=np.int16)
+    pcm = np.stack([np.roll(every, c * 101) for c in range(channels)], axis=1)
+    buf = io.BytesIO()
+    sf.write(buf, pcm, 22050, format="WAV", subtype="PCM_16")
+    samples, rate = wav_pcm16(buf.getvalue())
+    expected, expected_rate = decode_audio(buf.getvalue())
+    assert samples.dtype == np.float32 and np.array_equal(samples, expected)
+    assert rate == expected_rate == 22050
+
+
+@pytest.mark.parametrize(
+    ("container", "subtype"), [("WAV", "PCM_24"), ("WAV", "FLOAT"), ("FLAC", "PCM_16")]
+)
+def test_other_audio_and_a_truncated_wav_are_left_to_decode_audio(
+    container: str, subtype: str
+) -> None:
+    import soundfile as sf
+
+    from pipeline.record.media import wav_pcm16
+
+    buf = io.BytesIO()
+    sf.write(buf, np.zeros((800, 1), np.float32), 8000, format=container, subtype=subtype)
+    assert wav_pcm16(buf.getvalue()) is None
+    buf = io.BytesIO()
+    sf.write(buf, np.zeros((800, 1), np.float32), 8000, format="WAV", subtype="PCM_16")
+    assert wav_pcm16(buf.getvalue()) is not None
+    assert wav_pcm16(truncated(buf.getvalue(), 0.7)) is None
+
+
 @pytest.mark.parametrize("name", ["stream.mp3", "birdsong.ogg", "kettle_whistle.flac"])
 def test_a_compressed_demo_clip_decodes_to_exactly_what_soundfile_reads(name: str) -> None:
     # An MP3 read without seeking to its start first gives other samples.

@@ -9,7 +9,8 @@ and the signature it verifies candidate pairs with:
   xxhash), and its digests are the same across processes for a seed; the grams are hashed
   in numpy and a batch's MinHashes taken in one call (`shingle_hashes`). Bands of `r`
   values (b * r <= num_perm) chosen for the Jaccard threshold as datasketch's MinHashLSH does.
-- image: imagehash's 64-bit pHash (DCT of the 32x32 grey image), robust to re-encoding,
+- image: a 64-bit pHash (the signs against their median of the 8x8 lowest DCT frequencies
+  of the 32x32 grey image, as imagehash's `phash`), robust to re-encoding,
   resizing and light crops; cut into `image_distance // 2 + 1` bands, so by the pigeonhole
   principle two hashes within that Hamming distance agree on some band up to one bit.
 - audio: a 64-bit spectral hash of our own (`audio_hash`), banded like images. A clip too
@@ -31,7 +32,7 @@ import logging
 import numpy as np
 import pyarrow as pa
 
-from pipeline.record.media import decode_audio, jpeg_luma, open_image
+from pipeline.record.media import decode_audio, jpeg_luma, open_image, wav_pcm16
 from pipeline.stages.quality.config import NearDupConfig
 from pipeline.stages.quality.conversation import conversations, normalized
 
@@ -53,15 +54,14 @@ GREETING_MIN_CHARS = 16  # shorter openings ("Hi!") are not a pasted card greeti
 IMAGE_MIN_SIDE = 64
 # Other formats, and JPEGs OpenCV does not take (`jpeg_luma`), through Pillow's draft.
 IMAGE_DRAFT = ("L", (128, 128))
-# The audio hash's analysis: mono at 8 kHz, 8 time segments x 9 log-spaced bands, each
-# segment the mean of AUDIO_FRAMES evenly spaced frames.
+# The audio hash's analysis: mono, 8 time segments x 9 log-spaced bands (100 Hz - 4 kHz),
+# each segment the mean of AUDIO_FRAMES evenly spaced frames of AUDIO_FFT samples at
+# AUDIO_RATE: 64 ms, read at the clip's own rate as the same duration (`_audio_analysis`).
 AUDIO_RATE = 8000
 AUDIO_SEGMENTS, AUDIO_BANDS = 8, 9
 AUDIO_FFT, AUDIO_HOP = 512, 256
 AUDIO_FRAMES = 6
-# soxr's medium quality, cheaper than its default HQ: the same bits on every demo clip and
-# the benchmark's first 100 clips (and on 62 of the 63 altered demo copies audio_hash names).
-AUDIO_RESAMPLE_QUALITY = "MQ"
+AUDIO_LOW_HZ, AUDIO_HIGH_HZ = 100.0, AUDIO_RATE / 2
 # The shortest clip with a frame in each time segment at half-frame hops: 2304 samples,
 # 288 ms at 8 kHz. A shorter one would average overlapping frames, and padding or repeating
 # frames would give hashes whose repeated bits make unrelated short clips (a "mm", a click)
@@ -169,59 +169,90 @@ def image_hash(data: bytes) -> int:
 
     pHash reads a 32x32 grey image, so a JPEG is decoded small, luma only: by OpenCV at a
     reduced DCT scale (`jpeg_luma`; 0.64 against 0.82 ms per benchmark photo with Pillow's
-    draft at 128 px, which decoded at 1/4 scale and loads through more Python). Against
-    that draft it moves 0.2 bit of 64 on average on the benchmark's 512 px photos and 2 on
-    three demo images; a re-encoded, resized or lightly cropped copy stays within a few bits
-    (tests/pipeline/stages/quality/test_near_dup.py). Other formats go through Pillow's
-    `open_image` (`IMAGE_DRAFT`).
-    The luma plane goes to pHash as it is: RGB of it converts back to the same grey.
+    draft at 128 px, which decoded at 1/4 scale and loads through more Python). Other
+    formats go through Pillow's `open_image` (`IMAGE_DRAFT`). A re-encoded, resized or
+    lightly cropped copy stays within a few bits (tests/pipeline/stages/quality/
+    test_near_dup.py). The luma plane goes to pHash as it is: RGB of it converts back to
+    the same grey.
     """
-    import imagehash
-    from PIL import Image
-
     luma = jpeg_luma(data, IMAGE_MIN_SIDE)
-    image = (
-        open_image(data, keep_alpha=False, draft=IMAGE_DRAFT)
-        if luma is None
-        else Image.fromarray(luma)
-    )
-    return _bits_value(imagehash.phash(image).hash)
+    if luma is None:
+        luma = np.asarray(open_image(data, keep_alpha=False, draft=IMAGE_DRAFT).convert("L"))
+    return phash(luma)
+
+
+def phash(luma: np.ndarray) -> int:
+    """Return imagehash's `phash` of a grey image (HxW uint8), computed here: the image
+    area-averaged to 32x32 (OpenCV's INTER_AREA), its unnormalised DCT-II (scipy's
+    default) kept to the 8x8 lowest frequencies as two small matrix products, each bit
+    whether a coefficient is above their median.
+
+    Not imagehash's own: its path through Pillow (LANCZOS resize, two full 32x32 DCTs)
+    took 0.078 against 0.017 ms per benchmark photo's 64x64 luma. The area average moves
+    2 bits of 64 on 32 of the benchmark's 200 photos (none on the others) and on 6 of
+    the 15 demo images against the LANCZOS one; the resaved storm is 2 bits from its
+    original (was 0), and different demo images stay at least 22 bits apart, as before.
+    """
+    import cv2
+
+    small = cv2.resize(luma, (32, 32), interpolation=cv2.INTER_AREA).astype(np.float64)
+    basis = _dct_basis()
+    low = basis @ small @ basis.T  # scipy.fft.dct(dct(x, axis=0), axis=1)[:8, :8]
+    return _bits_value(low > np.median(low))
+
+
+@functools.lru_cache(maxsize=1)
+def _dct_basis() -> np.ndarray:
+    """Return the 8 lowest rows of the unnormalised 32-point DCT-II: 2 cos(pi k (2n+1) / 64)."""
+    n = np.arange(32)
+    return 2 * np.cos(np.pi * np.arange(8)[:, None] * (2 * n[None, :] + 1) / 64)
 
 
 def audio_hash(data: bytes) -> int | None:
-    """Return a 64-bit spectral hash of encoded audio; None for a silent clip or one shorter
-    than AUDIO_MIN_SAMPLES at 8 kHz (288 ms).
+    """Return a 64-bit spectral hash of encoded audio; None for a clip shorter than 288 ms
+    (AUDIO_MIN_SAMPLES at 8 kHz) or silent in the frames the hash reads.
 
-    The clip is mixed to mono, resampled to 8 kHz, and its power spectrum averaged over 8
-    equal time segments and 9 log-spaced bands (100 Hz - 4 kHz). Each bit says whether a
-    band is louder than the next band up in that segment: differences of log energies,
-    so a gain change cancels out, and coarse averages, so re-encoding and mild noise move
-    few bits. Time is relative (segments of the clip), so a small speed change moves little.
+    The clip is mixed to mono and its power spectrum averaged over 8 equal time segments
+    and 9 log-spaced bands (100 Hz - 4 kHz). Each bit says whether a band is louder than the
+    next band up in that segment: differences of log energies, so a gain change cancels
+    out, and coarse averages, so re-encoding and mild noise move few bits. Time is relative
+    (segments of the clip), so a small speed change moves little. A segment averages
+    AUDIO_FRAMES evenly spaced frames, not every half-frame hop (48 of the 155 frames of a
+    5 s clip).
 
-    A segment averages AUDIO_FRAMES evenly spaced frames, not every half-frame hop (48 of
-    the 155 frames of a 5 s clip: 0.50 against 0.72 ms per benchmark clip, with soxr's MQ).
+    A 16-bit PCM WAV is read by `wav_pcm16` (the same samples as `decode_audio`'s, 0.065
+    ms cheaper per benchmark clip). The spectrum is read at the clip's own rate, with frames of 64 ms (1024 samples at
+    16 kHz) at the same times and the same band edges in Hz as a resample to 8 kHz and
+    512-sample frames would give: the resampler's low-pass only removes what lies above
+    4 kHz, which no band reads. Without soxr's resample (MQ) a benchmark clip took 0.66
+    against 0.84 ms here, and 12 of its 200 clips moved 1 bit; of the demo clips, owl hoot
+    and ship bell moved 1 bit. (quality5's no-resample try, which brought birdsong and
+    stream within 3 bits, kept 512-sample frames: 32 ms at 16 kHz, half the resolution.)
+
     On the demo clips re-encoded to Ogg at a third of the gain, to MP3, with noise at 30
-    and 20 dB SNR, resampled to 44.1 kHz, cut by 20 ms or by 5 %, 51 of 63 copies stay
-    within 4 bits (52 with every hop), and the closest two different demo clips stay 5
-    bits apart. Reading the spectrum at the clip's own rate instead, without resampling
-    (cheaper still), brought the noise-like birdsong and stream clips within 3 bits: a
-    false near-duplicate on the demo.
+    and 20 dB SNR, resampled to 44.1 kHz, cut by 20 ms or by 5 %, 57 of 70 copies stay
+    within 4 bits (56 with the resample), and the closest two different demo clips stay 5
+    bits apart: the noise-like birdsong and stream, whose summed band powers mostly rise
+    with frequency (stream's hash is 0). Bits of per-bin mean power instead (or of each
+    band pair's slope against the clip's median slope) set those clips 10 (12) bits apart
+    but kept only 36 (40) of the 70 copies within 4 bits: not taken.
     """
     import scipy.fft
-    import soxr
 
-    samples, rate = decode_audio(data)
+    samples, rate = wav_pcm16(data) or decode_audio(data)
     mono = samples[:, 0] if samples.shape[1] == 1 else samples.mean(axis=1)
-    if rate != AUDIO_RATE:
-        mono = soxr.resample(mono, rate, AUDIO_RATE, quality=AUDIO_RESAMPLE_QUALITY)
-    if len(mono) < AUDIO_MIN_SAMPLES or float(np.abs(mono).max()) < 1e-4:
+    size, window, bands = _audio_analysis(rate)
+    if len(mono) < size + (AUDIO_SEGMENTS - 1) * (size // 2):
         return None
-    window, bands = _audio_analysis()
-    starts = np.linspace(0, len(mono) - AUDIO_FFT, AUDIO_SEGMENTS * AUDIO_FRAMES).round()
+    starts = np.linspace(0, len(mono) - size, AUDIO_SEGMENTS * AUDIO_FRAMES).round()
     # Rows of a strided view: whole-row copies, far cheaper than an index per sample.
-    frames = np.lib.stride_tricks.sliding_window_view(mono, AUDIO_FFT)[starts.astype(np.intp)]
+    frames = np.lib.stride_tricks.sliding_window_view(mono, size)[starts.astype(np.intp)]
+    if max(float(frames.max()), -float(frames.min())) < 1e-4:
+        return None  # silent where it is read (no pass over the whole clip for it)
+    frames *= window  # the rows are a copy
     # scipy's float32 FFT: ~10x numpy 2.4's here, which runs single precision slowly.
-    spectrum = scipy.fft.rfft(frames * window, axis=1)
+    spectrum = scipy.fft.rfft(frames, axis=1, overwrite_x=True)
+    spectrum = spectrum[:, : len(bands)]  # no band reads above its highest edge
     band = (spectrum.real**2 + spectrum.imag**2) @ bands  # power summed per band
     energy = band.astype(np.float64).reshape(AUDIO_SEGMENTS, AUDIO_FRAMES, AUDIO_BANDS)
     energy = np.log(energy.mean(axis=1) + 1e-10)
@@ -234,17 +265,20 @@ def _bits_value(bits: np.ndarray) -> int:
     return int.from_bytes(np.packbits(bits.ravel()).tobytes(), "big")
 
 
-@functools.lru_cache(maxsize=1)
-def _audio_analysis() -> tuple[np.ndarray, np.ndarray]:
-    """Return the audio hash's Hann window and its (bins x bands) 0/1 band matrix, float32:
+@functools.lru_cache(maxsize=16)
+def _audio_analysis(rate: int) -> tuple[int, np.ndarray, np.ndarray]:
+    """Return the audio hash's frame length at `rate` (AUDIO_FFT's 64 ms), its Hann window
+    and the (bins x bands) 0/1 band matrix of the bins up to the highest band edge, float32:
     single-precision FFTs are cheaper, and the bits they give equal float64's on the demo
     clips and the benchmark's 100 clips."""
-    freqs = np.fft.rfftfreq(AUDIO_FFT, 1 / AUDIO_RATE)
-    edges = np.geomspace(100, AUDIO_RATE / 2, AUDIO_BANDS + 1)
+    size = max(round(AUDIO_FFT * rate / AUDIO_RATE), 2)
+    freqs = np.fft.rfftfreq(size, 1 / rate)
+    freqs = freqs[freqs < AUDIO_HIGH_HZ]
+    edges = np.geomspace(AUDIO_LOW_HZ, AUDIO_HIGH_HZ, AUDIO_BANDS + 1)
     bands = np.stack(
         [(freqs >= lo) & (freqs < hi) for lo, hi in zip(edges, edges[1:], strict=False)], axis=1
     )
-    return np.hanning(AUDIO_FFT).astype(np.float32), bands.astype(np.float32)
+    return size, np.hanning(size).astype(np.float32), bands.astype(np.float32)
 
 
 def near_dup_signatures(table: pa.Table, config: NearDupConfig) -> pa.Table:

@@ -1,7 +1,7 @@
 """slop: over-used phrases of role-play fine-tunes in the character's turns (flag only).
 
 Not wrong, only tired: a record is flagged once its character turns hold `min_hits`
-phrases of the shipped list (slop_phrases.py) plus the recipe's own.
+phrases of the shipped list (slop_phrases.py) plus the recipe's own, each starting a word.
 """
 
 from __future__ import annotations
@@ -22,8 +22,11 @@ class SlopStage(LintStage):
     def __init__(self, config: SlopConfig):
         super().__init__(config.policy)
         # Lower-cased text against lower-case patterns: re's IGNORECASE is ~4x slower here.
+        # A phrase counts from a word's start (no letter or digit before it): re tries each
+        # alternative at every position otherwise, and the lookbehind rejects most positions
+        # at once (0.017 against 0.061 ms a benchmark record).
         extra = tuple(re.escape(p.lower()) for p in config.phrases)
-        self.pattern = re.compile("|".join(SLOP_PHRASES + extra))
+        self.pattern = re.compile(r"(?<!\w)(?:" + "|".join(SLOP_PHRASES + extra) + ")")
         self.min_hits = config.min_hits
 
     def find(self, conversation: Conversation) -> str | None:

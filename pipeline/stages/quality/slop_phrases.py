@@ -1,7 +1,8 @@
 """The shipped list of over-used phrases of role-play fine-tunes ("slop"). Edit freely.
 
 Multi-word phrases only: single words ("tapestry", "testament") misfire on ordinary prose.
-Each entry is a lower-case regular expression matched against the lower-cased character turn;
+Each entry is a lower-case regular expression matched against the lower-cased character turn
+where a word starts (not after a letter or digit: "hi don't bite" is no "i don't bite");
 `quality.slop.phrases` in the recipe adds plain phrases to it.
 """
 

@@ -130,6 +130,18 @@ def test_slop_counts_shipped_and_recipe_phrases_and_only_flags():
         SlopConfig(policy="quarantine")
 
 
+def test_a_slop_phrase_counts_only_from_the_start_of_a_word():
+    inside = _with_reply("inside", "Ahi don't bite much. Ostrich tapestry, said the sign.")
+    words = _with_reply("words", "I don't bite much. Such a rich tapestry, said the sign.")
+    out = SlopStage(SlopConfig()).process(table(inside, words), BatchContext())
+    assert _flags(out) == [[], ["slop"]]
+    # A recipe phrase that opens with punctuation still counts after a space.
+    extra = SlopStage(SlopConfig(phrases=["*smirks*"], min_hits=1))
+    assert _flags(extra.process(table(_with_reply("s", "Oh? *smirks*")), BatchContext())) == [
+        ["slop"]
+    ]
+
+
 def test_language_mismatch_flags_a_turn_in_another_language_and_records_the_language():
     mixed = clean_pippa("mixed")
     mixed["messages"][-1]["content"] = (

@@ -23,6 +23,7 @@ from pipeline.stages.quality.signatures import (
     image_hash,
     lsh_bands,
     near_dup_signatures,
+    phash,
     shingle_hashes,
 )
 
@@ -136,6 +137,14 @@ def test_a_quieter_reencoded_clip_is_an_audio_near_duplicate_and_another_clip_is
     _, plan = _plan(records)
     audio = [(p["a"], p["b"]) for p in plan.pairs.to_pylist() if p["modality"] == "audio"]
     assert audio == [("a", "b")]
+
+
+def test_phash_of_a_32px_image_signs_its_lowest_dct_frequencies_against_their_median():
+    import scipy.fft
+
+    luma = np.random.default_rng(3).integers(0, 256, (32, 32), dtype=np.uint8)
+    low = scipy.fft.dct(scipy.fft.dct(luma.astype(np.float64), axis=0), axis=1)[:8, :8]
+    assert phash(luma) == int("".join("1" if v else "0" for v in (low > np.median(low)).ravel()), 2)
 
 
 def test_silent_audio_has_no_hash():
@@ -275,11 +284,12 @@ def test_a_clip_shorter_than_one_frame_per_segment_has_no_hash_and_is_counted(re
 
 def test_clips_of_eight_frames_or_more_keep_their_hash_bits():
     # The hashes these clips had before clips under eight frames lost theirs; guzheng's moved
-    # 1 bit when a segment became the mean of six frames, not of every hop (quality5).
+    # 1 bit when a segment became the mean of six frames, not of every hop (quality5), owl
+    # hoot 1 when the spectrum was read at the clip's own rate, not resampled (quality6).
     assert audio_hash(_tone(AUDIO_MIN_SAMPLES)) == 0x1A1A1A1A1A1A1A1A
     for name, bits in (
         ("guzheng_pluck.wav", 0x232B2D13D5150ECF),
-        ("owl_hoot.wav", 0x1E1E1C1C1C1E1C1C),
+        ("owl_hoot.wav", 0x1C1E1C1C1C1E1C1C),
         ("major_chord.flac", 0x3F3E3E3E363E3E3E),
     ):
         assert audio_hash(_media(f"audio/{name}")["bytes"]) == bits
@@ -291,31 +301,34 @@ def test_clips_of_eight_frames_or_more_keep_their_hash_bits():
 # segments average six frames each, not every hop (birdsong moved 2 bits, guzheng, ocean
 # waves and shanty 1), and JPEGs are decoded by OpenCV at 1/4 scale, not 1/2 (forest path,
 # tea house and the resaved storm moved 2 bits; the storm pair is now 0 bits apart, was 2).
-# The demo's near-duplicate pairs are the same.
+# The demo's near-duplicate pairs are the same. quality6 read clips at their own rate, with
+# no resample to 8 kHz: owl hoot and ship bell moved 1 bit; and its pHash area-averages to
+# 32x32 (OpenCV), not LANCZOS (Pillow): campfire, chalkboard, fraction pies, tea house and
+# both storms moved 2 bits (the storm pair is 2 bits apart again). The pairs are the same.
 DEMO_HASHES = {
     "audio/birdsong.ogg": 0x18000400081,
     "audio/guzheng_pluck.wav": 0x232B2D13D5150ECF,
     "audio/kettle_whistle.flac": 0x1010101010101,
     "audio/major_chord.flac": 0x3F3E3E3E363E3E3E,
     "audio/ocean_waves.flac": 0x303030B03030303,
-    "audio/owl_hoot.wav": 0x1E1E1C1C1C1E1C1C,
+    "audio/owl_hoot.wav": 0x1C1E1C1C1C1E1C1C,
     "audio/shanty_melody.mp3": 0x3F170B0B171F2F2F,
-    "audio/ship_bell.wav": 0xF0F0F0F0F0F0F0F,
+    "audio/ship_bell.wav": 0xF0F0F0F0F0F0F0E,
     "audio/stream.mp3": 0x0,
     "audio/wind_gust.ogg": 0x1B1B1B131B1B1B1B,
     "images/airship_sunset.jpg": 0xCACC34B27B45CB0B,
-    "images/campfire.png": 0x8C7B038C7B855C73,
-    "images/chalkboard_shapes.png": 0xEA9E1FE19034E127,
+    "images/campfire.png": 0x8C7B038C7B856C73,
+    "images/chalkboard_shapes.png": 0xFA9E1FE19024E127,
     "images/constellation.png": 0x852D2B178FADF046,
     "images/desk_lamp.jpg": 0x9AE6419626C9769D,
     "images/forest_path.jpg": 0x9DF9A7C252125A2D,
-    "images/fraction_pies.jpg": 0xEF2491DA46A53D4A,
+    "images/fraction_pies.jpg": 0xEF2491CA46B53D4A,
     "images/mooncakes.png": 0xC07A3FB072CD81CE,
     "images/night_harbor.jpg": 0xE0AD0F72725A5ACA,
     "images/old_oak.jpg": 0xBFBBCCCC822242CB,
-    "images/sea_storm.jpg": 0xF0D01F1FDAD0493C,
-    "images/sea_storm_resaved.jpg": 0xF0D01F1FDAD0493C,
-    "images/tea_house.jpg": 0xE6599F86196629A6,
+    "images/sea_storm.jpg": 0xD0D01F1FDAD049BC,
+    "images/sea_storm_resaved.jpg": 0xF0D01F1FDAD049B8,
+    "images/tea_house.jpg": 0xE6599E86596629A6,
     "images/tea_set.jpg": 0xBCCA4315BF66C489,
     "images/treasure_map.jpg": 0xCC0F97B678E0E1E0,
 }

@@ -187,7 +187,7 @@ def test_a_tokenizer_that_strips_around_its_added_tokens_is_counted_whole():
 
 def test_media_headers_read_by_validate_and_augment_count_as_a_header_read_would(tiny_counter):
     # The ledger takes a clip's frames and rate (and a variant image's size) from what
-    # validation probed and augment's encoders wrote, and its rows from the batch context:
+    # validation probed or decoded and augment's encoders wrote, and its rows from the batch context:
     # the counts must be those of the written rows read back, headers parsed again.
     from augmenters import RecordAugmenter
     from augmenters.config import AugmentConfig
@@ -215,8 +215,9 @@ def test_media_headers_read_by_validate_and_augment_count_as_a_header_read_would
         batch = stage.process(batch, ctx).table
     assert batch.num_rows == 4
     noted = {id(data) for data, _ in ctx.media_headers.values()}
-    variants = [row for row in ctx.rows(batch) if row["parent_id"]]
-    assert all(id(m["bytes"]) in noted for v in variants for m in v["images"] + v["audios"])
+    train = [row for row in ctx.rows(batch) if row["split"] == "train"]
+    assert len(train) == 3  # the original (its image decoded for augment) and its variants
+    assert all(id(m["bytes"]) in noted for v in train for m in v["images"] + v["audios"])
     assert [q["tokens"] for q in _quality_of(batch)] == tiny_counter.count_many(batch.to_pylist())
 
 
@@ -234,3 +235,25 @@ def test_a_media_header_is_taken_for_its_own_bytes_object_only(tiny_counter):
 
 def _quality_of(batch):
     return batch["quality"].to_pylist()
+
+
+def test_an_image_decoded_by_validation_is_noted_at_its_viewed_size(tiny_counter):
+    import io
+
+    from PIL import Image
+
+    from pipeline.recipe import MediaLimits
+    from pipeline.stages.validate import validate_record
+    from trainers.media import image_size
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to view: 37 wide, 23 high, seen 23 x 37
+    buf = io.BytesIO()
+    Image.new("RGB", (37, 23), (90, 40, 10)).save(buf, "JPEG", exif=exif)
+    r = record("turned", [("user", "<image>Look"), ("assistant", "A tall one.")])
+    r["images"] = [{"bytes": buf.getvalue(), "path": "t.jpg"}]
+    ctx = BatchContext()
+    validate_record(r, MediaLimits(), decoded={}, headers=ctx)
+    data = r["images"][0]["bytes"]
+    assert ctx.media_headers[id(data)] == (data, image_size(data)) == (data, (37, 23))
+    assert tiny_counter.count_many([r], ctx.media_headers) == [tiny_counter.count(r)]
