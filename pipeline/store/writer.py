@@ -440,11 +440,11 @@ class ShardWriter:
         part = rows["part"].to_numpy(zero_copy_only=False)
         row = rows["row"].to_numpy(zero_copy_only=False)
         buffers = MediaBuffers(BATCH_MAX_BYTES)
-        for start, stop in plan_cuts(nbytes, BATCH_MAX_BYTES, BATCH_MAX_ROWS):
-            # The batch's rows in id order, their media bytes read from the parts into
-            # place (`PartSet.gather`: one copy, into a buffer an earlier batch of this
-            # shard used; the parts' pages are not kept mapped).
-            gathered = parts.gather(part[start:stop], row[start:stop], buffers)
+        cuts = plan_cuts(nbytes, BATCH_MAX_BYTES, BATCH_MAX_ROWS)
+        # Each batch's rows in id order, their media bytes read from the parts into place
+        # (`PartSet.gather_cuts`: one copy, into a buffer an earlier batch of this shard
+        # used; the parts' pages are not kept mapped).
+        for gathered in parts.gather_cuts(part, row, cuts, buffers):
             table = gathered.select(self.schema.names)
             del gathered
             table = pa.Table.from_arrays(table.columns, schema=self.schema)
