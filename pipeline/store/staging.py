@@ -495,11 +495,20 @@ class PartSet:
                 last += 1
             begin, end = cuts[first][0], cuts[last - 1][1]
             window = self.copy_out(parts[begin:end], rows[begin:end], stripped=True)
+            # Each cut's rows taken into their order from the window's copies made one
+            # (light rows: Arrow's take beats concatenating one-row slices, ~3 against
+            # ~5 ms a cut of 256 rows).
+            copied = pa.concat_batches(window.batches, memory_pool=copy_pool())
+            starts = np.cumsum([0] + [b.num_rows for b in window.batches])
+            order = starts[np.asarray(window.source, np.int64)] + np.asarray(window.offset)
+            del window
             for start, stop in cuts[first:last]:
-                table = window.take(start - begin, stop - begin, from_zero=True)
+                taken = copied.take(pa.array(order[start - begin : stop - begin]))
+                table = pa.Table.from_batches([taken])
+                del taken
                 yield self._with_media(table, parts[start:stop], rows[start:stop], buffers)
                 del table
-            del window
+            del copied
             first = last
 
     def _light_bytes(self, parts: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -613,17 +622,14 @@ class CopiedRows:
     source: list[int]
     offset: list[int]
 
-    def take(self, start: int, stop: int, from_zero: bool = False) -> pa.Table:
-        """Return rows [start, stop) in order as one table (one chunk); `from_zero`: its
-        arrays hold exactly its rows from offset 0 (a copy where a view would not)."""
+    def take(self, start: int, stop: int) -> pa.Table:
+        """Return rows [start, stop) in order as one table (one chunk)."""
         sources, offsets = self.source[start:stop], self.offset[start:stop]
         if not sources:
             return pa.Table.from_batches([], schema=self.batches[0].schema)
         first = offsets[0]
-        if (
-            sources.count(sources[0]) == len(sources)
-            and offsets == list(range(first, first + len(offsets)))
-            and not (from_zero and (first or len(offsets) < self.batches[sources[0]].num_rows))
+        if sources.count(sources[0]) == len(sources) and offsets == list(
+            range(first, first + len(offsets))
         ):
             # Consecutive rows of one copy (rows staged in id order): a view is enough.
             return pa.Table.from_batches([self.batches[sources[0]].slice(first, len(offsets))])
