@@ -337,7 +337,7 @@ class _Lease:
 
 
 class MediaBuffers:
-    """Buffers that one shard task reads each batch's media bytes into (`PartSet.gather`),
+    """Buffers that one shard task reads each batch's media bytes into (`PartSet.gather_cuts`),
     reused from batch to batch.
 
     Allocated afresh per batch (`copy_pool`), every batch's ~32 MB was a new mapping (glibc
