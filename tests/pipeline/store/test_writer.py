@@ -423,16 +423,18 @@ def test_a_shard_task_holds_only_the_batch_being_written_while_it_copies_the_nex
     random.Random(5).shuffle(records)
     monkeypatch.setattr(writer_module, "BATCH_MAX_ROWS", 4)
     held: list[int] = []
-    gather = PartSet.gather
+    buffers: list[int] = []
+    with_media = PartSet._with_media
 
-    def counted(self, parts, rows):
-        held.append(arrow_bytes())  # Arrow memory alive as a batch is gathered
-        return gather(self, parts, rows)
+    def counted(self, table, parts, rows, lent):
+        held.append(arrow_bytes())  # Arrow memory alive as a batch's media are read
+        buffers.append(lent.held)  # the media buffers the task holds (lent or free)
+        return with_media(self, table, parts, rows, lent)
 
     def arrow_bytes() -> int:  # the copies live in the system pool (`copy_pool`)
         return pa.total_allocated_bytes() + pa.system_memory_pool().bytes_allocated()
 
-    monkeypatch.setattr(PartSet, "gather", counted)
+    monkeypatch.setattr(PartSet, "_with_media", counted)
     baseline = arrow_bytes()
     shards = _write(tmp_path, records, rows_per_part=5)
     assert [s.rows for s in shards] == [12]
@@ -441,6 +443,32 @@ def test_a_shard_task_holds_only_the_batch_being_written_while_it_copies_the_nex
     # (4 MB) is alive at each copy; the batch written before it is not (the loops around
     # the batches, the digester and the hasher let it go): that would be 8 MB.
     assert max(held) - baseline < 6 * mb
+    # Its media bytes live in the task's reused buffers: the third batch's went into the
+    # first's, so the task never held more than two.
+    assert buffers == [0, 1, 2]
+
+
+def test_a_media_buffer_is_lent_again_only_once_no_array_refers_to_it() -> None:
+    from pipeline.store.staging import MediaBuffers
+
+    buffers = MediaBuffers(min_bytes=64)
+    first, view = buffers.lend(10)
+    view[:] = b"0123456789"
+    array = pa.Array.from_buffers(
+        pa.binary(), 1, [None, pa.py_buffer(np.array([0, 10], np.int32)), first]
+    )
+    del first, view
+    second, _ = buffers.lend(10)
+    assert second.address != array.buffers()[2].address  # still in use: another one
+    assert array.to_pylist() == [b"0123456789"]
+    address = array.buffers()[2].address
+    del array
+    again, _ = buffers.lend(64)  # free now, and big enough (`min_bytes`)
+    assert again.address == address and again.size == 64
+    assert buffers.held == 2
+    del again
+    bigger, _ = buffers.lend(100)  # too small: replaced, not added
+    assert bigger.size == 100 and buffers.held == 2
 
 
 def test_rows_copied_out_of_parts_live_in_the_system_pool(tmp_path: Path) -> None:
@@ -461,3 +489,20 @@ def test_rows_copied_out_of_parts_live_in_the_system_pool(tmp_path: Path) -> Non
     assert copy_pool().bytes_allocated() - system_before >= 6 << 20
     assert pa.total_allocated_bytes() - default_before < 1 << 20
     assert table.num_rows == 6
+
+
+def test_shards_are_the_same_whatever_many_batches_share_one_copy_of_their_light_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `PartSet.gather_cuts` copies the rows without their media out of the parts for a
+    # window of batches at once (`LIGHT_WINDOW_BYTES`): one batch a window or all of them,
+    # the same batches, so the same bytes.
+    records = _varied_records()
+    for record in records:  # the writer refuses a null media list
+        record["images"] = record["images"] or []
+    monkeypatch.setattr("pipeline.store.writer.BATCH_MAX_ROWS", 3)
+    shared = _write(tmp_path, records, rows_per_part=4, fmt="parquet", name="shared")
+    monkeypatch.setattr("pipeline.store.staging.LIGHT_WINDOW_BYTES", 1)
+    alone = _write(tmp_path, records, rows_per_part=4, fmt="parquet", name="alone")
+    assert [s.sha256 for s in shared] == [s.sha256 for s in alone]
+    assert [s.row_digests_sha256 for s in shared] == [s.row_digests_sha256 for s in alone]
