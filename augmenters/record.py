@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import os
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
@@ -321,6 +322,10 @@ LANES: dict[str, type[_Lane]] = {
 }
 
 
+# The ops of the augmenter (by its `_token`) whose copies this process last unpickled.
+_BUILT: dict[str, dict[str, list[Op]]] = {}
+
+
 class RecordAugmenter:
     """Makes the augmented variants of canonical records for one recipe; cheap to build and to pickle.
 
@@ -333,15 +338,39 @@ class RecordAugmenter:
         self.seed = int(seed)
         self.recipe_hash = recipe_hash
         self._ops: dict[str, list[Op]] | None = None
+        # Names this augmenter and its pickled copies: every task of a record pass gets its
+        # own copy, and they share one build of the ops per process (`ops`).
+        self._token = os.urandom(16).hex()
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_ops": None}
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._shares_ops = True  # a copy: its ops may come from (and go to) `_BUILT`
+
     @property
     def ops(self) -> dict[str, list[Op]]:
-        """Return the recipe's ops per modality, built once per process."""
+        """Return the recipe's ops per modality, built once per process.
+
+        A copy unpickled in a Ray worker (one per task) takes the ops the worker built for
+        an earlier copy of the same augmenter: building them per task cost ~1-3 ms (nlpaug
+        reads its keyboard model, albumentations validates its arguments), one task per
+        ~26 records. Only the last augmenter's are kept, so a worker holds one set; a new
+        augmenter (a new pass, a new recipe) builds its own, reading any file it names
+        afresh. Ops keep no state between records (a record's variants are the same at
+        any task size), so sharing them across tasks changes no variant. The augmenter
+        itself (not a copy: the driver's) keeps its ops to itself, so they go with it.
+        """
         if self._ops is None:
-            self._ops = build_ops(self.augment)
+            token = getattr(self, "_token", None) if getattr(self, "_shares_ops", False) else None
+            built = _BUILT.get(token) if token is not None else None
+            if built is None:
+                built = build_ops(self.augment)
+                if token is not None:
+                    _BUILT.clear()
+                    _BUILT[token] = built
+            self._ops = built
         return self._ops
 
     @property

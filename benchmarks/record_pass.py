@@ -156,6 +156,11 @@ def _pass_steps(bench: InProcessPass) -> list[tuple[Any, str, str]]:
     return steps + [
         (BatchContext, "rows", "  rows to Python (ctx.rows)"),
         (record._VariantBuilder, "apply", "  augment: ops applied"),
+        (record._TextLane, "draw", "  augment: text drawn (rewrites the turn)"),
+        (record._ImageLane, "draw", "  augment: image params drawn"),
+        (record._AudioLane, "draw", "  augment: audio params drawn"),
+        (record.RecordAugmenter, "_rng", "  augment: generators seeded"),
+        (record.RecordAugmenter, "_assemble", "  augment: variant assembled"),
         (record._VariantBuilder, "changed_media", "  augment: encode changed media"),
         (augment.AugmentStage, "_within_limits", "  augment: variants held to the limits"),
         (augment, "records_to_table", "  augment: variants to Arrow"),

@@ -30,6 +30,9 @@ WORKER_ENV = {
     "MALLOC_TRIM_THRESHOLD_": "268435456",
     "TOKENIZERS_PARALLELISM": "false",
 }
+# Run by every worker Ray starts for a session, named (not imported) so the driver does
+# not import it and a worker imports only it (`worker_setup.py`).
+WORKER_SETUP_HOOK = "pipeline.execution.worker_setup.worker_setup"
 # Loggers that announce things on every start (token auth, disabled progress bars); our own
 # rich progress replaces them, and real problems still surface as errors.
 NOISY_LOGGERS = (
@@ -94,14 +97,15 @@ def ensure_ray() -> None:
         "log_to_driver": False,
         "configure_logging": True,
         "logging_level": logging.WARNING,
+        # Every worker of the session sets its collector's thresholds before its first task.
+        "runtime_env": {"worker_process_setup_hook": WORKER_SETUP_HOOK},
     }
     if address:
         # Workers of an existing cluster do not inherit this process's environment, and
         # they must run exactly this code for content ids to match: ship both.
-        kwargs["runtime_env"] = {
-            "env_vars": {k: os.environ[k] for k in WORKER_ENV},
-            "py_modules": _code_modules(),
-        }
+        kwargs["runtime_env"].update(
+            env_vars={k: os.environ[k] for k in WORKER_ENV}, py_modules=_code_modules()
+        )
     else:
         kwargs["include_dashboard"] = False
         # The embedded object store defaults to 30% of RAM; this caps it (e.g. on CI).

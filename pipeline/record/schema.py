@@ -134,10 +134,20 @@ RECORD_SCHEMA = record_schema()
 WORK_SCHEMA = record_schema(with_source_ref=True)
 
 
-def records_to_table(records: list[dict[str, Any]], schema: pa.Schema = WORK_SCHEMA) -> pa.Table:
-    """Return an Arrow table of canonical record dicts; keys the schema lacks are ignored."""
-    columns = {f.name: [r.get(f.name) for r in records] for f in schema}
-    return pa.Table.from_pydict(columns, schema=schema)
+def records_to_table(
+    records: list[dict[str, Any]],
+    schema: pa.Schema = WORK_SCHEMA,
+    memory_pool: pa.MemoryPool | None = None,
+) -> pa.Table:
+    """Return an Arrow table of canonical record dicts; keys the schema lacks are ignored.
+    Its buffers come from `memory_pool` (Arrow's default pool when None)."""
+    # `Table.from_pydict` converts each column as `pa.array(column, type)` does, but takes
+    # no pool; the arrays are the same either way.
+    arrays = [
+        pa.array([r.get(f.name) for r in records], type=f.type, memory_pool=memory_pool)
+        for f in schema
+    ]
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 def count_placeholders(messages: list[dict[str, Any]], placeholder: str) -> int:

@@ -179,7 +179,14 @@ class AugmentStage:
                 found_of = dict(zip(ids, found, strict=True))
                 for variant in variants:
                     variant["quality"] = inherited(found_of.get(variant["parent_id"]))
-            out.table = pa.concat_tables([batch, records_to_table(variants, batch.schema)])
+            # In the C allocator's pool (glibc, held to `cluster.WORKER_ENV`'s thresholds),
+            # not Arrow's default: mimalloc purges the pages a batch's variants freed after
+            # 10 ms, so in a Ray worker every batch faulted its media copies in afresh
+            # (27-39 minor faults a record); variants to Arrow took 0.66-0.73 -> 0.17-0.19
+            # ms of worker CPU a record at 2,000 records on 2 workers, what it takes in one
+            # long in-process pass (benchmarks/record_pass.py --steps).
+            variants_table = records_to_table(variants, batch.schema, pa.system_memory_pool())
+            out.table = pa.concat_tables([batch, variants_table])
             out.stats["variants"] = len(variants)
             # A later stage of the batch (the token ledger) reads the variants as written,
             # without converting their media bytes back out of Arrow.

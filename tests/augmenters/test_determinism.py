@@ -183,3 +183,16 @@ def test_a_batch_restores_global_state_once_and_changes_no_output():
         batched = [digest(augmenter.variants(r)[0]) for r in recs]
     assert batched == alone
     assert random.getstate() == before
+
+
+def test_copies_of_one_augmenter_share_one_build_of_the_ops_per_process():
+    import pickle
+
+    augmenter = make_augmenter(seed=11, **FULL)
+    blob = pickle.dumps(augmenter)  # one copy per Ray task, as a record pass ships it
+    first, second = pickle.loads(blob), pickle.loads(blob)
+    assert first.ops is second.ops
+    assert digest(second.variants(make_record())[0]) == digest(augmenter.variants(make_record())[0])
+    other = pickle.loads(pickle.dumps(make_augmenter(seed=11, **FULL)))
+    assert other.ops is not first.ops, "another augmenter (a new pass) builds its own"
+    assert augmenter.ops is not first.ops, "the original keeps its ops to itself"

@@ -89,3 +89,31 @@ def test_a_cpu_held_by_other_work_is_not_waited_for(
     # the wait (then it retires a fresh worker there), never the busy one's.
     assert 1 <= len(retired) <= 2
     assert ray.get(busy) not in {pid for _, pid in retired}
+
+
+def test_every_worker_of_a_session_starts_with_the_collectors_worker_thresholds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import gc
+    import importlib
+
+    import ray
+
+    from pipeline.execution import cluster
+    from pipeline.execution.worker_setup import WORKER_GC_THRESHOLDS
+
+    started: dict = {}
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kwargs: started.update(kwargs))
+    monkeypatch.setattr(cluster, "watch_driver", lambda: None)
+    monkeypatch.setattr(cluster, "_REAPER", None, raising=False)
+    cluster.ensure_ray()
+    # Ray imports the hook by its dotted name in each worker it starts, before any task.
+    module, name = started["runtime_env"]["worker_process_setup_hook"].rsplit(".", 1)
+    before = gc.get_threshold()
+    try:
+        gc.set_threshold(700, 10, 10)
+        getattr(importlib.import_module(module), name)()
+        assert gc.get_threshold() == WORKER_GC_THRESHOLDS
+    finally:
+        gc.set_threshold(*before)

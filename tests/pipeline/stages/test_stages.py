@@ -11,7 +11,7 @@ import pytest
 from augmenters.stats import AugmentStats
 from pipeline.recipe import MediaLimits, SplitConfig
 from pipeline.record.ids import variant_id
-from pipeline.record.schema import WORK_SCHEMA
+from pipeline.record.schema import WORK_SCHEMA, records_to_table
 from pipeline.stages.augment import AugmentStage
 from pipeline.stages.base import BatchContext
 from pipeline.stages.dedup import DedupStage
@@ -210,6 +210,19 @@ def test_augment_adds_variants_to_train_only_and_a_failing_augmenter_keeps_the_o
     assert result.rejects == [] and result.stats == {"variants": 2}
     assert result.detail.variants == 2 and result.detail.failed_variants == 1
     assert ctx.facts[("id-0000", "augment")].variants == 2
+
+
+def test_records_to_table_makes_the_same_table_in_whichever_pool_it_is_given() -> None:
+    records = [work_record(i, split="train", source_ref=None) for i in range(3)]
+    expected = pa.Table.from_pydict(
+        {f.name: [r.get(f.name) for r in records] for f in WORK_SCHEMA}, schema=WORK_SCHEMA
+    )
+    pool = pa.system_memory_pool()  # the augment stage's, for its variants
+    before = pool.bytes_allocated()
+    table = records_to_table(records, WORK_SCHEMA, pool)
+    assert table.equals(expected) and table.schema.equals(expected.schema, check_metadata=True)
+    media = sum(len(r["images"][0]["bytes"]) for r in records)
+    assert pool.bytes_allocated() - before >= media, "the media bytes live in the pool given"
 
 
 @pytest.mark.parametrize(("limit", "kept"), [(1.05, 0), (1.2, 1)])
