@@ -21,7 +21,7 @@ new memo from the ranges' outputs.
 Only a UTF-8 file stored as JSON lines is cut: UTF-16/32 text is transcoded whole, a
 `.jsonl` holding one JSON array is one document, and a SillyTavern chat file is one
 record, so those are read whole by one task, as is a file too small to pay for more
-tasks than one (`MIN_RANGE_BYTES`).
+tasks than one (`SPLIT_FROM_BYTES`).
 """
 
 from __future__ import annotations
@@ -45,10 +45,13 @@ from pipeline.readers.files import sniff_kind
 from pipeline.record.rejection import QuarantineEntry
 from pipeline.store.manifest import InputFile
 
-# Below this many bytes per range, one more task costs more than it saves. Measured on 2
-# CPUs (docs/ARCHITECTURE.md, "Execution settings"): a task costs 15-20 ms to submit and
-# collect; the benchmark corpus ingests about 1.2 ms of CPU per 1.4 KB record, so a range
-# of 64 KiB (~45 records, ~55 ms) is the smallest that still gains.
+# A file under this is read by one task: measured on 2 loaded CPUs (ingest alone, warm
+# workers, medians of 6), one task vs ranges of the benchmark corpus (1.4 KB a record):
+# 140 KB 0.15 vs 0.11 s, 210 KB 0.18 vs 0.18 s, 280 KB 0.28 vs 0.23 s, 420 KB 0.34 vs
+# 0.30 s; the ranges cost 0.01-0.03 s more CPU (a task's submit and collect, the
+# driver's pass over the file). At 2.8 MB a whole job's ingest fell from 4.2 s to 1.5-2.4 s.
+SPLIT_FROM_BYTES = 256 * 1024
+# No range is smaller than this (~45 records of the benchmark corpus, ~55 ms of ingest).
 MIN_RANGE_BYTES = 64 * 1024
 
 
@@ -75,7 +78,7 @@ def plan_ranges(
     to `pieces` ranges, or None when one task reads it whole (too small, not UTF-8 JSON
     lines, or one record per file). `media_hold(pins)`: whether a memo's media still hold."""
     size = source_fs.size(file) or 0
-    if pieces < 2 or size < 2 * MIN_RANGE_BYTES:
+    if pieces < 2 or size < max(SPLIT_FROM_BYTES, 2 * MIN_RANGE_BYTES):
         return None
     if not is_json_lines(file, source_fs) or sniff_kind(file, source_fs) != "jsonl":
         return None

@@ -43,6 +43,7 @@ def ranges(monkeypatch: pytest.MonkeyPatch) -> list[LinesFrom]:
     monkeypatch.setattr(readers, "json_lines_from", lines)
     monkeypatch.setattr(TaskRunner, "cpus", lambda self: 2)
     monkeypatch.setattr(ingest_ranges, "MIN_RANGE_BYTES", 256)
+    monkeypatch.setattr(ingest_ranges, "SPLIT_FROM_BYTES", 512)
     return seen
 
 
@@ -102,6 +103,7 @@ def test_cuts_inside_a_multibyte_character_or_a_crlf_move_to_the_next_line(
     cut_inside = set()
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(ingest_ranges, "MIN_RANGE_BYTES", 16)
+        patch.setattr(ingest_ranges, "SPLIT_FROM_BYTES", 32)
         for pieces in range(2, 40):
             plan = plan_ranges(str(path), "auto", pieces, None, None, LOCAL, None)
             assert plan is not None and len(plan.ranges) == pieces
