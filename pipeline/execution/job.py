@@ -186,7 +186,9 @@ class DataJob:
         # JSON lines file by several tasks (a byte range each: `ingest_ranges`).
         tasks_per_source = max(1, self.tasks.cpus() * INGEST_TASKS_PER_CPU)
         for i, (source, files) in enumerate(zip(self.recipe.sources, files_of, strict=True)):
-            ranged = self._ranges_of(i, files, tasks_per_source, source_fs)
+            # Ranges only where tasks run side by side: in this process they cost, not gain.
+            pieces = tasks_per_source if self.tasks.cpus() > 1 else 1
+            ranged = self._ranges_of(i, files, pieces, source_fs)
             if ranged is not None:
                 reads = [{ranged.file: r} for r in ranged.ranges]
                 groups = [files] * len(reads)
