@@ -45,12 +45,14 @@ from pipeline.readers.files import sniff_kind
 from pipeline.record.rejection import QuarantineEntry
 from pipeline.store.manifest import InputFile
 
-# A file under this is read by one task: measured on 2 loaded CPUs (ingest alone, warm
-# workers, medians of 6), one task vs ranges of the benchmark corpus (1.4 KB a record):
-# 140 KB 0.15 vs 0.11 s, 210 KB 0.18 vs 0.18 s, 280 KB 0.28 vs 0.23 s, 420 KB 0.34 vs
-# 0.30 s; the ranges cost 0.01-0.03 s more CPU (a task's submit and collect, the
-# driver's pass over the file). At 2.8 MB a whole job's ingest fell from 4.2 s to 1.5-2.4 s.
-SPLIT_FROM_BYTES = 256 * 1024
+# A file under this is read by one task. Measured on 2 loaded CPUs (load 7-12), the
+# benchmark's whole job (cache off, warm workers, one Ray session, alternating), the
+# ingest stage's median, one task vs ranges: 546 KB (400 records) 0.34 vs 0.41 s over 8
+# pairs but 0.62 vs 0.47 s over 6 (noise: no gain to count on); 1.1 MB (800 records) 0.61
+# vs 0.44 s over 6; 2.8 MB (2,000 records) 2.84 vs 2.66 s over 3. Ingest alone with warm
+# workers broke even near 210 KB; ranges cost 0.01-0.03 s more CPU (a task's submit and
+# collect, the driver's pass over the file).
+SPLIT_FROM_BYTES = 1024 * 1024
 # No range is smaller than this (~45 records of the benchmark corpus, ~55 ms of ingest).
 MIN_RANGE_BYTES = 64 * 1024
 
