@@ -24,7 +24,8 @@ import hashlib
 import io
 import json
 import logging
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
@@ -135,41 +136,48 @@ class FilePrefix:
 
     size: int
     prefix_sha256: str | None
-    sha256: str
+    sha256: str | None  # None: not hashed (`file_prefix(digest=False)`)
     lines: int  # newlines in the whole file
     ends_line: bool  # its last byte is a newline (or it is empty)
     prefix_ends_line: bool
+    # offset -> newlines before it, for each of `file_prefix`'s `marks` the file reaches.
+    lines_at: dict[int, int] = field(default_factory=dict)
 
 
-def file_prefix(location: str, prefix: int, source_fs: Any) -> FilePrefix:
-    """Hash the file at `location` once: all of it, and its first `prefix` bytes."""
+def file_prefix(
+    location: str, prefix: int, source_fs: Any, marks: Iterable[int] = (), digest: bool = True
+) -> FilePrefix:
+    """Read the file at `location` once: hash all of it and its first `prefix` bytes
+    (unless not `digest`), and count the newlines before each offset of `marks` (where the
+    ranges of a file split between ingest tasks begin)."""
     h = hashlib.sha256()
-    at_prefix = None
+    stops = sorted({prefix, *marks})
+    at: dict[int, tuple[str | None, int, bytes]] = {0: (h.hexdigest(), 0, b"\n")}
     read = 0
     lines = 0
     last = b"\n"
-    before_prefix = b"\n"
     with source_fs.open(location) as f:
-        while True:
-            want = _CHUNK if at_prefix is not None or read >= prefix else min(_CHUNK, prefix - read)
-            chunk = f.read(want)
-            if not chunk:
-                break
-            h.update(chunk)
-            lines += chunk.count(b"\n")
-            read += len(chunk)
-            last = chunk[-1:]
-            if at_prefix is None and read == prefix:
-                at_prefix, before_prefix = h.copy().hexdigest(), last
-    if at_prefix is None and prefix == 0:
-        at_prefix = hashlib.sha256().hexdigest()
+        for stop in [*stops, None]:
+            while stop is None or read < stop:
+                chunk = f.read(_CHUNK if stop is None else min(_CHUNK, stop - read))
+                if not chunk:
+                    break
+                if digest:
+                    h.update(chunk)
+                lines += chunk.count(b"\n")
+                read += len(chunk)
+                last = chunk[-1:]
+            if stop is not None and read == stop:
+                at[stop] = (h.copy().hexdigest() if digest else None, lines, last)
+    prefix_sha256, _, before_prefix = at.get(prefix, (None, 0, b"\n"))
     return FilePrefix(
         size=read,
-        prefix_sha256=at_prefix,
-        sha256=h.hexdigest(),
+        prefix_sha256=prefix_sha256,
+        sha256=h.hexdigest() if digest else None,
         lines=lines,
         ends_line=last == b"\n",
         prefix_ends_line=before_prefix == b"\n",
+        lines_at={m: at[m][1] for m in marks if m in at},
     )
 
 

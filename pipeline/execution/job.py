@@ -28,6 +28,7 @@ from pipeline.execution.cached_quality import cached_quality_tallies
 from pipeline.execution.cached_records import CachedRecords
 from pipeline.execution.cluster import StageResources, TaskRunner, slice_rows
 from pipeline.execution.ingest_memo import load_memo, memo_key, memo_size
+from pipeline.execution.ingest_ranges import RangePlan, merge_ranges, plan_ranges
 from pipeline.execution.ledger import RunLedger
 from pipeline.execution.passes import (
     KEYS_SCHEMA,
@@ -51,6 +52,7 @@ from pipeline.execution.provenance import (
     augmentation_summary,
     code_version,
     held_out_sha256,
+    media_pins_hold,
     pin_locations,
     pinned_file,
     pinned_inputs,
@@ -176,15 +178,26 @@ class DataJob:
         shared = self._ingest_shared = IngestShared(
             self.recipe, self.splitter, self.fs, source_fs, known
         )
-        calls = []
-        names = []
+        calls: list[tuple[IngestTask, IngestShared]] = []
+        # Per source: its tasks' indices in `calls`, and its file's ranges (or None).
+        of_source: list[tuple[list[int], RangePlan | None]] = []
         files_of = self._source_files
-        # A source of many files is read by several tasks (a group of files each).
+        # A source of many files is read by several tasks (a group of files each), one big
+        # JSON lines file by several tasks (a byte range each: `ingest_ranges`).
         tasks_per_source = max(1, self.tasks.cpus() * INGEST_TASKS_PER_CPU)
         for i, (source, files) in enumerate(zip(self.recipe.sources, files_of, strict=True)):
-            per_task = max(1, -(-len(files) // tasks_per_source))
-            groups = [files[j : j + per_task] for j in range(0, len(files), per_task)] or [[]]
-            for g, group in enumerate(groups):
+            # Ranges only where tasks run side by side: in this process they cost, not gain.
+            pieces = tasks_per_source if self.tasks.cpus() > 1 else 1
+            ranged = self._ranges_of(i, files, pieces, source_fs)
+            if ranged is not None:
+                reads = [{ranged.file: r} for r in ranged.ranges]
+                groups = [files] * len(reads)
+            else:
+                per_task = max(1, -(-len(files) // tasks_per_source))
+                groups = [files[j : j + per_task] for j in range(0, len(files), per_task)] or [[]]
+                reads = [None] * len(groups)
+            of_source.append((list(range(len(calls), len(calls) + len(groups))), ranged))
+            for g, (group, lines_from) in enumerate(zip(groups, reads, strict=True)):
                 task = IngestTask(
                     index=len(calls),
                     source=source,
@@ -192,10 +205,11 @@ class DataJob:
                     book_entries=g == 0,
                     folder=os.path.join(self.staging, "ingest", f"s{i}-{g}"),
                     quarantine_path=self._quarantine_part_path(f"ingest-s{i}-{g}"),
-                    memo=self.memos[i],
+                    memo=self.memos[i] if ranged is None else None,
+                    lines_from=lines_from,
+                    ranged=ranged is not None,
                 )
                 calls.append((task, shared))
-                names.append(source.name)
         self.progress.start("ingest", len(calls))
         resources = StageResources.for_stage(self.recipe.execution, "ingest")
         outcomes: list[IngestOutcome | None] = [None] * len(calls)
@@ -205,21 +219,54 @@ class DataJob:
             self.progress.advance("ingest", 1)
         keys = []
         # In recipe order, so the quarantine file reads the same whatever finished first.
-        for outcome, name in zip(outcomes, names, strict=True):
-            assert outcome is not None
-            counts.records_in += outcome.records_in
-            for entry in self._quarantined_by(outcome.quarantine):
-                self.ledger.quarantine("ingest", entry)
-            self.ledger.unmapped_fields[name].update(outcome.unmapped_fields)
-            self.media_inputs.extend(outcome.media)
-            remember_pins(outcome.pins)
-            keys.append(outcome.keys)
-            if outcome.signatures is not None:
-                self.signatures.append(outcome.signatures)
+        for source, (indices, ranged) in zip(self.recipe.sources, of_source, strict=True):
+            done = [outcomes[j] for j in indices]
+            entries = [self._quarantined_by(o.quarantine) for o in done if o is not None]
+            if ranged is not None:
+                whole = merge_ranges(ranged, done, entries, self.fs, source_fs)  # type: ignore[arg-type]
+                reads = [(whole.records_in, whole.entries, whole.unmapped, whole.media)]
+                read_keys, read_sigs = [whole.keys], [whole.signatures]
+            else:
+                reads = [
+                    (o.records_in, e, o.unmapped_fields, o.media)
+                    for o, e in zip(done, entries, strict=True)  # type: ignore[misc]
+                ]
+                read_keys = [o.keys for o in done]  # type: ignore[union-attr]
+                read_sigs = [o.signatures for o in done]  # type: ignore[union-attr]
+            for records_in, its, unmapped, media in reads:
+                counts.records_in += records_in
+                for entry in its:
+                    self.ledger.quarantine("ingest", entry)
+                self.ledger.unmapped_fields[source.name].update(unmapped)
+                self.media_inputs.extend(media)
+            for outcome in done:
+                remember_pins(outcome.pins)  # type: ignore[union-attr]
+            keys += read_keys
+            self.signatures += [s for s in read_sigs if s is not None]
         table = pa.concat_tables(keys) if keys else KEYS_SCHEMA.empty_table()
         counts.out = table.num_rows
         self.progress.finish("ingest")
         return table
+
+    def _ranges_of(self, i: int, files: list[str], pieces: int, source_fs: Any) -> RangePlan | None:
+        """Return how the tasks read source `i`'s one file in byte ranges (`ingest_ranges`),
+        None when it is read by one task (it has many files, or it is small)."""
+        if len(files) != 1:
+            return None
+        recipe = self.recipe
+
+        def media_hold(pins: list[dict[str, Any]]) -> bool:
+            return media_pins_hold(recipe, [InputFile(**p) for p in pins], source_fs)
+
+        return plan_ranges(
+            files[0],
+            recipe.sources[i].format,
+            pieces,
+            self.memos[i],
+            self.fs,
+            source_fs,
+            media_hold,
+        )
 
     def _plan_sources(self) -> Any:
         """List every source's files and find their ingest memos (once per job); choose

@@ -150,8 +150,22 @@ class IngestTask:
     # The memo of a source that is one JSON lines file (`ingest_memo`): read only what
     # was appended since, and kept for the next run. None: the files are read whole.
     memo: str | None = None
-    # file -> where to read it from (`LinesFrom`): lines of a memo read back alone.
+    # file -> where to read it from (`LinesFrom`): lines of a memo read back alone, or
+    # the one range of the source's file that this task reads.
     lines_from: dict[str, Any] | None = None
+    # One of several tasks that read ranges of the source's one file (`ingest_ranges`):
+    # it pins the media of its range and says what of its output is the file's.
+    ranged: bool = False
+
+
+@dataclass
+class FileRead:
+    """What a ranged ingest task read of its file's range (its characters files' part
+    left out): the driver puts the ranges together into the file's memo."""
+
+    records_in: int
+    quarantined: int  # the last this many entries of the task's quarantine part
+    unmapped: dict[str, int]
 
 
 @dataclass
@@ -169,6 +183,7 @@ class IngestOutcome:
     signatures: pa.Table | None = None
     # location -> [stamp, sha256] of its media, for the driver's PinCache.
     pins: dict[str, Any] = field(default_factory=dict)
+    file: FileRead | None = None  # a ranged task's (`IngestTask.ranged`)
 
 
 def ingest_keys(table: pa.Table, splitter: SplitStage, part: str, first_row: int) -> pa.Table:
@@ -257,7 +272,7 @@ def ingest_source(task: IngestTask, shared: IngestShared) -> IngestOutcome:
             return count
 
         source, recipe, source_fs = task.source, shared.recipe, shared.source_fs
-        if memo is None:
+        if memo is None and not task.ranged:
             records_in = read(
                 read_source(
                     source,
@@ -272,8 +287,9 @@ def ingest_source(task: IngestTask, shared: IngestShared) -> IngestOutcome:
             )
         else:
             # The characters files' entries first, as a whole read yields them; then the
-            # file's lines (all of them, or those after its memo).
-            records_in = read(read_source(source, recipe, stats, [], fs=source_fs), rejected)
+            # file's lines (all of them, those after its memo, or the task's range).
+            if task.book_entries:
+                records_in = read(read_source(source, recipe, stats, [], fs=source_fs), rejected)
             file_in = read(
                 read_source(
                     source,
@@ -282,7 +298,7 @@ def ingest_source(task: IngestTask, shared: IngestShared) -> IngestOutcome:
                     task.files,
                     book_entries=False,
                     fs=source_fs,
-                    lines_from=memo.lines_from(),
+                    lines_from=memo.lines_from() if memo is not None else task.lines_from,
                 ),
                 file_rejected,
             )
@@ -294,25 +310,56 @@ def ingest_source(task: IngestTask, shared: IngestShared) -> IngestOutcome:
     # The manifest pins every media file by its sha256: hashed here, beside the reading,
     # so the driver never reads a media byte (one task per source does it).
     lines_from = memo.lines_from() if memo is not None else task.lines_from
-    media = media_entries(source, recipe, source_fs, lines_from) if task.book_entries else []
+    pin_media = task.book_entries or task.ranged
+    media = media_entries(source, recipe, source_fs, lines_from) if pin_media else []
+    file_read = None
+    if task.ranged:
+        records_in += file_in
+        rejected += file_rejected
+        unmapped.update(file_stats.unmapped_fields)
+        file_read = FileRead(file_in, len(file_rejected), dict(file_stats.unmapped_fields))
     if memo is not None:
-        kept = _file_memo(memo, task, file_in, file_stats, file_rejected, table, sigs, media)
+        if memo.old is not None:
+            detected = memo.old.detected
+        elif task.source.format == "auto":
+            detected = next(iter(file_stats.detected.values()), None)
+        else:
+            detected = task.source.format
+        kept = file_memo(
+            memo,
+            detected,
+            file_in,
+            file_rejected,
+            file_stats.unmapped_fields,
+            table,
+            sigs,
+            media,
+        )
         memo.keep(kept, shared.fs, source_fs)
         records_in += kept.records_in
         rejected += kept.quarantine
         unmapped.update(kept.unmapped)
         if memo.old is not None:
-            table = pa.concat_tables([_lying_nowhere(memo.old.keys), table])
+            table = pa.concat_tables([lying_nowhere(memo.old.keys), table])
         sigs = kept.signatures
         media = [InputFile(**p) for p in kept.media]
     quarantine = write_quarantine_part(task.quarantine_path, rejected, shared.fs)
     pins = stamped_pins(abspath(recipe.resolve(m.path)) for m in media)
     return IngestOutcome(
-        task.index, table, records_in, quarantine, dict(unmapped), node_id(), media, sigs, pins
+        task.index,
+        table,
+        records_in,
+        quarantine,
+        dict(unmapped),
+        node_id(),
+        media,
+        sigs,
+        pins,
+        file_read,
     )
 
 
-def _lying_nowhere(keys: pa.Table) -> pa.Table:
+def lying_nowhere(keys: pa.Table) -> pa.Table:
     """Return a memo's keys as KEYS_SCHEMA rows (part and row null: their parts are gone)."""
     n = keys.num_rows
     return pa.table(
@@ -324,25 +371,19 @@ def _lying_nowhere(keys: pa.Table) -> pa.Table:
     )
 
 
-def _file_memo(
+def file_memo(
     memo: MemoRead,
-    task: IngestTask,
+    detected: str | None,
     file_in: int,
-    file_stats: Any,
     file_rejected: list[QuarantineEntry],
+    file_unmapped: dict[str, int],
     keys: pa.Table,
     signatures: pa.Table | None,
     media: list[Any],
 ) -> IngestMemo:
     """Return the memo of the source file as it is now: the old memo (the file only grew)
-    followed by what this task read of it."""
+    followed by what was read of it now (by one task, or by the ranges' tasks together)."""
     old = memo.old
-    if old is not None:
-        detected = old.detected
-    elif task.source.format == "auto":
-        detected = next(iter(file_stats.detected.values()), None)
-    else:
-        detected = task.source.format
     pins = {p["path"]: p for p in (old.media if old is not None else [])}
     pins.update((m.path, m.model_dump()) for m in media)
     new_keys = keys.drop_columns(["part", "row"])
@@ -350,14 +391,12 @@ def _file_memo(
         signatures = pa.concat_tables([old.signatures.cast(signatures.schema), signatures])
     return IngestMemo(
         size=memo.now.size,
-        sha256=memo.now.sha256,
+        sha256=memo.now.sha256 or "",
         lines=memo.now.lines,
         detected=detected,
         records_in=(old.records_in if old is not None else 0) + file_in,
         quarantine=(old.quarantine if old is not None else []) + file_rejected,
-        unmapped=dict(
-            Counter(old.unmapped if old is not None else {}) + file_stats.unmapped_fields
-        ),
+        unmapped=dict(Counter(old.unmapped if old is not None else {}) + Counter(file_unmapped)),
         media=[pins[p] for p in sorted(pins)],
         keys=pa.concat_tables([old.keys.cast(new_keys.schema), new_keys])
         if old is not None

@@ -24,6 +24,7 @@ _EXPORTS = {
     "referenced_media": "pipeline.readers.sources",
     "source_files": "pipeline.readers.files",
     "source_input_files": "pipeline.readers.files",
+    "whole_read_format": "pipeline.readers.sources",
 }
 
 __all__ = sorted(_EXPORTS)

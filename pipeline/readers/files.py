@@ -44,20 +44,27 @@ class RawItem:
 class LinesFrom:
     """Where to read a UTF-8 JSON lines file from instead of its start: byte `offset` (a
     line's first byte), numbering lines from `line` + 1 as a whole read would; `only`
-    (line numbers) yields those lines alone. `detected` is the format the whole read
-    detected from the file's first records (for a source of format `auto`)."""
+    (line numbers) yields those lines alone; `end` (a line's first byte, or the file's
+    size) stops before it: one range of a file that several ingest tasks share. `detected`
+    is the format the whole read detected from the file's first records (for a source of
+    format `auto`)."""
 
     offset: int = 0
     line: int = 0
     detected: str | None = None
     only: frozenset[int] | None = None
+    end: int | None = None
 
 
 def json_lines_from(path: str, at: LinesFrom, fs: SourceFS = LOCAL) -> Iterator[RawItem]:
     """Yield the raw items of a JSON lines file from `at` on (see `LinesFrom`)."""
     with fs.open(path) as f:
         f.seek(at.offset)
+        at_byte = at.offset
         for lineno, raw in enumerate(f, start=at.line + 1):
+            if at.end is not None and at_byte >= at.end:
+                return
+            at_byte += len(raw)
             if at.only is not None and lineno not in at.only:
                 continue
             if raw.strip():

@@ -66,6 +66,7 @@ __all__ = [
     "referenced_media",
     "source_files",
     "source_input_files",
+    "whole_read_format",
 ]
 
 log = logging.getLogger(__name__)
@@ -416,6 +417,16 @@ def _unforeseen(ctx: FileContext, item: RawItem, exc: Exception) -> QuarantineEn
     # entry names the error so the bug stays visible in the quarantine file.
     log.warning("%s: reading raised", ctx.source_ref(item.key), exc_info=True)
     return _entry(ctx, item, RecordRejected("stage_error", f"{type(exc).__name__}: {exc}"))
+
+
+def whole_read_format(file: str, fs: SourceFS) -> str | None:
+    """Return the format a whole read of `file` in a source of format `auto` detects (from
+    its first records), which a read of one of its ranges (`LinesFrom`) is given."""
+    items = iter_raw_items(file, fs)
+    try:
+        return _detect_file_format(file, items)[0].format
+    finally:
+        items.close()
 
 
 def _detect_file_format(file: str, items: Iterator[RawItem]) -> tuple[Detection, Iterator[RawItem]]:
