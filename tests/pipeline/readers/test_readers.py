@@ -370,6 +370,48 @@ def test_symlinked_media_inside_the_root_is_allowed_and_escaping_links_are_refus
     assert len(records) == 2 and rejected == []
 
 
+def test_a_linked_media_folder_is_followed_inside_the_root_and_refused_outside_it(
+    tmp_path: Path,
+) -> None:
+    # The folder part of a media path is resolved once per folder (MediaRoot caches it):
+    # a folder link still decides where the file really is.
+    write_bytes(tmp_path / "outside" / "secret.png", image_bytes("PNG"))
+    write_bytes(tmp_path / "c" / "media" / "real.png", image_bytes("PNG"))
+    (tmp_path / "c" / "linked").symlink_to(tmp_path / "c" / "media")
+    (tmp_path / "c" / "away").symlink_to(tmp_path / "outside")
+    turns = [{"role": "user", "content": "<image>"}, {"role": "assistant", "content": "ok"}]
+    write_jsonl(
+        tmp_path / "c" / "d.jsonl",
+        [
+            {"messages": turns, "images": ["linked/real.png"]},
+            {"messages": turns, "images": ["away/secret.png"]},
+            {"messages": turns, "images": ["linked/../away/secret.png"]},
+            {"messages": turns, "images": ["linked/real.png"]},
+        ],
+    )
+    records, rejected = _read(_recipe(tmp_path, path="c/d.jsonl"))
+    assert [r["source_ref"] for r in records] == ["c/d.jsonl:1", "c/d.jsonl:4"]
+    assert [(e.reason, e.source_ref) for e in rejected] == [
+        ("media_outside_root", "c/d.jsonl:2"),
+        ("media_outside_root", "c/d.jsonl:3"),
+    ]
+
+
+def test_escaped_surrogates_are_refused_alone_and_read_as_a_pair(tmp_path: Path) -> None:
+    # Lines are checked for lone surrogates only when they hold an escape of one; an
+    # escaped pair (an emoji as json.dumps writes it) parses to one character and is kept.
+    turns = '[{"role": "user", "content": "%s"}, {"role": "assistant", "content": "x"}]'
+    lines = [
+        '{"messages": %s}' % (turns % "\\ud83d\\ude00"),
+        '{"messages": %s}' % (turns % "\\uDC00 low, upper case"),
+        '{"messages": %s}' % (turns % "\\u00e9 not a surrogate"),
+    ]
+    (tmp_path / "d.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    records, rejected = _read(_recipe(tmp_path, path="d.jsonl"))
+    assert [r["messages"][0]["content"] for r in records] == ["\U0001f600", "é not a surrogate"]
+    assert [(e.reason, e.source_ref) for e in rejected] == [("invalid_utf8", "d.jsonl:2")]
+
+
 def test_absolute_media_paths_need_allow_outside_root(tmp_path: Path) -> None:
     image = write_bytes(tmp_path / "elsewhere" / "a.png", image_bytes("PNG"))
     turns = [{"role": "user", "content": "<image>"}, {"role": "assistant", "content": "ok"}]
