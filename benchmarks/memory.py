@@ -43,7 +43,9 @@ class TreePeak:
     `rss` is resident memory; `anon` is resident memory minus file-backed and shared pages
     (statm's resident - shared): heap and stacks, what cannot be dropped under pressure;
     `pss` splits each shared page among the processes sharing it. `at_peak` says where the
-    peak RSS was: per role (`role_of`), its processes, RSS and anonymous RSS at that sample.
+    peak RSS was: per role (`role_of`), its processes, RSS, anonymous RSS and the RSS of its
+    biggest process at that sample; `at_s` says when, in seconds from the window's start
+    (so a job's peak can be put in its ingest, record pass or shard writes).
     """
 
     rss_bytes: int
@@ -52,6 +54,7 @@ class TreePeak:
     processes: int
     samples: int
     at_peak: dict[str, dict[str, int]] = field(default_factory=dict)
+    at_s: float = 0.0
 
 
 def role_of(proc: psutil.Process, root: psutil.Process) -> str:
@@ -106,6 +109,8 @@ class TreeMemorySampler:
     def _reset(self) -> None:
         self._peak_rss = self._peak_anon = self._peak_pss = self._peak_procs = self._samples = 0
         self._at_peak: dict[str, dict[str, int]] = {}
+        self._started = time.perf_counter()
+        self._peak_at = self._started
 
     def __enter__(self) -> TreeMemorySampler:
         self._thread.start()
@@ -129,7 +134,12 @@ class TreeMemorySampler:
             self._peak_procs,
             self._samples,
             self._at_peak,
+            round(self._peak_at - self._started, 2),
         )
+
+    def seconds_into_window(self) -> float:
+        """Return the seconds since the current window started."""
+        return time.perf_counter() - self._started
 
     def mark(self) -> TreePeak:
         """Return the peaks of the window that ends now, and start a new window."""
@@ -161,16 +171,20 @@ class TreeMemorySampler:
             rss += info.rss
             anon += max(0, info.rss - info.shared)
             pss += getattr(info, "pss", 0)
-            if proc.pid not in self._roles:
-                self._roles[proc.pid] = role_of(proc, self._root)
-            role = self._roles[proc.pid]
-            mine = roles.setdefault(role, {"processes": 0, "rss": 0, "anon": 0})
+            role = self._roles.get(proc.pid) or role_of(proc, self._root)
+            # A process seen between fork and exec is still `python` (the raylet, the GCS and
+            # the dashboard showed up as three `python` processes): ask again next time.
+            if not role.startswith("python"):
+                self._roles[proc.pid] = role
+            mine = roles.setdefault(role, {"processes": 0, "rss": 0, "anon": 0, "max_rss": 0})
             mine["processes"] += 1
             mine["rss"] += info.rss
+            mine["max_rss"] = max(mine["max_rss"], info.rss)
             mine["anon"] += max(0, info.rss - info.shared)
         with self._lock:
             if rss > self._peak_rss:
                 self._at_peak = roles
+                self._peak_at = now
             self._peak_rss = max(self._peak_rss, rss)
             self._peak_anon = max(self._peak_anon, anon)
             self._peak_pss = max(self._peak_pss, pss)

@@ -21,6 +21,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 _MARK = "@@bench-job-done"
+_START = "@@bench-job-start"
 
 
 def measure_jobs_memory(
@@ -49,17 +50,20 @@ def measure_jobs_memory(
             text=True,
         )
     peaks = []
+    started: list[float] = []  # per job, seconds from its window's start to the job's start
     deadline = time.monotonic() + timeout_s
     with TreeMemorySampler(child.pid, interval_s=0.05) as sampler:
         assert child.stdout is not None
         for line in child.stdout:
+            if line.startswith(_START):
+                started.append(sampler.seconds_into_window())
             if line.startswith(_MARK):
                 peaks.append(sampler.mark())
             if time.monotonic() > deadline:
                 child.kill()
                 raise TimeoutError(f"memory job ran over {timeout_s} s")
         child.wait()
-    if child.returncode != 0 or len(peaks) != len(recipes):
+    if child.returncode != 0 or len(peaks) != len(recipes) or len(started) != len(recipes):
         stderr = log_path.read_text(errors="replace")
         raise RuntimeError(f"memory job failed (exit {child.returncode}):\n{stderr[-3000:]}")
     jobs = json.loads(result_path.read_text())
@@ -75,12 +79,16 @@ def measure_jobs_memory(
                     "processes": v["processes"],
                     "rss": round(v["rss"] / 1e6, 1),
                     "anon": round(v["anon"] / 1e6, 1),
+                    "biggest": round(v["max_rss"] / 1e6, 1),
                 }
                 for role, v in sorted(peak.at_peak.items())
             },
+            # When the peak came, in seconds after the job started (negative: during Ray's
+            # start-up, in the first window); `stages` says what ran then.
+            "peak_at_job_s": round(peak.at_s - start, 2),
             **job,
         }
-        for peak, job in zip(peaks, jobs, strict=True)
+        for peak, start, job in zip(peaks, started, jobs, strict=True)
     ]
 
 
@@ -96,6 +104,7 @@ def _child(result_path: str, recipe_paths: list[str]) -> None:
     ray_init_s = time.perf_counter() - started
     jobs = []
     for path in recipe_paths:
+        print(_START, flush=True)
         job_s, result, stages = run_job(json.loads(Path(path).read_text()))
         jobs.append(
             {

@@ -317,13 +317,26 @@ def result_sections(figures: dict[str, Figure], meta: dict[str, Any]) -> list[tu
             rows.append(row)
         last = mem["reps"][-1]
         where = [
-            f"- {n} records: "
+            f"- {n} records"
+            + (
+                f" (peak {job['peak_at_job_s']:.1f} s into the job; stages {job['stages']})"
+                if "peak_at_job_s" in job
+                else ""
+            )
+            + ": "
             + ", ".join(
                 f"{role} {v['rss']:.0f} MB"
-                + (f" ({v['processes']} processes)" if v["processes"] > 1 else "")
-                for role, v in last[str(n)].get("at_peak_mb", {}).items()
+                + (
+                    f" ({v['processes']} processes"
+                    + (f", biggest {v['biggest']:.0f}" if "biggest" in v else "")
+                    + ")"
+                    if v["processes"] > 1
+                    else ""
+                )
+                for role, v in job.get("at_peak_mb", {}).items()
             )
             for n in (mem["base"], mem["big"])
+            for job in [last[str(n)]]
         ]
         sections.append(
             (

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -44,3 +46,27 @@ def test_a_reset_forgets_the_peak_before_it():
     blob = _touched(100 * MB)
     assert own_peak_rss_bytes() >= after + 90 * MB
     del blob
+
+
+def test_a_tree_peak_says_when_and_how_big_its_biggest_process_was():
+    from benchmarks.memory import TreeMemorySampler
+
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import time; time.sleep(0.6); b = b'1' * (200 * 2**20); time.sleep(0.6)",
+        ]
+    )
+    try:
+        with TreeMemorySampler(child.pid, interval_s=0.02, pss_interval_s=None) as sampler:
+            child.wait()
+            ended = sampler.seconds_into_window()
+            peak = sampler.mark()
+    finally:
+        child.kill()
+    driver = peak.at_peak["driver"]
+    assert driver["max_rss"] >= 200 * MB
+    assert driver["max_rss"] == driver["rss"]  # one process of its role
+    # After the first sleep, and at least the second sleep before the child ended.
+    assert 0.55 <= peak.at_s <= ended - 0.55
