@@ -17,7 +17,9 @@ record_pass_overhead (`make bench`'s `quality_overhead`): the data job's own rec
 (`passes.record_pass`, in this process, no Ray) over the same ingested records of the
 benchmark corpus (512 px images, 5 s clips, augmented), with the recipe's `quality:` at its
 defaults and without; the quality run also pays what it costs outside the pass: the
-ingest tasks' signatures and the driver's near-duplicate plan. Target <= 1.10.
+ingest tasks' signatures and the driver's near-duplicate plan. The two sides alternate
+`reps` times and each keeps its best time (`make bench`: 2, in each of its repetitions).
+Target <= 1.10.
 """
 
 from __future__ import annotations
@@ -245,8 +247,13 @@ def record_pass_overhead(
         stages = build_stages(quality, plan.split, plan.near_dup, [], counter)
         return outside + run_pass(stages, "quality", True)
 
-    base = min(without() for _ in range(reps))
-    timed = min(with_quality() for _ in range(reps))
+    # The two sides alternate, and each keeps its best time: one timing each, always in
+    # the same order, made a ratio from 1.11 to 1.18 on a quiet machine.
+    bases, timeds = [], []
+    for _ in range(reps):
+        bases.append(without())
+        timeds.append(with_quality())
+    base, timed = min(bases), min(timeds)
     shutil.rmtree(work, ignore_errors=True)
     return {
         "records": keys.num_rows,

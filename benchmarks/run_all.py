@@ -606,7 +606,7 @@ class Suite:
         source = build_corpus(n)
         rows = []
         for rep in range(self.s.reps):
-            row = record_pass_overhead(source.jsonl, self.run_dir / f"quality-{rep}", reps=1)
+            row = record_pass_overhead(source.jsonl, self.run_dir / f"quality-{rep}", reps=2)
             fig.samples.append(row["ratio"])
             rows.append(row)
         self.details["quality_overhead"] = rows
