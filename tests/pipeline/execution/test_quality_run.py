@@ -199,6 +199,43 @@ def test_a_rerun_through_the_cache_counts_the_quality_stages_as_the_first_run(
     assert rerun.quality["quality.ai_exposure"]["quarantined"] == 1
 
 
+def test_a_rerun_flags_a_cached_record_whose_image_a_new_record_copies_as_a_fresh_run_does(
+    tmp_path: Path,
+) -> None:
+    import json
+    import shutil
+
+    write_corpus(tmp_path)
+    sources = SOURCES[:1]
+    first = _run(tmp_path, "store", sources=sources)
+    # A new chat showing record 0's picture: its image pair with the cached record 0 is
+    # found only after the pass (media are signed there), and flags record 0 too.
+    shutil.copy(tmp_path / "images" / "0.png", tmp_path / "images" / "copy.png")
+    chat = {
+        "character": "Vela",
+        "messages": [
+            {"role": "user", "content": "<image> Look again at this harbour picture."},
+            {"role": "assistant", "content": "The same harbour, a different hour entirely."},
+        ],
+        "images": ["images/copy.png"],
+    }
+    with (tmp_path / "dialogues.jsonl").open("a", encoding="utf-8") as f:
+        f.write(json.dumps(chat) + "\n")
+    after = _run(tmp_path, "store", sources=sources)
+    scratch = _run(tmp_path, "scratch", sources=sources)
+    assert after.reuse.reused > 0 and after.reuse.computed < scratch.reuse.computed
+    assert after.content_id == scratch.content_id != first.content_id
+    assert after.quality == scratch.quality
+    rows = published_rows(after)
+    new = next(r for r in rows if "harbour picture" in r["messages"][0]["content"])
+    zero = [r for r in rows if r["messages"][0]["content"].startswith("<image> Question 0:")]
+    assert zero and all("near_duplicate_image" in r["quality"]["flags"] for r in zero)
+    assert all(
+        f"near_duplicate_image: image 1.00 with {new['id']}" in r["quality"]["notes"] for r in zero
+    )
+    assert after.quality["quality.near_duplicate"]["near_duplicate_image"] >= 2
+
+
 def test_held_out_files_are_pinned_inputs_and_contaminated_records_leave(corpus: Path) -> None:
     held = corpus / "held_out.txt"
     held.write_text(STORY + "\n", encoding="utf-8")
