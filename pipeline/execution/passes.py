@@ -183,7 +183,8 @@ class IngestOutcome:
     unmapped_fields: dict[str, int]
     node: str = ""
     media: list[Any] = field(default_factory=list)  # InputFile pins of the source's media
-    # SIGNATURE_SCHEMA rows of its records (pipeline.stages.quality); None: near-dup is off.
+    # SIGNATURE_SCHEMA rows of its records (pipeline.stages.quality; media rows only with
+    # `group_media`, `signs_media_at_ingest`); None: near-dup is off.
     signatures: pa.Table | None = None
     # location -> [stamp, sha256] of its media, for the driver's PinCache.
     pins: dict[str, Any] = field(default_factory=dict)
