@@ -7,7 +7,8 @@ files; no media column is read) and the quarantine entry of each rejected record
 through the stages in the order the record pass runs them. A rerun through the cache then
 counts what a run from scratch counts, so the manifest, the card and `roleforge inspect`
 agree. Near-duplicate flags come from this run's plan (the cache key pins what the plan
-says about a record), token counts from the rows. Not rebuilt: a flag a record got before
+made before the pass says about a record; media pairs planned after it are merged in,
+`media_pairs`), token counts from the rows. Not rebuilt: a flag a record got before
 a later stage quarantined it (the cache keeps the record's rejection, not its flags), and
 the variants a token limit quarantined (the cache keeps originals' rejections only).
 """

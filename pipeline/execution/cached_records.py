@@ -18,6 +18,7 @@ from augmenters.stats import AugmentStats
 from pipeline.execution.cache_keys import CacheKeys
 from pipeline.execution.cluster import StageResources, TaskRunner
 from pipeline.execution.ledger import RunLedger
+from pipeline.execution.media_pairs import flags_digests
 from pipeline.execution.passes import ROWS_SCHEMA, RebaseTask, rebase_rows
 from pipeline.execution.provenance import code_version
 from pipeline.recipe import Recipe
@@ -132,12 +133,37 @@ class CachedRecords:
             out.append(outcome.rows)
         return pa.concat_tables(out) if out else ROWS_SCHEMA.empty_table()
 
-    def remember(self, todo: pa.Table, rows: pa.Table, entries: list[QuarantineEntry]) -> None:
-        """Add what this run computed (or rebased) to the cache index."""
+    def unflagged(
+        self, rows: pa.Table, hits: pa.Table, flags: dict[str, list[tuple[str, str]]]
+    ) -> pa.Table:
+        """Return the ROWS_SCHEMA `rows` of cache hits with `row_sha256` null where the
+        media flags the writer adds to the row now (`flags`, by row id) are not those it was
+        written with (the hit's `media_flags`): the row is written again, not reused."""
+        if rows.num_rows == 0:
+            return rows
+        written = dict(zip(hits["id"].to_pylist(), hits["media_flags"].to_pylist(), strict=True))
+        ids = rows["id"].to_pylist()
+        now = flags_digests(flags, ids)
+        same = [written.get(i) == d for i, d in zip(ids, now, strict=True)]
+        digests = pc.if_else(pa.array(same), rows["row_sha256"], pa.nulls(len(ids), pa.string()))
+        return rows.set_column(rows.schema.get_field_index("row_sha256"), "row_sha256", digests)
+
+    def remember(
+        self,
+        todo: pa.Table,
+        rows: pa.Table,
+        entries: list[QuarantineEntry],
+        media: tuple[dict[str, str], dict[str, str]] | None = None,
+    ) -> None:
+        """Add what this run computed (or rebased) to the cache index; `media`: per record
+        its media signature rows and per row the digest of its writer-added media flags
+        (`CACHE_INDEX_SCHEMA`'s `media`, `media_flags`), when the record pass signs media."""
         owner = pc.coalesce(rows["parent_id"], rows["id"])
         keyed = rows.append_column("owner", owner).join(
             todo.select(["id", "ckey"]).rename_columns(["owner", "key"]), "owner"
         )
+        if media is not None:
+            keyed = _with_media(keyed, *media)
         names = [os.path.basename(p) for p in keyed["part"].to_pylist()]
         stamp = (self.run_id, self.recipe.recipe_hash)
         made = self.cache.index_rows(
@@ -152,9 +178,23 @@ class CachedRecords:
             .join(todo.select(["id", "ckey", "split"]), "id")
             .rename_columns({"ckey": "key"})
         )
+        if media is not None:
+            rejected = _with_media(rejected, media[0], {})
         rows = pa.concat_tables([made, self.cache.index_rows(rejected, *stamp)])
         try:
             self.cache.add(self.run_id, rows)
         except OSError as exc:
             # A cache that cannot be written costs the next run a recomputation, not this run.
             log.warning("cache: could not write the index of run %s: %s", self.run_id, exc)
+
+
+def _with_media(rows: pa.Table, media: dict[str, str], flags: dict[str, str]) -> pa.Table:
+    """Return index-bound `rows` (id, parent_id when known) with `media` on originals and
+    rejected records (null on variants) and `media_flags` by row id."""
+    ids = rows["id"].to_pylist()
+    parents = (
+        rows["parent_id"].to_pylist() if "parent_id" in rows.column_names else [None] * len(ids)
+    )
+    kept = [media.get(i, "[]") if p is None else None for i, p in zip(ids, parents, strict=True)]
+    rows = rows.append_column("media", pa.array(kept, pa.string()))
+    return rows.append_column("media_flags", pa.array([flags.get(i) for i in ids], pa.string()))

@@ -6,8 +6,10 @@ driver decides and commits small facts and never touches a media byte:
   and its quarantine part, and returns the ingest keys (`passes.ingest_keys`);
 - plan (`plan.plan_records`): dedup over the keys, the split plan over what stays;
 - record pass (`_records`): the recipe's stages (`passes.build_stages`) over slices of the
-  parts, through the per-record cache (`cached_records`) when it is on;
-- shards (`_write`): one task per planned shard, rows in id order, hashed while written;
+  parts, through the per-record cache (`cached_records`) when it is on; the media
+  near-duplicates it signed are planned after it (`_plan_media`, `media_pairs`);
+- shards (`_write`): one task per planned shard, rows in id order, hashed while written
+  (with the media near-duplicate flags added to their rows);
 - commit (`_commit`): the typed manifest, created exclusively, then the cards.
 Counts, reasons and nodes go to one `RunLedger`.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -30,6 +33,14 @@ from pipeline.execution.cluster import StageResources, TaskRunner, slice_rows
 from pipeline.execution.ingest_memo import load_memo, memo_key, memo_size
 from pipeline.execution.ingest_ranges import RangePlan, merge_ranges, plan_ranges
 from pipeline.execution.ledger import RunLedger
+from pipeline.execution.media_pairs import (
+    count_pass_media,
+    flags_digests,
+    media_of_index,
+    media_texts,
+    plan_media,
+    row_flags,
+)
 from pipeline.execution.passes import (
     KEYS_SCHEMA,
     ROWS_SCHEMA,
@@ -45,6 +56,7 @@ from pipeline.execution.passes import (
     ingest_source,
     quality_stage_names,
     record_pass,
+    sign_media_in_pass,
     write_shard,
 )
 from pipeline.execution.plan import RecordPlan, pass_slices, plan_records, writer_index
@@ -73,7 +85,9 @@ from pipeline.record.ids import new_run_id
 from pipeline.record.rejection import QuarantineEntry, check_something_to_publish
 from pipeline.record.schema import RECORD_SCHEMA, SPLITS
 from pipeline.stages.quality.cache_key import quality_key_part
-from pipeline.stages.quality.near_dup import NearDupStage
+from pipeline.stages.quality.near_dup import NearDupStage, media_flags
+from pipeline.stages.quality.planner import NearDupPlan, with_media_pairs
+from pipeline.stages.quality.signatures import SIGNATURE_SCHEMA
 from pipeline.stages.split import SplitStage
 from pipeline.store.cache import RecordCache
 from pipeline.store.commit import (
@@ -163,6 +177,16 @@ class DataJob:
         )
         # What the record pass made, for the cache once its rows' digests are known.
         self._made: tuple[CachedRecords, pa.Table, pa.Table, list[QuarantineEntry]] | None = None
+        # The media near-duplicates planned after the pass (`media_pairs`): the NearDupPlan
+        # of the records' media rows, those rows per record for the cache, and per output
+        # row id the flags the shard writer adds. None: the pass signs no media.
+        self.sign_media = sign_media_in_pass(recipe)
+        self._pass_media: list[pa.Table] = []
+        self.media_plan: NearDupPlan | None = None
+        self.media_rows: pa.Table | None = None
+        # Original id -> its media (code, note) flags (`media_flags`).
+        self.media_found: dict[str, list[tuple[str, str]]] = {}
+        self.plan: RecordPlan | None = None  # the record plan, media pairs merged after the pass
 
     # ---- stages ----
 
@@ -322,6 +346,9 @@ class DataJob:
                 if quality is not None and quality.near_dup.enabled
                 else None
             ),
+            # Whether the memo's signatures hold media rows (`signs_media_at_ingest`): a
+            # text-only memo never stands for the ingest of a run that groups media.
+            "media_signatures": self.sign_media is None,
             "code": code_version().identity(),
             "characters": [pinned_file(recipe.resolve(p), source_fs)[0] for p in book],
         }
@@ -403,6 +430,7 @@ class DataJob:
                 batch_size=resources.batch_size,
                 quality_column=self.recipe.quality is not None,
                 task_cpus=resources.num_cpus,
+                sign_media=self.sign_media,
             )
         )
         per_task = slice_rows(todo.num_rows, self.tasks.cpus(), resources.batch_size)
@@ -430,6 +458,8 @@ class DataJob:
             parts.append((i, outcome.quarantine))
             self.ledger.stats.merge(outcome.stats)
             self.ledger.add_pass(outcome.tallies)
+            if outcome.signatures is not None:
+                self._pass_media.append(outcome.signatures)
             self.progress.advance("records", outcome.records_in)
         self.progress.finish("records")
         # The shard tasks need none of what the pass left in the workers: fresh ones.
@@ -448,16 +478,23 @@ class DataJob:
         todo, duplicate_ids = plan.todo, plan.duplicate_ids
         if self.cache is None:
             rows, entries = self._record_pass(todo, duplicate_ids, plan)
+            self._plan_media(rows, entries, None)
             self.ledger.reuse = RecordReuse(reused=0, computed=todo.num_rows, basis="no cache")
             return rows, entries
         cached = CachedRecords(self.recipe, self.cache, self.run_id, self.ledger, self.tasks)
         todo = cached.keyed(todo, plan.split, self._quality_key_parts(todo, plan))
-        misses, hits, stale = self.cache.lookup(todo, self.recipe.recipe_hash)
+        misses, hits, stale = self.cache.lookup(
+            todo, self.recipe.recipe_hash, need_media=self.sign_media is not None
+        )
         misses = self._located(misses)
         hit_ids = todo["id"].filter(pc.invert(pc.is_in(todo["id"], value_set=misses["id"])))
         skip = pa.concat_arrays([duplicate_ids, hit_ids.combine_chunks().cast(pa.string())])
         rows, entries = self._record_pass(misses, skip, plan)
         reused, rebased, reused_entries = cached.reused(hits, stale)
+        plan = self._plan_media(rows, entries, pa.concat_tables([hits, stale]))
+        if self.sign_media is not None:
+            # A cached row digest holds for the media flags it was written with only.
+            reused = cached.unflagged(reused, hits, row_flags(self.media_found, reused))
         if self.recipe.quality is not None:
             self.ledger.cached_quality = self._cached_quality(
                 pa.concat_tables([reused, rebased]), reused_entries, plan
@@ -467,6 +504,34 @@ class DataJob:
             reused=todo.num_rows - misses.num_rows, computed=misses.num_rows, basis="record cache"
         )
         return pa.concat_tables([rows, reused, rebased]), entries + reused_entries
+
+    def _plan_media(
+        self, rows: pa.Table, entries: list[QuarantineEntry], cached: pa.Table | None
+    ) -> RecordPlan:
+        """Plan the media near-duplicates after the pass (`media_pairs`), over the media
+        rows the pass signed and those the cache kept of its hits (`cached` index rows);
+        count what the pass's near-duplicate stage could not; return the record plan with
+        the media pairs merged into its near-duplicate plan."""
+        plan = self.plan
+        assert plan is not None
+        if self.sign_media is None or plan.near_dup is None:
+            return plan
+        signed = (
+            pa.concat_tables(self._pass_media)
+            if self._pass_media
+            else SIGNATURE_SCHEMA.empty_table()
+        )
+        kept = SIGNATURE_SCHEMA.empty_table()
+        if cached is not None:
+            kept = media_of_index(cached, self.sign_media)
+        self.media_rows = pa.concat_tables([signed, kept])
+        self.media_plan = plan_media(self.media_rows, self.sign_media)
+        count_pass_media(
+            self.ledger.pass_stages, self.ledger.pass_order, self.media_plan, signed, entries
+        )
+        self.media_found = media_flags(self.media_plan)
+        self.plan = replace(plan, near_dup=with_media_pairs(plan.near_dup, self.media_plan))
+        return self.plan
 
     def _cached_quality(
         self, rows: pa.Table, entries: list[QuarantineEntry], plan: RecordPlan
@@ -533,6 +598,9 @@ class DataJob:
             plan_shards(index, writer.fmt, writer.shard_size, ids_checked=True),
             writer.fmt,
         )
+        # The media near-duplicates planned after the pass reach the rows as they are written.
+        flags = row_flags(self.media_found, rows)
+        plans = [p.flagged(flags) for p in plans]
         self.progress.start("write", rows.num_rows)
         self.fs.makedirs(writer.folder)
         linked = [
@@ -565,7 +633,24 @@ class DataJob:
         digests = pa.concat_tables([s.rows for s in shards]) if shards else None
         if digests is not None and made.num_rows:
             made = made.drop_columns(["row_sha256"]).join(digests, "id", join_type="left outer")
-        cached.remember(todo, made, entries)
+        media = None
+        if self.sign_media is not None:
+            media = self._media_kept(todo, made, entries)
+        cached.remember(todo, made, entries, media)
+
+    def _media_kept(
+        self, todo: pa.Table, made: pa.Table, entries: list[QuarantineEntry]
+    ) -> tuple[dict[str, str], dict[str, str]]:
+        """Return what the cache keeps of the media near-duplicates of what the pass made:
+        per record its media signature rows ([]: none), and per row the digest of the media
+        flags the writer added to it."""
+        ids = set(made["id"].to_pylist()) | {e.record_id for e in entries if e.record_id}
+        signed = self.media_rows if self.media_rows is not None else SIGNATURE_SCHEMA.empty_table()
+        # Rebased hits were not signed again: their rows are those the cache's index kept.
+        media = media_texts(signed, sorted(ids & set(todo["id"].to_pylist())))
+        flags = row_flags(self.media_found, made)
+        ids_made = made["id"].to_pylist()
+        return media, dict(zip(ids_made, flags_digests(flags, ids_made), strict=True))
 
     # ---- the job ----
 
@@ -661,7 +746,9 @@ class DataJob:
                 pa.concat_tables(self.signatures) if self.signatures else None,
                 quality.near_dup if quality is not None else None,
             )
+            self.plan = plan
             rows, entries = self._records(plan)
+            plan = self.plan  # with the media pairs planned after the pass
             shards: list[WrittenShard] = []
             try:
                 for entry in entries:

@@ -45,7 +45,11 @@ from pipeline.stages.augment import AugmentStage
 from pipeline.stages.base import BatchContext, Stage, StageOutput
 from pipeline.stages.dedup import DedupStage
 from pipeline.stages.quality.column import add_flags
-from pipeline.stages.quality.signatures import SIGNATURE_SCHEMA, near_dup_signatures
+from pipeline.stages.quality.signatures import (
+    SIGNATURE_SCHEMA,
+    media_signatures,
+    near_dup_signatures,
+)
 from pipeline.stages.quality.stages import quality_stages, token_ledger_stage
 from pipeline.stages.split import SplitStage
 from pipeline.stages.validate import ValidateStage
@@ -179,7 +183,8 @@ class IngestOutcome:
     unmapped_fields: dict[str, int]
     node: str = ""
     media: list[Any] = field(default_factory=list)  # InputFile pins of the source's media
-    # SIGNATURE_SCHEMA rows of its records (pipeline.stages.quality); None: near-dup is off.
+    # SIGNATURE_SCHEMA rows of its records (pipeline.stages.quality; media rows only with
+    # `group_media`, `signs_media_at_ingest`); None: near-dup is off.
     signatures: pa.Table | None = None
     # location -> [stamp, sha256] of its media, for the driver's PinCache.
     pins: dict[str, Any] = field(default_factory=dict)
@@ -251,7 +256,10 @@ def ingest_source(task: IngestTask, shared: IngestShared) -> IngestOutcome:
                     ingest_keys(table, shared.splitter, parts.paths[where.part], where.first_row)
                 )
                 if near_dup is not None:
-                    signatures.append(near_dup_signatures(table, near_dup))
+                    # Media only where they group (`signs_media_at_ingest`); else the
+                    # record pass signs them from the pixels validation decodes.
+                    media = signs_media_at_ingest(near_dup)
+                    signatures.append(near_dup_signatures(table, near_dup, media=media))
 
         chunk: list[dict[str, Any]] = []
         chunk_bytes = 0
@@ -411,6 +419,21 @@ def _near_dup_config(recipe: Recipe) -> Any:
     return quality.near_dup if quality is not None and quality.near_dup.enabled else None
 
 
+def signs_media_at_ingest(near_dup: Any) -> bool:
+    """Return whether `run`'s ingest tasks sign images and clips (`near_dup`: the recipe's
+    NearDupConfig, on). Only with `group_media`: media pairs then join clusters, which the
+    split plan needs before the pass. By default they are only reported, so the record
+    pass signs them (`PassContext.sign_media`), mostly from the pixels validation decoded,
+    and the driver plans their pairs after it (`pipeline.execution.media_pairs`)."""
+    return bool(near_dup.group_media)
+
+
+def sign_media_in_pass(recipe: Recipe) -> Any:
+    """Return the NearDupConfig the record pass signs media under (None: it does not)."""
+    near_dup = _near_dup_config(recipe)
+    return near_dup if near_dup is not None and not signs_media_at_ingest(near_dup) else None
+
+
 @dataclass
 class OpsChecked:
     """A recipe whose augment ops passed `check_recipe_ops` (in the task that said so)."""
@@ -507,6 +530,9 @@ class PassContext:
     quality_column: bool = False
     # The CPUs one task holds: OpenCV's own thread pool is held to them (`_opencv_threads`).
     task_cpus: float = 1.0
+    # The NearDupConfig under which the records validation sees are media-signed
+    # (`sign_media_in_pass`); None: the ingest signed them, or near-duplicates are off.
+    sign_media: Any = None
 
 
 _USER_OPENCV_THREADS = "OPENCV_FOR_THREADS_NUM" in os.environ
@@ -573,6 +599,9 @@ class PassOutcome:
     stats: AugmentStats
     quarantine: QuarantinePart | None
     node: str = ""
+    # The image and audio SIGNATURE_SCHEMA rows of the records validation saw
+    # (`PassContext.sign_media`); None when the pass signs none.
+    signatures: pa.Table | None = None
 
     @property
     def records_in(self) -> int:
@@ -602,12 +631,18 @@ def record_pass(task: PassTask, ctx: PassContext) -> PassOutcome:
     stats = AugmentStats()
     rejected: list[QuarantineEntry] = []
     index: list[pa.Table] = []
+    signed: list[pa.Table] = []
     with PartWriter(task.output, WORK_SCHEMA, fs=ctx.fs, single_file=True) as out:
         for batch in _batches(task.slices, ctx.fs, ctx.batch_size, ctx.skip_ids):
             shared = BatchContext()
             table = batch
             for stage in ctx.stages:
                 output = stage.process(table, shared)
+                if ctx.sign_media is not None and stage.name == ValidateStage.name:
+                    # Every record validation saw, as the ingest signs every record: those
+                    # it kept from the pixels it decoded, those it rejected (a partner a
+                    # kept record is still flagged with) from their bytes.
+                    signed.append(pass_media_signatures(table, shared, ctx.sign_media))
                 tallies[stage.name].add(table.num_rows, output)
                 if output.rejects:
                     rejected.extend(output.rejects)
@@ -627,7 +662,31 @@ def record_pass(task: PassTask, ctx: PassContext) -> PassOutcome:
     # text records, 2 of its 7.7 s); combined here, in the task, they cost it nothing.
     rows = pa.concat_tables(index).combine_chunks() if index else ROWS_SCHEMA.empty_table()
     quarantine = write_quarantine_part(task.quarantine_path, rejected, ctx.fs)
-    return PassOutcome(rows, tallies, stats, quarantine, node_id())
+    signatures = None
+    if ctx.sign_media is not None:
+        signatures = (
+            pa.concat_tables(signed).combine_chunks() if signed else SIGNATURE_SCHEMA.empty_table()
+        )
+    return PassOutcome(rows, tallies, stats, quarantine, node_id(), signatures)
+
+
+def pass_media_signatures(table: pa.Table, shared: BatchContext, config: Any) -> pa.Table:
+    """Return the image and audio SIGNATURE_SCHEMA rows of the records of `table` (the
+    batch validation just saw): images from the pixels validation left in `shared.decoded`
+    (HxWx3 RGB, of the records it kept in the splits augmentation decodes) else from their
+    bytes, clips likewise from the (samples, rate) validation decoded. A media item that
+    does not decode gets no row, as at the ingest."""
+    records = shared.rows(table)
+
+    def pixels(record_id: str, item: int) -> Any:
+        rgb = shared.decoded.get((record_id, "images", item))
+        return rgb if rgb is not None and rgb.ndim == 3 and rgb.shape[2] == 3 else None
+
+    def samples(record_id: str, item: int) -> Any:
+        return shared.decoded.get((record_id, "audios", item))  # (samples, rate)
+
+    items = ((r["id"], r["images"], r["audios"]) for r in records)
+    return media_signatures(items, config, pixels, samples)
 
 
 def _row_stats(table: pa.Table, ctx: BatchContext) -> list[str | None]:

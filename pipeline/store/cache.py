@@ -47,6 +47,15 @@ CACHE_INDEX_SCHEMA = pa.schema(
         # The row's digest (store/row_digest.py) as the run's shard writer computed it;
         # null in index files written before it was kept.
         ("row_sha256", pa.string()),
+        # On an original's (or rejected record's) row, when the record pass signed its media
+        # (quality.near_dup without group_media): its media hashes as JSON, [[modality,
+        # item, 16 hex digits or null], ...] ("[]": none), so a hit's media pairs are planned
+        # without decoding it again (pipeline/execution/media_pairs.py); null where not kept
+        # (a run that needs them recomputes the record). A string: Acero joins no nested type.
+        ("media", pa.string()),
+        # The sha256 of the media flags the shard writer added to the row (`flags_digest`
+        # of the near-duplicate stage): `row_sha256` holds only for those flags.
+        ("media_flags", pa.string()),
     ]
 )
 
@@ -93,11 +102,14 @@ class RecordCache:
                 out.append((path, None))
         return out
 
-    def lookup(self, todo: pa.Table, recipe_hash: str) -> tuple[pa.Table, pa.Table, pa.Table]:
+    def lookup(
+        self, todo: pa.Table, recipe_hash: str, need_media: bool = False
+    ) -> tuple[pa.Table, pa.Table, pa.Table]:
         """Split `todo` (rows with a cache key, `ckey`) by this cache: return (misses, hit
         index rows made under `recipe_hash`, hit index rows made under another recipe,
         which must be rebased). Of a key's rows, the newest run's under this recipe win,
-        else the newest run's at all; a part that has gone makes its keys misses."""
+        else the newest run's at all; a part that has gone makes its keys misses, and with
+        `need_media` so does a record whose media signatures were not kept."""
         index = self.index()
         empty = index.schema.empty_table()
         if index.num_rows == 0 or todo.num_rows == 0:
@@ -127,6 +139,11 @@ class RecordCache:
                     pc.fill_null(pc.is_in(chosen["part"], value_set=pa.array(missing)), False)
                 )
             )
+        if need_media:
+            unsigned = pc.and_(pc.is_null(chosen["parent_id"]), pc.is_null(chosen["media"]))
+            lacking = chosen.filter(unsigned)["key"].unique()
+            if len(lacking):
+                chosen = chosen.filter(pc.invert(pc.is_in(chosen["key"], value_set=lacking)))
         hit_keys = chosen["key"].unique()
         misses = todo.filter(pc.invert(pc.is_in(todo["ckey"], value_set=hit_keys)))
         current = pc.equal(chosen["same"], 1)

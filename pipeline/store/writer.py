@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -259,11 +259,21 @@ class ReadBackHash:
 
 @dataclass(frozen=True)
 class ShardPlan:
-    """One shard to write: its file name, split, and its rows (INDEX_SCHEMA, in id order)."""
+    """One shard to write: its file name, split, and its rows (INDEX_SCHEMA, in id order);
+    `flags`: row id -> (code, note) flags to add to its `quality` as it is written (the
+    near-duplicate media pairs the driver found after the record pass), only its rows'."""
 
     name: str
     split: str
     rows: pa.Table
+    flags: Mapping[str, list[tuple[str, str]]] = field(default_factory=dict)
+
+    def flagged(self, flags: Mapping[str, list[tuple[str, str]]]) -> ShardPlan:
+        """Return this plan with the `flags` of its own rows."""
+        if not flags:
+            return self
+        mine = {i: flags[i] for i in self.rows["id"].to_pylist() if i in flags}
+        return ShardPlan(self.name, self.split, self.rows, mine)
 
 
 def plan_shards(
@@ -298,7 +308,32 @@ def localized(plan: ShardPlan, paths: list[str]) -> tuple[ShardPlan, list[str]]:
     used, local = np.unique(parts, return_inverse=True)
     column = plan.rows.schema.get_field_index("part")
     rows = plan.rows.set_column(column, "part", pa.array(local.astype(np.int32), pa.int32()))
-    return ShardPlan(plan.name, plan.split, rows), [paths[int(i)] for i in used]
+    return ShardPlan(plan.name, plan.split, rows, plan.flags), [paths[int(i)] for i in used]
+
+
+def with_flags(table: pa.Table, flags: Mapping[str, list[tuple[str, str]]]) -> pa.Table:
+    """Return `table` with the (code, note) flags of its rows by id added to their `quality`
+    after those it holds: each code once in `flags`, a note "code: note" per pair, as the
+    quality stages' `add_flags` adds them (the store does not import the stages)."""
+    ids = table["id"].to_pylist()
+    if not any(i in flags for i in ids):
+        return table
+    values = table["quality"].to_pylist()
+    for row, record_id in enumerate(ids):
+        found = flags.get(record_id)
+        if not found:
+            continue
+        quality = dict(values[row] or {"flags": [], "notes": []})
+        codes = list(quality.get("flags") or [])
+        notes = list(quality.get("notes") or [])
+        for code, note in found:
+            if code not in codes:
+                codes.append(code)
+            notes.append(f"{code}: {note}")
+        values[row] = {**quality, "flags": codes, "notes": notes}
+    column = table.schema.get_field_index("quality")
+    field_ = table.schema.field(column)
+    return table.set_column(column, field_, pa.array(values, field_.type))
 
 
 _DONE = object()
@@ -378,7 +413,7 @@ class ShardWriter:
                     if self.fs.is_local
                     else HashingSink(raw, hasher)
                 )
-                gathered = _made_ahead(self._batches(plan.rows, parts), gatherer)
+                gathered = _made_ahead(self._batches(plan.rows, parts, plan.flags), gatherer)
                 batches = self._digested(gathered, digester, facts)
                 self._write_shard(file_hash.sink, self._written_back(batches, raw, file_hash))
                 file_hash.mark()  # the footer
@@ -435,7 +470,12 @@ class ShardWriter:
             self.fs.start_writeback(raw, started, file_hash.bytes)
             started = file_hash.bytes
 
-    def _batches(self, rows: pa.Table, parts: PartSet) -> Iterator[pa.Table]:
+    def _batches(
+        self,
+        rows: pa.Table,
+        parts: PartSet,
+        flags: Mapping[str, list[tuple[str, str]]] | None = None,
+    ) -> Iterator[pa.Table]:
         nbytes = rows["nbytes"].to_numpy(zero_copy_only=False)
         part = rows["part"].to_numpy(zero_copy_only=False)
         row = rows["row"].to_numpy(zero_copy_only=False)
@@ -447,6 +487,8 @@ class ShardWriter:
         for gathered in parts.gather_cuts(part, row, cuts, buffers):
             table = gathered.select(self.schema.names)
             del gathered
+            if flags:
+                table = with_flags(table, flags)
             table = pa.Table.from_arrays(table.columns, schema=self.schema)
             check_invariants(table)
             # The batch's memory is reused when it is freed: its media buffer by the

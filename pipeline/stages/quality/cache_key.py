@@ -5,6 +5,13 @@ the held-out files' bytes, the processor the tokens are counted with, and what t
 near-duplicate plan says about this record (its cluster, its kept id, its partners, its
 greeting count), which other records decide. All of it goes into the key, so a rerun
 reuses a record exactly when its quality output cannot have changed.
+
+By default (`group_media` off) the plan the key reads holds text pairs only: image and
+audio pairs are planned after the record pass (pipeline/execution/media_pairs.py) and
+added to the rows by the shard writer, not by the pass, so they do not change what the
+cache keeps of a record; the cache remembers the flags a row's digest was taken with
+instead (`CACHE_INDEX_SCHEMA.media_flags`). With `group_media` media pairs join clusters
+and the pass flags them: they are in the plan, and so in the key.
 """
 
 from __future__ import annotations

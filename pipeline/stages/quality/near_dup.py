@@ -86,3 +86,23 @@ class NearDupStage:
         ctx.forget({ids[row] for row in drop})
         keep = pc.invert(pc.is_in(table["id"], pa.array([ids[r] for r in drop], pa.string())))
         return StageOutput(table.filter(keep), rejects=rejects, stats=stats)
+
+
+def media_flags(plan: NearDupPlan) -> dict[str, list[tuple[str, str]]]:
+    """Return record id -> the (code, note) flags of its image and audio pairs in `plan`
+    (pairs not grouped: `near_duplicate_image` / `near_duplicate_audio`), as
+    `NearDupStage.found` gives them; what the shard writer adds to the rows when the
+    driver planned media after the record pass (`pipeline.execution.media_pairs`)."""
+    media = plan.pairs.filter(pc.is_in(plan.pairs["modality"], pa.array(["image", "audio"])))
+    stage = NearDupStage(NearDupPlan(pairs=media))
+    ids = set(media["a"].to_pylist()) | set(media["b"].to_pylist())
+    return {record_id: stage.found(record_id) for record_id in sorted(ids)}
+
+
+def flags_digest(found: list[tuple[str, str]]) -> str:
+    """Return the sha256 of (code, note) flags a writer adds to a row (`media_flags`): a
+    cached row digest holds only for the flags it was written with."""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps([list(f) for f in found]).encode("utf-8")).hexdigest()

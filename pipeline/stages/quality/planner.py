@@ -273,3 +273,15 @@ def _greetings(signatures: pa.Table, config: NearDupConfig) -> dict[str, int]:
     )
     shared = keyed.join(common, "key", join_type="inner")
     return dict(zip(shared["id"].to_pylist(), shared["id_count_distinct"].to_pylist(), strict=True))
+
+
+def with_media_pairs(plan: NearDupPlan, media: NearDupPlan) -> NearDupPlan:
+    """Return `plan` (made over text and greeting rows only) with the media pairs and the
+    unhashed clips of `media` (made over image and audio rows after the record pass), as one
+    plan over all the rows would have them: pairs are found per modality, and media pairs
+    join no cluster unless `group_media` (then the ingest signs media and this is not used).
+    """
+    pairs = pa.concat_tables([plan.pairs, media.pairs]).sort_by(
+        [("a", "ascending"), ("b", "ascending"), ("modality", "ascending")]
+    )
+    return NearDupPlan(plan.clusters, plan.drop, pairs, plan.greetings, dict(media.unhashed))

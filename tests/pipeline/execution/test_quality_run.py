@@ -199,6 +199,66 @@ def test_a_rerun_through_the_cache_counts_the_quality_stages_as_the_first_run(
     assert rerun.quality["quality.ai_exposure"]["quarantined"] == 1
 
 
+def _add_image_copy(folder: Path) -> None:
+    """Append a new chat showing record 0's picture (its image file copied)."""
+    import json
+    import shutil
+
+    shutil.copy(folder / "images" / "0.png", folder / "images" / "copy.png")
+    chat = {
+        "character": "Vela",
+        "messages": [
+            {"role": "user", "content": "<image> Look again at this harbour picture."},
+            {"role": "assistant", "content": "The same harbour, a different hour entirely."},
+        ],
+        "images": ["images/copy.png"],
+    }
+    with (folder / "dialogues.jsonl").open("a", encoding="utf-8") as f:
+        f.write(json.dumps(chat) + "\n")
+
+
+def _image_copy_rows(result: RunResult) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Return the new chat's row and record 0's rows (original and variants)."""
+    rows = published_rows(result)
+    new = next(r for r in rows if "harbour picture" in r["messages"][0]["content"])
+    zero = [r for r in rows if r["messages"][0]["content"].startswith("<image> Question 0:")]
+    return new, zero
+
+
+def test_a_rerun_flags_a_cached_record_whose_image_a_new_record_copies_as_a_fresh_run_does(
+    tmp_path: Path,
+) -> None:
+    write_corpus(tmp_path)
+    sources = SOURCES[:1]
+    first = _run(tmp_path, "store", sources=sources)
+    # The pair of the new chat's image with the cached record 0's is found only after the
+    # pass (media are signed there), and flags record 0 too.
+    _add_image_copy(tmp_path)
+    after = _run(tmp_path, "store", sources=sources)
+    scratch = _run(tmp_path, "scratch", sources=sources)
+    assert after.reuse.reused > 0 and after.reuse.computed < scratch.reuse.computed
+    assert after.content_id == scratch.content_id != first.content_id
+    assert after.quality == scratch.quality
+    new, zero = _image_copy_rows(after)
+    assert zero and all("near_duplicate_image" in r["quality"]["flags"] for r in zero)
+    assert all(
+        f"near_duplicate_image: image 1.00 with {new['id']}" in r["quality"]["notes"] for r in zero
+    )
+    assert after.quality["quality.near_duplicate"]["near_duplicate_image"] >= 2
+
+
+def test_with_group_media_an_image_copy_joins_its_original_in_one_cluster(tmp_path: Path) -> None:
+    write_corpus(tmp_path)
+    _add_image_copy(tmp_path)
+    quality = {**QUALITY, "near_dup": {"group_media": True}}
+    result = _run(tmp_path, "grouped", sources=SOURCES[:1], quality=quality)
+    new, zero = _image_copy_rows(result)
+    assert zero and new["quality"]["near_dup_cluster"] is not None
+    assert all(r["quality"]["near_dup_cluster"] == new["quality"]["near_dup_cluster"] for r in zero)
+    assert all("near_duplicate" in r["quality"]["flags"] for r in [new, *zero])
+    assert all(r["split"] == new["split"] for r in zero)
+
+
 def test_held_out_files_are_pinned_inputs_and_contaminated_records_leave(corpus: Path) -> None:
     held = corpus / "held_out.txt"
     held.write_text(STORY + "\n", encoding="utf-8")

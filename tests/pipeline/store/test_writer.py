@@ -135,6 +135,38 @@ def test_a_shard_task_writes_its_shard_and_sidecar_without_an_fsync(tmp_path: Pa
     assert (tmp_path / "out" / written.entry.row_digests).exists()
 
 
+def test_a_shard_plans_flags_are_added_after_the_rows_own_and_hashed_with_them(
+    tmp_path: Path,
+) -> None:
+    records = [work_record(i, split="train") for i in range(4)]
+    for r in records:
+        r["quality"] = {"flags": ["slop"], "notes": ["slop: 3 phrases"]}
+    parts, index = stage_records(tmp_path / "parts", records, 2)
+    writer = ShardWriter(str(tmp_path / "out"), "arrow", 1 << 30, LocalFS())
+    (plan,) = plan_shards(index, "arrow", 1 << 30)
+    target = records[1]["id"]
+    pairs = [
+        ("near_duplicate_image", "image 0.97 with x"),
+        ("near_duplicate_image", "image 1.00 with y"),
+    ]
+    flagged = plan.flagged({target: pairs, "not-in-this-shard": pairs[:1]})
+    assert set(flagged.flags) == {target}
+    written = writer.write_shard(flagged, parts)
+    rows = {r["id"]: r for r in read_shard(str(tmp_path / "out" / written.entry.path)).to_pylist()}
+    assert rows[target]["quality"]["flags"] == ["slop", "near_duplicate_image"]
+    assert rows[target]["quality"]["notes"] == [
+        "slop: 3 phrases",
+        "near_duplicate_image: image 0.97 with x",
+        "near_duplicate_image: image 1.00 with y",
+    ]
+    other = records[0]["id"]
+    assert rows[other]["quality"]["flags"] == ["slop"]
+    ids, sha = written.rows["id"].to_pylist(), written.rows["row_sha256"].to_pylist()
+    digests = dict(zip(ids, sha, strict=True))
+    table = pa.Table.from_pylist([rows[target], rows[other]], schema=RECORD_SCHEMA)
+    assert row_digests(table) == [digests[target], digests[other]]
+
+
 class _UnreadableFS(LocalFS):
     """LocalFS posing as a store whose output streams cannot be read back (an upload)."""
 

@@ -22,8 +22,10 @@ from pipeline.stages.quality.signatures import (
     audio_hash,
     image_hash,
     lsh_bands,
+    media_signatures,
     near_dup_signatures,
     phash,
+    rgb_phash,
     shingle_hashes,
 )
 
@@ -340,3 +342,36 @@ def test_every_demo_clip_and_image_keeps_its_hash_bits():
         for name in DEMO_HASHES
     }
     assert got == DEMO_HASHES
+
+
+def test_the_phash_of_decoded_pixels_stays_within_two_bits_of_the_bytes_hash():
+    from pipeline.record.media import decode_checked_image
+
+    images = [n for n in DEMO_HASHES if n.startswith("images/")]
+    apart = {}
+    for name in images:
+        data = _media(name)["bytes"]
+        apart[name] = bin(rgb_phash(decode_checked_image(data, 10**8)) ^ DEMO_HASHES[name])
+    assert all(bits.count("1") <= 2 for bits in apart.values())
+    assert sum(bits.count("1") == 0 for bits in apart.values()) >= len(images) - 2
+
+
+def test_media_signatures_use_decoded_pixels_and_samples_when_given_and_bytes_otherwise():
+    image, clip = _media("images/tea_set.jpg"), _media("audio/owl_hoot.wav")
+    pixels = np.asarray(Image.open(io.BytesIO(image["bytes"])).convert("RGB"))
+    samples = decode_audio(clip["bytes"])
+    cfg = NearDupConfig()
+    records = [("r", [image], [clip])]
+    from_bytes = media_signatures(records, cfg).to_pylist()
+    decoded = media_signatures(
+        records, cfg, lambda rid, i: pixels, lambda rid, i: samples
+    ).to_pylist()
+    assert [r["modality"] for r in decoded] == ["image", "audio"]
+    assert decoded[0]["signature"] == rgb_phash(pixels).to_bytes(8, "big")
+    assert from_bytes[0]["signature"] == image_hash(image["bytes"]).to_bytes(8, "big")
+    assert decoded[1] == from_bytes[1]  # a WAV's decoded samples are the bytes' samples
+    # Text and greeting rows only when the ingest leaves media to the record pass.
+    r = record("t", [("user", "<image>Look."), ("assistant", "A fine old teapot, that one.")])
+    r["images"] = [image]
+    rows = near_dup_signatures(table(r), cfg, media=False)["modality"].to_pylist()
+    assert "image" not in rows and "text" in rows
