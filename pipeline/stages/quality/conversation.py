@@ -83,8 +83,12 @@ def _conversation(record_id: str, character: Any, messages: Any) -> Conversation
 
 def words(text: str) -> list[str]:
     """Return the lower-cased words of `text`; Chinese and Japanese characters one by one."""
+    low = text.lower()
+    tokens = _WORD.findall(low)
+    if not _UNSPACED.search(low):  # one search per text, not one per word
+        return tokens
     out: list[str] = []
-    for token in _WORD.findall(text.lower()):
+    for token in tokens:
         if _UNSPACED.search(token):
             out.extend(token)
         else:
@@ -100,4 +104,5 @@ def normalized(text: str) -> str:
 
 def ngrams(tokens: list[str], n: int) -> list[tuple[str, ...]]:
     """Return the n-grams of `tokens` in order (none when there are fewer than n)."""
-    return [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
+    # The shifted copies end where the last whole n-gram does (`strict=False` on purpose).
+    return list(zip(*(tokens[i:] for i in range(n)), strict=False))
