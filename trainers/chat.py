@@ -29,6 +29,8 @@ class ChatTurn:
 
     def parts(self) -> list[dict[str, Any]]:
         """Return the content as processor parts: text, image and audio entries in order."""
+        if IMAGE_PLACEHOLDER not in self.text and AUDIO_PLACEHOLDER not in self.text:
+            return [{"type": "text", "text": self.text}] if self.text else []
         parts: list[dict[str, Any]] = []
         for piece in _PLACEHOLDER.split(self.text):
             if piece in _KIND:
@@ -126,6 +128,8 @@ class ChatFormatter:
         )
 
     def _take_media(self, content: str, images, audios) -> tuple[str, list[tuple[str, bytes]], int]:
+        if IMAGE_PLACEHOLDER not in content and AUDIO_PLACEHOLDER not in content:
+            return content, [], 0  # most turns: nothing to take
         media: list[tuple[str, bytes]] = []
         out: list[str] = []
         dropped = 0

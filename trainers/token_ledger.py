@@ -53,7 +53,7 @@ class ChatTokenCounter:
         """Return `count` of each record, their texts tokenized together; `headers`: what
         the caller already read of their media's headers (`trainers.media.MediaHeaders`)."""
         samples = [self.formatter.format(r) for r in records]
-        parts = [self.encoder.length_parts(s, headers) for s in samples]
+        parts = self.encoder.length_parts_many(samples, headers)
         texts = [p[0] for p in parts if p is not None]
         counted = iter(self.text.counts(texts))
         return [
@@ -122,7 +122,8 @@ class SegmentTokenCounter:
         needed = {p for pieces in split for p in pieces[::2] if p}
         if len(self.pieces) + len(needed) > self.CACHE_ENTRIES:
             self.pieces.clear()
-        new = sorted(needed - self.pieces.keys())
+        # Not `needed - self.pieces.keys()`: that walks every cached piece, each batch.
+        new = sorted(p for p in needed if p not in self.pieces)
         if new:
             self.pieces.update(zip(new, self._pieces(new), strict=True))
         return [
@@ -133,7 +134,7 @@ class SegmentTokenCounter:
 def _bytewise_count(pieces: list[str]) -> int:
     """Return the tokens of a text split at its added tokens (`pieces`: text, added token,
     text, ...) under a tokenizer that gives one token per UTF-8 byte of text."""
-    return len(pieces) // 2 + sum(len(p.encode()) for p in pieces[::2])
+    return len(pieces) // 2 + len("".join(pieces[::2]).encode())
 
 
 def _without_merges(backend: Any) -> bool:

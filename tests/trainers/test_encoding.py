@@ -286,15 +286,25 @@ def test_a_template_without_generation_markers_still_masks_the_characters_turns(
 
 def test_rendering_with_the_compiled_template_equals_apply_chat_template(omni_processor, tiny_vl):
     # The encoder renders with the processor's compiled template directly once its first
-    # rendering agreed with apply_chat_template's; every rendering must still agree.
+    # rendering agreed with apply_chat_template's, and message by message where the
+    # template renders each message alone; every rendering must still agree.
     from transformers import AutoProcessor
 
-    cases = [(omni_processor, frozenset({"image", "audio"}), None)]
+    both = frozenset({"image", "audio"})
+    cases = [(omni_processor, both, None, True)]
     other = omni_processor.chat_template.replace("<|im_start|>", "<|im_start|> ")
-    cases.append((omni_processor, frozenset({"image", "audio"}), other))
-    cases.append((AutoProcessor.from_pretrained(tiny_vl), frozenset({"image"}), None))
+    cases.append((omni_processor, both, other, True))
+    # A default system prompt before the first message: not rendered message by message.
+    first = omni_processor.chat_template.replace(
+        "{{- '<|im_start|>' + message['role']",
+        "{%- if loop.first and message['role'] != 'system' -%}{{- '<|im_start|>system\\nHi"
+        "<|im_end|>\\n' -}}{%- endif -%}{{- '<|im_start|>' + message['role']",
+    )
+    assert first != omni_processor.chat_template
+    cases.append((omni_processor, both, first, False))
+    cases.append((AutoProcessor.from_pretrained(tiny_vl), frozenset({"image"}), None, True))
     records = [chinese_record(), make_record(6, "train", images=2, audios=1, turns=4)]
-    for processor, keep, template in cases:
+    for processor, keep, template, by_message in cases:
         encoder = ConversationEncoder(
             processor, multimodal=True, max_length=1024, chat_template=template
         )
@@ -306,4 +316,7 @@ def test_rendering_with_the_compiled_template_equals_apply_chat_template(omni_pr
                     messages, chat_template=template, tokenize=False, add_generation_prompt=prompt
                 )
                 assert encoder.render(turns[:cut], add_generation_prompt=prompt) == expected
+                # A later rendering of the same turns (pieces seen before) still agrees.
+                assert encoder.render(turns[:cut], add_generation_prompt=prompt) == expected
         assert encoder._direct is True
+        assert encoder._per_message is by_message

@@ -19,10 +19,23 @@ def quality_values(table: pa.Table) -> list[dict[str, Any]]:
 
 def with_quality(table: pa.Table, values: list[dict[str, Any]]) -> pa.Table:
     """Return `table` with its quality column replaced by `values` (one dict per row)."""
-    column = pa.array(values, QUALITY_TYPE)
-    if "quality" in table.column_names:
-        return table.set_column(table.schema.get_field_index("quality"), "quality", column)
-    return table.append_column(pa.field("quality", QUALITY_TYPE), column)
+    return _with_column(table, pa.array(values, QUALITY_TYPE))
+
+
+def with_fields(table: pa.Table, fields: Mapping[str, pa.Array]) -> pa.Table:
+    """Return `table` with the quality fields named in `fields` replaced by those arrays
+    (one value per row) and no null quality struct left. Where every row has its struct
+    (the checks before gave each one), the other fields' arrays are kept as they are
+    instead of going through Python dicts and back."""
+    if not _complete(table):
+        values = quality_values(table)
+        for name, array in fields.items():
+            for row, value in enumerate(array.to_pylist()):
+                values[row][name] = value
+        return with_quality(table, values)
+    column = table["quality"].combine_chunks()
+    children = [fields.get(name, column.field(name)) for name, _ in _FIELDS]
+    return _with_column(table, pa.StructArray.from_arrays(children, fields=list(QUALITY_TYPE)))
 
 
 def add_flags(table: pa.Table, flags: Mapping[int, list[tuple[str, str]]]) -> pa.Table:
@@ -69,3 +82,9 @@ def _blank() -> dict[str, Any]:
 
 def _complete(table: pa.Table) -> bool:
     return "quality" in table.column_names and table["quality"].null_count == 0
+
+
+def _with_column(table: pa.Table, column: pa.Array) -> pa.Table:
+    if "quality" in table.column_names:
+        return table.set_column(table.schema.get_field_index("quality"), "quality", column)
+    return table.append_column(pa.field("quality", QUALITY_TYPE), column)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import pyarrow as pa
 
@@ -19,8 +20,9 @@ _NOT_WORD = re.compile(r"\W+", re.UNICODE)
 _UNSPACED = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 
 
-@dataclass(frozen=True)
-class Turn:
+class Turn(NamedTuple):
+    # A named tuple, not a frozen dataclass: every check's batch builds one per message,
+    # and a frozen dataclass's __init__ took 0.6 us against 0.26.
     index: int  # position in the record's messages
     role: str
     name: str | None
@@ -35,8 +37,9 @@ class Conversation:
     character: dict[str, Any] | None
     turns: list[Turn]
 
-    @property
+    @functools.cached_property
     def character_turns(self) -> list[Turn]:
+        """The assistant turns (read by four checks of each batch: worked out once)."""
         return [t for t in self.turns if t.role == "assistant"]
 
     @property
@@ -75,16 +78,27 @@ def _converted(batch: pa.Table) -> list[Conversation]:
 
 def _conversation(record_id: str, character: Any, messages: Any) -> Conversation:
     turns = [
-        Turn(i, m["role"], m.get("name"), _PLACEHOLDERS.sub("", m.get("content") or ""))
+        Turn(i, m["role"], m.get("name"), _text(m.get("content") or ""))
         for i, m in enumerate(messages or [])
     ]
     return Conversation(record_id, character, turns)
 
 
+def _text(content: str) -> str:
+    """Return `content` without its media placeholders (most turns have none)."""
+    if IMAGE_PLACEHOLDER in content or AUDIO_PLACEHOLDER in content:
+        return _PLACEHOLDERS.sub("", content)
+    return content
+
+
 def words(text: str) -> list[str]:
     """Return the lower-cased words of `text`; Chinese and Japanese characters one by one."""
+    low = text.lower()
+    tokens = _WORD.findall(low)
+    if not _UNSPACED.search(low):  # one search per text, not one per word
+        return tokens
     out: list[str] = []
-    for token in _WORD.findall(text.lower()):
+    for token in tokens:
         if _UNSPACED.search(token):
             out.extend(token)
         else:
@@ -100,4 +114,5 @@ def normalized(text: str) -> str:
 
 def ngrams(tokens: list[str], n: int) -> list[tuple[str, ...]]:
     """Return the n-grams of `tokens` in order (none when there are fewer than n)."""
-    return [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
+    # The shifted copies end where the last whole n-gram does (`strict=False` on purpose).
+    return list(zip(*(tokens[i:] for i in range(n)), strict=False))

@@ -13,16 +13,10 @@ from pipeline.stages.quality.lint import LintStage
 
 
 def repeated_fraction(texts: list[str], n: int) -> float:
-    """Return the fraction of the n-grams of `texts` (each text on its own) seen before."""
-    seen: set[tuple[str, ...]] = set()
-    total = repeated = 0
-    for text in texts:
-        for gram in ngrams(words(text), n):
-            total += 1
-            if gram in seen:
-                repeated += 1
-            seen.add(gram)
-    return repeated / total if total else 0.0
+    """Return the fraction of the n-grams of `texts` (each text on its own) seen before:
+    each n-gram but the first of each distinct one."""
+    grams = [gram for text in texts for gram in ngrams(words(text), n)]
+    return (len(grams) - len(set(grams))) / len(grams) if grams else 0.0
 
 
 class RepetitionStage(LintStage):

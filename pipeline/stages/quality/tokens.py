@@ -22,7 +22,7 @@ import pyarrow as pa
 from pipeline.record.rejection import quarantine_entry
 from pipeline.record.schema import AUDIO_PLACEHOLDER, IMAGE_PLACEHOLDER, count_placeholders
 from pipeline.stages.base import BatchContext, StageOutput
-from pipeline.stages.quality.column import add_flags, quality_values, with_quality
+from pipeline.stages.quality.column import add_flags, with_fields
 
 
 class TokenCounter(Protocol):
@@ -102,11 +102,11 @@ class TokenLedgerStage:
             for row, shorter in cut.items():
                 rows[row].update({k: shorter[k] for k in ("messages", "images", "audios")})
             table = pa.Table.from_pylist(rows, schema=batch.schema)
-        values = quality_values(table)
-        for row, tokens in enumerate(counts):
-            values[row]["tokens"] = tokens
-            values[row]["tokens_hash"] = self.counter.processor_hash
-        table = add_flags(with_quality(table, values), flags)
+        counted = {
+            "tokens": pa.array(counts, pa.int64()),
+            "tokens_hash": pa.array([self.counter.processor_hash] * len(counts), pa.string()),
+        }
+        table = add_flags(with_fields(table, counted), flags)
         if drop:
             ctx.forget({records[row]["id"] for row in drop})
             table = table.filter(pa.array([row not in drop for row in range(table.num_rows)]))

@@ -15,8 +15,9 @@ from pipeline.stages.quality.config import (
     SlopConfig,
     SpeakerLeakConfig,
 )
+from pipeline.stages.quality.conversation import words
 from pipeline.stages.quality.language import LanguageMismatchStage
-from pipeline.stages.quality.repetition import RepetitionStage
+from pipeline.stages.quality.repetition import RepetitionStage, repeated_fraction
 from pipeline.stages.quality.slop import SlopStage
 from pipeline.stages.quality.speaker_leak import SpeakerLeakStage
 from pipeline.stages.quality.stages import lint_stages
@@ -114,6 +115,16 @@ def test_repetition_flags_a_character_pasting_the_same_paragraph_into_every_turn
     out = stage.process(table(looped, clean_pippa()), BatchContext())
     assert _flags(out) == [["repetition"], []]
     assert "67%" in out.table["quality"].to_pylist()[0]["notes"][0]
+
+
+def test_the_repeated_fraction_counts_each_n_gram_seen_before_within_each_text():
+    # a b c a b c: abc bca cab abc, the last seen before; n-grams never span two texts.
+    assert repeated_fraction(["A b, c a B c"], 3) == 0.25
+    assert repeated_fraction(["a b c", "a b c"], 3) == 0.5
+    assert repeated_fraction(["a b", "c"], 3) == 0.0
+    # Chinese and Japanese characters are words one by one, beside spaced words.
+    assert words("Mira 你好 SAYS") == ["mira", "你", "好", "says"]
+    assert repeated_fraction(["好好好好"], 2) == 2 / 3
 
 
 def test_slop_counts_shipped_and_recipe_phrases_and_only_flags():

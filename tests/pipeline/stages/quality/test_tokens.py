@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.stages.base import BatchContext
+from pipeline.stages.quality.column import _blank as blank
+from pipeline.stages.quality.column import with_quality
 from pipeline.stages.quality.tokens import TokenLedgerStage, truncated
 
 from .corpus import clean_pippa, record, table
@@ -43,6 +45,22 @@ def test_counts_land_in_the_column_with_the_processor_hash():
     [q] = _quality(out)
     assert q["tokens"] == WordCounter().count(clean_pippa("a"))
     assert q["tokens_hash"] == "words-v1" and q["flags"] == []
+
+
+def test_counts_keep_the_findings_of_the_checks_before_on_every_row():
+    # Rows the checks gave a struct keep their flags, notes and language; a row without
+    # one (quality null) gets a blank one with its count.
+    batch = table(clean_pippa("a"), clean_pippa("b"), clean_pippa("c"))
+    seen = {"flags": ["slop"], "notes": ["slop: 2 phrases"], "language": "en"}
+    for nulls in (False, True):
+        values = [None if nulls and i == 1 else {**blank(), **seen} for i in range(3)]
+        before = with_quality(batch, values)
+        out = TokenLedgerStage(WordCounter()).process(before, BatchContext())
+        got = _quality(out)
+        for i, q in enumerate(got):
+            expected = blank() if values[i] is None else {**blank(), **seen}
+            assert q == {**expected, "tokens": q["tokens"], "tokens_hash": "words-v1"}
+            assert q["tokens"] == WordCounter().count(batch.slice(i, 1).to_pylist()[0])
 
 
 def _long():
