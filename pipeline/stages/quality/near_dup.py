@@ -11,6 +11,8 @@ compared.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections import Counter
 
 import pyarrow as pa
@@ -102,7 +104,4 @@ def media_flags(plan: NearDupPlan) -> dict[str, list[tuple[str, str]]]:
 def flags_digest(found: list[tuple[str, str]]) -> str:
     """Return the sha256 of (code, note) flags a writer adds to a row (`media_flags`): a
     cached row digest holds only for the flags it was written with."""
-    import hashlib
-    import json
-
     return hashlib.sha256(json.dumps([list(f) for f in found]).encode("utf-8")).hexdigest()
