@@ -370,27 +370,22 @@ def media_signatures(
         for name, v in zip(rows, values, strict=True):
             rows[name].append(v)
 
-    audio_rows = []
-    for record_id, images, audios in records:
-        for item, media in enumerate(images or []):
-            rgb = pixels(record_id, item) if pixels is not None else None
-            try:
-                value = rgb_phash(rgb) if rgb is not None else image_hash(media["bytes"])
-            except Exception as exc:  # noqa: BLE001 - validation names the real error
-                log.debug("no image hash for %s[%d]: %s", record_id, item, exc)
-                continue
-            add(record_id, "image", item, value, config.image_distance)
-        audio_rows.append((record_id, audios))
-    # Images first, then clips, as the rows were always laid out (the planner sorts anyway).
-    for record_id, audios in audio_rows:
-        for item, media in enumerate(audios or []):
-            decoded = samples(record_id, item) if samples is not None else None
-            try:
-                value = (
-                    samples_hash(*decoded) if decoded is not None else audio_hash(media["bytes"])
-                )
-            except Exception as exc:  # noqa: BLE001 - validation names the real error
-                log.debug("no audio hash for %s[%d]: %s", record_id, item, exc)
-                continue
-            add(record_id, "audio", item, value, config.audio_distance)
+    records = list(records)
+    # Every record's images, then every record's clips (as the rows were always laid out).
+    for column, modality, decoded_of, from_decoded, from_bytes, distance in (
+        (1, "image", pixels, rgb_phash, image_hash, config.image_distance),
+        (2, "audio", samples, lambda d: samples_hash(*d), audio_hash, config.audio_distance),
+    ):
+        for record in records:
+            record_id = record[0]
+            for item, media in enumerate(record[column] or []):
+                decoded = decoded_of(record_id, item) if decoded_of is not None else None
+                try:
+                    value = (
+                        from_decoded(decoded) if decoded is not None else from_bytes(media["bytes"])
+                    )
+                except Exception as exc:  # noqa: BLE001 - validation names the real error
+                    log.debug("no %s hash for %s[%d]: %s", modality, record_id, item, exc)
+                    continue
+                add(record_id, modality, item, value, distance)
     return pa.Table.from_pydict(rows, schema=SIGNATURE_SCHEMA)
