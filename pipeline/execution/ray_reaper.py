@@ -87,14 +87,27 @@ def family(known: dict[int, str]) -> dict[int, str]:
 
 
 def reap(known: dict[int, str]) -> list[int]:
-    """Kill the processes of `known` that still run and their descendants; return their pids."""
-    targets = family(known)
+    """Kill the processes of `known` that still run and their descendants; return their pids.
+
+    The tree is frozen before anything dies: a raylet killed while it forks a worker would
+    leave that worker to init, out of reach. So every member is stopped (SIGSTOP; a stopped
+    process forks nothing more), the walk repeats until it finds no one new (a fork that was
+    under way shows up as the stopped parent's child), and only then is all of it killed."""
+    targets: dict[int, str] = {}
+    while new := {p: t for p, t in family({**known, **targets}).items() if p not in targets}:
+        for pid in new:
+            _signal(pid, signal.SIGSTOP)
+        targets.update(new)
     for pid in targets:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        _signal(pid, signal.SIGKILL)
     return sorted(targets)
+
+
+def _signal(pid: int, sig: signal.Signals) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
 
 
 def main(argv: list[str]) -> None:

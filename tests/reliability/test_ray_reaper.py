@@ -6,11 +6,17 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
 
+from pipeline.execution.ray_reaper import _stat, reap
 from tests.pipeline.execution.datajob_corpus import write_corpus
 from tests.reliability.conftest import (
     all_versions_intact,
@@ -19,8 +25,6 @@ from tests.reliability.conftest import (
     wait_for,
     write_recipe,
 )
-
-pytestmark = pytest.mark.usefixtures("ray_session")
 
 
 @pytest.fixture
@@ -51,6 +55,16 @@ def _alive(processes: list[psutil.Process]) -> list[str]:
     return alive
 
 
+@pytest.mark.usefixtures("ray_session")
+def _left_after(alive: Callable[[], list[Any]], timeout_s: float) -> list[Any]:
+    """Return what `alive()` still lists once it lists nothing or `timeout_s` passed."""
+    deadline = time.monotonic() + timeout_s
+    while (left := alive()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return left
+
+
+@pytest.mark.usefixtures("ray_session")
 def test_a_driver_killed_alone_takes_its_ray_agents_and_workers_with_it(corpus: Path) -> None:
     run = cli_process("run", corpus, "--json")
     driver = psutil.Process(run.pid)
@@ -65,5 +79,34 @@ def test_a_driver_killed_alone_takes_its_ray_agents_and_workers_with_it(corpus: 
     run.communicate(timeout=60)
     reaper.wait(timeout=120)  # it acts once the pipe from the dead driver closes
 
-    assert _alive(ray) == []
+    # Killed is not yet gone: a process tears its memory down first (seconds on a busy
+    # machine), against Ray's own minute-long timeouts.
+    assert _left_after(lambda: _alive(ray), 30) == []
     assert all_versions_intact(store_of(corpus)) == []  # nothing half-published
+
+
+def _marked(marker: str) -> list[int]:
+    """Return the pids of live (not zombie) `sleep <marker>` processes."""
+    found = []
+    for p in psutil.process_iter(["cmdline", "status"]):
+        if p.info["cmdline"] == ["sleep", marker] and p.info["status"] != psutil.STATUS_ZOMBIE:
+            found.append(p.pid)
+    return found
+
+
+def test_reap_leaves_nothing_of_a_tree_that_forks_while_it_is_killed() -> None:
+    # A raylet forks workers at any moment; a child forked between the walk and its
+    # parent's death would be left to init. Here the parent forks as fast as it can.
+    marker = f"{time.time_ns() % 10**9}.5"  # seconds for `sleep`, unique to this run
+    script = "import subprocess, sys\nwhile True: subprocess.Popen(['sleep', sys.argv[1]])"
+    parent = subprocess.Popen([sys.executable, "-c", script, marker])
+    try:
+        wait_for(lambda: len(_marked(marker)) >= 50, 60, "the tree to grow")
+        reaped = reap({parent.pid: _stat(parent.pid)[1]})
+        parent.wait(timeout=30)
+        assert parent.pid in reaped and len(reaped) > 50
+        assert _left_after(lambda: _marked(marker), 30) == []
+    finally:
+        parent.kill()
+        for pid in _marked(marker):
+            os.kill(pid, signal.SIGKILL)
