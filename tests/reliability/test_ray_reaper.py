@@ -55,7 +55,6 @@ def _alive(processes: list[psutil.Process]) -> list[str]:
     return alive
 
 
-@pytest.mark.usefixtures("ray_session")
 def _left_after(alive: Callable[[], list[Any]], timeout_s: float) -> list[Any]:
     """Return what `alive()` still lists once it lists nothing or `timeout_s` passed."""
     deadline = time.monotonic() + timeout_s
