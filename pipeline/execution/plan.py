@@ -167,16 +167,17 @@ def pass_slices(todo: pa.Table, per_task: int) -> list[tuple[Slice, str]]:
 
 def writer_index(rows: pa.Table) -> tuple[pa.Table, list[str]]:
     """Return ROWS_SCHEMA rows as the writer's INDEX_SCHEMA rows (part numbers) and the part
-    paths those numbers index."""
-    encoded = pc.dictionary_encode(rows["part"]).combine_chunks()
+    paths those numbers index, sorted: the writer takes rows in part-number order
+    (`plan_shards`), so the order tasks finished in does not reach the shards."""
+    paths = pc.unique(rows["part"].combine_chunks()).sort()
     index = pa.table(
         {
             "split": rows["split"],
             "id": rows["id"],
-            "part": encoded.indices.cast(pa.int32()),
+            "part": pc.index_in(rows["part"], value_set=paths).cast(pa.int32()),
             "row": rows["row"],
             "nbytes": rows["nbytes"],
         },
         schema=INDEX_SCHEMA,
     )
-    return index, encoded.dictionary.to_pylist()
+    return index, paths.to_pylist()

@@ -1,11 +1,17 @@
-"""Deterministic shards: records sorted by id within each split, cut by size, hashed.
+"""Deterministic shards: each split's records in part order, cut by size, hashed.
 
-The bytes of a shard depend only on its records: rows are gathered from the staged part
-files in id order, record batches are cut by a fixed rule on row count and row size, the
-schema carries no timestamps, and nothing is compressed (media gains ~4% from zstd). So the
-same records give the same shard hashes whatever the number of workers that made them.
-Each row's digest is taken from the rows as they are written and kept in the shard's
-sidecar (`store/row_digest.py`): the content id is made from those, not from the files.
+The bytes of a shard depend only on its records and the part files they were staged in:
+rows are taken from the parts in (part path, row) order, the order the record pass wrote
+them (an original, then its variants), record batches are cut by a fixed rule on row count
+and row size, the schema carries no timestamps, and nothing is compressed (media gains ~4%
+from zstd). Taking rows in the order they lie, not in id order, lets the writer encode
+them straight from the mapped parts: no copy of any byte into a new order (that gather
+cost as much CPU as the encoding, `benchmarks/results.md`, "Missed: writer_vs_pyarrow").
+How rows fall into shards may then differ between runs of the same records (another
+number of workers, rows reused from the record cache); what they hold does not: each row's
+digest is taken from the rows as they are written and kept in the shard's sidecar
+(`store/row_digest.py`), and the content id is made from those sorted by id, not from the
+files (`manifest.content_id`).
 A split without records gets no shard at all: `datasets` refuses a declared split that
 matches no data, and an empty file says nothing a missing one does not.
 """
@@ -28,7 +34,7 @@ from pipeline.store.fs import LocalFS, release_free_memory
 from pipeline.store.manifest import ShardEntry
 from pipeline.store.row_digest import digest_table, row_digests, write_row_digests
 from pipeline.store.shards import shard_name
-from pipeline.store.staging import MediaBuffers, PartSet, PartSlice, row_nbytes
+from pipeline.store.staging import PartSet, PartSlice, row_nbytes
 
 # A record batch ends at this many rows or bytes, whichever comes first; fixed numbers,
 # so batch boundaries (and with them the shard bytes) depend on the records alone. 32 MB,
@@ -259,7 +265,7 @@ class ReadBackHash:
 
 @dataclass(frozen=True)
 class ShardPlan:
-    """One shard to write: its file name, split, and its rows (INDEX_SCHEMA, in id order);
+    """One shard to write: its file name, split, and its rows (INDEX_SCHEMA, in part order);
     `flags`: row id -> (code, note) flags to add to its `quality` as it is written (the
     near-duplicate media pairs the driver found after the record pass), only its rows'."""
 
@@ -279,7 +285,8 @@ class ShardPlan:
 def plan_shards(
     index: pa.Table, fmt: str, shard_size: int, ids_checked: bool = False
 ) -> list[ShardPlan]:
-    """Return the shards of `index`: per split, rows sorted by id and cut by size. Raise
+    """Return the shards of `index`: per split, rows in (part, row) order and cut by size
+    (the part numbers follow the parts' paths, `execution.plan.writer_index`). Raise
     ShardIntegrityError for a repeated id (unless the caller has `check_unique_ids` over
     these rows or more already: `ids_checked`) or an unknown split. A split without
     records gets no shard."""
@@ -293,7 +300,9 @@ def plan_shards(
         # A split that holds every row (the benchmark's) is sorted without a filtered copy.
         same = pc.equal(index["split"], split)
         whole = index.num_rows and pc.all(same, skip_nulls=False).as_py()
-        rows = (index if whole else index.filter(same)).sort_by("id")
+        rows = (index if whole else index.filter(same)).sort_by(
+            [("part", "ascending"), ("row", "ascending")]
+        )
         cuts = plan_cuts(rows["nbytes"].to_numpy(zero_copy_only=False), shard_size)
         for i, (start, stop) in enumerate(cuts):
             name = shard_name(split, i, len(cuts), fmt)
@@ -390,19 +399,18 @@ class ShardWriter:
         staged file durable in one pass before it publishes, `VersionCommitter.commit`);
         return its manifest entry and row digests.
 
-        The main thread encodes; one worker thread gathers the next batch meanwhile, one
-        takes each batch's row digests, one hashes the file's bytes as they are written,
-        so the gather and the two hashing passes overlap the encoding instead of following
-        it: pyarrow's copies and writers and hashlib release the GIL. (The gather and the
-        encoding on one thread made it the longest, ~2/3 of the task's CPU on a 1 GB
-        corpus of 160 KB rows.)"""
+        The main thread encodes; one worker thread takes the next batch's rows out of the
+        parts meanwhile (slices of the maps, `_batches`), one takes each batch's row
+        digests, one hashes the file's bytes as they are written, so the two hashing
+        passes overlap the encoding instead of following it: pyarrow's writers and hashlib
+        release the GIL."""
         path = os.path.join(self.folder, plan.name)
         # What earlier tasks in this worker freed (a record pass's media: 30-75 MB per
         # worker measured, anonymous) goes back before this task's copies come on top.
         release_free_memory()
         facts: list[Future[tuple[list[str], list[str]]]] = []
         with (
-            ThreadPoolExecutor(1, thread_name_prefix="shard-gather") as gatherer,
+            ThreadPoolExecutor(1, thread_name_prefix="shard-rows") as taker,
             ThreadPoolExecutor(1, thread_name_prefix="row-digest") as digester,
             ThreadPoolExecutor(1, thread_name_prefix="shard-hash") as hasher,
         ):
@@ -413,7 +421,7 @@ class ShardWriter:
                     if self.fs.is_local
                     else HashingSink(raw, hasher)
                 )
-                gathered = _made_ahead(self._batches(plan.rows, parts, plan.flags), gatherer)
+                gathered = _made_ahead(self._batches(plan.rows, parts, plan.flags), taker)
                 batches = self._digested(gathered, digester, facts)
                 self._write_shard(file_hash.sink, self._written_back(batches, raw, file_hash))
                 file_hash.mark()  # the footer
@@ -422,8 +430,8 @@ class ShardWriter:
             sha256 = file_hash.hexdigest()
             ids = [i for f in facts for i in f.result()[0]]
             digests = [d for f in facts for d in f.result()[1]]
-        # The shard's copied rows are freed: hand their pages back to the system (the
-        # allocators keep them otherwise), so a worker between shards holds none of them.
+        # What the encoder and the rows copied out of short runs held is freed: hand its
+        # pages back to the system (the allocators keep them otherwise).
         release_free_memory()
         rows = digest_table(ids, digests)
         sidecar, sidecar_sha256 = write_row_digests(self.folder, plan.name, rows, self.fs)
@@ -476,26 +484,33 @@ class ShardWriter:
         parts: PartSet,
         flags: Mapping[str, list[tuple[str, str]]] | None = None,
     ) -> Iterator[pa.Table]:
+        """Yield the shard's rows, batch by batch (`plan_cuts`), each as slices of the
+        mapped parts' record batches (`PartSet.rows`: no copy where its rows are runs of
+        consecutive part rows, as in part order). A part batch's pages are dropped once
+        the shard batches holding its rows are written and hashed."""
         nbytes = rows["nbytes"].to_numpy(zero_copy_only=False)
         part = rows["part"].to_numpy(zero_copy_only=False)
         row = rows["row"].to_numpy(zero_copy_only=False)
-        buffers = MediaBuffers(BATCH_MAX_BYTES)
         cuts = plan_cuts(nbytes, BATCH_MAX_BYTES, BATCH_MAX_ROWS)
-        # Each batch's rows in id order, their media bytes read from the parts into place
-        # (`PartSet.gather_cuts`: one copy, into a buffer an earlier batch of this shard
-        # used; the parts' pages are not kept mapped).
-        for gathered in parts.gather_cuts(part, row, cuts, buffers):
-            table = gathered.select(self.schema.names)
-            del gathered
+        runs = [parts.runs(part[start:stop], row[start:stop]) for start, stop in cuts]
+        # The shard batch after which each part batch is needed no more.
+        last_use: dict[tuple[int, int], int] = {}
+        for i, cut_runs in enumerate(runs):
+            for p, b, _, _ in cut_runs:
+                last_use[(p, b)] = i
+        done: list[set[tuple[int, int]]] = [set() for _ in cuts]
+        for key, i in last_use.items():
+            done[i].add(key)
+        for i, ((start, stop), cut_runs) in enumerate(zip(cuts, runs, strict=True)):
+            # Made one batch ahead (`_made_ahead`): when batch i is asked for, batch i - 1
+            # is being written and batch i - 2 is written and hashed.
+            if i >= 2:
+                parts.drop(done[i - 2])
+            table = parts.rows(cut_runs, self.schema.names, int(nbytes[start:stop].sum()))
             if flags:
                 table = with_flags(table, flags)
             table = pa.Table.from_arrays(table.columns, schema=self.schema)
             check_invariants(table)
-            # The batch's memory is reused when it is freed: its media buffer by the
-            # batch after the next (`MediaBuffers`), the rest from the allocator. Handed
-            # back per batch, every batch faulted in fresh pages the kernel zeroes first,
-            # which cost the gather more than its copy; the shard's are handed back once,
-            # at its end (`write_shard`).
             yield table
             del table
 

@@ -1,4 +1,4 @@
-"""The shard writer: sorted, size-cut, byte-deterministic shards that every reader opens."""
+"""The shard writer: size-cut, byte-deterministic shards in part order that every reader opens."""
 
 from __future__ import annotations
 
@@ -55,20 +55,35 @@ def _write(
 
 
 @pytest.mark.parametrize("fmt", ["arrow", "parquet"])
-def test_shards_are_byte_identical_whatever_order_and_part_layout_the_records_came_in(
+def test_the_same_staged_parts_give_byte_identical_shards(tmp_path: Path, fmt: str) -> None:
+    records = _records()
+    a = _write(tmp_path, records, rows_per_part=7, fmt=fmt, name="a")
+    b = _write(tmp_path, records, rows_per_part=7, fmt=fmt, name="b")
+    assert [s.sha256 for s in a] == [s.sha256 for s in b]
+    assert [s.path for s in a] == [s.path for s in b]
+
+
+@pytest.mark.parametrize("fmt", ["arrow", "parquet"])
+def test_records_staged_in_another_order_give_other_files_but_the_same_content_id(
     tmp_path: Path, fmt: str
 ) -> None:
+    # Rows are taken in the order they lie in the parts (no copy into id order): the
+    # layout follows the staging, what the version holds does not.
     records = _records()
     shuffled = list(records)
     random.Random(1).shuffle(shuffled)
     a = _write(tmp_path, records, rows_per_part=30, fmt=fmt, name="a")
     b = _write(tmp_path, shuffled, rows_per_part=4, fmt=fmt, name="b")
-    assert [s.sha256 for s in a] == [s.sha256 for s in b]
-    assert [s.path for s in a] == [s.path for s in b]
+    assert [s.sha256 for s in a] != [s.sha256 for s in b]
+    schema_hash = schema_sha256(RECORD_SCHEMA)
+    assert staged_content_id(str(tmp_path / "a"), a, schema_hash) == staged_content_id(
+        str(tmp_path / "b"), b, schema_hash
+    )
 
 
-def test_shards_hold_each_split_sorted_by_id_and_are_cut_by_size(tmp_path: Path) -> None:
+def test_shards_hold_each_split_in_part_order_and_are_cut_by_size(tmp_path: Path) -> None:
     records = _records()
+    random.Random(4).shuffle(records)
     shards = _write(tmp_path, records, rows_per_part=7, shard_size=3000)
     train = [s for s in shards if s.split == "train"]
     assert len(train) > 1
@@ -83,7 +98,9 @@ def test_shards_hold_each_split_sorted_by_id_and_are_cut_by_size(tmp_path: Path)
         assert set(table["split"].to_pylist()) == {"train"}
         assert "source_ref" not in table.column_names
         ids += table["id"].to_pylist()
-    assert ids == sorted(r["id"] for r in records if r["split"] == "train")
+    # Part paths sort as staged (`part-00000.arrow`, ...): the staging order, not id order.
+    assert ids == [r["id"] for r in records if r["split"] == "train"]
+    assert ids != sorted(ids)
 
 
 class _RecordingFS(LocalFS):
@@ -243,7 +260,6 @@ def _sidecar_rows(folder: Path, shards) -> dict[str, str]:
     rows: dict[str, str] = {}
     for s in shards:
         table = read_row_digests(str(folder / s.row_digests), LocalFS())
-        assert table["id"].to_pylist() == sorted(table["id"].to_pylist())  # shard order
         rows.update(zip(table["id"].to_pylist(), table["row_sha256"].to_pylist(), strict=True))
     return rows
 
@@ -342,199 +358,84 @@ def _resident(paths: list[str]) -> dict[str, int]:
     return {path: kb for path, kb in resident.items() if kb}
 
 
+def _media_rows(tmp_path: Path, n: int, rows_per_part: int, shuffle: int | None = None):
+    """Stage `n` train records of 1 MB of image bytes each; return (parts, index)."""
+    records = [work_record(i, split="train") for i in range(n)]
+    for i, record in enumerate(records):
+        record["images"][0]["bytes"] = np.random.default_rng(i).bytes(1 << 20)
+    if shuffle is not None:
+        random.Random(shuffle).shuffle(records)
+    return stage_records(tmp_path / "parts", records, rows_per_part)
+
+
+def test_a_run_of_consecutive_part_rows_is_taken_as_a_slice_of_the_map(tmp_path: Path) -> None:
+    parts, index = _media_rows(tmp_path, 6, rows_per_part=3)
+    where = (index["part"].to_numpy(zero_copy_only=False), index["row"].to_numpy())
+    runs = parts.runs(*where)
+    assert runs == [(0, 0, 0, 3), (1, 0, 0, 3)]  # one run per part file
+    before = pa.total_allocated_bytes() + pa.system_memory_pool().bytes_allocated()
+    table = parts.rows(runs, RECORD_SCHEMA.names, sum(index["nbytes"].to_pylist()))
+    after = pa.total_allocated_bytes() + pa.system_memory_pool().bytes_allocated()
+    assert after - before < 1 << 20  # 6 MB of media, none of it copied
+    assert table["images"].num_chunks == 2
+    assert table["id"].to_pylist() == index["id"].to_pylist()
+
+
+def test_small_rows_in_short_runs_are_copied_into_one_chunk(tmp_path: Path) -> None:
+    # Every other row (a split interleaved with another): a table of one-row slices would
+    # cost the Parquet writer a call per chunk and column, more than copying small rows.
+    records = [work_record(i, split="train") for i in range(40)]
+    parts, index = stage_records(tmp_path / "parts", records, rows_per_part=40)
+    rows = np.arange(0, 40, 2)
+    runs = parts.runs(np.zeros(len(rows), np.int32), rows)
+    assert len(runs) == 20
+    nbytes = int(index["nbytes"].to_numpy()[rows].sum())
+    table = parts.rows(runs, RECORD_SCHEMA.names, nbytes)
+    assert table["id"].num_chunks == 1
+    assert table["id"].to_pylist() == [records[i]["id"] for i in rows.tolist()]
+
+
 @pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="needs Linux's /proc")
-def test_rows_are_copied_out_with_one_part_resident_at_a_time(tmp_path: Path) -> None:
-    # The kernel maps a file's cached pages by whole folios: a shard task that kept every
-    # part's touched pages held ~3.5x the shard's bytes. Only the part being read may be.
-    records = _records(24)
-    shuffled = list(records)
-    random.Random(2).shuffle(shuffled)
-    parts, index = stage_records(tmp_path / "parts", shuffled, rows_per_part=5)
-    seen: list[dict[str, int]] = []
-    open_input = parts.fs.open_input
-
-    def spy(path: str):
-        seen.append(_resident(parts.paths))
-        return open_input(path)
-
-    parts.fs.open_input = spy
-    ordered = index.sort_by("id")
-    copied = parts.copy_out(
-        ordered["part"].to_numpy(zero_copy_only=False), ordered["row"].to_numpy()
-    )
-    assert len(seen) == len(parts.paths)  # each part opened once
-    assert seen == [{}] * len(parts.paths)
-    assert _resident(parts.paths) == {}
-    taken = pa.concat_tables([copied.take(0, 10), copied.take(10, 24)])
-    assert taken["id"].to_pylist() == ordered["id"].to_pylist()
-    assert (
-        taken.to_pylist()
-        == records_to_table(records).select(taken.column_names).sort_by("id").to_pylist()
-    )
-
-
-@pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="needs Linux's /proc")
-def test_gathered_rows_leave_no_part_page_mapped(tmp_path: Path) -> None:
-    # The media bytes are read from the files, never mapped; the rest of each part's rows
-    # is copied out of its map, whose pages are dropped then.
-    records = _records(24)
-    random.Random(2).shuffle(records)
-    parts, index = stage_records(tmp_path / "parts", records, rows_per_part=5)
-    ordered = index.sort_by("id")
-    gathered = parts.gather(
-        ordered["part"].to_numpy(zero_copy_only=False), ordered["row"].to_numpy()
-    )
-    assert _resident(parts.paths) == {}
-    assert gathered["id"].to_pylist() == ordered["id"].to_pylist()
-
-
-def _varied_records() -> list[dict]:
-    """Records whose media lists are null, empty, of two items, hold a null item or an item
-    with null bytes, or an audio: every shape the gather puts media bytes back into."""
-    records = _records(20)
-    records[1]["images"] = None
-    records[2]["images"] = []
-    records[3]["images"].append({"bytes": b"second", "path": "b.png"})
-    records[5]["images"].append(None)
-    records[6]["images"].append({"bytes": None, "path": "none.png"})
-    records[7]["images"].append({"bytes": b"", "path": None})
-    for record in records:  # one placeholder per item, as the writer checks
-        images, audios = len(record["images"] or []), len(record["audios"])
-        record["messages"][0]["content"] = "<image> " * images + "<audio> " * audios + "look"
-    random.Random(3).shuffle(records)
-    return records
-
-
-@pytest.mark.parametrize("fmt", ["arrow", "parquet"])
-def test_rows_gathered_with_their_media_read_from_the_parts_are_those_copied_out(
-    tmp_path: Path, fmt: str, monkeypatch: pytest.MonkeyPatch
+def test_a_part_batchs_mapped_pages_are_dropped_once_its_rows_are_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # `PartSet.gather` reads media bytes from the part files into place instead of copying
-    # rows out of the maps twice: the same table, so the same shard bytes.
+    # The encoder and the hashes read the rows through the map; a task that kept every page
+    # it read would hold the whole shard. It holds the batches in flight: about three.
     from pipeline.store.staging import PartSet
 
-    records = _varied_records()
-    parts, index = stage_records(tmp_path / "parts", records, rows_per_part=3)
-    ordered = index.sort_by("id")
-    where = (ordered["part"].to_numpy(zero_copy_only=False), ordered["row"].to_numpy())
-    read = []
-    read_media = PartSet._read_media
-    monkeypatch.setattr(
-        PartSet, "_read_media", lambda self, *a: read.append(a[0]) or read_media(self, *a)
-    )
-    gathered = parts.gather(*where)
-    assert read == ["images", "audios"]  # the media came from the files, not the maps
-    assert gathered.equals(parts.take(*where))
-    assert gathered["images"].num_chunks == 1
+    monkeypatch.setattr("pipeline.store.writer.BATCH_MAX_ROWS", 2)
+    parts, index = _media_rows(tmp_path, 16, rows_per_part=2)  # 8 parts of 2 MB
+    seen: list[int] = []
+    rows = PartSet.rows
 
-    def without_media_reads(name: str) -> list:
-        monkeypatch.setattr(PartSet, "_readable", lambda self, part: False)  # copied out
-        return _write(tmp_path, records, rows_per_part=3, fmt=fmt, name=name)
+    def spy(self, runs, columns, nbytes):
+        seen.append(sum(_resident(self.paths).values()))
+        return rows(self, runs, columns, nbytes)
 
-    for record in records:  # the writer refuses a null media list
-        record["images"] = record["images"] or []
-    monkeypatch.setattr("pipeline.store.writer.BATCH_MAX_ROWS", 4)
-    read.clear()
-    read_back = _write(tmp_path, records, rows_per_part=3, fmt=fmt, name="read")
-    assert len(read) > 2  # batch by batch
-    copied = without_media_reads("copied")
-    assert [s.sha256 for s in read_back] == [s.sha256 for s in copied]
-    assert [s.row_digests_sha256 for s in read_back] == [s.row_digests_sha256 for s in copied]
+    monkeypatch.setattr(PartSet, "rows", spy)
+    (shard,) = ShardWriter(str(tmp_path / "out"), "arrow", 1 << 30, LocalFS()).write(index, parts)
+    assert shard.rows == 16 and len(seen) == 8
+    assert max(seen) <= 7 * 1024  # kB: three 2 MB batches and a little, never 16 MB
 
 
-def test_a_shard_task_holds_only_the_batch_being_written_while_it_copies_the_next(
+def test_a_shard_task_copies_no_media_byte_of_rows_that_lie_in_part_order(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import pipeline.store.writer as writer_module
     from pipeline.store.staging import PartSet
 
-    mb = 1 << 20
-    records = [work_record(i, split="train") for i in range(12)]
-    for i, record in enumerate(records):  # 1 MB of media per row: a batch of 4 is 4 MB
-        record["images"][0]["bytes"] = np.random.default_rng(i).bytes(mb)
-    random.Random(5).shuffle(records)
     monkeypatch.setattr(writer_module, "BATCH_MAX_ROWS", 4)
+    parts, index = _media_rows(tmp_path, 12, rows_per_part=5, shuffle=5)
     held: list[int] = []
-    buffers: list[int] = []
-    with_media = PartSet._with_media
+    rows = PartSet.rows
 
-    def counted(self, table, parts, rows, lent):
-        held.append(arrow_bytes())  # Arrow memory alive as a batch's media are read
-        buffers.append(lent.held)  # the media buffers the task holds (lent or free)
-        return with_media(self, table, parts, rows, lent)
+    def counted(self, runs, columns, nbytes):
+        held.append(pa.total_allocated_bytes() + pa.system_memory_pool().bytes_allocated())
+        return rows(self, runs, columns, nbytes)
 
-    def arrow_bytes() -> int:  # the copies live in the system pool (`copy_pool`)
-        return pa.total_allocated_bytes() + pa.system_memory_pool().bytes_allocated()
-
-    monkeypatch.setattr(PartSet, "_with_media", counted)
-    baseline = arrow_bytes()
-    shards = _write(tmp_path, records, rows_per_part=5)
-    assert [s.rows for s in shards] == [12]
-    assert len(held) == 3
-    # The next batch is gathered while this one is encoded (`_made_ahead`), so one batch
-    # (4 MB) is alive at each copy; the batch written before it is not (the loops around
-    # the batches, the digester and the hasher let it go): that would be 8 MB.
-    assert max(held) - baseline < 6 * mb
-    # Its media bytes live in the task's reused buffers: the third batch's went into the
-    # first's, so the task never held more than two.
-    assert buffers == [0, 1, 2]
-
-
-def test_a_media_buffer_is_lent_again_only_once_no_array_refers_to_it() -> None:
-    from pipeline.store.staging import MediaBuffers
-
-    buffers = MediaBuffers(min_bytes=64)
-    first, view = buffers.lend(10)
-    view[:] = b"0123456789"
-    array = pa.Array.from_buffers(
-        pa.binary(), 1, [None, pa.py_buffer(np.array([0, 10], np.int32)), first]
-    )
-    del first, view
-    second, _ = buffers.lend(10)
-    assert second.address != array.buffers()[2].address  # still in use: another one
-    assert array.to_pylist() == [b"0123456789"]
-    address = array.buffers()[2].address
-    del array
-    again, _ = buffers.lend(64)  # free now, and big enough (`min_bytes`)
-    assert again.address == address and again.size == 64
-    assert buffers.held == 2
-    del again
-    bigger, _ = buffers.lend(100)  # too small: replaced, not added
-    assert bigger.size == 100 and buffers.held == 2
-
-
-def test_rows_copied_out_of_parts_live_in_the_system_pool(tmp_path: Path) -> None:
-    # Arrow's default pool (mimalloc) keeps freed pages; glibc returns big buffers at free.
-    from pipeline.store.staging import copy_pool
-
-    records = [work_record(i, split="train") for i in range(6)]
-    for i, record in enumerate(records):
-        record["images"][0]["bytes"] = np.random.default_rng(i).bytes(1 << 20)
-    parts, index = stage_records(tmp_path / "parts", records, rows_per_part=4)
-    ordered = index.sort_by("id")
-    default_before = pa.total_allocated_bytes()
-    system_before = copy_pool().bytes_allocated()
-    copied = parts.copy_out(
-        ordered["part"].to_numpy(zero_copy_only=False), ordered["row"].to_numpy()
-    )
-    table = copied.take(0, 6)
-    assert copy_pool().bytes_allocated() - system_before >= 6 << 20
-    assert pa.total_allocated_bytes() - default_before < 1 << 20
-    assert table.num_rows == 6
-
-
-def test_shards_are_the_same_whatever_many_batches_share_one_copy_of_their_light_rows(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # `PartSet.gather_cuts` copies the rows without their media out of the parts for a
-    # window of batches at once (`LIGHT_WINDOW_BYTES`): one batch a window or all of them,
-    # the same batches, so the same bytes.
-    records = _varied_records()
-    for record in records:  # the writer refuses a null media list
-        record["images"] = record["images"] or []
-    monkeypatch.setattr("pipeline.store.writer.BATCH_MAX_ROWS", 3)
-    shared = _write(tmp_path, records, rows_per_part=4, fmt="parquet", name="shared")
-    monkeypatch.setattr("pipeline.store.staging.LIGHT_WINDOW_BYTES", 1)
-    alone = _write(tmp_path, records, rows_per_part=4, fmt="parquet", name="alone")
-    assert [s.sha256 for s in shared] == [s.sha256 for s in alone]
-    assert [s.row_digests_sha256 for s in shared] == [s.row_digests_sha256 for s in alone]
+    monkeypatch.setattr(PartSet, "rows", counted)
+    baseline = pa.total_allocated_bytes() + pa.system_memory_pool().bytes_allocated()
+    writer = ShardWriter(str(tmp_path / "out"), "arrow", 1 << 30, LocalFS())
+    (shard,) = writer.write(index, parts)
+    assert shard.rows == 12 and len(held) == 3
+    assert max(held) - baseline < 1 << 20  # 12 MB of media written, none of it copied
