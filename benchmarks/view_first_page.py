@@ -2,11 +2,12 @@
 version's first page in under 2 s on 2 cores).
 
 Writes a text-only version of N rows in the published layout (Parquet, no compression, a
-row group per 256 rows, shards cut at 64 MB, rows in id order per split) and a manifest,
-then starts the real server in this process and times GET over HTTP, each a fresh site
-(no cache warm): the first rows page, a page deep in the version by its next-page key,
-a text search that matches one row near the end (a scan of every turn), a record by id,
-and the versions list.
+row group per 256 rows, shards cut at 64 MB, rows in the order made, not id order, as the
+writer leaves them) and a manifest, then starts the real server in this process and times
+GET over HTTP, each a fresh site (no cache warm): the first rows page, a page deep in the
+version by its next-page position, a text search that matches one row near the end (a
+scan of every turn), a record by id (found by the row-digest sidecars), and the versions
+list.
 
     .venv/bin/python benchmarks/view_first_page.py [--rows 100000] [--json out.json]
 """
@@ -74,6 +75,8 @@ def _table(ids: list[str], split: str, needle_at: int | None) -> pa.Table:
         "images": [[]] * n,
         "audios": [[]] * n,
         "augmentation": [None] * n,
+        "references": [None] * n,
+        "quality": [None] * n,
     }
     return pa.Table.from_pydict(columns, schema=RECORD_SCHEMA)
 
@@ -88,7 +91,7 @@ def write_big_version(root: str, rows: int) -> tuple[Store, str]:
     shards, needle_id = [], ""
     start = 0
     for split, n in counts.items():
-        ids = sorted(original_id("sample", f"{split}-{i}") for i in range(start, start + n))
+        ids = [original_id("sample", f"{split}-{i}") for i in range(start, start + n)]
         start += n
         needle_at = n - 3 if split == "test" else None
         if needle_at is not None:
@@ -169,12 +172,12 @@ def main() -> None:
         built = time.perf_counter() - started
         manifest = store.manifest(1)
         print(f"wrote {args.rows:,} rows in {len(manifest.shards)} shards in {built:.1f} s")
-        # A deep page: the key of a row half way through the train split.
+        # A deep page: the position half way through the first shard.
         from pipeline.view.rows import RowFilter, VersionRows
 
         rows = VersionRows(store, manifest)
         page = rows.page(RowFilter(), None, 25)
-        deep = f"0.{original_id('sample', 'train-0')}"
+        deep = f"0.{manifest.shards[0].rows // 2}"
         cases = {
             "first_page": f"/d/{NAME}/v1/",
             "first_page_test_split": f"/d/{NAME}/v1/?split=test",

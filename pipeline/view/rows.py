@@ -1,11 +1,20 @@
 """A committed version's rows, read from its shards on demand, one page at a time.
 
-Nothing here holds a version in memory. A page scans the shards in manifest order, only
-the columns it shows (never the media bytes: Parquet reads the `path` leaf of `images` and
-`audios` alone, an Arrow IPC shard is memory-mapped), skips whole shards by split and whole
-row groups by the min/max statistics of `id` (rows are in id order within a shard), and
-stops as soon as it has one row more than the page. Like datasette's tables, the next page
-is a key, not an offset: (shard, last id), so page 400 costs what page 1 costs.
+Nothing here holds a version in memory, and nothing assumes an order of the rows within a
+shard (the writer leaves them in the order the record pass wrote them; versions written
+before lie in id order). A page scans the shards in manifest order, only the columns it
+shows (never the media bytes: Parquet reads the `path` leaf of `images` and `audios` alone,
+an Arrow IPC shard is memory-mapped), skips whole shards by split, and stops as soon as it
+has one row more than the page. The next page starts at a position, (shard, row): the row
+offset within the shard counted over all its rows, whatever the filter. A Parquet shard
+skips the row groups that end before it by the row counts in its footer, an IPC shard counts
+its batches' rows, so page 400 costs what page 1 costs.
+
+A single record (its page, its media) is found by its shard's row-digest sidecar
+(`store/row_digest.py`: the ids in shard row order), which gives the shard and the row; only
+the row group (or batch) holding that row is decoded. Shards listed without a sidecar
+(manifest format 1) are scanned for the id instead, row groups pruned by their `id`
+statistics (those versions were written in id order, so the statistics do prune).
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ import pyarrow.compute as pc
 
 from pipeline.store.manifest import Manifest, ShardEntry
 from pipeline.store.read import Store
+from pipeline.store.row_digest import read_row_digests
 from pipeline.store.shards import read_shard_batches, shard_format
 
 PAGE_SIZE = 25
@@ -31,7 +41,7 @@ MEDIA_COLUMNS = ("images", "audios")
 # The columns a page shows, media by their paths only (Parquet leaf names).
 _SHOWN = ("id", "parent_id", "source", "split", "character", "messages", "augmentation")
 _MEDIA_PATHS = tuple(f"{m}.list.element.path" for m in MEDIA_COLUMNS)
-_TOKEN = re.compile(r"^(\d{1,6})\.([A-Za-z0-9_-]{1,128})$")
+_TOKEN = re.compile(r"^(\d{1,6})\.(\d{1,12})$")
 
 
 @dataclass(frozen=True)
@@ -67,23 +77,25 @@ class RowFilter:
 
 @dataclass(frozen=True)
 class PageToken:
-    """Where the next page starts: after record `after_id` in shard number `shard`."""
+    """Where the next page starts: at row offset `row` (0-based, over all the rows of the
+    shard, before any filter) of shard number `shard`."""
 
     shard: int
-    after_id: str
+    row: int
 
     def __str__(self) -> str:
-        return f"{self.shard}.{self.after_id}"
+        return f"{self.shard}.{self.row}"
 
     @classmethod
     def parse(cls, text: str | None) -> PageToken | None:
-        """Return the token in `text` (None for none); raise ValueError for a malformed one."""
+        """Return the token in `text` (None for none); raise ValueError for a malformed one
+        (a token of the viewer before, `<shard>.<last id>`, among them)."""
         if not text:
             return None
         m = _TOKEN.match(text)
         if not m:
-            raise ValueError(f"not a page token: {text!r}")
-        return cls(int(m.group(1)), m.group(2))
+            raise ValueError(f"not a page token (<shard>.<row>): {text!r}")
+        return cls(int(m.group(1)), int(m.group(2)))
 
 
 @dataclass
@@ -104,6 +116,7 @@ class VersionRows:
         self.shards: list[ShardEntry] = list(manifest.shards)
         self.schema = self._schema()
         self.has_quality = "quality" in self.schema.names
+        self._ids: dict[int, pa.ChunkedArray] = {}  # shard number -> its sidecar's ids
 
     def _path(self, shard: ShardEntry) -> str:
         return os.path.join(self.store.version_dir(self.manifest.number), shard.path)
@@ -131,33 +144,43 @@ class VersionRows:
         self,
         shard: ShardEntry,
         columns: list[str] | None = None,
-        after_id: str | None = None,
+        start: int = 0,
         only_id: str | None = None,
-    ) -> Iterator[pa.RecordBatch]:
-        """Yield a shard's batches of `columns` (shown columns when None), skipping row
-        groups that hold no id above `after_id` or cannot hold `only_id`."""
+    ) -> Iterator[tuple[int, pa.RecordBatch]]:
+        """Yield (row offset in the shard, batch) of a shard's `columns` (the shown ones when
+        None) from row `start` on. Parquet skips the row groups that end at or before `start`
+        by the row counts of its footer, and with `only_id` those whose `id` statistics
+        rule that id out; an IPC shard counts its batches' rows (memory-mapped locally: a
+        skipped batch is not read)."""
         path = self._path(shard)
         parquet = shard_format(path) == "parquet"
         wanted = columns or self._shown_columns(parquet)
         if not parquet:
-            yield from read_shard_batches(path, columns=wanted, fs=self.store.fs)
+            yield from _from_row(
+                read_shard_batches(path, columns=wanted, fs=self.store.fs), 0, start
+            )
             return
         import pyarrow.parquet as pq
 
         with self.store.fs.open_input(path) as source, pq.ParquetFile(source) as f:
-            groups = [
-                i
-                for i in range(f.num_row_groups)
-                if _group_may_hold(f.metadata, i, after_id, only_id)
-            ]
-            # One row group at a time: a page that fills stops decoding where it is.
-            for group in groups:
-                yield from f.iter_batches(row_groups=[group], columns=wanted)
+            offset = 0
+            for group in range(f.num_row_groups):
+                count = f.metadata.row_group(group).num_rows
+                if offset + count > start and _group_may_hold(f.metadata, group, only_id):
+                    # One row group at a time: a page that fills stops decoding where it is.
+                    batches = f.iter_batches(row_groups=[group], columns=wanted)
+                    yield from _from_row(batches, offset, start)
+                offset += count
 
     def page(
         self, where: RowFilter, after: PageToken | None = None, size: int = PAGE_SIZE
     ) -> RowPage:
-        """Return the rows matching `where` that follow `after`, at most `size` of them."""
+        """Return the rows matching `where` from position `after` on, at most `size` of them;
+        the next page's token is the position after the last row returned."""
+        if after is not None and (
+            after.shard >= len(self.shards) or after.row > self.shards[after.shard].rows
+        ):
+            raise ValueError(f"page token {after} is past the version's rows")
         rows: list[dict[str, Any]] = []
         scanned = 0
         start = after.shard if after else 0
@@ -165,47 +188,101 @@ class VersionRows:
             shard = self.shards[number]
             if where.split and shard.split != where.split:
                 continue
-            after_id = after.after_id if after and number == after.shard else None
-            for batch in self._batches(shard, after_id=after_id):
+            first = after.row if after and number == after.shard else 0
+            for offset, batch in self._batches(shard, start=first):
                 scanned += batch.num_rows
-                hits = batch.filter(_matches(batch, where, after_id))
-                for row in display_rows(hits.slice(0, size + 1 - len(rows))):
+                hits = np.flatnonzero(_matches(batch, where))[: size + 1 - len(rows)]
+                for position, row in zip(hits, display_rows(batch.take(hits)), strict=True):
                     if len(rows) == size:
-                        return RowPage(rows, PageToken(rows[-1]["_shard"], rows[-1]["id"]), scanned)
-                    rows.append({**row, "_shard": number})
+                        last = rows[-1]
+                        return RowPage(rows, PageToken(last["_shard"], last["_row"] + 1), scanned)
+                    rows.append({**row, "_shard": number, "_row": offset + int(position)})
         return RowPage(rows, None, scanned)
+
+    def _shard_ids(self, number: int) -> pa.ChunkedArray | None:
+        """Return the ids of shard `number` in row order, from its row-digest sidecar (None
+        where the manifest lists none). Kept once read: ~40 bytes a row, and every record
+        and media request looks ids up."""
+        ids = self._ids.get(number)
+        shard = self.shards[number]
+        if ids is None and shard.row_digests is not None:
+            folder = self.store.version_dir(self.manifest.number)
+            digests = read_row_digests(os.path.join(folder, shard.row_digests), self.store.fs)
+            ids = self._ids[number] = digests["id"]
+        return ids
+
+    def _find(self, record_id: str, columns: list[str] | None) -> tuple[int, pa.RecordBatch] | None:
+        """Return (shard number, the record's row as a one-row batch of `columns`), or None.
+        Raise ShardRowsMismatch where a sidecar names a row that holds another id."""
+        for number, shard in enumerate(self.shards):
+            ids = self._shard_ids(number)
+            if ids is None:  # no sidecar (manifest format 1): scan for the id
+                for _, batch in self._batches(shard, columns, only_id=record_id):
+                    hit = batch.filter(pc.equal(batch["id"], record_id))
+                    if hit.num_rows:
+                        return number, hit.slice(0, 1)
+                continue
+            row = pc.index(ids, record_id).as_py()
+            if row < 0:
+                continue
+            batch = next((b for _, b in self._batches(shard, columns, start=row)), None)
+            found = batch["id"][0].as_py() if batch is not None and batch.num_rows else None
+            if found != record_id:
+                raise ShardRowsMismatch(
+                    f"{shard.row_digests} names {record_id} at row {row} of {shard.path}, which"
+                    f" holds {found or 'no row'}: the version is damaged (`roleforge verify`)"
+                )
+            return number, batch.slice(0, 1)
+        return None
 
     def record(self, record_id: str) -> dict[str, Any] | None:
         """Return one record in display form (media as paths), or None when absent."""
-        for number, shard in enumerate(self.shards):
-            for batch in self._batches(shard, only_id=record_id):
-                hit = batch.filter(pc.equal(batch["id"], record_id))
-                if hit.num_rows:
-                    return {**display_rows(hit)[0], "_shard": number}
-        return None
+        found = self._find(record_id, None)
+        if found is None:
+            return None
+        number, row = found
+        return {**display_rows(row)[0], "_shard": number}
 
     def media(self, record_id: str, column: str, index: int) -> bytes | None:
         """Return the bytes of media item `index` of `column` of one record, or None."""
         if column not in MEDIA_COLUMNS:
             return None
-        for shard in self.shards:
-            for batch in self._batches(shard, columns=["id", column], only_id=record_id):
-                hit = batch.filter(pc.equal(batch["id"], record_id))
-                if hit.num_rows:
-                    items = hit[column][0].as_py() or []
-                    return items[index]["bytes"] if 0 <= index < len(items) else None
-        return None
+        found = self._find(record_id, ["id", column])
+        if found is None:
+            return None
+        items = found[1][column][0].as_py() or []
+        return items[index]["bytes"] if 0 <= index < len(items) else None
 
     def scan(self, columns: list[str], split: str | None = None) -> Iterator[pa.RecordBatch]:
         """Yield `columns` of every row (of one split), batch by batch: sums over a version."""
         for shard in self.shards:
             if split is None or shard.split == split:
-                yield from self._batches(shard, columns=columns)
+                for _, batch in self._batches(shard, columns=columns):
+                    yield batch
 
 
-def _group_may_hold(metadata: Any, group: int, after_id: str | None, only_id: str | None) -> bool:
-    """Return whether a Parquet row group may hold the rows asked for, from its id stats."""
-    if after_id is None and only_id is None:
+class ShardRowsMismatch(RuntimeError):
+    """A shard's row-digest sidecar names a row of the shard that holds another record."""
+
+
+def _from_row(
+    batches: Iterator[pa.RecordBatch], offset: int, start: int
+) -> Iterator[tuple[int, pa.RecordBatch]]:
+    """Yield (row offset, batch) of `batches` (the first at row `offset`) from row `start`
+    on: batches that end before it are skipped, the one holding it is sliced."""
+    for batch in batches:
+        end = offset + batch.num_rows
+        if end > start:
+            skip = max(0, start - offset)
+            yield offset + skip, batch.slice(skip)
+        offset = end
+
+
+def _group_may_hold(metadata: Any, group: int, only_id: str | None) -> bool:
+    """Return whether a Parquet row group may hold record `only_id` (any when None), from
+    its id statistics: a shard without a sidecar is scanned, and such shards (manifest
+    format 1) lie in id order, so the statistics leave one row group."""
+    if only_id is None:
         return True
     leaves = metadata.schema
     column = next((i for i in range(len(leaves)) if leaves.column(i).path == "id"), None)
@@ -214,9 +291,7 @@ def _group_may_hold(metadata: Any, group: int, after_id: str | None, only_id: st
     stats = metadata.row_group(group).column(column).statistics
     if stats is None or not stats.has_min_max:
         return True
-    if after_id is not None and stats.max <= after_id:
-        return False
-    return only_id is None or stats.min <= only_id <= stats.max
+    return stats.min <= only_id <= stats.max
 
 
 def _any_item(lists: pa.Array, test: Any) -> np.ndarray:
@@ -229,8 +304,8 @@ def _any_item(lists: pa.Array, test: Any) -> np.ndarray:
     return mask
 
 
-def _matches(batch: pa.RecordBatch, where: RowFilter, after_id: str | None) -> pa.Array:
-    """Return the boolean mask of the rows of `batch` that `where` keeps after `after_id`."""
+def _matches(batch: pa.RecordBatch, where: RowFilter) -> np.ndarray:
+    """Return the boolean mask of the rows of `batch` that `where` keeps."""
     mask = np.ones(batch.num_rows, dtype=bool)
 
     def keep(condition: Any) -> None:
@@ -240,8 +315,6 @@ def _matches(batch: pa.RecordBatch, where: RowFilter, after_id: str | None) -> p
         else:
             mask &= pc.fill_null(condition, False).to_numpy(zero_copy_only=False)
 
-    if after_id is not None:
-        keep(pc.greater(batch["id"], after_id))
     if where.split:
         keep(pc.equal(batch["split"], where.split))
     if where.source:
@@ -265,7 +338,7 @@ def _matches(batch: pa.RecordBatch, where: RowFilter, after_id: str | None) -> p
             keep(pc.and_(pc.equal(images, 0), pc.equal(audios, 0)))
     if where.flag:
         if "quality" not in batch.schema.names:
-            return pa.array(np.zeros(batch.num_rows, dtype=bool))
+            return np.zeros(batch.num_rows, dtype=bool)
         flags = pc.struct_field(batch["quality"], "flags")
         keep(_any_item(flags, lambda items: pc.equal(items, where.flag)))
     if where.q:
@@ -277,7 +350,7 @@ def _matches(batch: pa.RecordBatch, where: RowFilter, after_id: str | None) -> p
                 ),
             )
         )
-    return pa.array(mask)
+    return mask
 
 
 def _paths_only(column: pa.Array) -> pa.Array:
@@ -285,8 +358,15 @@ def _paths_only(column: pa.Array) -> pa.Array:
     values = column.values
     if not isinstance(column, pa.ListArray) or values.type.get_field_index("bytes") < 0:
         return column
+    offsets = column.offsets
+    if column.offset:
+        # A sliced column (a row read at its position): `from_arrays` takes a mask only
+        # with offsets that are not a slice, so they are rebased onto a slice of the items.
+        start = offsets[0].as_py()
+        values = values.slice(start, offsets[-1].as_py() - start)
+        offsets = pc.subtract(offsets, start)
     paths = pa.StructArray.from_arrays([pc.struct_field(values, "path")], ["path"])
-    return pa.ListArray.from_arrays(column.offsets, paths, mask=column.is_null())
+    return pa.ListArray.from_arrays(offsets, paths, mask=column.is_null())
 
 
 def display_rows(batch: pa.RecordBatch) -> list[dict[str, Any]]:

@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from pipeline.record.ids import original_id, variant_id
 from pipeline.record.schema import RECORD_SCHEMA, records_to_table
 from pipeline.store.fs import LocalFS
 from pipeline.store.manifest import (
+    MANIFEST_FORMAT,
+    MANIFEST_FORMAT_V1,
     AugmentationSummary,
     CodeVersion,
     DedupSummary,
@@ -34,7 +37,7 @@ from pipeline.store.manifest import (
     schema_sha256,
 )
 from pipeline.store.read import Store
-from pipeline.store.row_digest import add_row_digests
+from pipeline.store.row_digest import ROWS_FOLDER, add_row_digests
 
 NAME = "demo"
 SCRIPT_TURN = "<script>alert('owned')</script> hi <b>there</b>"
@@ -140,6 +143,13 @@ class DemoStore:
         return next(r for r in self.records if r["id"] == record_id)
 
 
+def shard_order(rows: list[dict]) -> list[dict]:
+    """Return the rows of one split in the order their shard holds them: by the sha256 of
+    the id, an order unrelated to the ids' (as the writer leaves rows in the order the
+    record pass wrote them), so the viewer's tests prove it needs no order."""
+    return sorted(rows, key=lambda r: hashlib.sha256(r["id"].encode()).hexdigest())
+
+
 def _sha256(path: str) -> str:
     with open(path, "rb") as f:
         return hashlib.sha256(f.read()).hexdigest()
@@ -153,13 +163,18 @@ def write_version(
     schema: pa.Schema = RECORD_SCHEMA,
     row_group_rows: int = 2,
     quarantine: list[dict] | None = None,
+    sidecars: bool = True,
 ) -> Manifest:
-    """Write `records` as a committed version: one shard per split, rows in id order."""
+    """Write `records` as a committed version: one shard per split, rows in `shard_order`
+    (not id order, as the writer leaves them), each listed with its row-digest sidecar.
+    `sidecars=False` writes a version as manifest format 1 did: rows in id order, no
+    sidecars."""
     folder = store.version_dir(version)
     os.makedirs(folder, exist_ok=True)
     shards = []
     for split in ("train", "validation", "test"):
-        rows = sorted((r for r in records if r["split"] == split), key=lambda r: r["id"])
+        rows = [r for r in records if r["split"] == split]
+        rows = shard_order(rows) if sidecars else sorted(rows, key=lambda r: r["id"])
         if not rows:
             continue
         table = records_to_table(rows, schema)
@@ -190,7 +205,13 @@ def write_version(
                 reasons[entry["reason"]] = reasons.get(entry["reason"], 0) + 1
     splits = {s.split: s.rows for s in shards}
     shards, digests = add_row_digests(folder, shards, LocalFS())
+    if not sidecars:
+        shutil.rmtree(os.path.join(folder, ROWS_FOLDER))
+        shards = [
+            s.model_copy(update={"row_digests": None, "row_digests_sha256": None}) for s in shards
+        ]
     manifest = Manifest(
+        format=MANIFEST_FORMAT if sidecars else MANIFEST_FORMAT_V1,
         name=store.name,
         version=version,
         parent_version=version - 1 if version > 1 else None,

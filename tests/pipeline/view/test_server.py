@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.pipeline.view.conftest import HOSTILE_EXCERPT, NAME, SCRIPT_TURN
+from tests.pipeline.view.conftest import HOSTILE_EXCERPT, NAME, SCRIPT_TURN, shard_order
 
 
 def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
@@ -111,6 +111,15 @@ def test_filters_and_paging_links_follow_the_query(view_server, demo_store):
     assert html.count('<section class="row">') == 7  # six originals and a variant, one page
     status, _, body = get(f"{view_server}/d/{NAME}/v1/?modality=video")
     assert status == 400 and b"modality must be one of" in body
+
+
+def test_a_page_token_of_the_viewer_before_is_a_bad_request_that_says_why(view_server, demo_store):
+    old = f"0.{demo_store.records[3]['id']}"  # (shard, last id): rows now lie in any order
+    status, _, body = get(f"{view_server}/d/{NAME}/v1/?after={old}&page=2")
+    assert status == 400 and b"not a page token (&lt;shard&gt;.&lt;row&gt;)" in body
+    status, _, body = get(f"{view_server}/d/{NAME}/v1/?after=9.0&page=2")
+    assert status == 400 and b"past the version" in body
+    assert get(f"{view_server}/d/{NAME}/v1/?after=0.3&page=2")[0] == 200
 
 
 def test_a_variant_is_shown_beside_its_original_with_ops_and_text_diff(view_server, demo_store):
@@ -213,8 +222,8 @@ def test_the_rows_page_answers_json_too_with_media_urls_and_the_next_page(view_s
     status, headers, body = get(f"{view_server}/d/{NAME}/v1/?split=train&format=json")
     assert status == 200 and headers["Content-Type"].startswith("application/json")
     data = json.loads(body)
-    train = sorted(r["id"] for r in demo_store.records if r["split"] == "train")
-    assert [r["id"] for r in data["rows"]] == train and data["next"] is None
+    train = shard_order([r for r in demo_store.records if r["split"] == "train"])
+    assert [r["id"] for r in data["rows"]] == [r["id"] for r in train] and data["next"] is None
     image = next(r for r in data["rows"] if r["images"])["images"][0]
     assert image["path"] == "boat.png" and "bytes" not in image
     assert get(view_server + image["url"])[2].startswith(b"\x89PNG")

@@ -45,6 +45,6 @@ def test_the_static_copy_holds_the_pages_and_media_with_relative_links(demo_stor
 def test_file_names_of_pages_queries_and_media():
     assert file_for("/") == "index.html"
     assert file_for("/d/x/v1/") == "d/x/v1/index.html"
-    assert file_for("/d/x/v1/?after=0.ab&page=2") == "d/x/v1/index-after-0.ab-page-2.html"
+    assert file_for("/d/x/v1/?after=0.50&page=2") == "d/x/v1/index-after-0.50-page-2.html"
     assert file_for("/d/x/v1/quality") == "d/x/v1/quality.html"
     assert file_for("/d/x/v1/m/ab/images/0.png") == "d/x/v1/m/ab/images/0.png"
