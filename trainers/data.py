@@ -15,7 +15,15 @@ logger = logging.getLogger(__name__)
 
 
 class SplitReader:
-    """The rows of one split, read memory-mapped from its shards (Arrow IPC or Parquet).
+    """The rows of one split in id order, read memory-mapped from its shards (Arrow IPC or
+    Parquet).
+
+    Row i is the split's i-th row by id, whatever shards hold it and in what order: the
+    writer leaves rows in the order its record pass wrote them (`store/writer.py`), which
+    follows how the work was cut (workers, the record cache), and a version is its rows
+    (the content id), not its layout. So what a trainer sees, and the seeded order it
+    shuffles them into, depend on the version's content alone. The order is a permutation
+    over the mapped rows (`order`): no media byte is copied to put them in it.
 
     The table is opened lazily and not pickled, so DataLoader and Ray workers each map
     the files themselves instead of receiving a copy of the data.
@@ -25,9 +33,11 @@ class SplitReader:
         self.paths = list(paths)
         self.fs = fs  # the store's filesystem; None: local paths
         self._table = None
+        self._order = None
 
     @property
     def table(self):
+        """The split's rows as the shards hold them (mapped; not in id order, see `order`)."""
         if self._table is None:
             import pyarrow as pa
 
@@ -42,30 +52,48 @@ class SplitReader:
                 self._table = RECORD_SCHEMA.empty_table()
         return self._table
 
+    @property
+    def order(self):
+        """The positions in `table` of the split's rows sorted by id (a numpy array)."""
+        if self._order is None:
+            import pyarrow.compute as pc
+
+            self._order = pc.sort_indices(self.table.column("id")).to_numpy()
+        return self._order
+
     def __len__(self) -> int:
         return self.table.num_rows
 
     def row(self, index: int) -> dict[str, Any]:
-        """Return row `index` as a canonical record dict."""
-        return self.table.slice(index, 1).to_pylist()[0]
+        """Return row `index` (in id order) as a canonical record dict."""
+        return self.table.slice(int(self.order[index]), 1).to_pylist()[0]
 
     def rows(self, indices: list[int]) -> list[dict[str, Any]]:
-        """Return rows `indices` (repeats allowed) as canonical record dicts, converted to
-        Python together."""
-        return self.table.take(indices).to_pylist()
+        """Return rows `indices` (in id order; repeats allowed) as canonical record dicts,
+        converted to Python together."""
+        return self.table.take(self.order[indices]).to_pylist()
+
+    def column(self, name: str) -> Any:
+        """Return column `name` in id order (a copy of it: for the columns without media)."""
+        return self.table.column(name).take(self.order)
+
+    def has_media(self, column: str) -> list[bool]:
+        """Return per row, in id order, whether its `column` (images or audios) holds an
+        item; no media byte is read or copied."""
+        import numpy as np
+        import pyarrow.compute as pc
+
+        lengths = pc.list_value_length(self.table.column(column)).fill_null(0)
+        return (np.asarray(lengths.to_numpy(zero_copy_only=False))[self.order] > 0).tolist()
 
     def media_counts(self) -> dict[str, int]:
         """Return how many rows carry at least one image, and one audio clip (no media read)."""
-        import pyarrow.compute as pc
-
-        counts = {}
-        for kind, column in (("image", "images"), ("audio", "audios")):
-            lengths = pc.list_value_length(self.table.column(column))
-            counts[kind] = int(pc.sum(pc.greater(lengths, 0)).as_py() or 0)
-        return counts
+        return {
+            kind: sum(self.has_media(c)) for kind, c in (("image", "images"), ("audio", "audios"))
+        }
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"paths": self.paths, "fs": self.fs, "_table": None}
+        return {"paths": self.paths, "fs": self.fs, "_table": None, "_order": None}
 
 
 @dataclass
@@ -101,7 +129,7 @@ class LedgerPlanner:
 
     def __init__(self, reader: SplitReader, formatter: ChatFormatter, encoder: ConversationEncoder):
         self.encoder = encoder
-        self.counts = ledger_counts(reader.table)
+        self.counts = ledger_counts(reader)
         self.kinds: list[tuple[bool, bool]] = []
         self.checked: set[tuple[bool, bool]] = set()
         if any(h is not None for _, h in self.counts):
@@ -109,7 +137,7 @@ class LedgerPlanner:
                 encoder.processor, formatter.system_template, encoder.chat_template
             )
             self.counts = [(n, h) if h == expected else (None, None) for n, h in self.counts]
-            images, audios = (_has_media(reader.table, c) for c in ("images", "audios"))
+            images, audios = (reader.has_media(c) for c in ("images", "audios"))
             self.kinds = list(zip(images, audios, strict=True))
 
     def plan(self, row: int, sample: ChatSample) -> SamplePlan | None:
@@ -137,23 +165,17 @@ class LedgerPlanner:
         return plan
 
 
-def ledger_counts(table: Any) -> list[tuple[int | None, str | None]]:
-    """Return each row's (`quality.tokens`, `quality.tokens_hash`); (None, None) for every
-    row of a version without a quality column."""
+def ledger_counts(reader: SplitReader) -> list[tuple[int | None, str | None]]:
+    """Return each row's (`quality.tokens`, `quality.tokens_hash`), in id order; (None, None)
+    for every row of a version without a quality column."""
     import pyarrow.compute as pc
 
-    if "quality" not in table.column_names:
-        return [(None, None)] * table.num_rows
-    quality = table.column("quality")
+    if "quality" not in reader.table.column_names:
+        return [(None, None)] * len(reader)
+    quality = reader.column("quality")
     tokens = pc.struct_field(quality, "tokens").to_pylist()
     hashes = pc.struct_field(quality, "tokens_hash").to_pylist()
     return list(zip(tokens, hashes, strict=True))
-
-
-def _has_media(table: Any, column: str) -> list[bool]:
-    import pyarrow.compute as pc
-
-    return pc.greater(pc.list_value_length(table.column(column)), 0).fill_null(False).to_pylist()
 
 
 class RolePlayDataset:
@@ -235,17 +257,17 @@ class RolePlayDataset:
 
     def characters(self) -> list[str]:
         """Return the played character of each item, in item order (no media decoded)."""
-        column = self.reader.table.column("character").to_pylist()
+        column = self.reader.column("character").to_pylist()
         return [((column[r] or {}).get("name") or "unknown") for r in self.rows]
 
     def record_ids(self) -> list[str]:
         """Return the record id of each item, in item order."""
-        column = self.reader.table.column("id").to_pylist()
+        column = self.reader.column("id").to_pylist()
         return [column[r] for r in self.rows]
 
     def sources(self) -> list[str]:
         """Return the source name of each item, in item order."""
-        column = self.reader.table.column("source").to_pylist()
+        column = self.reader.column("source").to_pylist()
         return [column[r] for r in self.rows]
 
     def select(self, indices: list[int]) -> None:

@@ -120,16 +120,17 @@ class TestEvaluator:
         in record-id order: each cut before its last character turn, that turn the first
         reference and the record's `references` the others."""
         encoder = self.dataset.encoder
-        table = self.dataset.reader.table
-        ids = table.column("id").to_pylist()
+        reader = self.dataset.reader
+        # The reader's rows are in id order already (`SplitReader`).
+        n = len(reader)
         # Shards written before the column existed have no further references.
         further = (
-            table.column("references").to_pylist()
-            if "references" in table.schema.names
-            else [None] * len(ids)
+            reader.column("references").to_pylist()
+            if "references" in reader.table.schema.names
+            else [None] * n
         )
         out = []
-        for row in sorted(range(len(ids)), key=ids.__getitem__):
+        for row in range(n):
             if len(out) >= self.prompts:
                 break
             sample = self.dataset.sample(row)
