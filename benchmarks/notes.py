@@ -16,65 +16,40 @@ from benchmarks.results import Figure
 # seconds per process); the tables above give this run's own numbers.
 ANALYSIS: dict[str, str] = {
     "efficiency_all_cores": """
-**Where it goes.** The stage does more CPU work per record than the loop; idle cores come
-second. The efficiency table splits it: `cpu_bound` (loop CPU per record / the stage's CPU
-per record over all processes) was 0.53-0.58 at 2,000 records in development runs: the loop
-needs ~16 ms of CPU per record, the stage ~28 ms (Ray workers ~24.5, driver ~2.3,
-raylet/GCS/agents ~1.2). Ray's timeline shows both workers inside map tasks for ~98% of the
-stage, and a repetition with the machine to itself (`others` 0.02) had `busy` 0.96 and
-efficiency 0.54 = its `cpu_bound`: scheduling is not the problem, CPU per record is. Where
-`busy` is low, `others` shows who took the cores.
+**Where it goes.** Scheduling is not the gap: the efficiency table's `busy` is ~0.97 (both
+workers inside map tasks) and `cpu_bound` (loop CPU per record / the stage's CPU per record
+over every process) is the efficiency itself. The stage spends ~12 ms of CPU per record
+where the loop spends ~9: Ray's processes ~0.5 (driver ~0.14, raylet ~0.1, GCS ~0.06, the
+rest ~0.15, the table's columns), the pass itself the rest.
 
-**In the workers (+6 ms/record against the loop, py-spy of `record_pass` on 200 records,
-21.4 vs 15.6 CPU ms/record):**
-- `augmenters/record.py: _VariantBuilder.image()/clip()` decode the original media once per
-  *copy*, not once per record: with `copies: 2` that is a second 512px JPEG decode
-  (+1.5 ms) and a second WAV read (+0.5 ms) per record. Decode once in
-  `RecordAugmenter.variants` and hand every copy the same read-only arrays (ops return new
-  arrays).
-- Per-variant bookkeeping, ~2 ms/record together: a sha256 `record_seed` and a fresh
-  `np.random.default_rng` per modality and copy (`RecordAugmenter._rng`), seeding and
-  restoring global RNGs per op (`augmenters/randomness.py`), `canonical_json` of every op's
-  params, the protect/segment pass around nlpaug (`augmenters/protect.py`).
-- `pipeline/stages/augment.py: AugmentStage.process` turns every train row into Python dicts with
-  `table.take(...).to_pylist()` (a copy of each original's ~220 KB of media into `bytes`)
-  and builds the variants back with `records_to_table`.
-- Ray then serialises each pass output into the object store: it holds the *originals*
-  again (media included) next to the variants, ~0.5 MB per record, +2-4 ms/record of worker
-  CPU against the same code run in-process.
+**In the pass** (`python -m benchmarks.record_pass --records 200 --steps`, in-process, no
+Ray; one run on 2026-12-07 gave pass 12.42 against loop 10.25 ms per record): the library
+work is the loop's (ops applied 4.31 + media encoded 3.42 + text rewritten 0.96 = 8.69,
+against the loop's same calls 8.33; validation's decodes 1.63 against the loop's 1.86, and
+the pass decodes each item once, for validation and augmentation both). The ~2 ms left are
+small pieces, none above 0.4 ms: variants built into Arrow (`records_to_table`, 0.38), the
+part write (0.34), per-variant parameter draws (0.36) and generator seeding (0.16, a
+sha256 `record_seed` per modality and copy), and ~0.7 spread over Python bookkeeping
+(cProfile: ids' sha256, `canonical_json` of each op's params, saving and restoring global
+RNG states around the ops, the protect/segment pass around nlpaug, the limits check).
 
-**In the driver (2-3 ms/record, on the same 2 cores):** `DataJob._record_pass` receives every
-output block, copies it into the next part files (`PartWriter.write`), computes
-`row_nbytes` and converts columns to Python lists for the index. On 2 cores this is CPU the
-workers do not get.
-
-**What to change, by expected gain:** (1) the augment pass returns only the variants (and
-side rows); the originals stay where the validate pass staged them and the index points
-there (`pipeline/execution/passes.py: record_pass`, `pipeline/execution/job.py: DataJob._record_pass`): no
-serialisation, object-store traffic or driver copy of the originals; (2) decode once per
-record (`augmenters/record.py`); (3) keep original media as Arrow buffers
-(`pa.BinaryScalar.as_buffer()`, zero-copy) instead of `to_pylist()` bytes; (4) cheaper
-per-variant seeding (one sha256 per record, then derive per-copy/modality streams with
-`SeedSequence.spawn`). (1)-(3) remove ~5 ms of the ~11 ms/record gap; the target also
-needs (4) and the driver's share gone (see the many-core section: workers writing their
-own parts).
+**What would close it:** no single change. Seeding once per record and drawing from
+derived streams changes every augmented byte (new content ids) for ~0.3 ms; writing the
+variants straight into Arrow builders instead of dicts ~0.3; a pass that writes the
+published shards itself (issue 25 item 1) removes the part write and the shard task's
+read. Together about half the gap.
 """,
     "vs_datasets_map": """
-The alternatives do the plain chain's work per record (12-17 ms CPU); ours does the stage's
-(22-30 ms, see the efficiency analysis) and two steps they skip: validation decodes every
-image and clip to prove it decodes (`validate` column, ~0.8-1.3 s per 400 records) and
-the writer sorts rows by id, fsyncs and hashes every shard (`write` column, 0.6-2 s per 400
-records); `datasets.save_to_disk` neither sorts, fsyncs nor hashes. Our augment stage alone
-took about as long as either whole alternative. The per-record fixes of the efficiency
-analysis apply here one for one; for the writer see its own analysis. Not a fix: dropping
-validation or the sort, which are the point of a versioned, content-addressed dataset.
-At 2,000 records (issue 25), each alone in a fresh process on a quiet machine: ours 16-19 s
-wall for 29.3-29.8 CPU-s (ingest 1.6 CPU-s on one core, as one source file is one task; record
-pass 21 CPU-s in 11-14 s on both cores; write 5.3 CPU-s in 3 s, four 256 MB shards), and
-`datasets` 14.5-17.3 s for 26.2-27.1 CPU-s. No stage grows faster than its records or
-bytes (ours' CPU per record: 17 ms at 400, 15 ms at 2,000). A 29-37 s figure for ours came
-from load: on 2 cores a job's wall is close to (own + others' CPU) / 2, so read the `cpu_s`
-and `others cpu_s` columns of the alternatives table before the ratio.
+The alternatives do the plain chain's work per record; ours does the stage's (see the
+efficiency analysis: ~12 against ~9 ms of CPU per record) and steps they skip: validation
+decodes every image and clip to prove it decodes (inside `records`), the near-duplicate
+and quality stages, and the writer hashes every shard and every row and fsyncs them
+(`write` column); `datasets.save_to_disk` neither validates, hashes nor fsyncs. The write
+step takes rows from the pass's parts without copying them (rows in part order), so it is
+encode + two sha256 passes. A lead of 1.3x over a tool that does less per record needs the
+pass's CPU per record below the loop's, which the efficiency analysis says it is not. At
+2,000 records see `results-alt-2000.md`. On 2 cores a job's wall is close to
+(own + others' CPU) / 2, so read the `cpu_s` and `others cpu_s` columns before the ratio.
 """,
     "vs_naive_ray_data": """
 The "naive" chain is not naive-slow on Ray 2.60: `read_json` of one jsonl file is split
@@ -86,48 +61,42 @@ comparison uses Ray Data's stock settings for the naive chain (operator resource
 reservation on); with the pipeline's settings it would be faster still.
 """,
     "writer_vs_pyarrow": """
-Ours does what bare `pq.write_table` does (encode, write) plus: gathers rows in id order
-out of the mapped parts (a copy per part, then one into id order), hashes the file
-(sha256) and every row (sha256 of each media item, canonical JSON of the rest). The two
-hashing passes cover the same bytes in two shapes (file pages, media items), so one
-cannot give the other; at ~1 GB/s per pass (hashlib, SHA-NI) they alone cost more than twice
-the bare write's CPU. The writer spreads the work over four threads
-(`ShardWriter.write_shard`): the main thread encodes straight to the file; one worker
-gathers the next batch, one takes the row digests, one hashes the file read back from
-the page cache (pyarrow's copies and writers and hashlib release the GIL). Per 984 MB
-(6,000 rows of 160 KB, loaded 2-core machine, thread CPU): main ~2 s, gather ~2 s, each
-hash ~1 s; before, the main thread gathered and encoded (~4-4.5 s) and pages went
-through a Python sink (a bytes copy of every page). On two cores the wall is then bound
-by the total CPU (~3x the bare write's), not by one thread. What is left: the two gather
-copies and the zeroed pages the allocator hands them (mimalloc purges freed pages after
-10 ms; `MIMALLOC_PURGE_DELAY=-1` cut the gather's CPU ~25%, a process-wide setting), and
-the record pass's parts themselves (issue 25 item 1).
+Ours does what bare `pq.write_table` does (encode, write) plus a check of the placeholder
+invariants and two sha256 passes: the file and every row (each media item's bytes, the
+canonical JSON of the rest). The two passes cover the same bytes in two shapes (file pages,
+media items), so one cannot give the other; at ~1 GB/s each (hashlib, SHA-NI) they cost
+about twice the bare write's CPU. Rows are no longer copied: each shard takes its split's
+rows in part order as slices of the memory-mapped parts (`PartSet.runs`/`rows`), and
+drops a part batch's pages once it is written. The id-order gather this replaced cost as
+much CPU as the encoding: on the 2,000-record pass output (974 MB, 2026-12-07, alternating
+old and new) ours went from 276-356 to 454-523 MB/s, 4.1-4.5 to 3.1-3.5 s of CPU, against
+the bare write's 0.7-1.2 s. The writer spreads the work over four threads
+(`ShardWriter.write_shard`: encode; next batch's slices and checks; row digests; file
+hash read back from the page cache), so on two cores its wall is bound by its total CPU,
+~3x the bare write's. What is left is the hashing itself: a faster digest (BLAKE3) would
+change the manifest format and every content id.
 """,
     "memory_ratio_10x": """
-Where the peak is (the memory table's per-role line, sampled with the tree's peak): both
-peaks fall while shards are written. At 1x the record pass runs in the driver (500 records
-or fewer, `execution.in_process_records`) and only the one shard's task runs on Ray, in a
-fresh worker; at 10x the record pass and the shards run in two Ray workers that have
-imported the op libraries. Ray's daemons (~700 MB RSS here: GCS, raylet, dashboard, its
-agents, the monitors) and the driver (~410-460 MB) are the same at both sizes; the growth
-is one more worker holding a shard's batch. A shard task holds its window of rows copied
-out of the parts and the batch gathered from them in id order (2 x 64 MB,
-`BATCH_MAX_BYTES`); it lets each written batch go before copying the next, and hands its
-allocators' free pages back at its start and end. Each MB off a write task's peak takes
-2 MB off the 10x and 1 MB off the 1x: reaching 1.2 from here needs a gather that copies
-once, straight into the batch, or smaller batches (16 MB: -50 MB per task measured, but
-every shard's bytes change).
+Where the peak is (the memory table's per-role line, sampled with the tree's peak): at 1x
+the record pass runs in the driver (500 records or fewer, `execution.in_process_records`)
+and only the shard task runs on Ray, in one worker; the other worker stays at its start-up
+size (~80 MB) because it never imports the op libraries. At 10x the record pass and the
+shards run in both Ray workers, each holding the imported libraries (OpenCV,
+albumentations, SciPy, nlpaug, soundfile, soxr) and its batch in flight: ~300 MB each.
+Ray's daemons (~700 MB RSS here) and the driver (~300 MB) are the same at both sizes. So
+the growth is one more busy worker, not memory that grows with the records: at 10x each
+worker holds what the one worker of 1x holds. A shard task no longer copies rows (it
+encodes slices of the mapped parts and drops each part batch's pages once written), which
+took ~30-80 MB off the 10x peak in single runs on 2026-12-07 (1.25-1.27 against 1.29).
 """,
     "driver_ms_per_record": """
-The driver does per-record work in four places (from the profiles behind the efficiency and
-writer analyses, and the per-stage seconds in the alternatives table): ingest reads and
-assembles every source record (~1 ms/record); every pass streams its output blocks, media
-included, through the driver, which copies them into part files and builds index rows
-(`DataJob._ingest`, `DataJob._record_pass`: `PartWriter.write`, `row_nbytes`, `to_pylist` of
-index columns, ~2-3 ms/record of the augment stage); and the shard writer gathers, writes,
-fsyncs and hashes every byte (`ShardWriter.write`). 0.05 ms/record leaves the driver only
-small facts per task: tasks that ingest by file/byte range, write their own parts and
-shards and return index rows (issue 12 items 1 and 3).
+The issue's target is the driver's CPU per record at the largest size
+(`driver_cpu_per_record_largest`, 100,000 text records: met). On 400 records most of the
+driver's CPU is fixed per job (planning, starting the tasks, the manifest, the cards, the
+quality plan), so per record it looks large; the scaling table shows it falling with the
+size. Multimodal corpora keep more per record than text-only ones (0.31 ms at 8,000
+multimodal records against 0.026 at 100,000 text records in the 2026-12-07 scaling run);
+where that goes in the driver has not been profiled.
 """,
     "unchanged_rerun_ratio": """
 Measured, not assumed: an unchanged rerun ran the whole job again and found the content
