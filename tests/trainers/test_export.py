@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pipeline.cli.app import app
-from tests.trainers.conftest import CAPTAIN, make_record, write_version
+from tests.trainers.conftest import CAPTAIN, make_record, standard_records, write_version
 from trainers.dataset_export import ExportError, export_version
 
 
@@ -145,8 +145,11 @@ def test_trl_export_round_trips_through_sft_trainer(text_store, tiny_causal, tmp
         ),
     )
     first = tokenizer.decode(trainer.train_dataset[0]["input_ids"])
-    assert first.startswith("<|im_start|>system\nYou are Captain Vela.")
-    assert "<|im_start|>user\nMira: What do you make of this sky?" in first
+    # Exported in id order, as the trainer reads a split (`SplitReader`).
+    train = [r for r in standard_records(images=0, audios=0) if r["split"] == "train"]
+    record = min(train, key=lambda r: r["id"])
+    assert first.startswith(f"<|im_start|>system\nYou are {record['character']['name']}.")
+    assert f"<|im_start|>user\nMira: {record['messages'][0]['content']}" in first
     assert math.isfinite(trainer.train().training_loss)
 
 

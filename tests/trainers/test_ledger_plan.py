@@ -141,7 +141,10 @@ def test_a_stale_count_under_the_right_hash_stops_the_ledger_for_the_split(
     tmp_path, processor, ledger_rows, caplog
 ):
     rows = [dict(r, quality=dict(r["quality"])) for r in ledger_rows]
-    rows[0]["quality"]["tokens"] += 5  # counted by code that changed since (no hash sees it)
+    # The split's first row (the reader's rows are in id order), whose count is checked by
+    # tokenizing: counted by code that changed since (no hash sees it).
+    first = min(range(len(rows)), key=lambda i: rows[i]["id"])
+    rows[first]["quality"]["tokens"] += 5
     with caplog.at_level(logging.WARNING, logger="trainers.data"):
         data, calls = _dataset(_reader(tmp_path, rows), processor)
     tokenized, _ = _dataset(_reader(tmp_path, _without_ledger(rows), "raw"), processor)

@@ -23,7 +23,9 @@ OMNI_CONFIG = {
     "max_steps": 5,
     "batch_size": 4,
     "grad_accum": 2,  # 8 train records: every step sees all of them, so the loss must fall
-    "learning_rate": 0.05,
+    # 0.05 oscillated: the loss rose again at step 4 under one grouping of the 8 records
+    # into micro-batches (6.39 -> 6.31 -> 6.37); at 0.02 it falls at every step in both.
+    "learning_rate": 0.02,
     "max_length": 512,
     "eval_steps": 2,
     "early_stopping_patience": 3,  # keeps the best of the evaluations at steps 2 and 4
@@ -91,7 +93,7 @@ def test_run_folder_holds_safetensors_adapter_processor_card_and_eval(omni_run, 
     metrics = front["model-index"][0]["results"][0]["metrics"]
     assert {m["type"] for m in metrics} == {"loss", "perplexity"}
     manifest = Store(str(mm_store), "mm").manifest(1)
-    for fact in (manifest.content_id, manifest.recipe_hash, "`v1`", "learning_rate: `0.05`"):
+    for fact in (manifest.content_id, manifest.recipe_hash, "`v1`", "learning_rate: `0.02`"):
         assert fact in card
     assert "tiny-random" in card and "base_model/" in card
     eval_md = (folder / "eval.md").read_text()
