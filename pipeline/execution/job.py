@@ -8,7 +8,7 @@ driver decides and commits small facts and never touches a media byte:
 - record pass (`_records`): the recipe's stages (`passes.build_stages`) over slices of the
   parts, through the per-record cache (`cached_records`) when it is on; the media
   near-duplicates it signed are planned after it (`_plan_media`, `media_pairs`);
-- shards (`_write`): one task per planned shard, rows in id order, hashed while written
+- shards (`_write`): one task per planned shard, rows in part order, hashed while written
   (with the media near-duplicate flags added to their rows);
 - commit (`_commit`): the typed manifest, created exclusively, then the cards.
 Counts, reasons and nodes go to one `RunLedger`.

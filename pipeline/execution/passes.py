@@ -11,7 +11,8 @@ context) and returns one typed outcome.
 File names depend only on the task's input (the source, or the first slice of the task),
 so a task that fails and is retried overwrites its own half-written files and nothing is
 written twice; and the driver builds everything it publishes from the returned facts,
-sorted by id, so results arriving in any order make the same version.
+ordered by what they are (ids, part paths), not by when they came, so results arriving in
+any order make the same version.
 """
 
 from __future__ import annotations

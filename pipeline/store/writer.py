@@ -372,7 +372,7 @@ def _ids_and_digests(table: pa.Table) -> tuple[list[str], list[str]]:
 
 @dataclass(frozen=True)
 class ShardWriter:
-    """Writes staged records into sorted, size-cut shards, hashed while written (the file
+    """Writes staged records into part-ordered, size-cut shards, hashed while written (the file
     and each row), each with its row-digest sidecar. `write_shard` leaves them to the
     commit's one fsync pass (`fs.sync_tree`); `write` makes them durable itself."""
 
