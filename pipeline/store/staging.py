@@ -271,11 +271,12 @@ class PartSet:
         ]
 
     def rows(
-        self, runs: list[tuple[int, int, int, int]], columns: list[str], nbytes: int = 0
+        self, runs: list[tuple[int, int, int, int]], columns: list[str], nbytes: int
     ) -> pa.Table:
-        """Return the `columns` of the rows of `runs` (`runs`), in order: one chunk per run,
-        each a slice of a part's record batch (no copy), or one copied chunk where the runs
-        hold less than `MIN_RUN_BYTES` on average (`nbytes`: the rows' size, `row_nbytes`)."""
+        """Return the `columns` of the rows of `runs` (as `runs` returns them), in order: one
+        chunk per run, each a slice of a part's record batch (no copy), or one copied chunk
+        where the runs hold less than `MIN_RUN_BYTES` on average (`nbytes`: the rows' size,
+        `row_nbytes`)."""
         pieces = [
             self._part(part).batches[b].select(columns).slice(first, length)
             for part, b, first, length in runs
