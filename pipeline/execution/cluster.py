@@ -8,6 +8,7 @@ actor pools, and one Ray session per process.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import os
@@ -203,6 +204,7 @@ class TaskRunner:
         self.in_process_records = in_process_records
         self.on_ray = False
         self.ray_tasks = 0  # tasks this job submitted to Ray
+        self._count = threading.Lock()  # `start` submits from a thread of its own
 
     def choose(self, records: int) -> None:
         """Move to Ray (starting it) when a pass of `records` records is too big for this
@@ -235,13 +237,65 @@ class TaskRunner:
         """Yield (i, fn(*calls[i])): as Ray tasks finish them (`run_tasks`), or one after
         the other in this process, each outcome's `node` then `IN_PROCESS_NODE`."""
         if self.on_ray:
-            self.ray_tasks += len(calls)
+            with self._count:
+                self.ray_tasks += len(calls)
             yield from run_tasks(fn, calls, resources)
             return
         for i, call in enumerate(calls):
             outcome = fn(*call)
             outcome.node = IN_PROCESS_NODE
             yield i, outcome
+
+    def start(
+        self, fn: Callable[..., Any], call: tuple[Any, ...], resources: StageResources
+    ) -> Started:
+        """Start fn(*call) as `run` runs it, and return at once on Ray (the task runs
+        beside what this process does next; `Started.result` awaits it); in this process,
+        run it now."""
+        return Started(self, fn, call, resources)
+
+
+class Started:
+    """One call of `TaskRunner.run` started now and awaited later: on Ray it is submitted
+    and watched (`run_tasks`: its stall and error handling) from a thread of its own, so
+    the driver goes on submitting other tasks meanwhile; in this process it has run when
+    this is made."""
+
+    def __init__(
+        self,
+        runner: TaskRunner,
+        fn: Callable[..., Any],
+        call: tuple[Any, ...],
+        resources: StageResources,
+    ) -> None:
+        self._outcome: Any = None
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        run = functools.partial(self._run, runner.run(fn, [call], resources))
+        if runner.on_ray:
+            self._thread = threading.Thread(target=run, name=f"roleforge-{_name(fn)}", daemon=True)
+            self._thread.start()
+        else:
+            run()
+
+    def _run(self, outcomes: Iterator[tuple[int, Any]]) -> None:
+        try:
+            for _, outcome in outcomes:
+                self._outcome = outcome
+        except BaseException as exc:  # handed to whoever awaits it, as is
+            self._error = exc
+
+    def done(self) -> bool:
+        """Say whether the call has finished (or failed)."""
+        return self._thread is None or not self._thread.is_alive()
+
+    def result(self) -> Any:
+        """Return the call's outcome once it has finished; raise its error if it failed."""
+        if self._thread is not None:
+            self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._outcome
 
 
 def _retired() -> tuple[str, int]:
