@@ -119,55 +119,36 @@ the JSON it wrote is under `details.training` in results.json.
 }
 
 RAY_CONFIGURATION = """
-**What runs here is the default.** `make bench` measures `pipeline/execution/cluster.py` as shipped:
-`ensure_ray()` exports the glibc malloc thresholds to every worker before `ray.init`;
-`run_tasks` runs each pass as stateless tasks (no actor
-pool to start) over small (part file, offset, length) work items, cut so each CPU gets ~8
-tasks (`TASKS_PER_CPU`) of at most 64 items of `batch_size` (16) records; tasks memory-map
-their slices, so neither the driver nor the object store holds the corpus. Nothing in the
-benchmark overrides it (the N=1 runs set only `execution.stages.augment.concurrency: 1`).
+**What runs here is the default.** `make bench` measures `pipeline/execution/cluster.py` as
+shipped: `ensure_ray()` exports the glibc malloc thresholds to every worker before
+`ray.init` and names a worker setup hook (the collector's thresholds). Every pass runs as
+stateless Ray tasks (`run_tasks`, no actor pool): the ingest reads a big JSON lines file in
+byte ranges, a record-pass task memory-maps its slice of the ingested parts and writes its
+own part file, a shard task writes, hashes and fsyncs one shard. A task returns index
+rows, counts and a quarantine part, so neither the driver nor the object store holds the
+corpus. A job whose passes are all under `execution.in_process_records` (500) records runs
+them in the driver's process instead. Nothing in the benchmark overrides these: the N=1
+runs set only `execution.stages.augment.concurrency: 1`, and the alternatives' untimed
+warm-up job sets `in_process_records: 0` so that it warms the Ray workers.
 
-**On a many-core cluster.** Task sizing scales: with C CPUs a corpus of R records is cut
-into items of min(16, R/(8C)) records, so every CPU has ~8 tasks to balance stragglers, and
-big corpora get tasks of up to 64 x 16 records, long enough to amortise the per-task cost
-(unpickling the augmenter and rebuilding its ops: 10-30 ms). Reservation off is right for a
-single map operator, which is all a pass has. What does *not* scale is what the driver does
-alone:
-- every pass streams all its output through the driver, which copies it into part files:
-  ~2-3 ms of driver CPU and ~0.5 MB per record. At ~40 records/s per worker core, one
-  driver saturates at ~400 records/s, i.e. around 10 worker cores; beyond that more CPUs
-  add nothing, and on several nodes the driver's network link carries the whole dataset.
-  Workers should write their own part files (to the shared staging folder) and return only
-  the small index rows and side messages;
-- ingest reads every source file in the driver (~1 ms/record here): serial;
-- the shard writer gathers, writes, fsyncs and hashes every shard in the driver: serial,
-  ~100-250 MB/s here. One task per shard would scale it.
-Until those move into tasks, the 2-core efficiency overstates what 64 cores would reach.
-`driver_ms_per_record` puts one number on all of it: the driver's CPU over a whole job
-divided by its records. One driver core sustains 1000 / that many records/s; at ~1.3 ms
-that is ~770 records/s, i.e. ~12-20 worker cores at this job's 40-60 records/s per core;
-the issue's 0.05 ms is what ~200 cores need.
+**On a many-core cluster.** Task sizing scales (`slice_rows`): with C CPUs a pass of R
+records is cut into tasks of min(`batch_size`, R/(8C)) records, so stragglers even out,
+and into bigger ones where that would give a CPU more than 32 tasks (the driver spends
+~5 ms on each task's submission and outcome). What stays in the driver is planning
+(dedup, split, the near-duplicate plan over the ingest's signatures), folding in the
+tasks' outcomes, the manifest and the cards: 0.022 ms of driver CPU per record at 100,000
+text records and ~0.3 ms per multimodal record at 8,000 (the scaling table). One driver
+core at 0.3 ms per record keeps up with ~3,000 records/s, i.e. ~50-70 worker cores at this
+job's 40-60 records/s per core.
 
-**Task sizing that wins here is wrong there.** `TASKS_PER_CPU` x CPUs work items means that
-at 200 CPUs a 2,000-record corpus is cut into ~1,600 tasks of one or two records: each task
-then pays the fixed 10-30 ms (unpickle the augmenter, rebuild its ops, map its slice) for
-~25 ms of work, and the driver schedules and collects 1,600 results. On many cores the item
-size needs a floor in *work* (say >= 0.5-1 s of records per task, ~16-32 records here) and
-fewer tasks per CPU, or long-lived workers (an actor per core holding the built ops) so the
-fixed cost is paid once per worker, not per task.
+**Task sizing that wins here is wrong there.** At 200 CPUs a 2,000-record pass is cut into
+~1,000 tasks of two records, each paying its fixed cost (unpickling the pass context,
+mapping its slice, writing its part file) for ~50 ms of work; a worker builds the ops
+once, not per task (`RecordAugmenter.ops`). On many cores the task size needs a floor in
+work (~16-32 records here).
 
-**Object store budget.** Ray gives its object store ~30% of a node's memory. Today every
-pass output block, media included (~0.5 MB per record), goes through it on its way to the
-driver: with C workers producing faster than one driver drains, blocks pile up until the
-store spills to disk or back-pressures the workers, and on several nodes every block
-crosses the network to the driver's node. 2 cores never get there; 64 would. With workers
-writing their own parts (issue 12, item 1) only index rows (~100 bytes per record) and
-stats travel, and the budget stops mattering; until then Ray Data's
-`DataContext.execution_options.resource_limits.object_store_memory` should cap what one
-pass may hold so that spills do not start silently.
-
-These points are reasoned from the per-record costs measured here (driver ms/record in the
-efficiency table, `driver_ms_per_record`); no many-core machine was available to measure them.
+These points are reasoned from the costs measured here; no many-core machine was
+available to measure them.
 """
 
 CONTENDERS = """
