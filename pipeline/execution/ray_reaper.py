@@ -31,7 +31,8 @@ def _stat(pid: int) -> tuple[int, str] | None:
     return int(fields[1]), fields[19]
 
 
-def _cmdline(pid: int) -> str:
+def command_line(pid: int) -> str:
+    """Return the command line of `pid` ("" once it is gone)."""
     try:
         with open(f"{_PROC}/{pid}/cmdline", "rb") as f:
             return f.read().replace(b"\0", b" ").decode(errors="replace")
@@ -54,7 +55,7 @@ def ray_processes(driver: int) -> dict[int, str]:
     return {
         pid: start
         for pid, start in _children({driver}).items()
-        if "/ray/" in _cmdline(pid) or _cmdline(pid).startswith("ray::")
+        if "/ray/" in command_line(pid) or command_line(pid).startswith("ray::")
     }
 
 
