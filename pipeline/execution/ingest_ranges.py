@@ -51,8 +51,12 @@ from pipeline.store.manifest import InputFile
 # pairs but 0.62 vs 0.47 s over 6 (noise: no gain to count on); 1.1 MB (800 records) 0.61
 # vs 0.44 s over 6; 2.8 MB (2,000 records) 2.84 vs 2.66 s over 3. Ingest alone with warm
 # workers broke even near 210 KB; ranges cost 0.01-0.03 s more CPU (a task's submit and
-# collect, the driver's pass over the file).
-SPLIT_FROM_BYTES = 1024 * 1024
+# collect, the driver's pass over the file). Measured again on 2 quiet CPUs (2026-12-07,
+# the same job, 6 alternated pairs): 559 KB (400 records) in one task, ingest 0.33 s and
+# job 3.42 s (medians); in 4 ranges, 0.21 and 3.27 s (5 pairs faster, 1 even). A file big
+# enough to take a job to Ray at all (`execution.in_process_records` x 1 KiB: 500 KB) is
+# split from this size on.
+SPLIT_FROM_BYTES = 128 * 1024
 # No range is smaller than this (~45 records of the benchmark corpus, ~55 ms of ingest).
 MIN_RANGE_BYTES = 64 * 1024
 
