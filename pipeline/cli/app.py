@@ -24,6 +24,7 @@ from pipeline.cli.inspect import register as _register_inspect
 from pipeline.cli.models import register as _register_models
 from pipeline.cli.train import register as _register_train
 from pipeline.cli.view import register as _register_view
+from pipeline.execution.ray_reaper import stop_ray
 
 app = typer.Typer(
     add_completion=False,
@@ -330,17 +331,8 @@ def main() -> None:
         print(f"error: {reason}{where}", file=sys.stderr)
         sys.exit(EXIT_FAILED)
     finally:
-        _stop_ray()
+        stop_ray()  # before the interpreter's exit: Ray's own exit handler idles ~1.5 s
         _exit_without_collecting()
-
-
-def _stop_ray() -> None:
-    """Shut down the command's Ray session, if it used one, before the interpreter's exit
-    (`cluster.stop_ray`: Ray's own exit handler idles ~1.5 s); Ray is not imported for it."""
-    if "ray" in sys.modules:
-        from pipeline.execution.cluster import stop_ray
-
-        stop_ray()
 
 
 def _exit_without_collecting() -> None:

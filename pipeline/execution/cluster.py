@@ -12,7 +12,6 @@ import functools
 import logging
 import math
 import os
-import signal
 import sys
 import threading
 import time
@@ -20,7 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.execution.ray_reaper import command_line, ray_processes, watch_driver
+from pipeline.execution.ray_reaper import watch_driver
 from pipeline.recipe import TASK_TIMEOUT_S, ExecutionConfig
 
 log = logging.getLogger(__name__)
@@ -119,36 +118,6 @@ def ensure_ray() -> None:
         global _REAPER
         _REAPER = watch_driver()  # held: its pipe closes only when this process ends
     log.info("ray: %s", "connected to " + address if address else "embedded local cluster")
-
-
-# The command line of the Ray autoscaler's monitor (`ray/autoscaler/_private/monitor.py`).
-MONITOR_SCRIPT = "/autoscaler/_private/monitor.py"
-
-
-def stop_ray() -> None:
-    """Shut down this process's Ray session now, if it has one; no-op otherwise (Ray is
-    not imported for that).
-
-    Two waits of Ray's own shutdown are left out, through which the machine idled at the
-    end of every command that used Ray: `roleforge run` over 400 benchmark records took
-    9.8-10.0 s with them and 8.4-8.7 s without (3 runs each, alternated, 2 CPUs):
-    - at interpreter exit, Ray's handler sleeps 0.5 s first so that the workers' last log
-      lines reach the terminal; our sessions send none to the driver (`log_to_driver`
-      off here and in `trainers.distributed`), so a command calls this before it exits;
-    - Ray stops an embedded cluster's processes one after the other, the GCS before the
-      autoscaler's monitor, whose SIGTERM handler then reports its own death to the gone
-      GCS and never exits: Ray kills it after 1 s, on every shutdown. An embedded cluster
-      has nothing to autoscale, so its monitor (a child of this process; none on a
-      cluster this process joined) is killed first, and Ray finds it gone.
-    """
-    ray = sys.modules.get("ray")
-    if ray is None or not ray.is_initialized():
-        return
-    for pid in ray_processes(os.getpid()):
-        if MONITOR_SCRIPT in command_line(pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-    ray.shutdown()
 
 
 def _driver_messages_to_stderr() -> None:

@@ -42,12 +42,11 @@ def test_a_command_that_fails_keeps_its_exit_status_and_message(tmp_path: Path):
 ON_RAY_CODE = """
 import os, sys
 import ray
-from pipeline.execution import cluster
-from pipeline.execution.ray_reaper import command_line, ray_processes
+from pipeline.execution.ray_reaper import MONITOR_SCRIPT, command_line, ray_processes
 shutdown = ray.shutdown
 def watched(*args, **kwargs):
     mine = [command_line(p) for p in ray_processes(os.getpid())]
-    print("monitor alive at shutdown", any(cluster.MONITOR_SCRIPT in c for c in mine))
+    print("monitor alive at shutdown", any(MONITOR_SCRIPT in c for c in mine))
     return shutdown(*args, **kwargs)
 ray.shutdown = watched
 sys.argv = ["roleforge", *sys.argv[1:]]
