@@ -77,17 +77,17 @@ hash read back from the page cache), so on two cores its wall is bound by its to
 change the manifest format and every content id.
 """,
     "memory_ratio_10x": """
-Where the peak is (the memory table's per-role line, sampled with the tree's peak): at 1x
-the record pass runs in the driver (500 records or fewer, `execution.in_process_records`)
-and only the shard task runs on Ray, in one worker; the other worker stays at its start-up
-size (~80 MB) because it never imports the op libraries. At 10x the record pass and the
-shards run in both Ray workers, each holding the imported libraries (OpenCV,
-albumentations, SciPy, nlpaug, soundfile, soxr) and its batch in flight: ~300 MB each.
-Ray's daemons (~700 MB RSS here) and the driver (~300 MB) are the same at both sizes. So
-the growth is one more busy worker, not memory that grows with the records: at 10x each
-worker holds what the one worker of 1x holds. A shard task no longer copies rows (it
-encodes slices of the mapped parts and drops each part batch's pages once written), which
-took ~30-80 MB off the 10x peak in single runs on 2026-12-07 (1.25-1.27 against 1.29).
+Each size runs in a fresh process with its own Ray, as `roleforge run` runs it. Where the
+peak is (the memory table's per-role line, sampled with the tree's peak): at 1x the
+record pass runs in the driver (500 records or fewer, `execution.in_process_records`) and
+only the shard task runs on Ray, in one worker; the other worker stays at its start-up
+size (~80 MB). At 10x the record pass and the shards run in both Ray workers, each
+holding the imported libraries (OpenCV, albumentations, SciPy, nlpaug, soundfile, soxr)
+and its batch in flight: ~300 MB each, while the driver imports none of them. Ray's
+daemons (~600 MB RSS here) are the same at both sizes. So the growth is one more busy
+worker, not memory that grows with the records. `memory_ratio_10x_one_process` runs both
+jobs in one process, 1x first, as this figure was measured until 2026-12-07: there the
+10x job's driver still holds what the 1x job's in-process pass imported.
 """,
     "driver_ms_per_record": """
 The issue's target is the driver's CPU per record at the largest size
