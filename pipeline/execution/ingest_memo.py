@@ -35,6 +35,7 @@ from pipeline.readers.encoding import UTF8, sniff_encoding
 from pipeline.readers.files import sniff_kind
 from pipeline.record.ids import canonical_json
 from pipeline.record.rejection import QuarantineEntry
+from pipeline.store.parquet import read_parquet
 
 log = logging.getLogger(__name__)
 
@@ -95,9 +96,7 @@ class IngestMemo:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> IngestMemo:
-        import pyarrow.parquet as pq
-
-        table = pq.read_table(io.BytesIO(data))
+        table = read_parquet(data)
         metadata = table.schema.metadata or {}
         meta = json.loads(metadata[_META_KEY])
         signatures = None

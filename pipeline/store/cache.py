@@ -29,6 +29,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipeline.store.parquet import read_parquet
+
 log = logging.getLogger(__name__)
 
 CACHE_INDEX_SCHEMA = pa.schema(
@@ -85,15 +87,13 @@ class RecordCache:
 
     def _index_files(self) -> list[tuple[str, pa.Table | None]]:
         """Return (path, rows) of every index file, rows None for one that does not read."""
-        import pyarrow.parquet as pq
-
         out = []
         for name in self.fs.listdir(self.index_dir):
             if not name.endswith(".parquet"):
                 continue  # a temp file of a writer that crashed
             path = os.path.join(self.index_dir, name)
             try:
-                table = pq.read_table(io.BytesIO(self.fs.read_bytes(path)))
+                table = read_parquet(self.fs.read_bytes(path))
                 out.append((path, _with_every_column(table)))
             except FileNotFoundError:
                 continue  # removed by a prune since it was listed
@@ -208,15 +208,13 @@ class RecordCache:
     def _dead_memos(self, live_ids: pa.Array, min_age_s: float, now: float) -> list[str]:
         """Return the ingest memos (`ingest/`, pipeline/execution/ingest_memo.py) that
         hold none of `live_ids` and changed at least `min_age_s` ago."""
-        import pyarrow.parquet as pq
-
         dead = []
         for name in self.fs.listdir(self.memo_dir):
             path = os.path.join(self.memo_dir, name)
             if not name.endswith(".parquet") or now - self._mtime(path) < min_age_s:
                 continue
             try:
-                ids = pq.read_table(io.BytesIO(self.fs.read_bytes(path)), columns=["id"])["id"]
+                ids = read_parquet(self.fs.read_bytes(path), columns=["id"])["id"]
             except (OSError, KeyError, pa.ArrowException):
                 dead.append(path)  # unreadable: the next run reads its file whole anyway
                 continue

@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 
 from pipeline.record.ids import canonical_json, media_digests
 from pipeline.record.schema import MEDIA_TYPE
+from pipeline.store.parquet import read_parquet
 from pipeline.store.shards import read_shard_batches
 
 if TYPE_CHECKING:
@@ -95,10 +96,8 @@ def write_row_digests(folder: str, shard_path: str, rows: pa.Table, fs: Any) -> 
 
 def read_row_digests(path: str, fs: Any) -> pa.Table:
     """Return a sidecar's (id, row_sha256) rows, in shard order."""
-    import pyarrow.parquet as pq
-
     with fs.open_input(path) as source:
-        return pq.read_table(source)
+        return read_parquet(source)
 
 
 class RowDigestsMismatch(ValueError):
@@ -108,12 +107,10 @@ class RowDigestsMismatch(ValueError):
 def read_checked_row_digests(path: str, sha256: str, fs: Any) -> pa.Table:
     """Return a sidecar's (id, row_sha256) rows, read once and checked against `sha256` (its
     manifest entry's); raise RowDigestsMismatch where they differ."""
-    import pyarrow.parquet as pq
-
     data = fs.read_bytes(path)
     if hashlib.sha256(data).hexdigest() != sha256:
         raise RowDigestsMismatch(f"{path}: row digests do not match the manifest")
-    return pq.read_table(pa.BufferReader(data))
+    return read_parquet(data)
 
 
 def shard_row_digests(path: str, fs: Any) -> pa.Table:

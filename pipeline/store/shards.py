@@ -16,6 +16,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from pipeline.store.parquet import read_parquet
+
 FORMATS = ("parquet", "arrow")
 DEFAULT_FORMAT = "parquet"
 EXTENSIONS = {"arrow": "arrow", "parquet": "parquet"}
@@ -83,10 +85,8 @@ def read_shard(path: str, fs: Any = None) -> pa.Table:
     """Return a whole shard as a table (memory-mapped locally: the media are not copied;
     read whole from an object store `fs`)."""
     if shard_format(path) == "parquet":
-        import pyarrow.parquet as pq
-
         if fs is None or fs.is_local:
-            return pq.read_table(path, memory_map=True)
-        return pq.read_table(path, filesystem=fs.arrow)
+            return read_parquet(path, memory_map=True)
+        return read_parquet(path, filesystem=fs.arrow)
     # The table keeps the map (or the file) open for as long as it lives.
     return _ipc_reader(_open(path, fs)).read_all()
