@@ -1,19 +1,20 @@
 """Deterministic shards: each split's records in part order, cut by size, hashed.
 
 The bytes of a shard depend only on its records and the part files they were staged in:
-rows are taken from the parts in (part path, row) order, the order the record pass wrote
-them (an original, then its variants), record batches are cut by a fixed rule on row count
-and row size, the schema carries no timestamps, and nothing is compressed (media gains ~4%
-from zstd). Taking rows in the order they lie, not in id order, lets the writer encode
-them straight from the mapped parts: no copy of any byte into a new order (that gather
-cost as much CPU as the encoding, `benchmarks/results.md`, "Missed: writer_vs_pyarrow").
-How rows fall into shards may then differ between runs of the same records (another
-number of workers, rows reused from the record cache); what they hold does not: each row's
-digest is taken from the rows as they are written and kept in the shard's sidecar
-(`store/row_digest.py`), and the content id is made from those sorted by id, not from the
-files (`manifest.content_id`).
-A split without records gets no shard at all: `datasets` refuses a declared split that
-matches no data, and an empty file says nothing a missing one does not.
+rows are taken from the parts in (part, row) order, parts ordered by the smallest record
+id each holds, rows in the order the record pass wrote them (an original, then its
+variants), record batches are cut by a fixed rule on row count and row size, the schema
+carries no timestamps, and nothing is compressed (media gains ~4% from zstd). Taking
+rows in the order they lie, not in id order, lets the writer encode them straight from
+the mapped parts: no copy of any byte into a new order (that gather cost as much CPU as
+the encoding, `benchmarks/results.md`, "Missed: writer_vs_pyarrow"). How rows fall into
+shards may then differ between runs of the same records (another number of workers, rows
+reused from the record cache); what they hold does not: each row's digest is taken from
+the rows as they are written and kept in the shard's sidecar (`store/row_digest.py`),
+and the content id is made from those sorted by id, not from the files
+(`manifest.content_id`). A split without records gets no shard at all: `datasets`
+refuses a declared split that matches no data, and an empty file says nothing a missing
+one does not.
 """
 
 from __future__ import annotations
@@ -286,7 +287,7 @@ def plan_shards(
     index: pa.Table, fmt: str, shard_size: int, ids_checked: bool = False
 ) -> list[ShardPlan]:
     """Return the shards of `index`: per split, rows in (part, row) order and cut by size
-    (the part numbers follow the parts' paths, `execution.plan.writer_index`). Raise
+    (parts numbered by the smallest record id each holds, `execution.plan.writer_index`). Raise
     ShardIntegrityError for a repeated id (unless the caller has `check_unique_ids` over
     these rows or more already: `ids_checked`) or an unknown split. A split without
     records gets no shard."""

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pyarrow as pa
 
 from pipeline.execution.cluster import MAX_TASKS_PER_CPU, slice_rows
-from pipeline.execution.plan import exact_duplicates, regrouped
+from pipeline.execution.passes import ROWS_SCHEMA
+from pipeline.execution.plan import exact_duplicates, regrouped, writer_index
 from pipeline.recipe import SplitConfig
 from pipeline.stages.split import SplitStage
 
@@ -66,3 +67,21 @@ def test_a_big_pass_takes_bigger_tasks_not_more_of_them() -> None:
     assert slice_rows(400, cpus=2, max_rows=16) == 16  # small passes: unchanged
     per_task = slice_rows(100_000, cpus=2, max_rows=16)
     assert -(-100_000 // per_task) <= 2 * MAX_TASKS_PER_CPU
+
+
+def test_the_writer_numbers_parts_by_their_smallest_record_id_not_their_names() -> None:
+    # Part names are hashes that move with the code version; the ids in them do not.
+    rows = pa.Table.from_pylist(
+        [
+            {"split": "train", "id": "m", "part": "a.arrow", "row": 0, "nbytes": 1},
+            {"split": "train", "id": "b", "part": "z.arrow", "row": 0, "nbytes": 1},
+            {"split": "train", "id": "k", "part": "a.arrow", "row": 1, "nbytes": 1},
+            {"split": "test", "id": "x", "part": "c.arrow", "row": 0, "nbytes": 1},
+        ],
+        schema=ROWS_SCHEMA,
+    )
+    index, paths = writer_index(rows)
+    assert paths == ["z.arrow", "a.arrow", "c.arrow"]  # smallest ids b, k, x
+    assert index["part"].to_pylist() == [1, 0, 1, 2]
+    renamed = rows.set_column(3, "part", pa.array(["q.arrow", "p.arrow", "q.arrow", "o.arrow"]))
+    assert writer_index(renamed)[0].equals(index)
