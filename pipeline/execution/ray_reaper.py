@@ -52,7 +52,9 @@ def _children(parents: set[int]) -> dict[int, str]:
 
 def ray_processes(driver: int) -> dict[int, str]:
     """Return {pid: start time} of the Ray processes `driver` started (its children that
-    run Ray's binaries or scripts)."""
+    run Ray's binaries or scripts); none off Linux (no /proc to walk)."""
+    if not os.path.isdir(_PROC):
+        return {}
     return {
         pid: start
         for pid, start in _children({driver}).items()
@@ -62,7 +64,7 @@ def ray_processes(driver: int) -> dict[int, str]:
 
 def watch_driver() -> subprocess.Popen[bytes] | None:
     """Start the reaper for this process's Ray children; return it (None off Linux)."""
-    roots = ray_processes(os.getpid()) if os.path.isdir(_PROC) else {}
+    roots = ray_processes(os.getpid())
     if not roots:
         return None
     # The whole tree as it is now: the driver may die before the reaper first looks.
@@ -145,7 +147,8 @@ def stop_ray() -> None:
       autoscaler's monitor, whose SIGTERM handler then reports its own death to the gone
       GCS and never exits: Ray kills it after 1 s, on every shutdown. An embedded cluster
       has nothing to autoscale, so its monitor (a child of this process; none on a
-      cluster this process joined) is killed first, and Ray finds it gone.
+      cluster this process joined) is killed first, and Ray finds it gone. Off Linux
+      (no /proc) the monitor is not found, and Ray stops it its own way.
     """
     ray = sys.modules.get("ray")
     if ray is None or not ray.is_initialized():

@@ -287,9 +287,9 @@ def plan_shards(
     index: pa.Table, fmt: str, shard_size: int, ids_checked: bool = False
 ) -> list[ShardPlan]:
     """Return the shards of `index`: per split, rows in (part, row) order and cut by size
-    (parts numbered by the smallest record id each holds, `execution.plan.writer_index`). Raise
-    ShardIntegrityError for a repeated id (unless the caller has `check_unique_ids` over
-    these rows or more already: `ids_checked`) or an unknown split. A split without
+    (parts numbered by the smallest record id each holds, `execution.plan.writer_index`).
+    Raise ShardIntegrityError for a repeated id (unless the caller has `check_unique_ids`
+    over these rows or more already: `ids_checked`) or an unknown split. A split without
     records gets no shard."""
     if not ids_checked:
         check_unique_ids(index)

@@ -109,3 +109,12 @@ def test_reap_leaves_nothing_of_a_tree_that_forks_while_it_is_killed() -> None:
         parent.kill()
         for pid in _marked(marker):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_without_proc_no_ray_process_is_found_and_nothing_is_watched(monkeypatch) -> None:
+    # Off Linux: `stop_ray` (every command's end) and `watch_driver` must not fail.
+    from pipeline.execution import ray_reaper
+
+    monkeypatch.setattr(ray_reaper, "_PROC", "/no-such-proc")
+    assert ray_reaper.ray_processes(os.getpid()) == {}
+    assert ray_reaper.watch_driver() is None
