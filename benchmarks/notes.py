@@ -50,6 +50,16 @@ encode + two sha256 passes. A lead of 1.3x over a tool that does less per record
 pass's CPU per record below the loop's, which the efficiency analysis says it is not. At
 2,000 records see `results-alt-2000.md`. On 2 cores a job's wall is close to
 (own + others' CPU) / 2, so read the `cpu_s` and `others cpu_s` columns before the ratio.
+
+**Idle cores are not what is left.** Four warm 400-record jobs on 2026-12-07 (19:55, CPU by
+process and stage from psutil, idle from `/proc/stat` every 20 ms) took 3.27-3.75 s and
+6.1-6.9 CPU-seconds: Ray workers 5.8-6.4 (ingest 0.32-0.54, record pass 4.85-5.40, write
+0.55-0.92), driver 0.21-0.26, Ray's daemons 0.15-0.24. The cores stood idle for 0.28-0.59
+CPU-seconds in all: mostly in the write (0.08-0.28: 400 records make one shard, one task,
+whose four threads do not fill two cores), then the pass's last task (0.04-0.13) and the
+ingest (0.02-0.12). With no idle time at all those jobs would still take 3.05-3.45 s;
+1.3x the `datasets` wall (3.5-3.7 s in this run's table) needs 2.7-2.8 s, so at most
+5.4-5.6 CPU-seconds per job: ~1 CPU-second, ~15%, below what the stage spends now.
 """,
     "vs_naive_ray_data": """
 The "naive" chain is not naive-slow on Ray 2.60: `read_json` of one jsonl file is split
