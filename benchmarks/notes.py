@@ -34,7 +34,7 @@ sha256 `record_seed` per modality and copy), and ~0.7 spread over Python bookkee
 RNG states around the ops, the protect/segment pass around nlpaug, the limits check).
 
 **Sampled instead of traced** (py-spy at 200 Hz over `record_pass --records 200 --reps 3`,
-2026-12-07 20:10, pass 11.03 against loop 9.36 ms per record; each sample counted under the
+2026-12-07 20:03, pass 11.03 against loop 9.36 ms per record; each sample counted under the
 last frame of our code and the library call it made): the libraries take 9.03 ms per record
 of the pass, the loop's whole CPU: FLAC encoding 2.93, SpeedPerturb's soxr 1.42,
 albumentations 1.18, AddGaussianNoise's `randn` 1.12, JPEG decode 0.89 and encode 0.52,
@@ -61,15 +61,17 @@ pass's CPU per record below the loop's, which the efficiency analysis says it is
 2,000 records see `results-alt-2000.md`. On 2 cores a job's wall is close to
 (own + others' CPU) / 2, so read the `cpu_s` and `others cpu_s` columns before the ratio.
 
-**Idle cores are not what is left.** Four warm 400-record jobs on 2026-12-07 (19:55, CPU by
+**Idle cores are not what is left.** Four warm 400-record jobs on 2026-12-07 (19:34, CPU by
 process and stage from psutil, idle from `/proc/stat` every 20 ms) took 3.27-3.75 s and
 6.1-6.9 CPU-seconds: Ray workers 5.8-6.4 (ingest 0.32-0.54, record pass 4.85-5.40, write
 0.55-0.92), driver 0.21-0.26, Ray's daemons 0.15-0.24. The cores stood idle for 0.28-0.59
 CPU-seconds in all: mostly in the write (0.08-0.28: 400 records make one shard, one task,
 whose four threads do not fill two cores), then the pass's last task (0.04-0.13) and the
-ingest (0.02-0.12). With no idle time at all those jobs would still take 3.05-3.45 s;
-1.3x the `datasets` wall (3.5-3.7 s in this run's table) needs 2.7-2.8 s, so at most
-5.4-5.6 CPU-seconds per job: ~1 CPU-second, ~15%, below what the stage spends now.
+ingest (0.02-0.12). With no idle time at all those jobs would still take 3.05-3.45 s. In
+the `make bench` run that followed (19:36), the fastest repetition had ours at 2.88 s on
+5.21 CPU-seconds beside `datasets` at 3.12 s: 1.3x needs 2.40 s, which two busy cores reach
+only below 4.8 CPU-seconds, ~8% less CPU than that job spent with no core ever idle, ~17%
+less at its own share of idle time.
 """,
     "vs_naive_ray_data": """
 The "naive" chain is not naive-slow on Ray 2.60: `read_json` of one jsonl file is split
