@@ -36,7 +36,7 @@ RNG states around the ops, the protect/segment pass around nlpaug, the limits ch
 **Sampled instead of traced** (py-spy at 200 Hz over `record_pass --records 200 --reps 3`,
 2026-12-07 20:03, pass 11.03 against loop 9.36 ms per record; each sample counted under the
 last frame of our code and the library call it made): the libraries take 9.03 ms per record
-of the pass, the loop's whole CPU: FLAC encoding 2.93, SpeedPerturb's soxr 1.42,
+of the pass, about the loop's whole CPU (9.36): FLAC encoding 2.93, SpeedPerturb's soxr 1.42,
 albumentations 1.18, AddGaussianNoise's `randn` 1.12, JPEG decode 0.89 and encode 0.52,
 nlpaug 0.71, audio decode 0.18. Ours is the other ~2.0 (18%): seeding and RNG state 0.36,
 the part write 0.21, ids and canonical JSON 0.19, the protect/segment pass 0.18, variants to
@@ -64,10 +64,10 @@ pass's CPU per record below the loop's, which the efficiency analysis says it is
 **Idle cores are not what is left.** Four warm 400-record jobs on 2026-12-07 (19:34, CPU by
 process and stage from psutil, idle from `/proc/stat` every 20 ms) took 3.27-3.75 s and
 6.1-6.9 CPU-seconds: Ray workers 5.8-6.4 (ingest 0.32-0.54, record pass 4.85-5.40, write
-0.55-0.92), driver 0.21-0.26, Ray's daemons 0.15-0.24. The cores stood idle for 0.28-0.59
+0.55-0.92), driver 0.21-0.26, Ray's daemons 0.15-0.25. The cores stood idle for 0.28-0.59
 CPU-seconds in all: mostly in the write (0.08-0.28: 400 records make one shard, one task,
 whose four threads do not fill two cores), then the pass's last task (0.04-0.13) and the
-ingest (0.02-0.12). With no idle time at all those jobs would still take 3.05-3.45 s. In
+ingest (0.02-0.12). With no idle time at all those jobs would still take 3.07-3.46 s. In
 the `make bench` run that followed (19:36), the fastest repetition had ours at 2.88 s on
 5.21 CPU-seconds beside `datasets` at 3.12 s: 1.3x needs 2.40 s, which two busy cores reach
 only below 4.8 CPU-seconds, ~8% less CPU than that job spent with no core ever idle, ~17%
