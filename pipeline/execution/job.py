@@ -610,10 +610,13 @@ class DataJob:
         if reusable:
             taken = pa.concat_tables([r.rows for r in reusable])["id"]
             index = index.filter(pc.invert(pc.is_in(index["id"], value_set=taken)))
+        self.tasks.choose(index.num_rows)
         names, plans = numbered(
             # `index` is a subset of the rows whose ids were checked above.
             reusable,
-            plan_shards(index, writer.fmt, writer.shard_size, ids_checked=True),
+            plan_shards(
+                index, writer.fmt, writer.shard_size, ids_checked=True, cpus=self.tasks.cpus()
+            ),
             writer.fmt,
         )
         # The media near-duplicates planned after the pass reach the rows as they are written.
@@ -626,7 +629,6 @@ class DataJob:
             for r, name in zip(reusable, names, strict=True)
         ]
         self.progress.advance("write", sum(s.entry.rows for s in linked))
-        self.tasks.choose(index.num_rows)
         shared = self.tasks.share(writer)
         calls = [(*localized(plan, paths), shared) for plan in plans]
         resources = StageResources.for_stage(self.recipe.execution, "write")

@@ -48,6 +48,11 @@ def _shard_hashes(result: RunResult) -> list[str]:
     return [s.sha256 for s in manifest.shards]
 
 
+def _shard_paths(result: RunResult) -> list[str]:
+    manifest = Store(str(Path(result.path).parents[2]), result.name).manifest(result.version)
+    return [s.path for s in manifest.shards]
+
+
 def test_content_id_is_the_same_with_one_or_two_workers_any_shard_size_and_another_seed_changes_it(
     corpus: Path, serial: RunResult
 ) -> None:
@@ -70,6 +75,26 @@ def test_content_id_is_the_same_with_one_or_two_workers_any_shard_size_and_anoth
     assert verify_version(Store(str(Path(cut.path).parents[2]), cut.name), cut.version).ok
     reseeded = _run(corpus, "reseeded", seed=8)
     assert reseeded.content_id != serial.content_id
+
+
+def test_on_two_cpus_the_train_split_is_written_as_two_shards_with_the_same_content_id(
+    corpus: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The corpus is KBs; with the floor at a byte, a split as big as it gets shards for its
+    # share of the 2 CPUs, as a 195 MB split does with the real floor.
+    monkeypatch.setattr("pipeline.store.writer.MIN_PARALLEL_SHARD_BYTES", 1)
+    every_record_trains = {"validation": 0, "test": 0}
+    in_process = _run(corpus, "one-cpu", split=every_record_trains)
+    on_ray = _run(
+        corpus, "two-cpus", split=every_record_trains, execution={"in_process_records": 0}
+    )
+    assert [Path(s).name for s in _shard_paths(in_process)] == ["train-00000-of-00001.parquet"]
+    assert [Path(s).name for s in _shard_paths(on_ray)] == [
+        "train-00000-of-00002.parquet",
+        "train-00001-of-00002.parquet",
+    ]
+    assert on_ray.content_id == in_process.content_id
+    assert verify_version(Store(str(Path(on_ray.path).parents[2]), on_ray.name), 1).ok
 
 
 def test_stage_counts_add_up_and_name_duplicates_and_quarantined_records(

@@ -19,10 +19,13 @@ from pipeline.store.manifest import schema_sha256
 from pipeline.store.row_digest import read_row_digests, row_digests
 from pipeline.store.shards import read_shard, read_shard_batches
 from pipeline.store.writer import (
+    INDEX_SCHEMA,
+    MIN_PARALLEL_SHARD_BYTES,
     ShardIntegrityError,
     ShardWriter,
     _made_ahead,
     check_invariants,
+    even_cuts,
     plan_cuts,
     plan_shards,
 )
@@ -237,6 +240,59 @@ def test_plan_cuts_never_exceeds_the_limit_unless_one_row_alone_does() -> None:
     assert plan_cuts(np.array([4, 4, 4, 9, 1]), 8) == [(0, 2), (2, 3), (3, 4), (4, 5)]
     assert plan_cuts(np.array([1] * 5), 100, max_rows=2) == [(0, 2), (2, 4), (4, 5)]
     assert plan_cuts(np.array([], dtype=int), 8) == []
+
+
+def _index(sizes_by_split: dict[str, list[int]]) -> pa.Table:
+    """Return INDEX_SCHEMA rows with these row sizes per split, in one part, in order."""
+    rows = [(split, size) for split, sizes in sizes_by_split.items() for size in sizes]
+    return pa.table(
+        {
+            "split": [split for split, _ in rows],
+            "id": [f"r{i:03d}" for i in range(len(rows))],
+            "part": pa.array([0] * len(rows), pa.int32()),
+            "row": pa.array(range(len(rows)), pa.int64()),
+            "nbytes": pa.array([size for _, size in rows], pa.int64()),
+        },
+        schema=INDEX_SCHEMA,
+    )
+
+
+def _shard_rows(plans) -> list[tuple[str, int]]:
+    return [(p.name, p.rows.num_rows) for p in plans]
+
+
+MIB = 1 << 20
+
+
+def test_on_several_cpus_a_split_gets_even_shards_for_its_share_of_them() -> None:
+    index = _index({"train": [10 * MIB] * 10, "validation": [4 * MIB]})
+    assert _shard_rows(plan_shards(index, "arrow", 256 * MIB, cpus=2)) == [
+        ("train-00000-of-00002.arrow", 5),
+        ("train-00001-of-00002.arrow", 5),
+        ("validation-00000-of-00001.arrow", 1),
+    ]
+    assert _shard_rows(plan_shards(index, "arrow", 256 * MIB)) == [
+        ("train-00000-of-00001.arrow", 10),
+        ("validation-00000-of-00001.arrow", 1),
+    ]
+
+
+def test_cpus_never_make_a_shard_smaller_than_the_floor_nor_override_the_size_limit() -> None:
+    small = _index({"train": [MIN_PARALLEL_SHARD_BYTES // 4] * 7})  # 1.75 floors in all
+    assert len(plan_shards(small, "arrow", 256 * MIB, cpus=8)) == 1
+    # The size limit already gives 4 shards of at most 30 MiB; 2 CPUs ask for fewer.
+    cut = _index({"train": [10 * MIB] * 10})
+    assert _shard_rows(plan_shards(cut, "arrow", 30 * MIB, cpus=2)) == [
+        (f"train-0000{i}-of-00004.arrow", n) for i, n in enumerate([3, 3, 3, 1])
+    ]
+
+
+def test_even_cuts_end_each_range_at_the_row_that_reaches_its_share_of_the_bytes() -> None:
+    assert even_cuts(np.array([10] * 4), 2) == [(0, 2), (2, 4)]
+    assert even_cuts(np.array([50, 1, 1, 1, 47]), 2) == [(0, 1), (1, 5)]
+    # One row holds most of the bytes: fewer ranges than asked, never an empty one.
+    assert even_cuts(np.array([1, 1, 1, 97]), 2) == [(0, 4)]
+    assert even_cuts(np.array([5]), 3) == [(0, 1)]
 
 
 def test_a_split_without_records_gets_no_shard(tmp_path: Path) -> None:
