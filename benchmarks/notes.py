@@ -107,15 +107,19 @@ and 899 MB/s, so the figure read 1.156 at 19:36 and 0.646 at 20:33; bare without
     "memory_ratio_10x": """
 Each size runs in a fresh process with its own Ray, as `roleforge run` runs it. Where the
 peak is (the memory table's per-role line, sampled with the tree's peak): at 1x the
-record pass runs in the driver (500 records or fewer, `execution.in_process_records`) and
-only the shard task runs on Ray, in one worker; the other worker stays at its start-up
-size (~80 MB). At 10x the record pass and the shards run in both Ray workers, each
-holding the imported libraries (OpenCV, albumentations, SciPy, nlpaug, soundfile, soxr)
-and its batch in flight: ~300 MB each, while the driver imports none of them. Ray's
-daemons (~600 MB RSS here) are the same at both sizes. So the growth is one more busy
-worker, not memory that grows with the records. `memory_ratio_10x_one_process` runs both
-jobs in one process, 1x first, as this figure was measured until 2026-12-07: there the
-10x job's driver still holds what the 1x job's in-process pass imported.
+record pass runs in the driver (500 records or fewer, `execution.in_process_records`), which
+imports the op libraries (~310 MB at the peak), and only the shards are written on Ray: two
+shard tasks since 2026-12-07 (a split gets shards for its share of the CPUs), ~445 MB for
+the two workers, which import no op library. At 10x the record pass and the shards run in
+both Ray workers, each holding the op libraries (OpenCV, albumentations, SciPy, nlpaug,
+soundfile, soxr) and its batch in flight: ~595 MB for the two, while the driver imports
+none of them (~255 MB). Ray's daemons (~600 MB RSS here) are the same at both sizes. So
+the growth is the op libraries moving from the driver into both workers, not memory that
+grows with the records. Before the write was split, one worker stayed at its start-up size
+at 1x (1,239-1,354 MB peaks then, ratio 1.169-1.176; 1,333-1,349 MB and 1.078 with it, at
+20:33). `memory_ratio_10x_one_process` runs both jobs in one process, 1x first, as this
+figure was measured until 2026-12-07: there the 10x job's driver still holds what the 1x
+job's in-process pass imported.
 """,
     "driver_ms_per_record": """
 The issue's target is the driver's CPU per record at the largest size
