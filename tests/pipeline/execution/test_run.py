@@ -43,14 +43,13 @@ def serial(corpus: Path) -> RunResult:
     return _run(corpus, "serial", execution={"batch_size": 2, "concurrency": 1})
 
 
+def _shards(result: RunResult) -> list[Any]:
+    manifest = Store(str(Path(result.path).parents[2]), result.name).manifest(result.version)
+    return manifest.shards
+
+
 def _shard_hashes(result: RunResult) -> list[str]:
-    manifest = Store(str(Path(result.path).parents[2]), result.name).manifest(result.version)
-    return [s.sha256 for s in manifest.shards]
-
-
-def _shard_paths(result: RunResult) -> list[str]:
-    manifest = Store(str(Path(result.path).parents[2]), result.name).manifest(result.version)
-    return [s.path for s in manifest.shards]
+    return [s.sha256 for s in _shards(result)]
 
 
 def test_content_id_is_the_same_with_one_or_two_workers_any_shard_size_and_another_seed_changes_it(
@@ -88,8 +87,8 @@ def test_on_two_cpus_the_train_split_is_written_as_two_shards_with_the_same_cont
     on_ray = _run(
         corpus, "two-cpus", split=every_record_trains, execution={"in_process_records": 0}
     )
-    assert [Path(s).name for s in _shard_paths(in_process)] == ["train-00000-of-00001.parquet"]
-    assert [Path(s).name for s in _shard_paths(on_ray)] == [
+    assert [s.path for s in _shards(in_process)] == ["train-00000-of-00001.parquet"]
+    assert [s.path for s in _shards(on_ray)] == [
         "train-00000-of-00002.parquet",
         "train-00001-of-00002.parquet",
     ]
