@@ -58,7 +58,7 @@ def ray_processes(driver: int) -> dict[int, str]:
     return {
         pid: start
         for pid, start in _children({driver}).items()
-        if "/ray/" in command_line(pid) or command_line(pid).startswith("ray::")
+        if "/ray/" in (cmd := command_line(pid)) or cmd.startswith("ray::")
     }
 
 
